@@ -1,0 +1,106 @@
+// Decides, without writing anything, which iptables variant and which address families to program. The choice
+// functions are pure; probeHost is the thin part that reads /proc and, only when needed, the saved tables.
+
+import { EnvironmentError } from '../errors.js'
+import { isOwnedChain } from '../plan/owned.js'
+import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
+import type { Exec } from './exec.js'
+import type { Variant } from './iptables.js'
+
+export interface HostFs {
+  readFile(path: string): Promise<string | undefined>
+  readDir(path: string): Promise<string[]>
+}
+
+export interface SavedTables {
+  readonly rules: number
+  readonly ours: boolean
+}
+
+export interface VariantFacts {
+  /** Tables iptables-legacy has created in this namespace (from /proc/net/ip{,6}_tables_names). */
+  readonly legacyTables: readonly string[]
+  readonly nft?: SavedTables
+  readonly legacy?: SavedTables
+}
+
+export interface Decision<T> {
+  readonly value: T
+  readonly reason: string
+}
+
+/** chooseVariant picks the variant the namespace already uses, so our rules sit beside the others. Pure. */
+export const chooseVariant = (choice: BackendChoice, facts: VariantFacts): Decision<Variant> => {
+  if (choice !== 'auto') return { value: choice === 'iptables-nft' ? 'nft' : 'legacy', reason: 'set by ISTIO_BACKEND' }
+  if (facts.legacyTables.length === 0) {
+    return { value: 'nft', reason: 'no iptables-legacy tables in this namespace; nf_tables is the default' }
+  }
+  const nft = facts.nft ?? { rules: 0, ours: false }
+  const legacy = facts.legacy ?? { rules: 0, ours: false }
+  if (nft.ours !== legacy.ours) {
+    return { value: nft.ours ? 'nft' : 'legacy', reason: `our rules are already in iptables-${nft.ours ? 'nft' : 'legacy'}` }
+  }
+  const counts = `${legacy.rules} legacy rules vs ${nft.rules} nf_tables rules`
+  return legacy.rules > nft.rules
+    ? { value: 'legacy', reason: `this namespace uses iptables-legacy (${counts})` }
+    : { value: 'nft', reason: `nf_tables holds as many rules or more (${counts})` }
+}
+
+/** Counts rules and user chains in iptables-save text; notes whether any of ours are there. Pure. */
+export const summarizeSave = (text: string): SavedTables => {
+  const lines = text.split('\n')
+  const chains = lines.filter(l => l.startsWith(':') && !/^:[A-Z]+ (ACCEPT|DROP)/.test(l))
+  const rules = lines.filter(l => l.startsWith('-A '))
+  return { rules: rules.length + chains.length, ours: chains.some(l => isOwnedChain(l.slice(1))) }
+}
+
+export interface Ipv6Facts {
+  /** Per interface, whether IPv6 is enabled on it; absent when the kernel has no IPv6 at all. */
+  readonly interfaces?: Readonly<Record<string, boolean>>
+}
+
+/** chooseFamilies: IPv6 counts as on if any interface has it, not just the first. Pure; throws EnvironmentError. */
+export const chooseFamilies = (mode: Ipv6Mode, facts: Ipv6Facts): Decision<Family[]> => {
+  if (mode === 'false') return { value: ['ipv4'], reason: 'IPv6 left alone (ISTIO_IPV6=false)' }
+  const on = Object.entries(facts.interfaces ?? {})
+    .filter(([, enabled]) => enabled)
+    .map(([name]) => name)
+  if (on.length > 0) return { value: ['ipv4', 'ipv6'], reason: `IPv6 is enabled on ${on.join(', ')}` }
+  const why = facts.interfaces ? 'IPv6 is disabled on every interface' : 'the kernel has no IPv6'
+  if (mode === 'true') throw new EnvironmentError(`ISTIO_IPV6=true but ${why} in this namespace`)
+  return { value: ['ipv4'], reason: why }
+}
+
+export interface HostFacts {
+  readonly variant: Decision<Variant>
+  readonly families: Decision<Family[]>
+  /** iptables-save text already read while deciding, by variant, so it is not read twice. */
+  readonly ipv4Saved: Partial<Record<Variant, string>>
+}
+
+const SAVE: Record<Variant, string> = { nft: 'iptables-nft-save', legacy: 'iptables-legacy-save' }
+
+const readIpv6 = async (fs: HostFs): Promise<Ipv6Facts> => {
+  const names = (await fs.readDir('/proc/sys/net/ipv6/conf')).filter(n => n !== 'all' && n !== 'default')
+  if (names.length === 0) return {}
+  const flags = await Promise.all(names.map(n => fs.readFile(`/proc/sys/net/ipv6/conf/${n}/disable_ipv6`)))
+  return { interfaces: Object.fromEntries(names.map((n, i) => [n, flags[i]?.trim() === '0'])) }
+}
+
+/** probeHost gathers what the choices need. Reads /proc, and runs -save only when legacy tables exist. */
+export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exec, fs: HostFs): Promise<HostFacts> => {
+  const families = chooseFamilies(ipv6, await readIpv6(fs))
+  const names = await Promise.all(['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names'].map(p => fs.readFile(p)))
+  const legacyTables = names.flatMap(text => (text ?? '').split('\n').filter(Boolean))
+  const ipv4Saved: Partial<Record<Variant, string>> = {}
+  // Only when both variants may hold rules is it worth reading them; -save is never run speculatively on legacy,
+  // because reading a legacy table creates it.
+  if (choice === 'auto' && legacyTables.length > 0) {
+    for (const variant of ['nft', 'legacy'] as const) ipv4Saved[variant] = (await exec(SAVE[variant], [])).stdout
+  }
+  const saved = (v: Variant): SavedTables | undefined => (ipv4Saved[v] === undefined ? undefined : summarizeSave(ipv4Saved[v]))
+  const nft = saved('nft')
+  const legacy = saved('legacy')
+  const variant = chooseVariant(choice, { legacyTables, ...(nft && { nft }), ...(legacy && { legacy }) })
+  return { variant, families, ipv4Saved }
+}

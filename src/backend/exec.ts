@@ -1,0 +1,110 @@
+// The one seam through which the tool starts processes. Everything else receives an Exec, so tests can record
+// what would run, and this is the only file that reads a process's stderr.
+
+import { execa } from 'execa'
+import { EnvironmentError } from '../errors.js'
+
+export interface ExecResult {
+  readonly stdout: string
+  readonly stderr: string
+}
+
+export type Exec = (file: string, args: readonly string[], input?: string) => Promise<ExecResult>
+
+/** A command ran and failed; `line` is the input line it blamed, when it said. */
+export class CommandFailed extends Error {
+  constructor(
+    readonly command: string,
+    readonly stderr: string,
+    readonly line: number | undefined,
+  ) {
+    super(`${command} failed: ${stderr.trim().split('\n')[0] ?? ''}`)
+  }
+}
+
+// iptables-restore says "line N failed", or "Error occurred at line: N" after the reason.
+const blamedLine = (stderr: string): number | undefined => {
+  const found = /line:? (\d+)/.exec(stderr)?.[1]
+  return found === undefined ? undefined : Number(found)
+}
+
+const DENIED = /Permission denied|Operation not permitted|you must be root/i
+
+export const realExec: Exec = async (file, args, input) => {
+  // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
+  const result = await execa(file, args, { input: input ?? '', reject: false, env: { LC_ALL: 'C' }, stripFinalNewline: false })
+  const command = [file, ...args].join(' ')
+  if (result.failed && (result as { code?: string }).code === 'ENOENT') {
+    throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`)
+  }
+  if (result.failed) {
+    if (DENIED.test(result.stderr)) {
+      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${result.stderr.trim()}`)
+    }
+    throw new CommandFailed(command, result.stderr || (result.message ?? ""), blamedLine(result.stderr))
+  }
+  return { stdout: result.stdout, stderr: result.stderr }
+}
+
+export interface Started {
+  readonly pid: number
+  /** Resolves with the first stdout line that `accept` takes; rejects if the process ends or time runs out. */
+  waitForLine(accept: (line: string) => boolean, timeoutMs?: number): Promise<string>
+  readonly lines: readonly string[]
+  stop(): Promise<void>
+}
+
+/** startProcess runs a long-lived child (a listener, a proxy) and collects its stdout lines. */
+export const startProcess = (file: string, args: readonly string[], env?: Readonly<Record<string, string | undefined>>): Started => {
+  const child = execa(file, args, { reject: false, buffer: false, stdin: 'ignore', stderr: 'inherit', ...(env && { env, extendEnv: false }) })
+  const lines: string[] = []
+  const waiters = new Set<() => void>()
+  let ended = false
+  let partial = ''
+  child.stdout?.on('data', (chunk: Buffer) => {
+    const parts = (partial + chunk.toString()).split('\n')
+    partial = parts.pop() ?? ''
+    lines.push(...parts)
+    for (const wake of waiters) wake()
+  })
+  void child.then(() => {
+    ended = true
+    for (const wake of waiters) wake()
+  })
+  return {
+    pid: child.pid ?? -1,
+    lines,
+    waitForLine: (accept, timeoutMs = 5000) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          const found = lines.find(accept)
+          if (found !== undefined) done(() => resolve(found))
+          else if (ended) done(() => reject(new Error(`${file} ended without the expected output; it printed: ${lines.join(' | ')}`)))
+        }
+        const timer = setTimeout(() => done(() => reject(new Error(`${file}: no expected output within ${timeoutMs} ms`))), timeoutMs)
+        const done = (settle: () => void): void => {
+          clearTimeout(timer)
+          waiters.delete(check)
+          settle()
+        }
+        waiters.add(check)
+        check()
+      }),
+    stop: async () => {
+      child.kill('SIGTERM')
+      await child
+    },
+  }
+}
+
+export interface Status {
+  readonly exitCode: number
+  /** stdout and stderr interleaved, as a person would have seen them. */
+  readonly output: string
+}
+
+/** runForStatus runs a command to its end and reports how it went instead of throwing. */
+export const runForStatus = async (file: string, args: readonly string[], env?: Readonly<Record<string, string | undefined>>): Promise<Status> => {
+  const result = await execa(file, args, { reject: false, all: true, stdin: 'ignore', ...(env && { env, extendEnv: false }) })
+  return { exitCode: result.exitCode ?? 128, output: result.all ?? '' }
+}

@@ -1,0 +1,6 @@
+// The process entry the bundle starts from; kept apart from main.ts so tests can import run() without running it.
+
+import { realIo } from './io.js'
+import { run } from './main.js'
+
+process.exitCode = await run(process.argv.slice(2), process.env, realIo())

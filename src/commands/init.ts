@@ -1,0 +1,49 @@
+// init: plan, apply, verify, report. The order is the contract: nothing is written before every setting is valid
+// and the host has been probed, and success is only reported once the kernel's rules read back exactly.
+
+import { applyFamilies } from '../backend/apply.js'
+import { VerifyError } from '../errors.js'
+import type { Io } from '../io.js'
+import type { Logger } from '../log.js'
+import { formatSettings } from '../settings/format.js'
+import type { Settings } from '../settings/types.js'
+import { describeDrift, readBackDrift } from '../verify/read-back.js'
+import { describeBackend, describeFamilies, prepare, withLock } from './prepare.js'
+
+const round = (ms: number): number => Math.round(ms * 10) / 10
+
+const ruleCount = (chains: ReadonlyMap<string, readonly string[]>): number =>
+  [...chains.values()].reduce((sum, rules) => sum + rules.length, 0)
+
+export const runInit = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
+  const timings: Record<string, number> = {}
+  const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
+    const start = io.now()
+    const result = await work()
+    timings[`${phase}Ms`] = round(io.now() - start)
+    return result
+  }
+  const started = io.now()
+  const { prepared, outcomes, drifts } = await withLock(io, async () => {
+    const prepared = await timed('probe', () => prepare(settings, io))
+    const { backend, targets, facts } = prepared
+    const outcomes = await timed('apply', () => applyFamilies(backend, targets, facts.ipv4Saved[facts.variant.value]))
+    const drifts = await timed('read-back', () => readBackDrift(backend, targets))
+    return { prepared, outcomes, drifts }
+  })
+  const drift = describeDrift(drifts)
+  if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan', drift)
+  const applied = prepared.targets.map((t, i) => {
+    const state = outcomes[i]?.changed ? 'applied' : 'already in place, left untouched'
+    return `${t.family}: ${ruleCount(t.desired.chains)} rules in ${[...t.desired.chains.keys()].join(', ')}, ${state}`
+  })
+  timings['totalMs'] = round(io.now() - started)
+  logger.report('init', `sidecar-redirect init: ok in ${timings['totalMs']} ms`, {
+    settings: formatSettings(settings),
+    backend: describeBackend(prepared),
+    families: describeFamilies(prepared),
+    applied,
+    verified: drifts.map(d => `${d.family}: read back exactly as planned`),
+    timings,
+  })
+}

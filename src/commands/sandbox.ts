@@ -1,0 +1,125 @@
+// Throwaway network namespaces for the demo and the tests: a "pod" and a "remote" host on a veth, using test
+// addresses (198.18.0.0/15, 2001:db8::/32) so nothing can leave the machine. Names are unique per process, and
+// destroy() deletes everything, including the veth (it goes with its namespace).
+
+import { randomBytes } from 'node:crypto'
+import { runForStatus, startProcess, type Exec, type ExecResult, type Started, type Status } from '../backend/exec.js'
+import { EnvironmentError } from '../errors.js'
+
+export type Where = 'pod' | 'remote'
+
+export interface SandboxAddresses {
+  readonly pod: string
+  readonly remote: string
+  readonly pod6?: string
+  readonly remote6?: string
+}
+
+export interface Programs {
+  /** The bundled CLI and the traffic peer, as files node can run. */
+  readonly cli: string
+  readonly peer: string
+}
+
+/** What the listener that took a connection said about it (see peer.ts). */
+export interface Answer {
+  readonly label: string
+  readonly local: string
+  readonly from: string
+  readonly originalDst: { readonly address: string; readonly port: number } | null
+}
+
+export interface Reply {
+  readonly ok: boolean
+  readonly reply?: Answer
+  readonly error?: string
+}
+
+export interface ConnectOptions {
+  readonly uid?: number
+  readonly from?: string
+}
+
+export interface Sandbox {
+  readonly podNs: string
+  readonly remoteNs: string
+  /** Runs a command inside a namespace and returns its output, or throws on failure. */
+  exec(where: Where, file: string, args: readonly string[], input?: string): Promise<ExecResult>
+  /** Runs a command inside a namespace and returns its exit code and output, whatever happened. */
+  tryExec(where: Where, file: string, args: readonly string[], env?: Record<string, string>): Promise<Status>
+  serve(where: Where, specs: readonly string[]): Promise<Started>
+  connect(where: Where, host: string, port: number, options?: ConnectOptions): Promise<Reply>
+  runInit(env: Record<string, string>, args?: readonly string[]): Promise<Status>
+  destroy(): Promise<void>
+}
+
+const inNamespace = (ns: string, file: string, args: readonly string[]): [string, string[]] => ['nsenter', [`--net=/run/netns/${ns}`, file, ...args]]
+
+const cleanEnv = (): Record<string, string | undefined> => {
+  // A coverage hook in NODE_OPTIONS fails in children that change UID, so children never inherit it.
+  const { NODE_OPTIONS: _, ...rest } = process.env
+  return rest
+}
+
+export interface SandboxIo {
+  readonly exec: Exec
+}
+
+export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, programs?: Programs): Promise<Sandbox> => {
+  const id = randomBytes(3).toString('hex')
+  const podNs = `sr-${id}-pod`
+  const remoteNs = `sr-${id}-remote`
+  const ns = (where: Where): string => (where === 'pod' ? podNs : remoteNs)
+  const started: Started[] = []
+  const files: Programs = programs ?? {
+    cli: new URL('./cli.mjs', import.meta.url).pathname,
+    peer: new URL('./peer.mjs', import.meta.url).pathname,
+  }
+  const exec: Sandbox['exec'] = (where, file, args, input) => io.exec(...inNamespace(ns(where), file, args), input)
+  const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...inNamespace(ns(where), file, args), { ...cleanEnv(), ...env })
+  const destroy = async (): Promise<void> => {
+    await Promise.all(started.map(p => p.stop()))
+    for (const name of [podNs, remoteNs]) await io.exec('ip', ['netns', 'delete', name]).catch(() => undefined)
+  }
+  try {
+    await io.exec('ip', ['netns', 'add', podNs])
+    await io.exec('ip', ['netns', 'add', remoteNs])
+    await io.exec('ip', ['link', 'add', `sr${id}p`, 'netns', podNs, 'type', 'veth', 'peer', 'name', `sr${id}r`, 'netns', remoteNs])
+    for (const [where, link, v4, v6] of [
+      ['pod', `sr${id}p`, addresses.pod, addresses.pod6],
+      ['remote', `sr${id}r`, addresses.remote, addresses.remote6],
+    ] as const) {
+      await exec(where, 'ip', ['link', 'set', 'lo', 'up'])
+      await exec(where, 'ip', ['addr', 'add', `${v4}/24`, 'dev', link])
+      // nodad: the address is usable at once instead of after duplicate address detection.
+      if (v6) await exec(where, 'ip', ['addr', 'add', `${v6}/64`, 'dev', link, 'nodad'])
+      await exec(where, 'ip', ['link', 'set', link, 'up'])
+    }
+  } catch (error) {
+    await destroy()
+    throw new EnvironmentError(`could not build the sandbox namespaces (root and iproute2 are needed): ${String(error)}`, { cause: error })
+  }
+  return {
+    podNs,
+    remoteNs,
+    exec,
+    tryExec,
+    serve: async (where, specs) => {
+      const [command, args] = inNamespace(ns(where), process.execPath, [files.peer, 'serve', ...specs])
+      const peer = startProcess(command, args, cleanEnv())
+      started.push(peer)
+      await peer.waitForLine(line => line.includes('"ready"'))
+      return peer
+    },
+    connect: async (where, host, port, options = {}) => {
+      const drop = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups']
+      const from = options.from === undefined ? [] : ['--from', options.from]
+      const argv = [...drop, process.execPath, files.peer, 'connect', host, String(port), ...from]
+      const result = await tryExec(where, argv[0] ?? '', argv.slice(1))
+      const line = result.output.split('\n').find(l => l.startsWith('{'))
+      return line ? (JSON.parse(line) as Reply) : { ok: false, error: result.output }
+    },
+    runInit: (env, args = ['init']) => tryExec('pod', process.execPath, [files.cli, ...args], env),
+    destroy,
+  }
+}

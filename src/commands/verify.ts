@@ -1,0 +1,23 @@
+// verify: the check a running pod (or an operator) can use at any time; exit 0 only if the kernel holds exactly
+// the plan, in order.
+
+import { VerifyError } from '../errors.js'
+import type { Io } from '../io.js'
+import type { Logger } from '../log.js'
+import type { Settings } from '../settings/types.js'
+import { describeDrift, readBackDrift } from '../verify/read-back.js'
+import { describeBackend, describeFamilies, prepare } from './prepare.js'
+
+export const runVerify = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
+  const prepared = await prepare(settings, io)
+  const drifts = await readBackDrift(prepared.backend, prepared.targets)
+  const drift = describeDrift(drifts)
+  if (drift.length > 0) {
+    throw new VerifyError(`the rules in ${prepared.backend.name} differ from the plan (- planned but missing, + present but not planned)`, drift)
+  }
+  logger.report('verify', 'sidecar-redirect verify: ok', {
+    backend: describeBackend(prepared),
+    families: describeFamilies(prepared),
+    verified: drifts.map(d => `${d.family}: the rules match the plan exactly`),
+  })
+}

@@ -1,0 +1,61 @@
+// Every failure the tool expects has a class here, and each class owns one exit code, so the exit code table in
+// the README, the chart and the code cannot drift apart. Codes avoid 126, 127 and 128+N, which shells reserve.
+
+export abstract class SidecarError extends Error {
+  abstract readonly code: string
+  abstract readonly exitCode: number
+}
+
+/** A setting was refused. Thrown before any process starts, so the kernel is untouched. */
+export class ConfigError extends SidecarError {
+  readonly code = 'E_CONFIG'
+  readonly exitCode = 2
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    readonly accepted: string,
+  ) {
+    super(`${variable}=${JSON.stringify(value)} is not valid: expected ${accepted}`)
+  }
+}
+
+/** The environment cannot do the job: a tool or kernel feature is missing, or we lack the right. */
+export class EnvironmentError extends SidecarError {
+  readonly code = 'E_ENVIRONMENT'
+  readonly exitCode = 3
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+
+/** The kernel refused a transaction; what was there before is still there. */
+export class ApplyError extends SidecarError {
+  readonly code = 'E_APPLY'
+  readonly exitCode = 4
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+
+/** The rules in the kernel are not the planned ones, or traffic did not go where they say. */
+export class VerifyError extends SidecarError {
+  readonly code = 'E_VERIFY'
+  readonly exitCode = 5
+  constructor(
+    message: string,
+    readonly details: readonly string[] = [],
+  ) {
+    super(message)
+  }
+}
+
+/** The proxy agent could not take away the privileges it must take away before starting the proxy. */
+export class PrivilegeError extends SidecarError {
+  readonly code = 'E_PRIVILEGE'
+  readonly exitCode = 6
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+
+export const isSidecarError = (error: unknown): error is SidecarError => error instanceof SidecarError

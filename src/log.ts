@@ -1,0 +1,48 @@
+// Output for people and for log pipelines: a report per command on stdout, errors on stderr, either as readable
+// text or as one JSON object per line (ISTIO_LOG_FORMAT=json), so a pod's log can be parsed.
+
+import type { LogFormat } from './settings/types.js'
+
+export type Fields = Readonly<Record<string, unknown>>
+
+export interface Output {
+  write(text: string): void
+  error(text: string): void
+}
+
+export interface Logger {
+  /** A command's report: a title line and labelled sections in text, one object in JSON. */
+  report(event: string, title: string, sections: Fields): void
+  /** One event line: the proxy agent's start, exit and restart, the demo's steps. */
+  event(event: string, message: string, fields?: Fields): void
+  error(code: string, message: string, details?: readonly string[]): void
+}
+
+const textOf = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value))
+
+const linesOf = (value: unknown): string[] => {
+  if (Array.isArray(value)) return value.map(textOf)
+  if (value !== null && typeof value === 'object') return Object.entries(value).map(([k, v]) => `${k}=${textOf(v)}`)
+  return [textOf(value)]
+}
+
+const indentSection = (label: string, value: unknown): string => {
+  const lines = linesOf(value)
+  return lines.map((line, i) => `  ${(i === 0 ? label : '').padEnd(10)} ${line}`).join('\n')
+}
+
+export const createLogger = (format: LogFormat, out: Output): Logger =>
+  format === 'json'
+    ? {
+        report: (event, title, sections) => out.write(`${JSON.stringify({ event, message: title, ...sections })}\n`),
+        event: (event, message, fields = {}) => out.error(`${JSON.stringify({ event, message, ...fields })}\n`),
+        error: (code, message, details = []) =>
+          out.error(`${JSON.stringify({ event: 'error', code, message, ...(details.length > 0 && { details }) })}\n`),
+      }
+    : {
+        report: (_event, title, sections) =>
+          out.write(`${[title, ...Object.entries(sections).map(([k, v]) => indentSection(k, v))].join('\n')}\n`),
+        event: (event, message) => out.error(`sidecar-redirect ${event}: ${message}\n`),
+        error: (code, message, details = []) =>
+          out.error(`${[`sidecar-redirect: ${message} [${code}]`, ...details.map(d => `  ${d}`)].join('\n')}\n`),
+      }

@@ -1,0 +1,50 @@
+// The entry: parse, dispatch, and the one place errors become exit codes. Nothing below here calls process.exit.
+
+import { parseCommandLine } from './cli.js'
+import { runClean } from './commands/clean.js'
+import { runInit } from './commands/init.js'
+import { runPlan } from './commands/plan.js'
+import { runVerify } from './commands/verify.js'
+import { isSidecarError, VerifyError } from './errors.js'
+import type { Io } from './io.js'
+import { createLogger } from './log.js'
+import { parseSettings, type Env } from './settings/parse.js'
+
+export const run = async (argv: readonly string[], env: Env, io: Io): Promise<number> => {
+  // Errors found before the settings are read still honour the requested format when it is valid.
+  let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
+  try {
+    const { command, flags } = parseCommandLine(argv, io.out.write)
+    if (command === 'help') return 0
+    const settings = parseSettings(env, flags)
+    logger = createLogger(settings.logFormat, io.out)
+    switch (command) {
+      case 'init':
+        await runInit(settings, io, logger)
+        break
+      case 'plan':
+        runPlan(settings, io.out)
+        break
+      case 'verify':
+        await runVerify(settings, io, logger)
+        break
+      case 'clean':
+        await runClean(settings, io, logger)
+        break
+      case 'demo': {
+        const { runDemo } = await import('./commands/demo.js')
+        await runDemo(settings, io, logger)
+        break
+      }
+    }
+    return 0
+  } catch (error) {
+    if (!isSidecarError(error)) {
+      io.out.error(`sidecar-redirect: unexpected failure (a bug; please report it):\n${error instanceof Error ? error.stack : String(error)}\n`)
+      return 1
+    }
+    const cause = error.cause instanceof Error ? [`cause: ${error.cause.message.split('\n')[0]}`] : []
+    logger.error(error.code, error.message, [...(error instanceof VerifyError ? error.details : []), ...cause])
+    return error.exitCode
+  }
+}

@@ -1,0 +1,87 @@
+// A tiny traffic peer for the demo and the tests, started inside a network namespace. `serve` answers every
+// connection with a JSON line naming which listener got it and the connection's SO_ORIGINAL_DST; `connect` dials
+// and prints the answer; `proxy` is a minimal transparent proxy that relays to the original destination.
+// Traffic decides: whatever the rules say, these report where packets really went.
+
+import net from 'node:net'
+import { parseArgs } from 'node:util'
+import { originalDestination } from './net/original-dst.js'
+import { markedSocket } from './net/mark.js'
+
+const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value)}\n`)
+
+const describe = (label: string, socket: net.Socket) => ({
+  label,
+  local: `${socket.localAddress}:${socket.localPort}`,
+  from: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
+  originalDst: originalDestination(socket) ?? null,
+})
+
+/** Listens on each `label=host:port`; every connection gets one JSON line, echoed to stdout too. */
+const serve = async (specs: readonly string[]): Promise<void> => {
+  await Promise.all(
+    specs.map(spec => {
+      const [label = '', endpoint = ''] = spec.split('=')
+      const at = endpoint.lastIndexOf(':')
+      const host = endpoint.slice(0, at).replace(/^\[|\]$/g, '')
+      const server = net.createServer(socket => {
+        const report = describe(label, socket)
+        print(report)
+        socket.end(`${JSON.stringify(report)}\n`)
+      })
+      return new Promise<void>(resolve => server.listen({ host, port: Number(endpoint.slice(at + 1)) }, resolve))
+    }),
+  )
+  print({ ready: true })
+}
+
+const connect = (host: string, port: number, from: string | undefined, timeoutMs: number): void => {
+  const socket = net.connect({ host, port, ...(from && { localAddress: from }) })
+  let reply = ''
+  socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
+  socket.on('data', chunk => (reply += String(chunk)))
+  socket.on('end', () => print({ ok: true, reply: JSON.parse(reply) as unknown }))
+  socket.on('error', error => {
+    print({ ok: false, error: error.message })
+    process.exitCode = 1
+  })
+}
+
+/** Accepts redirected connections and relays each to its original destination, marking the upstream if asked. */
+const proxy = (port: number, mark: number | undefined): void => {
+  const server = net.createServer(downstream => {
+    const target = originalDestination(downstream)
+    if (!target) {
+      downstream.end(`${JSON.stringify({ label: 'proxy', error: 'not a redirected connection' })}\n`)
+      return
+    }
+    const options = { host: target.address, port: target.port }
+    const upstream = mark === undefined ? net.connect(options) : markedSocket(target, mark).connect(options)
+    downstream.pipe(upstream).pipe(downstream)
+    const close = (): void => void (downstream.destroy(), upstream.destroy())
+    upstream.on('error', close)
+    downstream.on('error', close)
+  })
+  server.listen({ host: '::', port }, () => print({ ready: true, pid: process.pid }))
+}
+
+const main = (): void => {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: {
+      from: { type: 'string' },
+      timeout: { type: 'string', default: '2000' },
+      mark: { type: 'string' },
+    },
+  })
+  const [verb, ...rest] = positionals
+  if (verb === 'serve') void serve(rest)
+  else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
+  else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
+  else {
+    process.stderr.write('usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n')
+    process.exitCode = 2
+  }
+}
+
+main()

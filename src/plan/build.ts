@@ -1,0 +1,95 @@
+// Turns settings into the rules to install, per address family. Order inside a chain is the order the kernel
+// evaluates: every bypass (RETURN) comes before the capture (REDIRECT) it protects against.
+
+import type { Cidr, Family, PortRange, Settings } from '../settings/types.js'
+import { INBOUND_CHAIN, OUTBOUND_CHAIN } from './owned.js'
+import type { Chain, FamilyPlan, Match, Plan, Rule, Target } from './types.js'
+
+const LOOPBACK: Record<Family, Cidr> = {
+  ipv4: { family: 'ipv4', address: '127.0.0.1', prefix: 32 },
+  ipv6: { family: 'ipv6', address: '::1', prefix: 128 },
+}
+
+// xt_multiport takes at most 15 ports per rule, and a range uses two of them.
+const MULTIPORT_SLOTS = 15
+
+const chunkPorts = (ports: readonly PortRange[]): PortRange[][] => {
+  const chunks: PortRange[][] = []
+  let current: PortRange[] = []
+  let used = 0
+  for (const range of ports) {
+    const cost = range.from === range.to ? 1 : 2
+    if (used + cost > MULTIPORT_SLOTS) {
+      chunks.push(current)
+      current = []
+      used = 0
+    }
+    current.push(range)
+    used += cost
+  }
+  if (current.length > 0) chunks.push(current)
+  return chunks
+}
+
+const RETURN: Target = { kind: 'return' }
+
+const portRules = (purpose: string, ports: readonly PortRange[], target: Target): Rule[] =>
+  chunkPorts(ports).map(chunk => ({ purpose, matches: [{ kind: 'dport', ports: chunk }], target }))
+
+const inFamily = (cidrs: readonly Cidr[], family: Family): Cidr[] => cidrs.filter(c => c.family === family)
+
+const proxyIdentity = (settings: Settings): Rule => {
+  const match: Match =
+    settings.outboundMethod === 'uid'
+      ? { kind: 'uid-owner', uid: settings.proxyUid }
+      : settings.outboundMethod === 'mark'
+        ? { kind: 'mark', mark: settings.mark }
+        : { kind: 'cgroup', classid: settings.netClsId }
+  return { purpose: `proxy-${settings.outboundMethod}`, matches: [match], target: RETURN }
+}
+
+const inboundChain = (settings: Settings): Chain => {
+  const redirect: Target = { kind: 'redirect', port: settings.proxyPort }
+  const capture =
+    settings.inboundPorts === 'all'
+      ? [{ purpose: 'inbound-capture', matches: [], target: redirect }]
+      : portRules('inbound-capture', settings.inboundPorts, redirect)
+  // With nothing to capture the chain stays empty, and so do its exclusions.
+  const exclude = capture.length === 0 ? [] : portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN)
+  return { name: INBOUND_CHAIN, hook: 'PREROUTING', rules: [...exclude, ...capture] }
+}
+
+const outboundChain = (settings: Settings, family: Family): Chain => {
+  const redirect: Target = { kind: 'redirect', port: settings.proxyPort }
+  const include = settings.outboundIncludeCidrs
+  const capture: Rule[] =
+    include === 'all'
+      ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
+      : inFamily(include, family).map(cidr => ({
+          purpose: 'outbound-capture',
+          matches: [{ kind: 'destination', cidr }],
+          target: redirect,
+        }))
+  if (capture.length === 0) return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [] }
+  const bypass: Rule[] = [
+    { purpose: 'loopback-source', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
+    proxyIdentity(settings),
+    ...(settings.proxyGid === undefined
+      ? []
+      : [{ purpose: 'proxy-gid', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
+    ...portRules('outbound-exclude-port', settings.outboundExcludePorts, RETURN),
+    ...inFamily(settings.outboundExcludeCidrs, family).map(cidr => ({
+      purpose: 'outbound-exclude-cidr',
+      matches: [{ kind: 'destination', cidr } as const],
+      target: RETURN,
+    })),
+  ]
+  return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [...bypass, ...capture] }
+}
+
+/** buildPlan turns settings into the rules to install for each family. Pure: no I/O, env or clock. */
+export const buildPlan = (settings: Settings, families: readonly Family[]): Plan => ({
+  families: families.map(
+    (family): FamilyPlan => ({ family, chains: [inboundChain(settings), outboundChain(settings, family)] }),
+  ),
+})

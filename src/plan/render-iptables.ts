@@ -1,0 +1,97 @@
+// Renders a plan as iptables-restore input. Rules are written in the normal form iptables-save prints back
+// (implicit matches made explicit, /32 on hosts, decimal cgroup ids), so the text we send is the text we expect
+// to read, and verification is a comparison of strings.
+
+import { formatCidr } from '../settings/cidr.js'
+import type { PortRange } from '../settings/types.js'
+import { commentFor } from './owned.js'
+import type { Chain, FamilyPlan, Match, Rule, Target } from './types.js'
+
+/** What of ours one family's nat table holds: our chains with their rule lines, and the jumps into them. */
+export interface NatState {
+  readonly chains: ReadonlyMap<string, readonly string[]>
+  readonly jumps: readonly string[]
+}
+
+export const EMPTY_STATE: NatState = { chains: new Map(), jumps: [] }
+
+const hex = (n: number): string => `0x${n.toString(16)}`
+const portText = (r: PortRange): string => (r.from === r.to ? `${r.from}` : `${r.from}:${r.to}`)
+
+const renderMatch = (match: Match): string => {
+  switch (match.kind) {
+    case 'source':
+      return `-s ${formatCidr(match.cidr)}`
+    case 'destination':
+      return `-d ${formatCidr(match.cidr)}`
+    case 'dport': {
+      const [only, ...more] = match.ports
+      return only && more.length === 0
+        ? `-m tcp --dport ${portText(only)}`
+        : `-m multiport --dports ${match.ports.map(portText).join(',')}`
+    }
+    case 'uid-owner':
+      return `-m owner --uid-owner ${match.uid}`
+    case 'gid-owner':
+      return `-m owner --gid-owner ${match.gid}`
+    case 'mark':
+      return `-m mark --mark ${hex(match.mark.value)}${match.mark.mask === undefined ? '' : `/${hex(match.mark.mask)}`}`
+    case 'cgroup':
+      return `-m cgroup --cgroup ${match.classid}`
+  }
+}
+
+const renderTarget = (target: Target): string =>
+  target.kind === 'return' ? '-j RETURN' : `-j REDIRECT --to-ports ${target.port}`
+
+// iptables-save prints addresses first, then the protocol, then the other matches in the order given.
+const isAddress = (m: Match): boolean => m.kind === 'source' || m.kind === 'destination'
+
+export const renderRule = (chain: string, rule: Rule): string =>
+  [
+    `-A ${chain}`,
+    ...rule.matches.filter(isAddress).map(renderMatch),
+    '-p tcp',
+    ...rule.matches.filter(m => !isAddress(m)).map(renderMatch),
+    `-m comment --comment "${commentFor(rule.purpose)}"`,
+    renderTarget(rule.target),
+  ].join(' ')
+
+const renderJump = (chain: Chain): string =>
+  `-A ${chain.hook} -p tcp -m comment --comment "${commentFor(chain.hook === 'PREROUTING' ? 'inbound' : 'outbound')}" -j ${chain.name}`
+
+/** The state a family's nat table should hold once the plan is applied. Pure. */
+export const renderState = (plan: FamilyPlan): NatState => ({
+  chains: new Map(plan.chains.map(c => [c.name, c.rules.map(r => renderRule(c.name, r))])),
+  jumps: plan.chains.map(renderJump),
+})
+
+const asDelete = (line: string): string => line.replace(/^-A /, '-D ')
+const asInsertFirst = (line: string): string => line.replace(/^-A (\S+)/, '-I $1 1')
+
+/**
+ * renderTransaction writes the one iptables-restore --noflush payload that turns `existing` into `desired`.
+ * Declaring a chain flushes it, so chain contents are replaced inside the transaction, never emptied in between;
+ * jumps already in place are kept, missing ones inserted first in their chain, extra or stale ones deleted, so a
+ * re-run changes nothing and never leaves a moment without capture. Pure.
+ */
+export const renderTransaction = (desired: NatState, existing: NatState): string => {
+  const stale = [...existing.chains.keys()].filter(name => !desired.chains.has(name))
+  const remaining = [...existing.jumps]
+  const inserts: string[] = []
+  for (const jump of desired.jumps) {
+    const at = remaining.indexOf(jump)
+    if (at >= 0) remaining.splice(at, 1)
+    else inserts.push(asInsertFirst(jump))
+  }
+  const lines = [
+    '*nat',
+    ...[...desired.chains.keys(), ...stale].map(name => `:${name} - [0:0]`),
+    ...remaining.map(asDelete),
+    ...inserts,
+    ...[...desired.chains.values()].flat(),
+    ...stale.map(name => `-X ${name}`),
+    'COMMIT',
+  ]
+  return `${lines.join('\n')}\n`
+}

@@ -1,0 +1,40 @@
+// The plan as data: which chains we own, in which built-in chain each is hooked, and their rules. No methods, so
+// every backend renders the same plan and tests can compare plans structurally.
+
+import type { Cidr, Family, Mark, PortRange } from '../settings/types.js'
+
+export type Hook = 'PREROUTING' | 'OUTPUT'
+
+export type Match =
+  | { readonly kind: 'source'; readonly cidr: Cidr }
+  | { readonly kind: 'destination'; readonly cidr: Cidr }
+  | { readonly kind: 'dport'; readonly ports: readonly PortRange[] }
+  | { readonly kind: 'uid-owner'; readonly uid: number }
+  | { readonly kind: 'gid-owner'; readonly gid: number }
+  | { readonly kind: 'mark'; readonly mark: Mark }
+  | { readonly kind: 'cgroup'; readonly classid: number }
+
+export type Target = { readonly kind: 'return' } | { readonly kind: 'redirect'; readonly port: number }
+
+export interface Rule {
+  /** Why the rule exists; it becomes the rule's comment, so a reader of iptables-save sees it too. */
+  readonly purpose: string
+  readonly matches: readonly Match[]
+  readonly target: Target
+}
+
+export interface Chain {
+  readonly name: string
+  /** The built-in nat chain that jumps to this one (TCP only). */
+  readonly hook: Hook
+  readonly rules: readonly Rule[]
+}
+
+export interface FamilyPlan {
+  readonly family: Family
+  readonly chains: readonly Chain[]
+}
+
+export interface Plan {
+  readonly families: readonly FamilyPlan[]
+}

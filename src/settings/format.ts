@@ -1,0 +1,27 @@
+// Writes settings back in the env-var form a user would type, so the report shows what was in force after defaults.
+
+import { formatCidr } from './cidr.js'
+import { OPTIONS, OPTION_KEYS } from './options.js'
+import type { Cidr, Mark, PortRange, Settings } from './types.js'
+
+const hex = (n: number): string => `0x${n.toString(16)}`
+
+const isMark = (v: object): v is Mark => 'value' in v && 'mask' in v
+const isCidr = (v: object): v is Cidr => 'prefix' in v
+const isRange = (v: object): v is PortRange => 'from' in v
+
+const formatValue = (value: Settings[keyof Settings]): string => {
+  if (value === undefined) return ''
+  if (value === 'all') return '*'
+  if (typeof value !== 'object') return String(value)
+  if (isMark(value)) return value.mask === undefined ? hex(value.value) : `${hex(value.value)}/${hex(value.mask)}`
+  return value
+    .map(item => (isCidr(item) ? formatCidr(item) : isRange(item) && item.from !== item.to ? `${item.from}-${item.to}` : `${item.from}`))
+    .join(',')
+}
+
+/** formatSettings maps each env var to the value in force. Pure. */
+export const formatSettings = (settings: Settings): Record<string, string> =>
+  Object.fromEntries(
+    OPTION_KEYS.map(key => [OPTIONS[key].env, key === 'netClsId' ? hex(settings.netClsId) : formatValue(settings[key])]),
+  )

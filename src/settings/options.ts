@@ -1,0 +1,145 @@
+// One row per setting: its env var, its flag, its default and what it accepts. The CLI flags, --help and the
+// README table are all read from here, so a setting cannot exist in one place and not another.
+
+import { ConfigError } from '../errors.js'
+import type { Mark, Settings } from './types.js'
+import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parsePortList, parsePortSelection } from './values.js'
+
+export interface OptionSpec<K extends keyof Settings> {
+  readonly env: string
+  readonly flag: string
+  readonly default: string
+  readonly help: string
+  readonly parse: (text: string, where: string) => Settings[K]
+}
+
+export type OptionTable = { readonly [K in keyof Settings]: OptionSpec<K> }
+
+const UINT32 = 0xffffffff
+// (uid_t)-1 means "no change" to the kernel, so it can never be a process's UID.
+const ID_ACCEPTED = 'a numeric ID from 1 to 4294967294 (0 would exempt every root process from capture)'
+
+const parseId = (text: string, where: string): number => parseInteger(text, where, 1, UINT32 - 1, ID_ACCEPTED)
+
+const MARK_ACCEPTED = 'a non-zero 32-bit mark, or value/mask, in decimal or 0x hex, with the value inside the mask (e.g. 0x1 or 0x100/0xf00)'
+
+const parseMark = (text: string, where: string): Mark => {
+  const [valueText = '', maskText, ...rest] = text.split('/')
+  if (rest.length > 0) throw new ConfigError(where, text, MARK_ACCEPTED)
+  const value = parseInteger(valueText, where, 1, UINT32, MARK_ACCEPTED)
+  const mask = maskText === undefined ? undefined : parseInteger(maskText, where, 1, UINT32, MARK_ACCEPTED)
+  // A value with bits outside its mask can never match, which would quietly capture the proxy too.
+  if (mask !== undefined && (value & ~mask) >>> 0 !== 0) throw new ConfigError(where, text, MARK_ACCEPTED)
+  // A full mask is the same match as no mask, and iptables-save prints it without one.
+  return { value, mask: mask === UINT32 ? undefined : mask }
+}
+
+export const OPTIONS: OptionTable = {
+  proxyPort: {
+    env: 'ISTIO_PROXY_PORT',
+    flag: 'proxy-port',
+    default: '5001',
+    help: 'the port the proxy listens on; all captured TCP is redirected there',
+    parse: (t, w) => parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535'),
+  },
+  proxyUid: {
+    env: 'ISTIO_PROXY_UID',
+    flag: 'proxy-uid',
+    default: '1337',
+    help: "the proxy's UID; its traffic is not captured",
+    parse: parseId,
+  },
+  proxyGid: {
+    env: 'ISTIO_PROXY_GID',
+    flag: 'proxy-gid',
+    default: '',
+    help: 'if set, traffic of processes with this GID is not captured either',
+    parse: (t, w) => (t.trim() === '' ? undefined : parseId(t, w)),
+  },
+  outboundMethod: {
+    env: 'ISTIO_OUTBOUND_METHOD',
+    flag: 'outbound-method',
+    default: 'uid',
+    help: "how the proxy's own outbound traffic is told apart: uid, mark (SO_MARK) or cgroup (net_cls classid)",
+    parse: (t, w) => parseChoice(t, w, ['uid', 'mark', 'cgroup']),
+  },
+  mark: {
+    env: 'ISTIO_SO_MARK',
+    flag: 'so-mark',
+    default: '0x1',
+    help: 'with method mark: the SO_MARK the proxy sets on its sockets (value or value/mask)',
+    parse: parseMark,
+  },
+  netClsId: {
+    env: 'ISTIO_NET_CLS_ID',
+    flag: 'net-cls-id',
+    default: '0x100001',
+    help: "with method cgroup: the net_cls classid of the proxy's cgroup (0xAAAABBBB for major:minor)",
+    parse: (t, w) => parseInteger(t, w, 1, UINT32, 'a non-zero 32-bit classid in decimal or 0x hex, e.g. 0x100001 for 10:1'),
+  },
+  inboundPorts: {
+    env: 'ISTIO_INBOUND_PORTS',
+    flag: 'inbound-ports',
+    default: '*',
+    help: 'inbound ports to capture: * for all, a list like 80,8080,9000-9100, or empty for none',
+    parse: parsePortSelection,
+  },
+  inboundExcludePorts: {
+    env: 'ISTIO_INBOUND_EXCLUDE_PORTS',
+    flag: 'inbound-exclude-ports',
+    default: '',
+    help: 'inbound ports never captured (e.g. health checks)',
+    parse: parsePortList,
+  },
+  outboundExcludePorts: {
+    env: 'ISTIO_OUTBOUND_EXCLUDE_PORTS',
+    flag: 'outbound-exclude-ports',
+    default: '',
+    help: 'outbound destination ports never captured',
+    parse: parsePortList,
+  },
+  outboundIncludeCidrs: {
+    env: 'ISTIO_OUTBOUND_INCLUDE_CIDRS',
+    flag: 'outbound-include-cidrs',
+    default: '*',
+    help: 'outbound destinations to capture: * for all, a list of CIDRs, or empty for none',
+    parse: parseCidrSelection,
+  },
+  outboundExcludeCidrs: {
+    env: 'ISTIO_OUTBOUND_EXCLUDE_CIDRS',
+    flag: 'outbound-exclude-cidrs',
+    default: '',
+    help: 'outbound destinations never captured (e.g. 169.254.169.254/32)',
+    parse: parseCidrList,
+  },
+  backend: {
+    env: 'ISTIO_BACKEND',
+    flag: 'backend',
+    default: 'auto',
+    help: 'auto, iptables-nft or iptables-legacy',
+    parse: (t, w) => parseChoice(t, w, ['auto', 'iptables-nft', 'iptables-legacy']),
+  },
+  ipv6: {
+    env: 'ISTIO_IPV6',
+    flag: 'ipv6',
+    default: 'auto',
+    help: 'capture IPv6 too: auto (whenever the namespace has IPv6 on any interface), true (required) or false',
+    parse: (t, w) => parseChoice(t, w, ['auto', 'true', 'false']),
+  },
+  verify: {
+    env: 'ISTIO_VERIFY',
+    flag: 'verify',
+    default: 'live',
+    help: 'after applying: rules (exact read-back) or live (read-back plus probes with real connections)',
+    parse: (t, w) => parseChoice(t, w, ['rules', 'live']),
+  },
+  logFormat: {
+    env: 'ISTIO_LOG_FORMAT',
+    flag: 'log-format',
+    default: 'text',
+    help: 'text, or json for one JSON object per event',
+    parse: (t, w) => parseChoice(t, w, ['text', 'json']),
+  },
+}
+
+export const OPTION_KEYS = Object.keys(OPTIONS) as (keyof Settings)[]

@@ -1,0 +1,46 @@
+// The one validated, typed view of what the user asked for. Everything after parsing reads only this.
+
+export type Family = 'ipv4' | 'ipv6'
+export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
+
+export type OutboundMethod = 'uid' | 'mark' | 'cgroup'
+export type BackendChoice = 'auto' | 'iptables-nft' | 'iptables-legacy'
+export type LogFormat = 'text' | 'json'
+export type Ipv6Mode = 'auto' | 'true' | 'false'
+export type VerifyMode = 'rules' | 'live'
+
+export interface PortRange {
+  readonly from: number
+  readonly to: number
+}
+
+export interface Cidr {
+  readonly family: Family
+  /** Network address in the canonical text form iptables-save prints (host bits cleared). */
+  readonly address: string
+  readonly prefix: number
+}
+
+export interface Mark {
+  readonly value: number
+  readonly mask: number | undefined
+}
+
+export interface Settings {
+  readonly proxyPort: number
+  readonly proxyUid: number
+  readonly proxyGid: number | undefined
+  readonly outboundMethod: OutboundMethod
+  readonly mark: Mark
+  readonly netClsId: number
+  /** 'all', or the listed ports; an empty list means no inbound capture. */
+  readonly inboundPorts: 'all' | readonly PortRange[]
+  readonly inboundExcludePorts: readonly PortRange[]
+  readonly outboundExcludePorts: readonly PortRange[]
+  readonly outboundIncludeCidrs: 'all' | readonly Cidr[]
+  readonly outboundExcludeCidrs: readonly Cidr[]
+  readonly backend: BackendChoice
+  readonly ipv6: Ipv6Mode
+  readonly verify: VerifyMode
+  readonly logFormat: LogFormat
+}

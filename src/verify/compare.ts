@@ -1,0 +1,53 @@
+// Compares the state read back from the kernel with the planned one, exactly and in order, and explains any
+// difference as a small line diff a person can read in a pod's log.
+
+import type { NatState } from '../plan/render-iptables.js'
+
+/** Longest-common-subsequence diff; our chains are tens of lines, so the quadratic table is cheap. */
+export const lineDiff = (expected: readonly string[], actual: readonly string[]): string[] => {
+  const n = expected.length
+  const m = actual.length
+  const lcs = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0))
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      const row = lcs[i]!
+      row[j] = expected[i] === actual[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, row[j + 1]!)
+    }
+  }
+  const out: string[] = []
+  let i = 0
+  let j = 0
+  while (i < n || j < m) {
+    if (i < n && j < m && expected[i] === actual[j]) {
+      out.push(`  ${expected[i++]}`)
+      j++
+    } else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) {
+      out.push(`+ ${actual[j++]}`)
+    } else {
+      out.push(`- ${expected[i++]}`)
+    }
+  }
+  return out
+}
+
+const section = (title: string, expected: readonly string[], actual: readonly string[]): string[] => {
+  const same = expected.length === actual.length && expected.every((line, i) => line === actual[i])
+  return same ? [] : [title, ...lineDiff(expected, actual)]
+}
+
+/**
+ * compareState returns a readable diff (`-` planned but missing, `+` present but not planned), empty when the
+ * kernel holds exactly the plan. Pure.
+ */
+export const compareState = (desired: NatState, live: NatState): string[] => {
+  const names = [...new Set([...desired.chains.keys(), ...live.chains.keys()])]
+  const chainDiffs = names.flatMap(name => {
+    const want = desired.chains.get(name)
+    const have = live.chains.get(name)
+    if (!want) return [`chain ${name}: present but not planned`]
+    if (!have) return [`chain ${name}: missing`]
+    return section(`chain ${name}:`, want, have)
+  })
+  const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort()
+  return [...section('jumps from built-in chains:', sortedJumps(desired.jumps), sortedJumps(live.jumps)), ...chainDiffs]
+}
