@@ -4,6 +4,10 @@
 export abstract class SidecarError extends Error {
   abstract readonly code: string
   abstract readonly exitCode: number
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = new.target.name
+  }
 }
 
 /** A setting was refused. Thrown before any process starts, so the kernel is untouched. */

@@ -37,6 +37,8 @@ export interface Reply {
 
 export interface ConnectOptions {
   readonly uid?: number
+  /** Primary GID for the connecting process; defaults to the UID. */
+  readonly gid?: number
   readonly from?: string
 }
 
@@ -112,7 +114,7 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
       return peer
     },
     connect: async (where, host, port, options = {}) => {
-      const drop = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups']
+      const drop = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.gid ?? options.uid}`, '--clear-groups']
       const from = options.from === undefined ? [] : ['--from', options.from]
       const argv = [...drop, process.execPath, files.peer, 'connect', host, String(port), ...from]
       const result = await tryExec(where, argv[0] ?? '', argv.slice(1))

@@ -26,8 +26,8 @@ const MARK_ACCEPTED = 'a non-zero 32-bit mark, or value/mask, in decimal or 0x h
 const parseMark = (text: string, where: string): Mark => {
   const [valueText = '', maskText, ...rest] = text.split('/')
   if (rest.length > 0) throw new ConfigError(where, text, MARK_ACCEPTED)
-  const value = parseInteger(valueText, where, 1, UINT32, MARK_ACCEPTED)
-  const mask = maskText === undefined ? undefined : parseInteger(maskText, where, 1, UINT32, MARK_ACCEPTED)
+  const value = parseInteger(valueText, where, 1, UINT32, MARK_ACCEPTED, text)
+  const mask = maskText === undefined ? undefined : parseInteger(maskText, where, 1, UINT32, MARK_ACCEPTED, text)
   // A value with bits outside its mask can never match, which would quietly capture the proxy too.
   if (mask !== undefined && (value & ~mask) >>> 0 !== 0) throw new ConfigError(where, text, MARK_ACCEPTED)
   // A full mask is the same match as no mask, and iptables-save prints it without one.

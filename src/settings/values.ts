@@ -8,11 +8,11 @@ import type { Cidr, PortRange } from './types.js'
 const DECIMAL = /^(0|[1-9]\d*)$/
 const HEX = /^0x[0-9a-fA-F]+$/
 
-/** An integer in [min, max], written in decimal or, where `hex` allows, as 0x hex. */
-export const parseInteger = (text: string, where: string, min: number, max: number, accepted: string): number => {
+/** An integer in [min, max], in decimal or 0x hex. `whole` is the full value when `text` is a part of it. */
+export const parseInteger = (text: string, where: string, min: number, max: number, accepted: string, whole = text): number => {
   const trimmed = text.trim()
   const value = DECIMAL.test(trimmed) || HEX.test(trimmed) ? Number(trimmed) : NaN
-  if (!Number.isSafeInteger(value) || value < min || value > max) throw new ConfigError(where, text, accepted)
+  if (!Number.isSafeInteger(value) || value < min || value > max) throw new ConfigError(where, whole, accepted)
   return value
 }
 

@@ -1,0 +1,100 @@
+import t from 'tap'
+import { ConfigError } from '../../src/errors.js'
+import { formatSettings } from '../../src/settings/format.js'
+import { OPTIONS, OPTION_KEYS } from '../../src/settings/options.js'
+import { parseSettings } from '../../src/settings/parse.js'
+
+// Every refused value, per variable. Each must give a ConfigError naming the variable and quoting the value.
+export const REFUSED: Record<string, string[]> = {
+  ISTIO_PROXY_PORT: ['70000', '65536', '0', '-1', 'abc', '0x', '5001x', '', ' ', '50.1', '1e3', '+80', '0x10000', '08080'],
+  ISTIO_PROXY_UID: ['0', '-1', 'abc', '', '0x', '1337x', '4294967295', '4294967296', 'envoy'],
+  ISTIO_PROXY_GID: ['0', '-5', 'abc', '0x', '1.5', 'proxy'],
+  ISTIO_OUTBOUND_METHOD: ['', 'UID', 'owner', 'tproxy', 'explicit-please'],
+  ISTIO_SO_MARK: ['0', '', 'abc', '0x', '0x1/0', '0x3/0x1', '1/2/3', '0x100000000', '-1'],
+  ISTIO_NET_CLS_ID: ['0', '0x0', '', 'abc', '0x100000000', '10:1', '-1'],
+  ISTIO_INBOUND_PORTS: ['70000', '0', '80,', ',80', '80,,90', '9100-9000', '80-', '-80', '1-2-3', 'http', '**', '* ,80', '0x50'],
+  ISTIO_INBOUND_EXCLUDE_PORTS: ['*', '70000', '22-21', 'ssh', '15020,x'],
+  ISTIO_OUTBOUND_EXCLUDE_PORTS: ['*', '0', '65536', '443-80', '1.5'],
+  ISTIO_OUTBOUND_INCLUDE_CIDRS: ['10.0.0.0/33', '256.0.0.0/8', 'example.com', '10.0.0.0/8,', '**', '2001:db8::/129'],
+  ISTIO_OUTBOUND_EXCLUDE_CIDRS: ['*', '1.2.3', '169.254.169.254/32/1', 'fe80::1%eth0', '10.0.0.0/-1'],
+  ISTIO_BACKEND: ['', 'nft', 'nftables-legacy', 'legacy', 'AUTO'],
+  ISTIO_IPV6: ['', 'yes', '1', 'TRUE', 'dual'],
+  ISTIO_VERIFY: ['', 'none', 'all'],
+  ISTIO_LOG_FORMAT: ['', 'yaml', 'JSON'],
+}
+
+t.test('every setting has rows of refused values', async t => {
+  for (const key of OPTION_KEYS) t.ok(REFUSED[OPTIONS[key].env]?.length, OPTIONS[key].env)
+})
+
+t.test('a refused value names the variable, the value and what is accepted', async t => {
+  for (const [variable, values] of Object.entries(REFUSED)) {
+    for (const value of values) {
+      const error = t.throws(() => parseSettings({ [variable]: value }), ConfigError, `${variable}=${value}`) as ConfigError
+      t.equal(error.variable, variable)
+      t.equal(error.value, value)
+      t.match(error.message, `${variable}=${JSON.stringify(value)} is not valid: expected `)
+      t.ok(error.accepted.length > 10, 'says what is accepted')
+      t.equal(error.exitCode, 2)
+    }
+  }
+})
+
+t.test('a flag wins over its env var, and a bad flag is reported by its flag name', async t => {
+  t.equal(parseSettings({ ISTIO_PROXY_PORT: '7000' }, { proxyPort: '7001' }).proxyPort, 7001)
+  t.equal(parseSettings({ ISTIO_PROXY_PORT: 'bad' }, { proxyPort: '7001' }).proxyPort, 7001)
+  const error = t.throws(() => parseSettings({ ISTIO_PROXY_PORT: '7000' }, { proxyPort: '99999' })) as ConfigError
+  t.equal(error.variable, '--proxy-port')
+})
+
+t.test('defaults follow the design document', async t => {
+  const settings = parseSettings({})
+  t.same(formatSettings(settings), {
+    ISTIO_PROXY_PORT: '5001',
+    ISTIO_PROXY_UID: '1337',
+    ISTIO_PROXY_GID: '',
+    ISTIO_OUTBOUND_METHOD: 'uid',
+    ISTIO_SO_MARK: '0x1',
+    ISTIO_NET_CLS_ID: '0x100001',
+    ISTIO_INBOUND_PORTS: '*',
+    ISTIO_INBOUND_EXCLUDE_PORTS: '',
+    ISTIO_OUTBOUND_EXCLUDE_PORTS: '',
+    ISTIO_OUTBOUND_INCLUDE_CIDRS: '*',
+    ISTIO_OUTBOUND_EXCLUDE_CIDRS: '',
+    ISTIO_BACKEND: 'auto',
+    ISTIO_IPV6: 'auto',
+    ISTIO_VERIFY: 'live',
+    ISTIO_LOG_FORMAT: 'text',
+  })
+})
+
+t.test('accepted forms: hex, spaces in lists, ranges, masks, empty lists', async t => {
+  const s = parseSettings({
+    ISTIO_PROXY_PORT: '0x1389',
+    ISTIO_PROXY_GID: ' 1337 ',
+    ISTIO_SO_MARK: '0x100/0xf00',
+    ISTIO_NET_CLS_ID: '1048577',
+    ISTIO_INBOUND_PORTS: ' 80 , 8080,9000-9100 ',
+    ISTIO_OUTBOUND_EXCLUDE_PORTS: '15020, 15021',
+    ISTIO_OUTBOUND_INCLUDE_CIDRS: '',
+    ISTIO_OUTBOUND_EXCLUDE_CIDRS: '169.254.169.254, 2001:db8::/32',
+  })
+  t.equal(s.proxyPort, 5001)
+  t.equal(s.proxyGid, 1337)
+  t.same(s.mark, { value: 0x100, mask: 0xf00 })
+  t.equal(s.netClsId, 0x100001)
+  t.same(s.inboundPorts, [{ from: 80, to: 80 }, { from: 8080, to: 8080 }, { from: 9000, to: 9100 }])
+  t.same(s.outboundIncludeCidrs, [])
+  t.same(formatSettings(s)['ISTIO_OUTBOUND_EXCLUDE_CIDRS'], '169.254.169.254/32,2001:db8::/32')
+  t.same(parseSettings({ ISTIO_SO_MARK: '0x1/0xffffffff' }).mark, { value: 1, mask: undefined }, 'a full mask is no mask')
+  t.same(parseSettings({ ISTIO_INBOUND_PORTS: '' }).inboundPorts, [], 'empty means no inbound capture')
+})
+
+t.test('an IPv6 CIDR while IPv6 is off is refused, not dropped', async t => {
+  const error = t.throws(() =>
+    parseSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '10.0.0.0/8,2001:db8::/32' }),
+  ) as ConfigError
+  t.equal(error.variable, 'ISTIO_OUTBOUND_EXCLUDE_CIDRS')
+  t.match(error.accepted, /IPv4 CIDRs only/)
+  t.ok(parseSettings({ ISTIO_IPV6: 'auto', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '2001:db8::/32' }))
+})

@@ -1,0 +1,33 @@
+import t from 'tap'
+import { compareState, lineDiff } from '../../src/verify/compare.js'
+
+const chains = (lines: string[]) => new Map([['SIDECAR_OUTBOUND', lines]])
+
+t.test('identical states have no drift', async t => {
+  t.same(compareState({ chains: chains(['a', 'b']), jumps: ['j'] }, { chains: chains(['a', 'b']), jumps: ['j'] }), [])
+})
+
+t.test('a deleted rule, an added rule and a reordering are each shown', async t => {
+  t.same(compareState({ chains: chains(['a', 'b', 'c']), jumps: [] }, { chains: chains(['a', 'c']), jumps: [] }), [
+    'chain SIDECAR_OUTBOUND:',
+    '  a',
+    '- b',
+    '  c',
+  ])
+  t.same(lineDiff(['a', 'c'], ['a', 'x', 'c']), ['  a', '+ x', '  c'])
+  t.same(lineDiff(['a', 'b'], ['b', 'a']).filter(l => !l.startsWith(' ')).length, 2, 'order matters')
+})
+
+t.test('missing and unplanned chains and jumps are drift', async t => {
+  t.same(compareState({ chains: chains(['a']), jumps: ['j'] }, { chains: new Map(), jumps: [] }), [
+    'jumps from built-in chains:',
+    '- j',
+    'chain SIDECAR_OUTBOUND: missing',
+  ])
+  t.same(compareState({ chains: new Map(), jumps: ['j'] }, { chains: new Map([['SIDECAR_X', []]]), jumps: ['j', 'j'] }), [
+    'jumps from built-in chains:',
+    '  j',
+    '+ j',
+    'chain SIDECAR_X: present but not planned',
+  ])
+})
