@@ -3,9 +3,9 @@
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, withSandbox } from '../helpers/kernel.js'
+import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
-export const BACKENDS = ['iptables-nft', 'iptables-legacy'] as const
 const OTHER = '198.18.0.3' // a second remote address, for CIDR rows
 const OTHER6 = '2001:db8::3'
 

@@ -3,25 +3,7 @@ import { ConfigError } from '../../src/errors.js'
 import { formatSettings } from '../../src/settings/format.js'
 import { OPTIONS, OPTION_KEYS } from '../../src/settings/options.js'
 import { parseSettings } from '../../src/settings/parse.js'
-
-// Every refused value, per variable. Each must give a ConfigError naming the variable and quoting the value.
-export const REFUSED: Record<string, string[]> = {
-  ISTIO_PROXY_PORT: ['70000', '65536', '0', '-1', 'abc', '0x', '5001x', '', ' ', '50.1', '1e3', '+80', '0x10000', '08080'],
-  ISTIO_PROXY_UID: ['0', '-1', 'abc', '', '0x', '1337x', '4294967295', '4294967296', 'envoy'],
-  ISTIO_PROXY_GID: ['0', '-5', 'abc', '0x', '1.5', 'proxy'],
-  ISTIO_OUTBOUND_METHOD: ['', 'UID', 'owner', 'tproxy', 'explicit-please'],
-  ISTIO_SO_MARK: ['0', '', 'abc', '0x', '0x1/0', '0x3/0x1', '1/2/3', '0x100000000', '-1'],
-  ISTIO_NET_CLS_ID: ['0', '0x0', '', 'abc', '0x100000000', '10:1', '-1'],
-  ISTIO_INBOUND_PORTS: ['70000', '0', '80,', ',80', '80,,90', '9100-9000', '80-', '-80', '1-2-3', 'http', '**', '* ,80', '0x50'],
-  ISTIO_INBOUND_EXCLUDE_PORTS: ['*', '70000', '22-21', 'ssh', '15020,x'],
-  ISTIO_OUTBOUND_EXCLUDE_PORTS: ['*', '0', '65536', '443-80', '1.5'],
-  ISTIO_OUTBOUND_INCLUDE_CIDRS: ['10.0.0.0/33', '256.0.0.0/8', 'example.com', '10.0.0.0/8,', '**', '2001:db8::/129'],
-  ISTIO_OUTBOUND_EXCLUDE_CIDRS: ['*', '1.2.3', '169.254.169.254/32/1', 'fe80::1%eth0', '10.0.0.0/-1'],
-  ISTIO_BACKEND: ['', 'nft', 'nftables-legacy', 'legacy', 'AUTO'],
-  ISTIO_IPV6: ['', 'yes', '1', 'TRUE', 'dual'],
-  ISTIO_VERIFY: ['', 'none', 'all'],
-  ISTIO_LOG_FORMAT: ['', 'yaml', 'JSON'],
-}
+import { REFUSED } from '../helpers/rows.js'
 
 t.test('every setting has rows of refused values', async t => {
   for (const key of OPTION_KEYS) t.ok(REFUSED[OPTIONS[key].env]?.length, OPTIONS[key].env)

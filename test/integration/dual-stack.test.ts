@@ -1,0 +1,71 @@
+// IPv6 is captured whenever the namespace has it, and never half: a refused IPv6 apply takes IPv4 back too.
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import t from 'tap'
+import { initOk, kernelAvailable, snapshot, withSandbox } from '../helpers/kernel.js'
+import { BACKENDS } from '../helpers/rows.js'
+
+/** A PATH whose ip6tables restore tools refuse every payload, as a kernel without ip6 nat would. */
+const refusingIpv6Path = (): string => {
+  const dir = mkdtempSync(`${tmpdir()}/sr-refuse-`)
+  for (const variant of ['nft', 'legacy']) {
+    const file = `${dir}/ip6tables-${variant}-restore`
+    writeFileSync(file, '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: line 3 failed" >&2\nexit 1\n')
+    chmodSync(file, 0o755)
+  }
+  return `${dir}:${process.env['PATH'] ?? ''}`
+}
+
+for (const backend of BACKENDS) {
+  const env = { ISTIO_BACKEND: backend }
+
+  t.test(`${backend}: a refused IPv6 apply rolls IPv4 back, from empty and from earlier rules`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    const PATH = refusingIpv6Path()
+    // The nat tables and chains exist already, as they would in a pod: a rollback cannot un-create a table
+    // (legacy) or a base chain (nf_tables makes one when first used).
+    for (const tool of ['iptables', 'ip6tables']) {
+      for (const chain of ['PREROUTING', 'OUTPUT']) {
+        await box.exec('pod', `${tool}-${backend.split('-')[1]}`, ['-t', 'nat', '-A', chain, '-p', 'udp', '-j', 'RETURN'])
+      }
+    }
+    const empty = await snapshot(box)
+    const fresh = await box.runInit({ ...env, PATH })
+    t.equal(fresh.exitCode, 4, 'apply failure exits 4', { output: fresh.output })
+    t.match(fresh.output, /ipv6: the kernel refused the transaction at line 3/)
+    t.equal(await snapshot(box), empty, 'IPv4 is rolled back to nothing')
+
+    await initOk(t, box, env)
+    const earlier = await snapshot(box)
+    const changed = await box.runInit({ ...env, PATH, ISTIO_OUTBOUND_EXCLUDE_PORTS: '443', ISTIO_PROXY_UID: '2000' })
+    t.equal(changed.exitCode, 4)
+    t.equal(await snapshot(box), earlier, 'IPv4 is rolled back to the earlier rules')
+  })
+
+  t.test(`${backend}: with IPv6 disabled, auto captures IPv4 only and true refuses`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    await box.exec('pod', 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'])
+    const before = await snapshot(box)
+    const required = await box.runInit({ ...env, ISTIO_IPV6: 'true' })
+    t.equal(required.exitCode, 3, 'true on an IPv6-less namespace is an environment error')
+    t.match(required.output, /ISTIO_IPV6=true but IPv6 is disabled on every interface/)
+    t.equal(await snapshot(box), before, 'nothing changed')
+    const output = await initOk(t, box, env)
+    t.match(output, /families\s+ipv4: IPv6 is disabled on every interface/)
+    const v6 = (await box.exec('pod', `ip6tables-${backend.split('-')[1]}-save`, [])).stdout
+    t.notMatch(v6, /SIDECAR/, 'no IPv6 rules')
+  })
+
+  t.test(`${backend}: IPv6 on a single interface other than the first still counts`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    await box.exec('pod', 'sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1'])
+    await box.exec('pod', 'ip', ['link', 'add', 'sr-x0', 'type', 'veth', 'peer', 'name', 'sr-x1'])
+    await box.exec('pod', 'sysctl', ['-qw', 'net.ipv6.conf.sr-x0.disable_ipv6=1', 'net.ipv6.conf.sr-x1.disable_ipv6=0'])
+    const output = await initOk(t, box, env)
+    t.match(output, /families\s+ipv4, ipv6: IPv6 is enabled on sr-x1\n/)
+    await initOk(t, box, env, ['verify'])
+  })
+}
