@@ -1,7 +1,7 @@
 // Command-line wiring. yargs parses and writes --help; dispatch is ours (main.ts), because yargs prints the help
-// text when an async handler rejects, which would bury the one-line error an operator needs.
-
-import yargs from 'yargs'
+// text when an async handler rejects, which would bury the one-line error an operator needs. An init container
+// runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
+// bundled start-up (see bench/).
 import { ConfigError } from './errors.js'
 import { OPTIONS, OPTION_KEYS } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
@@ -24,7 +24,10 @@ export interface CommandLine {
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 
 /** parseCommandLine reads argv into a command and the flags given; throws ConfigError on unknown input. */
-export const parseCommandLine = (argv: readonly string[], print: (text: string) => void): CommandLine => {
+export const parseCommandLine = async (argv: readonly string[], print: (text: string) => void): Promise<CommandLine> => {
+  const [only, ...more] = argv
+  if (more.length === 0 && (only === undefined || isCommand(only))) return { command: only ?? 'init', flags: {} }
+  const { default: yargs } = await import('yargs')
   let helpShown = false
   const parser = yargs([...argv])
     .scriptName('entrypoint')

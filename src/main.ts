@@ -14,7 +14,7 @@ export const run = async (argv: readonly string[], env: Env, io: Io): Promise<nu
   // Errors found before the settings are read still honour the requested format when it is valid.
   let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
   try {
-    const { command, flags } = parseCommandLine(argv, io.out.write)
+    const { command, flags } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
     const settings = parseSettings(env, flags)
     logger = createLogger(settings.logFormat, io.out)

@@ -28,7 +28,9 @@ const blamedLine = (stderr: string): number | undefined => {
   return found === undefined ? undefined : Number(found)
 }
 
-const DENIED = /Permission denied|Operation not permitted|you must be root/i
+// iptables exits 4 (a resource problem) when it may not read or change the tables; the text says which.
+const DENIED = /Permission denied|Operation not permitted/
+const isDenied = (exitCode: number | undefined, stderr: string): boolean => exitCode === 4 && DENIED.test(stderr)
 
 export const realExec: Exec = async (file, args, input) => {
   // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
@@ -38,7 +40,7 @@ export const realExec: Exec = async (file, args, input) => {
     throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`)
   }
   if (result.failed) {
-    if (DENIED.test(result.stderr)) {
+    if (isDenied(result.exitCode, result.stderr)) {
       throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${result.stderr.trim()}`)
     }
     throw new CommandFailed(command, result.stderr || (result.message ?? ""), blamedLine(result.stderr))

@@ -15,7 +15,10 @@ const round = (ms: number): number => Math.round(ms * 10) / 10
 const ruleCount = (chains: ReadonlyMap<string, readonly string[]>): number =>
   [...chains.values()].reduce((sum, rules) => sum + rules.length, 0)
 
-export const runInit = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
+export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Promise<void> => {
+  // Every process started is counted: each costs a few milliseconds of every pod's start.
+  let processes = 0
+  const io: Io = { ...ioIn, exec: (...args) => (processes++, ioIn.exec(...args)) }
   const timings: Record<string, number> = {}
   const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
     const start = io.now()
@@ -45,5 +48,6 @@ export const runInit = async (settings: Settings, io: Io, logger: Logger): Promi
     applied,
     verified: drifts.map(d => `${d.family}: read back exactly as planned`),
     timings,
+    processes,
   })
 }

@@ -10,13 +10,8 @@ export interface FamilyDrift {
   readonly drift: readonly string[]
 }
 
-export const readBackDrift = async (backend: IptablesBackend, targets: readonly FamilyTarget[]): Promise<FamilyDrift[]> => {
-  const drifts: FamilyDrift[] = []
-  for (const { family, desired } of targets) {
-    drifts.push({ family, drift: compareState(desired, await readOwned(backend, family)) })
-  }
-  return drifts
-}
+export const readBackDrift = (backend: IptablesBackend, targets: readonly FamilyTarget[]): Promise<FamilyDrift[]> =>
+  Promise.all(targets.map(async ({ family, desired }) => ({ family, drift: compareState(desired, await readOwned(backend, family)) })))
 
 export const describeDrift = (drifts: readonly FamilyDrift[]): string[] =>
   drifts.flatMap(({ family, drift }) => (drift.length === 0 ? [] : [`${family}:`, ...drift.map(line => `  ${line}`)]))
