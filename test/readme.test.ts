@@ -1,0 +1,28 @@
+// The README's tables are checked against the code, so the documentation cannot fall behind it.
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { COMMANDS } from '../src/cli.js'
+import { ApplyError, ConfigError, EnvironmentError, PrivilegeError, VerifyError } from '../src/errors.js'
+import { OPTIONS, OPTION_KEYS } from '../src/settings/options.js'
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+
+t.test('every setting has its row: env, flag and default', async t => {
+  for (const key of OPTION_KEYS) {
+    const spec = OPTIONS[key]
+    const shown = spec.default === '' ? 'empty' : `\`${spec.default}\``
+    t.ok(readme.includes(`| \`${spec.env}\` | \`--${spec.flag}\` | ${shown} |`), spec.env)
+  }
+})
+
+t.test('every command and exit code is documented', async t => {
+  for (const name of Object.keys(COMMANDS)) t.ok(readme.includes(`| \`${name}\` |`), name)
+  const errors = [new ConfigError('X', '', ''), new EnvironmentError(''), new ApplyError(''), new VerifyError(''), new PrivilegeError('')]
+  for (const error of errors) t.ok(readme.includes(`| ${error.exitCode} | \`${error.code}\` |`), error.code)
+})
+
+t.test('the README starts with the two set-up commands, and they exist', async t => {
+  const first = readme.split('\n').slice(0, 6).join('\n')
+  t.match(first, /sudo bash scripts\/demo\.sh/)
+  t.match(first, /sudo bash \.ci\/run/)
+})
