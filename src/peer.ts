@@ -6,7 +6,7 @@
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
-import { markedSocket } from './net/mark.js'
+import { openSocket } from './net/socket.js'
 
 const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value)}\n`)
 
@@ -56,7 +56,7 @@ const proxy = (port: number, mark: number | undefined): void => {
       return
     }
     const options = { host: target.address, port: target.port }
-    const upstream = mark === undefined ? net.connect(options) : markedSocket(target, mark).connect(options)
+    const upstream = mark === undefined ? net.connect(options) : openSocket(target.address, { mark }).connect(options)
     downstream.pipe(upstream).pipe(downstream)
     const close = (): void => void (downstream.destroy(), upstream.destroy())
     upstream.on('error', close)

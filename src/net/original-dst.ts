@@ -1,10 +1,9 @@
 // SO_ORIGINAL_DST: where a REDIRECTed connection was headed before NAT. Node has no API for it, so libc's
-// getsockopt is called through koffi (an FFI with a prebuilt binary, no compiler needed in the image).
-// The fd of a net.Socket is `_handle.fd`: undocumented, but stable across Node releases.
+// getsockopt is called (see libc.ts). The fd of a net.Socket is `_handle.fd`: undocumented, but stable across Node releases.
 
 import type net from 'node:net'
-import { createRequire } from 'node:module'
 import { formatIpv6 } from '../settings/cidr.js'
+import { loadLibc } from './libc.js'
 
 const SOL_IP = 0
 const SOL_IPV6 = 41
@@ -13,19 +12,6 @@ const SO_ORIGINAL_DST = 80 // IP6T_SO_ORIGINAL_DST has the same number
 export interface Endpoint {
   readonly address: string
   readonly port: number
-}
-
-type GetSockOpt = (fd: number, level: number, name: number, value: Buffer, length: number[]) => number
-
-let getsockopt: GetSockOpt | undefined
-
-const loadGetsockopt = (): GetSockOpt => {
-  if (!getsockopt) {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-    const libc = koffi.load('libc.so.6')
-    getsockopt = libc.func('int getsockopt(int, int, int, _Out_ uint8_t *value, _Inout_ uint32_t *length)') as GetSockOpt
-  }
-  return getsockopt
 }
 
 export const socketFd = (socket: net.Socket): number => {
@@ -41,7 +27,7 @@ export const socketFd = (socket: net.Socket): number => {
 export const originalDestination = (socket: net.Socket): Endpoint | undefined => {
   const v6 = socket.localAddress?.includes(':') && !socket.localAddress.startsWith('::ffff:')
   const buffer = Buffer.alloc(v6 ? 28 : 16)
-  const status = loadGetsockopt()(socketFd(socket), v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buffer, [buffer.length])
+  const status = loadLibc().getsockopt(socketFd(socket), v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buffer, [buffer.length])
   if (status !== 0) return undefined
   const port = buffer.readUInt16BE(2)
   const address = v6 ? formatIpv6([...buffer.subarray(8, 24)]) : [...buffer.subarray(4, 8)].join('.')

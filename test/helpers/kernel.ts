@@ -1,12 +1,43 @@
 // Kernel tests run as root inside namespaces they create; tap's teardown always deletes them. Outside CI a
 // non-root run skips with the reason; under CI=true it fails, because a skipped kernel suite proves nothing.
 
+import { accessSync, chmodSync, constants, cpSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname } from 'node:path'
 import type { Test } from 'tap'
 import { realExec } from '../../src/backend/exec.js'
-import { createSandbox, type Sandbox, type SandboxAddresses } from '../../src/commands/sandbox.js'
+import { createSandbox, type Programs, type Sandbox, type SandboxAddresses } from '../../src/commands/sandbox.js'
 
-const ROOT = new URL('../..', import.meta.url).pathname
-export const PROGRAMS = { cli: `${ROOT}dist/cli.mjs`, peer: `${ROOT}dist/peer.mjs` }
+const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '')
+
+// Programs run under a dropped UID must be readable by it, as they are in the image. A checkout inside a private
+// directory (mktemp makes them 0700) is not, so the runtime files are then staged in a world-readable copy.
+const readableByOthers = (path: string): boolean => {
+  for (let dir = path; dir !== '/'; dir = dirname(dir)) if ((statSync(dir).mode & 0o005) !== 0o005) return false
+  return true
+}
+
+let staged: string | undefined
+
+const runtimeRoot = (): string => {
+  if (readableByOthers(ROOT)) return ROOT
+  if (!staged) {
+    const dir = mkdtempSync(`${tmpdir()}/sr-runtime-`)
+    for (const part of ['dist', 'entrypoint', 'package.json', 'node_modules/koffi', 'node_modules/posix']) {
+      cpSync(`${ROOT}/${part}`, `${dir}/${part}`, { recursive: true })
+    }
+    chmodSync(dir, 0o755)
+    accessSync(`${dir}/dist/cli.mjs`, constants.R_OK)
+    staged = dir
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  }
+  return staged
+}
+
+export const programs = (): Programs => {
+  const root = runtimeRoot()
+  return { cli: `${root}/dist/cli.mjs`, peer: `${root}/dist/peer.mjs` }
+}
 
 export const POD = '198.18.0.1'
 export const REMOTE = '198.18.0.2'
@@ -23,7 +54,7 @@ export const kernelAvailable = (t: Test): boolean => {
 }
 
 export const withSandbox = async (t: Test, addresses: SandboxAddresses = ADDRESSES): Promise<Sandbox> => {
-  const box = await createSandbox({ exec: realExec }, addresses, PROGRAMS)
+  const box = await createSandbox({ exec: realExec }, addresses, programs())
   t.teardown(() => box.destroy())
   return box
 }

@@ -1,0 +1,31 @@
+// The libc calls Node has no API for, through koffi (an FFI whose package ships prebuilt binaries, so the image
+// needs no compiler). Loaded on first use only: init without a live probe never pays for it.
+
+import { createRequire } from 'node:module'
+
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number
+  setsockopt(fd: number, level: number, name: number, value: Buffer, length: number): number
+  getsockopt(fd: number, level: number, name: number, value: Buffer, length: number[]): number
+  close(fd: number): number
+  execve(path: string, argv: (string | null)[], envp: (string | null)[]): number
+  errno(): number
+}
+
+let libc: Libc | undefined
+
+export const loadLibc = (): Libc => {
+  if (!libc) {
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
+    const lib = koffi.load('libc.so.6')
+    libc = {
+      socket: lib.func('int socket(int, int, int)'),
+      setsockopt: lib.func('int setsockopt(int, int, int, const uint8_t *value, uint32_t length)'),
+      getsockopt: lib.func('int getsockopt(int, int, int, _Out_ uint8_t *value, _Inout_ uint32_t *length)'),
+      close: lib.func('int close(int)'),
+      execve: lib.func('int execve(const char *path, const char **argv, const char **envp)'),
+      errno: () => koffi.errno(),
+    } as Libc
+  }
+  return libc
+}
