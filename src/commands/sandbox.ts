@@ -55,13 +55,12 @@ export interface Sandbox {
   destroy(): Promise<void>
 }
 
-const inNamespace = (ns: string, file: string, args: readonly string[]): [string, string[]] => ['nsenter', [`--net=/run/netns/${ns}`, file, ...args]]
-
-const cleanEnv = (): Record<string, string | undefined> => {
-  // A coverage hook in NODE_OPTIONS fails in children that change UID, so children never inherit it.
-  const { NODE_OPTIONS: _, ...rest } = process.env
-  return rest
-}
+// Test runners hook NODE_OPTIONS into every child they see spawned (tap's coverage does), and such a hook fails in
+// a child that changed UID; `env -u` removes it after the spawn, where no hook can put it back.
+const inNamespace = (ns: string, file: string, args: readonly string[]): [string, string[]] => [
+  'nsenter',
+  [`--net=/run/netns/${ns}`, 'env', '-u', 'NODE_OPTIONS', file, ...args],
+]
 
 export interface SandboxIo {
   readonly exec: Exec
@@ -78,7 +77,7 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
     peer: new URL('./peer.mjs', import.meta.url).pathname,
   }
   const exec: Sandbox['exec'] = (where, file, args, input) => io.exec(...inNamespace(ns(where), file, args), input)
-  const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...inNamespace(ns(where), file, args), { ...cleanEnv(), ...env })
+  const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...inNamespace(ns(where), file, args), { ...process.env, ...env })
   const destroy = async (): Promise<void> => {
     await Promise.all(started.map(p => p.stop()))
     for (const name of [podNs, remoteNs]) await io.exec('ip', ['netns', 'delete', name]).catch(() => undefined)
@@ -108,7 +107,7 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
     tryExec,
     serve: async (where, specs) => {
       const [command, args] = inNamespace(ns(where), process.execPath, [files.peer, 'serve', ...specs])
-      const peer = startProcess(command, args, cleanEnv())
+      const peer = startProcess(command, args)
       started.push(peer)
       await peer.waitForLine(line => line.includes('"ready"'))
       return peer

@@ -23,7 +23,7 @@ const runtimeRoot = (): string => {
   if (readableByOthers(ROOT)) return ROOT
   if (!staged) {
     const dir = mkdtempSync(`${tmpdir()}/sr-runtime-`)
-    for (const part of ['dist', 'entrypoint', 'package.json', 'node_modules/koffi', 'node_modules/posix']) {
+    for (const part of ['dist', 'entrypoint', 'package.json', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix']) {
       cpSync(`${ROOT}/${part}`, `${dir}/${part}`, { recursive: true })
     }
     chmodSync(dir, 0o755)
