@@ -3,7 +3,7 @@
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
 import { ConfigError } from './errors.js'
-import { OPTIONS, OPTION_KEYS } from './settings/options.js'
+import { AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
@@ -12,6 +12,8 @@ export const COMMANDS = {
   verify: 'compare the live rules with the plan, exactly and in order; exit 5 on any drift',
   clean: 'remove every chain and jump init added; other rules stay as they are',
   demo: 'build a throwaway pod and remote host in network namespaces and show real traffic being captured',
+  run: 'the proxy agent: run [flags] -- PROXY_COMMAND [ARGS...] starts the proxy as its user with least privilege',
+  'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
 } as const
 
 export type Command = keyof typeof COMMANDS | 'help'
@@ -19,14 +21,18 @@ export type Command = keyof typeof COMMANDS | 'help'
 export interface CommandLine {
   readonly command: Command
   readonly flags: Flags
+  /** What follows `--`: the proxy command for `run`. */
+  readonly rest: readonly string[]
 }
+
+const SPECS: [string, OptionSpec<unknown>][] = [...Object.entries(OPTIONS), ...Object.entries(AGENT_OPTIONS)]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 
 /** parseCommandLine reads argv into a command and the flags given; throws ConfigError on unknown input. */
 export const parseCommandLine = async (argv: readonly string[], print: (text: string) => void): Promise<CommandLine> => {
   const [only, ...more] = argv
-  if (more.length === 0 && (only === undefined || isCommand(only))) return { command: only ?? 'init', flags: {} }
+  if (more.length === 0 && (only === undefined || isCommand(only))) return { command: only ?? 'init', flags: {}, rest: [] }
   const { default: yargs } = await import('yargs')
   let helpShown = false
   const parser = yargs([...argv])
@@ -34,6 +40,7 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
     .usage('$0 [command] [flags]\n\nEvery flag can also be given as the environment variable shown; a flag wins.')
     .command(['init', '$0'], COMMANDS.init)
     .exitProcess(false)
+    .parserConfiguration({ 'populate--': true })
     .strict()
     .version(false)
     .wrap(Math.min(120, process.stdout.columns ?? 120))
@@ -41,8 +48,7 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
       throw error ?? new ConfigError('command line', argv.join(' '), message)
     })
   for (const [name, description] of Object.entries(COMMANDS)) if (name !== 'init') parser.command(name, description)
-  for (const key of OPTION_KEYS) {
-    const spec = OPTIONS[key]
+  for (const [, spec] of SPECS) {
     parser.option(spec.flag, {
       type: 'string',
       requiresArg: false,
@@ -56,16 +62,17 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
       print(`${text}\n`)
     }
   })
-  if (helpShown) return { command: 'help', flags: {} }
+  if (helpShown) return { command: 'help', flags: {}, rest: [] }
   const [first, ...extra] = parsed._
   if (extra.length > 0 || (first !== undefined && !isCommand(first))) {
     throw new ConfigError('command line', argv.join(' '), `one command of ${Object.keys(COMMANDS).join(', ')}`)
   }
-  const flags = Object.fromEntries(
-    OPTION_KEYS.flatMap(key => {
-      const value: unknown = parsed[OPTIONS[key].flag]
+  const flags: Flags = Object.fromEntries(
+    SPECS.flatMap(([key, spec]) => {
+      const value: unknown = parsed[spec.flag]
       return value === undefined ? [] : [[key, String(value)]]
     }),
-  ) as Flags
-  return { command: isCommand(first) ? first : 'init', flags }
+  )
+  const rest = ((parsed['--'] ?? []) as unknown[]).map(String)
+  return { command: isCommand(first) ? first : 'init', flags, rest }
 }

@@ -8,13 +8,13 @@ import { runVerify } from './commands/verify.js'
 import { isSidecarError, VerifyError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
-import { parseSettings, type Env } from './settings/parse.js'
+import { parseAgentSettings, parseSettings, type Env } from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, io: Io): Promise<number> => {
   // Errors found before the settings are read still honour the requested format when it is valid.
   let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
   try {
-    const { command, flags } = await parseCommandLine(argv, io.out.write)
+    const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
     const settings = parseSettings(env, flags)
     logger = createLogger(settings.logFormat, io.out)
@@ -35,6 +35,15 @@ export const run = async (argv: readonly string[], env: Env, io: Io): Promise<nu
         const { runDemo } = await import('./commands/demo.js')
         await runDemo(settings, io, logger)
         break
+      }
+      case 'envoy-config': {
+        const { runEnvoyConfig } = await import('./commands/envoy-config.js')
+        runEnvoyConfig(settings, io.out)
+        break
+      }
+      case 'run': {
+        const { runAgent } = await import('./commands/run.js')
+        return await runAgent(settings, parseAgentSettings(env, flags), rest, io, logger)
       }
     }
     return 0

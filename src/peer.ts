@@ -56,6 +56,7 @@ const proxy = (port: number, mark: number | undefined): void => {
       return
     }
     const options = { host: target.address, port: target.port }
+    print({ relayed: { from: (downstream.remoteAddress ?? '').replace(/^::ffff:/, ''), to: `${target.address}:${target.port}` } })
     const upstream = mark === undefined ? net.connect(options) : openSocket(target.address, { mark }).connect(options)
     downstream.pipe(upstream).pipe(downstream)
     const close = (): void => void (downstream.destroy(), upstream.destroy())

@@ -1,6 +1,7 @@
 // The one seam through which the tool starts processes. Everything else receives an Exec, so tests can record
 // what would run, and this is the only file that reads a process's stderr.
 
+import { constants } from 'node:os'
 import { execa } from 'execa'
 import { EnvironmentError } from '../errors.js'
 
@@ -50,31 +51,37 @@ export const realExec: Exec = async (file, args, input) => {
 
 export interface Started {
   readonly pid: number
+  /** The exit code, or 128+N when a signal ended it. */
+  readonly exited: Promise<number>
   /** Resolves with the first stdout line that `accept` takes; rejects if the process ends or time runs out. */
   waitForLine(accept: (line: string) => boolean, timeoutMs?: number): Promise<string>
   readonly lines: readonly string[]
   stop(): Promise<void>
 }
 
-/** startProcess runs a long-lived child (a listener, a proxy) and collects its stdout lines. */
+/** startProcess runs a long-lived child (a listener, a proxy) and collects its stdout and stderr lines. */
 export const startProcess = (file: string, args: readonly string[], env?: Readonly<Record<string, string | undefined>>): Started => {
-  const child = execa(file, args, { reject: false, buffer: false, stdin: 'ignore', stderr: 'inherit', ...(env && { env, extendEnv: false }) })
+  const child = execa(file, args, { reject: false, buffer: false, stdin: 'ignore', ...(env && { env, extendEnv: false }) })
   const lines: string[] = []
   const waiters = new Set<() => void>()
   let ended = false
   let partial = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
+  const collect = (chunk: Buffer): void => {
     const parts = (partial + chunk.toString()).split('\n')
     partial = parts.pop() ?? ''
     lines.push(...parts)
     for (const wake of waiters) wake()
-  })
-  void child.then(() => {
+  }
+  child.stdout?.on('data', collect)
+  child.stderr?.on('data', collect)
+  const exited = child.then(result => {
     ended = true
     for (const wake of waiters) wake()
+    return result.exitCode ?? 128 + (result.signal ? (constants.signals[result.signal] ?? 0) : 0)
   })
   return {
     pid: child.pid ?? -1,
+    exited,
     lines,
     waitForLine: (accept, timeoutMs = 5000) =>
       new Promise((resolve, reject) => {
@@ -109,4 +116,21 @@ export interface Status {
 export const runForStatus = async (file: string, args: readonly string[], env?: Readonly<Record<string, string | undefined>>): Promise<Status> => {
   const result = await execa(file, args, { reject: false, all: true, stdin: 'ignore', ...(env && { env, extendEnv: false }) })
   return { exitCode: result.exitCode ?? 128, output: result.all ?? '' }
+}
+
+export interface Supervised {
+  readonly pid: number
+  /** How the process ended: its exit code, or the signal that ended it. */
+  readonly ended: Promise<{ readonly exitCode: number | undefined; readonly signal: NodeJS.Signals | undefined }>
+  kill(signal: NodeJS.Signals): void
+}
+
+/** spawnInherited starts a process that shares this one's stdin, stdout and stderr (the proxy under the agent). */
+export const spawnInherited = (file: string, args: readonly string[]): Supervised => {
+  const child = execa(file, args, { stdio: 'inherit', reject: false })
+  return {
+    pid: child.pid ?? -1,
+    ended: child.then(result => ({ exitCode: result.exitCode, signal: result.signal })),
+    kill: signal => void child.kill(signal),
+  }
 }

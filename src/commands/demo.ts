@@ -30,12 +30,13 @@ export const runDemo = async (settings: Settings, io: Io, logger: Logger): Promi
   const box = await createSandbox(io, { pod: POD, remote: REMOTE })
   try {
     logger.event('demo', `sandbox: pod ${box.podNs} (${POD}) <-> remote ${box.remoteNs} (${REMOTE})`)
-    await box.serve('pod', [`proxy=0.0.0.0:${settings.proxyPort}`, `app=${POD}:${APP_PORT}`, `app-loopback=127.0.0.1:${APP_PORT}`])
-    await box.serve('remote', [`remote=${REMOTE}:${REMOTE_PORT}`])
+    // As in a pod: the init step runs (and probes) before the app and the proxy start listening.
     const env = { ...formatSettings(settings), ISTIO_IPV6: 'false', ISTIO_LOG_FORMAT: 'text' }
     const init = await box.runInit(env)
     if (init.exitCode !== 0) throw new ApplyError(`init failed in the sandbox (exit ${init.exitCode}): ${init.output}`)
     io.out.write(`${init.output}\n`)
+    await box.serve('pod', [`proxy=0.0.0.0:${settings.proxyPort}`, `app=${POD}:${APP_PORT}`, `app-loopback=127.0.0.1:${APP_PORT}`])
+    await box.serve('remote', [`remote=${REMOTE}:${REMOTE_PORT}`])
     const uid = settings.proxyUid
     const probes: Probe[] = [
       { what: `app (root) -> remote ${REMOTE}:${REMOTE_PORT}`, expect: 'proxy', run: b => b.connect('pod', REMOTE, REMOTE_PORT) },

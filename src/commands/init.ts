@@ -7,7 +7,7 @@ import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { formatSettings } from '../settings/format.js'
 import type { Settings } from '../settings/types.js'
-import { describeDrift, readBackDrift } from '../verify/read-back.js'
+import { describeDrift, liveChecks, readBackDrift } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare, withLock } from './prepare.js'
 
 const round = (ms: number): number => Math.round(ms * 10) / 10
@@ -27,15 +27,16 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     return result
   }
   const started = io.now()
-  const { prepared, outcomes, drifts } = await withLock(io, async () => {
+  const { prepared, outcomes, drifts, live } = await withLock(io, async () => {
     const prepared = await timed('probe', () => prepare(settings, io))
     const { backend, targets, facts } = prepared
     const outcomes = await timed('apply', () => applyFamilies(backend, targets, facts.ipv4Saved[facts.variant.value]))
     const drifts = await timed('read-back', () => readBackDrift(backend, targets))
-    return { prepared, outcomes, drifts }
+    const drift = describeDrift(drifts)
+    if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan', drift)
+    const live = await timed('live', () => liveChecks(settings, facts.families.value))
+    return { prepared, outcomes, drifts, live }
   })
-  const drift = describeDrift(drifts)
-  if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan', drift)
   const applied = prepared.targets.map((t, i) => {
     const state = outcomes[i]?.changed ? 'applied' : 'already in place, left untouched'
     return `${t.family}: ${ruleCount(t.desired.chains)} rules in ${[...t.desired.chains.keys()].join(', ')}, ${state}`
@@ -47,6 +48,7 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     families: describeFamilies(prepared),
     applied,
     verified: drifts.map(d => `${d.family}: read back exactly as planned`),
+    live,
     timings,
     processes,
   })

@@ -50,6 +50,8 @@ export interface Sandbox {
   /** Runs a command inside a namespace and returns its exit code and output, whatever happened. */
   tryExec(where: Where, file: string, args: readonly string[], env?: Record<string, string>): Promise<Status>
   serve(where: Where, specs: readonly string[]): Promise<Started>
+  /** Starts a long-lived process in a namespace; destroy() stops it. */
+  start(where: Where, file: string, args: readonly string[], env?: Record<string, string>): Started
   connect(where: Where, host: string, port: number, options?: ConnectOptions): Promise<Reply>
   runInit(env: Record<string, string>, args?: readonly string[]): Promise<Status>
   destroy(): Promise<void>
@@ -111,6 +113,11 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
       started.push(peer)
       await peer.waitForLine(line => line.includes('"ready"'))
       return peer
+    },
+    start: (where, file, args, env) => {
+      const child = startProcess(...inNamespace(ns(where), file, args), { ...process.env, ...env })
+      started.push(child)
+      return child
     },
     connect: async (where, host, port, options = {}) => {
       const drop = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.gid ?? options.uid}`, '--clear-groups']

@@ -5,19 +5,25 @@ import { VerifyError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import type { Settings } from '../settings/types.js'
-import { describeDrift, readBackDrift } from '../verify/read-back.js'
+import { describeDrift, liveChecks, readBackDrift } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare } from './prepare.js'
 
 export const runVerify = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
   const prepared = await prepare(settings, io)
   const drifts = await readBackDrift(prepared.backend, prepared.targets)
   const drift = describeDrift(drifts)
+  // Traffic is probed even when the rules drifted: it shows what the drift does to packets.
+  const live = await liveChecks(settings, prepared.facts.families.value).catch((error: unknown) => {
+    if (error instanceof VerifyError && drift.length > 0) return ['live probe:', ...error.details]
+    throw error
+  })
   if (drift.length > 0) {
-    throw new VerifyError(`the rules in ${prepared.backend.name} differ from the plan (- planned but missing, + present but not planned)`, drift)
+    throw new VerifyError(`the rules in ${prepared.backend.name} differ from the plan (- planned but missing, + present but not planned)`, [...drift, ...live])
   }
   logger.report('verify', 'sidecar-redirect verify: ok', {
     backend: describeBackend(prepared),
     families: describeFamilies(prepared),
     verified: drifts.map(d => `${d.family}: the rules match the plan exactly`),
+    live,
   })
 }

@@ -9,8 +9,12 @@ export interface Libc {
   getsockopt(fd: number, level: number, name: number, value: Buffer, length: number[]): number
   close(fd: number): number
   execve(path: string, argv: (string | null)[], envp: (string | null)[]): number
+  /** fcntl(fd, F_SETFD, flags): the only fcntl use here. */
+  setFdFlags(fd: number, flags: number): number
   errno(): number
 }
+
+const F_SETFD = 2
 
 let libc: Libc | undefined
 
@@ -18,12 +22,14 @@ export const loadLibc = (): Libc => {
   if (!libc) {
     const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
     const lib = koffi.load('libc.so.6')
+    const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, value: number) => number
     libc = {
       socket: lib.func('int socket(int, int, int)'),
       setsockopt: lib.func('int setsockopt(int, int, int, const uint8_t *value, uint32_t length)'),
       getsockopt: lib.func('int getsockopt(int, int, int, _Out_ uint8_t *value, _Inout_ uint32_t *length)'),
       close: lib.func('int close(int)'),
       execve: lib.func('int execve(const char *path, const char **argv, const char **envp)'),
+      setFdFlags: (fd: number, flags: number) => fcntl(fd, F_SETFD, 'int', flags),
       errno: () => koffi.errno(),
     } as Libc
   }

@@ -2,18 +2,18 @@
 // README table are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { Mark, Settings } from './types.js'
+import type { AgentSettings, Mark, Settings } from './types.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parsePortList, parsePortSelection } from './values.js'
 
-export interface OptionSpec<K extends keyof Settings> {
+export interface OptionSpec<T> {
   readonly env: string
   readonly flag: string
   readonly default: string
   readonly help: string
-  readonly parse: (text: string, where: string) => Settings[K]
+  readonly parse: (text: string, where: string) => T
 }
 
-export type OptionTable = { readonly [K in keyof Settings]: OptionSpec<K> }
+export type OptionTable<S> = { readonly [K in keyof S]: OptionSpec<S[K]> }
 
 const UINT32 = 0xffffffff
 // (uid_t)-1 means "no change" to the kernel, so it can never be a process's UID.
@@ -34,7 +34,7 @@ const parseMark = (text: string, where: string): Mark => {
   return { value, mask: mask === UINT32 ? undefined : mask }
 }
 
-export const OPTIONS: OptionTable = {
+export const OPTIONS: OptionTable<Settings> = {
   proxyPort: {
     env: 'ISTIO_PROXY_PORT',
     flag: 'proxy-port',
@@ -142,4 +142,46 @@ export const OPTIONS: OptionTable = {
   },
 }
 
+/** Settings of the proxy agent (`run`) only. */
+export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
+  user: {
+    env: 'ISTIO_PROXY_USER',
+    flag: 'user',
+    default: '',
+    help: 'run: the user the proxy runs as, a name or a numeric UID; empty means ISTIO_PROXY_UID',
+    parse: (t, w) => {
+      const text = t.trim()
+      if (text === '') return undefined
+      if (/^\d+$/.test(text)) return parseId(text, w)
+      if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(text)) throw new ConfigError(w, t, `a user name or ${ID_ACCEPTED}`)
+      return text
+    },
+  },
+  restart: {
+    env: 'ISTIO_AGENT_RESTART',
+    flag: 'restart',
+    default: 'no',
+    help: 'run: restart the proxy when it fails (on-failure, with backoff) or not (no)',
+    parse: (t, w) => parseChoice(t, w, ['no', 'on-failure']),
+  },
+  nofile: {
+    env: 'ISTIO_PROXY_NOFILE',
+    flag: 'nofile',
+    default: '',
+    help: "run: raise the proxy's open-file limit (RLIMIT_NOFILE) to this before dropping privileges",
+    parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 64, 1 << 30, 'a file count from 64 to 1073741824')),
+  },
+  netClsRoot: {
+    env: 'ISTIO_NET_CLS_ROOT',
+    flag: 'net-cls-root',
+    default: '/sys/fs/cgroup/net_cls',
+    help: 'run, cgroup method: where the net_cls hierarchy is mounted, or is mounted if absent',
+    parse: (t, w) => {
+      if (!t.startsWith('/') || t.includes('\0')) throw new ConfigError(w, t, 'an absolute path')
+      return t.replace(/\/+$/, '') || '/'
+    },
+  },
+}
+
 export const OPTION_KEYS = Object.keys(OPTIONS) as (keyof Settings)[]
+export const AGENT_OPTION_KEYS = Object.keys(AGENT_OPTIONS) as (keyof AgentSettings)[]

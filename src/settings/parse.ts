@@ -1,27 +1,32 @@
 // Settings come from env vars and flags; a flag wins over its env var. Pure: the caller hands in both maps.
 
 import { ConfigError } from '../errors.js'
-import { OPTIONS, OPTION_KEYS } from './options.js'
-import type { Cidr, Settings } from './types.js'
+import { AGENT_OPTIONS, OPTIONS, type OptionTable } from './options.js'
+import type { AgentSettings, Cidr, Settings } from './types.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
-export type Flags = Readonly<Partial<Record<keyof Settings, string>>>
+/** Flag values by option key, as given on the command line. */
+export type Flags = Readonly<Record<string, string | undefined>>
 
-const parseOne = <K extends keyof Settings>(key: K, env: Env, flags: Flags): Settings[K] => {
-  const spec = OPTIONS[key]
-  const flag = flags[key]
-  if (flag !== undefined) return spec.parse(flag, `--${spec.flag}`)
-  const fromEnv = env[spec.env]
-  return spec.parse(fromEnv ?? spec.default, spec.env)
+/** parseOptions reads every option of a table: the flag if given, else the env var, else the default. Pure. */
+export const parseOptions = <S>(table: OptionTable<S>, env: Env, flags: Flags): S => {
+  const keys = Object.keys(table) as (keyof S & string)[]
+  const entries = keys.map(key => {
+    const spec = table[key]
+    const flag = flags[key]
+    return [key, flag !== undefined ? spec.parse(flag, `--${spec.flag}`) : spec.parse(env[spec.env] ?? spec.default, spec.env)] as const
+  })
+  return Object.fromEntries(entries) as S
 }
+
+export const parseAgentSettings = (env: Env, flags: Flags = {}): AgentSettings => parseOptions(AGENT_OPTIONS, env, flags)
 
 const firstIpv6 = (cidrs: 'all' | readonly Cidr[]): Cidr | undefined =>
   cidrs === 'all' ? undefined : cidrs.find(c => c.family === 'ipv6')
 
 /** parseSettings validates every setting into one Settings value. Pure; throws ConfigError. */
 export const parseSettings = (env: Env, flags: Flags = {}): Settings => {
-  const entries = OPTION_KEYS.map(key => [key, parseOne(key, env, flags)] as const)
-  const settings = Object.fromEntries(entries) as unknown as Settings
+  const settings = parseOptions(OPTIONS, env, flags)
   // With IPv6 turned off, an IPv6 CIDR would be dropped without a word; refuse it instead.
   if (settings.ipv6 === 'false') {
     for (const key of ['outboundIncludeCidrs', 'outboundExcludeCidrs'] as const) {

@@ -44,3 +44,12 @@ export interface Settings {
   readonly verify: VerifyMode
   readonly logFormat: LogFormat
 }
+
+/** What the proxy agent (`run`) needs beyond Settings. */
+export interface AgentSettings {
+  /** A user name, or a numeric UID; undefined means Settings.proxyUid. */
+  readonly user: string | number | undefined
+  readonly restart: 'no' | 'on-failure'
+  readonly nofile: number | undefined
+  readonly netClsRoot: string
+}

@@ -1,0 +1,55 @@
+// The net_cls cgroup (v1) that the cgroup method keys on: every socket a process creates carries its cgroup's
+// classid, and `-m cgroup --cgroup ID` matches it. Membership is inherited at fork, so a process that joins the
+// group before starting the proxy has every proxy process (restarts too) classified from its first instruction.
+
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import type { Exec } from '../backend/exec.js'
+import { PrivilegeError } from '../errors.js'
+
+/** findNetClsMount returns where the net_cls hierarchy is mounted, from /proc/self/mountinfo text. Pure. */
+export const findNetClsMount = (mountinfo: string): string | undefined => {
+  for (const line of mountinfo.split('\n')) {
+    // mount-id parent major:minor root mount-point options [optional...] - fstype source super-options
+    const [left = '', right = ''] = line.split(' - ')
+    const [fstype, , superOptions = ''] = right.split(' ')
+    if (fstype === 'cgroup' && superOptions.split(',').includes('net_cls')) return left.split(' ')[4]?.replace(/\\040/g, ' ')
+  }
+  return undefined
+}
+
+export const groupName = (classid: number): string => `sidecar-redirect-${classid.toString(16)}`
+
+/**
+ * ensureNetClsGroup finds the hierarchy (mounting it at `root` if it is nowhere) and makes sure our group exists
+ * with `classid`. Returns the group's directory. Needs root or a writable cgroupfs.
+ */
+export const ensureNetClsGroup = async (root: string, classid: number, exec: Exec): Promise<string> => {
+  let mounted = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+  if (!mounted) {
+    try {
+      await mkdir(root, { recursive: true })
+      await exec('mount', ['-t', 'cgroup', '-o', 'net_cls', 'net_cls', root])
+    } catch (error) {
+      throw new PrivilegeError(`the net_cls hierarchy is not mounted and could not be mounted at ${root} (mount it into the container, or run the agent as root)`, { cause: error })
+    }
+    mounted = root
+  }
+  const group = `${mounted}/${groupName(classid)}`
+  await mkdir(group, { recursive: true })
+  await writeFile(`${group}/net_cls.classid`, String(classid))
+  return group
+}
+
+/** joinGroup moves a whole process (every thread) into the group. */
+export const joinGroup = (group: string, pid: number): Promise<void> => writeFile(`${group}/cgroup.procs`, String(pid))
+
+/** classidOf returns the net_cls classid a process is classified with, or undefined if it has none. */
+export const classidOf = async (pid: number | 'self'): Promise<number | undefined> => {
+  const cgroups = await readFile(`/proc/${pid}/cgroup`, 'utf8')
+  const path = /^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(cgroups)?.[1]
+  const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+  if (path === undefined || root === undefined) return undefined
+  const text = await readFile(`${root}${path === '/' ? '' : path}/net_cls.classid`, 'utf8').catch(() => '0')
+  const classid = Number(text.trim())
+  return classid === 0 ? undefined : classid
+}

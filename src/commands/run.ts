@@ -1,0 +1,75 @@
+// run: the proxy agent. As root it does the few things that need root (raise the file limit, join the net_cls
+// group), then execs itself through setpriv as the proxy's user, so no root process stays behind. Unprivileged,
+// it checks that the proxy's identity is the one the rules exempt, then supervises the proxy.
+
+import { createRequire } from 'node:module'
+import { spawnInherited } from '../backend/exec.js'
+import { classidOf, ensureNetClsGroup, joinGroup } from '../cgroup/net-cls.js'
+import { ConfigError, PrivilegeError } from '../errors.js'
+import type { Io } from '../io.js'
+import type { Logger } from '../log.js'
+import { supervise } from '../agent/supervise.js'
+import { describeIdentity, resolveIdentity, type PasswdEntry, type UserLookup } from '../privilege/identity.js'
+import { replaceProcess } from '../privilege/replace-process.js'
+import { raiseNofile } from '../privilege/rlimit.js'
+import { setprivArgs } from '../privilege/setpriv.js'
+import { CAP_NET_ADMIN, hasCapability, readStatus } from '../privilege/status.js'
+import type { AgentSettings, Settings } from '../settings/types.js'
+
+const lookupUser: UserLookup = user => {
+  const posix = createRequire(import.meta.url)('posix') as { getpwnam(u: string | number): PasswdEntry }
+  try {
+    return posix.getpwnam(user)
+  } catch {
+    return undefined
+  }
+}
+
+const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, logger: Logger): Promise<never> => {
+  const identity = resolveIdentity(settings, agent, lookupUser)
+  const done: string[] = []
+  if (agent.nofile !== undefined) done.push(raiseNofile(agent.nofile))
+  if (settings.outboundMethod === 'cgroup') {
+    const group = await ensureNetClsGroup(agent.netClsRoot, settings.netClsId, io.exec)
+    await joinGroup(group, process.pid)
+    done.push(`joined net_cls group ${group}`)
+  }
+  const netAdmin = settings.outboundMethod === 'mark'
+  logger.event(
+    'drop',
+    `becoming ${describeIdentity(identity)} with ${netAdmin ? 'only CAP_NET_ADMIN (for SO_MARK)' : 'no capabilities'} and no_new_privs${done.length ? `; ${done.join('; ')}` : ''}`,
+  )
+  const self = [process.execPath, ...process.execArgv, ...process.argv.slice(1)]
+  return replaceProcess('setpriv', [...setprivArgs(identity, netAdmin), ...self], process.env)
+}
+
+/** checkIdentity refuses to start a proxy whose traffic the rules would capture, which would loop. */
+const checkIdentity = async (settings: Settings): Promise<void> => {
+  const status = readStatus('self')
+  const [uid] = status.uids
+  if (uid === 0) throw new PrivilegeError('refusing to run the proxy as root')
+  if (settings.outboundMethod === 'uid' && uid !== settings.proxyUid && !status.gids.includes(settings.proxyGid ?? -1)) {
+    throw new PrivilegeError(`running as UID ${uid}, but the rules exempt UID ${settings.proxyUid} (ISTIO_PROXY_UID): the proxy's own traffic would be captured and loop`)
+  }
+  if (settings.outboundMethod === 'mark' && !hasCapability(status.capAmb, CAP_NET_ADMIN)) {
+    throw new PrivilegeError('method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK; start the agent as root with NET_ADMIN and it hands the proxy exactly that')
+  }
+  if (settings.outboundMethod === 'cgroup') {
+    const classid = await classidOf('self')
+    if (classid !== settings.netClsId) {
+      throw new PrivilegeError(
+        `method cgroup: this process is in no net_cls group with classid 0x${settings.netClsId.toString(16)} (${classid === undefined ? 'none' : `0x${classid.toString(16)}`}), and without root it cannot join one`,
+      )
+    }
+  }
+}
+
+export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: readonly string[], io: Io, logger: Logger): Promise<number> => {
+  const [command, ...args] = proxy
+  if (command === undefined) throw new ConfigError('run', '', 'a proxy command after --, e.g. run -- envoy -c /etc/envoy/envoy.yaml')
+  if (process.getuid?.() === 0) return dropAndReexec(settings, agent, io, logger)
+  await checkIdentity(settings)
+  // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
+  const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]
+  return supervise({ command: file, args: argv, restart: agent.restart, spawn: spawnInherited, logger, now: io.now })
+}

@@ -1,0 +1,40 @@
+// /proc/<pid>/status as the kernel reports a process's identity and privileges: what the agent checks before
+// starting the proxy, and what the tests read to prove the drop.
+
+import { readFileSync } from 'node:fs'
+
+export const CAP_NET_ADMIN = 12
+
+export interface ProcessStatus {
+  readonly uids: readonly number[]
+  readonly gids: readonly number[]
+  readonly groups: readonly number[]
+  readonly capEff: bigint
+  readonly capPrm: bigint
+  readonly capInh: bigint
+  readonly capAmb: bigint
+  readonly capBnd: bigint
+  readonly noNewPrivs: boolean
+}
+
+/** parseStatus reads the fields above from the text of /proc/<pid>/status. Pure. */
+export const parseStatus = (text: string): ProcessStatus => {
+  const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? ''
+  const numbers = (name: string): number[] => field(name).split(/\s+/).filter(Boolean).map(Number)
+  const caps = (name: string): bigint => BigInt(`0x${field(name) || '0'}`)
+  return {
+    uids: numbers('Uid'),
+    gids: numbers('Gid'),
+    groups: numbers('Groups'),
+    capEff: caps('CapEff'),
+    capPrm: caps('CapPrm'),
+    capInh: caps('CapInh'),
+    capAmb: caps('CapAmb'),
+    capBnd: caps('CapBnd'),
+    noNewPrivs: field('NoNewPrivs') === '1',
+  }
+}
+
+export const readStatus = (pid: number | 'self'): ProcessStatus => parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'))
+
+export const hasCapability = (set: bigint, cap: number): boolean => (set & (1n << BigInt(cap))) !== 0n

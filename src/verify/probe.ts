@@ -1,0 +1,187 @@
+// The live probe: read-back proves the rules are there, this proves they work. Everything stays inside the pod:
+// the probe listens on the proxy port and on a free "direct" port, then connects to one of the pod's own
+// addresses on the direct port with sockets made under each identity. A captured connection lands on the proxy
+// port with SO_ORIGINAL_DST naming the direct port; a bypassing one lands on the direct port. No packet can leave
+// the pod even if a rule is wrong: the destination is always local.
+
+import net from 'node:net'
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { originalDestination } from '../net/original-dst.js'
+import { openSocket, type SocketOptions } from '../net/socket.js'
+import { findNetClsMount, groupName, joinGroup } from '../cgroup/net-cls.js'
+import { parseCidr } from '../settings/cidr.js'
+import type { Cidr, Family, Settings } from '../settings/types.js'
+
+export interface Check {
+  readonly name: string
+  readonly family: Family
+  readonly status: 'passed' | 'failed' | 'not checked'
+  readonly detail: string
+}
+
+const TIMEOUT_MS = 300
+const NOBODY = 65534
+
+const inCidr = (address: string, cidr: Cidr): boolean => {
+  const host = parseCidr(`${address}/${cidr.prefix}`)
+  return host !== undefined && host.family === cidr.family && host.address === cidr.address
+}
+
+/** pickTarget chooses a local, non-loopback, non-link-local address the plan captures. Pure. */
+export const pickTarget = (settings: Settings, family: Family, addresses: readonly string[]): string | undefined =>
+  addresses.find(address => {
+    const include = settings.outboundIncludeCidrs
+    const included = include === 'all' || include.some(c => inCidr(address, c))
+    return included && !settings.outboundExcludeCidrs.some(c => inCidr(address, c)) && (family === 'ipv4' || !address.startsWith('fe80:'))
+  })
+
+const localAddresses = (family: Family): string[] =>
+  Object.values(networkInterfaces())
+    .flat()
+    .filter((i): i is NetworkInterfaceInfo => !!i && !i.internal && i.family === (family === 'ipv4' ? 'IPv4' : 'IPv6'))
+    .map(i => i.address)
+
+const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
+
+type Landing = { readonly on: 'proxy'; readonly originalDst: string } | { readonly on: 'direct' } | { readonly on: 'nowhere'; readonly why: string }
+
+interface Listeners {
+  readonly directPort: number
+  readonly proxyListening: boolean
+  close(): Promise<void>
+}
+
+// Each listener answers with one line saying who it is; the proxy listener adds SO_ORIGINAL_DST.
+const listen = (port: number, host: string, answer: (s: net.Socket) => string): Promise<net.Server> =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer(socket => socket.end(answer(socket)))
+    server.once('error', reject)
+    server.listen({ port, host, ipv6Only: false }, () => resolve(server))
+  })
+
+const openListeners = async (settings: Settings, host: string): Promise<Listeners> => {
+  const excluded = (port: number): boolean => settings.outboundExcludePorts.some(r => port >= r.from && port <= r.to)
+  let direct = await listen(0, host, () => 'direct\n')
+  while (excluded((direct.address() as net.AddressInfo).port)) {
+    const next = await listen(0, host, () => 'direct\n')
+    direct.close()
+    direct = next
+  }
+  const proxy = await listen(settings.proxyPort, host, s => {
+    const dst = originalDestination(s)
+    return `proxy ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`
+  }).catch(() => undefined)
+  return {
+    directPort: (direct.address() as net.AddressInfo).port,
+    proxyListening: proxy !== undefined,
+    close: async () => void (await Promise.all([direct, proxy].map(s => s && new Promise(r => s.close(r))))),
+  }
+}
+
+const land = (socket: net.Socket, host: string, port: number, from?: string): Promise<Landing> =>
+  new Promise(resolve => {
+    let text = ''
+    const done = (landing: Landing): void => {
+      socket.destroy()
+      resolve(landing)
+    }
+    socket.setTimeout(TIMEOUT_MS, () => done({ on: 'nowhere', why: `no answer within ${TIMEOUT_MS} ms` }))
+    socket.on('data', chunk => (text += String(chunk)))
+    socket.on('end', () => {
+      const [who, dst = '-'] = text.trim().split(' ')
+      done(who === 'proxy' ? { on: 'proxy', originalDst: dst } : who === 'direct' ? { on: 'direct' } : { on: 'nowhere', why: `unexpected answer "${text.trim()}"` })
+    })
+    socket.on('error', error => done({ on: 'nowhere', why: error.message }))
+    socket.connect({ host, port, ...(from && { localAddress: from }) })
+  })
+
+/** Makes a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
+const socketAs = (host: string, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
+  // Both exist on Linux; Node types them optional because Windows lacks them. glibc applies them to every thread.
+  const { setegid, seteuid } = process as Required<NodeJS.Process>
+  setegid(gid)
+  seteuid(uid)
+  try {
+    return openSocket(host, options)
+  } finally {
+    seteuid(0)
+    setegid(0)
+  }
+}
+
+/**
+ * probeCapture runs the live checks for each family and reports each one; it never throws for a failed check
+ * (the caller decides). Needs root in the pod's network namespace, as init has.
+ */
+export const probeCapture = async (settings: Settings, families: readonly Family[]): Promise<Check[]> => {
+  const checks: Check[] = []
+  const appUid = [NOBODY, NOBODY - 1].find(u => u !== settings.proxyUid && u !== settings.proxyGid) ?? NOBODY
+  for (const family of families) {
+    const target = pickTarget(settings, family, localAddresses(family))
+    const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
+    if (!target) {
+      for (const name of ['capture', 'bypass', 'loopback']) skip(name, 'no address of this pod is in the capture scope')
+      continue
+    }
+    const listeners = await openListeners(settings, family === 'ipv4' ? '0.0.0.0' : '::')
+    const expect = async (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string, host = target): Promise<void> => {
+      let landing: Landing
+      try {
+        landing = await land(socket(), host, listeners.directPort)
+      } catch (error) {
+        landing = { on: 'nowhere', why: (error as Error).message }
+      }
+      const wantedDst = `${bracket(host)}:${listeners.directPort}`
+      const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
+      const seen = landing.on === 'proxy' ? `the proxy port (SO_ORIGINAL_DST ${landing.originalDst})` : landing.on === 'direct' ? 'its destination' : `nowhere: ${landing.why}`
+      checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${listeners.directPort} reached ${seen}` })
+    }
+    try {
+      if (listeners.proxyListening) {
+        await expect('capture', () => socketAs(target, appUid, appUid), 'proxy', `app uid ${appUid}`)
+      } else {
+        skip('capture', `port ${settings.proxyPort} is in use (is the proxy already running?)`)
+      }
+      await probeBypass(settings, target, appUid, expect, skip)
+      const loopback = family === 'ipv4' ? '127.0.0.1' : '::1'
+      await expect('loopback', () => socketAs(loopback, appUid, appUid), 'direct', `app uid ${appUid} from ${loopback}`, loopback)
+    } finally {
+      await listeners.close()
+    }
+  }
+  return checks
+}
+
+type Expect = (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string) => Promise<void>
+
+const probeBypass = async (settings: Settings, target: string, appUid: number, expect: Expect, skip: (name: string, detail: string) => void): Promise<void> => {
+  if (settings.proxyGid !== undefined) {
+    await expect('bypass-gid', () => socketAs(target, appUid, settings.proxyGid!), 'direct', `gid ${settings.proxyGid}`)
+  }
+  switch (settings.outboundMethod) {
+    case 'uid':
+      return expect('bypass', () => socketAs(target, settings.proxyUid, settings.proxyUid), 'direct', `proxy uid ${settings.proxyUid}`)
+    case 'mark':
+      // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt in this method.
+      return expect('bypass', () => openSocket(target, { mark: settings.mark.value }), 'direct', `uid 0 with SO_MARK 0x${settings.mark.value.toString(16)}`)
+    case 'cgroup': {
+      const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+      if (!root) return skip('bypass', 'the net_cls hierarchy is not mounted in this container')
+      const group = `${root}/${groupName(settings.netClsId)}`
+      const home = (/^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(await readFile('/proc/self/cgroup', 'utf8'))?.[1] ?? '/').replace(/\/$/, '')
+      try {
+        await joinGroup(group, process.pid)
+      } catch {
+        return skip('bypass', `no net_cls group ${group} to probe with (the proxy agent makes it)`)
+      }
+      // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
+      // connection is made and answered before leaving the group.
+      try {
+        await expect('bypass', () => socketAs(target, appUid, appUid), 'direct', `app uid ${appUid} in net_cls classid 0x${settings.netClsId.toString(16)}`)
+      } finally {
+        await joinGroup(`${root}${home}`, process.pid)
+      }
+    }
+  }
+}
