@@ -19,22 +19,22 @@ export const findNetClsMount = (mountinfo: string): string | undefined => {
 
 export const groupName = (classid: number): string => `sidecar-redirect-${classid.toString(16)}`
 
-/**
- * ensureNetClsGroup finds the hierarchy (mounting it at `root` if it is nowhere) and makes sure our group exists
- * with `classid`. Returns the group's directory. Needs root or a writable cgroupfs.
- */
-export const ensureNetClsGroup = async (root: string, classid: number, exec: Exec): Promise<string> => {
-  let mounted = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
-  if (!mounted) {
-    try {
-      await mkdir(root, { recursive: true })
-      await exec('mount', ['-t', 'cgroup', '-o', 'net_cls', 'net_cls', root])
-    } catch (error) {
-      throw new PrivilegeError(`the net_cls hierarchy is not mounted and could not be mounted at ${root} (mount it into the container, or run the agent as root)`, { cause: error })
-    }
-    mounted = root
+/** mountNetCls returns where the hierarchy is mounted, mounting it at `root` if it is mounted nowhere. */
+export const mountNetCls = async (root: string, exec: Exec): Promise<string> => {
+  const mounted = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+  if (mounted) return mounted
+  try {
+    await mkdir(root, { recursive: true })
+    await exec('mount', ['-t', 'cgroup', '-o', 'net_cls', 'net_cls', root])
+  } catch (error) {
+    throw new PrivilegeError(`the net_cls hierarchy is not mounted and could not be mounted at ${root} (mount it into the container, or run the agent as root)`, { cause: error })
   }
-  const group = `${mounted}/${groupName(classid)}`
+  return root
+}
+
+/** ensureNetClsGroup makes sure our group exists in the hierarchy at `root` with `classid`; returns its directory. */
+export const ensureNetClsGroup = async (root: string, classid: number): Promise<string> => {
+  const group = `${root}/${groupName(classid)}`
   await mkdir(group, { recursive: true })
   await writeFile(`${group}/net_cls.classid`, String(classid))
   return group

@@ -4,7 +4,7 @@
 
 import { createRequire } from 'node:module'
 import { spawnInherited } from '../backend/exec.js'
-import { classidOf, ensureNetClsGroup, joinGroup } from '../cgroup/net-cls.js'
+import { classidOf, ensureNetClsGroup, joinGroup, mountNetCls } from '../cgroup/net-cls.js'
 import { ConfigError, PrivilegeError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
@@ -30,7 +30,7 @@ const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, l
   const done: string[] = []
   if (agent.nofile !== undefined) done.push(raiseNofile(agent.nofile))
   if (settings.outboundMethod === 'cgroup') {
-    const group = await ensureNetClsGroup(agent.netClsRoot, settings.netClsId, io.exec)
+    const group = await ensureNetClsGroup(await mountNetCls(agent.netClsRoot, io.exec), settings.netClsId)
     await joinGroup(group, process.pid)
     done.push(`joined net_cls group ${group}`)
   }

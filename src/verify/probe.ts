@@ -9,7 +9,7 @@ import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { originalDestination } from '../net/original-dst.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
-import { findNetClsMount, groupName, joinGroup } from '../cgroup/net-cls.js'
+import { ensureNetClsGroup, findNetClsMount, joinGroup } from '../cgroup/net-cls.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr, Family, Settings } from '../settings/types.js'
 
@@ -168,12 +168,14 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
     case 'cgroup': {
       const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
       if (!root) return skip('bypass', 'the net_cls hierarchy is not mounted in this container')
-      const group = `${root}/${groupName(settings.netClsId)}`
       const home = (/^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(await readFile('/proc/self/cgroup', 'utf8'))?.[1] ?? '/').replace(/\/$/, '')
+      // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
+      let group: string
       try {
+        group = await ensureNetClsGroup(root, settings.netClsId)
         await joinGroup(group, process.pid)
-      } catch {
-        return skip('bypass', `no net_cls group ${group} to probe with (the proxy agent makes it)`)
+      } catch (error) {
+        return skip('bypass', `could not join a net_cls group with classid 0x${settings.netClsId.toString(16)}: ${(error as Error).message}`)
       }
       // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
       // connection is made and answered before leaving the group.
