@@ -90,7 +90,10 @@ export const startProcess = (file: string, args: readonly string[], env?: Readon
           if (found !== undefined) done(() => resolve(found))
           else if (ended) done(() => reject(new Error(`${file} ended without the expected output; it printed: ${lines.join(' | ')}`)))
         }
-        const timer = setTimeout(() => done(() => reject(new Error(`${file}: no expected output within ${timeoutMs} ms`))), timeoutMs)
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`${file}: no expected output within ${timeoutMs} ms; it printed: ${lines.join(' | ')}`))),
+          timeoutMs,
+        )
         const done = (settle: () => void): void => {
           clearTimeout(timer)
           waiters.delete(check)

@@ -58,10 +58,11 @@ export interface Sandbox {
 }
 
 // Test runners hook NODE_OPTIONS into every child they see spawned (tap's coverage does), and such a hook fails in
-// a child that changed UID; `env -u` removes it after the spawn, where no hook can put it back.
+// a child that changed UID; `env -u` removes it after the spawn, where no hook can put it back. Children start in
+// `/`, as a container's would, not in a working directory a dropped UID may not enter.
 const inNamespace = (ns: string, file: string, args: readonly string[]): [string, string[]] => [
   'nsenter',
-  [`--net=/run/netns/${ns}`, 'env', '-u', 'NODE_OPTIONS', file, ...args],
+  [`--net=/run/netns/${ns}`, '--wd=/', 'env', '-u', 'NODE_OPTIONS', file, ...args],
 ]
 
 export interface SandboxIo {
