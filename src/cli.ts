@@ -3,7 +3,7 @@
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
 import { ConfigError } from './errors.js'
-import { AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
@@ -14,6 +14,7 @@ export const COMMANDS = {
   demo: 'build a throwaway pod and remote host in network namespaces and show real traffic being captured',
   run: 'the proxy agent: run [flags] -- PROXY_COMMAND [ARGS...] starts the proxy as its user with least privilege',
   'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
+  classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
 } as const
 
 export type Command = keyof typeof COMMANDS | 'help'
@@ -25,7 +26,7 @@ export interface CommandLine {
   readonly rest: readonly string[]
 }
 
-const SPECS: [string, OptionSpec<unknown>][] = [...Object.entries(OPTIONS), ...Object.entries(AGENT_OPTIONS)]
+const SPECS: [string, OptionSpec<unknown>][] = [...Object.entries(OPTIONS), ...Object.entries(AGENT_OPTIONS), ...Object.entries(CLASSIFIER_OPTIONS)]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 
@@ -48,7 +49,8 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
       throw error ?? new ConfigError('command line', argv.join(' '), message)
     })
   for (const [name, description] of Object.entries(COMMANDS)) if (name !== 'init') parser.command(name, description)
-  for (const [, spec] of SPECS) {
+  // One flag may serve two commands (--classifier-socket): register it once.
+  for (const spec of new Map(SPECS.map(([, spec]) => [spec.flag, spec])).values()) {
     parser.option(spec.flag, {
       type: 'string',
       requiresArg: false,

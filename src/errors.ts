@@ -62,4 +62,13 @@ export class PrivilegeError extends SidecarError {
   }
 }
 
+/** The node's classifier could not be reached or refused: the proxy is not started unclassified (it would loop). */
+export class ClassifierError extends SidecarError {
+  readonly code = 'E_CLASSIFIER'
+  readonly exitCode = 7
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+
 export const isSidecarError = (error: unknown): error is SidecarError => error instanceof SidecarError

@@ -8,7 +8,7 @@ import { runVerify } from './commands/verify.js'
 import { isSidecarError, VerifyError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
-import { parseAgentSettings, parseSettings, type Env } from './settings/parse.js'
+import { parseAgentSettings, parseClassifierSettings, parseSettings, type Env } from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, io: Io): Promise<number> => {
   // Errors found before the settings are read still honour the requested format when it is valid.
@@ -40,6 +40,10 @@ export const run = async (argv: readonly string[], env: Env, io: Io): Promise<nu
         const { runEnvoyConfig } = await import('./commands/envoy-config.js')
         runEnvoyConfig(settings, io.out)
         break
+      }
+      case 'classifier': {
+        const { runClassifier } = await import('./commands/classifier.js')
+        return await runClassifier(settings, parseClassifierSettings(env, flags), parseAgentSettings(env, flags), io, logger)
       }
       case 'run': {
         const { runAgent } = await import('./commands/run.js')

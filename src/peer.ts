@@ -1,12 +1,15 @@
 // A tiny traffic peer for the demo and the tests, started inside a network namespace. `serve` answers every
 // connection with a JSON line naming which listener got it and the connection's SO_ORIGINAL_DST; `connect` dials
-// and prints the answer; `proxy` is a minimal transparent proxy that relays to the original destination.
+// and prints the answer; `proxy` is a minimal transparent proxy that relays to the original destination;
+// `classify` and `send` talk to the node classifier as a well-behaved and as a misbehaving client.
 // Traffic decides: whatever the rules say, these report where packets really went.
 
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
 import { openSocket } from './net/socket.js'
+import { netClsPath } from './cgroup/net-cls.js'
+import { requestClassification } from './classifier/client.js'
 
 const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value)}\n`)
 
@@ -66,6 +69,26 @@ const proxy = (port: number, mark: number | undefined): void => {
   server.listen({ host: '::', port }, () => print({ ready: true, pid: process.pid }))
 }
 
+/** Asks the classifier for `classid`, prints the outcome and this process's net_cls path, then connects if asked. */
+const classify = async (socketPath: string, classid: number, then: string | undefined): Promise<void> => {
+  const outcome = await requestClassification(socketPath, classid).then(
+    group => ({ ok: true, group }),
+    (error: Error) => ({ ok: false, error: error.message }),
+  )
+  print({ ...outcome, path: (await netClsPath('self')) ?? null, pid: process.pid })
+  if (then) connect(then.slice(0, then.lastIndexOf(':')), Number(then.slice(then.lastIndexOf(':') + 1)), undefined, 2000)
+}
+
+/** Sends raw text to a unix socket (optionally without closing) and prints whatever comes back. */
+const send = (socketPath: string, text: string, keepOpen: boolean): void => {
+  const socket = net.connect(socketPath)
+  let reply = ''
+  socket.on('connect', () => (keepOpen ? socket.write(text) : socket.end(text)))
+  socket.on('data', chunk => (reply += String(chunk)))
+  socket.on('close', () => print({ reply: reply.trim() }))
+  socket.on('error', error => print({ error: error.message }))
+}
+
 const main = (): void => {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
@@ -73,14 +96,22 @@ const main = (): void => {
       from: { type: 'string' },
       timeout: { type: 'string', default: '2000' },
       mark: { type: 'string' },
+      connect: { type: 'string' },
+      repeat: { type: 'string', default: '1' },
+      'keep-open': { type: 'boolean', default: false },
     },
   })
   const [verb, ...rest] = positionals
   if (verb === 'serve') void serve(rest)
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
+  else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
+  else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
-    process.stderr.write('usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n')
+    process.stderr.write(
+      'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
+        '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n',
+    )
     process.exitCode = 2
   }
 }

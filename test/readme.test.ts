@@ -2,13 +2,13 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { COMMANDS } from '../src/cli.js'
-import { ApplyError, ConfigError, EnvironmentError, PrivilegeError, VerifyError } from '../src/errors.js'
-import { AGENT_OPTIONS, OPTIONS } from '../src/settings/options.js'
+import { ApplyError, ClassifierError, ConfigError, EnvironmentError, PrivilegeError, VerifyError } from '../src/errors.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, OPTIONS } from '../src/settings/options.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
 t.test('every setting has its row: env, flag and default', async t => {
-  for (const spec of [...Object.values(OPTIONS), ...Object.values(AGENT_OPTIONS)]) {
+  for (const spec of [...Object.values(OPTIONS), ...Object.values(AGENT_OPTIONS), ...Object.values(CLASSIFIER_OPTIONS)]) {
     const shown = spec.default === '' ? 'empty' : `\`${spec.default}\``
     t.ok(readme.includes(`| \`${spec.env}\` | \`--${spec.flag}\` | ${shown} |`), spec.env)
   }
@@ -16,7 +16,7 @@ t.test('every setting has its row: env, flag and default', async t => {
 
 t.test('every command and exit code is documented', async t => {
   for (const name of Object.keys(COMMANDS)) t.ok(readme.includes(`| \`${name}\` |`), name)
-  const errors = [new ConfigError('X', '', ''), new EnvironmentError(''), new ApplyError(''), new VerifyError(''), new PrivilegeError('')]
+  const errors = [new ConfigError('X', '', ''), new EnvironmentError(''), new ApplyError(''), new VerifyError(''), new PrivilegeError(''), new ClassifierError('')]
   for (const error of errors) t.ok(readme.includes(`| ${error.exitCode} | \`${error.code}\` |`), error.code)
 })
 

@@ -43,13 +43,25 @@ export const ensureNetClsGroup = async (root: string, classid: number): Promise<
 /** joinGroup moves a whole process (every thread) into the group. */
 export const joinGroup = (group: string, pid: number): Promise<void> => writeFile(`${group}/cgroup.procs`, String(pid))
 
+/** netClsPath is a process's path in the net_cls hierarchy, read from /proc (no cgroupfs needed). */
+export const netClsPath = async (pid: number | 'self'): Promise<string | undefined> =>
+  /^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8'))?.[1]
+
 /** classidOf returns the net_cls classid a process is classified with, or undefined if it has none. */
 export const classidOf = async (pid: number | 'self'): Promise<number | undefined> => {
-  const cgroups = await readFile(`/proc/${pid}/cgroup`, 'utf8')
-  const path = /^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(cgroups)?.[1]
+  const path = await netClsPath(pid)
   const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
   if (path === undefined || root === undefined) return undefined
   const text = await readFile(`${root}${path === '/' ? '' : path}/net_cls.classid`, 'utf8').catch(() => '0')
   const classid = Number(text.trim())
   return classid === 0 ? undefined : classid
+}
+
+/**
+ * isInGroupFor says whether a process is classified with `classid`: by the group's classid file where the
+ * hierarchy is mounted here, else by the group's name (a process without cgroupfs, served by the classifier).
+ */
+export const isInGroupFor = async (pid: number | 'self', classid: number): Promise<boolean> => {
+  if (findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))) return (await classidOf(pid)) === classid
+  return (await netClsPath(pid))?.endsWith(`/${groupName(classid)}`) ?? false
 }

@@ -4,7 +4,8 @@
 
 import { createRequire } from 'node:module'
 import { spawnInherited } from '../backend/exec.js'
-import { classidOf, ensureNetClsGroup, joinGroup, mountNetCls } from '../cgroup/net-cls.js'
+import { ensureNetClsGroup, isInGroupFor, joinGroup, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
+import { requestClassification } from '../classifier/client.js'
 import { ConfigError, PrivilegeError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
@@ -54,13 +55,10 @@ const checkIdentity = async (settings: Settings): Promise<void> => {
   if (settings.outboundMethod === 'mark' && !hasCapability(status.capAmb, CAP_NET_ADMIN)) {
     throw new PrivilegeError('method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK; start the agent as root with NET_ADMIN and it hands the proxy exactly that')
   }
-  if (settings.outboundMethod === 'cgroup') {
-    const classid = await classidOf('self')
-    if (classid !== settings.netClsId) {
-      throw new PrivilegeError(
-        `method cgroup: this process is in no net_cls group with classid 0x${settings.netClsId.toString(16)} (${classid === undefined ? 'none' : `0x${classid.toString(16)}`}), and without root it cannot join one`,
-      )
-    }
+  if (settings.outboundMethod === 'cgroup' && !(await isInGroupFor('self', settings.netClsId))) {
+    throw new PrivilegeError(
+      `method cgroup: this process is in no net_cls group with classid 0x${settings.netClsId.toString(16)} (it is in ${(await netClsPath('self')) ?? 'none'}), and without root it cannot join one: run the agent as root, or set ISTIO_CLASSIFIER_SOCKET`,
+    )
   }
 }
 
@@ -68,6 +66,10 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
   const [command, ...args] = proxy
   if (command === undefined) throw new ConfigError('run', '', 'a proxy command after --, e.g. run -- envoy -c /etc/envoy/envoy.yaml')
   if (process.getuid?.() === 0) return dropAndReexec(settings, agent, io, logger)
+  if (settings.outboundMethod === 'cgroup' && agent.classifierSocket !== undefined) {
+    const group = await requestClassification(agent.classifierSocket, settings.netClsId)
+    logger.event('classified', `the node classifier put this agent into net_cls group ${group}`)
+  }
   await checkIdentity(settings)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]

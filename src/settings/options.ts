@@ -2,7 +2,7 @@
 // README table are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { AgentSettings, Mark, Settings } from './types.js'
+import type { AgentSettings, ClassifierSettings, Mark, Settings } from './types.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parsePortList, parsePortSelection } from './values.js'
 
 export interface OptionSpec<T> {
@@ -20,6 +20,13 @@ const UINT32 = 0xffffffff
 const ID_ACCEPTED = 'a numeric ID from 1 to 4294967294 (0 would exempt every root process from capture)'
 
 const parseId = (text: string, where: string): number => parseInteger(text, where, 1, UINT32 - 1, ID_ACCEPTED)
+
+const parsePath = (t: string, w: string): string => {
+  if (!t.startsWith('/') || t.includes('\0')) throw new ConfigError(w, t, 'an absolute path')
+  return t.replace(/(.)\/+$/, '$1')
+}
+
+const parseList = <T>(text: string, item: (part: string) => T): T[] => (text.trim() === '' ? [] : text.split(',').map(p => item(p.trim())))
 
 const MARK_ACCEPTED = 'a non-zero 32-bit mark, or value/mask, in decimal or 0x hex, with the value inside the mask (e.g. 0x1 or 0x100/0xf00)'
 
@@ -175,11 +182,42 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
     env: 'ISTIO_NET_CLS_ROOT',
     flag: 'net-cls-root',
     default: '/sys/fs/cgroup/net_cls',
-    help: 'run, cgroup method: where the net_cls hierarchy is mounted, or is mounted if absent',
-    parse: (t, w) => {
-      if (!t.startsWith('/') || t.includes('\0')) throw new ConfigError(w, t, 'an absolute path')
-      return t.replace(/\/+$/, '') || '/'
-    },
+    help: 'run and classifier, cgroup method: where the net_cls hierarchy is mounted, or is mounted if absent',
+    parse: (t, w) => parsePath(t, w),
+  },
+  classifierSocket: {
+    env: 'ISTIO_CLASSIFIER_SOCKET',
+    flag: 'classifier-socket',
+    default: '',
+    help: 'run, cgroup method: ask the node classifier on this socket for the net_cls group (no root needed)',
+    parse: (t, w) => (t.trim() === '' ? undefined : parsePath(t, w)),
+  },
+}
+
+export const DEFAULT_CLASSIFIER_SOCKET = '/run/sidecar-redirect/classifier.sock'
+
+/** Settings of the node-level classifier (`classifier`) only. */
+export const CLASSIFIER_OPTIONS: OptionTable<ClassifierSettings> = {
+  socket: {
+    env: 'ISTIO_CLASSIFIER_SOCKET',
+    flag: 'classifier-socket',
+    default: DEFAULT_CLASSIFIER_SOCKET,
+    help: 'classifier: the unix socket it listens on; run, cgroup method: the socket to ask (set it to use the classifier)',
+    parse: parsePath,
+  },
+  allowedUids: {
+    env: 'ISTIO_CLASSIFIER_UIDS',
+    flag: 'allowed-uids',
+    default: '',
+    help: 'classifier: the proxy UIDs it serves, comma-separated; empty means ISTIO_PROXY_UID',
+    parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32 - 1, `comma-separated UIDs: ${ID_ACCEPTED}`, t)),
+  },
+  allowedClassids: {
+    env: 'ISTIO_CLASSIFIER_CLASSIDS',
+    flag: 'allowed-classids',
+    default: '',
+    help: 'classifier: the net_cls classids it hands out, comma-separated; empty means ISTIO_NET_CLS_ID',
+    parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32, 'non-zero 32-bit classids', t)),
   },
 }
 

@@ -52,4 +52,15 @@ export interface AgentSettings {
   readonly restart: 'no' | 'on-failure'
   readonly nofile: number | undefined
   readonly netClsRoot: string
+  /** The node classifier's socket; when set, the agent asks it for the net_cls group instead of joining itself. */
+  readonly classifierSocket: string | undefined
+}
+
+/** What the node-level classifier needs beyond Settings. */
+export interface ClassifierSettings {
+  readonly socket: string
+  /** Peers with these UIDs may ask; empty means ISTIO_PROXY_UID. */
+  readonly allowedUids: readonly number[]
+  /** Classids that may be asked for; empty means ISTIO_NET_CLS_ID. */
+  readonly allowedClassids: readonly number[]
 }

@@ -9,7 +9,7 @@ import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { originalDestination } from '../net/original-dst.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
-import { ensureNetClsGroup, findNetClsMount, joinGroup } from '../cgroup/net-cls.js'
+import { ensureNetClsGroup, findNetClsMount, joinGroup, netClsPath } from '../cgroup/net-cls.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr, Family, Settings } from '../settings/types.js'
 
@@ -168,7 +168,7 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
     case 'cgroup': {
       const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
       if (!root) return skip('bypass', 'the net_cls hierarchy is not mounted in this container')
-      const home = (/^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(await readFile('/proc/self/cgroup', 'utf8'))?.[1] ?? '/').replace(/\/$/, '')
+      const home = ((await netClsPath('self')) ?? '/').replace(/\/$/, '')
       // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
       let group: string
       try {

@@ -84,3 +84,21 @@ t.test('envoy-config carries the configured mark', async t => {
   const json = JSON.parse(renderEnvoyConfig(parseSettings({ ISTIO_SO_MARK: '7', ISTIO_LOG_FORMAT: 'json' })))
   t.same(json.upstream_bind_config.socket_options[0], { description: 'sidecar-redirect: SO_MARK for the mark method', level: 1, name: 36, int_value: 7, state: 'STATE_PREBIND' })
 })
+
+t.test('classifier settings refuse bad values with the variable named', async t => {
+  const { parseClassifierSettings } = await import('../../src/settings/parse.js')
+  t.same(parseClassifierSettings({ ISTIO_CLASSIFIER_UIDS: '1337, 1338', ISTIO_CLASSIFIER_CLASSIDS: '0x100001' }).allowedUids, [1337, 1338])
+  const rows: [string, string][] = [
+    ['ISTIO_CLASSIFIER_SOCKET', 'relative.sock'],
+    ['ISTIO_CLASSIFIER_UIDS', '0'],
+    ['ISTIO_CLASSIFIER_UIDS', '1337,'],
+    ['ISTIO_CLASSIFIER_UIDS', 'envoy'],
+    ['ISTIO_CLASSIFIER_CLASSIDS', '0'],
+    ['ISTIO_CLASSIFIER_CLASSIDS', '10:1'],
+  ]
+  for (const [variable, value] of rows) {
+    const error = t.throws(() => parseClassifierSettings({ [variable]: value }), ConfigError) as ConfigError
+    t.equal(error.variable, variable)
+    t.equal(error.value, value, `${variable}=${value}: the whole value is quoted`)
+  }
+})

@@ -1,0 +1,37 @@
+// The classifier's protocol: one JSON line each way. The request names only the classid wanted; who is asking is
+// taken from the kernel (SO_PEERCRED), never from the message, so a message cannot name another process.
+
+export const MAX_REQUEST_BYTES = 512
+
+export interface Request {
+  readonly classid: number
+}
+
+export type Reply = { readonly ok: true; readonly classid: number; readonly group: string } | { readonly ok: false; readonly error: string }
+
+/** parseRequest validates one request line; returns an error text for anything else. Pure. */
+export const parseRequest = (line: string): Request | { readonly error: string } => {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch {
+    return { error: 'the request is not JSON: expected {"classid": N}' }
+  }
+  const classid = (value as { classid?: unknown } | null)?.classid
+  if (typeof classid !== 'number' || !Number.isInteger(classid) || classid < 1 || classid > 0xffffffff) {
+    return { error: 'expected {"classid": N} with N a non-zero 32-bit integer' }
+  }
+  return { classid }
+}
+
+export interface Policy {
+  readonly uids: readonly number[]
+  readonly classids: readonly number[]
+}
+
+/** decide says why a peer may not have a classid, or undefined when it may. Pure. */
+export const decide = (policy: Policy, peerUid: number, classid: number): string | undefined => {
+  if (!policy.uids.includes(peerUid)) return `UID ${peerUid} is not an allowed proxy UID (${policy.uids.join(', ')})`
+  if (!policy.classids.includes(classid)) return `classid 0x${classid.toString(16)} is not allowed (${policy.classids.map(c => `0x${c.toString(16)}`).join(', ')})`
+  return undefined
+}
