@@ -5,7 +5,7 @@ import { ConfigError, PrivilegeError } from '../../src/errors.js'
 import { resolveIdentity, type PasswdEntry } from '../../src/privilege/identity.js'
 import { setprivArgs } from '../../src/privilege/setpriv.js'
 import { hasCapability, parseStatus } from '../../src/privilege/status.js'
-import { parseAgentSettings, parseSettings } from '../../src/settings/parse.js'
+import { parseAgentSettings, parseClassifierSettings, parseSettings } from '../../src/settings/parse.js'
 
 const USERS: PasswdEntry[] = [
   { name: 'envoy', uid: 1337, gid: 1337 },
@@ -22,23 +22,6 @@ t.test('the proxy identity: by UID or name, never root', async t => {
   t.same(resolveIdentity(parseSettings({ ISTIO_PROXY_GID: '7' }), parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup).gid, 7, 'ISTIO_PROXY_GID wins')
   t.throws(() => resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'root' }), lookup), PrivilegeError)
   t.throws(() => resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'nobody-here' }), lookup), /does not exist/)
-})
-
-t.test('agent settings refuse bad values with the variable named', async t => {
-  const rows: [string, string][] = [
-    ['ISTIO_PROXY_USER', '0'],
-    ['ISTIO_PROXY_USER', 'bad user'],
-    ['ISTIO_PROXY_USER', '-1'],
-    ['ISTIO_AGENT_RESTART', 'always'],
-    ['ISTIO_PROXY_NOFILE', '10'],
-    ['ISTIO_PROXY_NOFILE', 'many'],
-    ['ISTIO_NET_CLS_ROOT', 'relative/path'],
-  ]
-  for (const [variable, value] of rows) {
-    const error = t.throws(() => parseAgentSettings({ [variable]: value }), ConfigError) as ConfigError
-    t.equal(error.variable, variable)
-    t.equal(error.value, value)
-  }
 })
 
 t.test('setpriv: exactly no capability, or exactly CAP_NET_ADMIN, and no_new_privs', async t => {
@@ -85,20 +68,27 @@ t.test('envoy-config carries the configured mark', async t => {
   t.same(json.upstream_bind_config.socket_options[0], { description: 'sidecar-redirect: SO_MARK for the mark method', level: 1, name: 36, int_value: 7, state: 'STATE_PREBIND' })
 })
 
-t.test('classifier settings refuse bad values with the variable named', async t => {
-  const { parseClassifierSettings } = await import('../../src/settings/parse.js')
-  t.same(parseClassifierSettings({ ISTIO_CLASSIFIER_UIDS: '1337, 1338', ISTIO_CLASSIFIER_CLASSIDS: '0x100001' }).allowedUids, [1337, 1338])
-  const rows: [string, string][] = [
-    ['ISTIO_CLASSIFIER_SOCKET', 'relative.sock'],
-    ['ISTIO_CLASSIFIER_UIDS', '0'],
-    ['ISTIO_CLASSIFIER_UIDS', '1337,'],
-    ['ISTIO_CLASSIFIER_UIDS', 'envoy'],
-    ['ISTIO_CLASSIFIER_CLASSIDS', '0'],
-    ['ISTIO_CLASSIFIER_CLASSIDS', '10:1'],
+t.test('agent and classifier settings refuse bad values, quoting the whole value and naming the variable', async t => {
+  t.same(parseClassifierSettings({ ISTIO_CLASSIFIER_UIDS: '1337, 1338' }).allowedUids, [1337, 1338])
+  const rows: [typeof parseAgentSettings | typeof parseClassifierSettings, string, string][] = [
+    [parseAgentSettings, 'ISTIO_PROXY_USER', '0'],
+    [parseAgentSettings, 'ISTIO_PROXY_USER', 'bad user'],
+    [parseAgentSettings, 'ISTIO_PROXY_USER', '-1'],
+    [parseAgentSettings, 'ISTIO_AGENT_RESTART', 'always'],
+    [parseAgentSettings, 'ISTIO_PROXY_NOFILE', '10'],
+    [parseAgentSettings, 'ISTIO_PROXY_NOFILE', 'many'],
+    [parseAgentSettings, 'ISTIO_NET_CLS_ROOT', 'relative/path'],
+    [parseAgentSettings, 'ISTIO_CLASSIFIER_SOCKET', 'relative.sock'],
+    [parseClassifierSettings, 'ISTIO_CLASSIFIER_SOCKET', 'relative.sock'],
+    [parseClassifierSettings, 'ISTIO_CLASSIFIER_UIDS', '0'],
+    [parseClassifierSettings, 'ISTIO_CLASSIFIER_UIDS', '1337,'],
+    [parseClassifierSettings, 'ISTIO_CLASSIFIER_UIDS', 'envoy'],
+    [parseClassifierSettings, 'ISTIO_CLASSIFIER_CLASSIDS', '0'],
+    [parseClassifierSettings, 'ISTIO_CLASSIFIER_CLASSIDS', '10:1'],
   ]
-  for (const [variable, value] of rows) {
-    const error = t.throws(() => parseClassifierSettings({ [variable]: value }), ConfigError) as ConfigError
+  for (const [parse, variable, value] of rows) {
+    const error = t.throws(() => parse({ [variable]: value }), ConfigError) as ConfigError
     t.equal(error.variable, variable)
-    t.equal(error.value, value, `${variable}=${value}: the whole value is quoted`)
+    t.equal(error.value, value, `${variable}=${value}`)
   }
 })
