@@ -79,7 +79,7 @@ const openListeners = async (settings: Settings, host: string): Promise<Listener
   }
 }
 
-const land = (socket: net.Socket, host: string, port: number, from?: string): Promise<Landing> =>
+const land = (socket: net.Socket, host: string, port: number): Promise<Landing> =>
   new Promise(resolve => {
     let text = ''
     const done = (landing: Landing): void => {
@@ -93,7 +93,7 @@ const land = (socket: net.Socket, host: string, port: number, from?: string): Pr
       done(who === 'proxy' ? { on: 'proxy', originalDst: dst } : who === 'direct' ? { on: 'direct' } : { on: 'nowhere', why: `unexpected answer "${text.trim()}"` })
     })
     socket.on('error', error => done({ on: 'nowhere', why: error.message }))
-    socket.connect({ host, port, ...(from && { localAddress: from }) })
+    socket.connect({ host, port })
   })
 
 /** Makes a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
