@@ -1,7 +1,7 @@
 // The iptables backends (nf_tables and legacy variants): read a family's tables with -save, change them with one
 // `-restore --noflush` transaction on stdin. No temp files: the root filesystem may be read-only.
 
-import { ApplyError } from '../errors.js'
+import { ApplyError, EnvironmentError } from '../errors.js'
 import type { Family } from '../settings/types.js'
 import { CommandFailed, type Exec } from './exec.js'
 
@@ -18,7 +18,19 @@ export interface IptablesBackend {
 const tool = (family: Family, variant: Variant, verb: 'save' | 'restore'): string =>
   `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-${verb}`
 
-const refusal = (family: Family, payload: string, error: CommandFailed): ApplyError => {
+// The userspace extension is missing ("Couldn't load match `cgroup'") or the kernel lacks its module ("Extension
+// cgroup revision 0 not supported, missing kernel module?"). Both are about the environment, not the plan.
+const MISSING_EXTENSION = /Couldn't load (?:match|target) `([\w-]+)'|Extension ([\w-]+) revision \d+ not supported/
+
+const refusal = (family: Family, payload: string, error: CommandFailed): ApplyError | EnvironmentError => {
+  const missing = MISSING_EXTENSION.exec(error.stderr)
+  const extension = missing?.[1] ?? missing?.[2]
+  if (extension !== undefined) {
+    return new EnvironmentError(
+      `${family}: the "${extension}" extension is missing (the iptables package's libxt_${extension}.so, or the kernel's xt_${extension} module), so these rules cannot be written; nothing was changed`,
+      { cause: error },
+    )
+  }
   const line = error.line === undefined ? undefined : payload.split('\n')[error.line - 1]
   const where = line === undefined ? '' : ` at line ${error.line} (${line})`
   return new ApplyError(`${family}: the kernel refused the transaction${where}: ${error.stderr.trim().split('\n')[0]}`, {

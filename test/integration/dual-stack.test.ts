@@ -69,3 +69,19 @@ for (const backend of BACKENDS) {
     await initOk(t, box, env, ['verify'])
   })
 }
+
+t.test('a missing match extension is named plainly, exits 3, and changes nothing', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  // An xtables directory holding every extension but the cgroup match, as an iptables build without it would.
+  const { mkdtempSync, readdirSync, symlinkSync } = await import('node:fs')
+  const system = '/usr/lib/x86_64-linux-gnu/xtables'
+  const dir = mkdtempSync(`${tmpdir()}/sr-xtables-`)
+  for (const file of readdirSync(system).filter(f => f !== 'libxt_cgroup.so')) symlinkSync(`${system}/${file}`, `${dir}/${file}`)
+  await initOk(t, box, {})
+  const before = await snapshot(box)
+  const result = await box.runInit({ ISTIO_OUTBOUND_METHOD: 'cgroup', XTABLES_LIBDIR: dir })
+  t.equal(result.exitCode, 3, { output: result.output })
+  t.match(result.output, /the "cgroup" extension is missing \(the iptables package's libxt_cgroup.so, or the kernel's xt_cgroup module\)/)
+  t.equal(await snapshot(box), before, 'the earlier rules are untouched, in both families')
+})
