@@ -8,6 +8,7 @@ import net from 'node:net'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { originalDestination } from '../net/original-dst.js'
+import { loadLibc } from '../net/libc.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
 import { ensureNetClsGroup, findNetClsMount, joinGroup, netClsPath } from '../cgroup/net-cls.js'
 import { parseCidr } from '../settings/cidr.js'
@@ -53,22 +54,23 @@ interface Listeners {
 }
 
 // Each listener answers with one line saying who it is; the proxy listener adds SO_ORIGINAL_DST.
-const listen = (port: number, host: string, answer: (s: net.Socket) => string): Promise<net.Server> =>
+// One family per listener, so the two families' probes can hold the same port at once.
+const listen = (port: number, family: Family, answer: (s: net.Socket) => string): Promise<net.Server> =>
   new Promise((resolve, reject) => {
     const server = net.createServer(socket => socket.end(answer(socket)))
     server.once('error', reject)
-    server.listen({ port, host, ipv6Only: false }, () => resolve(server))
+    server.listen({ port, host: family === 'ipv4' ? '0.0.0.0' : '::', ipv6Only: family === 'ipv6' }, () => resolve(server))
   })
 
-const openListeners = async (settings: Settings, host: string): Promise<Listeners> => {
+const openListeners = async (settings: Settings, family: Family): Promise<Listeners> => {
   const excluded = (port: number): boolean => settings.outboundExcludePorts.some(r => port >= r.from && port <= r.to)
-  let direct = await listen(0, host, () => 'direct\n')
+  let direct = await listen(0, family, () => 'direct\n')
   while (excluded((direct.address() as net.AddressInfo).port)) {
-    const next = await listen(0, host, () => 'direct\n')
+    const next = await listen(0, family, () => 'direct\n')
     direct.close()
     direct = next
   }
-  const proxy = await listen(settings.proxyPort, host, s => {
+  const proxy = await listen(settings.proxyPort, family, s => {
     const dst = originalDestination(s)
     return `proxy ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`
   }).catch(() => undefined)
@@ -98,6 +100,8 @@ const land = (socket: net.Socket, host: string, port: number): Promise<Landing> 
 
 /** Makes a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
 const socketAs = (host: string, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
+  // Load the FFI while still root: under the other identity its files may not be readable.
+  loadLibc()
   // Both exist on Linux; Node types them optional because Windows lacks them. glibc applies them to every thread.
   const { setegid, seteuid } = process as Required<NodeJS.Process>
   setegid(gid)
@@ -110,46 +114,54 @@ const socketAs = (host: string, uid: number, gid: number, options: SocketOptions
   }
 }
 
+/** probeFamily runs one family's checks, with listeners of its own. */
+const probeFamily = async (settings: Settings, family: Family, appUid: number): Promise<Check[]> => {
+  const checks: Check[] = []
+  const target = pickTarget(settings, family, localAddresses(family))
+  const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
+  if (!target) {
+    for (const name of ['capture', 'bypass', 'loopback']) skip(name, 'no address of this pod is in the capture scope')
+    return checks
+  }
+  const listeners = await openListeners(settings, family)
+  const expect = async (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string, host = target): Promise<void> => {
+    let landing: Landing
+    try {
+      landing = await land(socket(), host, listeners.directPort)
+    } catch (error) {
+      landing = { on: 'nowhere', why: (error as Error).message }
+    }
+    const wantedDst = `${bracket(host)}:${listeners.directPort}`
+    const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
+    const seen = landing.on === 'proxy' ? `the proxy port (SO_ORIGINAL_DST ${landing.originalDst})` : landing.on === 'direct' ? 'its destination' : `nowhere: ${landing.why}`
+    checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${listeners.directPort} reached ${seen}` })
+  }
+  try {
+    if (listeners.proxyListening) {
+      await expect('capture', () => socketAs(target, appUid, appUid), 'proxy', `app uid ${appUid}`)
+    } else {
+      skip('capture', `port ${settings.proxyPort} is in use (is the proxy already running?)`)
+    }
+    await probeBypass(settings, target, appUid, expect, skip)
+    const loopback = family === 'ipv4' ? '127.0.0.1' : '::1'
+    await expect('loopback', () => socketAs(loopback, appUid, appUid), 'direct', `app uid ${appUid} from ${loopback}`, loopback)
+  } finally {
+    await listeners.close()
+  }
+  return checks
+}
+
 /**
  * probeCapture runs the live checks for each family and reports each one; it never throws for a failed check
- * (the caller decides). Needs root in the pod's network namespace, as init has.
+ * (the caller decides). Needs root in the pod's network namespace, as init has. Families run side by side,
+ * except for the cgroup method: its bypass check moves this whole process into the group for a moment, which
+ * would classify the other family's app sockets too.
  */
 export const probeCapture = async (settings: Settings, families: readonly Family[]): Promise<Check[]> => {
-  const checks: Check[] = []
   const appUid = [NOBODY, NOBODY - 1].find(u => u !== settings.proxyUid && u !== settings.proxyGid) ?? NOBODY
-  for (const family of families) {
-    const target = pickTarget(settings, family, localAddresses(family))
-    const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
-    if (!target) {
-      for (const name of ['capture', 'bypass', 'loopback']) skip(name, 'no address of this pod is in the capture scope')
-      continue
-    }
-    const listeners = await openListeners(settings, family === 'ipv4' ? '0.0.0.0' : '::')
-    const expect = async (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string, host = target): Promise<void> => {
-      let landing: Landing
-      try {
-        landing = await land(socket(), host, listeners.directPort)
-      } catch (error) {
-        landing = { on: 'nowhere', why: (error as Error).message }
-      }
-      const wantedDst = `${bracket(host)}:${listeners.directPort}`
-      const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
-      const seen = landing.on === 'proxy' ? `the proxy port (SO_ORIGINAL_DST ${landing.originalDst})` : landing.on === 'direct' ? 'its destination' : `nowhere: ${landing.why}`
-      checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${listeners.directPort} reached ${seen}` })
-    }
-    try {
-      if (listeners.proxyListening) {
-        await expect('capture', () => socketAs(target, appUid, appUid), 'proxy', `app uid ${appUid}`)
-      } else {
-        skip('capture', `port ${settings.proxyPort} is in use (is the proxy already running?)`)
-      }
-      await probeBypass(settings, target, appUid, expect, skip)
-      const loopback = family === 'ipv4' ? '127.0.0.1' : '::1'
-      await expect('loopback', () => socketAs(loopback, appUid, appUid), 'direct', `app uid ${appUid} from ${loopback}`, loopback)
-    } finally {
-      await listeners.close()
-    }
-  }
+  if (settings.outboundMethod !== 'cgroup') return (await Promise.all(families.map(f => probeFamily(settings, f, appUid)))).flat()
+  const checks: Check[] = []
+  for (const family of families) checks.push(...(await probeFamily(settings, family, appUid)))
   return checks
 }
 

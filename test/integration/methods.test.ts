@@ -152,3 +152,18 @@ t.test('the live probe fails when a rule is missing or traffic skips our chain',
   t.match(skipped.output, /live probe saw traffic go where the rules say it should not/)
   t.match(skipped.output, /ipv6 capture: failed, app uid 65534 -> .* reached its destination/)
 })
+
+t.test("init's live probe works from an install only root can read, as a private checkout is", async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const { cpSync, chmodSync, mkdtempSync, rmSync } = await import('node:fs')
+  const { dirname } = await import('node:path')
+  const root = dirname(dirname(programs().cli))
+  const dir = mkdtempSync(`${(await import('node:os')).tmpdir()}/sr-private-`)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  for (const part of ['dist', 'node_modules/koffi', 'node_modules/@koromix']) cpSync(`${root}/${part}`, `${dir}/${part}`, { recursive: true })
+  chmodSync(dir, 0o700)
+  const result = await box.tryExec('pod', process.execPath, [`${dir}/dist/cli.mjs`, 'init'], { ISTIO_VERIFY: 'live' })
+  t.equal(result.exitCode, 0, { output: result.output })
+  t.match(result.output, /ipv4 bypass: passed, proxy uid 1337/)
+})
