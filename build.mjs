@@ -1,21 +1,27 @@
 // Bundles the CLI into one file: loading one module instead of hundreds is most of an init container's start-up
-// time (see bench/). Native addons stay outside the bundle and load from node_modules.
+// time (see bench/). Native addons stay outside the bundle and load from node_modules. The traffic peer is one
+// self-contained file, so the demo can hand a copy to processes running as other users.
+import { rmSync } from 'node:fs'
 import { build } from 'esbuild'
 
-await build({
-  entryPoints: { cli: 'src/bin.ts', peer: 'src/peer.ts' },
+// Chunk names change with their content: start empty, so no stale chunk is shipped.
+rmSync('dist', { recursive: true, force: true })
+
+const common = {
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   bundle: true,
-  splitting: true,
   format: 'esm',
   platform: 'node',
   target: 'node20',
   external: ['koffi', 'posix'],
+  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   // Less text to parse is a faster start; keepNames keeps error class names readable.
   minify: true,
   keepNames: true,
   sourcemap: 'linked',
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: 'warning',
-})
+}
+
+await build({ ...common, entryPoints: { cli: 'src/bin.ts' }, splitting: true })
+await build({ ...common, entryPoints: { peer: 'src/peer.ts' }, splitting: false })

@@ -3,6 +3,8 @@
 // destroy() deletes everything, including the veth (it goes with its namespace).
 
 import { randomBytes } from 'node:crypto'
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { runForStatus, startProcess, type Exec, type ExecResult, type Started, type Status } from '../backend/exec.js'
 import { EnvironmentError } from '../errors.js'
 
@@ -79,11 +81,18 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
     cli: new URL('./cli.mjs', import.meta.url).pathname,
     peer: new URL('./peer.mjs', import.meta.url).pathname,
   }
+  // Connections made as another UID run a copy of the (self-contained) peer that every user can read: the
+  // checkout itself may be private, as a clone in /root is.
+  const shared = mkdtempSync(`${tmpdir()}/sr-peer-`)
+  chmodSync(shared, 0o755)
+  copyFileSync(files.peer, `${shared}/peer.mjs`)
+  chmodSync(`${shared}/peer.mjs`, 0o644)
   const exec: Sandbox['exec'] = (where, file, args, input) => io.exec(...inNamespace(ns(where), file, args), input)
   const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...inNamespace(ns(where), file, args), { ...process.env, ...env })
   const destroy = async (): Promise<void> => {
     await Promise.all(started.map(p => p.stop()))
     for (const name of [podNs, remoteNs]) await io.exec('ip', ['netns', 'delete', name]).catch(() => undefined)
+    rmSync(shared, { recursive: true, force: true })
   }
   try {
     await io.exec('ip', ['netns', 'add', podNs])
@@ -123,7 +132,7 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
     connect: async (where, host, port, options = {}) => {
       const drop = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.gid ?? options.uid}`, '--clear-groups']
       const from = options.from === undefined ? [] : ['--from', options.from]
-      const argv = [...drop, process.execPath, files.peer, 'connect', host, String(port), ...from]
+      const argv = [...drop, process.execPath, options.uid === undefined ? files.peer : `${shared}/peer.mjs`, 'connect', host, String(port), ...from]
       const result = await tryExec(where, argv[0] ?? '', argv.slice(1))
       const line = result.output.split('\n').find(l => l.startsWith('{'))
       return line ? (JSON.parse(line) as Reply) : { ok: false, error: result.output }

@@ -167,3 +167,18 @@ t.test("init's live probe works from an install only root can read, as a private
   t.equal(result.exitCode, 0, { output: result.output })
   t.match(result.output, /ipv4 bypass: passed, proxy uid 1337/)
 })
+
+t.test('the demo works from an install only root can read, as a clone in /root is', async t => {
+  if (!kernelAvailable(t)) return
+  const { cpSync, chmodSync, mkdtempSync, rmSync } = await import('node:fs')
+  const { dirname } = await import('node:path')
+  const root = dirname(dirname(programs().cli))
+  const dir = mkdtempSync(`${(await import('node:os')).tmpdir()}/sr-private-`)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  for (const part of ['dist', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix']) cpSync(`${root}/${part}`, `${dir}/${part}`, { recursive: true })
+  chmodSync(dir, 0o700)
+  const { runForStatus } = await import('../../src/backend/exec.js')
+  const result = await runForStatus('env', ['-u', 'NODE_OPTIONS', process.execPath, `${dir}/dist/cli.mjs`, 'demo'])
+  t.equal(result.exitCode, 0, { output: result.output })
+  t.match(result.output, /every connection went where the design says/)
+})
