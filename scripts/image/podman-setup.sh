@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Podman on a machine like CI's: rootful, no systemd, hybrid cgroups, root without CAP_SYS_RESOURCE. Installs it
+# and writes the settings it needs there (facts: the team's containers notes). Safe to run again.
+set -euo pipefail
+
+missing=()
+for p in podman runc netavark aardvark-dns catatonit mmdebstrap; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "podman-setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+conf=/etc/containers/containers.conf
+if ! grep -q 'sidecar-redirect' "$conf" 2>/dev/null; then
+  # crun refuses hybrid cgroups; there is no systemd; podman's default ulimits exceed the hard limits here.
+  nofile=$(ulimit -Hn)
+  nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+  mkdir -p /etc/containers
+  cat >"$conf" <<CONF
+# Written by sidecar-redirect's scripts/image/podman-setup.sh
+[containers]
+default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+
+[network]
+network_backend = "netavark"
+CONF
+fi
