@@ -1,0 +1,126 @@
+{{/*
+Named templates other charts can include. Pass a context whose .Values are this chart's values, and, for the
+UID check, the app container's runAsUser as .appRunAsUser, e.g.
+  initContainers:
+    {{- include "sidecar-redirect.initContainer" (dict "Values" .Values.sidecarRedirect "Chart" .Chart "Release" .Release "appRunAsUser" 1000) | nindent 4 }}
+*/}}
+
+{{- define "sidecar-redirect.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* Refusals that a schema cannot express: they need the release namespace, or two values at once. */}}
+{{- define "sidecar-redirect.guards" -}}
+{{- if and (eq .Release.Namespace "kube-system") (not .Values.allowKubeSystem) -}}
+{{- fail "sidecar-redirect: refusing to render into kube-system: capturing the traffic of cluster components (DNS, ingress, the CNI) can cut the cluster off from itself. Set allowKubeSystem=true if you mean it." -}}
+{{- end -}}
+{{- if and (eq .Values.method "uid") (hasKey . "appRunAsUser") -}}
+{{- if eq (int .appRunAsUser) (int .Values.proxy.uid) -}}
+{{- fail (printf "sidecar-redirect: the app runs as UID %d, the proxy UID: with method uid all of its traffic would escape the proxy. Give the app or the proxy another UID." (int .appRunAsUser)) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* The env every entrypoint command reads; one entry per value. */}}
+{{- define "sidecar-redirect.env" -}}
+- { name: ISTIO_PROXY_PORT, value: {{ .Values.proxy.port | quote }} }
+- { name: ISTIO_PROXY_UID, value: {{ .Values.proxy.uid | quote }} }
+- { name: ISTIO_PROXY_GID, value: {{ .Values.proxy.gid | default "" | quote }} }
+- { name: ISTIO_OUTBOUND_METHOD, value: {{ .Values.method | quote }} }
+- { name: ISTIO_SO_MARK, value: {{ .Values.mark | quote }} }
+- { name: ISTIO_NET_CLS_ID, value: {{ .Values.netClsId | quote }} }
+- { name: ISTIO_INBOUND_PORTS, value: {{ join "," .Values.inbound.ports | quote }} }
+- { name: ISTIO_INBOUND_EXCLUDE_PORTS, value: {{ join "," .Values.inbound.excludePorts | quote }} }
+- { name: ISTIO_OUTBOUND_INCLUDE_CIDRS, value: {{ join "," .Values.outbound.includeCidrs | quote }} }
+- { name: ISTIO_OUTBOUND_EXCLUDE_CIDRS, value: {{ join "," .Values.outbound.excludeCidrs | quote }} }
+- { name: ISTIO_OUTBOUND_EXCLUDE_PORTS, value: {{ join "," .Values.outbound.excludePorts | quote }} }
+- { name: ISTIO_IPV6, value: {{ .Values.ipv6 | quote }} }
+- { name: ISTIO_BACKEND, value: {{ .Values.backend | quote }} }
+- { name: ISTIO_VERIFY, value: {{ .Values.verify | quote }} }
+- { name: ISTIO_LOG_FORMAT, value: {{ .Values.logFormat | quote }} }
+{{- end }}
+
+{{/* The init container: only NET_ADMIN and NET_RAW, read-only root filesystem. */}}
+{{- define "sidecar-redirect.initContainer" -}}
+{{- include "sidecar-redirect.guards" . -}}
+{{- if .Values.enabled }}
+- name: sidecar-redirect
+  image: {{ include "sidecar-redirect.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["init"]
+  env:
+    {{- include "sidecar-redirect.env" . | nindent 4 }}
+    {{- with .Values.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  resources:
+    {{- toYaml .Values.resources.init | nindent 4 }}
+  securityContext:
+    runAsUser: 0
+    runAsNonRoot: false
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    capabilities: { add: [NET_ADMIN, NET_RAW], drop: [ALL] }
+{{- end }}
+{{- end }}
+
+{{/*
+The proxy container, started through the agent. It runs as the proxy UID with every capability dropped, except
+for method mark (the agent starts as root to hand the proxy exactly CAP_NET_ADMIN) and method cgroup without the
+classifier (the agent starts as root to join the net_cls group, then drops everything).
+*/}}
+{{- define "sidecar-redirect.proxyContainer" -}}
+{{- $rootStart := or (eq .Values.method "mark") (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
+- name: proxy
+  image: {{ .Values.proxy.image | default (include "sidecar-redirect.image" .) }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command: ["/app/entrypoint"]
+  args: {{ concat (list "run" "--") .Values.proxy.command | toJson }}
+  env:
+    {{- include "sidecar-redirect.env" . | nindent 4 }}
+    - { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
+    {{- if and (eq .Values.method "cgroup") .Values.classifier.enabled }}
+    - { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
+    {{- end }}
+  resources:
+    {{- toYaml .Values.resources.proxy | nindent 4 }}
+  securityContext:
+    {{- if $rootStart }}
+    runAsUser: 0
+    runAsNonRoot: false
+    {{- else }}
+    runAsUser: {{ .Values.proxy.uid }}
+    runAsGroup: {{ .Values.proxy.gid | default .Values.proxy.uid }}
+    runAsNonRoot: true
+    {{- end }}
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities:
+      drop: [ALL]
+      {{- if eq .Values.method "mark" }}
+      add: [NET_ADMIN, SETUID, SETGID, SETPCAP]
+      {{- else if $rootStart }}
+      add: [SETUID, SETGID, SETPCAP]
+      {{- end }}
+  {{- if eq .Values.method "cgroup" }}
+  volumeMounts:
+    {{- if .Values.classifier.enabled }}
+    - { name: sidecar-redirect-classifier, mountPath: {{ .Values.classifier.socketDir | quote }}, readOnly: true }
+    {{- else }}
+    - { name: sidecar-redirect-net-cls, mountPath: {{ .Values.classifier.netClsRoot | quote }} }
+    {{- end }}
+  {{- end }}
+{{- end }}
+
+{{/* The volumes the proxy container template mounts (cgroup method only). */}}
+{{- define "sidecar-redirect.volumes" -}}
+{{- if eq .Values.method "cgroup" }}
+{{- if .Values.classifier.enabled }}
+- name: sidecar-redirect-classifier
+  hostPath: { path: {{ .Values.classifier.socketDir | quote }}, type: Directory }
+{{- else }}
+- name: sidecar-redirect-net-cls
+  hostPath: { path: {{ .Values.classifier.netClsRoot | quote }}, type: Directory }
+{{- end }}
+{{- end }}
+{{- end }}

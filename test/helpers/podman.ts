@@ -1,0 +1,67 @@
+// Real pods with podman, for the image and chart tests: a test network on 198.18.100.0/24, kube play with
+// teardown, and traffic checks that read the stand-in proxy's relay log.
+import { readFileSync } from 'node:fs'
+import type { Test } from 'tap'
+import { runForStatus } from '../../src/backend/exec.js'
+import { readStatus } from '../../src/privilege/status.js'
+
+export const NETWORK = 'sr-test'
+export const ROOT = new URL('../..', import.meta.url).pathname
+
+export const podman = async (...args: string[]): Promise<string> => {
+  const result = await runForStatus('podman', args)
+  if (result.exitCode !== 0) throw new Error(`podman ${args.join(' ')} exited ${result.exitCode}: ${result.output}`)
+  return result.output.trim()
+}
+
+/** Creates the test network if needed, and removes leftovers of an interrupted run. */
+export const prepareNetwork = async (pods: readonly string[]): Promise<void> => {
+  if ((await runForStatus('podman', ['network', 'exists', NETWORK])).exitCode !== 0) {
+    await podman('network', 'create', '--subnet', '198.18.100.0/24', NETWORK)
+  }
+  for (const pod of pods) await runForStatus('podman', ['pod', 'rm', '-f', pod])
+}
+
+export const play = async (t: Test, file: string): Promise<void> => {
+  await podman('kube', 'play', '--network', NETWORK, file)
+  t.teardown(() => runForStatus('podman', ['kube', 'down', file]))
+}
+
+const infraOf = (pod: string): Promise<string> => podman('pod', 'inspect', pod, '--format', '{{.InfraContainerID}}')
+
+export const addressOf = async (pod: string): Promise<string> =>
+  podman('inspect', await infraOf(pod), '--format', `{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}`)
+
+export const natRulesOf = async (pod: string): Promise<string> => {
+  const pid = await podman('inspect', await infraOf(pod), '--format', '{{.State.Pid}}')
+  return (await runForStatus('nsenter', ['-n', '-t', pid, 'iptables-save', '-t', 'nat'])).output
+}
+
+export const connect = async (container: string, host: string, port: number): Promise<{ label?: string }> => {
+  const out = await podman('exec', container, '/usr/local/bin/node', '/app/dist/peer.mjs', 'connect', host, String(port))
+  return (JSON.parse(out) as { reply?: { label?: string } }).reply ?? {}
+}
+
+/**
+ * Proves, for a played pod `pod` (containers app and proxy) beside the remote pod: the init rules are there;
+ * outbound and inbound reach their destinations through the proxy, once each, no loop; and the agent and the
+ * proxy run as 1337 with no_new_privs and exactly `caps`.
+ */
+export const expectCapturedPod = async (t: Test, pod: string, caps: bigint): Promise<void> => {
+  const [address, remote] = [await addressOf(pod), await addressOf('sidecar-remote')]
+  t.match(address, /^198\.18\.100\./, 'the pod is on the test network')
+  t.match(await natRulesOf(pod), /-A OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND/, 'the init container exited 0 and left its rules in the pod')
+  t.equal((await connect(`${pod}-app`, remote, 9090)).label, 'remote', 'app -> remote answered by the remote')
+  t.equal((await connect('sidecar-remote-server', address, 8080)).label, 'app', 'remote -> pod answered by the app')
+  const logs = await podman('logs', `${pod}-proxy`)
+  t.match(logs, `"relayed":{"from":"${address}","to":"${remote}:9090"}`, 'the outbound connection went through the proxy, with its original destination')
+  t.match(logs, `"relayed":{"from":"${remote}","to":"${address}:8080"}`, 'the inbound connection went through the proxy, with its original destination')
+  t.equal(logs.split('\n').filter(l => l.includes('"relayed"')).length, 2, 'no loop: exactly the two relays')
+  const agent = Number(await podman('inspect', `${pod}-proxy`, '--format', '{{.State.Pid}}'))
+  const proxy = Number(readFileSync(`/proc/${agent}/task/${agent}/children`, 'utf8').trim().split(/\s+/)[0])
+  for (const [what, pid] of [['agent', agent], ['proxy', proxy]] as const) {
+    const status = readStatus(pid)
+    t.same([status.uids, status.noNewPrivs], [[1337, 1337, 1337, 1337], true], `${what}: UID 1337 and no_new_privs, read from the host`)
+    t.same([status.capEff, status.capPrm, status.capAmb, status.capBnd], [caps, caps, caps, caps], `${what}: capabilities exactly 0x${caps.toString(16)}`)
+  }
+}
