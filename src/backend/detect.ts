@@ -29,8 +29,16 @@ export interface Decision<T> {
   readonly reason: string
 }
 
-/** chooseVariant picks the variant the namespace already uses, so our rules sit beside the others. Pure. */
-export const chooseVariant = (choice: BackendChoice, facts: VariantFacts): Decision<Variant> => {
+/** The native nftables backend, or one of the two iptables variants. */
+export type BackendKind = Variant | 'nftables'
+
+/**
+ * chooseVariant picks the iptables variant the namespace already uses, so our rules sit beside the others; the
+ * native nftables backend is used when asked for (auto never picks it: finding native tables would cost a
+ * process on every start). Pure.
+ */
+export const chooseVariant = (choice: BackendChoice, facts: VariantFacts): Decision<BackendKind> => {
+  if (choice === 'nftables') return { value: 'nftables', reason: 'set by ISTIO_BACKEND' }
   if (choice !== 'auto') return { value: choice === 'iptables-nft' ? 'nft' : 'legacy', reason: 'set by ISTIO_BACKEND' }
   if (facts.legacyTables.length === 0) {
     return { value: 'nft', reason: 'no iptables-legacy tables in this namespace; nf_tables is the default' }
@@ -72,7 +80,7 @@ export const chooseFamilies = (mode: Ipv6Mode, facts: Ipv6Facts): Decision<Famil
 }
 
 export interface HostFacts {
-  readonly variant: Decision<Variant>
+  readonly variant: Decision<BackendKind>
   readonly families: Decision<Family[]>
   /** iptables-save text already read while deciding, by variant, so it is not read twice. */
   readonly ipv4Saved: Partial<Record<Variant, string>>

@@ -1,19 +1,15 @@
 // init: plan, apply, verify, report. The order is the contract: nothing is written before every setting is valid
 // and the host has been probed, and success is only reported once the kernel's rules read back exactly.
 
-import { applyFamilies } from '../backend/apply.js'
 import { VerifyError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { formatSettings } from '../settings/format.js'
 import type { Settings } from '../settings/types.js'
-import { describeDrift, liveChecks, readBackDrift } from '../verify/read-back.js'
+import { describeDrift, liveChecks } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare, withLock } from './prepare.js'
 
 const round = (ms: number): number => Math.round(ms * 10) / 10
-
-const ruleCount = (chains: ReadonlyMap<string, readonly string[]>): number =>
-  [...chains.values()].reduce((sum, rules) => sum + rules.length, 0)
 
 export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Promise<void> => {
   // Every process started is counted: each costs a few milliseconds of every pod's start.
@@ -29,25 +25,22 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
   const started = io.now()
   const { prepared, outcomes, drifts, live } = await withLock(io, async () => {
     const prepared = await timed('probe', () => prepare(settings, io))
-    const { backend, targets, facts } = prepared
-    const outcomes = await timed('apply', () => applyFamilies(backend, targets, facts.ipv4Saved[facts.variant.value]))
-    const drifts = await timed('read-back', () => readBackDrift(backend, targets))
+    const { backend, plan, facts } = prepared
+    const outcomes = await timed('apply', () => backend.apply(plan))
+    const drifts = await timed('read-back', () => backend.readBack(plan))
     const drift = describeDrift(drifts)
     if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan', drift)
     const live = await timed('live', () => liveChecks(settings, facts.families.value))
     return { prepared, outcomes, drifts, live }
   })
-  const applied = prepared.targets.map((t, i) => {
-    const state = outcomes[i]?.changed ? 'applied' : 'already in place, left untouched'
-    return `${t.family}: ${ruleCount(t.desired.chains)} rules in ${[...t.desired.chains.keys()].join(', ')}, ${state}`
-  })
+  const applied = outcomes.map(o => `${o.scope}: ${o.rules} rules in ${o.where}, ${o.changed ? 'applied' : 'already in place, left untouched'}`)
   timings['totalMs'] = round(io.now() - started)
   logger.report('init', `sidecar-redirect init: ok in ${timings['totalMs']} ms`, {
     settings: formatSettings(settings),
     backend: describeBackend(prepared),
     families: describeFamilies(prepared),
     applied,
-    verified: drifts.map(d => `${d.family}: read back exactly as planned`),
+    verified: drifts.map(d => `${d.scope}: read back exactly as planned`),
     live,
     timings,
     processes,

@@ -1,27 +1,26 @@
 // The steps every rule command starts with: look at the host, pick the backend, and build the plan.
 
-import type { FamilyTarget } from '../backend/apply.js'
 import { probeHost, type HostFacts } from '../backend/detect.js'
-import { createIptablesBackend, type IptablesBackend } from '../backend/iptables.js'
+import { createIptablesRules } from '../backend/iptables-rules.js'
+import { createNftablesRules } from '../backend/nftables.js'
+import type { RuleBackend } from '../backend/types.js'
 import type { Io } from '../io.js'
 import { buildPlan } from '../plan/build.js'
-import { renderState } from '../plan/render-iptables.js'
 import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
 
 export interface Prepared {
   readonly facts: HostFacts
   readonly plan: Plan
-  readonly backend: IptablesBackend
-  readonly targets: readonly FamilyTarget[]
+  readonly backend: RuleBackend
 }
 
 export const prepare = async (settings: Settings, io: Io): Promise<Prepared> => {
   const facts = await probeHost(settings.backend, settings.ipv6, io.exec, io.fs)
   const plan = buildPlan(settings, facts.families.value)
-  const backend = createIptablesBackend(io.exec, facts.variant.value)
-  const targets = plan.families.map(p => ({ family: p.family, desired: renderState(p) }))
-  return { facts, plan, backend, targets }
+  const kind = facts.variant.value
+  const backend = kind === 'nftables' ? createNftablesRules(io.exec) : createIptablesRules(io.exec, kind, facts.ipv4Saved[kind])
+  return { facts, plan, backend }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`

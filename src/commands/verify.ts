@@ -5,12 +5,12 @@ import { VerifyError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import type { Settings } from '../settings/types.js'
-import { describeDrift, liveChecks, readBackDrift } from '../verify/read-back.js'
+import { describeDrift, liveChecks } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare } from './prepare.js'
 
 export const runVerify = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
   const prepared = await prepare(settings, io)
-  const drifts = await readBackDrift(prepared.backend, prepared.targets)
+  const drifts = await prepared.backend.readBack(prepared.plan)
   const drift = describeDrift(drifts)
   // Traffic is probed even when the rules drifted: it shows what the drift does to packets.
   const live = await liveChecks(settings, prepared.facts.families.value).catch((error: unknown) => {
@@ -23,7 +23,7 @@ export const runVerify = async (settings: Settings, io: Io, logger: Logger): Pro
   logger.report('verify', 'sidecar-redirect verify: ok', {
     backend: describeBackend(prepared),
     families: describeFamilies(prepared),
-    verified: drifts.map(d => `${d.family}: the rules match the plan exactly`),
+    verified: drifts.map(d => `${d.scope}: the rules match the plan exactly`),
     live,
   })
 }

@@ -123,8 +123,8 @@ export const OPTIONS: OptionTable<Settings> = {
     env: 'ISTIO_BACKEND',
     flag: 'backend',
     default: 'auto',
-    help: 'auto, iptables-nft or iptables-legacy',
-    parse: (t, w) => parseChoice(t, w, ['auto', 'iptables-nft', 'iptables-legacy']),
+    help: 'auto, iptables-nft, iptables-legacy, or nftables (our own inet table, both families in one transaction)',
+    parse: (t, w) => parseChoice(t, w, ['auto', 'iptables-nft', 'iptables-legacy', 'nftables']),
   },
   ipv6: {
     env: 'ISTIO_IPV6',

@@ -4,7 +4,7 @@ export type Family = 'ipv4' | 'ipv6'
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
 
 export type OutboundMethod = 'uid' | 'mark' | 'cgroup'
-export type BackendChoice = 'auto' | 'iptables-nft' | 'iptables-legacy'
+export type BackendChoice = 'auto' | 'iptables-nft' | 'iptables-legacy' | 'nftables'
 export type LogFormat = 'text' | 'json'
 export type Ipv6Mode = 'auto' | 'true' | 'false'
 export type VerifyMode = 'rules' | 'live'

@@ -1,21 +1,11 @@
-// Reads each family's rules back from the kernel and compares them with the plan.
+// What verification reports: the read-back drift of each scope, and the live probe's checks.
 
-import { readOwned, type FamilyTarget } from '../backend/apply.js'
-import type { IptablesBackend } from '../backend/iptables.js'
+import type { Drift } from '../backend/types.js'
 import { VerifyError } from '../errors.js'
 import type { Family, Settings } from '../settings/types.js'
-import { compareState } from './compare.js'
 
-export interface FamilyDrift {
-  readonly family: Family
-  readonly drift: readonly string[]
-}
-
-export const readBackDrift = (backend: IptablesBackend, targets: readonly FamilyTarget[]): Promise<FamilyDrift[]> =>
-  Promise.all(targets.map(async ({ family, desired }) => ({ family, drift: compareState(desired, await readOwned(backend, family)) })))
-
-export const describeDrift = (drifts: readonly FamilyDrift[]): string[] =>
-  drifts.flatMap(({ family, drift }) => (drift.length === 0 ? [] : [`${family}:`, ...drift.map(line => `  ${line}`)]))
+export const describeDrift = (drifts: readonly Drift[]): string[] =>
+  drifts.flatMap(({ scope, drift }) => (drift.length === 0 ? [] : [`${scope}:`, ...drift.map(line => `  ${line}`)]))
 
 /** Runs the live probe when asked; throws VerifyError naming every failed check. */
 export const liveChecks = async (settings: Settings, families: readonly Family[]): Promise<string[]> => {

@@ -1,6 +1,8 @@
 // Rows shared by several test files (imported from here, since importing a test file would run it again).
 
-export const BACKENDS = ['iptables-nft', 'iptables-legacy'] as const
+export const IPTABLES_BACKENDS = ['iptables-nft', 'iptables-legacy'] as const
+/** Every backend: the traffic suites run over all of them. */
+export const BACKENDS = [...IPTABLES_BACKENDS, 'nftables'] as const
 
 // Every refused value, per variable. Each must give a ConfigError naming the variable and quoting the value.
 export const REFUSED: Record<string, string[]> = {

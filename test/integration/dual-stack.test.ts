@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t from 'tap'
 import { initOk, kernelAvailable, snapshot, withSandbox } from '../helpers/kernel.js'
-import { BACKENDS } from '../helpers/rows.js'
+import { IPTABLES_BACKENDS as BACKENDS } from '../helpers/rows.js'
 
 /** A PATH whose ip6tables restore tools refuse every payload, as a kernel without ip6 nat would. */
 const refusingIpv6Path = (): string => {

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs'
 import t from 'tap'
 import { GOLDEN_DIR, readEnvFile } from '../helpers/golden.js'
 import { initOk, kernelAvailable, snapshot, withSandbox } from '../helpers/kernel.js'
-import { BACKENDS, REFUSED } from '../helpers/rows.js'
+import { IPTABLES_BACKENDS as BACKENDS, REFUSED } from '../helpers/rows.js'
 
 const TOOLS = { 'iptables-nft': 'iptables-nft', 'iptables-legacy': 'iptables-legacy' } as const
 

@@ -1,0 +1,96 @@
+// Renders a plan as one nftables table of our own, `inet sidecar_redirect`: both families in one table, so one
+// `nft -f -` transaction changes IPv4 and IPv6 together. The text is written in the form `nft list table` prints
+// (sets sorted and merged, marks zero-padded, `meta l4proto tcp` dropped before `tcp dport`), so read-back is a
+// comparison of strings, as with iptables-save.
+
+import type { Family, PortRange } from '../settings/types.js'
+import { formatCidr } from '../settings/cidr.js'
+import { commentFor } from './owned.js'
+import type { Chain, Match, Plan, Rule, Target } from './types.js'
+
+export const NFT_TABLE = 'sidecar_redirect'
+
+const HOOKS = {
+  PREROUTING: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;' },
+  OUTPUT: { chain: 'output', header: 'type nat hook output priority -100; policy accept;' },
+} as const
+
+const hex8 = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`
+
+/** Sorted, with overlapping and adjacent ranges merged: nft prints an anonymous set that way. */
+const normalizePorts = (ports: readonly PortRange[]): PortRange[] => {
+  const merged: PortRange[] = []
+  for (const r of [...ports].sort((a, b) => a.from - b.from)) {
+    const last = merged[merged.length - 1]
+    if (last && r.from <= last.to + 1) merged[merged.length - 1] = { from: last.from, to: Math.max(last.to, r.to) }
+    else merged.push({ ...r })
+  }
+  return merged
+}
+
+const portText = (ports: readonly PortRange[]): string => {
+  const items = normalizePorts(ports).map(r => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`))
+  return items.length === 1 ? `${items[0]}` : `{ ${items.join(', ')} }`
+}
+
+const addressKeyword = (family: Family): string => (family === 'ipv4' ? 'ip' : 'ip6')
+
+const renderMatch = (match: Match): string => {
+  switch (match.kind) {
+    case 'source':
+      return `${addressKeyword(match.cidr.family)} saddr ${cidrText(match.cidr)}`
+    case 'destination':
+      return `${addressKeyword(match.cidr.family)} daddr ${cidrText(match.cidr)}`
+    case 'dport':
+      return `tcp dport ${portText(match.ports)}`
+    case 'uid-owner':
+      return `meta skuid ${match.uid}`
+    case 'gid-owner':
+      return `meta skgid ${match.gid}`
+    case 'mark':
+      return match.mark.mask === undefined ? `meta mark ${hex8(match.mark.value)}` : `meta mark & ${hex8(match.mark.mask)} == ${hex8(match.mark.value)}`
+    case 'cgroup':
+      return `meta cgroup ${match.classid}`
+  }
+}
+
+// nft prints a host address without its /32 or /128.
+const cidrText = (cidr: { family: Family; address: string; prefix: number }): string =>
+  cidr.prefix === (cidr.family === 'ipv4' ? 32 : 128) ? cidr.address : formatCidr(cidr)
+
+const renderTarget = (target: Target): string => (target.kind === 'return' ? 'return' : `redirect to :${target.port}`)
+
+/** One rule line. `tcp dport` already implies TCP; every other rule says `meta l4proto tcp` first. */
+export const renderNftRule = (rule: Rule): string => {
+  const matches = rule.matches.map(renderMatch)
+  const protocol = rule.matches.some(m => m.kind === 'dport') ? [] : ['meta l4proto tcp']
+  return [...protocol, ...matches, renderTarget(rule.target), `comment "${commentFor(rule.purpose)}"`].join(' ')
+}
+
+/**
+ * renderNftTable is the table exactly as `nft list table inet sidecar_redirect` prints it. The plan's families
+ * are merged chain by chain; a family left out (IPv6 with ISTIO_IPV6=false or no IPv6) is let through untouched
+ * by a first rule. Pure.
+ */
+export const renderNftTable = (plan: Plan): string => {
+  const families = plan.families.map(f => f.family)
+  const skip = (['ipv4', 'ipv6'] as const).filter(f => !families.includes(f))
+  const chains = (['PREROUTING', 'OUTPUT'] as const).map(hook => {
+    const rules = plan.families.flatMap(f => f.chains.filter((c: Chain) => c.hook === hook).flatMap(c => c.rules))
+    // Each family's chain is its bypasses, then its captures: merged, every bypass of both families must still come
+    // before any capture. A rule without an address (the same in both) is written once.
+    const ordered = [...rules.filter(r => r.target.kind === 'return'), ...rules.filter(r => r.target.kind !== 'return')]
+    const seen = new Set<string>()
+    const lines = [
+      ...skip.map(f => `meta nfproto ${f} return comment "${commentFor(`leave-${f}-alone`)}"`),
+      ...ordered.map(renderNftRule).filter(line => !seen.has(line) && seen.add(line)),
+    ]
+    const { chain, header } = HOOKS[hook]
+    return [`\tchain ${chain} {`, `\t\t${header}`, ...lines.map(l => `\t\t${l}`), '\t}'].join('\n')
+  })
+  return `table inet ${NFT_TABLE} {\n${chains.join('\n\n')}\n}\n`
+}
+
+/** The one transaction that replaces our table whole (creating it first, so the delete cannot fail). Pure. */
+export const renderNftTransaction = (table: string | undefined): string =>
+  `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n${table ?? ''}`
