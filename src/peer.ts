@@ -90,6 +90,8 @@ const send = (socketPath: string, text: string, keepOpen: boolean): void => {
 }
 
 const main = (): void => {
+  // As a container's PID 1, Node ignores signals it has no handler for; stop at once when asked.
+  process.on('SIGTERM', () => process.exit(143))
   const { positionals, values } = parseArgs({
     allowPositionals: true,
     options: {

@@ -40,3 +40,16 @@ t.test('a broken setting fails the init container with exit 2, and the pod never
   t.match(states, /sidecar-demo-app (created|configured)/i, 'the app container never ran')
   t.match(states, /sidecar-demo-proxy (created|configured)/i, 'the proxy container never ran')
 })
+
+t.test("the README's local run: init joins a running app container's network namespace", async t => {
+  const app = 'sr-local-app'
+  await runForStatus('podman', ['rm', '-f', app])
+  await podman('run', '-d', '--name', app, '--network', NETWORK, '--user', '1000', '--entrypoint', '/usr/local/bin/node', 'localhost/sidecar-redirect:dev', '/app/dist/peer.mjs', 'serve', 'app=[::]:8080')
+  t.teardown(() => runForStatus('podman', ['rm', '-f', app]))
+  const base = ['run', '--rm', '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only', '--network', `container:${app}`, 'localhost/sidecar-redirect:dev']
+  const init = await runForStatus('podman', base)
+  t.equal(init.exitCode, 0, { output: init.output })
+  t.match(init.output, /sidecar-redirect init: ok/)
+  const verify = await runForStatus('podman', [...base, 'verify', '--verify', 'rules'])
+  t.equal(verify.exitCode, 0, 'verify, run the same way, finds the rules exactly', { output: verify.output })
+})
