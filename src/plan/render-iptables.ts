@@ -47,7 +47,7 @@ const renderTarget = (target: Target): string =>
 // iptables-save prints addresses first, then the protocol, then the other matches in the order given.
 const isAddress = (m: Match): boolean => m.kind === 'source' || m.kind === 'destination'
 
-export const renderRule = (chain: string, rule: Rule): string =>
+const renderRule = (chain: string, rule: Rule): string =>
   [
     `-A ${chain}`,
     ...rule.matches.filter(isAddress).map(renderMatch),

@@ -61,7 +61,7 @@ const cidrText = (cidr: { family: Family; address: string; prefix: number }): st
 const renderTarget = (target: Target): string => (target.kind === 'return' ? 'return' : `redirect to :${target.port}`)
 
 /** One rule line. `tcp dport` already implies TCP; every other rule says `meta l4proto tcp` first. */
-export const renderNftRule = (rule: Rule): string => {
+const renderNftRule = (rule: Rule): string => {
   const matches = rule.matches.map(renderMatch)
   const protocol = rule.matches.some(m => m.kind === 'dport') ? [] : ['meta l4proto tcp']
   return [...protocol, ...matches, renderTarget(rule.target), `comment "${commentFor(rule.purpose)}"`].join(' ')

@@ -194,7 +194,7 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
   },
 }
 
-export const DEFAULT_CLASSIFIER_SOCKET = '/run/sidecar-redirect/classifier.sock'
+const DEFAULT_CLASSIFIER_SOCKET = '/run/sidecar-redirect/classifier.sock'
 
 /** Settings of the node-level classifier (`classifier`) only. */
 export const CLASSIFIER_OPTIONS: OptionTable<ClassifierSettings> = {
@@ -222,4 +222,3 @@ export const CLASSIFIER_OPTIONS: OptionTable<ClassifierSettings> = {
 }
 
 export const OPTION_KEYS = Object.keys(OPTIONS) as (keyof Settings)[]
-export const AGENT_OPTION_KEYS = Object.keys(AGENT_OPTIONS) as (keyof AgentSettings)[]

@@ -9,7 +9,7 @@ export type Env = Readonly<Record<string, string | undefined>>
 export type Flags = Readonly<Record<string, string | undefined>>
 
 /** parseOptions reads every option of a table: the flag if given, else the env var, else the default. Pure. */
-export const parseOptions = <S>(table: OptionTable<S>, env: Env, flags: Flags): S => {
+const parseOptions = <S>(table: OptionTable<S>, env: Env, flags: Flags): S => {
   const keys = Object.keys(table) as (keyof S & string)[]
   const entries = keys.map(key => {
     const spec = table[key]

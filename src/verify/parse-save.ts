@@ -11,8 +11,6 @@ export interface NatTable {
   readonly rules: readonly string[]
 }
 
-const BUILT_IN = new Set(['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'])
-
 const chainOf = (line: string): string => line.split(' ')[1] ?? ''
 
 /** parseNatTable extracts the nat table from iptables-save text; empty when there is none. Pure. */
@@ -40,8 +38,3 @@ export const ownedState = (table: NatTable): NatState => {
   }
   return { chains, jumps }
 }
-
-/** Rules and chains of the nat table that are not ours. */
-export const hasForeignRules = (table: NatTable): boolean =>
-  table.rules.some(line => !isOwnedChain(chainOf(line)) && !isOwnedRuleLine(line)) ||
-  table.chains.some(name => !isOwnedChain(name) && !BUILT_IN.has(name))
