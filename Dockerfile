@@ -6,7 +6,7 @@ ARG BASE=docker.io/library/node:24-bookworm-slim
 FROM ${BASE} AS build
 # g++ and python3 build the posix addon against Node 24; iptables and util-linux are copied into the image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends g++ make python3 iptables util-linux \
+ && apt-get install -y --no-install-recommends g++ make python3 iptables ipset nftables util-linux \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./

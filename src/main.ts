@@ -8,7 +8,9 @@ import { runVerify } from './commands/verify.js'
 import { isSidecarError, VerifyError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
-import { parseAgentSettings, parseClassifierSettings, parseSettings, type Env } from './settings/parse.js'
+import { readFile } from 'node:fs/promises'
+import { loadSettings } from './settings/load.js'
+import { parseAgentSettings, parseClassifierSettings, type Env } from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, io: Io): Promise<number> => {
   // Errors found before the settings are read still honour the requested format when it is valid.
@@ -16,7 +18,7 @@ export const run = async (argv: readonly string[], env: Env, io: Io): Promise<nu
   try {
     const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
-    const settings = parseSettings(env, flags)
+    const settings = await loadSettings(env, flags, path => readFile(path, 'utf8'))
     logger = createLogger(settings.logFormat, io.out)
     switch (command) {
       case 'init':

@@ -79,6 +79,23 @@ const classify = async (socketPath: string, classid: number, then: string | unde
   if (then) connect(then.slice(0, then.lastIndexOf(':')), Number(then.slice(then.lastIndexOf(':') + 1)), undefined, 2000)
 }
 
+/** Makes `count` connections one after another and prints how many landed where: no moment may be missed. */
+const loop = async (host: string, port: number, count: number): Promise<void> => {
+  const landed: Record<string, number> = {}
+  for (let i = 0; i < count; i++) {
+    const label = await new Promise<string>(resolve => {
+      const socket = net.connect({ host, port })
+      let reply = ''
+      socket.setTimeout(2000, () => socket.destroy(new Error('timeout')))
+      socket.on('data', chunk => (reply += String(chunk)))
+      socket.on('end', () => resolve(((JSON.parse(reply) as { label?: string }).label ?? 'unknown')))
+      socket.on('error', error => resolve(`error: ${error.message}`))
+    })
+    landed[label] = (landed[label] ?? 0) + 1
+  }
+  print({ landed })
+}
+
 /** Sends raw text to a unix socket (optionally without closing) and prints whatever comes back. */
 const send = (socketPath: string, text: string, keepOpen: boolean): void => {
   const socket = net.connect(socketPath)
@@ -108,6 +125,7 @@ const main = (): void => {
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
+  else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
   else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gathers the init image's whole root filesystem into $1, run inside the Dockerfile's build stage: Node, the built
-# CLI and its two native modules, iptables (nf_tables and legacy, every extension), setpriv and env, and exactly
+# CLI and its two native modules, iptables (nf_tables and legacy, every extension), nft, ipset, setpriv and env, and exactly
 # the shared libraries those load (from ldd). No shell, no package manager: small, and nothing to exec but these.
 set -euo pipefail
 R=$1
@@ -36,6 +36,9 @@ add_binary /usr/local/bin/node
 add_binary /usr/bin/setpriv
 add_binary /usr/bin/env
 for multi in xtables-nft-multi xtables-legacy-multi; do add_binary "/usr/sbin/$multi"; done
+# The native nftables backend and the explicit method's ipsets with the iptables backends.
+add_binary /usr/sbin/nft
+add_binary /usr/sbin/ipset
 # iptables, ip6tables and their -save/-restore, both variants: the links iptables' package makes
 for link in $(dpkg -L iptables | grep -E '^/usr/sbin/(ip6?tables|xtables)'); do
   [ -L "$link" ] || continue

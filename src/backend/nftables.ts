@@ -10,6 +10,30 @@ import type { RuleBackend } from './types.js'
 
 const SCOPE = 'inet'
 
+/**
+ * Set elements are printed sorted and wrapped over lines, however they were written: compare them as sorted lists,
+ * and the rest of the table as text.
+ */
+const splitElements = (text: string): { structure: string[]; elements: Map<string, string[]> } => {
+  const elements = new Map<string, string[]>()
+  const structure: string[] = []
+  let set = ''
+  let pending: string | undefined
+  for (const line of text.trimEnd().split('\n')) {
+    set = /^\tset (\S+) \{$/.exec(line)?.[1] ?? set
+    if (pending === undefined && !line.startsWith('\t\telements = {')) {
+      structure.push(line)
+      continue
+    }
+    pending = `${pending ?? ''} ${line}`
+    if (!line.includes('}')) continue
+    const body = pending.slice(pending.indexOf('{') + 1, pending.lastIndexOf('}'))
+    elements.set(set, body.split(',').map(e => e.trim()).filter(Boolean).sort())
+    pending = undefined
+  }
+  return { structure, elements }
+}
+
 export const createNftablesRules = (exec: Exec): RuleBackend => {
   /** Our table as nft prints it (UIDs stay numeric: nft names them only with -u), or undefined when there is none. */
   const read = async (): Promise<string | undefined> => {
@@ -30,9 +54,14 @@ export const createNftablesRules = (exec: Exec): RuleBackend => {
   }
   const diff = (desired: string, live: string | undefined): string[] => {
     if (live === undefined) return [`table inet ${NFT_TABLE}: missing`]
-    const want = desired.trimEnd().split('\n')
-    const have = live.trimEnd().split('\n')
-    return want.length === have.length && want.every((l, i) => l === have[i]) ? [] : [`table inet ${NFT_TABLE}:`, ...lineDiff(want, have)]
+    const [want, have] = [splitElements(desired), splitElements(live)]
+    const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((l, i) => l === b[i])
+    const structure = same(want.structure, have.structure) ? [] : [`table inet ${NFT_TABLE}:`, ...lineDiff(want.structure, have.structure)]
+    const elements = [...new Set([...want.elements.keys(), ...have.elements.keys()])].flatMap(set => {
+      const [w, h] = [want.elements.get(set) ?? [], have.elements.get(set) ?? []]
+      return same(w, h) ? [] : [`set ${set} elements:`, ...lineDiff(w, h).filter(l => !l.startsWith(' '))]
+    })
+    return [...structure, ...elements]
   }
   return {
     name: 'nftables',
@@ -41,7 +70,7 @@ export const createNftablesRules = (exec: Exec): RuleBackend => {
       const changed = diff(desired, await read()).length > 0
       if (changed) await run(renderNftTransaction(desired))
       const rules = desired.split('\n').filter(l => l.startsWith('\t\t') && !l.includes(' hook ')).length
-      return [{ scope: SCOPE, rules, where: `table inet ${NFT_TABLE}`, changed }]
+      return [{ scope: SCOPE, count: rules, unit: 'rules', where: `table inet ${NFT_TABLE}`, changed }]
     },
     readBack: async plan => [{ scope: SCOPE, drift: diff(renderNftTable(plan), await read()) }],
     clean: async () => {

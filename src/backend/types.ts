@@ -6,8 +6,10 @@ import type { Plan } from '../plan/types.js'
 
 export interface Applied {
   readonly scope: string
-  readonly rules: number
-  /** Where the rules live, for the report: our chains, or our table. */
+  readonly count: number
+  /** What was counted: rules, or the members of service sets. */
+  readonly unit: 'rules' | 'members'
+  /** Where they live, for the report: our chains, our table, our sets. */
   readonly where: string
   /** False when the kernel already held exactly the plan, and nothing was written. */
   readonly changed: boolean

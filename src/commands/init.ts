@@ -33,7 +33,7 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     const live = await timed('live', () => liveChecks(settings, facts.families.value))
     return { prepared, outcomes, drifts, live }
   })
-  const applied = outcomes.map(o => `${o.scope}: ${o.rules} rules in ${o.where}, ${o.changed ? 'applied' : 'already in place, left untouched'}`)
+  const applied = outcomes.map(o => `${o.scope}: ${o.count} ${o.unit} in ${o.where}, ${o.changed ? 'applied' : 'already in place, left untouched'}`)
   timings['totalMs'] = round(io.now() - started)
   logger.report('init', `sidecar-redirect init: ok in ${timings['totalMs']} ms`, {
     settings: formatSettings(settings),

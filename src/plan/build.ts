@@ -3,7 +3,7 @@
 
 import type { Cidr, Family, PortRange, Settings } from '../settings/types.js'
 import { INBOUND_CHAIN, OUTBOUND_CHAIN } from './owned.js'
-import type { Chain, FamilyPlan, Match, Plan, Rule, Target } from './types.js'
+import type { Chain, FamilyPlan, Match, Plan, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
   ipv4: { family: 'ipv4', address: '127.0.0.1', prefix: 32 },
@@ -39,6 +39,8 @@ const portRules = (purpose: string, ports: readonly PortRange[], target: Target)
 const inFamily = (cidrs: readonly Cidr[], family: Family): Cidr[] => cidrs.filter(c => c.family === family)
 
 const proxyIdentity = (settings: Settings): Rule => {
+  // The explicit method chooses what to capture; the proxy is still told apart by its UID.
+  if (settings.outboundMethod === 'explicit') return { purpose: 'proxy-uid', matches: [{ kind: 'uid-owner', uid: settings.proxyUid }], target: RETURN }
   const match: Match =
     settings.outboundMethod === 'uid'
       ? { kind: 'uid-owner', uid: settings.proxyUid }
@@ -59,11 +61,26 @@ const inboundChain = (settings: Settings): Chain => {
   return { name: INBOUND_CHAIN, hook: 'PREROUTING', rules: [...exclude, ...capture] }
 }
 
+const serviceSets = (settings: Settings, family: Family): ServiceSet[] =>
+  settings.outboundMethod !== 'explicit'
+    ? []
+    : [false, true].map(withPorts => ({
+        family,
+        withPorts,
+        services: settings.services.filter(s => s.cidr.family === family && (s.ports !== undefined) === withPorts),
+      }))
+
 const outboundChain = (settings: Settings, family: Family): Chain => {
   const redirect: Target = { kind: 'redirect', port: settings.proxyPort }
   const include = settings.outboundIncludeCidrs
   const capture: Rule[] =
-    include === 'all'
+    settings.outboundMethod === 'explicit'
+      ? serviceSets(settings, family).map(set => ({
+          purpose: set.withPorts ? 'service-port-capture' : 'service-capture',
+          matches: [{ kind: 'service-set', family, withPorts: set.withPorts }],
+          target: redirect,
+        }))
+      : include === 'all'
       ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
       : inFamily(include, family).map(cidr => ({
           purpose: 'outbound-capture',
@@ -90,6 +107,6 @@ const outboundChain = (settings: Settings, family: Family): Chain => {
 /** buildPlan turns settings into the rules to install for each family. Pure: no I/O, env or clock. */
 export const buildPlan = (settings: Settings, families: readonly Family[]): Plan => ({
   families: families.map(
-    (family): FamilyPlan => ({ family, chains: [inboundChain(settings), outboundChain(settings, family)] }),
+    (family): FamilyPlan => ({ family, chains: [inboundChain(settings), outboundChain(settings, family)], sets: serviceSets(settings, family) }),
   ),
 })

@@ -7,6 +7,10 @@ export const OUTBOUND_CHAIN = `${CHAIN_PREFIX}OUTBOUND`
 
 const COMMENT_PREFIX = 'sidecar-redirect/'
 
+/** Our service sets: ipset names (global per namespace, so prefixed like our chains) and names in our nft table. */
+export const ipsetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `${CHAIN_PREFIX}SVC${family === 'ipv4' ? 4 : 6}${withPorts ? '_PORTS' : ''}`
+export const nftSetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `services${family === 'ipv4' ? 4 : 6}${withPorts ? '_ports' : ''}`
+
 export const commentFor = (purpose: string): string => `${COMMENT_PREFIX}${purpose}`
 
 export const isOwnedChain = (name: string): boolean => name.startsWith(CHAIN_PREFIX)

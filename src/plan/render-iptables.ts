@@ -4,7 +4,7 @@
 
 import { formatCidr } from '../settings/cidr.js'
 import type { PortRange } from '../settings/types.js'
-import { commentFor } from './owned.js'
+import { commentFor, ipsetName } from './owned.js'
 import type { Chain, FamilyPlan, Match, Rule, Target } from './types.js'
 
 /** What of ours one family's nat table holds: our chains with their rule lines, and the jumps into them. */
@@ -38,6 +38,8 @@ const renderMatch = (match: Match): string => {
       return `-m mark --mark ${hex(match.mark.value)}${match.mark.mask === undefined ? '' : `/${hex(match.mark.mask)}`}`
     case 'cgroup':
       return `-m cgroup --cgroup ${match.classid}`
+    case 'service-set':
+      return `-m set --match-set ${ipsetName(match.family, match.withPorts)} ${match.withPorts ? 'dst,dst' : 'dst'}`
   }
 }
 

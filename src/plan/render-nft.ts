@@ -5,8 +5,8 @@
 
 import type { Family, PortRange } from '../settings/types.js'
 import { formatCidr } from '../settings/cidr.js'
-import { commentFor } from './owned.js'
-import type { Chain, Match, Plan, Rule, Target } from './types.js'
+import { commentFor, nftSetName } from './owned.js'
+import type { Chain, Match, Plan, Rule, ServiceSet, Target } from './types.js'
 
 export const NFT_TABLE = 'sidecar_redirect'
 
@@ -51,6 +51,8 @@ const renderMatch = (match: Match): string => {
       return match.mark.mask === undefined ? `meta mark ${hex8(match.mark.value)}` : `meta mark & ${hex8(match.mark.mask)} == ${hex8(match.mark.value)}`
     case 'cgroup':
       return `meta cgroup ${match.classid}`
+    case 'service-set':
+      return `${addressKeyword(match.family)} daddr${match.withPorts ? ' . tcp dport' : ''} @${nftSetName(match.family, match.withPorts)}`
   }
 }
 
@@ -63,7 +65,7 @@ const renderTarget = (target: Target): string => (target.kind === 'return' ? 're
 /** One rule line. `tcp dport` already implies TCP; every other rule says `meta l4proto tcp` first. */
 const renderNftRule = (rule: Rule): string => {
   const matches = rule.matches.map(renderMatch)
-  const protocol = rule.matches.some(m => m.kind === 'dport') ? [] : ['meta l4proto tcp']
+  const protocol = rule.matches.some(m => m.kind === 'dport' || (m.kind === 'service-set' && m.withPorts)) ? [] : ['meta l4proto tcp']
   return [...protocol, ...matches, renderTarget(rule.target), `comment "${commentFor(rule.purpose)}"`].join(' ')
 }
 
@@ -88,7 +90,21 @@ export const renderNftTable = (plan: Plan): string => {
     const { chain, header } = HOOKS[hook]
     return [`\tchain ${chain} {`, `\t\t${header}`, ...lines.map(l => `\t\t${l}`), '\t}'].join('\n')
   })
-  return `table inet ${NFT_TABLE} {\n${chains.join('\n\n')}\n}\n`
+  const sets = plan.families.flatMap(f => f.sets).map(renderNftSet)
+  return `table inet ${NFT_TABLE} {\n${[...sets, ...chains].join('\n\n')}\n}\n`
+}
+
+/** A set element as nft prints it: `198.18.0.0/16`, `198.18.0.10 . 443`, `[...] . 8000-8080`. */
+export const nftElement = (s: ServiceSet['services'][number]): string => {
+  const address = cidrText(s.cidr)
+  if (!s.ports) return address
+  return `${address} . ${s.ports.from === s.ports.to ? s.ports.from : `${s.ports.from}-${s.ports.to}`}`
+}
+
+const renderNftSet = (set: ServiceSet): string => {
+  const type = `${set.family === 'ipv4' ? 'ipv4_addr' : 'ipv6_addr'}${set.withPorts ? ' . inet_service' : ''}`
+  const elements = set.services.length === 0 ? [] : [`\t\telements = { ${set.services.map(nftElement).join(', ')} }`]
+  return [`\tset ${nftSetName(set.family, set.withPorts)} {`, `\t\ttype ${type}`, '\t\tflags interval', ...elements, '\t}'].join('\n')
 }
 
 /** The one transaction that replaces our table whole (creating it first, so the delete cannot fail). Pure. */

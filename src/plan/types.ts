@@ -1,6 +1,7 @@
 // The plan as data: which chains we own, in which built-in chain each is hooked, and their rules. No methods, so
 // every backend renders the same plan and tests can compare plans structurally.
 
+import type { Service } from '../settings/services.js'
 import type { Cidr, Family, Mark, PortRange } from '../settings/types.js'
 
 export type Hook = 'PREROUTING' | 'OUTPUT'
@@ -13,6 +14,8 @@ export type Match =
   | { readonly kind: 'gid-owner'; readonly gid: number }
   | { readonly kind: 'mark'; readonly mark: Mark }
   | { readonly kind: 'cgroup'; readonly classid: number }
+  /** The destination is one of the family's listed services: its set of addresses, or of address and port. */
+  | { readonly kind: 'service-set'; readonly family: Family; readonly withPorts: boolean }
 
 export type Target = { readonly kind: 'return' } | { readonly kind: 'redirect'; readonly port: number }
 
@@ -30,9 +33,17 @@ export interface Chain {
   readonly rules: readonly Rule[]
 }
 
+/** The services one capture rule matches: kept in a set, so 10,000 services are still one rule. */
+export interface ServiceSet {
+  readonly family: Family
+  readonly withPorts: boolean
+  readonly services: readonly Service[]
+}
+
 export interface FamilyPlan {
   readonly family: Family
   readonly chains: readonly Chain[]
+  readonly sets: readonly ServiceSet[]
 }
 
 export interface Plan {

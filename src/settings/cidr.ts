@@ -90,3 +90,15 @@ export const parseCidr = (text: string): Cidr | undefined => {
 }
 
 export const formatCidr = (cidr: Cidr): string => `${cidr.address}/${cidr.prefix}`
+
+const addressValue = (cidr: Cidr): bigint => {
+  const bytes = cidr.family === 'ipv4' ? cidr.address.split('.').map(Number) : (parseIpv6(cidr.address) ?? [])
+  return bytes.reduce((v, b) => (v << 8n) | BigInt(b), 0n)
+}
+
+/** cidrRange is the first and last address a CIDR covers, as numbers. Pure. */
+export const cidrRange = (cidr: Cidr): [bigint, bigint] => {
+  const bits = cidr.family === 'ipv4' ? 32n : 128n
+  const start = addressValue(cidr)
+  return [start, start + (1n << (bits - BigInt(cidr.prefix))) - 1n]
+}

@@ -2,6 +2,7 @@
 
 import { formatCidr } from './cidr.js'
 import { OPTIONS, OPTION_KEYS } from './options.js'
+import { formatService, type Service } from './services.js'
 import type { Cidr, Mark, PortRange, Settings } from './types.js'
 
 const hex = (n: number): string => `0x${n.toString(16)}`
@@ -9,6 +10,7 @@ const hex = (n: number): string => `0x${n.toString(16)}`
 const isMark = (v: object): v is Mark => 'value' in v && 'mask' in v
 const isCidr = (v: object): v is Cidr => 'prefix' in v
 const isRange = (v: object): v is PortRange => 'from' in v
+const isService = (v: object): v is Service => 'cidr' in v
 
 const formatValue = (value: Settings[keyof Settings]): string => {
   if (value === undefined) return ''
@@ -16,7 +18,9 @@ const formatValue = (value: Settings[keyof Settings]): string => {
   if (typeof value !== 'object') return String(value)
   if (isMark(value)) return value.mask === undefined ? hex(value.value) : `${hex(value.value)}/${hex(value.mask)}`
   return value
-    .map(item => (isCidr(item) ? formatCidr(item) : isRange(item) && item.from !== item.to ? `${item.from}-${item.to}` : `${item.from}`))
+    .map(item =>
+      isService(item) ? formatService(item) : isCidr(item) ? formatCidr(item) : isRange(item) && item.from !== item.to ? `${item.from}-${item.to}` : `${(item as PortRange).from}`,
+    )
     .join(',')
 }
 

@@ -3,6 +3,7 @@
 
 import { ConfigError } from '../errors.js'
 import type { AgentSettings, ClassifierSettings, Mark, Settings } from './types.js'
+import { parseServiceList, refuseOverlaps } from './services.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parsePortList, parsePortSelection } from './values.js'
 
 export interface OptionSpec<T> {
@@ -67,8 +68,8 @@ export const OPTIONS: OptionTable<Settings> = {
     env: 'ISTIO_OUTBOUND_METHOD',
     flag: 'outbound-method',
     default: 'uid',
-    help: "how the proxy's own outbound traffic is told apart: uid, mark (SO_MARK) or cgroup (net_cls classid)",
-    parse: (t, w) => parseChoice(t, w, ['uid', 'mark', 'cgroup']),
+    help: "how the proxy's own outbound traffic is told apart: uid, mark (SO_MARK) or cgroup (net_cls classid); or explicit: capture only ISTIO_SERVICES, the proxy exempt by UID",
+    parse: (t, w) => parseChoice(t, w, ['uid', 'mark', 'cgroup', 'explicit']),
   },
   mark: {
     env: 'ISTIO_SO_MARK',
@@ -118,6 +119,30 @@ export const OPTIONS: OptionTable<Settings> = {
     default: '',
     help: 'outbound destinations never captured (e.g. 169.254.169.254/32)',
     parse: parseCidrList,
+  },
+  services: {
+    env: 'ISTIO_SERVICES',
+    flag: 'services',
+    default: '',
+    help: 'method explicit: the services to capture, comma-separated CIDR[:port[-port]] (IPv6 as [CIDR]:port)',
+    parse: (t, w) => {
+      const located = parseServiceList(t, w)
+      try {
+        refuseOverlaps(located)
+      } catch (error) {
+        // Quote the variable's whole value, as every refusal does; the accepted text names the two entries.
+        if (error instanceof ConfigError) throw new ConfigError(w, t, `${error.accepted} ("${error.value}" is the other)`)
+        throw error
+      }
+      return located.map(l => l.service)
+    },
+  },
+  servicesFile: {
+    env: 'ISTIO_SERVICES_FILE',
+    flag: 'services-file',
+    default: '',
+    help: 'method explicit: a file of services to capture, one CIDR[:port[-port]] per line, # comments',
+    parse: t => (t.trim() === '' ? undefined : t.trim()),
   },
   backend: {
     env: 'ISTIO_BACKEND',

@@ -1,9 +1,11 @@
 // The one validated, typed view of what the user asked for. Everything after parsing reads only this.
 
+import type { Service } from './services.js'
+
 export type Family = 'ipv4' | 'ipv6'
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
 
-export type OutboundMethod = 'uid' | 'mark' | 'cgroup'
+export type OutboundMethod = 'uid' | 'mark' | 'cgroup' | 'explicit'
 export type BackendChoice = 'auto' | 'iptables-nft' | 'iptables-legacy' | 'nftables'
 export type LogFormat = 'text' | 'json'
 export type Ipv6Mode = 'auto' | 'true' | 'false'
@@ -39,6 +41,9 @@ export interface Settings {
   readonly outboundExcludePorts: readonly PortRange[]
   readonly outboundIncludeCidrs: 'all' | readonly Cidr[]
   readonly outboundExcludeCidrs: readonly Cidr[]
+  /** Method explicit: the services to capture (from ISTIO_SERVICES and ISTIO_SERVICES_FILE). */
+  readonly services: readonly Service[]
+  readonly servicesFile: string | undefined
   readonly backend: BackendChoice
   readonly ipv6: Ipv6Mode
   readonly verify: VerifyMode

@@ -29,10 +29,13 @@ const inCidr = (address: string, cidr: Cidr): boolean => {
   return host !== undefined && host.family === cidr.family && host.address === cidr.address
 }
 
-/** pickTarget chooses a local, non-loopback, non-link-local address the plan captures. Pure. */
+/**
+ * pickTarget chooses a local, non-loopback, non-link-local address the plan captures on any port: for the
+ * explicit method, one inside a listed service without a port (the probe never dials out of the pod). Pure.
+ */
 export const pickTarget = (settings: Settings, family: Family, addresses: readonly string[]): string | undefined =>
   addresses.find(address => {
-    const include = settings.outboundIncludeCidrs
+    const include = settings.outboundMethod === 'explicit' ? settings.services.filter(s => !s.ports).map(s => s.cidr) : settings.outboundIncludeCidrs
     const included = include === 'all' || include.some(c => inCidr(address, c))
     return included && !settings.outboundExcludeCidrs.some(c => inCidr(address, c)) && (family === 'ipv4' || !address.startsWith('fe80:'))
   })
@@ -128,7 +131,8 @@ const probeFamily = async (settings: Settings, family: Family, appUid: number): 
   const target = pickTarget(settings, family, localAddresses(family))
   const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
   if (!target) {
-    for (const name of ['capture', 'bypass', 'loopback']) skip(name, 'no address of this pod is in the capture scope')
+    const why = settings.outboundMethod === 'explicit' ? 'no address of this pod is a listed service without a port (the read-back covers the sets)' : 'no address of this pod is in the capture scope'
+    for (const name of ['capture', 'bypass', 'loopback']) skip(name, why)
     return checks
   }
   const listeners = await openListeners(settings, family)

@@ -74,6 +74,7 @@ const MATRIX: Record<string, Values> = {
   'mark demo': { method: 'mark', mark: '0x10/0xf0', demo: { enabled: true } },
   'cgroup demo, agent joins the group itself': { method: 'cgroup', demo: { enabled: true } },
   'cgroup demo with the classifier': { method: 'cgroup', demo: { enabled: true }, classifier: { enabled: true } },
+  'explicit services': { method: 'explicit', services: ['198.18.0.10:80', '[2001:db8::1]:443', '198.18.1.0/24'], demo: { enabled: true } },
   'custom ports and CIDRs': {
     demo: { enabled: true },
     proxy: { port: 15001, uid: 2000, gid: 3000 },
@@ -104,13 +105,13 @@ for (const [name, values] of Object.entries(MATRIX)) {
         port: env['ISTIO_PROXY_PORT'], uid: env['ISTIO_PROXY_UID'], gid: env['ISTIO_PROXY_GID'], method: env['ISTIO_OUTBOUND_METHOD'], mark: env['ISTIO_SO_MARK'],
         inbound: env['ISTIO_INBOUND_PORTS'], inboundExclude: env['ISTIO_INBOUND_EXCLUDE_PORTS'], include: env['ISTIO_OUTBOUND_INCLUDE_CIDRS'],
         exclude: env['ISTIO_OUTBOUND_EXCLUDE_CIDRS'], excludePorts: env['ISTIO_OUTBOUND_EXCLUDE_PORTS'], ipv6: env['ISTIO_IPV6'], backend: env['ISTIO_BACKEND'],
-        verify: env['ISTIO_VERIFY'], log: env['ISTIO_LOG_FORMAT'],
+        verify: env['ISTIO_VERIFY'], log: env['ISTIO_LOG_FORMAT'], services: env['ISTIO_SERVICES'],
       },
       {
         port: String(merged.proxy.port), uid: String(merged.proxy.uid), gid: merged.proxy.gid === null ? '' : String(merged.proxy.gid), method: merged.method, mark: merged.mark,
         inbound: merged.inbound.ports.join(','), inboundExclude: merged.inbound.excludePorts.join(','), include: merged.outbound.includeCidrs.join(','),
         exclude: merged.outbound.excludeCidrs.join(','), excludePorts: merged.outbound.excludePorts.join(','), ipv6: merged.ipv6, backend: merged.backend,
-        verify: merged.verify, log: merged.logFormat,
+        verify: merged.verify, log: merged.logFormat, services: merged.services.join(','),
       },
       'every value reaches the init container as its env var',
     )
@@ -133,6 +134,7 @@ t.test('kube-system is refused unless asked for, and an app on the proxy UID is 
   t.equal((await render({ demo: { enabled: true }, allowKubeSystem: true }, 'kube-system')).error, undefined)
   t.match((await render({ demo: { enabled: true, appRunAsUser: 1337 } })).error, /the app runs as UID 1337, the proxy UID/)
   t.equal((await render({ method: 'mark', demo: { enabled: true, appRunAsUser: 1337 } })).error, undefined, 'with mark the app UID does not matter')
+  t.match((await render({ method: 'explicit', services: ['198.18.0.10:80'], demo: { enabled: true, appRunAsUser: 1337 } })).error, /the proxy UID/, 'explicit exempts the proxy by UID too')
 })
 
 t.test("another chart can include the init container, and the UID check applies there too", async t => {

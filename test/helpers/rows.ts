@@ -17,6 +17,8 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_OUTBOUND_EXCLUDE_PORTS: ['*', '0', '65536', '443-80', '1.5'],
   ISTIO_OUTBOUND_INCLUDE_CIDRS: ['10.0.0.0/33', '256.0.0.0/8', 'example.com', '10.0.0.0/8,', '**', '2001:db8::/129'],
   ISTIO_OUTBOUND_EXCLUDE_CIDRS: ['*', '1.2.3', '169.254.169.254/32/1', 'fe80::1%eth0', '10.0.0.0/-1'],
+  ISTIO_SERVICES: ['198.18.0.10:0', '198.18.0.10:70000', '198.18.0.10:80-', '198.18.0.10:90-80', 'example.com:80', '[198.18.0.1]:80', '198.18.0.1:1-2000', '198.18.0.0/16:443,198.18.0.10:443', '198.18.0.10,,198.18.0.11'],
+  ISTIO_SERVICES_FILE: ['/nonexistent/services.txt'],
   ISTIO_BACKEND: ['', 'nft', 'nftables-legacy', 'legacy', 'AUTO'],
   ISTIO_IPV6: ['', 'yes', '1', 'TRUE', 'dual'],
   ISTIO_VERIFY: ['', 'none', 'all'],

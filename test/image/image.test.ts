@@ -53,3 +53,15 @@ t.test("the README's local run: init joins a running app container's network nam
   const verify = await runForStatus('podman', [...base, 'verify', '--verify', 'rules'])
   t.equal(verify.exitCode, 0, 'verify, run the same way, finds the rules exactly', { output: verify.output })
 })
+
+t.test('the image carries nft and ipset: the explicit method on the native backend and on iptables with ipset', async t => {
+  for (const backend of ['nftables', 'iptables-nft']) {
+    const run = await runForStatus('podman', [
+      'run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only',
+      '-e', `ISTIO_BACKEND=${backend}`, '-e', 'ISTIO_OUTBOUND_METHOD=explicit', '-e', 'ISTIO_SERVICES=198.18.100.0/24,198.18.0.10:443',
+      'localhost/sidecar-redirect:dev',
+    ])
+    t.equal(run.exitCode, 0, `${backend}: init exits 0`, { output: run.output })
+    t.match(run.output, /read back exactly as planned/)
+  }
+})

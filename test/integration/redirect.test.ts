@@ -58,6 +58,19 @@ const SCENARIOS: Record<string, Scenario> = {
       }
     },
   },
+  'explicit: only listed services are captured, and the proxy dialing a listed one is not': {
+    env: { ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: `${OTHER}:9090, [${OTHER6}]:9090, ${REMOTE}/32:9091, [${REMOTE6}]:9091` },
+    check: async (t, box) => {
+      for (const [remote, other] of [[REMOTE, OTHER], [REMOTE6, OTHER6]] as const) {
+        await expectCaptured(t, box, { from: 'pod', host: other, port: 9090 })
+        await expectCaptured(t, box, { from: 'pod', host: remote, port: 9091 })
+        await expectBypassed(t, box, { from: 'pod', host: remote, port: 9090 }, 'remote')
+        await expectBypassed(t, box, { from: 'pod', host: other, port: 9091 }, 'remote-9091')
+        await expectBypassed(t, box, { from: 'pod', host: other, port: 9090, as: { uid: 1337 } }, 'remote')
+      }
+      await expectCaptured(t, box, { from: 'remote', host: POD, port: 8080 })
+    },
+  },
   'a different proxy port and UID are honoured': {
     env: { ISTIO_PROXY_PORT: '15001', ISTIO_PROXY_UID: '2337' },
     check: async (t, box) => {

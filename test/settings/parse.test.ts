@@ -2,6 +2,7 @@ import t from 'tap'
 import { ConfigError } from '../../src/errors.js'
 import { formatSettings } from '../../src/settings/format.js'
 import { OPTIONS, OPTION_KEYS } from '../../src/settings/options.js'
+import { loadSettings, type ReadText } from '../../src/settings/load.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { REFUSED } from '../helpers/rows.js'
 
@@ -9,10 +10,16 @@ t.test('every setting has rows of refused values', async t => {
   for (const key of OPTION_KEYS) t.ok(REFUSED[OPTIONS[key].env]?.length, OPTIONS[key].env)
 })
 
+const noFile: ReadText = path => Promise.reject(new Error(`ENOENT: ${path}`))
+
 t.test('a refused value names the variable, the value and what is accepted', async t => {
   for (const [variable, values] of Object.entries(REFUSED)) {
     for (const value of values) {
-      const error = t.throws(() => parseSettings({ [variable]: value }), ConfigError, `${variable}=${value}`) as ConfigError
+      const error = (await loadSettings({ [variable]: value }, {}, noFile).then(
+        () => t.fail(`${variable}=${value} is accepted`),
+        (e: unknown) => e,
+      )) as ConfigError
+      t.type(error, ConfigError, `${variable}=${value}`)
       t.equal(error.variable, variable)
       t.equal(error.value, value)
       t.match(error.message, `${variable}=${JSON.stringify(value)} is not valid: expected `)
@@ -43,6 +50,8 @@ t.test('defaults follow the design document', async t => {
     ISTIO_OUTBOUND_EXCLUDE_PORTS: '',
     ISTIO_OUTBOUND_INCLUDE_CIDRS: '*',
     ISTIO_OUTBOUND_EXCLUDE_CIDRS: '',
+    ISTIO_SERVICES: '',
+    ISTIO_SERVICES_FILE: '',
     ISTIO_BACKEND: 'auto',
     ISTIO_IPV6: 'auto',
     ISTIO_VERIFY: 'live',

@@ -14,7 +14,7 @@ UID check, the app container's runAsUser as .appRunAsUser, e.g.
 {{- if and (eq .Release.Namespace "kube-system") (not .Values.allowKubeSystem) -}}
 {{- fail "sidecar-redirect: refusing to render into kube-system: capturing the traffic of cluster components (DNS, ingress, the CNI) can cut the cluster off from itself. Set allowKubeSystem=true if you mean it." -}}
 {{- end -}}
-{{- if and (eq .Values.method "uid") (hasKey . "appRunAsUser") -}}
+{{- if and (has .Values.method (list "uid" "explicit")) (hasKey . "appRunAsUser") -}}
 {{- if eq (int .appRunAsUser) (int .Values.proxy.uid) -}}
 {{- fail (printf "sidecar-redirect: the app runs as UID %d, the proxy UID: with method uid all of its traffic would escape the proxy. Give the app or the proxy another UID." (int .appRunAsUser)) -}}
 {{- end -}}
@@ -29,6 +29,7 @@ UID check, the app container's runAsUser as .appRunAsUser, e.g.
 - { name: ISTIO_OUTBOUND_METHOD, value: {{ .Values.method | quote }} }
 - { name: ISTIO_SO_MARK, value: {{ .Values.mark | quote }} }
 - { name: ISTIO_NET_CLS_ID, value: {{ .Values.netClsId | quote }} }
+- { name: ISTIO_SERVICES, value: {{ join "," .Values.services | quote }} }
 - { name: ISTIO_INBOUND_PORTS, value: {{ join "," .Values.inbound.ports | quote }} }
 - { name: ISTIO_INBOUND_EXCLUDE_PORTS, value: {{ join "," .Values.inbound.excludePorts | quote }} }
 - { name: ISTIO_OUTBOUND_INCLUDE_CIDRS, value: {{ join "," .Values.outbound.includeCidrs | quote }} }

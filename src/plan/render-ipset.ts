@@ -1,0 +1,52 @@
+// The explicit method's service sets for the iptables backends, as ipset restore input. Each set is filled as a
+// fresh copy and swapped in: the swap is atomic, so a changed list never leaves a moment without capture.
+
+import { ipsetName } from './owned.js'
+import type { ServiceSet } from './types.js'
+
+const hostless = (address: string, prefix: number, family: string): string =>
+  prefix === (family === 'ipv4' ? 32 : 128) ? address : `${address}/${prefix}`
+
+/** ipsetMembers lists a set's members as `ipset save` prints them (port ranges expanded), sorted. Pure. */
+export const ipsetMembers = (set: ServiceSet): string[] =>
+  set.services
+    .flatMap(s => {
+      const address = hostless(s.cidr.address, s.cidr.prefix, s.cidr.family)
+      if (!s.ports) return [address]
+      return Array.from({ length: s.ports.to - s.ports.from + 1 }, (_, i) => `${address},tcp:${s.ports!.from + i}`)
+    })
+    .sort()
+
+const typeOf = (set: ServiceSet): string =>
+  `${set.withPorts ? 'hash:net,port' : 'hash:net'} family ${set.family === 'ipv4' ? 'inet' : 'inet6'} maxelem ${Math.max(65536, ipsetMembers(set).length)}`
+
+/** renderIpsetSwap is the one `ipset restore` payload that puts every set's planned members in place. Pure. */
+export const renderIpsetSwap = (sets: readonly ServiceSet[]): string =>
+  sets
+    .flatMap(set => {
+      const name = ipsetName(set.family, set.withPorts)
+      const next = `${name}-next`
+      return [
+        `create ${next} ${typeOf(set)} -exist`,
+        `flush ${next}`,
+        ...ipsetMembers(set).map(m => `add ${next} ${m}`),
+        `create ${name} ${typeOf(set)} -exist`,
+        `swap ${next} ${name}`,
+        `destroy ${next}`,
+      ]
+    })
+    .join('\n')
+    .concat('\n')
+
+/** Members of each of our sets in `ipset save` output, by set name. Pure. */
+export const parseIpsetSave = (text: string): Map<string, string[]> => {
+  const sets = new Map<string, string[]>()
+  for (const line of text.split('\n')) {
+    const [verb, name, member] = line.split(' ')
+    if (verb === 'create' && name) sets.set(name, [])
+    else if (verb === 'add' && name && member !== undefined) sets.get(name)?.push(member)
+  }
+  for (const members of sets.values()) members.sort()
+  return sets
+}
+
