@@ -30,12 +30,10 @@ const layouts = {
   'nftables sets': {
     apply: file => time(() => inNs(`${root}entrypoint`, ['init'], { env: { ...env, ISTIO_BACKEND: 'nftables', ISTIO_SERVICES_FILE: file } })),
     rules: () => inNs('nft', ['list', 'table', 'inet', 'sidecar_redirect']).split('\n').filter(l => l.includes('comment "sidecar-redirect/')).length,
-    clean: () => inNs(`${root}entrypoint`, ['clean'], { env: { ...env, ISTIO_BACKEND: 'nftables', ISTIO_SERVICES: '198.18.0.1' } }),
   },
   'ipset + iptables-nft': {
     apply: file => time(() => inNs(`${root}entrypoint`, ['init'], { env: { ...env, ISTIO_BACKEND: 'iptables-nft', ISTIO_SERVICES_FILE: file } })),
     rules: () => inNs('iptables-nft-save', ['-t', 'nat']).split('\n').filter(l => l.startsWith('-A ')).length,
-    clean: () => inNs(`${root}entrypoint`, ['clean'], { env: { ...env, ISTIO_BACKEND: 'iptables-nft', ISTIO_SERVICES: '198.18.0.1' } }),
   },
   'naive: one rule per service': {
     apply: (_file, n) => {
@@ -44,32 +42,48 @@ const layouts = {
       return time(() => inNs('iptables-nft-restore', ['--noflush'], { input: payload }))
     },
     rules: () => inNs('iptables-nft-save', ['-t', 'nat']).split('\n').filter(l => l.startsWith('-A ')).length,
-    clean: () => inNs('sh', ['-c', 'iptables-nft -t nat -D OUTPUT -p tcp -j NAIVE; iptables-nft -t nat -F NAIVE; iptables-nft -t nat -X NAIVE']),
   },
 }
 
-execFileSync('ip', ['netns', 'add', ns])
+// A fresh namespace per cell: thousands of connections leave TIME_WAIT sockets and conntrack entries behind, which
+// would slow whichever cell came later and confound the layouts with the order they ran in.
+const inFreshNamespace = work => {
+  execFileSync('ip', ['netns', 'add', ns])
+  try {
+    inNs('ip', ['link', 'set', 'lo', 'up'])
+    inNs('ip', ['link', 'add', 'bench0', 'type', 'veth', 'peer', 'name', 'bench1'])
+    inNs('ip', ['addr', 'add', '198.19.254.1/24', 'dev', 'bench0'])
+    for (const link of ['bench0', 'bench1']) inNs('ip', ['link', 'set', link, 'up'])
+    inNs('ip', ['route', 'add', '198.18.0.0/16', 'dev', 'bench0', 'src', '198.19.254.1'])
+    return work()
+  } finally {
+    execFileSync('ip', ['netns', 'delete', ns])
+  }
+}
+
+const ROUNDS = Number(process.env.ROUNDS ?? 5)
+const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+
 try {
-  inNs('ip', ['link', 'set', 'lo', 'up'])
-  inNs('ip', ['link', 'add', 'bench0', 'type', 'veth', 'peer', 'name', 'bench1'])
-  inNs('ip', ['addr', 'add', '198.19.254.1/24', 'dev', 'bench0'])
-  for (const link of ['bench0', 'bench1']) inNs('ip', ['link', 'set', link, 'up'])
-  inNs('ip', ['route', 'add', '198.18.0.0/16', 'dev', 'bench0', 'src', '198.19.254.1'])
-  const rows = []
-  for (const n of SIZES) {
-    const file = `${dir}/services-${n}.txt`
-    writeFileSync(file, Array.from({ length: n }, (_, i) => `${service(i)}:9090`).join('\n'))
-    for (const [name, layout] of Object.entries(layouts)) {
-      const applyMs = layout.apply(file, n)
-      const rules = layout.rules()
-      const { landed, rate } = JSON.parse(inNs(process.execPath, [`${root}bench/conn-rate.mjs`, service(n - 1), '9090', String(CONNECTIONS), '5001']))
-      // A rare connect timeout (local port reuse) is not a capture failure; more than 0.1% would be.
-      if (landed < CONNECTIONS * 0.999) throw new Error(`${name} at ${n}: only ${landed} of ${CONNECTIONS} connections were captured`)
-      layout.clean()
-      rows.push({ n, name, applyMs, rules, rate })
+  const cells = SIZES.flatMap(n => Object.keys(layouts).map(name => ({ n, name, applyMs: [], rates: [], rules: 0 })))
+  for (const n of SIZES) writeFileSync(`${dir}/services-${n}.txt`, Array.from({ length: n }, (_, i) => `${service(i)}:9090`).join('\n'))
+  // Every cell once per round, rounds alternating, each in a fresh namespace; medians over the rounds, so a
+  // slow moment of this shared machine hits every cell alike instead of one.
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const cell of cells) {
+      const layout = layouts[cell.name]
+      inFreshNamespace(() => {
+        cell.applyMs.push(layout.apply(`${dir}/services-${cell.n}.txt`, cell.n))
+        cell.rules = layout.rules()
+        const { landed, rate } = JSON.parse(inNs(process.execPath, [`${root}bench/conn-rate.mjs`, service(cell.n - 1), '9090', String(CONNECTIONS), '5001']))
+        // A rare connect timeout is not a capture failure (seen only on the slow naive path); more than 1% would be.
+        if (landed < CONNECTIONS * 0.99) throw new Error(`${cell.name} at ${cell.n}: only ${landed} of ${CONNECTIONS} connections were captured`)
+        cell.rates.push(rate)
+      })
     }
   }
-  console.log(`explicit-method benchmark: ${CONNECTIONS} sequential connections to the last listed service per cell`)
+  const rows = cells.map(c => ({ n: c.n, name: c.name, applyMs: median(c.applyMs), rules: c.rules, rate: median(c.rates) }))
+  console.log(`explicit-method benchmark: medians over ${ROUNDS} alternating rounds of ${CONNECTIONS} sequential connections to the last listed service`)
   console.log('| services | layout | apply ms | rules in the kernel | connections/s | rate vs 10 services |')
   console.log('| ---: | --- | ---: | ---: | ---: | ---: |')
   for (const row of rows) {
@@ -77,6 +91,5 @@ try {
     console.log(`| ${row.n} | ${row.name} | ${row.applyMs.toFixed(0)} | ${row.rules} | ${row.rate} | ${((row.rate / base.rate) * 100).toFixed(0)}% |`)
   }
 } finally {
-  execFileSync('ip', ['netns', 'delete', ns])
   rmSync(dir, { recursive: true, force: true })
 }
