@@ -10,6 +10,9 @@ LIBDIR=/usr/lib/x86_64-linux-gnu
 mkdir -p "$R"/usr/{bin,sbin,lib64,local/bin} "$R$LIBDIR" "$R"/{etc,app,tmp,run,proc,sys,dev}
 for d in bin sbin lib lib64; do ln -s "usr/$d" "$R/$d"; done
 chmod 1777 "$R/tmp"
+# iptables-legacy opens /run/xtables.lock (O_CREAT) and flocks it. Under a read-only root filesystem it cannot create
+# it, but it can open and lock one that exists; our own lock serialises our runs per network namespace anyway.
+: >"$R/run/xtables.lock"
 
 # canonical PATH: where a file lives in a usr-merged tree
 canonical() { local p; p=$(readlink -f "$1"); case $p in /lib/* | /bin/* | /sbin/* | /lib64/*) p="/usr$p" ;; esac; echo "$p"; }

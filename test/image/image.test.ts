@@ -46,7 +46,8 @@ t.test("the README's local run: init joins a running app container's network nam
   await runForStatus('podman', ['rm', '-f', app])
   await podman('run', '-d', '--name', app, '--network', NETWORK, '--user', '1000', '--entrypoint', '/usr/local/bin/node', 'localhost/sidecar-redirect:dev', '/app/dist/peer.mjs', 'serve', 'app=[::]:8080')
   t.teardown(() => runForStatus('podman', ['rm', '-f', app]))
-  const base = ['run', '--rm', '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only', '--network', `container:${app}`, 'localhost/sidecar-redirect:dev']
+  // --read-only-tmpfs=false: no writable /run or /tmp either, as with Kubernetes' readOnlyRootFilesystem.
+  const base = ['run', '--rm', '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only', '--read-only-tmpfs=false', '--network', `container:${app}`, 'localhost/sidecar-redirect:dev']
   const init = await runForStatus('podman', base)
   t.equal(init.exitCode, 0, { output: init.output })
   t.match(init.output, /sidecar-redirect init: ok/)
@@ -54,10 +55,10 @@ t.test("the README's local run: init joins a running app container's network nam
   t.equal(verify.exitCode, 0, 'verify, run the same way, finds the rules exactly', { output: verify.output })
 })
 
-t.test('the image carries nft and ipset: the explicit method on the native backend and on iptables with ipset', async t => {
-  for (const backend of ['nftables', 'iptables-nft']) {
+t.test('every backend works on a read-only root: the explicit method on nftables, iptables-nft and iptables-legacy', async t => {
+  for (const backend of ['nftables', 'iptables-nft', 'iptables-legacy']) {
     const run = await runForStatus('podman', [
-      'run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only',
+      'run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only', '--read-only-tmpfs=false',
       '-e', `ISTIO_BACKEND=${backend}`, '-e', 'ISTIO_OUTBOUND_METHOD=explicit', '-e', 'ISTIO_SERVICES=198.18.100.0/24,198.18.0.10:443',
       'localhost/sidecar-redirect:dev',
     ])
