@@ -36,11 +36,11 @@ for (const backend of BACKENDS) {
     t.equal(await snapshot(box), before, 'a second clean changes nothing')
   })
 
-  t.test(`${backend}: in a fresh namespace, clean leaves no chain or rule behind`, async t => {
+  t.test(`${backend}: in a fresh namespace, clean leaves no chain or rule behind, even told to leave IPv6 alone`, async t => {
     if (!kernelAvailable(t)) return
     const box = await withSandbox(t)
     await initOk(t, box, env)
-    await initOk(t, box, env, ['clean'])
+    await initOk(t, box, { ...env, ISTIO_IPV6: 'false' }, ['clean'])
     for (const family of ['iptables', 'ip6tables']) {
       const save = (await box.exec('pod', `${family}-${iptables.split('-')[1]}-save`, [])).stdout
       t.notMatch(save, /^-A /m, `${family}: no rules`)
