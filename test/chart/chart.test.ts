@@ -152,7 +152,7 @@ t.test("another chart can include the init container, and the UID check applies 
 })
 
 t.test('the rendered demo runs for real: uid and mark', async t => {
-  await prepareNetwork(['sr-demo', 'sidecar-remote'])
+  await prepareNetwork(t, ['sr-demo', 'sidecar-remote'])
   for (const [method, caps] of [['uid', 0n], ['mark', 1n << BigInt(CAP_NET_ADMIN)]] as const) {
     await t.test(method, async t => {
       const { error, objects } = await render({ method, demo: { enabled: true }, image: { repository: 'localhost/sidecar-redirect', tag: 'dev', pullPolicy: 'Never' } })

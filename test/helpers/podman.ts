@@ -1,5 +1,6 @@
 // Real pods with podman, for the image and chart tests: a test network on 198.18.100.0/24, kube play with
-// teardown, and traffic checks that read the stand-in proxy's relay log.
+// teardown, and traffic checks that read the stand-in proxy's relay log. The two suites share the network and pod
+// names: run them one after the other, as .ci/run does.
 import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import { runForStatus } from '../../src/backend/exec.js'
@@ -14,8 +15,12 @@ export const podman = async (...args: string[]): Promise<string> => {
   return result.output.trim()
 }
 
-/** Creates the test network if needed, and removes leftovers of an interrupted run. */
-export const prepareNetwork = async (pods: readonly string[]): Promise<void> => {
+/**
+ * Creates the test network if needed, and removes leftovers of an interrupted run. The network (and with it the
+ * host rules netavark adds for it) is removed when the test file ends.
+ */
+export const prepareNetwork = async (t: Test, pods: readonly string[]): Promise<void> => {
+  t.teardown(() => runForStatus('podman', ['network', 'rm', '-f', NETWORK]))
   if ((await runForStatus('podman', ['network', 'exists', NETWORK])).exitCode !== 0) {
     await podman('network', 'create', '--subnet', '198.18.100.0/24', NETWORK)
   }

@@ -8,7 +8,7 @@ import { runForStatus } from '../../src/backend/exec.js'
 import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
 import { expectCapturedPod, NETWORK, play, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
 
-t.before(() => prepareNetwork(['sidecar-demo', 'sidecar-remote']))
+t.before(() => prepareNetwork(t, ['sidecar-demo', 'sidecar-remote']))
 
 t.test('the README shows the pod specs the test plays, verbatim', async t => {
   const readme = readFileSync(`${ROOT}README.md`, 'utf8')
