@@ -7,7 +7,7 @@ import { CHAIN_PREFIX, ipsetName } from '../plan/owned.js'
 import { ipsetMembers, parseIpsetSave, renderIpsetSwap } from '../plan/render-ipset.js'
 import { renderState, renderTransaction, EMPTY_STATE } from '../plan/render-iptables.js'
 import type { Plan } from '../plan/types.js'
-import { compareState, lineDiff } from '../verify/compare.js'
+import { compareState, memberDiff } from '../verify/compare.js'
 import { applyFamilies, readOwned, type FamilyTarget } from './apply.js'
 import { CommandFailed, type Exec } from './exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
@@ -46,8 +46,7 @@ export const createIptablesRules = (exec: Exec, variant: Variant, ipv4Saved?: st
       const setDrift = sets.flatMap(set => {
         const name = ipsetName(set.family, set.withPorts)
         const [want, have] = [ipsetMembers(set), live.get(name)]
-        if (!have) return [`set ${name}: missing`]
-        return want.length === have.length && want.every((m, i) => m === have[i]) ? [] : [`set ${name}:`, ...lineDiff(want, have).filter(l => !l.startsWith(' '))]
+        return have ? memberDiff(`set ${name}:`, want, have) : [`set ${name}: missing`]
       })
       const families = await Promise.all(
         targetsOf(plan).map(async ({ family, desired }) => ({ scope: family, drift: compareState(desired, await readOwned(tables, family)) })),

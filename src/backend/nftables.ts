@@ -4,7 +4,7 @@
 import { ApplyError } from '../errors.js'
 import { NFT_TABLE, renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
 import type { Plan } from '../plan/types.js'
-import { lineDiff } from '../verify/compare.js'
+import { diffSection, memberDiff } from '../verify/compare.js'
 import { CommandFailed, type Exec } from './exec.js'
 import type { RuleBackend } from './types.js'
 
@@ -55,13 +55,11 @@ export const createNftablesRules = (exec: Exec): RuleBackend => {
   const diff = (desired: string, live: string | undefined): string[] => {
     if (live === undefined) return [`table inet ${NFT_TABLE}: missing`]
     const [want, have] = [splitElements(desired), splitElements(live)]
-    const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((l, i) => l === b[i])
-    const structure = same(want.structure, have.structure) ? [] : [`table inet ${NFT_TABLE}:`, ...lineDiff(want.structure, have.structure)]
-    const elements = [...new Set([...want.elements.keys(), ...have.elements.keys()])].flatMap(set => {
-      const [w, h] = [want.elements.get(set) ?? [], have.elements.get(set) ?? []]
-      return same(w, h) ? [] : [`set ${set} elements:`, ...lineDiff(w, h).filter(l => !l.startsWith(' '))]
-    })
-    return [...structure, ...elements]
+    const sets = [...new Set([...want.elements.keys(), ...have.elements.keys()])]
+    return [
+      ...diffSection(`table inet ${NFT_TABLE}:`, want.structure, have.structure),
+      ...sets.flatMap(set => memberDiff(`set ${set} elements:`, want.elements.get(set) ?? [], have.elements.get(set) ?? [])),
+    ]
   }
   return {
     name: 'nftables',

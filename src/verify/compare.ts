@@ -30,10 +30,16 @@ export const lineDiff = (expected: readonly string[], actual: readonly string[])
   return out
 }
 
-const section = (title: string, expected: readonly string[], actual: readonly string[]): string[] => {
-  const same = expected.length === actual.length && expected.every((line, i) => line === actual[i])
-  return same ? [] : [title, ...lineDiff(expected, actual)]
-}
+const same = (expected: readonly string[], actual: readonly string[]): boolean =>
+  expected.length === actual.length && expected.every((line, i) => line === actual[i])
+
+/** diffSection is nothing when the lists are equal, else the title and the full line diff. Pure. */
+export const diffSection = (title: string, expected: readonly string[], actual: readonly string[]): string[] =>
+  same(expected, actual) ? [] : [title, ...lineDiff(expected, actual)]
+
+/** memberDiff is diffSection for sorted set members: only the differing ones, since sets run to thousands. Pure. */
+export const memberDiff = (title: string, expected: readonly string[], actual: readonly string[]): string[] =>
+  same(expected, actual) ? [] : [title, ...lineDiff(expected, actual).filter(line => !line.startsWith(' '))]
 
 /**
  * compareState returns a readable diff (`-` planned but missing, `+` present but not planned), empty when the
@@ -46,8 +52,8 @@ export const compareState = (desired: NatState, live: NatState): string[] => {
     const have = live.chains.get(name)
     if (!want) return [`chain ${name}: present but not planned`]
     if (!have) return [`chain ${name}: missing`]
-    return section(`chain ${name}:`, want, have)
+    return diffSection(`chain ${name}:`, want, have)
   })
   const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort()
-  return [...section('jumps from built-in chains:', sortedJumps(desired.jumps), sortedJumps(live.jumps)), ...chainDiffs]
+  return [...diffSection('jumps from built-in chains:', sortedJumps(desired.jumps), sortedJumps(live.jumps)), ...chainDiffs]
 }
