@@ -18,8 +18,7 @@ export const ipsetMembers = (set: ServiceSet): string[] =>
     .sort()
 
 // Sized for its members from the start: a hash that grows while 10,000 members are added ends up slower to search.
-const typeOf = (set: ServiceSet): string => {
-  const members = ipsetMembers(set).length
+const typeOf = (set: ServiceSet, members: number): string => {
   const hashsize = 2 ** Math.ceil(Math.log2(Math.max(1024, members)))
   return `${set.withPorts ? 'hash:net,port' : 'hash:net'} family ${set.family === 'ipv4' ? 'inet' : 'inet6'} hashsize ${hashsize} maxelem ${Math.max(65536, members)}`
 }
@@ -30,14 +29,9 @@ export const renderIpsetSwap = (sets: readonly ServiceSet[]): string =>
     .flatMap(set => {
       const name = ipsetName(set.family, set.withPorts)
       const next = `${name}-next`
-      return [
-        `create ${next} ${typeOf(set)} -exist`,
-        `flush ${next}`,
-        ...ipsetMembers(set).map(m => `add ${next} ${m}`),
-        `create ${name} ${typeOf(set)} -exist`,
-        `swap ${next} ${name}`,
-        `destroy ${next}`,
-      ]
+      const members = ipsetMembers(set)
+      const type = typeOf(set, members.length)
+      return [`create ${next} ${type} -exist`, `flush ${next}`, ...members.map(m => `add ${next} ${m}`), `create ${name} ${type} -exist`, `swap ${next} ${name}`, `destroy ${next}`]
     })
     .join('\n')
     .concat('\n')
