@@ -19,9 +19,12 @@ export const findNetClsMount = (mountinfo: string): string | undefined => {
 
 export const groupName = (classid: number): string => `sidecar-redirect-${classid.toString(16)}`
 
+/** netClsMount is where this process sees the net_cls hierarchy mounted, if anywhere. */
+export const netClsMount = async (): Promise<string | undefined> => findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+
 /** mountNetCls returns where the hierarchy is mounted, mounting it at `root` if it is mounted nowhere. */
 export const mountNetCls = async (root: string, exec: Exec): Promise<string> => {
-  const mounted = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+  const mounted = await netClsMount()
   if (mounted) return mounted
   try {
     await mkdir(root, { recursive: true })
@@ -48,9 +51,9 @@ export const netClsPath = async (pid: number | 'self'): Promise<string | undefin
   /^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8'))?.[1]
 
 /** classidOf returns the net_cls classid a process is classified with, or undefined if it has none. */
-export const classidOf = async (pid: number | 'self'): Promise<number | undefined> => {
+export const classidOf = async (pid: number | 'self', root?: string): Promise<number | undefined> => {
   const path = await netClsPath(pid)
-  const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+  root ??= await netClsMount()
   if (path === undefined || root === undefined) return undefined
   const text = await readFile(`${root}${path === '/' ? '' : path}/net_cls.classid`, 'utf8').catch(() => '0')
   const classid = Number(text.trim())
@@ -62,6 +65,7 @@ export const classidOf = async (pid: number | 'self'): Promise<number | undefine
  * hierarchy is mounted here, else by the group's name (a process without cgroupfs, served by the classifier).
  */
 export const isInGroupFor = async (pid: number | 'self', classid: number): Promise<boolean> => {
-  if (findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))) return (await classidOf(pid)) === classid
+  const root = await netClsMount()
+  if (root) return (await classidOf(pid, root)) === classid
   return (await netClsPath(pid))?.endsWith(`/${groupName(classid)}`) ?? false
 }

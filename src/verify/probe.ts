@@ -6,11 +6,10 @@
 
 import net from 'node:net'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
-import { readFile } from 'node:fs/promises'
 import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
-import { ensureNetClsGroup, findNetClsMount, joinGroup, netClsPath } from '../cgroup/net-cls.js'
+import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr, Family, Settings } from '../settings/types.js'
 
@@ -192,7 +191,7 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
       // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt in this method.
       return expect('bypass', () => openSocket(target, { mark: settings.mark.value }), 'direct', `uid 0 with SO_MARK 0x${settings.mark.value.toString(16)}`)
     case 'cgroup': {
-      const root = findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+      const root = await netClsMount()
       if (!root) return skip('bypass', 'the net_cls hierarchy is not mounted in this container')
       const home = ((await netClsPath('self')) ?? '/').replace(/\/$/, '')
       // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
