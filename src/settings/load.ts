@@ -2,20 +2,16 @@
 // process starts, so a bad file is refused like a bad variable, with nothing touched.
 
 import { ConfigError } from '../errors.js'
-import { OPTIONS } from './options.js'
-import { parseSettings, type Env, type Flags } from './parse.js'
+import { parseSettings, settingName, type Env, type Flags } from './parse.js'
 import { formatService, parseServiceFile, refuseOverlaps, type Located } from './services.js'
 import type { Settings } from './types.js'
 
 export type ReadText = (path: string) => Promise<string>
 
-const nameOf = (key: 'services' | 'servicesFile' | 'outboundMethod', flags: Flags): string =>
-  flags[key] !== undefined ? `--${OPTIONS[key].flag}` : OPTIONS[key].env
-
 /** loadSettings is parseSettings plus the services file; throws ConfigError. */
 export const loadSettings = async (env: Env, flags: Flags, readText: ReadText): Promise<Settings> => {
   const settings = parseSettings(env, flags)
-  const fileVariable = nameOf('servicesFile', flags)
+  const fileVariable = settingName('servicesFile', flags)
   const path = settings.servicesFile
   const fromFile: Located[] = []
   if (path !== undefined) {
@@ -24,14 +20,14 @@ export const loadSettings = async (env: Env, flags: Flags, readText: ReadText): 
     })
     fromFile.push(...parseServiceFile(content, fileVariable))
   }
-  const fromEnv = settings.services.map(service => ({ service, variable: nameOf('services', flags), where: '', text: formatService(service) }))
+  const fromEnv = settings.services.map(service => ({ service, variable: settingName('services', flags), where: '', text: formatService(service) }))
   refuseOverlaps([...fromEnv, ...fromFile])
   const services = [...settings.services, ...fromFile.map(l => l.service)]
   if (settings.outboundMethod === 'explicit' && services.length === 0) {
-    throw new ConfigError(nameOf('services', flags), '', 'at least one service (in ISTIO_SERVICES or ISTIO_SERVICES_FILE) with ISTIO_OUTBOUND_METHOD=explicit')
+    throw new ConfigError(settingName('services', flags), '', 'at least one service (in ISTIO_SERVICES or ISTIO_SERVICES_FILE) with ISTIO_OUTBOUND_METHOD=explicit')
   }
   if (settings.outboundMethod !== 'explicit' && services.length > 0) {
-    throw new ConfigError(nameOf('outboundMethod', flags), settings.outboundMethod, 'explicit when services are listed (only the explicit method captures by service)')
+    throw new ConfigError(settingName('outboundMethod', flags), settings.outboundMethod, 'explicit when services are listed (only the explicit method captures by service)')
   }
   return { ...settings, services }
 }

@@ -8,13 +8,19 @@ export type Env = Readonly<Record<string, string | undefined>>
 /** Flag values by option key, as given on the command line. */
 export type Flags = Readonly<Record<string, string | undefined>>
 
+/** The name an error gives a setting: its flag when the value came from the command line, else its env var. */
+const sourceName = (spec: { flag: string; env: string }, flag: string | undefined): string => (flag !== undefined ? `--${spec.flag}` : spec.env)
+
+/** settingName names one of the main settings as sourceName does, for checks made after parsing. */
+export const settingName = (key: keyof Settings, flags: Flags): string => sourceName(OPTIONS[key], flags[key])
+
 /** parseOptions reads every option of a table: the flag if given, else the env var, else the default. Pure. */
 const parseOptions = <S>(table: OptionTable<S>, env: Env, flags: Flags): S => {
   const keys = Object.keys(table) as (keyof S & string)[]
   const entries = keys.map(key => {
     const spec = table[key]
     const flag = flags[key]
-    return [key, flag !== undefined ? spec.parse(flag, `--${spec.flag}`) : spec.parse(env[spec.env] ?? spec.default, spec.env)] as const
+    return [key, spec.parse(flag ?? env[spec.env] ?? spec.default, sourceName(spec, flag))] as const
   })
   return Object.fromEntries(entries) as S
 }
@@ -34,10 +40,8 @@ export const parseSettings = (env: Env, flags: Flags = {}): Settings => {
     for (const key of ['outboundIncludeCidrs', 'outboundExcludeCidrs'] as const) {
       const v6 = firstIpv6(settings[key])
       if (v6) {
-        const spec = OPTIONS[key]
-        const where = flags[key] !== undefined ? `--${spec.flag}` : spec.env
-        const text = flags[key] ?? env[spec.env] ?? ''
-        throw new ConfigError(where, text, `IPv4 CIDRs only while ISTIO_IPV6=false ("${v6.address}/${v6.prefix}" is IPv6)`)
+        const text = flags[key] ?? env[OPTIONS[key].env] ?? ''
+        throw new ConfigError(settingName(key, flags), text, `IPv4 CIDRs only while ISTIO_IPV6=false ("${v6.address}/${v6.prefix}" is IPv6)`)
       }
     }
   }
