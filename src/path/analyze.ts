@@ -49,7 +49,8 @@ const reach = (table: SeenTable, chain: SeenChain, affects: (r: SeenRule) => boo
     const own: Reached = { rule, position: i + 1, effects: rule.flow.kind === 'return' && returnIsAccept ? [...rule.effects, 'accept'] : rule.effects }
     if (rule.flow.kind !== 'jump' && rule.flow.kind !== 'goto') return [own]
     const target = table.chains.get(rule.flow.chain)
-    const inner = target ? reach(table, target, affects, rule.flow.kind === 'goto' || returnIsAccept, seen) : []
+    // After a jump, the target's RETURN comes back here; after a goto it returns from this chain.
+    const inner = target ? reach(table, target, affects, rule.flow.kind === 'goto' && returnIsAccept, seen) : []
     // An unknown chain could do anything; what the jumped-to chain does, this rule does.
     const effects = target ? [...own.effects, ...inner.flatMap(r => r.effects)] : (['accept', 'bind'] as Effect[])
     return [{ ...own, effects }]

@@ -122,6 +122,9 @@ export const readNftRule = (text: string): SeenRule => {
     } else if (word === 'skuid' && /^\d+$/.test(next ?? '')) found.uid = Number(next)
     else if (word === 'nfproto' && (next === 'ipv4' || next === 'ipv6')) found.family = next
   }
+  // In an inet table, any `ip` expression (a match, `ip daddr set`, `dnat ip to`) applies to IPv4 packets only.
+  const families = (['ip', 'ip6'] as const).filter(k => w.includes(k))
+  if (found.family === undefined && families.length === 1) found.family = families[0] === 'ip' ? 'ipv4' : 'ipv6'
   const effects = STATEMENTS.filter(([pattern]) => pattern.test(bare)).map(([, effect]) => effect)
   const jump = / (jump|goto) (\S+)/.exec(bare)
   const flow: Flow = jump ? { kind: jump[1] as 'jump' | 'goto', chain: jump[2]! } : / return\b/.test(bare) ? { kind: 'return' } : NEXT
