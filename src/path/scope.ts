@@ -40,6 +40,8 @@ const implies = (c: Conditions, m: Match): boolean => {
     case 'gid-owner':
     case 'mark':
     case 'cgroup':
+    case 'in-interface':
+    case 'out-interface':
     case 'service-set':
       return false
   }
@@ -63,6 +65,8 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
     case 'gid-owner':
     case 'mark':
     case 'cgroup':
+    case 'in-interface':
+    case 'out-interface':
       return false
   }
 }

@@ -27,6 +27,8 @@ export const PURPOSES = [
   'outbound-exclude-cidr',
   'service-capture',
   'service-port-capture',
+  'inbound-exclude-interface',
+  'outbound-exclude-interface',
   'leave-ipv4-alone',
   'leave-ipv6-alone',
 ] as const

@@ -19,7 +19,9 @@ const formatValue = (value: Settings[keyof Settings]): string => {
   if (isMark(value)) return value.mask === undefined ? hex(value.value) : `${hex(value.value)}/${hex(value.mask)}`
   return value
     .map(item =>
-      isService(item) ? formatService(item) : isCidr(item) ? formatCidr(item) : isRange(item) && item.from !== item.to ? `${item.from}-${item.to}` : `${(item as PortRange).from}`,
+      typeof item === 'string'
+        ? item
+        : isService(item) ? formatService(item) : isCidr(item) ? formatCidr(item) : isRange(item) && item.from !== item.to ? `${item.from}-${item.to}` : `${(item as PortRange).from}`,
     )
     .join(',')
 }

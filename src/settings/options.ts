@@ -4,7 +4,7 @@
 import { ConfigError } from '../errors.js'
 import type { AgentSettings, ClassifierSettings, Mark, Settings } from './types.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
-import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parsePortList, parsePortSelection } from './values.js'
+import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
 
 export interface OptionSpec<T> {
   readonly env: string
@@ -47,8 +47,15 @@ export const OPTIONS: OptionTable<Settings> = {
     env: 'ISTIO_PROXY_PORT',
     flag: 'proxy-port',
     default: '5001',
-    help: 'the port the proxy listens on; all captured TCP is redirected there',
+    help: 'the port the proxy listens on; captured TCP is redirected there (inbound too, unless ISTIO_INBOUND_CAPTURE_PORT is set)',
     parse: (t, w) => parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535'),
+  },
+  inboundCapturePort: {
+    env: 'ISTIO_INBOUND_CAPTURE_PORT',
+    flag: 'inbound-capture-port',
+    default: '',
+    help: "the port captured inbound TCP is redirected to (Istio's 15006 beside 15001); empty means ISTIO_PROXY_PORT",
+    parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535, or empty for ISTIO_PROXY_PORT')),
   },
   proxyUid: {
     env: 'ISTIO_PROXY_UID',
@@ -119,6 +126,13 @@ export const OPTIONS: OptionTable<Settings> = {
     default: '',
     help: 'outbound destinations never captured (e.g. 169.254.169.254/32)',
     parse: parseCidrList,
+  },
+  excludeInterfaces: {
+    env: 'ISTIO_EXCLUDE_INTERFACES',
+    flag: 'exclude-interfaces',
+    default: '',
+    help: 'interfaces whose traffic, inbound or outbound, is never captured, comma-separated names',
+    parse: parseInterfaceList,
   },
   services: {
     env: 'ISTIO_SERVICES',

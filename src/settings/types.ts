@@ -30,6 +30,8 @@ export interface Mark {
 
 export interface Settings {
   readonly proxyPort: number
+  /** Where inbound connections are redirected; undefined means proxyPort. */
+  readonly inboundCapturePort: number | undefined
   readonly proxyUid: number
   readonly proxyGid: number | undefined
   readonly outboundMethod: OutboundMethod
@@ -41,6 +43,8 @@ export interface Settings {
   readonly outboundExcludePorts: readonly PortRange[]
   readonly outboundIncludeCidrs: 'all' | readonly Cidr[]
   readonly outboundExcludeCidrs: readonly Cidr[]
+  /** Interfaces whose traffic, in or out, is never captured. */
+  readonly excludeInterfaces: readonly string[]
   /** Method explicit: the services to capture (from ISTIO_SERVICES and ISTIO_SERVICES_FILE). */
   readonly services: readonly Service[]
   readonly servicesFile: string | undefined

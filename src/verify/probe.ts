@@ -129,8 +129,14 @@ const probeFamily = async (settings: Settings, family: Family, appUid: number): 
   const checks: Check[] = []
   const target = pickTarget(settings, family, localAddresses(family))
   const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
-  if (!target) {
-    const why = settings.outboundMethod === 'explicit' ? 'no address of this pod is a listed service without a port (the read-back covers the sets)' : 'no address of this pod is in the capture scope'
+  // The probe's connections stay in the pod, so they leave by lo: with lo excluded none of them is captured.
+  const loExcluded = settings.excludeInterfaces.includes('lo')
+  if (!target || loExcluded) {
+    const why = loExcluded
+      ? 'ISTIO_EXCLUDE_INTERFACES leaves lo alone, and every probe connection stays in the pod on lo'
+      : settings.outboundMethod === 'explicit'
+        ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
+        : 'no address of this pod is in the capture scope'
     for (const name of ['capture', 'bypass', 'loopback']) skip(name, why)
     return checks
   }

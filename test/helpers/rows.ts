@@ -7,6 +7,7 @@ export const BACKENDS = [...IPTABLES_BACKENDS, 'nftables'] as const
 // Every refused value, per variable. Each must give a ConfigError naming the variable and quoting the value.
 export const REFUSED: Record<string, string[]> = {
   ISTIO_PROXY_PORT: ['70000', '65536', '0', '-1', 'abc', '0x', '5001x', '', ' ', '50.1', '1e3', '+80', '0x10000', '08080'],
+  ISTIO_INBOUND_CAPTURE_PORT: ['0', '70000', 'abc', '15006x', '-1'],
   ISTIO_PROXY_UID: ['0', '-1', 'abc', '', '0x', '1337x', '4294967295', '4294967296', 'envoy'],
   ISTIO_PROXY_GID: ['0', '-5', 'abc', '0x', '1.5', 'proxy'],
   ISTIO_OUTBOUND_METHOD: ['', 'UID', 'owner', 'tproxy', 'explicit-please'],
@@ -17,6 +18,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_OUTBOUND_EXCLUDE_PORTS: ['*', '0', '65536', '443-80', '1.5'],
   ISTIO_OUTBOUND_INCLUDE_CIDRS: ['10.0.0.0/33', '256.0.0.0/8', 'example.com', '10.0.0.0/8,', '**', '2001:db8::/129'],
   ISTIO_OUTBOUND_EXCLUDE_CIDRS: ['*', '1.2.3', '169.254.169.254/32/1', 'fe80::1%eth0', '10.0.0.0/-1'],
+  ISTIO_EXCLUDE_INTERFACES: ['a234567890123456', '.', '..', 'eth/0', 'eth:0', 'eth 0', 'eth0,', 'eth0,,eth1', 'eth+', 'veth*', 'a"b', 'x\ty', 'ok,\u0001bad', 'ünïcødé-ïnterf'],
   ISTIO_SERVICES: ['198.18.0.10:0', '198.18.0.10:70000', '198.18.0.10:80-', '198.18.0.10:90-80', 'example.com:80', '[198.18.0.1]:80', '198.18.0.1:1-2000', '198.18.0.0/16:443,198.18.0.10:443', '198.18.0.10,,198.18.0.11'],
   ISTIO_SERVICES_FILE: ['/nonexistent/services.txt'],
   ISTIO_BACKEND: ['', 'nft', 'nftables-legacy', 'legacy', 'AUTO'],

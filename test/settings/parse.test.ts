@@ -40,6 +40,7 @@ t.test('defaults follow the design document', async t => {
   const settings = parseSettings({})
   t.same(formatSettings(settings), {
     ISTIO_PROXY_PORT: '5001',
+    ISTIO_INBOUND_CAPTURE_PORT: '',
     ISTIO_PROXY_UID: '1337',
     ISTIO_PROXY_GID: '',
     ISTIO_OUTBOUND_METHOD: 'uid',
@@ -50,6 +51,7 @@ t.test('defaults follow the design document', async t => {
     ISTIO_OUTBOUND_EXCLUDE_PORTS: '',
     ISTIO_OUTBOUND_INCLUDE_CIDRS: '*',
     ISTIO_OUTBOUND_EXCLUDE_CIDRS: '',
+    ISTIO_EXCLUDE_INTERFACES: '',
     ISTIO_SERVICES: '',
     ISTIO_SERVICES_FILE: '',
     ISTIO_BACKEND: 'auto',

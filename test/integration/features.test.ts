@@ -1,0 +1,93 @@
+// The capture features, decided by traffic on every backend and in both families: a separate inbound port, and
+// interface exclusions over a second veth pair between the pod and the remote. Each backend's run ends with
+// verify (exact read-back and the whole-path check, which must not flag our own rules), a rollback that restores
+// the earlier rules, and clean, which leaves exactly what was there before.
+import t, { type Test } from 'tap'
+import type { Sandbox } from '../../src/commands/sandbox.js'
+import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
+import { refusingIpv6Path } from '../helpers/paths.js'
+import { BACKENDS } from '../helpers/rows.js'
+import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
+
+// The second pair: `side0` in the pod, `side0r` in the remote, on a subnet of its own per family.
+const SIDE = { pod: '198.18.1.1', remote: '198.18.1.2', pod6: '2001:db8:1::1', remote6: '2001:db8:1::2' }
+const FAMILIES = [
+  { pod: POD, remote: REMOTE, sidePod: SIDE.pod, sideRemote: SIDE.remote },
+  { pod: POD6, remote: REMOTE6, sidePod: SIDE.pod6, sideRemote: SIDE.remote6 },
+] as const
+
+const addSidePair = async (box: Sandbox): Promise<void> => {
+  await box.exec('pod', 'ip', ['link', 'add', 'side0', 'type', 'veth', 'peer', 'name', 'side0r', 'netns', box.remoteNs])
+  for (const [where, link, v4, v6] of [
+    ['pod', 'side0', SIDE.pod, SIDE.pod6],
+    ['remote', 'side0r', SIDE.remote, SIDE.remote6],
+  ] as const) {
+    await box.exec(where, 'ip', ['addr', 'add', `${v4}/24`, 'dev', link])
+    await box.exec(where, 'ip', ['addr', 'add', `${v6}/64`, 'dev', link, 'nodad'])
+    await box.exec(where, 'ip', ['link', 'set', link, 'up'])
+  }
+}
+
+/** The connection lands on the listener `label`, which saw the original destination. */
+const expectLanding = async (t: Test, box: Sandbox, from: 'pod' | 'remote', host: string, port: number, label: string): Promise<void> => {
+  const result = await box.connect(from, host, port)
+  t.same({ label: result.reply?.label, originalDst: result.reply?.originalDst }, { label, originalDst: { address: host, port } }, `${from} -> ${host}:${port} lands on ${label}`, { result })
+}
+
+const SCENARIOS: Record<string, { env: Record<string, string>; check: (t: Test, box: Sandbox) => Promise<void> }> = {
+  'inbound goes to ISTIO_INBOUND_CAPTURE_PORT, outbound to the proxy port': {
+    env: { ISTIO_PROXY_PORT: '15001', ISTIO_INBOUND_CAPTURE_PORT: '15006' },
+    check: async (t, box) => {
+      for (const { pod, remote } of FAMILIES) {
+        await expectLanding(t, box, 'remote', pod, 8080, 'inbound-15006')
+        await expectLanding(t, box, 'pod', remote, 9090, 'proxy-15001')
+        await expectBypassed(t, box, { from: 'pod', host: remote, port: 9090, as: { uid: 1337 } }, 'remote')
+      }
+    },
+  },
+  'nothing in or out on an excluded interface is captured; on the other one it is': {
+    env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+    check: async (t, box) => {
+      for (const { pod, remote, sidePod, sideRemote } of FAMILIES) {
+        await expectBypassed(t, box, { from: 'pod', host: sideRemote, port: 9090 }, 'remote')
+        await expectBypassed(t, box, { from: 'remote', host: sidePod, port: 8080 }, 'app')
+        await expectCaptured(t, box, { from: 'pod', host: remote, port: 9090 })
+        await expectCaptured(t, box, { from: 'remote', host: pod, port: 8080 })
+      }
+    },
+  },
+}
+
+for (const backend of BACKENDS) {
+  t.test(backend, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    await addSidePair(box)
+    await box.serve('pod', ['proxy=[::]:5001', 'proxy-15001=[::]:15001', 'inbound-15006=[::]:15006', 'app=[::]:8080'])
+    await box.serve('remote', ['remote=[::]:9090'])
+    // Foreign rules in every nat table, so the tables exist before as after (clean cannot un-create a table).
+    for (const tool of ['iptables-nft', 'ip6tables-nft', 'iptables-legacy', 'ip6tables-legacy']) {
+      for (const chain of ['PREROUTING', 'OUTPUT']) await box.exec('pod', tool, ['-t', 'nat', '-A', chain, '-p', 'udp', '-j', 'RETURN'])
+    }
+    const before = await snapshot(box)
+    for (const [name, scenario] of Object.entries(SCENARIOS)) {
+      await t.test(name, async t => {
+        const env = { ISTIO_BACKEND: backend, ...scenario.env }
+        await initOk(t, box, env)
+        await scenario.check(t, box)
+        await initOk(t, box, env, ['verify'])
+      })
+    }
+    const all = { ISTIO_BACKEND: backend, ...Object.values(SCENARIOS).reduce((env, s) => ({ ...env, ...s.env }), {}) }
+    if (backend !== 'nftables') {
+      // nftables writes both families in one transaction; the iptables backends roll the other family back.
+      const earlier = await snapshot(box)
+      const refused = await box.runInit({ ...all, ISTIO_INBOUND_CAPTURE_PORT: '15007', ISTIO_EXCLUDE_INTERFACES: 'side1', PATH: refusingIpv6Path() })
+      t.equal(refused.exitCode, 4, 'a refused IPv6 apply exits 4', { output: refused.output })
+      t.equal(await snapshot(box), earlier, 'IPv4 is rolled back to the earlier feature rules')
+    }
+    await initOk(t, box, all, ['clean'])
+    t.equal(await snapshot(box), before, 'clean leaves exactly what was there before')
+  })
+}
+
