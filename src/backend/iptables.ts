@@ -15,7 +15,8 @@ export interface IptablesBackend {
   restore(family: Family, payload: string): Promise<void>
 }
 
-const tool = (family: Family, variant: Variant, verb: 'save' | 'restore'): string =>
+/** The program one family and variant of iptables is read or written with. */
+export const tool = (family: Family, variant: Variant, verb: 'save' | 'restore'): string =>
   `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-${verb}`
 
 // The userspace extension is missing ("Couldn't load match `cgroup'") or the kernel lacks its module ("Extension

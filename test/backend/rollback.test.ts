@@ -7,7 +7,7 @@ import { ApplyError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
-const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true }
+const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true, onPath: async () => true }
 
 const scripted = (refuse: (file: string, call: number) => boolean): { exec: Exec; calls: string[] } => {
   const calls: string[] = []

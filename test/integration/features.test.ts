@@ -1,11 +1,11 @@
 // The capture features, decided by traffic on every backend and in both families: a separate inbound port, and
-// interface exclusions over a second veth pair between the pod and the remote. Each backend's run ends with
+// interface exclusions over a second veth pair between the pod and the remote; then auto on an nft-only node. Each backend's run ends with
 // verify (exact read-back and the whole-path check, which must not flag our own rules), a rollback that restores
 // the earlier rules, and clean, which leaves exactly what was there before.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { refusingIpv6Path } from '../helpers/paths.js'
+import { pathWithout, refusingIpv6Path } from '../helpers/paths.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
@@ -91,3 +91,26 @@ for (const backend of BACKENDS) {
   })
 }
 
+t.test('an nft-only node: with the iptables programs hidden from PATH, auto gets native nftables and says why', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  await box.serve('pod', ['proxy=[::]:5001', 'app=[::]:8080'])
+  await box.serve('remote', ['remote=[::]:9090'])
+  const noIptables = { PATH: pathWithout(/^(ip6?tables|xtables)/) }
+  const output = await initOk(t, box, noIptables)
+  t.match(output, /backend\s+nftables: iptables-nft-save, iptables-nft-restore, ip6tables-nft-save, ip6tables-nft-restore are not on PATH; native nftables needs neither/)
+  for (const [pod, remote] of [[POD, REMOTE], [POD6, REMOTE6]] as const) {
+    await expectCaptured(t, box, { from: 'pod', host: remote, port: 9090 })
+    await expectCaptured(t, box, { from: 'remote', host: pod, port: 8080 })
+  }
+  await initOk(t, box, noIptables, ['verify'])
+  const written = await snapshot(box)
+  t.notMatch(written.split('== iptables-legacy-save')[1], /SIDECAR/, 'nothing in iptables-legacy')
+  t.notMatch(written, /SIDECAR_/, 'nothing in iptables-nft')
+  const neither = await box.runInit({ ISTIO_VERIFY: 'rules', PATH: pathWithout(/^(ip6?tables|xtables|nft$)/) })
+  t.equal(neither.exitCode, 3, 'neither backend can work: exit 3', { output: neither.output })
+  t.match(neither.output, /no backend can work here: .*ip6tables-nft-restore are not on PATH, and nft \(the nftables package\) is not on PATH either/)
+  t.equal(await snapshot(box), written, 'and nothing changed')
+  await initOk(t, box, noIptables, ['clean'])
+  t.notMatch(await snapshot(box), /sidecar/, 'clean under auto removes our table')
+})
