@@ -1,5 +1,5 @@
 // Reads iptables-save text (every table, either variant) into the whole-path model. Only the matches that can
-// rule a packet out are read (protocol, addresses, ports, owner); any other match is left out, so a rule is
+// rule a packet out are read (protocol, addresses, ports, owner, interface); any other match is left out, so a rule is
 // taken to match at least what it really matches.
 
 import { parseCidr } from '../settings/cidr.js'
@@ -71,7 +71,7 @@ const targetOf = (target: string, options: readonly string[], userChains: Readon
 export const readRule = (line: string, userChains: ReadonlySet<string>): SeenRule => {
   const w = words(line)
   let protocol: Conditions['protocol'] = 'any'
-  const found: { -readonly [K in 'daddr' | 'saddr' | 'dports' | 'uid']?: NonNullable<Conditions[K]> } = {}
+  const found: { -readonly [K in 'daddr' | 'saddr' | 'dports' | 'uid' | 'iif' | 'oif']?: NonNullable<Conditions[K]> } = {}
   let target: { effects: readonly Effect[]; flow: Flow } = { effects: [], flow: NEXT }
   let negated = false
   for (let i = 2; i < w.length; i++) {
@@ -92,6 +92,8 @@ export const readRule = (line: string, userChains: ReadonlySet<string>): SeenRul
       const ports = portRanges(value)
       if (ports) found.dports = ports
     } else if (word === '--uid-owner' && take && /^\d+$/.test(value)) found.uid = Number(value)
+    // A trailing + is iptables' wildcard: such a rule matches more than one name, so it is left out.
+    else if ((word === '-i' || word === '-o') && take && !value.endsWith('+')) found[word === '-i' ? 'iif' : 'oif'] = value
     else if (word === '-g') {
       target = { effects: [], flow: { kind: 'goto', chain: value } }
       break

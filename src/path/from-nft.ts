@@ -103,7 +103,7 @@ export const readNftRule = (text: string): SeenRule => {
   const bare = ` ${text.replace(/comment "(?:[^"\\]|\\.)*"/g, '').replace(/counter packets \d+ bytes \d+/g, '')}`
   const w = bare.trim().split(/\s+/)
   let protocol: Conditions['protocol'] = 'any'
-  const found: { daddr?: Cidr[]; saddr?: Cidr[]; dports?: PortRange[]; uid?: number; family?: Family } = {}
+  const found: { daddr?: Cidr[]; saddr?: Cidr[]; dports?: PortRange[]; uid?: number; iif?: string; oif?: string; family?: Family } = {}
   for (let i = 0; i < w.length; i++) {
     const [word, next] = [w[i]!, w[i + 1]]
     const proto = (word === 'l4proto' || (word === 'protocol' && w[i - 1] === 'ip') || word === 'nexthdr') && valuesAt(w, i + 1)
@@ -121,6 +121,8 @@ export const readNftRule = (text: string): SeenRule => {
       if (parsed) found[next] = parsed
     } else if (word === 'skuid' && /^\d+$/.test(next ?? '')) found.uid = Number(next)
     else if (word === 'nfproto' && (next === 'ipv4' || next === 'ipv6')) found.family = next
+    // One quoted name; a trailing * is nft's wildcard, and a set of names is left out too.
+    else if ((word === 'iifname' || word === 'oifname') && /^"[^"*]*"$/.test(next ?? '')) found[word === 'iifname' ? 'iif' : 'oif'] = next!.slice(1, -1)
   }
   // In an inet table, any `ip` expression (a match, `ip daddr set`, `dnat ip to`) applies to IPv4 packets only.
   const families = (['ip', 'ip6'] as const).filter(k => w.includes(k))

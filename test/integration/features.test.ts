@@ -91,6 +91,23 @@ for (const backend of BACKENDS) {
   })
 }
 
+t.test('the whole-path check knows an excluded interface: a foreign DNAT there is no escape, elsewhere it is', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  await addSidePair(box)
+  await box.serve('pod', ['proxy=[::]:5001', 'app=[::]:8080', 'app-8081=[::]:8081'])
+  // In the variant we do not use, at the same nat priority as ours: it would win the binding for what it matches.
+  await box.exec('pod', 'iptables-legacy', ['-t', 'nat', '-A', 'PREROUTING', '-i', 'side0', '-p', 'tcp', '-j', 'DNAT', '--to-destination', `${SIDE.pod}:8081`])
+  const env = { ISTIO_BACKEND: 'iptables-nft', ISTIO_EXCLUDE_INTERFACES: 'side0' }
+  await initOk(t, box, env)
+  const result = await box.connect('remote', SIDE.pod, 8080)
+  t.same(result.reply?.label, 'app-8081', 'over side0 the foreign DNAT decides, and we never meant to capture it', { result })
+  await expectCaptured(t, box, { from: 'remote', host: POD, port: 8080 })
+  const unexcluded = await box.runInit({ ISTIO_VERIFY: 'rules', ISTIO_BACKEND: 'iptables-nft' })
+  t.equal(unexcluded.exitCode, 5, 'without the exclusion the same rule is an escape', { output: unexcluded.output })
+  t.match(unexcluded.output, /iptables-legacy ipv4 nat PREROUTING rule 1: -A PREROUTING -i side0 -p tcp -j DNAT/)
+})
+
 t.test('an nft-only node: with the iptables programs hidden from PATH, auto gets native nftables and says why', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)

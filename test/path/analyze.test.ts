@@ -32,6 +32,10 @@ const ROWS: { name: string; env?: Record<string, string>; text: string; tool?: s
   { name: 'a port we exclude anyway', env: { ISTIO_OUTBOUND_EXCLUDE_PORTS: '9000-9100' }, text: save('nat', ['-A OUTPUT -p tcp -m tcp --dport 9050 -j RETURN', JUMPS.OUTPUT]), escapes: false },
   { name: 'an inbound port we do not capture', env: { ISTIO_INBOUND_PORTS: '8080' }, text: save('nat', ['-A PREROUTING -p tcp -m tcp --dport 22 -j ACCEPT', JUMPS.PREROUTING]), escapes: false },
   { name: 'a negated match is not trusted to narrow', text: save('nat', ['-A OUTPUT -p tcp -m tcp ! --dport 9999 -j RETURN', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
+  { name: 'an interface we exclude anyway', env: { ISTIO_EXCLUDE_INTERFACES: 'side0' }, text: save('nat', ['-A OUTPUT -o side0 -p tcp -j RETURN', JUMPS.OUTPUT]), escapes: false },
+  { name: 'a DNAT in the other variant on an inbound interface we exclude', env: { ISTIO_EXCLUDE_INTERFACES: 'side0' }, tool: 'iptables-legacy', text: save('nat', ['-A PREROUTING -i side0 -p tcp -j DNAT --to-destination 198.18.0.2:9']), escapes: false },
+  { name: 'an interface other than the one we exclude', env: { ISTIO_EXCLUDE_INTERFACES: 'side0' }, text: save('nat', ['-A PREROUTING -i side1 -p tcp -j ACCEPT', JUMPS.PREROUTING]), escapes: /end PREROUTING/ },
+  { name: 'an interface wildcard is not trusted to narrow', env: { ISTIO_EXCLUDE_INTERFACES: 'side0' }, text: save('nat', ['-A OUTPUT -o side+ -p tcp -j RETURN', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
   { name: 'a rule after our jump', text: save('nat', [JUMPS.OUTPUT, '-A OUTPUT -p tcp -j RETURN']), escapes: false },
   { name: 'an unknown target ahead', text: save('nat', ['-A OUTPUT -p tcp -j FUTURE --x', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
   { name: 'a DNAT in the other variant', tool: 'iptables-legacy', text: save('nat', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j DNAT --to-destination 198.18.0.2:9']), escapes: /bind .* alongside ours/ },
@@ -128,4 +132,14 @@ t.test('nft text: a table comment and the exact table text are kept', async t =>
   const [table] = splitRuleset(RULESET)
   t.equal(table?.comment, 'not ours')
   t.equal(table?.text, RULESET)
+})
+
+t.test('nft text: a rule on an interface we exclude cannot affect capture; a wildcard or another name can', async t => {
+  const ruleset = (match: string): string =>
+    `table ip foreign {\n\tchain early {\n\t\ttype nat hook prerouting priority -150; policy accept;\n\t\t${match} tcp dport 80 dnat to 198.18.0.5\n\t}\n}\n`
+  const plan = planFor({ ISTIO_EXCLUDE_INTERFACES: 'side0' })
+  t.same(findEscapes(plan, seenNftTables(splitRuleset(ruleset('iifname "side0"')))), [])
+  for (const other of ['iifname "side*"', 'iifname "side1"', 'iifname { "side0", "side1" }']) {
+    t.equal(findEscapes(plan, seenNftTables(splitRuleset(ruleset(other)))).length, 1, other)
+  }
 })
