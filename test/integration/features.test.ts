@@ -91,6 +91,15 @@ for (const backend of BACKENDS) {
   })
 }
 
+t.test('the live probe with lo excluded: its in-pod connections are not captured, so it says not checked and why', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const report = await initOk(t, box, { ISTIO_VERIFY: 'live', ISTIO_EXCLUDE_INTERFACES: 'lo' })
+  t.match(report, /ipv4 capture: not checked, ISTIO_EXCLUDE_INTERFACES leaves lo alone, and every probe connection stays in the pod on lo/)
+  t.notMatch(report, /: failed/)
+  t.match(await initOk(t, box, { ISTIO_VERIFY: 'live' }), /ipv4 capture: passed/, 'without it the probe checks capture')
+})
+
 t.test('the whole-path check knows an excluded interface: a foreign DNAT there is no escape, elsewhere it is', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
