@@ -4,7 +4,7 @@
 
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Supervised } from '../backend/exec.js'
+import type { Supervised } from '../backend/processes.js'
 import type { Logger } from '../log.js'
 
 export interface SuperviseOptions {

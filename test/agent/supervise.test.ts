@@ -1,6 +1,6 @@
 // The supervisor with real child processes (small shell scripts), no privileges needed.
 import t from 'tap'
-import { spawnInherited } from '../../src/backend/exec.js'
+import { spawnInherited } from '../../src/backend/processes.js'
 import { backoffMs, supervise } from '../../src/agent/supervise.js'
 import { createLogger } from '../../src/log.js'
 

@@ -8,7 +8,7 @@ import { DaemonSet } from 'kubernetes-models/apps/v1'
 import { Pod } from 'kubernetes-models/v1'
 import t from 'tap'
 import { parse, parseAllDocuments } from 'yaml'
-import { runForStatus } from '../../src/backend/exec.js'
+import { runForStatus } from '../../src/backend/processes.js'
 import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
 import { expectCapturedPod, play, prepareNetwork, ROOT } from '../helpers/podman.js'
 

@@ -3,7 +3,7 @@
 // names: run them one after the other, as .ci/run does.
 import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
-import { runForStatus } from '../../src/backend/exec.js'
+import { runForStatus } from '../../src/backend/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 
 export const NETWORK = 'sr-test'
