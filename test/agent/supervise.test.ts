@@ -2,7 +2,9 @@
 import t from 'tap'
 import { spawnInherited } from '../../src/backend/exec.js'
 import { backoffMs, supervise } from '../../src/agent/supervise.js'
+import { ConfigError } from '../../src/errors.js'
 import { createLogger } from '../../src/log.js'
+import { parseAgentSettings } from '../../src/settings/parse.js'
 
 const quiet = () => {
   const events: string[] = []
@@ -69,4 +71,12 @@ t.test('SIGHUP is passed on without starting a drain', async t => {
   process.emit('SIGHUP', 'SIGHUP')
   t.equal(await running, 0, 'the proxy handled it itself: no SIGKILL even with a drain time of 0')
   t.notOk(events.some(e => e.includes('"drain"')))
+})
+
+t.test('ISTIO_DRAIN_SECONDS: 20 by default, whole seconds up to an hour, anything else refused naming it', async t => {
+  t.equal(parseAgentSettings({}).drainSeconds, 20)
+  t.equal(parseAgentSettings({ ISTIO_DRAIN_SECONDS: '0' }).drainSeconds, 0)
+  for (const value of ['-1', '1.5', '3601', 'soon', '']) {
+    t.throws(() => parseAgentSettings({ ISTIO_DRAIN_SECONDS: value }), new ConfigError('ISTIO_DRAIN_SECONDS', value, 'whole seconds from 0 to 3600'), JSON.stringify(value))
+  }
 })
