@@ -82,3 +82,23 @@ t.test('every backend works on a read-only root: the explicit method on nftables
     t.match(run.output, /read back exactly as planned/)
   }
 })
+
+t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited for, one that ignores it is killed', async t => {
+  for (const [what, script, code, drained] of [
+    ['exits on SIGTERM after draining', "process.on('SIGTERM', () => setTimeout(() => process.exit(0), 500)); setInterval(() => {}, 1000)", 0, false],
+    ['ignores SIGTERM', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)", 137, true],
+  ] as const) {
+    const name = 'sr-drain'
+    await runForStatus('podman', ['rm', '-f', name])
+    t.teardown(() => runForStatus('podman', ['rm', '-f', name]))
+    await podman('run', '-d', '--name', name, '--user', '1337', '--cap-drop', 'ALL', '--read-only', '-e', 'ISTIO_DRAIN_SECONDS=2', 'localhost/sidecar-redirect:dev', 'run', '--', '/usr/local/bin/node', '-e', script)
+    // The agent logs the proxy's start once it has spawned it: only then does SIGTERM reach a proxy.
+    for (let i = 0; i < 100 && !(await podman('logs', name)).includes('proxy started'); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    // podman stop sends SIGTERM to the agent (PID 1) and waits up to -t seconds before its own SIGKILL.
+    await podman('stop', '-t', '30', name)
+    t.equal(await podman('inspect', name, '--format', '{{.State.ExitCode}}'), String(code), `${what}: exit ${code}`)
+    const logs = await podman('logs', name)
+    t.equal(logs.includes('did not exit within 2000 ms of SIGTERM: killing it'), drained, `${what}: ${drained ? 'killed after the drain time' : 'not killed'}`)
+    await runForStatus('podman', ['rm', '-f', name])
+  }
+})
