@@ -225,7 +225,8 @@ spec:
     {{- include "sidecar-redirect.initContainers" (dict "Values" (index .Values "sidecar-redirect") "Chart" .Chart "Release" .Release "Capabilities" .Capabilities "appRunAsUser" 1000) | nindent 4 }}
     - { name: parent-init, image: {{ .Values.image }}, command: ["/usr/local/bin/node", "-e", "0"] }
   containers:
-    {{- include "sidecar-redirect.containers" (dict "Values" (index .Values "sidecar-redirect") "Chart" .Chart "Release" .Release "Capabilities" .Capabilities) | nindent 4 }}
+    {{- /* as the README shows it, without .Chart */}}
+    {{- include "sidecar-redirect.containers" (dict "Values" (index .Values "sidecar-redirect") "Release" .Release "Capabilities" .Capabilities) | nindent 4 }}
     - name: app
       image: {{ .Values.image }}
       command: ["/usr/local/bin/node", "/app/dist/peer.mjs", "connect", {{ .Values.connect.host | quote }}, {{ .Values.connect.port | quote }}]
