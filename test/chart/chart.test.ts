@@ -261,6 +261,8 @@ t.test('as a dependency of a parent chart with global values: it renders, and th
     const demo = objects.find(o => o.metadata.name === 'sr-demo')!
     t.match(demo.metadata.labels, LABELS, "the subchart's own objects carry its labels, not the parent's")
   }
+  const off = (await render({ 'sidecar-redirect': { enabled: false } }, { chart: parent })).objects.find(o => o.metadata.name === 'parent')!
+  t.same([containers(off, 'initContainers'), containers(off, 'containers')].map(list => list.map(c => c.name)), [['parent-init'], ['app']], 'enabled=false renders neither the init container nor the proxy')
 })
 
 // The stand-in transparent proxy shipped in the image, in place of Envoy.
