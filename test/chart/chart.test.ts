@@ -203,6 +203,41 @@ t.test('NOTES.txt says which layout is used and which Pod Security level the nam
   }
 })
 
+// The container-level rules of Pod Security "restricted" (kubernetes.io/docs/concepts/security/pod-security-standards),
+// and hostPath volumes, which already "baseline" forbids: what the chart README's table of levels rests on.
+const restrictedViolations = (c: Container, volumes: Values[]): string[] => {
+  const sc = c.securityContext
+  const mounted = ((c as Values)['volumeMounts'] ?? []).map((m: Values) => volumes.find(v => v['name'] === m['name']))
+  return [
+    ...((sc['capabilities']?.add ?? []) as string[]).filter(cap => cap !== 'NET_BIND_SERVICE').map(cap => `adds ${cap}`),
+    ...(sc['capabilities']?.drop?.includes('ALL') ? [] : ['does not drop ALL']),
+    ...(sc['runAsNonRoot'] === true && sc['runAsUser'] !== 0 ? [] : ['may run as root']),
+    ...(sc['allowPrivilegeEscalation'] === false ? [] : ['allows privilege escalation']),
+    ...(['RuntimeDefault', 'Localhost'].includes(sc['seccompProfile']?.type) ? [] : ['no seccomp profile']),
+    ...mounted.filter((v: Values | undefined) => v?.['hostPath']).map(() => 'mounts a hostPath'),
+  ]
+}
+
+t.test("the Pod Security levels the chart README gives: which containers meet 'restricted'", async t => {
+  for (const [values, init, proxy] of [
+    [{ method: 'uid' }, false, true],
+    [{ method: 'explicit', services: ['198.18.0.10:80'] }, false, true],
+    [{ method: 'cgroup', classifier: { enabled: true } }, false, false],
+    [{ method: 'cgroup' }, false, false],
+    [{ method: 'mark' }, false, false],
+  ] as const) {
+    const pod = (await render(coalesce({ demo: { enabled: true } }, values))).objects.find(o => o.kind === 'Pod')!
+    const volumes = (pod.spec['volumes'] ?? []) as Values[]
+    const all = [...containers(pod, 'initContainers'), ...containers(pod, 'containers')]
+    const [redirect, agent] = ['sidecar-redirect', 'proxy'].map(name => restrictedViolations(all.find(c => c.name === name)!, volumes))
+    t.equal(redirect!.length === 0, init, `${values.method}: the init container is ${init ? '' : 'not '}restricted (${redirect!.join(', ')})`)
+    t.equal(agent!.length === 0, proxy, `${JSON.stringify(values)}: the proxy is ${proxy ? '' : 'not '}restricted (${agent!.join(', ')})`)
+    t.same(restrictedViolations(all.find(c => c.name === 'app')!, volumes), [], 'the demo app is restricted')
+  }
+  const daemonSet = (await render({ classifier: { enabled: true } })).objects.find(o => o.kind === 'DaemonSet')!
+  t.equal((daemonSet.spec['template'] as { spec: Values }).spec['hostPID'], true, "the classifier uses hostPID, which only 'privileged' allows")
+})
+
 t.test('kube-system is refused unless asked for, and an app on the proxy UID is refused for method uid', async t => {
   t.match((await render({ demo: { enabled: true } }, { namespace: 'kube-system' })).error, /refusing to render into kube-system/)
   t.equal((await render({ demo: { enabled: true }, allowKubeSystem: true }, { namespace: 'kube-system' })).error, undefined)
