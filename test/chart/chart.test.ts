@@ -1,7 +1,7 @@
 // The chart with real Helm (test/helpers/helm.ts says where it comes from): helm lint --strict, Helm's own schema
 // check, helm template for both layouts (--kube-version 1.28 and 1.33), every object validated with
 // kubernetes-models, the chart as a dependency of a parent chart, and the rendered pods run for real with podman.
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { DaemonSet } from 'kubernetes-models/apps/v1'
 import { Pod } from 'kubernetes-models/v1'
@@ -16,6 +16,11 @@ const defaults = parse(readFileSync(`${CHART}/values.yaml`, 'utf8')) as Values
 const chartYaml = parse(readFileSync(`${CHART}/Chart.yaml`, 'utf8')) as { version: string; appVersion: string }
 
 type Values = Record<string, any>
+
+// Every file the test writes (values, parent charts, pod specs) goes under one directory, removed at the end.
+const SCRATCH = mkdtempSync(`${tmpdir()}/sr-chart-`)
+t.teardown(() => rmSync(SCRATCH, { recursive: true, force: true }))
+const scratch = (name: string): string => mkdtempSync(`${SCRATCH}/${name}-`)
 type Container = {
   name: string
   env?: { name: string; value: string }[]
@@ -38,7 +43,7 @@ const coalesce = (base: Values, over: Values): Values =>
   )
 
 const valuesFile = (values: Values): string => {
-  const file = `${mkdtempSync(`${tmpdir()}/sr-values-`)}/values.yaml`
+  const file = `${scratch('values')}/values.yaml`
   writeFileSync(file, JSON.stringify(values))
   return file
 }
@@ -269,7 +274,7 @@ spec:
 `
 
 const parentChart = (): string => {
-  const dir = `${mkdtempSync(`${tmpdir()}/sr-parent-`)}/parent`
+  const dir = `${scratch('parent')}/parent`
   mkdirSync(`${dir}/templates`, { recursive: true })
   writeFileSync(`${dir}/Chart.yaml`, `apiVersion: v2\nname: parent\nversion: 9.9.9\nappVersion: "9.9.9"\ndependencies:\n  - name: sidecar-redirect\n    version: ${chartYaml.version}\n    repository: file://${CHART}\n`)
   writeFileSync(`${dir}/values.yaml`, 'global: { region: test }\nimage: parent-app:9.9.9\nconnect: { host: 198.18.0.10, port: 9090 }\nsidecar-redirect: {}\n')
@@ -312,7 +317,7 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
     await t.test(`the demo pod, method ${method}`, async t => {
       const { error, objects } = await render({ method, demo: { enabled: true }, image, proxy: { nativeSidecar: false } })
       t.equal(error, undefined)
-      const file = `${mkdtempSync(`${tmpdir()}/sr-demo-`)}/pod.yaml`
+      const file = `${scratch('demo')}/pod.yaml`
       writeFileSync(file, JSON.stringify(objects.find(o => o.kind === 'Pod')))
       await playInOrder(t, file)
       await expectCapturedPod(t, 'sr-demo', caps)
@@ -322,7 +327,7 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
     const values = { image: 'localhost/sidecar-redirect:dev', connect: { host: remote, port: 9090 }, 'sidecar-redirect': { image, proxy: { nativeSidecar: false, command: STAND_IN_PROXY } } }
     const { error, objects } = await render(values, { chart: parentChart() })
     t.equal(error, undefined)
-    const file = `${mkdtempSync(`${tmpdir()}/sr-parent-`)}/pod.yaml`
+    const file = `${scratch('parent-pod')}/pod.yaml`
     writeFileSync(file, JSON.stringify(objects.find(o => o.metadata.name === 'parent')))
     await playInOrder(t, file)
     t.equal(await podman('wait', 'parent-app'), '0', 'the app exited 0')
