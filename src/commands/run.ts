@@ -88,5 +88,5 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
   await checkIdentity(settings)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]
-  return supervise({ command: file, args: argv, restart: agent.restart, spawn: spawnInherited, logger, now: io.now })
+  return supervise({ command: file, args: argv, restart: agent.restart, drainMs: agent.drainSeconds * 1000, spawn: spawnInherited, logger, now: io.now })
 }
