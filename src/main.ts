@@ -18,11 +18,13 @@ export const run = async (argv: readonly string[], env: Env, io: Io): Promise<nu
   try {
     const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
+    const settingsStart = io.now()
     const settings = await loadSettings(env, flags, path => readFile(path, 'utf8'))
+    const settingsMs = Math.round((io.now() - settingsStart) * 10) / 10
     logger = createLogger(settings.logFormat, io.out)
     switch (command) {
       case 'init':
-        await runInit(settings, io, logger)
+        await runInit(settings, io, logger, { settingsMs })
         break
       case 'plan':
         runPlan(settings, io.out)
