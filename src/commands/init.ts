@@ -6,7 +6,7 @@ import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { formatSettings } from '../settings/format.js'
 import type { Settings } from '../settings/types.js'
-import { describeDrift, liveChecks } from '../verify/read-back.js'
+import { describeDrift, liveChecks, warmUpProbe } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare, withLock } from './prepare.js'
 
 const round = (ms: number): number => Math.round(ms * 10) / 10
@@ -26,7 +26,10 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger, befo
   const { prepared, outcomes, drifts, live } = await withLock(io, async () => {
     const prepared = await prepare(settings, io, timed)
     const { backend, plan, facts } = prepared
-    const outcomes = await timed('apply', () => backend.apply(plan))
+    const applying = timed('apply', () => backend.apply(plan))
+    const warm = settings.verify === 'live' ? warmUpProbe() : undefined
+    const outcomes = await applying
+    await warm
     const drifts = await timed('read-back', () => backend.readBack(plan))
     const drift = describeDrift(drifts)
     if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan, or rules elsewhere let captured TCP escape', drift)
