@@ -25,7 +25,7 @@ export const resolveIdentity = (settings: Settings, agent: AgentSettings, lookup
   const wanted = agent.user ?? settings.proxyUid
   const entry = lookup(wanted)
   if (typeof wanted === 'string' && !entry) {
-    throw new PrivilegeError(`the proxy user "${wanted}" does not exist in this container's user database`)
+    throw new PrivilegeError(`the proxy user ${JSON.stringify(wanted)} does not exist in this container's user database`)
   }
   const uid = typeof wanted === 'number' ? wanted : entry!.uid
   if (uid === 0) throw new PrivilegeError('refusing to run the proxy as root (UID 0)')

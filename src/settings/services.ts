@@ -56,7 +56,7 @@ export interface Located {
 export const parseServiceEntries = (entries: readonly { text: string; at: string }[], variable: string, whole?: string): Located[] =>
   entries.map(({ text, at }) => {
     const service = parseService(text)
-    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); "${text}" is not one`)
+    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`)
     return { service, variable, where: at, text }
   })
 
@@ -81,7 +81,7 @@ export const refuseOverlaps = (located: readonly Located[]): void => {
         if (earlier.l.service.cidr.family !== current.l.service.cidr.family) break
         if (earlier.range[1] < current.range[0]) continue
         if (overlaps(earlier.l.service, current.l.service)) {
-          const other = `${earlier.l.variable === current.l.variable ? '' : `${earlier.l.variable} `}${earlier.l.where}${earlier.l.text}`
+          const other = `${earlier.l.variable === current.l.variable ? '' : `${earlier.l.variable} `}${JSON.stringify(`${earlier.l.where}${earlier.l.text}`)}`
           throw new ConfigError(current.l.variable, `${current.l.where}${current.l.text}`, `entries that do not overlap; it overlaps ${other}`)
         }
       }

@@ -26,7 +26,7 @@ for (const backend of BACKENDS) {
     t.match(bad.output, 'ISTIO_SERVICES_FILE="line 3: 198.18.0.300:80" is not valid')
     const overlap = await box.runInit({ ...env, ISTIO_SERVICES_FILE: file(`198.18.0.0/16:9090\n${REMOTE}:9000-9100\n`) })
     t.equal(overlap.exitCode, 2)
-    t.match(overlap.output, /"line 2: 198\.18\.0\.2:9000-9100" is not valid: expected entries that do not overlap; it overlaps line 1: 198\.18\.0\.0\/16:9090/)
+    t.match(overlap.output, /"line 2: 198\.18\.0\.2:9000-9100" is not valid: expected entries that do not overlap; it overlaps "line 1: 198\.18\.0\.0\/16:9090"/)
     t.equal(await snapshot(box), before, 'refused lists leave the ruleset byte-identical')
 
     await box.serve('pod', ['proxy=[::]:5001'])
