@@ -10,7 +10,12 @@ export interface ExecResult {
   readonly stderr: string
 }
 
-export type Exec = (file: string, args: readonly string[], input?: string) => Promise<ExecResult>
+export interface ExecOptions {
+  /** Kill the program after this long and throw EnvironmentError: a hung iptables-restore must not hang init. */
+  readonly timeoutMs?: number
+}
+
+export type Exec = (file: string, args: readonly string[], input?: string, options?: ExecOptions) => Promise<ExecResult>
 
 /** A command ran and failed; `line` is the input line it blamed, when it said. */
 export class CommandFailed extends Error {
@@ -33,10 +38,24 @@ const blamedLine = (stderr: string): number | undefined => {
 const DENIED = /Permission denied|Operation not permitted/
 const isDenied = (exitCode: number | undefined, stderr: string): boolean => exitCode === 4 && DENIED.test(stderr)
 
-export const realExec: Exec = async (file, args, input) => {
-  // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
-  const result = await execa(file, args, { input: input ?? '', reject: false, env: { LC_ALL: 'C' }, stripFinalNewline: false })
+// What a killed program was doing, as far as this seam knows: its argv and the size of what it was fed.
+const timedOut = (command: string, input: string | undefined, timeoutMs: number): EnvironmentError =>
+  new EnvironmentError(
+    `${command} (${input ? `given a ${Buffer.byteLength(input)}-byte transaction on stdin` : 'given no input'}) was still running after ${timeoutMs / 1000} s (ISTIO_EXEC_TIMEOUT) and was killed`,
+  )
+
+export const realExec: Exec = async (file, args, input, options = {}) => {
+  // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on. A killed program gets SIGTERM,
+  // then SIGKILL a second later if it ignores that.
+  const result = await execa(file, args, {
+    input: input ?? '',
+    reject: false,
+    env: { LC_ALL: 'C' },
+    stripFinalNewline: false,
+    ...(options.timeoutMs !== undefined && { timeout: options.timeoutMs, forceKillAfterDelay: 1000 }),
+  })
   const command = [file, ...args].join(' ')
+  if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)
   if (result.failed && (result as { code?: string }).code === 'ENOENT') {
     throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`)
   }

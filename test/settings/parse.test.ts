@@ -56,6 +56,8 @@ t.test('defaults follow the design document', async t => {
     ISTIO_IPV6: 'auto',
     ISTIO_VERIFY: 'live',
     ISTIO_LOG_FORMAT: 'text',
+    ISTIO_EXEC_TIMEOUT: '30',
+    ISTIO_STRICT_ENV: 'false',
   })
 })
 
