@@ -8,9 +8,9 @@ import { runVerify } from './commands/verify.js'
 import { isSidecarError, UsageError, VerifyError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
-import { readFile } from 'node:fs/promises'
 import { loadSettings } from './settings/load.js'
 import { findMisspelt } from './settings/misspelt.js'
+import { readServicesFile } from './settings/services-file.js'
 import { parseAgentSettings, parseClassifierSettings, type Env } from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
@@ -20,7 +20,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
   try {
     const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
-    const settings = await loadSettings(env, flags, path => readFile(path, 'utf8'))
+    const settings = await loadSettings(env, flags, readServicesFile)
     logger = createLogger(settings.logFormat, io.out)
     const timeoutMs = settings.execTimeout * 1000
     io = { ...ioIn, exec: (file, args, input, options) => ioIn.exec(file, args, input, { timeoutMs, ...options }) }

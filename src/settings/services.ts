@@ -97,12 +97,12 @@ export const parseServiceList = (text: string, variable: string): Located[] =>
     text,
   )
 
+/** One line of a services file, `at` saying where it is ("line 3: "); undefined for a blank or comment line. Pure. */
+export const parseServiceLine = (line: string, at: string, variable: string): Located | undefined => {
+  const text = line.replace(/#.*/, '').trim()
+  return text === '' ? undefined : parseServiceEntries([{ text, at }], variable)[0]
+}
+
 /** The services in a services file: one per line, `#` starts a comment. Pure; throws ConfigError naming the line. */
 export const parseServiceFile = (content: string, variable: string): Located[] =>
-  parseServiceEntries(
-    content
-      .split('\n')
-      .map((line, i) => ({ text: line.replace(/#.*/, '').trim(), at: `line ${i + 1}: ` }))
-      .filter(e => e.text !== ''),
-    variable,
-  )
+  content.split('\n').flatMap((line, i) => parseServiceLine(line, `line ${i + 1}: `, variable) ?? [])

@@ -2,7 +2,8 @@ import t from 'tap'
 import { ConfigError } from '../../src/errors.js'
 import { formatSettings } from '../../src/settings/format.js'
 import { OPTIONS, OPTION_KEYS } from '../../src/settings/options.js'
-import { loadSettings, type ReadText } from '../../src/settings/load.js'
+import { loadSettings } from '../../src/settings/load.js'
+import { readServicesFile } from '../../src/settings/services-file.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { REFUSED } from '../helpers/rows.js'
 
@@ -10,12 +11,10 @@ t.test('every setting has rows of refused values', async t => {
   for (const key of OPTION_KEYS) t.ok(REFUSED[OPTIONS[key].env]?.length, OPTIONS[key].env)
 })
 
-const noFile: ReadText = path => Promise.reject(new Error(`ENOENT: ${path}`))
-
 t.test('a refused value names the variable, the value and what is accepted', async t => {
   for (const [variable, values] of Object.entries(REFUSED)) {
     for (const value of values) {
-      const error = (await loadSettings({ [variable]: value }, {}, noFile).then(
+      const error = (await loadSettings({ [variable]: value }, {}, readServicesFile).then(
         () => t.fail(`${variable}=${value} is accepted`),
         (e: unknown) => e,
       )) as ConfigError

@@ -51,7 +51,7 @@ t.test('services need the explicit method, and the explicit method needs service
   const variableOf = (p: Promise<unknown>) => p.then(() => 'accepted', (e: ConfigError) => e.variable)
   t.equal(await variableOf(loadSettings({ ISTIO_SERVICES: '198.18.0.10:80' }, {}, none)), 'ISTIO_OUTBOUND_METHOD')
   t.equal(await variableOf(loadSettings({ ISTIO_OUTBOUND_METHOD: 'explicit' }, {}, none)), 'ISTIO_SERVICES')
-  const s = await loadSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/x' }, {}, async () => '198.18.0.10:80\n')
+  const s = await loadSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/x' }, {}, async (_path, variable) => parseServiceFile('198.18.0.10:80\n', variable))
   t.equal(s.services.length, 1)
 })
 
