@@ -1,7 +1,8 @@
 // A tiny traffic peer for the demo and the tests, started inside a network namespace. `serve` answers every
 // connection with a JSON line naming which listener got it and the connection's SO_ORIGINAL_DST; `connect` dials
 // and prints the answer; `proxy` is a minimal transparent proxy that relays to the original destination;
-// `classify` and `send` talk to the node classifier as a well-behaved and as a misbehaving client.
+// `classify` and `send` talk to the node classifier as a well-behaved and as a misbehaving client, `flood` as
+// many silent ones, and `hand-off` as an asker whose PID is free for reuse while its connection lives on.
 // Traffic decides: whatever the rules say, these report where packets really went.
 
 import { spawn } from 'node:child_process'

@@ -3,6 +3,7 @@
 import t from 'tap'
 import { COMMANDS } from '../src/cli.js'
 import type { Io } from '../src/io.js'
+import { createLogger } from '../src/log.js'
 import { run } from '../src/main.js'
 import { editDistance, findMisspelt } from '../src/settings/misspelt.js'
 
@@ -84,4 +85,10 @@ t.test("other components' variables and far-off names are not warned about", asy
     'a name with a control character is quoted',
   )
   t.same([editDistance('kitten', 'sitting'), editDistance('', 'ab'), editDistance('abc', 'abc')], [3, 2, 0])
+})
+
+t.test('an error printed as text escapes control characters from whatever it quotes, so each part is one line', async t => {
+  let printed = ''
+  createLogger('text', { write: () => undefined, error: text => void (printed += text) }).error('E_X', 'tool said a\nb\0', ['cause: c\rd\te'])
+  t.equal(printed, 'sidecar-redirect: tool said a\\nb\\u0000 [E_X]\n  cause: c\\rd\\te\n')
 })
