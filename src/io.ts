@@ -4,6 +4,8 @@ import { readdir, readFile } from 'node:fs/promises'
 import type { HostFs } from './backend/detect.js'
 import { realExec, type Exec } from './backend/exec.js'
 import { acquireNetnsLock } from './backend/lock.js'
+import { EnvironmentError } from './errors.js'
+import { canOpenIpv6 } from './net/ipv6.js'
 import type { Output } from './log.js'
 
 export interface Io {
@@ -14,9 +16,17 @@ export interface Io {
   readonly out: Output
 }
 
+// Only ENOENT means "not there". Any other failure (EACCES, EIO, ...) is not evidence of absence, and taking it
+// as such would fail open: e.g. an unreadable IPv6 config would look like a kernel without IPv6.
+const absentOr = <T>(path: string, absent: T) => (error: NodeJS.ErrnoException): T => {
+  if (error.code === 'ENOENT') return absent
+  throw new EnvironmentError(`cannot read ${path}: ${error.code ?? error.message}`, { cause: error })
+}
+
 const realFs: HostFs = {
-  readFile: path => readFile(path, 'utf8').catch(() => undefined),
-  readDir: path => readdir(path).catch(() => []),
+  readFile: path => readFile(path, 'utf8').catch(absentOr<string | undefined>(path, undefined)),
+  readDir: path => readdir(path).catch(absentOr<string[]>(path, [])),
+  canOpenIpv6: () => canOpenIpv6(),
 }
 
 export const realIo = (): Io => ({

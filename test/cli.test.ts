@@ -15,7 +15,7 @@ const runCaptured = async (argv: string[], env: Record<string, string> = {}): Pr
   }
   const io: Io = {
     exec: unused,
-    fs: { readFile: unused, readDir: unused },
+    fs: { readFile: unused, readDir: unused, canOpenIpv6: unused },
     lock: unused,
     now: () => 0,
     out: { write: text => void (stdout += text), error: text => void (stderr += text) },

@@ -1,14 +1,18 @@
 // Applies one plan across address families as a unit: each family is one atomic restore, the families run side
 // by side, and if any is refused the others are put back as they were, so a pod is never left half protected.
 
-import { compareState } from '../verify/compare.js'
-import { ownedState, parseNatTable } from '../verify/parse-save.js'
-import { renderTransaction, type NatState } from '../plan/render-iptables.js'
+import { ApplyError } from '../errors.js'
+import { findEscapes } from '../path/analyze.js'
+import { seenTables } from '../path/from-iptables.js'
+import { JUMPS, renderTransaction, type NatState } from '../plan/render-iptables.js'
+import type { FamilyPlan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
+import { compareState } from '../verify/compare.js'
+import { ownedState, parseNatTable, refuseForeignNames } from '../verify/parse-save.js'
 import type { IptablesBackend } from './iptables.js'
 
 export interface FamilyTarget {
-  readonly family: Family
+  readonly plan: FamilyPlan
   readonly desired: NatState
 }
 
@@ -17,28 +21,54 @@ export interface FamilyOutcome {
   readonly changed: boolean
 }
 
-export const readOwned = async (backend: IptablesBackend, family: Family, saved?: string): Promise<NatState> =>
-  ownedState(parseNatTable(saved ?? (await backend.save(family))))
+/** Our state in one family's saved text, refusing a chain that has our name but is someone else's. */
+export const ownedIn = (backend: IptablesBackend, family: Family, saved: string): NatState => {
+  const state = ownedState(parseNatTable(saved))
+  refuseForeignNames(state, `${backend.name} ${family} nat`)
+  return state
+}
+
+/** Our jumps that a foreign rule ahead of them could pre-empt: init moves them back to the first position. */
+export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved: string): string[] => {
+  const own = { where: `${backend.name} ${plan.family} nat`, jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }
+  const fixable = findEscapes(plan, seenTables(saved, plan.family, backend.name), own).filter(f => f.fixable)
+  return [...new Set(fixable.map(f => own.jumps[f.hook]))]
+}
+
+const message = (reason: unknown): string => (reason instanceof Error ? reason.message : String(reason))
 
 /**
  * applyFamilies brings every family to its desired state. A family already exactly right is not touched at all.
- * On a refusal, families that were changed are restored to what they held before, then the refusal is rethrown.
+ * On a refusal, families that were changed are restored to what they held before, then the refusal is rethrown;
+ * if a restore fails too, the error says so and what state each family is left in.
  */
-export const applyFamilies = async (
-  backend: IptablesBackend,
-  targets: readonly FamilyTarget[],
-  ipv4Saved?: string,
-): Promise<FamilyOutcome[]> => {
-  const befores = await Promise.all(targets.map(t => readOwned(backend, t.family, t.family === 'ipv4' ? ipv4Saved : undefined)))
-  const changes = targets.map((t, i) => compareState(t.desired, befores[i]!).length > 0)
+export const applyFamilies = async (backend: IptablesBackend, targets: readonly FamilyTarget[], read: (family: Family) => Promise<string>): Promise<FamilyOutcome[]> => {
+  const befores = await Promise.all(
+    targets.map(async t => {
+      const saved = await read(t.plan.family)
+      const state = ownedIn(backend, t.plan.family, saved)
+      return { state, misplaced: misplacedJumps(backend, t.plan, saved) }
+    }),
+  )
+  const changes = targets.map((t, i) => compareState(t.desired, befores[i]!.state).length > 0 || befores[i]!.misplaced.length > 0)
   const results = await Promise.allSettled(
-    targets.map((t, i) => (changes[i] ? backend.restore(t.family, renderTransaction(t.desired, befores[i]!)) : Promise.resolve())),
+    targets.map((t, i) => (changes[i] ? backend.restore(t.plan.family, renderTransaction(t.desired, befores[i]!.state, befores[i]!.misplaced)) : Promise.resolve())),
   )
   const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (refused) {
-    const undo = targets.flatMap((t, i) => (changes[i] && results[i]?.status === 'fulfilled' ? [{ t, before: befores[i]! }] : []))
-    await Promise.all(undo.map(({ t, before }) => backend.restore(t.family, renderTransaction(before, t.desired))))
+    const undo = targets.flatMap((t, i) => (changes[i] && results[i]?.status === 'fulfilled' ? [{ t, before: befores[i]!.state }] : []))
+    const undone = await Promise.allSettled(undo.map(({ t, before }) => backend.restore(t.plan.family, renderTransaction(before, t.desired))))
+    const failed = undo.flatMap(({ t }, i) => (undone[i]?.status === 'rejected' ? [{ family: t.plan.family, reason: (undone[i] as PromiseRejectedResult).reason }] : []))
+    if (failed.length > 0) {
+      const state = targets.map((t, i) => {
+        const fail = failed.find(f => f.family === t.plan.family)
+        return `${t.plan.family} ${fail ? 'holds the new rules (the rollback failed)' : results[i]?.status === 'rejected' ? 'is unchanged (refused)' : changes[i] ? 'was rolled back' : 'was not changed'}`
+      })
+      throw new ApplyError(`${message(refused.reason)}; then rolling back failed too: ${failed.map(f => message(f.reason)).join('; ')}. Now ${state.join(', ')}`, {
+        cause: refused.reason,
+      })
+    }
     throw refused.reason
   }
-  return targets.map((t, i) => ({ family: t.family, changed: changes[i]! }))
+  return targets.map((t, i) => ({ family: t.plan.family, changed: changes[i]! }))
 }

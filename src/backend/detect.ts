@@ -8,8 +8,12 @@ import type { Exec } from './exec.js'
 import type { Variant } from './iptables.js'
 
 export interface HostFs {
+  /** The file's text, or undefined when it does not exist; any other failure throws EnvironmentError. */
   readFile(path: string): Promise<string | undefined>
+  /** The directory's entries, or none when it does not exist; any other failure throws EnvironmentError. */
   readDir(path: string): Promise<string[]>
+  /** Whether the kernel lets this namespace open an IPv6 socket. */
+  canOpenIpv6(): Promise<boolean>
 }
 
 export interface SavedTables {
@@ -59,12 +63,14 @@ export const summarizeSave = (text: string): SavedTables => {
   const lines = text.split('\n')
   const chains = lines.filter(l => l.startsWith(':') && !/^:[A-Z]+ (ACCEPT|DROP)/.test(l))
   const rules = lines.filter(l => l.startsWith('-A '))
-  return { rules: rules.length + chains.length, ours: chains.some(l => isOwnedChain(l.slice(1))) }
+  return { rules: rules.length + chains.length, ours: chains.some(l => isOwnedChain(l.slice(1).split(' ')[0] ?? '')) }
 }
 
 export interface Ipv6Facts {
   /** Per interface, whether IPv6 is enabled on it; absent when the kernel has no IPv6 at all. */
   readonly interfaces?: Readonly<Record<string, boolean>>
+  /** The kernel has IPv6, but /proc did not say on which interfaces. */
+  readonly unlisted?: true
 }
 
 /** chooseFamilies: IPv6 counts as on if any interface has it, not just the first. Pure; throws EnvironmentError. */
@@ -74,6 +80,8 @@ export const chooseFamilies = (mode: Ipv6Mode, facts: Ipv6Facts): Decision<Famil
     .filter(([, enabled]) => enabled)
     .map(([name]) => name)
   if (on.length > 0) return { value: ['ipv4', 'ipv6'], reason: `IPv6 is enabled on ${on.join(', ')}` }
+  // Undecided is not "no": capturing IPv6 that is not there costs nothing, leaving it alone could let it escape.
+  if (facts.unlisted) return { value: ['ipv4', 'ipv6'], reason: 'the kernel has IPv6, though /proc/sys/net/ipv6/conf lists no interface' }
   const why = facts.interfaces ? 'IPv6 is disabled on every interface' : 'the kernel has no IPv6'
   if (mode === 'true') throw new EnvironmentError(`ISTIO_IPV6=true but ${why} in this namespace`)
   return { value: ['ipv4'], reason: why }
@@ -88,10 +96,12 @@ export interface HostFacts {
 
 const SAVE: Record<Variant, string> = { nft: 'iptables-nft-save', legacy: 'iptables-legacy-save' }
 
-const readIpv6 = async (fs: HostFs): Promise<Ipv6Facts> => {
+/** readIpv6: /proc/sys/net/ipv6/conf lists interfaces when the kernel has IPv6; when it lists none, the kernel is asked. */
+export const readIpv6 = async (fs: HostFs): Promise<Ipv6Facts> => {
   const names = (await fs.readDir('/proc/sys/net/ipv6/conf')).filter(n => n !== 'all' && n !== 'default')
-  if (names.length === 0) return {}
+  if (names.length === 0) return (await fs.canOpenIpv6()) ? { unlisted: true } : {}
   const flags = await Promise.all(names.map(n => fs.readFile(`/proc/sys/net/ipv6/conf/${n}/disable_ipv6`)))
+  // An interface that went away between the two reads (undefined) has no IPv6 to capture.
   return { interfaces: Object.fromEntries(names.map((n, i) => [n, flags[i]?.trim() === '0'])) }
 }
 

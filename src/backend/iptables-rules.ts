@@ -1,24 +1,44 @@
 // The iptables backends behind the RuleBackend interface: one restore per family (see apply.ts), read back with
-// -save, cleaned by removing our chains and jumps family by family. The explicit method's service sets are ipsets,
-// swapped in before the rules that match them.
+// -save and checked along the whole path, cleaned by removing our chains and jumps family by family. The explicit
+// method's service sets are ipsets, swapped in before the rules that match them and swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../errors.js'
-import { CHAIN_PREFIX, ipsetName } from '../plan/owned.js'
-import { ipsetMembers, parseIpsetSave, renderIpsetSwap } from '../plan/render-ipset.js'
-import { renderState, renderTransaction, EMPTY_STATE } from '../plan/render-iptables.js'
-import type { Plan } from '../plan/types.js'
+import { describeFinding, findEscapes } from '../path/analyze.js'
+import { parseSave, seenTables } from '../path/from-iptables.js'
+import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../plan/owned.js'
+import { ipsetMembers, isOwnedIpset, parseIpsetSave, renderIpsetSwap, renderIpsetUndo, type SavedSet } from '../plan/render-ipset.js'
+import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from '../plan/render-iptables.js'
+import type { Plan, ServiceSet } from '../plan/types.js'
+import type { Family } from '../settings/types.js'
 import { compareState, memberDiff } from '../verify/compare.js'
-import { applyFamilies, readOwned, type FamilyTarget } from './apply.js'
+import { foreignJumpsInto, parseNatTable } from '../verify/parse-save.js'
+import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
+import type { HostFs } from './detect.js'
 import { CommandFailed, type Exec } from './exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from './types.js'
+import { otherTables, readRuleset } from './whole-path.js'
 
-const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ family: p.family, desired: renderState(p) }))
+const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 
 const ruleCount = (target: FamilyTarget): number => [...target.desired.chains.values()].reduce((sum, rules) => sum + rules.length, 0)
 
+/** Our sets as `ipset save` shows them, refusing a set that has one of our names but is someone else's. */
+const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[]): Map<string, SavedSet> => {
+  const ours = new Map<string, SavedSet>()
+  for (const name of names) {
+    const set = saved.get(name)
+    if (set === undefined) continue
+    if (!isOwnedIpset(set)) throw new EnvironmentError(`ipset ${name} has our name but is not ours (${set.header}): rename or remove it; nothing was changed`)
+    ours.set(name, set)
+  }
+  return ours
+}
+
+const setNames = (sets: readonly ServiceSet[]): string[] => sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
+
 /** `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice. */
-export const createIptablesRules = (exec: Exec, variant: Variant, ipv4Saved?: string): RuleBackend => {
+export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
   const tables = createIptablesBackend(exec, variant)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
@@ -28,35 +48,76 @@ export const createIptablesRules = (exec: Exec, variant: Variant, ipv4Saved?: st
       throw error
     }
   }
+  let ipv4Pending = ipv4Saved
+  const firstRead = (family: Family): Promise<string> => {
+    const saved = family === 'ipv4' ? ipv4Pending : undefined
+    ipv4Pending = undefined
+    return saved === undefined ? tables.save(family) : Promise.resolve(saved)
+  }
   return {
     name: tables.name,
     apply: async plan => {
       const sets = plan.families.flatMap(f => f.sets)
+      const before = sets.length > 0 ? ownedSets(parseIpsetSave(await ipset(['save'])), setNames(sets)) : new Map<string, SavedSet>()
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
-      const outcomes = await applyFamilies(tables, targets, ipv4Saved)
-      const families = targets.map((t, i) => ({ scope: t.family, count: ruleCount(t), unit: 'rules' as const, where: [...t.desired.chains.keys()].join(', '), changed: outcomes[i]?.changed ?? false }))
+      const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
+        // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
+        if (sets.length > 0) {
+          await ipset(['restore'], renderIpsetUndo(sets, before)).catch((undo: unknown) => {
+            throw new ApplyError(`${(error as Error).message}; then putting the service sets back failed too: ${(undo as Error).message}`, { cause: error })
+          })
+        }
+        throw error
+      })
+      const families = targets.map((t, i) => ({
+        scope: t.plan.family,
+        count: ruleCount(t),
+        unit: 'rules' as const,
+        where: [...t.desired.chains.keys()].join(', '),
+        changed: outcomes[i]?.changed ?? false,
+      }))
       // Sets are swapped in every time: the swap is atomic and cheap, and a changed list must always land.
       const members = sets.reduce((sum, set) => sum + ipsetMembers(set).length, 0)
       return sets.length > 0 ? [...families, { scope: 'ipset', count: members, unit: 'members' as const, where: `${sets.length} sets`, changed: true }] : families
     },
     readBack: async plan => {
       const sets = plan.families.flatMap(f => f.sets)
-      const live = sets.length > 0 ? parseIpsetSave(await ipset(['save'])) : new Map<string, string[]>()
+      const live = sets.length > 0 ? ownedSets(parseIpsetSave(await ipset(['save'])), setNames(sets)) : new Map<string, SavedSet>()
       const setDrift = sets.flatMap(set => {
         const name = ipsetName(set.family, set.withPorts)
         const [want, have] = [ipsetMembers(set), live.get(name)]
-        return have ? memberDiff(`set ${name}:`, want, have) : [`set ${name}: missing`]
+        return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
       })
+      const [ruleset, saved] = await Promise.all([readRuleset(exec), Promise.all(plan.families.map(p => tables.save(p.family)))])
       const families = await Promise.all(
-        targetsOf(plan).map(async ({ family, desired }) => ({ scope: family, drift: compareState(desired, await readOwned(tables, family)) })),
+        targetsOf(plan).map(async ({ plan: p, desired }, i) => {
+          const text = saved[i]!
+          const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
+          const seen = [...seenTables(text, p.family, tables.name), ...(await otherTables(exec, fs, p.family, variant, ruleset, ownTables))]
+          const own = { where: `${tables.name} ${p.family} nat`, jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }
+          const escapes = findEscapes(p, seen, own)
+          const whole = escapes.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our REDIRECT:', ...escapes.flatMap(describeFinding).map(l => `  ${l}`)]
+          return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
+        }),
       )
       return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift }] : families
     },
     clean: async plan => {
+      // Everything is read and checked before anything is removed, so a refusal changes nothing in any family.
+      const found = await Promise.all(
+        targetsOf(plan).map(async ({ plan: p }) => {
+          const saved = await tables.save(p.family)
+          const existing = ownedIn(tables, p.family, saved)
+          const blocking = foreignJumpsInto(parseNatTable(saved), existing)
+          if (blocking.length > 0) {
+            throw new EnvironmentError(`${tables.name} ${p.family} nat: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`)
+          }
+          return { family: p.family, existing }
+        }),
+      )
       const lines: string[] = []
-      for (const { family } of targetsOf(plan)) {
-        const existing = await readOwned(tables, family)
+      for (const { family, existing } of found) {
         const count = existing.jumps.length + existing.chains.size
         if (count > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
         lines.push(`${family}: ${count === 0 ? 'nothing of ours was there' : `removed ${existing.chains.size} chains and ${existing.jumps.length} jumps`}`)
@@ -69,7 +130,8 @@ export const createIptablesRules = (exec: Exec, variant: Variant, ipv4Saved?: st
           throw error
         },
       )
-      const ours = [...parseIpsetSave(saved).keys()].filter(name => name.startsWith(`${CHAIN_PREFIX}SVC`))
+      const all = parseIpsetSave(saved)
+      const ours = [...OWNED_IPSETS, ...OWNED_IPSETS.map(ipsetNextName)].filter(name => all.has(name) && isOwnedIpset(all.get(name)!))
       if (ours.length > 0) await ipset(['restore'], ours.map(name => `destroy ${name}`).join('\n').concat('\n'))
       if (ours.length > 0) lines.push(`ipset: removed ${ours.join(', ')}`)
       return lines

@@ -1,12 +1,17 @@
 // The native nftables backend: our own `inet` table, replaced whole in one `nft -f -` transaction (both families
-// at once, atomically), read back with `nft list table` and compared as text, removed whole by clean.
+// at once, atomically), read back from `nft list ruleset` and compared as text, removed whole by clean. The ruleset
+// is read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
 
-import { ApplyError } from '../errors.js'
-import { NFT_TABLE, renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
+import { ApplyError, EnvironmentError } from '../errors.js'
+import { describeFinding, findEscapes } from '../path/analyze.js'
+import { NFT_TABLE, NFT_TABLE_COMMENT } from '../plan/owned.js'
+import { renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
 import type { Plan } from '../plan/types.js'
 import { diffSection, memberDiff } from '../verify/compare.js'
+import type { HostFs } from './detect.js'
 import { CommandFailed, type Exec } from './exec.js'
 import type { RuleBackend } from './types.js'
+import { otherTables, readRuleset, type Ruleset } from './whole-path.js'
 
 const SCOPE = 'inet'
 
@@ -34,16 +39,18 @@ const splitElements = (text: string): { structure: string[]; elements: Map<strin
   return { structure, elements }
 }
 
-export const createNftablesRules = (exec: Exec): RuleBackend => {
-  /** Our table as nft prints it (UIDs stay numeric: nft names them only with -u), or undefined when there is none. */
-  const read = async (): Promise<string | undefined> => {
-    try {
-      return (await exec('nft', ['list', 'table', 'inet', NFT_TABLE])).stdout
-    } catch (error) {
-      if (error instanceof CommandFailed && /No such file or directory/.test(error.stderr)) return undefined
-      throw error
-    }
+const OURS = `inet ${NFT_TABLE}`
+
+/** Our table's text in the ruleset, or undefined when there is none; a table with our name but not our comment is refused. */
+const ourTable = (ruleset: Ruleset): string | undefined => {
+  const table = ruleset.tables.find(t => `${t.family} ${t.name}` === OURS)
+  if (table && table.comment !== NFT_TABLE_COMMENT) {
+    throw new EnvironmentError(`table ${OURS} has our name but is not ours (it lacks the comment "${NFT_TABLE_COMMENT}"): rename or remove it; nothing was changed`)
   }
+  return table?.text
+}
+
+export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
   const run = async (payload: string): Promise<void> => {
     try {
       await exec('nft', ['-f', '-'], payload)
@@ -53,28 +60,36 @@ export const createNftablesRules = (exec: Exec): RuleBackend => {
     }
   }
   const diff = (desired: string, live: string | undefined): string[] => {
-    if (live === undefined) return [`table inet ${NFT_TABLE}: missing`]
+    if (live === undefined) return [`table ${OURS}: missing`]
     const [want, have] = [splitElements(desired), splitElements(live)]
     const sets = [...new Set([...want.elements.keys(), ...have.elements.keys()])]
     return [
-      ...diffSection(`table inet ${NFT_TABLE}:`, want.structure, have.structure),
+      ...diffSection(`table ${OURS}:`, want.structure, have.structure),
       ...sets.flatMap(set => memberDiff(`set ${set} elements:`, want.elements.get(set) ?? [], have.elements.get(set) ?? [])),
     ]
+  }
+  const escapes = async (plan: Plan, ruleset: Ruleset): Promise<string[]> => {
+    const found = await Promise.all(plan.families.map(async p => findEscapes(p, await otherTables(exec, fs, p.family, 'nftables', ruleset, new Set([OURS])))))
+    const lines = found.flat().flatMap(describeFinding)
+    return lines.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our redirect:', ...lines.map(l => `  ${l}`)]
   }
   return {
     name: 'nftables',
     apply: async plan => {
       const desired = renderNftTable(plan)
-      const changed = diff(desired, await read()).length > 0
+      const changed = diff(desired, ourTable(await readRuleset(exec))).length > 0
       if (changed) await run(renderNftTransaction(desired))
       const rules = desired.split('\n').filter(l => l.startsWith('\t\t') && !l.includes(' hook ')).length
-      return [{ scope: SCOPE, count: rules, unit: 'rules', where: `table inet ${NFT_TABLE}`, changed }]
+      return [{ scope: SCOPE, count: rules, unit: 'rules', where: `table ${OURS}`, changed }]
     },
-    readBack: async plan => [{ scope: SCOPE, drift: diff(renderNftTable(plan), await read()) }],
+    readBack: async plan => {
+      const ruleset = await readRuleset(exec)
+      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset))] }]
+    },
     clean: async () => {
-      const existed = (await read()) !== undefined
+      const existed = ourTable(await readRuleset(exec)) !== undefined
       if (existed) await run(renderNftTransaction(undefined))
-      return [`inet: ${existed ? `removed table inet ${NFT_TABLE}` : 'nothing of ours was there'}`]
+      return [`inet: ${existed ? `removed table ${OURS}` : 'nothing of ours was there'}`]
     },
   }
 }

@@ -29,7 +29,7 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     const outcomes = await timed('apply', () => backend.apply(plan))
     const drifts = await timed('read-back', () => backend.readBack(plan))
     const drift = describeDrift(drifts)
-    if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan', drift)
+    if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan, or rules elsewhere let captured TCP escape', drift)
     const live = await timed('live', () => liveChecks(settings, facts.families.value))
     return { prepared, outcomes, drifts, live }
   })

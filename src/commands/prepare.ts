@@ -19,7 +19,7 @@ export const prepare = async (settings: Settings, io: Io): Promise<Prepared> => 
   const facts = await probeHost(settings.backend, settings.ipv6, io.exec, io.fs)
   const plan = buildPlan(settings, facts.families.value)
   const kind = facts.variant.value
-  const backend = kind === 'nftables' ? createNftablesRules(io.exec) : createIptablesRules(io.exec, kind, facts.ipv4Saved[kind])
+  const backend = kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind])
   return { facts, plan, backend }
 }
 

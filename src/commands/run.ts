@@ -14,8 +14,8 @@ import { describeIdentity, resolveIdentity, type PasswdEntry, type UserLookup } 
 import { replaceProcess } from '../privilege/replace-process.js'
 import { raiseNofile } from '../privilege/rlimit.js'
 import { setprivArgs } from '../privilege/setpriv.js'
-import { CAP_NET_ADMIN, describeStatus, hasCapability, readStatus } from '../privilege/status.js'
-import type { AgentSettings, Settings } from '../settings/types.js'
+import { CAP_NET_ADMIN, describeStatus, hasCapability, readStatus, type ProcessStatus } from '../privilege/status.js'
+import type { AgentSettings, OutboundMethod, Settings } from '../settings/types.js'
 
 const lookupUser: UserLookup = user => {
   const posix = createRequire(import.meta.url)('posix') as { getpwnam(u: string | number): PasswdEntry }
@@ -46,6 +46,32 @@ const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, l
   return replaceProcess('setpriv', [...setprivArgs(identity, netAdmin), ...self], process.env)
 }
 
+const byUid = async (settings: Settings, status: ProcessStatus): Promise<void> => {
+  const [uid] = status.uids
+  if (uid !== settings.proxyUid && !status.gids.includes(settings.proxyGid ?? -1)) {
+    throw new PrivilegeError(`running as UID ${uid}, but the rules exempt UID ${settings.proxyUid} (ISTIO_PROXY_UID): the proxy's own traffic would be captured and loop`)
+  }
+}
+
+// What each method needs of the proxy's identity, so that its own traffic is exempt. A Record, so a new method
+// cannot be left unchecked.
+const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: ProcessStatus) => Promise<void>> = {
+  uid: byUid,
+  explicit: byUid,
+  mark: async (_settings, status) => {
+    if (!hasCapability(status.capAmb, CAP_NET_ADMIN)) {
+      throw new PrivilegeError('method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK; start the agent as root with NET_ADMIN and it hands the proxy exactly that')
+    }
+  },
+  cgroup: async settings => {
+    if (!(await isInGroupFor('self', settings.netClsId))) {
+      throw new PrivilegeError(
+        `method cgroup: this process is in no net_cls group with classid 0x${settings.netClsId.toString(16)} (it is in ${(await netClsPath('self')) ?? 'none'}), and without root it cannot join one: run the agent as root, or set ISTIO_CLASSIFIER_SOCKET`,
+      )
+    }
+  },
+}
+
 /** checkIdentity refuses to start a proxy whose traffic the rules would capture, which would loop. */
 const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> => {
   const status = readStatus('self')
@@ -57,19 +83,8 @@ const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> 
     caps: { effective: hex(status.capEff), permitted: hex(status.capPrm), inheritable: hex(status.capInh), ambient: hex(status.capAmb), bounding: hex(status.capBnd) },
     noNewPrivs: status.noNewPrivs,
   })
-  const [uid] = status.uids
-  if (uid === 0) throw new PrivilegeError('refusing to run the proxy as root')
-  if (settings.outboundMethod === 'uid' && uid !== settings.proxyUid && !status.gids.includes(settings.proxyGid ?? -1)) {
-    throw new PrivilegeError(`running as UID ${uid}, but the rules exempt UID ${settings.proxyUid} (ISTIO_PROXY_UID): the proxy's own traffic would be captured and loop`)
-  }
-  if (settings.outboundMethod === 'mark' && !hasCapability(status.capAmb, CAP_NET_ADMIN)) {
-    throw new PrivilegeError('method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK; start the agent as root with NET_ADMIN and it hands the proxy exactly that')
-  }
-  if (settings.outboundMethod === 'cgroup' && !(await isInGroupFor('self', settings.netClsId))) {
-    throw new PrivilegeError(
-      `method cgroup: this process is in no net_cls group with classid 0x${settings.netClsId.toString(16)} (it is in ${(await netClsPath('self')) ?? 'none'}), and without root it cannot join one: run the agent as root, or set ISTIO_CLASSIFIER_SOCKET`,
-    )
-  }
+  if (status.uids[0] === 0) throw new PrivilegeError('refusing to run the proxy as root')
+  await IDENTITY_CHECKS[settings.outboundMethod](settings, status)
 }
 
 export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: readonly string[], io: Io, logger: Logger): Promise<number> => {

@@ -18,7 +18,10 @@ export const runVerify = async (settings: Settings, io: Io, logger: Logger): Pro
     throw error
   })
   if (drift.length > 0) {
-    throw new VerifyError(`the rules in ${prepared.backend.name} differ from the plan (- planned but missing, + present but not planned)`, [...drift, ...live])
+    throw new VerifyError(
+      `the rules in ${prepared.backend.name} differ from the plan, or rules elsewhere let captured TCP escape (- planned but missing, + present but not planned)`,
+      [...drift, ...live],
+    )
   }
   logger.report('verify', 'sidecar-redirect verify: ok', {
     backend: describeBackend(prepared),

@@ -1,8 +1,8 @@
 // Turns settings into the rules to install, per address family. Order inside a chain is the order the kernel
 // evaluates: every bypass (RETURN) comes before the capture (REDIRECT) it protects against.
 
-import type { Cidr, Family, PortRange, Settings } from '../settings/types.js'
-import { INBOUND_CHAIN, OUTBOUND_CHAIN } from './owned.js'
+import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
+import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
 import type { Chain, FamilyPlan, Match, Plan, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
@@ -33,28 +33,26 @@ const chunkPorts = (ports: readonly PortRange[]): PortRange[][] => {
 
 const RETURN: Target = { kind: 'return' }
 
-const portRules = (purpose: string, ports: readonly PortRange[], target: Target): Rule[] =>
+const portRules = (purpose: Purpose, ports: readonly PortRange[], target: Target): Rule[] =>
   chunkPorts(ports).map(chunk => ({ purpose, matches: [{ kind: 'dport', ports: chunk }], target }))
 
 const inFamily = (cidrs: readonly Cidr[], family: Family): Cidr[] => cidrs.filter(c => c.family === family)
 
-const proxyIdentity = (settings: Settings): Rule => {
-  // The explicit method chooses what to capture; the proxy is still told apart by its UID.
-  if (settings.outboundMethod === 'explicit') return { purpose: 'proxy-uid', matches: [{ kind: 'uid-owner', uid: settings.proxyUid }], target: RETURN }
-  const match: Match =
-    settings.outboundMethod === 'uid'
-      ? { kind: 'uid-owner', uid: settings.proxyUid }
-      : settings.outboundMethod === 'mark'
-        ? { kind: 'mark', mark: settings.mark }
-        : { kind: 'cgroup', classid: settings.netClsId }
-  return { purpose: `proxy-${settings.outboundMethod}`, matches: [match], target: RETURN }
+// How each method tells the proxy's own traffic apart. A Record, so a new method cannot be left out. The explicit
+// method chooses what to capture; the proxy is still told apart by its UID.
+const byUid = (s: Settings): Rule => ({ purpose: 'proxy-uid', matches: [{ kind: 'uid-owner', uid: s.proxyUid }], target: RETURN })
+const PROXY_IDENTITY: Record<OutboundMethod, (settings: Settings) => Rule> = {
+  uid: byUid,
+  explicit: byUid,
+  mark: s => ({ purpose: 'proxy-mark', matches: [{ kind: 'mark', mark: s.mark }], target: RETURN }),
+  cgroup: s => ({ purpose: 'proxy-cgroup', matches: [{ kind: 'cgroup', classid: s.netClsId }], target: RETURN }),
 }
 
 const inboundChain = (settings: Settings): Chain => {
   const redirect: Target = { kind: 'redirect', port: settings.proxyPort }
   const capture =
     settings.inboundPorts === 'all'
-      ? [{ purpose: 'inbound-capture', matches: [], target: redirect }]
+      ? [{ purpose: 'inbound-capture', matches: [], target: redirect } as const]
       : portRules('inbound-capture', settings.inboundPorts, redirect)
   // With nothing to capture the chain stays empty, and so do its exclusions.
   const exclude = capture.length === 0 ? [] : portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN)
@@ -90,12 +88,12 @@ const outboundChain = (settings: Settings, family: Family): Chain => {
   if (capture.length === 0) return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [] }
   const bypass: Rule[] = [
     { purpose: 'loopback-source', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
-    proxyIdentity(settings),
+    PROXY_IDENTITY[settings.outboundMethod](settings),
     ...(settings.proxyGid === undefined
       ? []
       : [{ purpose: 'proxy-gid', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
     ...portRules('outbound-exclude-port', settings.outboundExcludePorts, RETURN),
-    ...inFamily(settings.outboundExcludeCidrs, family).map(cidr => ({
+    ...inFamily(settings.outboundExcludeCidrs, family).map((cidr): Rule => ({
       purpose: 'outbound-exclude-cidr',
       matches: [{ kind: 'destination', cidr } as const],
       target: RETURN,

@@ -1,22 +1,60 @@
-// The only place that names what the kernel sees of us: chain names and the comment tag on every rule. Read-back,
-// verify and clean recognise our rules by these and nothing else.
+// The only place that names what the kernel sees of us: chain, set and table names and the comment on every rule.
+// Ownership is exact: a name is ours only if it is one of these, and a rule only if its comment is one of ours to
+// the letter, so another tool's `SIDECAR_OTHER` chain or `sidecar-redirect/x` look-alike is never touched.
 
-export const CHAIN_PREFIX = 'SIDECAR_'
-export const INBOUND_CHAIN = `${CHAIN_PREFIX}INBOUND`
-export const OUTBOUND_CHAIN = `${CHAIN_PREFIX}OUTBOUND`
+export const INBOUND_CHAIN = 'SIDECAR_INBOUND'
+export const OUTBOUND_CHAIN = 'SIDECAR_OUTBOUND'
+
+/**
+ * Every chain name this version and earlier ones create. 0.1.0 is the first release, so there are no earlier
+ * names yet; a renamed chain goes here, so that a re-run or clean still recognises and removes the old one.
+ */
+export const OWNED_CHAINS: readonly string[] = [INBOUND_CHAIN, OUTBOUND_CHAIN]
+
+/** Why each rule exists; `sidecar-redirect/<purpose>` becomes its comment. */
+export const PURPOSES = [
+  'inbound',
+  'outbound',
+  'inbound-capture',
+  'inbound-exclude-port',
+  'outbound-capture',
+  'loopback-source',
+  'proxy-uid',
+  'proxy-mark',
+  'proxy-cgroup',
+  'proxy-gid',
+  'outbound-exclude-port',
+  'outbound-exclude-cidr',
+  'service-capture',
+  'service-port-capture',
+  'leave-ipv4-alone',
+  'leave-ipv6-alone',
+] as const
+
+export type Purpose = (typeof PURPOSES)[number]
 
 const COMMENT_PREFIX = 'sidecar-redirect/'
 
-/** Our service sets: ipset names (global per namespace, so prefixed like our chains) and names in our nft table. */
-export const ipsetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `${CHAIN_PREFIX}SVC${family === 'ipv4' ? 4 : 6}${withPorts ? '_PORTS' : ''}`
+export const commentFor = (purpose: Purpose): string => `${COMMENT_PREFIX}${purpose}`
+
+const OWNED_COMMENTS = new Set(PURPOSES.map(p => `--comment "${commentFor(p)}"`))
+
+/** A rule line is tagged ours only if it carries one of our comments exactly, as iptables-save prints it. */
+export const hasOwnedComment = (line: string): boolean => {
+  const comment = / (--comment "[^"]*")/.exec(line)?.[1]
+  return comment !== undefined && OWNED_COMMENTS.has(comment)
+}
+
+export const isOwnedChain = (name: string): boolean => OWNED_CHAINS.includes(name)
+
+/** Our service sets: ipset names are global per namespace, so they are named like our chains. */
+export const ipsetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `SIDECAR_SVC${family === 'ipv4' ? 4 : 6}${withPorts ? '_PORTS' : ''}`
+/** The copy a set is filled in before it is swapped in. */
+export const ipsetNextName = (name: string): string => `${name}-next`
+export const OWNED_IPSETS: readonly string[] = (['ipv4', 'ipv6'] as const).flatMap(f => [false, true].map(p => ipsetName(f, p)))
+
 export const nftSetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `services${family === 'ipv4' ? 4 : 6}${withPorts ? '_ports' : ''}`
 
-export const commentFor = (purpose: string): string => `${COMMENT_PREFIX}${purpose}`
-
-export const isOwnedChain = (name: string): boolean => name.startsWith(CHAIN_PREFIX)
-
-/** A rule line in a built-in chain is ours if it jumps to one of our chains or carries our tag. */
-export const isOwnedRuleLine = (line: string): boolean => {
-  const target = / -j (\S+)/.exec(line)?.[1]
-  return (target !== undefined && isOwnedChain(target)) || line.includes(`--comment "${COMMENT_PREFIX}`)
-}
+export const NFT_TABLE = 'sidecar_redirect'
+/** Our nft table carries this comment, so a table of someone else's that happens to have our name is not taken over. */
+export const NFT_TABLE_COMMENT = `${COMMENT_PREFIX}table`

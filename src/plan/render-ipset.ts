@@ -1,7 +1,7 @@
 // The explicit method's service sets for the iptables backends, as ipset restore input. Each set is filled as a
 // fresh copy and swapped in: the swap is atomic, so a changed list never leaves a moment without capture.
 
-import { ipsetName } from './owned.js'
+import { ipsetName, ipsetNextName } from './owned.js'
 import type { ServiceSet } from './types.js'
 
 const hostless = (address: string, prefix: number, family: string): string =>
@@ -18,33 +18,50 @@ export const ipsetMembers = (set: ServiceSet): string[] =>
     .sort()
 
 // Sized for its members from the start: a hash that grows while 10,000 members are added ends up slower to search.
-const typeOf = (set: ServiceSet, members: number): string => {
+// `comment` (room for a comment per member, none used) marks the set as ours: ipset has no comment on a set itself.
+const typeOf = (set: Pick<ServiceSet, 'family' | 'withPorts'>, members: number): string => {
   const hashsize = 2 ** Math.ceil(Math.log2(Math.max(1024, members)))
-  return `${set.withPorts ? 'hash:net,port' : 'hash:net'} family ${set.family === 'ipv4' ? 'inet' : 'inet6'} hashsize ${hashsize} maxelem ${Math.max(65536, members)}`
+  return `${set.withPorts ? 'hash:net,port' : 'hash:net'} family ${set.family === 'ipv4' ? 'inet' : 'inet6'} hashsize ${hashsize} maxelem ${Math.max(65536, members)} comment`
 }
 
-/** renderIpsetSwap is the one `ipset restore` payload that puts every set's planned members in place. Pure. */
-export const renderIpsetSwap = (sets: readonly ServiceSet[]): string =>
-  sets
-    .flatMap(set => {
-      const name = ipsetName(set.family, set.withPorts)
-      const next = `${name}-next`
-      const members = ipsetMembers(set)
-      const type = typeOf(set, members.length)
-      return [`create ${next} ${type} -exist`, `flush ${next}`, ...members.map(m => `add ${next} ${m}`), `create ${name} ${type} -exist`, `swap ${next} ${name}`, `destroy ${next}`]
-    })
-    .join('\n')
-    .concat('\n')
+const swapIn = (set: Pick<ServiceSet, 'family' | 'withPorts'>, members: readonly string[]): string[] => {
+  const name = ipsetName(set.family, set.withPorts)
+  const next = ipsetNextName(name)
+  const type = typeOf(set, members.length)
+  return [`create ${next} ${type} -exist`, `flush ${next}`, ...members.map(m => `add ${next} ${m}`), `create ${name} ${type} -exist`, `swap ${next} ${name}`, `destroy ${next}`]
+}
 
-/** Members of each of our sets in `ipset save` output, by set name. Pure. */
-export const parseIpsetSave = (text: string): Map<string, string[]> => {
-  const sets = new Map<string, string[]>()
+const payload = (lines: readonly string[]): string => `${lines.join('\n')}\n`
+
+/** renderIpsetSwap is the one `ipset restore` payload that puts every set's planned members in place. Pure. */
+export const renderIpsetSwap = (sets: readonly ServiceSet[]): string => payload(sets.flatMap(set => swapIn(set, ipsetMembers(set))))
+
+export interface SavedSet {
+  /** The create line after the name: type, family and options. */
+  readonly header: string
+  readonly members: readonly string[]
+}
+
+/** renderIpsetUndo puts our sets back as they were: old members swapped back in, sets that were not there destroyed. Pure. */
+export const renderIpsetUndo = (sets: readonly ServiceSet[], before: ReadonlyMap<string, SavedSet>): string =>
+  payload(
+    sets.flatMap(set => {
+      const old = before.get(ipsetName(set.family, set.withPorts))
+      return old ? swapIn(set, old.members) : [`destroy ${ipsetName(set.family, set.withPorts)}`]
+    }),
+  )
+
+/** Every set in `ipset save` output, by name, with its members sorted. Pure. */
+export const parseIpsetSave = (text: string): Map<string, SavedSet> => {
+  const sets = new Map<string, { header: string; members: string[] }>()
   for (const line of text.split('\n')) {
-    const [verb, name, member] = line.split(' ')
-    if (verb === 'create' && name) sets.set(name, [])
-    else if (verb === 'add' && name && member !== undefined) sets.get(name)?.push(member)
+    const [verb, name, ...rest] = line.split(' ')
+    if (verb === 'create' && name) sets.set(name, { header: rest.join(' '), members: [] })
+    else if (verb === 'add' && name && rest[0] !== undefined) sets.get(name)?.members.push(rest.join(' '))
   }
-  for (const members of sets.values()) members.sort()
+  for (const set of sets.values()) set.members.sort()
   return sets
 }
 
+/** A set with one of our names is ours only if it has our type and our marker. Pure. */
+export const isOwnedIpset = (set: SavedSet): boolean => /^hash:net(?:,port)? family inet6? .*\bcomment\b/.test(set.header)

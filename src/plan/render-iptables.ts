@@ -4,7 +4,7 @@
 
 import { formatCidr } from '../settings/cidr.js'
 import type { PortRange } from '../settings/types.js'
-import { commentFor, ipsetName } from './owned.js'
+import { commentFor, INBOUND_CHAIN, ipsetName, OUTBOUND_CHAIN } from './owned.js'
 import type { Chain, FamilyPlan, Match, Rule, Target } from './types.js'
 
 /** What of ours one family's nat table holds: our chains with their rule lines, and the jumps into them. */
@@ -59,13 +59,17 @@ const renderRule = (chain: string, rule: Rule): string =>
     renderTarget(rule.target),
   ].join(' ')
 
-const renderJump = (chain: Chain): string =>
-  `-A ${chain.hook} -p tcp -m comment --comment "${commentFor(chain.hook === 'PREROUTING' ? 'inbound' : 'outbound')}" -j ${chain.name}`
+const renderJump = (hook: Chain['hook'], chain: string): string =>
+  `-A ${hook} -p tcp -m comment --comment "${commentFor(hook === 'PREROUTING' ? 'inbound' : 'outbound')}" -j ${chain}`
+
+/** Our jumps exactly as iptables-save prints them: a rule in a built-in chain is ours only if it is one of these. */
+export const JUMPS = { PREROUTING: renderJump('PREROUTING', INBOUND_CHAIN), OUTPUT: renderJump('OUTPUT', OUTBOUND_CHAIN) } as const
+export const OWNED_JUMPS: ReadonlySet<string> = new Set(Object.values(JUMPS))
 
 /** The state a family's nat table should hold once the plan is applied. Pure. */
 export const renderState = (plan: FamilyPlan): NatState => ({
   chains: new Map(plan.chains.map(c => [c.name, c.rules.map(r => renderRule(c.name, r))])),
-  jumps: plan.chains.map(renderJump),
+  jumps: plan.chains.map(c => renderJump(c.hook, c.name)),
 })
 
 const asDelete = (line: string): string => line.replace(/^-A /, '-D ')
@@ -75,15 +79,16 @@ const asInsertFirst = (line: string): string => line.replace(/^-A (\S+)/, '-I $1
  * renderTransaction writes the one iptables-restore --noflush payload that turns `existing` into `desired`.
  * Declaring a chain flushes it, so chain contents are replaced inside the transaction, never emptied in between;
  * jumps already in place are kept, missing ones inserted first in their chain, extra or stale ones deleted, so a
- * re-run changes nothing and never leaves a moment without capture. Pure.
+ * re-run changes nothing and never leaves a moment without capture. A jump in `misplaced` (a foreign rule ahead
+ * of it could end the chain first) is deleted and inserted first again, in the same transaction. Pure.
  */
-export const renderTransaction = (desired: NatState, existing: NatState): string => {
+export const renderTransaction = (desired: NatState, existing: NatState, misplaced: readonly string[] = []): string => {
   const stale = [...existing.chains.keys()].filter(name => !desired.chains.has(name))
   const remaining = [...existing.jumps]
   const inserts: string[] = []
   for (const jump of desired.jumps) {
     const at = remaining.indexOf(jump)
-    if (at >= 0) remaining.splice(at, 1)
+    if (at >= 0 && !misplaced.includes(jump)) remaining.splice(at, 1)
     else inserts.push(asInsertFirst(jump))
   }
   const lines = [

@@ -5,11 +5,11 @@
 
 import type { Family, PortRange } from '../settings/types.js'
 import { formatCidr } from '../settings/cidr.js'
-import { commentFor, nftSetName } from './owned.js'
+import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName } from './owned.js'
 import type { Chain, Match, Plan, Rule, ServiceSet, Target } from './types.js'
 
-export const NFT_TABLE = 'sidecar_redirect'
-
+// Both at OUR_NAT_PRIORITY (-100), which the whole-path check compares foreign chains with; nft prints the name
+// `dstnat` for it at prerouting only.
 const HOOKS = {
   PREROUTING: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;' },
   OUTPUT: { chain: 'output', header: 'type nat hook output priority -100; policy accept;' },
@@ -91,7 +91,7 @@ export const renderNftTable = (plan: Plan): string => {
     return [`\tchain ${chain} {`, `\t\t${header}`, ...lines.map(l => `\t\t${l}`), '\t}'].join('\n')
   })
   const sets = plan.families.flatMap(f => f.sets).map(renderNftSet)
-  return `table inet ${NFT_TABLE} {\n${[...sets, ...chains].join('\n\n')}\n}\n`
+  return `table inet ${NFT_TABLE} {\n\tcomment "${NFT_TABLE_COMMENT}"\n${[...sets, ...chains].join('\n\n')}\n}\n`
 }
 
 /** A set element as nft prints it: `198.18.0.0/16`, `198.18.0.10 . 443`, `[...] . 8000-8080`. */

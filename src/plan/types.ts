@@ -2,6 +2,7 @@
 // every backend renders the same plan and tests can compare plans structurally.
 
 import type { Service } from '../settings/services.js'
+import type { Purpose } from './owned.js'
 import type { Cidr, Family, Mark, PortRange } from '../settings/types.js'
 
 export type Hook = 'PREROUTING' | 'OUTPUT'
@@ -21,7 +22,7 @@ export type Target = { readonly kind: 'return' } | { readonly kind: 'redirect'; 
 
 export interface Rule {
   /** Why the rule exists; it becomes the rule's comment, so a reader of iptables-save sees it too. */
-  readonly purpose: string
+  readonly purpose: Purpose
   readonly matches: readonly Match[]
   readonly target: Target
 }

@@ -46,10 +46,12 @@ const parseIpv6 = (text: string): number[] | undefined => {
 /** Formats 16 address bytes as inet_ntop does. */
 export const formatIpv6 = (bytes: readonly number[]): string => {
   const words = Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] ?? 0) << 8) | (bytes[2 * i + 1] ?? 0))
-  // inet_ntop prints IPv4-mapped addresses with a dotted tail.
+  // inet_ntop prints IPv4-mapped addresses, and IPv4-compatible ones (six zero words, then not zero), with a
+  // dotted tail: `::ffff:198.18.0.1`, `::198.18.0.1`.
   if (words.slice(0, 5).every(w => w === 0) && words[5] === 0xffff) {
     return `::ffff:${bytes.slice(12).join('.')}`
   }
+  if (words.slice(0, 6).every(w => w === 0) && words[6] !== 0) return `::${bytes.slice(12).join('.')}`
   // Compress the first longest run of two or more zero words, as inet_ntop does.
   let best = { start: -1, length: 0 }
   for (let i = 0; i < 8; ) {

@@ -18,6 +18,11 @@ export const loadSettings = async (env: Env, flags: Flags, readServices: ReadSer
   const fromEnv = settings.services.map(service => ({ service, variable: settingName('services', flags), where: '', text: formatService(service) }))
   refuseOverlaps([...fromEnv, ...fromFile])
   const services = [...settings.services, ...fromFile.map(l => l.service)]
+  // With IPv6 left alone an IPv6 service would be dropped without a word, as an IPv6 CIDR would: refuse it.
+  if (settings.ipv6 === 'false') {
+    const v6 = [...fromEnv, ...fromFile].find(l => l.service.cidr.family === 'ipv6')
+    if (v6) throw new ConfigError(v6.variable, `${v6.where}${v6.text}`, 'IPv4 services only while ISTIO_IPV6=false (this one is IPv6)')
+  }
   if (settings.outboundMethod === 'explicit' && services.length === 0) {
     throw new ConfigError(settingName('services', flags), '', 'at least one service (in ISTIO_SERVICES or ISTIO_SERVICES_FILE) with ISTIO_OUTBOUND_METHOD=explicit')
   }

@@ -1,40 +1,42 @@
-// Reads iptables-save output back into our own state. Only the nat table matters; counters and comments
-// (header lines with dates) are dropped because they change without anyone touching the rules.
+// Reads iptables-save output back into our own state. Only the nat table holds rules of ours; counters and
+// comments (header lines with dates) are dropped because they change without anyone touching the rules.
 
-import { isOwnedChain, isOwnedRuleLine } from '../plan/owned.js'
-import type { NatState } from '../plan/render-iptables.js'
-
-export interface NatTable {
-  /** Every chain the table declares, built-in and user-defined, in printed order. */
-  readonly chains: readonly string[]
-  /** Every `-A CHAIN ...` line, in printed order. */
-  readonly rules: readonly string[]
-}
+import { EnvironmentError } from '../errors.js'
+import { hasOwnedComment, isOwnedChain } from '../plan/owned.js'
+import { OWNED_JUMPS, type NatState } from '../plan/render-iptables.js'
+import { parseSave, type SavedTable } from '../path/from-iptables.js'
 
 const chainOf = (line: string): string => line.split(' ')[1] ?? ''
 
 /** parseNatTable extracts the nat table from iptables-save text; empty when there is none. Pure. */
-export const parseNatTable = (text: string): NatTable => {
-  const chains: string[] = []
-  const rules: string[] = []
-  let inNat = false
-  for (const line of text.split('\n')) {
-    if (line.startsWith('*')) inNat = line === '*nat'
-    else if (!inNat || line.startsWith('#')) continue
-    else if (line.startsWith(':')) chains.push(line.slice(1).split(' ')[0] ?? '')
-    else if (line.startsWith('-A ')) rules.push(line)
-  }
-  return { chains, rules }
-}
+export const parseNatTable = (text: string): SavedTable => parseSave(text).get('nat') ?? { chains: [], rules: [] }
 
-/** ownedState picks out what is ours: our chains' rules and the jumps into them. Pure. */
-export const ownedState = (table: NatTable): NatState => {
+/** ownedState picks out what is ours: our chains' rules and our jumps into them, matched exactly. Pure. */
+export const ownedState = (table: SavedTable): NatState => {
   const chains = new Map<string, string[]>(table.chains.filter(isOwnedChain).map(name => [name, []]))
   const jumps: string[] = []
   for (const line of table.rules) {
     const ownChain = chains.get(chainOf(line))
     if (ownChain) ownChain.push(line)
-    else if (isOwnedRuleLine(line)) jumps.push(line)
+    else if (OWNED_JUMPS.has(line)) jumps.push(line)
   }
   return { chains, jumps }
 }
+
+/**
+ * refuseForeignNames throws when a chain with one of our names is someone else's: no jump of ours leads to it and
+ * it holds a rule without our comment. Taking it over would change another tool's rules. Pure.
+ */
+export const refuseForeignNames = (state: NatState, where: string): void => {
+  for (const [name, rules] of state.chains) {
+    const jumpedTo = state.jumps.some(j => j.endsWith(` -j ${name}`))
+    const foreign = rules.find(r => !hasOwnedComment(r))
+    if (!jumpedTo && foreign !== undefined) {
+      throw new EnvironmentError(`${where}: chain ${name} has our name but is not ours (no jump of ours leads to it, and it holds "${foreign}"): rename or remove it; nothing was changed`)
+    }
+  }
+}
+
+/** Rules that are not ours but jump into one of our chains: clean cannot remove the chain while they exist. Pure. */
+export const foreignJumpsInto = (table: SavedTable, state: NatState): string[] =>
+  table.rules.filter(line => !state.chains.has(chainOf(line)) && !OWNED_JUMPS.has(line) && [...state.chains.keys()].some(name => / (?:-j|-g) (\S+)/.exec(line)?.[1] === name))

@@ -184,8 +184,11 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
   if (settings.proxyGid !== undefined) {
     await expect('bypass-gid', () => socketAs(target, appUid, settings.proxyGid!), 'direct', `gid ${settings.proxyGid}`)
   }
-  switch (settings.outboundMethod) {
+  const method = settings.outboundMethod
+  switch (method) {
+    // The explicit method exempts the proxy by UID too.
     case 'uid':
+    case 'explicit':
       return expect('bypass', () => socketAs(target, settings.proxyUid, settings.proxyUid), 'direct', `proxy uid ${settings.proxyUid}`)
     case 'mark':
       // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt in this method.
@@ -209,6 +212,13 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
       } finally {
         await joinGroup(`${root}${home}`, process.pid)
       }
+      return
     }
+    default:
+      return unreachable(method)
   }
+}
+
+const unreachable = (value: never): never => {
+  throw new Error(`no bypass probe for outbound method ${String(value)}`)
 }

@@ -19,6 +19,7 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
   exec,
   fs: {
     readFile: async path => (path.endsWith('disable_ipv6') ? '0\n' : undefined),
+    canOpenIpv6: async () => true,
     readDir: async path => (path === '/proc/sys/net/ipv6/conf' ? ['all', 'default', 'lo', 'eth0'] : []),
   },
   lock: async () => async () => undefined,
@@ -26,7 +27,7 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
   out: { write: text => void printed.push(text), error: text => void printed.push(text) },
 })
 
-t.test('init starts at most 3 processes per family, and 2 when nothing changes', async t => {
+t.test('init starts at most 3 processes per family plus one ruleset read, and 2 per family when nothing changes', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
   const calls: Call[] = []
@@ -41,7 +42,8 @@ t.test('init starts at most 3 processes per family, and 2 when nothing changes',
   const ofFamily = (prefix: string): string[] => calls.filter(c => c.file.startsWith(prefix)).map(c => c.file.slice(prefix.length))
   t.same(ofFamily('iptables-nft-'), ['save', 'restore', 'save'])
   t.same(ofFamily('ip6tables-nft-'), ['save', 'restore', 'save'])
-  t.equal(calls.length, 6, 'nothing else is started')
+  t.same(calls.filter(c => c.file === 'nft').map(c => c.args), [['list', 'ruleset']], 'the whole-path check reads the native ruleset once, for both families')
+  t.equal(calls.length, 7, 'nothing else is started')
   const restore = calls.find(c => c.file === 'iptables-nft-restore')
   t.same(restore?.args, ['--noflush', '-w', '5'], 'one --noflush transaction, rules on stdin')
   t.match(restore?.input, /^\*nat\n[\s\S]*COMMIT\n$/)

@@ -63,7 +63,7 @@ const dropVolatile = (text: string): string =>
   text
     .split('\n')
     .filter(line => !line.startsWith('#'))
-    .map(line => line.replace(/\[\d+:\d+\]/, '[0:0]'))
+    .map(line => line.replace(/\[\d+:\d+\]/, '[0:0]').replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0'))
     .join('\n')
 
 /**
@@ -76,11 +76,24 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
     ['nft', ['list', 'ruleset']],
     ['iptables-legacy-save', []],
     ['ip6tables-legacy-save', []],
+    ['ipset', ['save']],
   ] as const) {
     parts.push(`== ${file}\n${dropVolatile((await box.exec('pod', file, args)).stdout)}`)
   }
   return parts.join('\n')
 }
+
+/**
+ * What of a snapshot is not ours: every line that names our chains or carries our comments is dropped, and so is
+ * our nft table. Comparing this before and after a run proves that foreign state was not touched.
+ */
+export const foreignOf = (snapshot: string): string =>
+  snapshot
+    .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
+    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    .split('\n')
+    .filter(line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line))
+    .join('\n')
 
 /** Runs init in the pod namespace and fails the test with its output if it did not exit as expected. */
 export const initOk = async (t: Test, box: Sandbox, env: Record<string, string>, args: string[] = ['init']): Promise<string> => {

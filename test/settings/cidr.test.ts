@@ -18,6 +18,10 @@ t.test('CIDRs come out in the normal form iptables-save prints', async t => {
     ['::1', '::1/128'],
     ['::', '::/128'],
     ['::ffff:1.2.3.4', '::ffff:1.2.3.4/128'],
+    // IPv4-compatible: six zero words, then a non-zero one, print dotted too.
+    ['::198.18.0.1', '::198.18.0.1/128'],
+    ['0:0:0:0:0:0:c612:1', '::198.18.0.1/128'],
+    ['::0.1.0.0', '::0.1.0.0/128'],
     ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2:3:4:5:6/128'],
     ['1.2.3.4/33', undefined],
     ['256.1.1.1', undefined],

@@ -2,7 +2,8 @@ import t from 'tap'
 import { ConfigError } from '../../src/errors.js'
 import { formatSettings } from '../../src/settings/format.js'
 import { OPTIONS, OPTION_KEYS } from '../../src/settings/options.js'
-import { loadSettings } from '../../src/settings/load.js'
+import { loadSettings, type ReadServices } from '../../src/settings/load.js'
+import { parseServiceFile } from '../../src/settings/services.js'
 import { readServicesFile } from '../../src/settings/services-file.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { REFUSED } from '../helpers/rows.js'
@@ -89,4 +90,19 @@ t.test('an IPv6 CIDR while IPv6 is off is refused, not dropped', async t => {
   t.equal(error.variable, 'ISTIO_OUTBOUND_EXCLUDE_CIDRS')
   t.match(error.accepted, /IPv4 CIDRs only/)
   t.ok(parseSettings({ ISTIO_IPV6: 'auto', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '2001:db8::/32' }))
+})
+
+t.test('with ISTIO_IPV6=false an IPv6 service is refused, from the list or the file, never dropped', async t => {
+  const listed = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80,[2001:db8::1]:443' }, {}, readServicesFile).catch(
+    (e: unknown) => e,
+  )) as ConfigError
+  t.type(listed, ConfigError)
+  t.equal(listed.variable, 'ISTIO_SERVICES')
+  t.match(listed.message, /\[2001:db8::1\/128\]:443.*IPv4 services only while ISTIO_IPV6=false/)
+  const file: ReadServices = async (_path, variable) => parseServiceFile('198.18.0.1\n# a comment\n2001:db8::/32\n', variable)
+  const fromFile = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file).catch((e: unknown) => e)) as ConfigError
+  t.equal(fromFile.variable, 'ISTIO_SERVICES_FILE')
+  t.match(fromFile.message, /line 3: 2001:db8::\/32/)
+  const kept = await loadSettings({ ISTIO_IPV6: 'auto', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file)
+  t.equal(kept.services.length, 2, 'accepted while IPv6 is captured')
 })

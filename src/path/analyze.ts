@@ -1,0 +1,104 @@
+// The whole-path check: given every table netfilter evaluates in the namespace (both iptables variants, native
+// nftables), find each rule that can keep a TCP connection we capture from reaching our REDIRECT. Netfilter runs
+// a hook's chains in priority order; at the nat hooks only the first chain that binds a connection's destination
+// decides it, while an accept in one nat chain lets the next one run. So, per family and hook:
+// - in the chain that holds our jump, a rule ahead of it that ends the chain or binds the connection wins over us
+//   (init can fix that by moving our jump first);
+// - in any other nat chain at our priority or earlier, a rule that binds the connection wins over us;
+// - before conntrack (raw), a NOTRACK or a zone change makes nat skip the packet or see another connection;
+// - before nat, a rewritten destination, a TPROXY, or (for the mark method) a set mark changes what we see.
+// Pure.
+
+import type { FamilyPlan, Rule } from '../plan/types.js'
+import type { Family } from '../settings/types.js'
+import { OUR_NAT_PRIORITY, PRIORITY, type Effect, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
+import { canAffect, capturingChain } from './scope.js'
+
+export interface Finding {
+  readonly family: Family
+  readonly hook: Hook
+  /** Table, chain and position, as a person would look them up. */
+  readonly where: string
+  readonly rule: string
+  readonly why: string
+  /** True when init can fix it by moving our own jump; false when only changing someone else's rule would. */
+  readonly fixable: boolean
+}
+
+/** The chain that holds our jump, and the jump's exact text, for the iptables backends. */
+export interface OwnChain {
+  readonly where: string
+  readonly jumps: Readonly<Record<Hook, string>>
+}
+
+interface Reached {
+  readonly rule: SeenRule
+  readonly position: number
+  readonly effects: readonly Effect[]
+}
+
+/**
+ * The rules of a chain that can affect a captured packet, each with what it can do, following jumps (a RETURN in
+ * a jumped-to chain goes back; in a base chain, or one reached by goto, it ends the base chain like an accept).
+ */
+const reach = (table: SeenTable, chain: SeenChain, affects: (r: SeenRule) => boolean, returnIsAccept: boolean, seen = new Set<string>()): Reached[] => {
+  if (seen.has(chain.name)) return []
+  seen.add(chain.name)
+  return chain.rules.flatMap((rule, i): Reached[] => {
+    if (!affects(rule)) return []
+    const own: Reached = { rule, position: i + 1, effects: rule.flow.kind === 'return' && returnIsAccept ? [...rule.effects, 'accept'] : rule.effects }
+    if (rule.flow.kind !== 'jump' && rule.flow.kind !== 'goto') return [own]
+    const target = table.chains.get(rule.flow.chain)
+    // After a jump, the target's RETURN comes back here; after a goto it returns from this chain.
+    const inner = target ? reach(table, target, affects, rule.flow.kind === 'goto' && returnIsAccept, seen) : []
+    // An unknown chain could do anything; what the jumped-to chain does, this rule does.
+    const effects = target ? [...own.effects, ...inner.flatMap(r => r.effects)] : (['accept', 'bind'] as Effect[])
+    return [{ ...own, effects }]
+  })
+}
+
+const has = (r: Reached, ...effects: Effect[]): boolean => effects.some(e => r.effects.includes(e))
+
+const bypassesByMark = (plan: FamilyPlan): boolean =>
+  plan.chains.some(c => c.rules.some((r: Rule) => r.target.kind === 'return' && r.matches.some(m => m.kind === 'mark')))
+
+/** findEscapes lists every rule, in any table, that can keep a captured TCP connection away from our REDIRECT. */
+export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?: OwnChain): Finding[] => {
+  const family = plan.family
+  const findings: Finding[] = []
+  for (const hook of ['prerouting', 'output'] as const) {
+    const chain = capturingChain(plan, hook)
+    if (!chain) continue
+    const affects = (r: SeenRule): boolean => canAffect(r.conditions, family, chain, plan)
+    const flag = (where: string, r: Reached, why: string, fixable = false): void =>
+      void findings.push({ family, hook, where: `${where} rule ${r.position}`, rule: r.rule.text, why, fixable })
+    for (const table of tables.filter(t => t.families.includes(family))) {
+      for (const base of [...table.chains.values()].filter(c => c.hook === hook)) {
+        const where = `${table.where} ${base.name}`
+        const priority = base.priority ?? Number.NEGATIVE_INFINITY
+        const isOwn = own !== undefined && table.where === own.where && base.type === 'nat'
+        const ownAt = isOwn ? base.rules.findIndex(r => r.text === own.jumps[hook]) : -1
+        const rules = ownAt >= 0 ? { ...base, rules: base.rules.slice(0, ownAt) } : base
+        for (const r of reach(table, rules, affects, true)) {
+          if (isOwn && has(r, 'accept', 'bind')) {
+            flag(where, r, `it can end ${base.name} for TCP we capture before our jump (rule ${ownAt + 1}) is reached; init moves our jump first`, true)
+          } else if (!isOwn && base.type === 'nat' && priority <= OUR_NAT_PRIORITY && has(r, 'bind')) {
+            flag(where, r, `it can bind the destination of TCP we capture at nat priority ${priority}, ${priority < OUR_NAT_PRIORITY ? 'before' : 'alongside'} ours (${OUR_NAT_PRIORITY}), and netfilter keeps only the first binding`)
+          } else if (priority < PRIORITY.conntrack && has(r, 'notrack', 'zone')) {
+            flag(where, r, `it can ${has(r, 'notrack') ? 'exempt TCP we capture from connection tracking, so nat never sees it' : 'move TCP we capture into another conntrack zone'} (priority ${priority}, before conntrack)`)
+          } else if (priority < OUR_NAT_PRIORITY && has(r, 'rewrite')) {
+            flag(where, r, `it can rewrite the destination of TCP we capture before our nat (priority ${priority})`)
+          } else if (priority < OUR_NAT_PRIORITY && hook === 'prerouting' && has(r, 'tproxy')) {
+            flag(where, r, `it can hand inbound TCP we capture to another socket before our nat (priority ${priority})`)
+          } else if (priority < OUR_NAT_PRIORITY && hook === 'output' && has(r, 'mark') && bypassesByMark(plan)) {
+            flag(where, r, `it can set the mark that exempts the proxy on TCP we capture, before our nat (priority ${priority})`)
+          }
+        }
+      }
+    }
+  }
+  return findings
+}
+
+/** describeFinding is the drift text for one finding: where, the rule as printed, and why it matters. Pure. */
+export const describeFinding = (f: Finding): string[] => [`${f.where}: ${f.rule}`, `  ${f.why}${f.fixable ? '' : '; init cannot change it without touching a rule that is not ours'}`]

@@ -1,0 +1,151 @@
+// Reads `nft list ruleset` text into the whole-path model: every table of the ip, ip6 and inet families, each
+// base chain with its hook and priority. As with iptables, only matches that can rule a packet out are read, and
+// a statement we do not know is taken to do anything.
+
+import { parseCidr } from '../settings/cidr.js'
+import type { Cidr, Family, PortRange } from '../settings/types.js'
+import { ANY_EFFECT, NEXT, PRIORITY, type Conditions, type Effect, type Flow, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
+
+export interface NftTableText {
+  readonly family: string
+  readonly name: string
+  /** The table's own comment, if any (ours carries one). */
+  readonly comment: string | undefined
+  /** The table exactly as printed, first line to closing brace. */
+  readonly text: string
+  readonly chains: readonly { readonly name: string; readonly header: string | undefined; readonly rules: readonly string[] }[]
+}
+
+/** splitRuleset cuts ruleset text into tables, and each table into chains with their header and rule lines. Pure. */
+export const splitRuleset = (text: string): NftTableText[] => {
+  const tables: NftTableText[] = []
+  let lines: string[] = []
+  let table: { family: string; name: string; comment: string | undefined; chains: { name: string; header: string | undefined; rules: string[] }[] } | undefined
+  let chain: { name: string; header: string | undefined; rules: string[] } | undefined
+  for (const line of text.split('\n')) {
+    const opened = /^table (\S+) (\S+) \{$/.exec(line)
+    if (opened) {
+      table = { family: opened[1]!, name: opened[2]!, comment: undefined, chains: [] }
+      lines = [line]
+      continue
+    }
+    if (!table) continue
+    lines.push(line)
+    if (line === '}') {
+      tables.push({ ...table, text: `${lines.join('\n')}\n` })
+      table = chain = undefined
+    } else if (/^\tchain \S+ \{$/.test(line)) {
+      chain = { name: line.slice('\tchain '.length, -2), header: undefined, rules: [] }
+      table.chains.push(chain)
+    } else if (line === '\t}') chain = undefined
+    else if (!chain && line.startsWith('\tcomment "')) table.comment = line.slice('\tcomment "'.length, -1)
+    else if (chain && line.startsWith('\t\ttype ')) chain.header = line.trim()
+    else if (chain && line.startsWith('\t\t') && line.trim() !== '') chain.rules.push(line.trim())
+  }
+  return tables
+}
+
+const NAMED_PRIORITY: Readonly<Record<string, number>> = PRIORITY
+
+/** A base chain's priority: a number, or a name with an optional offset (`mangle - 5`). */
+export const parsePriority = (text: string): number | undefined => {
+  const m = /^(-?\d+)$|^([a-z]+)(?: ([+-]) (\d+))?$/.exec(text.trim())
+  if (!m) return undefined
+  if (m[1] !== undefined) return Number(m[1])
+  const base = NAMED_PRIORITY[m[2]!]
+  return base === undefined ? undefined : base + (m[3] === '-' ? -1 : 1) * Number(m[4] ?? 0)
+}
+
+const HOOKS: Readonly<Record<string, Hook>> = { prerouting: 'prerouting', output: 'output' }
+const TYPES: Readonly<Record<string, SeenChain['type']>> = { nat: 'nat', filter: 'filter', route: 'route' }
+
+const FAMILIES: Readonly<Record<string, readonly Family[]>> = { ip: ['ipv4'], ip6: ['ipv6'], inet: ['ipv4', 'ipv6'] }
+
+const OTHER_PROTOCOLS = new Set(['udp', 'udplite', 'sctp', 'dccp', 'icmp', 'icmpv6', 'esp', 'ah', 'comp', 'igmp', 'gre'])
+
+/** A value after a match: one item, or `{ a, b }`; undefined when it is negated, a named set, or a map. */
+const valuesAt = (w: readonly string[], i: number): string[] | undefined => {
+  const first = w[i]
+  if (first === undefined || first === '!=' || first.startsWith('@')) return undefined
+  if (first !== '{') return [first]
+  const out: string[] = []
+  for (let j = i + 1; j < w.length && w[j] !== '}'; j++) out.push(w[j]!.replace(/,$/, ''))
+  return out
+}
+
+const ports = (values: readonly string[]): PortRange[] | undefined => {
+  const ranges = values.map(v => {
+    const [from, to = from] = v.split('-').map(Number)
+    return { from: from ?? NaN, to: to ?? NaN }
+  })
+  return ranges.every(r => Number.isInteger(r.from) && Number.isInteger(r.to)) ? ranges : undefined
+}
+
+const cidrs = (values: readonly string[]): Cidr[] | undefined => {
+  const parsed = values.map(v => parseCidr(v))
+  return parsed.every((c): c is Cidr => c !== undefined) ? parsed : undefined
+}
+
+const STATEMENTS: readonly [RegExp, Effect][] = [
+  [/\b(dnat|redirect|snat|masquerade)\b/, 'bind'],
+  [/\bnotrack\b/, 'notrack'],
+  [/\bct (?:original |reply )?zone set\b/, 'zone'],
+  [/(?<!ct )\bmark set\b/, 'mark'],
+  [/\btproxy\b/, 'tproxy'],
+  [/\b(?:ip6?|tcp|th) (?:daddr|dport) set\b/, 'rewrite'],
+  [/ (?:accept|queue)\b/, 'accept'],
+  [/ (?:drop|reject)\b/, 'drop'],
+]
+
+/** readNftRule reads one rule line of a chain. Pure. */
+export const readNftRule = (text: string): SeenRule => {
+  // Comments and counters say nothing about packets, and a comment could hold any word.
+  const bare = ` ${text.replace(/comment "(?:[^"\\]|\\.)*"/g, '').replace(/counter packets \d+ bytes \d+/g, '')}`
+  const w = bare.trim().split(/\s+/)
+  let protocol: Conditions['protocol'] = 'any'
+  const found: { daddr?: Cidr[]; saddr?: Cidr[]; dports?: PortRange[]; uid?: number; family?: Family } = {}
+  for (let i = 0; i < w.length; i++) {
+    const [word, next] = [w[i]!, w[i + 1]]
+    const proto = (word === 'l4proto' || (word === 'protocol' && w[i - 1] === 'ip') || word === 'nexthdr') && valuesAt(w, i + 1)
+    if (proto) protocol = proto.every(p => p !== 'tcp' && p !== '6') ? 'other' : proto.length === 1 ? 'tcp' : 'any'
+    else if (OTHER_PROTOCOLS.has(word) && next !== undefined && /^[a-z]/.test(next) && w[i - 1] !== 'l4proto') protocol = 'other'
+    else if ((word === 'tcp' || word === 'th') && next === 'dport') {
+      // `th` is any transport header; `tcp` also says the protocol.
+      if (word === 'tcp') protocol = 'tcp'
+      const parsed = ports(valuesAt(w, i + 2) ?? [])
+      if (parsed) found.dports = parsed
+    }
+    else if ((word === 'ip' || word === 'ip6') && (next === 'daddr' || next === 'saddr') && w[i + 2] !== 'set') {
+      const values = valuesAt(w, i + 2)
+      const parsed = values && cidrs(values)
+      if (parsed) found[next] = parsed
+    } else if (word === 'skuid' && /^\d+$/.test(next ?? '')) found.uid = Number(next)
+    else if (word === 'nfproto' && (next === 'ipv4' || next === 'ipv6')) found.family = next
+  }
+  // In an inet table, any `ip` expression (a match, `ip daddr set`, `dnat ip to`) applies to IPv4 packets only.
+  const families = (['ip', 'ip6'] as const).filter(k => w.includes(k))
+  if (found.family === undefined && families.length === 1) found.family = families[0] === 'ip' ? 'ipv4' : 'ipv6'
+  const effects = STATEMENTS.filter(([pattern]) => pattern.test(bare)).map(([, effect]) => effect)
+  const jump = / (jump|goto) (\S+)/.exec(bare)
+  const flow: Flow = jump ? { kind: jump[1] as 'jump' | 'goto', chain: jump[2]! } : / return\b/.test(bare) ? { kind: 'return' } : NEXT
+  // An xtables target or a verdict map can do anything.
+  const unknown = /\bxt target\b|\bvmap\b/.test(bare)
+  return { text, conditions: { protocol, ...found }, effects: unknown ? ANY_EFFECT : effects, flow }
+}
+
+/** seenNftTables turns split tables into the model; tables of other families (arp, bridge, netdev) see no IP hook of ours. */
+export const seenNftTables = (tables: readonly NftTableText[]): SeenTable[] =>
+  tables.flatMap(table => {
+    const families = FAMILIES[table.family]
+    if (!families) return []
+    const chains = new Map<string, SeenChain>(
+      table.chains.map(chain => {
+        const header = chain.header && /^type (\w+) hook (\w+)(?: device \S+)? priority ([^;]+);/.exec(chain.header)
+        const hook = header ? HOOKS[header[2]!] : undefined
+        const priority = header ? parsePriority(header[3]!) : undefined
+        const base = hook && { hook, type: TYPES[header![1]!] ?? 'filter', priority: priority ?? Number.NEGATIVE_INFINITY }
+        return [chain.name, { name: chain.name, ...base, rules: chain.rules.filter(r => !r.startsWith('policy ')).map(readNftRule) }]
+      }),
+    )
+    return [{ where: `nft ${table.family} ${table.name}`, families, chains }]
+  })

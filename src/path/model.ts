@@ -1,0 +1,78 @@
+// A netfilter rule as the whole-path check sees it, whichever tool printed it: what it can match (only what we can
+// reason about; a match we do not understand is left out, which makes the rule match more, never less) and what it
+// does to a packet. Both iptables-save text and `nft list ruleset` text are read into this one model.
+
+import type { Cidr, Family, PortRange } from '../settings/types.js'
+
+export type Hook = 'prerouting' | 'output'
+
+export interface Conditions {
+  /** 'other': the rule provably matches only protocols other than TCP. */
+  readonly protocol: 'tcp' | 'other' | 'any'
+  /** The rule matches only these destinations (any of them); undefined: any destination. */
+  readonly daddr?: readonly Cidr[]
+  readonly saddr?: readonly Cidr[]
+  /** The rule matches only these destination ports; undefined: any port. */
+  readonly dports?: readonly PortRange[]
+  /** The rule matches only sockets of this UID. */
+  readonly uid?: number
+  /** An inet-family nft rule may be limited to one family by `meta nfproto`. */
+  readonly family?: Family
+}
+
+/** What a rule can do to a TCP packet that it matches. */
+export type Effect =
+  /** ends the chain with an accept (ACCEPT, or RETURN from a built-in chain) */
+  | 'accept'
+  /** binds the connection's destination NAT (DNAT, REDIRECT): no later nat rule sees it */
+  | 'bind'
+  | 'notrack'
+  /** moves the packet into another conntrack zone */
+  | 'zone'
+  /** sets the packet mark, which the mark method's bypass reads */
+  | 'mark'
+  /** rewrites the destination address or port */
+  | 'rewrite'
+  /** hands the packet to another local socket before nat */
+  | 'tproxy'
+  | 'drop'
+
+/** Where evaluation goes after the rule: on, back to the caller, or into another chain of the same table. */
+export type Flow = { readonly kind: 'next' } | { readonly kind: 'return' } | { readonly kind: 'jump' | 'goto'; readonly chain: string }
+
+export const NEXT: Flow = { kind: 'next' }
+
+/** Every effect there is: what a rule we cannot read may do. */
+export const ANY_EFFECT: readonly Effect[] = ['accept', 'bind', 'notrack', 'zone', 'mark', 'rewrite', 'tproxy']
+
+export interface SeenRule {
+  /** The rule as its tool printed it, for the report. */
+  readonly text: string
+  readonly conditions: Conditions
+  /** What it does to a matching packet; 'accept', 'bind' and 'drop' also end the chain. */
+  readonly effects: readonly Effect[]
+  readonly flow: Flow
+}
+
+export interface SeenChain {
+  readonly name: string
+  /** Set for base chains: where netfilter calls it, and in which order among the others (lower first). */
+  readonly hook?: Hook
+  readonly priority?: number
+  readonly type?: 'nat' | 'filter' | 'route'
+  readonly rules: readonly SeenRule[]
+}
+
+export interface SeenTable {
+  /** Where it lives, as a person would name it: `iptables-legacy ipv4 raw`, `nft inet foo`. */
+  readonly where: string
+  /** The families whose packets it sees. */
+  readonly families: readonly Family[]
+  readonly chains: ReadonlyMap<string, SeenChain>
+}
+
+/** The hook priorities netfilter gives the iptables tables (and nft's named priorities). */
+export const PRIORITY = { raw: -300, conntrack: -200, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 } as const
+
+/** Our nat chains run at this priority in every backend (NF_IP_PRI_NAT_DST; nft's dstnat and output -100). */
+export const OUR_NAT_PRIORITY = PRIORITY.dstnat

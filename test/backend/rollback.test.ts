@@ -1,0 +1,70 @@
+// Rollback through a recording fake at the exec seam: what is reported when a family is refused, and when the
+// rollback of the other family fails too. No root needed.
+import t from 'tap'
+import { CommandFailed, type Exec } from '../../src/backend/exec.js'
+import { createIptablesRules } from '../../src/backend/iptables-rules.js'
+import { ApplyError } from '../../src/errors.js'
+import { buildPlan } from '../../src/plan/build.js'
+import { parseSettings } from '../../src/settings/parse.js'
+
+const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true }
+
+const scripted = (refuse: (file: string, call: number) => boolean): { exec: Exec; calls: string[] } => {
+  const calls: string[] = []
+  const exec: Exec = async (file, args) => {
+    calls.push([file, ...args].join(' '))
+    if (file.endsWith('-save')) return { stdout: '', stderr: '' }
+    if (refuse(file, calls.filter(c => c.startsWith(file)).length)) throw new CommandFailed(file, `${file}: line 3 failed\n`, 3)
+    return { stdout: '', stderr: '' }
+  }
+  return { exec, calls }
+}
+
+const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
+
+t.test('IPv6 refused: IPv4 is rolled back and the refusal is what is reported', async t => {
+  const { exec, calls } = scripted(file => file === 'ip6tables-nft-restore')
+  const error = await createIptablesRules(exec, fs, 'nft').apply(plan).catch((e: unknown) => e)
+  t.type(error, ApplyError)
+  t.match((error as Error).message, /^ipv6: the kernel refused the transaction at line 3/)
+  t.equal(calls.filter(c => c.startsWith('iptables-nft-restore')).length, 2, 'IPv4 applied, then rolled back')
+})
+
+t.test('IPv6 refused and the IPv4 rollback refused too: both are named, with the state of each family', async t => {
+  const { exec } = scripted((file, call) => file === 'ip6tables-nft-restore' || (file === 'iptables-nft-restore' && call === 2))
+  const error = (await createIptablesRules(exec, fs, 'nft').apply(plan).catch((e: unknown) => e)) as ApplyError
+  t.type(error, ApplyError)
+  t.equal(error.exitCode, 4)
+  t.match(error.message, /^ipv6: the kernel refused the transaction.*; then rolling back failed too: ipv4: the kernel refused/)
+  t.match(error.message, /Now ipv4 holds the new rules \(the rollback failed\), ipv6 is unchanged \(refused\)/)
+})
+
+t.test('the explicit method: refused rules put the service sets back as they were', async t => {
+  const explicit = buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.10:80' }), ['ipv4'])
+  const restores: string[] = []
+  const exec: Exec = async (file, args, input) => {
+    if (file === 'ipset' && args[0] === 'save') return { stdout: 'create SIDECAR_SVC4_PORTS hash:net,port family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1\nadd SIDECAR_SVC4_PORTS 198.18.0.9,tcp:80\n', stderr: '' }
+    if (file === 'ipset') {
+      restores.push(input ?? '')
+      return { stdout: '', stderr: '' }
+    }
+    if (file.endsWith('-save')) return { stdout: '', stderr: '' }
+    throw new CommandFailed(file, 'line 3 failed', 3)
+  }
+  await t.rejects(createIptablesRules(exec, fs, 'nft').apply(explicit), ApplyError)
+  t.equal(restores.length, 2, 'swapped in, then swapped back')
+  t.match(restores[0], /add SIDECAR_SVC4_PORTS-next 198\.18\.0\.10,tcp:80/)
+  t.match(restores[1], /add SIDECAR_SVC4_PORTS-next 198\.18\.0\.9,tcp:80\n.*\nswap SIDECAR_SVC4_PORTS-next SIDECAR_SVC4_PORTS/s, 'the old member comes back')
+  t.match(restores[1], /destroy SIDECAR_SVC4\n/, 'a set that was not there before goes')
+})
+
+t.test('a set with our name that is not ours is refused before anything changes', async t => {
+  const explicit = buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.10' }), ['ipv4'])
+  const calls: string[] = []
+  const exec: Exec = async (file, args) => {
+    calls.push(`${file} ${args.join(' ')}`)
+    return { stdout: file === 'ipset' ? 'create SIDECAR_SVC4 hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n' : '', stderr: '' }
+  }
+  await t.rejects(createIptablesRules(exec, fs, 'nft').apply(explicit), { exitCode: 3, message: /ipset SIDECAR_SVC4 has our name but is not ours \(hash:ip/ })
+  t.same(calls, ['ipset save'], 'only read')
+})

@@ -1,0 +1,137 @@
+// "Verified" means no captured TCP can escape: for each kind of foreign rule, in every place netfilter evaluates
+// before or beside ours, verify and init give the documented result, a real connection confirms it (where we say
+// it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean.
+import t, { type Test } from 'tap'
+import type { Sandbox } from '../../src/commands/sandbox.js'
+import { foreignOf, initOk, kernelAvailable, POD6, REMOTE, snapshot, withSandbox } from '../helpers/kernel.js'
+import { BACKENDS } from '../helpers/rows.js'
+import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
+
+type Backend = (typeof BACKENDS)[number]
+
+/** The iptables variant a backend programs with, and the other one. Native nftables sits beside both. */
+const OWN: Record<Backend, string | undefined> = { 'iptables-nft': 'iptables-nft', 'iptables-legacy': 'iptables-legacy', nftables: undefined }
+const OTHER: Record<Backend, string> = { 'iptables-nft': 'iptables-legacy', 'iptables-legacy': 'iptables-nft', nftables: 'iptables-legacy' }
+
+const OUT: Path = { from: 'pod', host: REMOTE, port: 9090 }
+const IN6: Path = { from: 'remote', host: POD6, port: 8080 }
+
+interface Row {
+  readonly name: string
+  /** Backends it applies to: a rule ahead of our jump needs our jump to be in an iptables chain. */
+  readonly only?: readonly Backend[]
+  /** Puts the foreign rule in place, after our rules. */
+  readonly add: (box: Sandbox, backend: Backend) => Promise<unknown>
+  /** 'fixable': init moves our jump ahead; 'foreign': only changing the foreign rule would fix it; false: harmless. */
+  readonly escapes: 'fixable' | 'foreign' | false
+  /** The connection the rule is about, and where it lands when it escapes. */
+  readonly path: Path
+  readonly escapedTo: string
+  /** What verify's report names. */
+  readonly names?: (backend: Backend) => RegExp
+}
+
+const own = (backend: Backend, args: string[], v6 = false) => (box: Sandbox) => box.exec('pod', OWN[backend]!.replace('iptables', v6 ? 'ip6tables' : 'iptables'), args)
+
+const ROWS: readonly Row[] = [
+  {
+    name: 'a RETURN for a destination ahead of our OUTPUT jump',
+    only: ['iptables-nft', 'iptables-legacy'],
+    add: (box, b) => own(b, ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'tcp', '-d', `${REMOTE}/32`, '-j', 'RETURN'])(box),
+    escapes: 'fixable',
+    path: OUT,
+    escapedTo: 'remote',
+    names: b => new RegExp(`${b} ipv4 nat OUTPUT rule 1: -A OUTPUT -d ${REMOTE}/32 -p tcp -j RETURN`),
+  },
+  {
+    name: 'an IPv6 ACCEPT for a port ahead of our PREROUTING jump',
+    only: ['iptables-nft', 'iptables-legacy'],
+    add: (box, b) => own(b, ['-t', 'nat', '-I', 'PREROUTING', '1', '-p', 'tcp', '--dport', '8080', '-j', 'ACCEPT'], true)(box),
+    escapes: 'fixable',
+    path: IN6,
+    escapedTo: 'app',
+    names: b => new RegExp(`${b} ipv6 nat PREROUTING rule 1: .*--dport 8080 -j ACCEPT`),
+  },
+  {
+    name: 'a DNAT in the other iptables variant',
+    add: (box, b) => box.exec('pod', OTHER[b], ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '--dport', '9090', '-j', 'DNAT', '--to-destination', `${REMOTE}:9091`]),
+    escapes: 'foreign',
+    path: OUT,
+    escapedTo: 'remote-9091',
+    names: b => new RegExp(`${OTHER[b]} ipv4 nat OUTPUT rule 1: .*-j DNAT`),
+  },
+  {
+    name: 'a raw NOTRACK for a destination',
+    add: async (box, b) => {
+      const tool = OWN[b] ?? 'iptables-nft'
+      await box.exec('pod', tool, ['-t', 'raw', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '-j', 'CT', '--notrack'])
+      await box.exec('pod', tool, ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '-s', REMOTE, '-j', 'CT', '--notrack'])
+    },
+    escapes: 'foreign',
+    path: OUT,
+    escapedTo: 'remote',
+    names: b => new RegExp(`${OWN[b] ?? 'iptables-nft'} ipv4 raw OUTPUT rule 1: .*-j CT --notrack`),
+  },
+  {
+    name: 'a native nft nat chain of someone else at an earlier priority',
+    add: async box => {
+      await box.exec('pod', 'nft', ['add table inet foreign'])
+      await box.exec('pod', 'nft', ['add chain inet foreign early { type nat hook output priority -150; }'])
+      await box.exec('pod', 'nft', [`add rule inet foreign early ip daddr ${REMOTE} tcp dport 9090 dnat ip to ${REMOTE}:9091`])
+    },
+    escapes: 'foreign',
+    path: OUT,
+    escapedTo: 'remote-9091',
+    names: () => /nft inet foreign early rule 1: ip daddr 198\.18\.0\.2 tcp dport 9090 dnat ip to/,
+  },
+  {
+    name: 'harmless: UDP ahead of our jump, a RETURN in the other variant, a later native DNAT, a rule after ours',
+    add: async (box, b) => {
+      if (OWN[b]) await own(b, ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'udp', '-j', 'RETURN'])(box)
+      if (OWN[b]) await own(b, ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'RETURN'])(box)
+      await box.exec('pod', OTHER[b], ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'RETURN'])
+      await box.exec('pod', 'nft', ['add table inet foreign'])
+      await box.exec('pod', 'nft', ['add chain inet foreign late { type nat hook output priority 0; }'])
+      await box.exec('pod', 'nft', [`add rule inet foreign late ip daddr ${REMOTE} tcp dport 9090 dnat ip to ${REMOTE}:9091`])
+    },
+    escapes: false,
+    path: OUT,
+    escapedTo: 'remote',
+  },
+]
+
+const expectExit = async (t: Test, box: Sandbox, env: Record<string, string>, command: string, code: number): Promise<string> => {
+  const result = await box.runInit({ ISTIO_VERIFY: 'rules', ...env }, [command])
+  t.equal(result.exitCode, code, `${command} exits ${code}`, { output: result.output })
+  return result.output
+}
+
+for (const backend of BACKENDS) {
+  for (const row of ROWS.filter(r => !r.only || r.only.includes(backend))) {
+    t.test(`${backend}: ${row.name}`, async t => {
+      if (!kernelAvailable(t)) return
+      const box = await withSandbox(t)
+      await box.serve('pod', ['proxy=[::]:5001', 'app=[::]:8080'])
+      await box.serve('remote', ['remote=[::]:9090', 'remote-9091=[::]:9091'])
+      const env = { ISTIO_BACKEND: backend }
+      await initOk(t, box, env)
+      await row.add(box, backend)
+      const foreign = foreignOf(await snapshot(box))
+      const verified = await expectExit(t, box, env, 'verify', row.escapes ? 5 : 0)
+      if (row.names) t.match(verified, row.names(backend), 'verify names the rule, its variant, table, chain and position')
+      if (row.escapes) await expectBypassed(t, box, row.path, row.escapedTo)
+      else await expectCaptured(t, box, row.path)
+      t.equal(foreignOf(await snapshot(box)), foreign, 'verify touched nothing')
+      const init = await expectExit(t, box, env, 'init', row.escapes === 'foreign' ? 5 : 0)
+      if (row.escapes === 'foreign') t.match(init, /init cannot change it without touching a rule that is not ours/)
+      if (row.escapes === false) t.match(init, /already in place, left untouched/)
+      t.equal(foreignOf(await snapshot(box)), foreign, 'init left the foreign rules byte-identical')
+      if (row.escapes === 'fixable') {
+        await expectCaptured(t, box, row.path)
+        await expectExit(t, box, env, 'verify', 0)
+      }
+      await expectExit(t, box, env, 'clean', 0)
+      t.equal(foreignOf(await snapshot(box)), foreign, 'clean left the foreign rules byte-identical')
+    })
+  }
+}
