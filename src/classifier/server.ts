@@ -20,6 +20,11 @@ export const MAX_CONNECTIONS = 64
 // The kernel queues at most this many connections not yet accepted, so at most this many are open before the
 // refusal of each can close it: with the cap above, this bounds the descriptors the classifier needs.
 export const BACKLOG = 128
+// Closing a unix socket with unread input resets it, and the peer may then lose the answer: so after answering,
+// what the peer still sends is read and dropped until it closes, for at most this long, and by at most
+// MAX_CLOSING connections at once (beyond that, a flood, they are closed at once).
+const CLOSE_GRACE_MS = 100
+const MAX_CLOSING = 256
 
 export interface ClassifierOptions {
   readonly socket: string
@@ -36,6 +41,7 @@ const hex = (n: number | undefined): string => (n === undefined ? '-' : `0x${n.t
 
 const createHandler = (options: ClassifierOptions) => {
   let serving = 0
+  let closing = 0
   return (socket: net.Socket): void => {
     let peer: PeerCredentials | undefined
     let asker: Asker | undefined
@@ -53,8 +59,13 @@ const createHandler = (options: ClassifierOptions) => {
         outcome,
         ...(reason && { reason }),
       })
-      // Closed as soon as the answer is out: a client that never reads or closes holds nothing.
-      socket.end(`${JSON.stringify(reply)}\n`, () => socket.destroy())
+      socket.end(`${JSON.stringify(reply)}\n`)
+      if (closing >= MAX_CLOSING) return void socket.destroy()
+      closing += 1
+      const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
+      socket.once('close', () => (clearTimeout(grace), (closing -= 1)))
+      socket.once('end', () => socket.destroy())
+      socket.resume()
     }
     const refuse = (reason: string, classid?: number): void => finish({ ok: false, error: reason }, 'refused', classid, reason)
 
