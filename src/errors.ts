@@ -80,4 +80,13 @@ export class ClassifierError extends SidecarError {
   }
 }
 
+/** `ready`: nothing accepted a connection on the proxy's port within ISTIO_READY_SECONDS. */
+export class NotReadyError extends SidecarError {
+  readonly code = 'E_NOT_READY'
+  readonly exitCode = 8
+  constructor(message: string) {
+    super(message)
+  }
+}
+
 export const isSidecarError = (error: unknown): error is SidecarError => error instanceof SidecarError

@@ -13,6 +13,8 @@ export interface Io {
   readonly fs: HostFs
   readonly lock: () => Promise<() => Promise<void>>
   readonly now: () => number
+  /** now() when our first line of JavaScript ran: the report's timings start there. */
+  readonly startedAt: number
   readonly out: Output
 }
 
@@ -29,7 +31,8 @@ const realFs: HostFs = {
   canOpenIpv6: () => canOpenIpv6(),
 }
 
-export const realIo = (): Io => ({
+export const realIo = (startedAt = performance.now()): Io => ({
+  startedAt,
   exec: realExec,
   fs: realFs,
   lock: () => acquireNetnsLock(),

@@ -55,6 +55,11 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         const { runClassifier } = await import('./commands/classifier.js')
         return await runClassifier(settings, parseClassifierSettings(env, flags), parseAgentSettings(env, flags), io, logger)
       }
+      case 'ready': {
+        const { runReady } = await import('./commands/ready.js')
+        await runReady(settings, parseAgentSettings(env, flags), io.now, logger)
+        break
+      }
       case 'run': {
         const { runAgent } = await import('./commands/run.js')
         return await runAgent(settings, parseAgentSettings(env, flags), rest, io, logger)

@@ -18,6 +18,7 @@ const runCaptured = async (argv: string[], env: Record<string, string> = {}): Pr
     fs: { readFile: unused, readDir: unused, canOpenIpv6: unused },
     lock: unused,
     now: () => 0,
+    startedAt: 0,
     out: { write: text => void (stdout += text), error: text => void (stderr += text) },
   }
   const code = await run(argv, env, io)

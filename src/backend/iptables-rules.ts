@@ -49,11 +49,17 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
     }
   }
   let ipv4Pending = ipv4Saved
-  const firstRead = (family: Family): Promise<string> => {
-    const saved = family === 'ipv4' ? ipv4Pending : undefined
+  const firstReads = new Map<Family, string>()
+  const firstRead = async (family: Family): Promise<string> => {
+    const pending = family === 'ipv4' ? ipv4Pending : undefined
     ipv4Pending = undefined
-    return saved === undefined ? tables.save(family) : Promise.resolve(saved)
+    const saved = pending ?? (await tables.save(family))
+    firstReads.set(family, saved)
+    return saved
   }
+  // A family apply left untouched is read back from apply's own read: it was made under the namespace lock in this
+  // same run, so nothing of ours can have changed since, and a second read would only cost a process per family.
+  const unchanged = new Map<Family, string>()
   return {
     name: tables.name,
     apply: async plan => {
@@ -61,6 +67,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       const before = sets.length > 0 ? ownedSets(parseIpsetSave(await ipset(['save'])), setNames(sets)) : new Map<string, SavedSet>()
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
+      unchanged.clear()
       const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
@@ -70,6 +77,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         }
         throw error
       })
+      for (const outcome of outcomes) if (!outcome.changed) unchanged.set(outcome.family, firstReads.get(outcome.family)!)
       const families = targets.map((t, i) => ({
         scope: t.plan.family,
         count: ruleCount(t),
@@ -89,7 +97,8 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const [want, have] = [ipsetMembers(set), live.get(name)]
         return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
       })
-      const [ruleset, saved] = await Promise.all([readRuleset(exec), Promise.all(plan.families.map(p => tables.save(p.family)))])
+      const [ruleset, saved] = await Promise.all([readRuleset(exec), Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family)))])
+      unchanged.clear()
       const families = await Promise.all(
         targetsOf(plan).map(async ({ plan: p, desired }, i) => {
           const text = saved[i]!

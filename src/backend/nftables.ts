@@ -73,17 +73,22 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     const lines = found.flat().flatMap(describeFinding)
     return lines.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our redirect:', ...lines.map(l => `  ${l}`)]
   }
+  // When apply changed nothing, its read (made under the namespace lock in this same run) is the read-back too.
+  let unchanged: Ruleset | undefined
   return {
     name: 'nftables',
     apply: async plan => {
       const desired = renderNftTable(plan)
-      const changed = diff(desired, ourTable(await readRuleset(exec))).length > 0
+      const before = await readRuleset(exec)
+      const changed = diff(desired, ourTable(before)).length > 0
+      unchanged = changed ? undefined : before
       if (changed) await run(renderNftTransaction(desired))
       const rules = desired.split('\n').filter(l => l.startsWith('\t\t') && !l.includes(' hook ')).length
       return [{ scope: SCOPE, count: rules, unit: 'rules', where: `table ${OURS}`, changed }]
     },
     readBack: async plan => {
-      const ruleset = await readRuleset(exec)
+      const ruleset = unchanged ?? (await readRuleset(exec))
+      unchanged = undefined
       return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset))] }]
     },
     clean: async () => {

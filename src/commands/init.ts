@@ -22,7 +22,6 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     timings[`${phase}Ms`] = round(io.now() - start)
     return result
   }
-  const started = io.now()
   const { prepared, outcomes, drifts, live } = await withLock(io, async () => {
     const prepared = await timed('probe', () => prepare(settings, io))
     const { backend, plan, facts } = prepared
@@ -34,7 +33,9 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     return { prepared, outcomes, drifts, live }
   })
   const applied = outcomes.map(o => `${o.scope}: ${o.count} ${o.unit} in ${o.where}, ${o.changed ? 'applied' : 'already in place, left untouched'}`)
-  timings['totalMs'] = round(io.now() - started)
+  // From our first line of JavaScript (module loading and settings included); Node's own start comes before it.
+  timings['nodeStartMs'] = round(io.startedAt)
+  timings['totalMs'] = round(io.now() - io.startedAt)
   logger.report('init', `sidecar-redirect init: ok in ${timings['totalMs']} ms`, {
     settings: formatSettings(settings),
     backend: describeBackend(prepared),

@@ -3,7 +3,7 @@
 // it checks that the proxy's identity is the one the rules exempt, then supervises the proxy.
 
 import { createRequire } from 'node:module'
-import { spawnInherited } from '../backend/exec.js'
+import { spawnInherited } from '../backend/processes.js'
 import { ensureNetClsGroup, isInGroupFor, joinGroup, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
 import { requestClassification } from '../classifier/client.js'
 import { ConfigError, PrivilegeError } from '../errors.js'
@@ -98,5 +98,5 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
   await checkIdentity(settings, logger)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]
-  return supervise({ command: file, args: argv, restart: agent.restart, spawn: spawnInherited, logger, now: io.now })
+  return supervise({ command: file, args: argv, restart: agent.restart, drainMs: agent.drainSeconds * 1000, spawn: spawnInherited, logger, now: io.now })
 }

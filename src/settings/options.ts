@@ -238,6 +238,22 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
     help: 'run, cgroup method: ask the node classifier on this socket for the net_cls group (no root needed)',
     parse: (t, w) => (t.trim() === '' ? undefined : parsePath(t, w)),
   },
+  drainSeconds: {
+    env: 'ISTIO_DRAIN_SECONDS',
+    flag: 'drain-seconds',
+    // Below Kubernetes' default terminationGracePeriodSeconds (30), so the agent, not the kubelet, ends a proxy
+    // that will not stop, and says so.
+    default: '20',
+    help: 'run: after SIGTERM or SIGINT, how long to wait for the proxy to exit before killing it (SIGKILL)',
+    parse: (t, w) => parseInteger(t, w, 0, 3600, 'whole seconds from 0 to 3600'),
+  },
+  readySeconds: {
+    env: 'ISTIO_READY_SECONDS',
+    flag: 'ready-seconds',
+    default: '30',
+    help: 'ready: how long to wait for the proxy to accept a connection on ISTIO_PROXY_PORT before giving up',
+    parse: (t, w) => parseInteger(t, w, 0, 3600, 'whole seconds from 0 to 3600'),
+  },
 }
 
 const DEFAULT_CLASSIFIER_SOCKET = '/run/sidecar-redirect/classifier.sock'

@@ -65,6 +65,10 @@ export interface AgentSettings {
   readonly netClsRoot: string
   /** The node classifier's socket; when set, the agent asks it for the net_cls group instead of joining itself. */
   readonly classifierSocket: string | undefined
+  /** After SIGTERM or SIGINT, the seconds the proxy has to exit before it is killed. */
+  readonly drainSeconds: number
+  /** How long `ready` waits for the proxy's port to accept a connection. */
+  readonly readySeconds: number
 }
 
 /** What the node-level classifier needs beyond Settings. */

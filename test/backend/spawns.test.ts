@@ -23,11 +23,12 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
     readDir: async path => (path === '/proc/sys/net/ipv6/conf' ? ['all', 'default', 'lo', 'eth0'] : []),
   },
   lock: async () => async () => undefined,
+  startedAt: performance.now(),
   now: () => performance.now(),
   out: { write: text => void printed.push(text), error: text => void printed.push(text) },
 })
 
-t.test('init starts at most 3 processes per family plus one ruleset read, and 2 per family when nothing changes', async t => {
+t.test('init starts at most 3 processes per family plus one ruleset read, and 1 per family when nothing changes', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
   const calls: Call[] = []
@@ -49,7 +50,8 @@ t.test('init starts at most 3 processes per family plus one ruleset read, and 2 
   t.match(restore?.input, /^\*nat\n[\s\S]*COMMIT\n$/)
   calls.length = 0
   await runInit(settings, ioFor(exec, printed), createLogger('text', { write: () => undefined, error: () => undefined }))
-  t.same([ofFamily('iptables-nft-'), ofFamily('ip6tables-nft-')], [['save', 'save'], ['save', 'save']], 'a re-run only reads')
+  t.same([ofFamily('iptables-nft-'), ofFamily('ip6tables-nft-')], [['save'], ['save']], 'a re-run reads each family once, under the lock')
+  t.equal(calls.length, 3, 'and the ruleset once')
 })
 
 t.test('a refused transaction becomes an ApplyError naming the family, the line and its text', async t => {
@@ -76,4 +78,21 @@ t.test('stderr that merely mentions a permission word is not a permission error'
   t.notOk(error instanceof EnvironmentError, 'exit 2 with the word in it is a plain failure')
   const denied = await realExec('sh', ['-c', 'echo "Could not fetch rule set generation id: Permission denied (you must be root)" >&2; exit 4']).catch((e: unknown) => e)
   t.type(denied, EnvironmentError)
+})
+
+t.test('native nftables: the ruleset, one transaction and the read-back fresh; one read when nothing changes', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const calls: Call[] = []
+  const exec: Exec = (file, args, input) => {
+    calls.push({ file, args, input })
+    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
+  }
+  const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_BACKEND: 'nftables' })
+  const quiet = createLogger('text', { write: () => undefined, error: () => undefined })
+  await runInit(settings, ioFor(exec, []), quiet)
+  t.same(calls.map(c => `${c.file} ${c.args.join(' ')}`), ['nft list ruleset', 'nft -f -', 'nft list ruleset'])
+  calls.length = 0
+  await runInit(settings, ioFor(exec, []), quiet)
+  t.same(calls.map(c => `${c.file} ${c.args.join(' ')}`), ['nft list ruleset'], 'a re-run reads once, under the lock')
 })

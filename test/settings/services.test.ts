@@ -4,7 +4,7 @@ import { buildPlan } from '../../src/plan/build.js'
 import { ipsetMembers, parseIpsetSave, renderIpsetSwap } from '../../src/plan/render-ipset.js'
 import { renderNftTable } from '../../src/plan/render-nft.js'
 import { loadSettings } from '../../src/settings/load.js'
-import { formatService, parseService, parseServiceFile, refuseOverlaps } from '../../src/settings/services.js'
+import { formatService, parseService, parseServiceFile, parseServiceList, refuseOverlaps, type Located } from '../../src/settings/services.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
 t.test('service entries: IPv4 with or without port, IPv6 bracketed when a port follows', async t => {
@@ -71,4 +71,42 @@ t.test('sets render as ipset members and nft elements, one rule per set however 
   const many = parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: Array.from({ length: 500 }, (_, i) => `198.18.${i >> 8}.${i & 255}:80`).join(',') })
   const rules = buildPlan(many, ['ipv4']).families[0]!.chains.flatMap(c => c.rules).length
   t.equal(rules, buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80' }), ['ipv4']).families[0]!.chains.flatMap(c => c.rules).length, 'the rule count does not grow with the services')
+})
+
+t.test('the overlap check agrees with comparing every pair, on random lists', async t => {
+  const { cidrRange } = await import('../../src/settings/cidr.js')
+  // A small address space and few ports, so random entries nest, repeat and clash often.
+  let seed = 7
+  const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n)
+  const entry = (): string => {
+    const prefix = 28 + random(5)
+    const address = `198.18.0.${random(64)}/${prefix}`
+    if (random(3) === 0) return address
+    const from = 1 + random(20)
+    return `${address}:${from}-${from + random(4)}`
+  }
+  const pairwise = (located: Located[]): boolean =>
+    located.some((a, i) =>
+      located.slice(0, i).some(b => {
+        if ((a.service.ports === undefined) !== (b.service.ports === undefined)) return false
+        const [a0, a1] = cidrRange(a.service.cidr)
+        const [b0, b1] = cidrRange(b.service.cidr)
+        const ports = !a.service.ports || !b.service.ports || (a.service.ports.from <= b.service.ports.to && b.service.ports.from <= a.service.ports.to)
+        return a0 <= b1 && b0 <= a1 && ports
+      }),
+    )
+  let clashes = 0
+  for (let round = 0; round < 300; round++) {
+    const located = parseServiceList(Array.from({ length: 1 + random(12) }, entry).join(','), 'ISTIO_SERVICES')
+    const expected = pairwise(located)
+    let refused = false
+    try {
+      refuseOverlaps(located)
+    } catch {
+      refused = true
+    }
+    if (refused !== expected) t.fail(`disagrees on ${located.map(l => l.text).join(', ')}`)
+    clashes += expected ? 1 : 0
+  }
+  t.ok(clashes > 50 && clashes < 250, `both outcomes were exercised (${clashes} of 300 lists clash)`)
 })
