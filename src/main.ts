@@ -20,7 +20,9 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
   try {
     const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
+    const settingsStart = io.now()
     const settings = await loadSettings(env, flags, readServicesFile)
+    const settingsMs = Math.round((io.now() - settingsStart) * 10) / 10
     logger = createLogger(settings.logFormat, io.out)
     const timeoutMs = settings.execTimeout * 1000
     io = { ...ioIn, exec: (file, args, input, options) => ioIn.exec(file, args, input, { timeoutMs, ...options }) }
@@ -30,7 +32,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
     }
     switch (command) {
       case 'init':
-        await runInit(settings, io, logger)
+        await runInit(settings, io, logger, { settingsMs })
         break
       case 'plan':
         runPlan(settings, io.out)

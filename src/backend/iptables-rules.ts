@@ -6,7 +6,7 @@ import { ApplyError, EnvironmentError } from '../errors.js'
 import { describeFinding, findEscapes } from '../path/analyze.js'
 import { parseSave, seenTables } from '../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../plan/owned.js'
-import { ipsetMembers, isOwnedIpset, parseIpsetSave, renderIpsetSwap, renderIpsetUndo, type SavedSet } from '../plan/render-ipset.js'
+import { ipsetMembers, isOwnedIpset, parseIpsetSave, parseIpsetTerse, renderIpsetDone, renderIpsetSwap, renderIpsetUndo, type SavedSet } from '../plan/render-ipset.js'
 import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from '../plan/render-iptables.js'
 import type { Plan, ServiceSet } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
@@ -64,19 +64,21 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
     name: tables.name,
     apply: async plan => {
       const sets = plan.families.flatMap(f => f.sets)
-      const before = sets.length > 0 ? ownedSets(parseIpsetSave(await ipset(['save'])), setNames(sets)) : new Map<string, SavedSet>()
+      // Only the headers: enough to tell ours from a foreign set with our name, and cheap at 100,000 members.
+      const before = sets.length > 0 ? ownedSets(parseIpsetTerse(await ipset(['list', '-t'])), setNames(sets)) : new Map<string, SavedSet>()
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
       unchanged.clear()
       const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
-          await ipset(['restore'], renderIpsetUndo(sets, before)).catch((undo: unknown) => {
+          await ipset(['restore'], renderIpsetUndo(sets, new Set(before.keys()))).catch((undo: unknown) => {
             throw new ApplyError(`${(error as Error).message}; then putting the service sets back failed too: ${(undo as Error).message}`, { cause: error })
           })
         }
         throw error
       })
+      if (sets.length > 0) await ipset(['restore'], renderIpsetDone(sets))
       for (const outcome of outcomes) if (!outcome.changed) unchanged.set(outcome.family, firstReads.get(outcome.family)!)
       const families = targets.map((t, i) => ({
         scope: t.plan.family,

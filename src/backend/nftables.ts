@@ -2,6 +2,7 @@
 // at once, atomically), read back from `nft list ruleset` and compared as text, removed whole by clean. The ruleset
 // is read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
 
+import { byCodeUnits } from '../order.js'
 import { ApplyError, EnvironmentError } from '../errors.js'
 import { describeFinding, findEscapes } from '../path/analyze.js'
 import { NFT_TABLE, NFT_TABLE_COMMENT } from '../plan/owned.js'
@@ -33,7 +34,7 @@ const splitElements = (text: string): { structure: string[]; elements: Map<strin
     pending = `${pending ?? ''} ${line}`
     if (!line.includes('}')) continue
     const body = pending.slice(pending.indexOf('{') + 1, pending.lastIndexOf('}'))
-    elements.set(set, body.split(',').map(e => e.trim()).filter(Boolean).sort())
+    elements.set(set, body.split(',').map(e => e.trim()).filter(Boolean).sort(byCodeUnits))
     pending = undefined
   }
   return { structure, elements }

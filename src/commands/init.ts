@@ -11,11 +11,12 @@ import { describeBackend, describeFamilies, prepare, withLock } from './prepare.
 
 const round = (ms: number): number => Math.round(ms * 10) / 10
 
-export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Promise<void> => {
+/** `before` holds timings taken before init itself ran (reading and checking the settings). */
+export const runInit = async (settings: Settings, ioIn: Io, logger: Logger, before: Record<string, number> = {}): Promise<void> => {
   // Every process started is counted: each costs a few milliseconds of every pod's start.
   let processes = 0
   const io: Io = { ...ioIn, exec: (...args) => (processes++, ioIn.exec(...args)) }
-  const timings: Record<string, number> = {}
+  const timings: Record<string, number> = { ...before }
   const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
     const start = io.now()
     const result = await work()
@@ -23,7 +24,7 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger): Pro
     return result
   }
   const { prepared, outcomes, drifts, live } = await withLock(io, async () => {
-    const prepared = await timed('probe', () => prepare(settings, io))
+    const prepared = await prepare(settings, io, timed)
     const { backend, plan, facts } = prepared
     const outcomes = await timed('apply', () => backend.apply(plan))
     const drifts = await timed('read-back', () => backend.readBack(plan))

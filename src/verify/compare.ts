@@ -1,6 +1,7 @@
 // Compares the state read back from the kernel with the planned one, exactly and in order, and explains any
 // difference as a small line diff a person can read in a pod's log.
 
+import { byCodeUnits } from '../order.js'
 import type { NatState } from '../plan/render-iptables.js'
 
 /** Longest-common-subsequence diff; our chains are tens of lines, so the quadratic table is cheap. */
@@ -67,6 +68,6 @@ export const compareState = (desired: NatState, live: NatState): string[] => {
     if (!have) return [`chain ${name}: missing`]
     return diffSection(`chain ${name}:`, want, have)
   })
-  const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort()
+  const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort(byCodeUnits)
   return [...diffSection('jumps from built-in chains:', sortedJumps(desired.jumps), sortedJumps(live.jumps)), ...chainDiffs]
 }

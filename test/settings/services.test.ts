@@ -61,7 +61,7 @@ t.test('sets render as ipset members and nft elements, one rule per set however 
   const v4 = plan.families[0]!.sets
   t.same(v4.map(ipsetMembers), [['198.18.1.0/24'], ['198.18.0.10,tcp:80', '198.18.0.10,tcp:81', '198.18.0.10,tcp:82']])
   const swap = renderIpsetSwap(v4)
-  t.match(swap, /^create SIDECAR_SVC4-next hash:net family inet hashsize 1024 maxelem 65536 comment -exist\nflush SIDECAR_SVC4-next\nadd SIDECAR_SVC4-next 198\.18\.1\.0\/24\ncreate SIDECAR_SVC4 .* -exist\nswap SIDECAR_SVC4-next SIDECAR_SVC4\ndestroy SIDECAR_SVC4-next\n/)
+  t.match(swap, /^create SIDECAR_SVC4-next hash:net family inet hashsize 1024 maxelem 65536 comment -exist\nflush SIDECAR_SVC4-next\nadd SIDECAR_SVC4-next 198\.18\.1\.0\/24\ncreate SIDECAR_SVC4 .* -exist\nswap SIDECAR_SVC4-next SIDECAR_SVC4\ncreate SIDECAR_SVC4_PORTS-next /)
   t.same([...parseIpsetSave('create SIDECAR_SVC4 hash:net family inet comment\nadd SIDECAR_SVC4 198.18.1.0/24\nadd SIDECAR_SVC4 198.18.0.1\n').entries()], [
     ['SIDECAR_SVC4', { header: 'hash:net family inet comment', members: ['198.18.0.1', '198.18.1.0/24'] }],
   ])
