@@ -23,6 +23,15 @@ export class ConfigError extends SidecarError {
   }
 }
 
+/** The command line names a command or flag that does not exist, or a setting is misspelt under ISTIO_STRICT_ENV. */
+export class UsageError extends SidecarError {
+  readonly code = 'E_CONFIG'
+  readonly exitCode = 2
+  constructor(message: string) {
+    super(message)
+  }
+}
+
 /** The environment cannot do the job: a tool or kernel feature is missing, or we lack the right. */
 export class EnvironmentError extends SidecarError {
   readonly code = 'E_ENVIRONMENT'

@@ -18,6 +18,11 @@ export interface Logger {
   error(code: string, message: string, details?: readonly string[]): void
 }
 
+// Text from outside (a tool's stderr, a cause's message) may hold newlines or NULs: escaped as JSON does, so an
+// error stays one line per part whatever it quotes.
+const CONTROL = /[\u0000-\u001f\u007f]/g
+export const escapeControl = (text: string): string => text.replace(CONTROL, c => JSON.stringify(c).slice(1, -1))
+
 const textOf = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value))
 
 const linesOf = (value: unknown): string[] => {
@@ -44,5 +49,5 @@ export const createLogger = (format: LogFormat, out: Output): Logger =>
           out.write(`${[title, ...Object.entries(sections).map(([k, v]) => indentSection(k, v))].join('\n')}\n`),
         event: (event, message) => out.error(`sidecar-redirect ${event}: ${message}\n`),
         error: (code, message, details = []) =>
-          out.error(`${[`sidecar-redirect: ${message} [${code}]`, ...details.map(d => `  ${d}`)].join('\n')}\n`),
+          out.error(`${[`sidecar-redirect: ${escapeControl(message)} [${code}]`, ...details.map(d => `  ${escapeControl(d)}`)].join('\n')}\n`),
       }

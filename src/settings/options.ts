@@ -131,7 +131,7 @@ export const OPTIONS: OptionTable<Settings> = {
         refuseOverlaps(located)
       } catch (error) {
         // Quote the variable's whole value, as every refusal does; the accepted text names the two entries.
-        if (error instanceof ConfigError) throw new ConfigError(w, t, `${error.accepted} ("${error.value}" is the other)`)
+        if (error instanceof ConfigError) throw new ConfigError(w, t, `${error.accepted} (${JSON.stringify(error.value)} is the other)`)
         throw error
       }
       return located.map(l => l.service)
@@ -172,6 +172,20 @@ export const OPTIONS: OptionTable<Settings> = {
     help: 'text, or json for one JSON object per event',
     parse: (t, w) => parseChoice(t, w, ['text', 'json']),
   },
+  execTimeout: {
+    env: 'ISTIO_EXEC_TIMEOUT',
+    flag: 'exec-timeout',
+    default: '30',
+    help: 'seconds each program init starts (iptables-restore, nft, ipset, ...) may run; then it is killed and init exits 3',
+    parse: (t, w) => parseInteger(t, w, 1, 3600, 'whole seconds from 1 to 3600'),
+  },
+  strictEnv: {
+    env: 'ISTIO_STRICT_ENV',
+    flag: 'strict-env',
+    default: 'false',
+    help: 'true: an ISTIO_* variable that is not a setting but close to one is an error (exit 2), not a warning',
+    parse: (t, w) => parseChoice(t, w, ['true', 'false']) === 'true',
+  },
 }
 
 /** Settings of the proxy agent (`run`) only. */
@@ -188,6 +202,13 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
       if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(text)) throw new ConfigError(w, t, `a user name or ${ID_ACCEPTED}`)
       return text
     },
+  },
+  groups: {
+    env: 'ISTIO_PROXY_GROUPS',
+    flag: 'groups',
+    default: '',
+    help: "run: the proxy's supplementary groups besides its primary GID, comma-separated GIDs; empty means none",
+    parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32 - 1, 'comma-separated GIDs from 1 to 4294967294 (GID 0, root\'s group, is never given to the proxy)', t)),
   },
   restart: {
     env: 'ISTIO_AGENT_RESTART',

@@ -56,7 +56,7 @@ export interface Located {
 export const parseServiceEntries = (entries: readonly { text: string; at: string }[], variable: string, whole?: string): Located[] =>
   entries.map(({ text, at }) => {
     const service = parseService(text)
-    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); "${text}" is not one`)
+    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`)
     return { service, variable, where: at, text }
   })
 
@@ -91,7 +91,7 @@ const portClash = (open: Open, ports: PortRange): Located | undefined => {
 }
 
 const clash = (current: Located, earlier: Located): ConfigError => {
-  const other = `${earlier.variable === current.variable ? '' : `${earlier.variable} `}${earlier.where}${earlier.text}`
+  const other = `${earlier.variable === current.variable ? '' : `${earlier.variable} `}${JSON.stringify(`${earlier.where}${earlier.text}`)}`
   return new ConfigError(current.variable, `${current.where}${current.text}`, `entries that do not overlap; it overlaps ${other}`)
 }
 
@@ -137,12 +137,12 @@ export const parseServiceList = (text: string, variable: string): Located[] =>
     text,
   )
 
+/** One line of a services file, `at` saying where it is ("line 3: "); undefined for a blank or comment line. Pure. */
+export const parseServiceLine = (line: string, at: string, variable: string): Located | undefined => {
+  const text = line.replace(/#.*/, '').trim()
+  return text === '' ? undefined : parseServiceEntries([{ text, at }], variable)[0]
+}
+
 /** The services in a services file: one per line, `#` starts a comment. Pure; throws ConfigError naming the line. */
 export const parseServiceFile = (content: string, variable: string): Located[] =>
-  parseServiceEntries(
-    content
-      .split('\n')
-      .map((line, i) => ({ text: line.replace(/#.*/, '').trim(), at: `line ${i + 1}: ` }))
-      .filter(e => e.text !== ''),
-    variable,
-  )
+  content.split('\n').flatMap((line, i) => parseServiceLine(line, `line ${i + 1}: `, variable) ?? [])

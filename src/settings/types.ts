@@ -48,12 +48,18 @@ export interface Settings {
   readonly ipv6: Ipv6Mode
   readonly verify: VerifyMode
   readonly logFormat: LogFormat
+  /** Seconds a program init starts (iptables-restore, nft, ipset...) may run before it is killed. */
+  readonly execTimeout: number
+  /** A misspelt ISTIO_* variable is an error (exit 2) rather than a warning. */
+  readonly strictEnv: boolean
 }
 
 /** What the proxy agent (`run`) needs beyond Settings. */
 export interface AgentSettings {
   /** A user name, or a numeric UID; undefined means Settings.proxyUid. */
   readonly user: string | number | undefined
+  /** The proxy's supplementary groups besides its primary GID: exactly these, never the group database's. */
+  readonly groups: readonly number[]
   readonly restart: 'no' | 'on-failure'
   readonly nofile: number | undefined
   readonly netClsRoot: string
