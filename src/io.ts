@@ -2,7 +2,7 @@
 
 import { readdir, readFile } from 'node:fs/promises'
 import type { HostFs } from './backend/detect.js'
-import { realExec, type Exec } from './backend/exec.js'
+import { realExec, type Exec } from './exec/exec.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'

@@ -6,7 +6,7 @@
 
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Supervised } from '../backend/processes.js'
+import type { Supervised } from '../exec/processes.js'
 import type { Logger } from '../log.js'
 
 export interface SuperviseOptions {

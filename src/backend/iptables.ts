@@ -3,7 +3,7 @@
 
 import { ApplyError, EnvironmentError } from '../errors.js'
 import type { Family } from '../settings/types.js'
-import { CommandFailed, type Exec } from './exec.js'
+import { CommandFailed, type Exec } from '../exec/exec.js'
 
 export type Variant = 'nft' | 'legacy'
 

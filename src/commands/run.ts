@@ -3,7 +3,7 @@
 // it checks that the proxy's identity is the one the rules exempt, then supervises the proxy.
 
 import { createRequire } from 'node:module'
-import { spawnInherited } from '../backend/processes.js'
+import { spawnInherited } from '../exec/processes.js'
 import { ensureNetClsGroup, isInGroupFor, joinGroup, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
 import { requestClassification } from '../classifier/client.js'
 import { ConfigError, PrivilegeError } from '../errors.js'

@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import type { Exec, ExecResult } from '../backend/exec.js'
-import { runForStatus, startProcess, type Started, type Status } from '../backend/processes.js'
+import type { Exec, ExecResult } from '../exec/exec.js'
+import { runForStatus, startProcess, type Started, type Status } from '../exec/processes.js'
 import { EnvironmentError } from '../errors.js'
 
 export type Where = 'pod' | 'remote'

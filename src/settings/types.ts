@@ -1,6 +1,5 @@
 // The one validated, typed view of what the user asked for. Everything after parsing reads only this.
 
-import type { Service } from './services.js'
 
 export type Family = 'ipv4' | 'ipv6'
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
@@ -21,6 +20,13 @@ export interface Cidr {
   /** Network address in the canonical text form iptables-save prints (host bits cleared). */
   readonly address: string
   readonly prefix: number
+}
+
+/** One service the explicit method captures: an address range, and a port range or every port. */
+export interface Service {
+  readonly cidr: Cidr
+  /** undefined: every port of the address. */
+  readonly ports: PortRange | undefined
 }
 
 export interface Mark {

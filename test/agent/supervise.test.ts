@@ -1,6 +1,6 @@
 // The supervisor with real child processes (small shell scripts), no privileges needed.
 import t from 'tap'
-import { spawnInherited } from '../../src/backend/processes.js'
+import { spawnInherited } from '../../src/exec/processes.js'
 import { backoffMs, supervise } from '../../src/agent/supervise.js'
 import { ConfigError } from '../../src/errors.js'
 import { createLogger } from '../../src/log.js'

@@ -1,7 +1,7 @@
 // Rollback through a recording fake at the exec seam: what is reported when a family is refused, and when the
 // rollback of the other family fails too. No root needed.
 import t from 'tap'
-import { CommandFailed, type Exec } from '../../src/backend/exec.js'
+import { CommandFailed, type Exec } from '../../src/exec/exec.js'
 import { createIptablesRules } from '../../src/backend/iptables-rules.js'
 import { ApplyError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'

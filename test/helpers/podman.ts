@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import { parse } from 'yaml'
-import { runForStatus } from '../../src/backend/processes.js'
+import { runForStatus } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 
 export const NETWORK = 'sr-test'

@@ -4,7 +4,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t from 'tap'
-import { runForStatus } from '../../src/backend/processes.js'
+import { runForStatus } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
 import { addressOf, expectCapturedPod, NETWORK, playInOrder, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
 

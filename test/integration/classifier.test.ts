@@ -3,7 +3,7 @@
 import { chmodSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Started } from '../../src/backend/processes.js'
+import type { Started } from '../../src/exec/processes.js'
 import { classidOf, groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { readStatus } from '../../src/privilege/status.js'

@@ -3,7 +3,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Started } from '../../src/backend/processes.js'
+import type { Started } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 import { kernelAvailable, programs, withSandbox } from '../helpers/kernel.js'
 

@@ -2,7 +2,7 @@
 // `entrypoint run`, which must carry app traffic both ways without looping, run as UID 1337 with exactly the
 // privileges its method needs, and stay classified across a crash and restart.
 import t, { type Test } from 'tap'
-import type { Started } from '../../src/backend/processes.js'
+import type { Started } from '../../src/exec/processes.js'
 import { classidOf } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { CAP_NET_ADMIN, readStatus } from '../../src/privilege/status.js'
@@ -178,7 +178,7 @@ t.test('the demo works from an install only root can read, as a clone in /root i
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   for (const part of ['dist', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix']) cpSync(`${root}/${part}`, `${dir}/${part}`, { recursive: true })
   chmodSync(dir, 0o700)
-  const { runForStatus } = await import('../../src/backend/processes.js')
+  const { runForStatus } = await import('../../src/exec/processes.js')
   const result = await runForStatus('env', ['-u', 'NODE_OPTIONS', process.execPath, `${dir}/dist/cli.mjs`, 'demo'])
   t.equal(result.exitCode, 0, { output: result.output })
   t.match(result.output, /every connection went where the design says/)
