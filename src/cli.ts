@@ -8,7 +8,7 @@ import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
   init: 'plan, apply and verify the rules, then exit (the default)',
-  plan: 'print the iptables-restore payload init would apply; needs no root and changes nothing',
+  plan: 'print what init would write with the chosen backend (ipset and iptables-restore payloads, or nft); needs no root and changes nothing',
   verify: 'compare the live rules with the plan, exactly and in order; exit 5 on any drift',
   clean: 'remove every chain and jump init added; other rules stay as they are',
   demo: 'build a throwaway pod and remote host in network namespaces and show real traffic being captured',

@@ -1,6 +1,7 @@
-// Golden payloads: the exact text `plan` prints (and init sends) per scenario. Regenerate with UPDATE_GOLDEN=1 and
-// review the diff like code. The kernel test feeds every one of them to iptables-restore, so they cannot drift
-// from what the kernel accepts.
+// Golden payloads: the exact text `plan` prints (and init sends) per scenario, for the iptables backends (.rules,
+// with the ipset payload where the method uses sets) and for native nftables (.nft). Regenerate with
+// UPDATE_GOLDEN=1 and review the diff like code. The kernel test (lifecycle.test.ts) applies every scenario with
+// each backend and reads it back exactly, so they cannot drift from what the kernel accepts and prints.
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import t from 'tap'
 import { renderPlanText } from '../../src/commands/plan.js'
@@ -13,10 +14,12 @@ t.test('there are golden cases', async t => t.ok(cases.length >= 6))
 
 for (const file of cases) {
   const name = file.replace(/\.env$/, '')
-  t.test(`golden plan: ${name}`, async t => {
-    const text = renderPlanText(parseSettings(readEnvFile(`${GOLDEN_DIR}/${file}`)))
-    const goldenPath = `${GOLDEN_DIR}/${name}.rules`
-    if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(goldenPath, text)
-    t.equal(text, readFileSync(goldenPath, 'utf8'))
-  })
+  for (const [extension, backend] of [['rules', {}], ['nft', { ISTIO_BACKEND: 'nftables' }]] as const) {
+    t.test(`golden plan: ${name}.${extension}`, async t => {
+      const text = renderPlanText(parseSettings({ ...readEnvFile(`${GOLDEN_DIR}/${file}`), ...backend }))
+      const goldenPath = `${GOLDEN_DIR}/${name}.${extension}`
+      if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(goldenPath, text)
+      t.equal(text, readFileSync(goldenPath, 'utf8'))
+    })
+  }
 }
