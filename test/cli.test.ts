@@ -90,6 +90,7 @@ t.test("other components' variables and far-off names are not warned about", asy
 
 t.test('an error printed as text escapes control characters from whatever it quotes, so each part is one line', async t => {
   let printed = ''
-  createLogger('text', { write: () => undefined, error: text => void (printed += text) }).error('E_X', 'tool said a\nb\0', ['cause: c\rd\te'])
-  t.equal(printed, 'sidecar-redirect: tool said a\\nb\\u0000 [E_X]\n  cause: c\\rd\\te\n')
+  createLogger('text', { write: () => undefined, error: text => void (printed += text) }).error('E_X', 'tool said a\nb\0\t', ['cause: c\rd\te\n'])
+  // A detail keeps its tabs (nft's diffs are indented with them): a tab breaks no line.
+  t.equal(printed, 'sidecar-redirect: tool said a\\nb\\u0000\\t [E_X]\n  cause: c\\rd\te\\n\n')
 })
