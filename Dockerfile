@@ -1,7 +1,9 @@
 # The sidecar-redirect image: the one-shot init step (the default command) and the proxy agent (`run`).
-# BASE is a Node 24 image with npm and Node's headers: the public one by default; the tests build from a locally
-# made stand-in, since no registry is reachable there (scripts/image/base.sh).
-ARG BASE=docker.io/library/node:24-bookworm-slim
+# BASE is a Node 24 image with npm and Node's headers, pinned by digest so a rebuild starts from the same bytes:
+# the public node:24-bookworm-slim (24.18.0; multi-arch, so `--platform linux/arm64` picks its arm64 image) by
+# default; the tests pass a locally made stand-in by its digest, since no registry is reachable there
+# (scripts/image/base.sh). To move to a newer base, pass or update the tag@sha256 digest.
+ARG BASE=docker.io/library/node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d
 
 FROM ${BASE} AS build
 # g++ and python3 build the posix addon against Node 24; iptables and util-linux are copied into the image.
@@ -10,11 +12,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
-# Node's own headers, so node-gyp builds offline. Behind a TLS-inspecting proxy, pass its CA bundle as the
+# Node's own headers, so node-gyp builds offline. --omit=peer: the chart tests' Helm package pulls the AWS CDK in
+# as a peer (~160 MB) that nothing here uses. Behind a TLS-inspecting proxy, pass its CA bundle as the
 # optional build secret `npm-ca` (podman/docker build --secret id=npm-ca,src=...); it never enters a layer.
 RUN --mount=type=secret,id=npm-ca \
     if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi; \
-    npm_config_nodedir=/usr/local npm ci --no-audit --no-fund --loglevel=error
+    npm_config_nodedir=/usr/local npm ci --omit=peer --no-audit --no-fund --loglevel=error
 COPY build.mjs tsconfig.json entrypoint ./
 COPY src ./src
 COPY scripts/image/rootfs.sh ./
@@ -22,11 +25,14 @@ RUN npm run build && bash rootfs.sh /rootfs
 
 FROM scratch
 ARG VERSION=0.1.0
-ARG SOURCE=
+ARG SOURCE=https://github.com/sidecar-redirect/sidecar-redirect
+# The commit built from (scripts/image/build.sh passes git's HEAD); "unknown" outside a git checkout.
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="sidecar-redirect" \
       org.opencontainers.image.description="One-shot init step that redirects a pod's TCP traffic to its sidecar proxy, verifies it, and exits; also the proxy agent" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /rootfs /
 ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin

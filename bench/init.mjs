@@ -1,12 +1,14 @@
-// Benchmark: what init adds to a pod's start, measured side by side in one run, alternating the contenders so
-// machine noise hits them alike. Run as root: `npm run bench` (after `npm run build`).
+// Benchmark: what init adds to a pod's start, measured side by side in one run, alternating every contender so
+// machine noise hits them alike, under the image's Node 24 and under this machine's Node. Run as root after a
+// build: `npm run bench`.
 //   node -e 0           an empty Node start: the floor for any Node entrypoint
-//   iptables-restore    the same rules loaded bare (one restore per family), no checks
-//   init (fresh)        ./entrypoint init into a namespace without our rules (apply + read-back)
-//   init (re-run)       ./entrypoint init over its own rules (read, compare, nothing to write)
-//   init (fresh, live)  as init (fresh), plus the live probe (ISTIO_VERIFY=live, the default)
+//   bare tools          what a compiled tool pays: iptables-restore and iptables-save of our payload, per family
+//   init (fresh)        init into a namespace without our rules (apply, read-back, whole-path check)
+//   init (re-run)       init over its own rules (one read per family and the ruleset, nothing written)
+//   init (fresh, live)  init (fresh) plus the live probe (ISTIO_VERIFY=live, the default)
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { node24 } from './node24.mjs'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 30)
 const root = new URL('..', import.meta.url).pathname
@@ -15,22 +17,28 @@ const inNs = (file, args, options = {}) => execFileSync('nsenter', [`--net=/run/
 const env = { ...process.env, ISTIO_VERIFY: 'rules', ISTIO_LOG_FORMAT: 'json' }
 delete env.NODE_OPTIONS
 const liveEnv = { ...env, ISTIO_VERIFY: 'live' }
+const cli = `${root}dist/cli.mjs`
 
-const payload = execFileSync(`${root}entrypoint`, ['plan'], { encoding: 'utf8', env }).split(/^# ipv6.*\n/m)
-const clean = () => inNs(`${root}entrypoint`, ['clean'], { env })
+const nodes = { 'node 24': node24(), [`node ${process.versions.node.split('.')[0]}`]: process.execPath }
+const payload = execFileSync(process.execPath, [cli, 'plan'], { encoding: 'utf8', env }).split(/^# ipv6.*\n/m)
+const clean = () => inNs(process.execPath, [cli, 'clean'], { env })
 
 const contenders = {
-  'node -e 0': { before: () => undefined, run: () => inNs(process.execPath, ['-e', '0']) },
-  'iptables-restore': {
+  'bare tools': {
     before: clean,
     run: () => {
       inNs('iptables-restore', ['--noflush'], { input: payload[0] })
       inNs('ip6tables-restore', ['--noflush'], { input: payload[1] })
+      inNs('iptables-save', [])
+      inNs('ip6tables-save', [])
     },
   },
-  'init (fresh)': { before: clean, run: () => inNs(`${root}entrypoint`, ['init'], { env }) },
-  'init (re-run)': { before: () => undefined, run: () => inNs(`${root}entrypoint`, ['init'], { env }) },
-  'init (fresh, live)': { before: clean, run: () => inNs(`${root}entrypoint`, ['init'], { env: liveEnv }) },
+}
+for (const [label, node] of Object.entries(nodes)) {
+  contenders[`${label}: node -e 0`] = { before: () => undefined, run: () => inNs(node, ['-e', '0']) }
+  contenders[`${label}: init (fresh)`] = { before: clean, run: () => inNs(node, [cli, 'init'], { env }) }
+  contenders[`${label}: init (re-run)`] = { before: () => undefined, run: () => inNs(node, [cli, 'init'], { env }) }
+  contenders[`${label}: init (fresh, live)`] = { before: clean, run: () => inNs(node, [cli, 'init'], { env: liveEnv }) }
 }
 
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
@@ -52,19 +60,23 @@ try {
       if (round >= 2) samples[name].push(performance.now() - start) // two warm-up rounds
     }
   }
-  clean()
-  const report = JSON.parse(inNs(`${root}entrypoint`, ['init'], { env: liveEnv }))
-  const floor = median(samples['node -e 0'])
-  console.log(`sidecar-redirect init benchmark: ${ROUNDS} alternating rounds, medians (each run includes one nsenter)`)
-  console.log('| contender | median ms | vs node -e 0 |')
+  const machine = execFileSync('sh', ['-c', 'echo "$(nproc) cores, $(uname -r)"'], { encoding: 'utf8' }).trim()
+  console.log(`sidecar-redirect init benchmark, ${new Date().toISOString().slice(0, 10)}, ${machine}: ${ROUNDS} alternating rounds, medians (each run includes one nsenter)`)
+  console.log('| contender | median ms | vs node -e 0 of the same Node |')
   console.log('| --- | ---: | ---: |')
   for (const [name, values] of Object.entries(samples)) {
-    console.log(`| ${name} | ${median(values).toFixed(1)} | ${(median(values) / floor).toFixed(2)}x |`)
+    const label = name.split(':')[0]
+    const floor = samples[`${label}: node -e 0`] ?? samples['node 24: node -e 0']
+    console.log(`| ${name} | ${median(values).toFixed(1)} | ${(median(values) / median(floor)).toFixed(2)}x |`)
   }
-  const inside = report.timings
-  console.log(`\nprocesses started by init: ${report.processes} (${report.families.split(':')[0]})`)
-  console.log(`inside init (fresh, live): probe ${inside.probeMs} ms, apply ${inside.applyMs} ms, read-back ${inside['read-backMs']} ms, live probe ${inside.liveMs} ms, total ${inside.totalMs} ms`)
-  console.log(`outside that (Node start + module loading): ~${(median(samples['init (fresh, live)']) - inside.totalMs).toFixed(1)} ms`)
+  for (const [label, node] of Object.entries(nodes)) {
+    clean()
+    const fresh = JSON.parse(inNs(node, [cli, 'init'], { env: liveEnv }))
+    const again = JSON.parse(inNs(node, [cli, 'init'], { env }))
+    const t = fresh.timings
+    console.log(`\n${label} (${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()}): processes fresh ${fresh.processes}, re-run ${again.processes}`)
+    console.log(`  inside init (fresh, live): Node reached our code at ${t.nodeStartMs} ms; then settings ${t.settingsMs}, probe ${t.probeMs}, plan ${t.planMs}, apply ${t.applyMs}, read-back ${t['read-backMs']}, live ${t.liveMs}; total ${t.totalMs} ms`)
+  }
 } finally {
   execFileSync('ip', ['netns', 'delete', ns])
 }

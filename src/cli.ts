@@ -2,17 +2,18 @@
 // text when an async handler rejects, which would bury the one-line error an operator needs. An init container
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
-import { ConfigError } from './errors.js'
+import { UsageError } from './errors.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
   init: 'plan, apply and verify the rules, then exit (the default)',
-  plan: 'print the iptables-restore payload init would apply; needs no root and changes nothing',
+  plan: 'print what init would write with the chosen backend (ipset and iptables-restore payloads, or nft); needs no root and changes nothing',
   verify: 'compare the live rules with the plan, exactly and in order; exit 5 on any drift',
   clean: 'remove every chain and jump init added; other rules stay as they are',
   demo: 'build a throwaway pod and remote host in network namespaces and show real traffic being captured',
   run: 'the proxy agent: run [flags] -- PROXY_COMMAND [ARGS...] starts the proxy as its user with least privilege',
+  ready: 'exit 0 once the proxy accepts connections on ISTIO_PROXY_PORT, waiting up to ISTIO_READY_SECONDS (a startup probe)',
   'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
   classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
 } as const
@@ -30,6 +31,21 @@ const SPECS: [string, OptionSpec<unknown>][] = [...Object.entries(OPTIONS), ...O
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 
+const FLAGS = new Set(SPECS.map(([, spec]) => spec.flag))
+
+// yargs' own strict mode says "Unknown argument: bogus" for a command too, and does not list what is valid.
+const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; readonly [key: string]: unknown }): void => {
+  const [first, second] = parsed._.map(String)
+  if (first !== undefined && !isCommand(first)) {
+    throw new UsageError(`unknown command ${JSON.stringify(first)}; commands: ${Object.keys(COMMANDS).join(', ')}`)
+  }
+  if (second !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(second)} after the command ${first}; one command at a time`)
+  const unknown = Object.keys(parsed).find(key => !['_', '$0', '--', 'help'].includes(key) && !FLAGS.has(key))
+  if (unknown !== undefined) {
+    throw new UsageError(`unknown flag ${JSON.stringify(`${unknown.length === 1 ? '-' : '--'}${unknown}`)}; flags: ${[...FLAGS].map(f => `--${f}`).join(', ')}, --help`)
+  }
+}
+
 /** parseCommandLine reads argv into a command and the flags given; throws ConfigError on unknown input. */
 export const parseCommandLine = async (argv: readonly string[], print: (text: string) => void): Promise<CommandLine> => {
   const [only, ...more] = argv
@@ -41,12 +57,11 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
     .usage('$0 [command] [flags]\n\nEvery flag can also be given as the environment variable shown; a flag wins.')
     .command(['init', '$0'], COMMANDS.init)
     .exitProcess(false)
-    .parserConfiguration({ 'populate--': true })
-    .strict()
+    .parserConfiguration({ 'populate--': true, 'camel-case-expansion': false })
     .version(false)
     .wrap(Math.min(120, process.stdout.columns ?? 120))
     .fail((message, error) => {
-      throw error ?? new ConfigError('command line', argv.join(' '), message)
+      throw error ?? new UsageError(`command line ${JSON.stringify(argv.join(' '))}: ${message}`)
     })
   for (const [name, description] of Object.entries(COMMANDS)) if (name !== 'init') parser.command(name, description)
   // One flag may serve two commands (--classifier-socket): register it once.
@@ -65,10 +80,8 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
     }
   })
   if (helpShown) return { command: 'help', flags: {}, rest: [] }
-  const [first, ...extra] = parsed._
-  if (extra.length > 0 || (first !== undefined && !isCommand(first))) {
-    throw new ConfigError('command line', argv.join(' '), `one command of ${Object.keys(COMMANDS).join(', ')}`)
-  }
+  refuseUnknown(parsed)
+  const [first] = parsed._
   const flags: Flags = Object.fromEntries(
     SPECS.flatMap(([key, spec]) => {
       const value: unknown = parsed[spec.flag]

@@ -23,6 +23,15 @@ export class ConfigError extends SidecarError {
   }
 }
 
+/** The command line names a command or flag that does not exist, or a setting is misspelt under ISTIO_STRICT_ENV. */
+export class UsageError extends SidecarError {
+  readonly code = 'E_CONFIG'
+  readonly exitCode = 2
+  constructor(message: string) {
+    super(message)
+  }
+}
+
 /** The environment cannot do the job: a tool or kernel feature is missing, or we lack the right. */
 export class EnvironmentError extends SidecarError {
   readonly code = 'E_ENVIRONMENT'
@@ -68,6 +77,15 @@ export class ClassifierError extends SidecarError {
   readonly exitCode = 7
   constructor(message: string, options?: ErrorOptions) {
     super(message, options)
+  }
+}
+
+/** `ready`: nothing accepted a connection on the proxy's port within ISTIO_READY_SECONDS. */
+export class NotReadyError extends SidecarError {
+  readonly code = 'E_NOT_READY'
+  readonly exitCode = 8
+  constructor(message: string) {
+    super(message)
   }
 }
 

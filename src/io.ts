@@ -3,7 +3,7 @@
 import { constants } from 'node:fs'
 import { access, readdir, readFile } from 'node:fs/promises'
 import type { HostFs } from './backend/detect.js'
-import { realExec, type Exec } from './backend/exec.js'
+import { realExec, type Exec } from './exec/exec.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'
@@ -14,6 +14,8 @@ export interface Io {
   readonly fs: HostFs
   readonly lock: () => Promise<() => Promise<void>>
   readonly now: () => number
+  /** now() when our first line of JavaScript ran: the report's timings start there. */
+  readonly startedAt: number
   readonly out: Output
 }
 
@@ -36,7 +38,8 @@ const realFs: HostFs = {
   },
 }
 
-export const realIo = (): Io => ({
+export const realIo = (startedAt = performance.now()): Io => ({
+  startedAt,
   exec: realExec,
   fs: realFs,
   lock: () => acquireNetnsLock(),

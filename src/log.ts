@@ -18,6 +18,15 @@ export interface Logger {
   error(code: string, message: string, details?: readonly string[]): void
 }
 
+// Text from outside (a tool's stderr, a cause's message) may hold newlines or NULs: escaped as JSON does, so an
+// error stays one line per part whatever it quotes. A tab breaks no line, and nft indents its rules with tabs,
+// so a detail line (an nft diff) keeps them.
+const CONTROL = /[\u0000-\u001f\u007f]/g
+const CONTROL_BUT_TAB = /[\u0000-\u0008\u000a-\u001f\u007f]/g
+const escapeWith = (pattern: RegExp) => (text: string): string => text.replace(pattern, c => JSON.stringify(c).slice(1, -1))
+export const escapeControl = escapeWith(CONTROL)
+const escapeDetail = escapeWith(CONTROL_BUT_TAB)
+
 const textOf = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value))
 
 const linesOf = (value: unknown): string[] => {
@@ -44,5 +53,5 @@ export const createLogger = (format: LogFormat, out: Output): Logger =>
           out.write(`${[title, ...Object.entries(sections).map(([k, v]) => indentSection(k, v))].join('\n')}\n`),
         event: (event, message) => out.error(`sidecar-redirect ${event}: ${message}\n`),
         error: (code, message, details = []) =>
-          out.error(`${[`sidecar-redirect: ${message} [${code}]`, ...details.map(d => `  ${d}`)].join('\n')}\n`),
+          out.error(`${[`sidecar-redirect: ${escapeControl(message)} [${code}]`, ...details.map(d => `  ${escapeDetail(d)}`)].join('\n')}\n`),
       }

@@ -5,24 +5,34 @@ import { runClean } from './commands/clean.js'
 import { runInit } from './commands/init.js'
 import { runPlan } from './commands/plan.js'
 import { runVerify } from './commands/verify.js'
-import { isSidecarError, VerifyError } from './errors.js'
+import { isSidecarError, UsageError, VerifyError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
-import { readFile } from 'node:fs/promises'
 import { loadSettings } from './settings/load.js'
+import { findMisspelt } from './settings/misspelt.js'
+import { readServicesFile } from './settings/services-file.js'
 import { parseAgentSettings, parseClassifierSettings, type Env } from './settings/parse.js'
 
-export const run = async (argv: readonly string[], env: Env, io: Io): Promise<number> => {
+export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
+  let io = ioIn
   // Errors found before the settings are read still honour the requested format when it is valid.
   let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
   try {
     const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
-    const settings = await loadSettings(env, flags, path => readFile(path, 'utf8'))
+    const settingsStart = io.now()
+    const settings = await loadSettings(env, flags, readServicesFile)
+    const settingsMs = Math.round((io.now() - settingsStart) * 10) / 10
     logger = createLogger(settings.logFormat, io.out)
+    const timeoutMs = settings.execTimeout * 1000
+    io = { ...ioIn, exec: (file, args, input, options) => ioIn.exec(file, args, input, { timeoutMs, ...options }) }
+    for (const { variable, suggestion, message } of findMisspelt(env)) {
+      if (settings.strictEnv) throw new UsageError(`${message} (ISTIO_STRICT_ENV=true)`)
+      logger.event('warning', message, { variable, suggestion })
+    }
     switch (command) {
       case 'init':
-        await runInit(settings, io, logger)
+        await runInit(settings, io, logger, { settingsMs })
         break
       case 'plan':
         runPlan(settings, io.out)
@@ -46,6 +56,11 @@ export const run = async (argv: readonly string[], env: Env, io: Io): Promise<nu
       case 'classifier': {
         const { runClassifier } = await import('./commands/classifier.js')
         return await runClassifier(settings, parseClassifierSettings(env, flags), parseAgentSettings(env, flags), io, logger)
+      }
+      case 'ready': {
+        const { runReady } = await import('./commands/ready.js')
+        await runReady(settings, parseAgentSettings(env, flags), io.now, logger)
+        break
       }
       case 'run': {
         const { runAgent } = await import('./commands/run.js')

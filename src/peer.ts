@@ -1,9 +1,11 @@
 // A tiny traffic peer for the demo and the tests, started inside a network namespace. `serve` answers every
 // connection with a JSON line naming which listener got it and the connection's SO_ORIGINAL_DST; `connect` dials
 // and prints the answer; `proxy` is a minimal transparent proxy that relays to the original destination;
-// `classify` and `send` talk to the node classifier as a well-behaved and as a misbehaving client.
+// `classify` and `send` talk to the node classifier as a well-behaved and as a misbehaving client, `flood` as
+// many silent ones, and `hand-off` as an asker whose PID is free for reuse while its connection lives on.
 // Traffic decides: whatever the rules say, these report where packets really went.
 
+import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
@@ -71,11 +73,12 @@ const proxy = (port: number, mark: number | undefined): void => {
 
 /** Asks the classifier for `classid`, prints the outcome and this process's net_cls path, then connects if asked. */
 const classify = async (socketPath: string, classid: number, then: string | undefined): Promise<void> => {
+  const started = performance.now()
   const outcome = await requestClassification(socketPath, classid).then(
     group => ({ ok: true, group }),
     (error: Error) => ({ ok: false, error: error.message }),
   )
-  print({ ...outcome, path: (await netClsPath('self')) ?? null, pid: process.pid })
+  print({ ...outcome, ms: Math.round(performance.now() - started), path: (await netClsPath('self')) ?? null, pid: process.pid })
   if (then) connect(then.slice(0, then.lastIndexOf(':')), Number(then.slice(then.lastIndexOf(':') + 1)), undefined, 2000)
 }
 
@@ -106,6 +109,52 @@ const send = (socketPath: string, text: string, keepOpen: boolean): void => {
   socket.on('error', error => print({ error: error.message }))
 }
 
+/**
+ * Opens `count` connections at once and sends nothing on them, never closing one itself; a connect refused
+ * because the listen queue is full is retried. Prints how they ended once all have.
+ */
+const flood = (socketPath: string, count: number): void => {
+  const ended = { answered: 0, failed: 0 }
+  let pending = count
+  let retries = 0
+  const open = (): void => {
+    const socket = net.connect(socketPath)
+    let reply = ''
+    let retry = false
+    socket.on('data', chunk => (reply += String(chunk)))
+    socket.on('error', (error: NodeJS.ErrnoException) => (retry = error.code === 'EAGAIN'))
+    socket.on('close', () => {
+      if (retry) return void (retries++, setTimeout(open, 10))
+      ended[reply.includes('"ok":false') ? 'answered' : 'failed'] += 1
+      if (--pending === 0) print({ ...ended, retries })
+    })
+  }
+  for (let i = 0; i < count; i++) open()
+  print({ flooding: count })
+}
+
+/**
+ * Connects, hands the connected socket to a child (as its fd 3) and exits: the connection's credentials name a
+ * PID that is free again once this process is reaped. The child sends the request when it gets SIGUSR1.
+ */
+const handOff = (socketPath: string, classid: number): void => {
+  const socket = net.connect(socketPath)
+  socket.on('connect', () => {
+    const child = spawn(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)], { stdio: ['ignore', 'inherit', 'inherit', socket] })
+    print({ asker: process.pid, holder: child.pid })
+    process.exit(0)
+  })
+}
+
+const hold = (classid: number): void => {
+  const socket = new net.Socket({ fd: 3, readable: true, writable: true })
+  let reply = ''
+  socket.on('data', chunk => (reply += String(chunk)))
+  socket.on('close', () => print({ reply: reply.trim() }))
+  process.on('SIGUSR1', () => socket.write(`${JSON.stringify({ classid })}\n`))
+  print({ holding: process.pid })
+}
+
 const main = (): void => {
   // As a container's PID 1, Node ignores signals it has no handler for; stop at once when asked.
   process.on('SIGTERM', () => process.exit(143))
@@ -126,11 +175,15 @@ const main = (): void => {
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
+  else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]))
+  else if (verb === 'hand-off') handOff(rest[0] ?? '', Number(rest[1]))
+  else if (verb === 'hold') hold(Number(rest[0]))
   else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
       'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
-        '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n',
+        '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
+        '       | flood socket count | hand-off socket classid\n',
     )
     process.exitCode = 2
   }

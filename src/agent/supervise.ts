@@ -1,22 +1,27 @@
 // The agent's second half, already without privileges: start the proxy, pass signals on, restart it on failure
 // with backoff if asked, and exit as the proxy did. Every proxy it starts inherits the agent's UID, groups,
-// capabilities, no_new_privs and cgroup, so a restarted proxy is exactly as classified as the first.
+// capabilities, no_new_privs and cgroup, so a restarted proxy is exactly as classified as the first. After SIGTERM
+// or SIGINT the proxy has `drainMs` to exit, then it is killed: one that ignores the signal must not hold the pod
+// until the kubelet's own SIGKILL, which would leave no word of why.
 
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Supervised } from '../backend/exec.js'
+import type { Supervised } from '../exec/processes.js'
 import type { Logger } from '../log.js'
 
 export interface SuperviseOptions {
   readonly command: string
   readonly args: readonly string[]
   readonly restart: 'no' | 'on-failure'
+  readonly drainMs: number
   readonly spawn: (file: string, args: readonly string[]) => Supervised
   readonly logger: Logger
   readonly now: () => number
 }
 
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
+// SIGHUP is passed on but starts no drain: many proxies take it as "reload", not "stop".
+const DRAINED: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT']
 const FIRST_DELAY_MS = 100
 const MAX_DELAY_MS = 5000
 // A proxy that stayed up this long before failing starts the backoff afresh.
@@ -31,11 +36,17 @@ export const supervise = async (options: SuperviseOptions): Promise<number> => {
   let child: Supervised | undefined
   let stopping: NodeJS.Signals | undefined
   let wake: (() => void) | undefined
+  let drain: NodeJS.Timeout | undefined
   const onSignal = (signal: NodeJS.Signals): void => {
     stopping = signal
     logger.event('signal', `${signal} received, passing it to the proxy`, { signal, pid: child?.pid })
     child?.kill(signal)
     wake?.()
+    if (drain !== undefined || !DRAINED.includes(signal)) return
+    drain = setTimeout(() => {
+      logger.event('drain', `the proxy did not exit within ${options.drainMs} ms of ${signal}: killing it`, { pid: child?.pid, drainMs: options.drainMs })
+      child?.kill('SIGKILL')
+    }, options.drainMs)
   }
   for (const signal of FORWARDED) process.on(signal, onSignal)
   try {
@@ -59,6 +70,7 @@ export const supervise = async (options: SuperviseOptions): Promise<number> => {
       if (stopping) return code
     }
   } finally {
+    clearTimeout(drain)
     for (const signal of FORWARDED) process.off(signal, onSignal)
   }
 }

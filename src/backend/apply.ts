@@ -7,8 +7,8 @@ import { seenTables } from '../path/from-iptables.js'
 import { JUMPS, renderTransaction, type NatState } from '../plan/render-iptables.js'
 import type { FamilyPlan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
-import { compareState } from '../verify/compare.js'
-import { ownedState, parseNatTable, refuseForeignNames } from '../verify/parse-save.js'
+import { compareState } from './compare.js'
+import { ownedState, parseNatTable, refuseForeignNames } from './parse-save.js'
 import type { IptablesBackend } from './iptables.js'
 
 export interface FamilyTarget {

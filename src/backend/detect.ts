@@ -4,7 +4,7 @@
 import { EnvironmentError } from '../errors.js'
 import { isOwnedChain } from '../plan/owned.js'
 import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
-import type { Exec } from './exec.js'
+import type { Exec } from '../exec/exec.js'
 import { tool, type Variant } from './iptables.js'
 
 export interface HostFs {

@@ -6,15 +6,15 @@ import { ApplyError, EnvironmentError } from '../errors.js'
 import { describeFinding, findEscapes } from '../path/analyze.js'
 import { parseSave, seenTables } from '../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../plan/owned.js'
-import { ipsetMembers, isOwnedIpset, parseIpsetSave, renderIpsetSwap, renderIpsetUndo, type SavedSet } from '../plan/render-ipset.js'
+import { ipsetMembers, isOwnedIpset, parseIpsetSave, parseIpsetTerse, renderIpsetDone, renderIpsetSwap, renderIpsetUndo, type SavedSet } from '../plan/render-ipset.js'
 import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from '../plan/render-iptables.js'
 import type { Plan, ServiceSet } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
-import { compareState, memberDiff } from '../verify/compare.js'
-import { foreignJumpsInto, parseNatTable } from '../verify/parse-save.js'
+import { compareState, memberDiff } from './compare.js'
+import { foreignJumpsInto, parseNatTable } from './parse-save.js'
 import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
 import type { HostFs } from './detect.js'
-import { CommandFailed, type Exec } from './exec.js'
+import { CommandFailed, type Exec } from '../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from './types.js'
 import { otherTables, readRuleset } from './whole-path.js'
@@ -49,27 +49,37 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
     }
   }
   let ipv4Pending = ipv4Saved
-  const firstRead = (family: Family): Promise<string> => {
-    const saved = family === 'ipv4' ? ipv4Pending : undefined
+  const firstReads = new Map<Family, string>()
+  const firstRead = async (family: Family): Promise<string> => {
+    const pending = family === 'ipv4' ? ipv4Pending : undefined
     ipv4Pending = undefined
-    return saved === undefined ? tables.save(family) : Promise.resolve(saved)
+    const saved = pending ?? (await tables.save(family))
+    firstReads.set(family, saved)
+    return saved
   }
+  // A family apply left untouched is read back from apply's own read: it was made under the namespace lock in this
+  // same run, so nothing of ours can have changed since, and a second read would only cost a process per family.
+  const unchanged = new Map<Family, string>()
   return {
     name: tables.name,
     apply: async plan => {
       const sets = plan.families.flatMap(f => f.sets)
-      const before = sets.length > 0 ? ownedSets(parseIpsetSave(await ipset(['save'])), setNames(sets)) : new Map<string, SavedSet>()
+      // Only the headers: enough to tell ours from a foreign set with our name, and cheap at 100,000 members.
+      const before = sets.length > 0 ? ownedSets(parseIpsetTerse(await ipset(['list', '-t'])), setNames(sets)) : new Map<string, SavedSet>()
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
+      unchanged.clear()
       const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
-          await ipset(['restore'], renderIpsetUndo(sets, before)).catch((undo: unknown) => {
+          await ipset(['restore'], renderIpsetUndo(sets, new Set(before.keys()))).catch((undo: unknown) => {
             throw new ApplyError(`${(error as Error).message}; then putting the service sets back failed too: ${(undo as Error).message}`, { cause: error })
           })
         }
         throw error
       })
+      if (sets.length > 0) await ipset(['restore'], renderIpsetDone(sets))
+      for (const outcome of outcomes) if (!outcome.changed) unchanged.set(outcome.family, firstReads.get(outcome.family)!)
       const families = targets.map((t, i) => ({
         scope: t.plan.family,
         count: ruleCount(t),
@@ -89,7 +99,8 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const [want, have] = [ipsetMembers(set), live.get(name)]
         return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
       })
-      const [ruleset, saved] = await Promise.all([readRuleset(exec), Promise.all(plan.families.map(p => tables.save(p.family)))])
+      const [ruleset, saved] = await Promise.all([readRuleset(exec), Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family)))])
+      unchanged.clear()
       const families = await Promise.all(
         targetsOf(plan).map(async ({ plan: p, desired }, i) => {
           const text = saved[i]!

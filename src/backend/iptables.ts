@@ -3,7 +3,7 @@
 
 import { ApplyError, EnvironmentError } from '../errors.js'
 import type { Family } from '../settings/types.js'
-import { CommandFailed, type Exec } from './exec.js'
+import { CommandFailed, type Exec } from '../exec/exec.js'
 
 export type Variant = 'nft' | 'legacy'
 
@@ -23,7 +23,13 @@ export const tool = (family: Family, variant: Variant, verb: 'save' | 'restore')
 // cgroup revision 0 not supported, missing kernel module?"). Both are about the environment, not the plan.
 const MISSING_EXTENSION = /Couldn't load (?:match|target) `([\w-]+)'|Extension ([\w-]+) revision \d+ not supported/
 
+// Legacy iptables serialises writers with a host-wide flock; -w gave up waiting for it. Busy, not refused.
+const XTABLES_LOCK_BUSY = /holding the xtables lock/
+
 const refusal = (family: Family, payload: string, error: CommandFailed): ApplyError | EnvironmentError => {
+  if (XTABLES_LOCK_BUSY.test(error.stderr)) {
+    return new EnvironmentError(`${family}: another program held the xtables lock for longer than iptables waited (-w 5); nothing was changed`, { cause: error })
+  }
   const missing = MISSING_EXTENSION.exec(error.stderr)
   const extension = missing?.[1] ?? missing?.[2]
   if (extension !== undefined) {

@@ -2,14 +2,15 @@
 // at once, atomically), read back from `nft list ruleset` and compared as text, removed whole by clean. The ruleset
 // is read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
 
+import { byCodeUnits } from '../order.js'
 import { ApplyError, EnvironmentError } from '../errors.js'
 import { describeFinding, findEscapes } from '../path/analyze.js'
 import { NFT_TABLE, NFT_TABLE_COMMENT } from '../plan/owned.js'
 import { renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
 import type { Plan } from '../plan/types.js'
-import { diffSection, memberDiff } from '../verify/compare.js'
+import { diffSection, memberDiff } from './compare.js'
 import type { HostFs } from './detect.js'
-import { CommandFailed, type Exec } from './exec.js'
+import { CommandFailed, type Exec } from '../exec/exec.js'
 import type { RuleBackend } from './types.js'
 import { otherTables, readRuleset, type Ruleset } from './whole-path.js'
 
@@ -33,7 +34,7 @@ const splitElements = (text: string): { structure: string[]; elements: Map<strin
     pending = `${pending ?? ''} ${line}`
     if (!line.includes('}')) continue
     const body = pending.slice(pending.indexOf('{') + 1, pending.lastIndexOf('}'))
-    elements.set(set, body.split(',').map(e => e.trim()).filter(Boolean).sort())
+    elements.set(set, body.split(',').map(e => e.trim()).filter(Boolean).sort(byCodeUnits))
     pending = undefined
   }
   return { structure, elements }
@@ -73,17 +74,22 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     const lines = found.flat().flatMap(describeFinding)
     return lines.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our redirect:', ...lines.map(l => `  ${l}`)]
   }
+  // When apply changed nothing, its read (made under the namespace lock in this same run) is the read-back too.
+  let unchanged: Ruleset | undefined
   return {
     name: 'nftables',
     apply: async plan => {
       const desired = renderNftTable(plan)
-      const changed = diff(desired, ourTable(await readRuleset(exec))).length > 0
+      const before = await readRuleset(exec)
+      const changed = diff(desired, ourTable(before)).length > 0
+      unchanged = changed ? undefined : before
       if (changed) await run(renderNftTransaction(desired))
       const rules = desired.split('\n').filter(l => l.startsWith('\t\t') && !l.includes(' hook ')).length
       return [{ scope: SCOPE, count: rules, unit: 'rules', where: `table ${OURS}`, changed }]
     },
     readBack: async plan => {
-      const ruleset = await readRuleset(exec)
+      const ruleset = unchanged ?? (await readRuleset(exec))
+      unchanged = undefined
       return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset))] }]
     },
     clean: async () => {

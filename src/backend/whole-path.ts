@@ -8,7 +8,7 @@ import { seenNftTables, splitRuleset, type NftTableText } from '../path/from-nft
 import type { SeenTable } from '../path/model.js'
 import type { Family } from '../settings/types.js'
 import type { HostFs } from './detect.js'
-import { CommandFailed, type Exec } from './exec.js'
+import { CommandFailed, type Exec } from '../exec/exec.js'
 import type { Variant } from './iptables.js'
 
 export interface Ruleset {

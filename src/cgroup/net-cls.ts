@@ -3,7 +3,7 @@
 // group before starting the proxy has every proxy process (restarts too) classified from its first instruction.
 
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import type { Exec } from '../backend/exec.js'
+import type { Exec } from '../exec/exec.js'
 import { PrivilegeError } from '../errors.js'
 
 /** findNetClsMount returns where the net_cls hierarchy is mounted, from /proc/self/mountinfo text. Pure. */

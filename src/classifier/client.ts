@@ -8,7 +8,10 @@ import type { Reply } from './protocol.js'
 
 const TIMEOUT_MS = 5000
 
-const ask = (socketPath: string, classid: number): Promise<Reply> =>
+// A unix socket whose listen queue is full refuses connect() with EAGAIN at once; the classifier drains it fast.
+const RETRY_MS = 20
+
+const ask = (socketPath: string, classid: number, deadline = Date.now() + TIMEOUT_MS): Promise<Reply> =>
   new Promise((resolve, reject) => {
     const socket = net.connect(socketPath)
     let text = ''
@@ -22,7 +25,10 @@ const ask = (socketPath: string, classid: number): Promise<Reply> =>
         reject(new Error(`an answer that is not JSON: ${JSON.stringify(text.slice(0, 200))}`))
       }
     })
-    socket.on('error', reject)
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EAGAIN' || Date.now() > deadline) return reject(error)
+      setTimeout(() => ask(socketPath, classid, deadline).then(resolve, reject), RETRY_MS)
+    })
   })
 
 /** requestClassification returns once this process is in the group; throws ClassifierError otherwise. */

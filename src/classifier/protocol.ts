@@ -29,9 +29,14 @@ export interface Policy {
   readonly classids: readonly number[]
 }
 
+/** refuseUid says why a peer's UID may not ask at all, or undefined when it may. Pure. */
+export const refuseUid = (policy: Policy, peerUid: number): string | undefined =>
+  policy.uids.includes(peerUid) ? undefined : `UID ${peerUid} is not an allowed proxy UID (${policy.uids.join(', ')})`
+
 /** decide says why a peer may not have a classid, or undefined when it may. Pure. */
 export const decide = (policy: Policy, peerUid: number, classid: number): string | undefined => {
-  if (!policy.uids.includes(peerUid)) return `UID ${peerUid} is not an allowed proxy UID (${policy.uids.join(', ')})`
+  const uidRefused = refuseUid(policy, peerUid)
+  if (uidRefused) return uidRefused
   if (!policy.classids.includes(classid)) return `classid 0x${classid.toString(16)} is not allowed (${policy.classids.map(c => `0x${c.toString(16)}`).join(', ')})`
   return undefined
 }

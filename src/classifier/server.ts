@@ -1,17 +1,30 @@
 // The node-level classifier: puts a requesting proxy agent (and so every process it starts) into the net_cls
 // group it asks for, so the proxy container needs no root, no capability and no cgroupfs. Who asks is taken from
-// SO_PEERCRED, as the kernel attests it; only that process is moved, never a PID named in a message.
+// the kernel (SO_PEERCRED, and a pidfd so a reused PID is never mistaken for the asker); only that process is
+// moved, never a PID named in a message, and only once its whole request is read and allowed.
 
-import { chmod, mkdir, readFile, rm } from 'node:fs/promises'
+import { chmod } from 'node:fs/promises'
 import net from 'node:net'
-import { dirname } from 'node:path'
-import { ensureNetClsGroup, joinGroup } from '../cgroup/net-cls.js'
+import { ensureNetClsGroup, joinGroup, netClsPath } from '../cgroup/net-cls.js'
 import type { Logger } from '../log.js'
 import { peerCredentials, type PeerCredentials } from '../net/peercred.js'
-import { parseStatus } from '../privilege/status.js'
-import { decide, MAX_REQUEST_BYTES, parseRequest, type Policy, type Reply } from './protocol.js'
+import { peerPidfd, type Pidfd } from '../net/pidfd.js'
+import { decide, MAX_REQUEST_BYTES, parseRequest, refuseUid, type Policy, type Reply } from './protocol.js'
+import { requireNofile } from '../privilege/rlimit.js'
+import { prepareSocketPath } from './socket-path.js'
 
-const REQUEST_TIMEOUT_MS = 5000
+// A request is one short line: a client that has not sent it within this long from connecting is cut off.
+export const REQUEST_DEADLINE_MS = 2000
+// Connections from allowed UIDs being served at once; more are refused. Refused UIDs never hold one.
+export const MAX_CONNECTIONS = 64
+// The kernel queues at most this many connections not yet accepted, so at most this many are open before the
+// refusal of each can close it: with the cap above, this bounds the descriptors the classifier needs.
+export const BACKLOG = 128
+// Closing a unix socket with unread input resets it, and the peer may then lose the answer: so after answering,
+// what the peer still sends is read and dropped until it closes, for at most this long, and by at most
+// MAX_CLOSING connections at once (beyond that, a flood, they are closed at once).
+const CLOSE_GRACE_MS = 100
+const MAX_CLOSING = 256
 
 export interface ClassifierOptions {
   readonly socket: string
@@ -20,78 +33,113 @@ export interface ClassifierOptions {
   readonly logger: Logger
 }
 
-/** The PID could have been reused since the peer connected: only move it if it still runs as that UID. */
-const stillThePeer = async (peer: PeerCredentials): Promise<boolean> => {
-  const status = await readFile(`/proc/${peer.pid}/status`, 'utf8').catch(() => undefined)
-  return status !== undefined && parseStatus(status).uids[0] === peer.uid
+interface Asker extends PeerCredentials {
+  readonly pidfd: Pidfd
 }
 
-const serve = (options: ClassifierOptions, socket: net.Socket): void => {
-  let peer: PeerCredentials | undefined
-  let buffered = ''
-  let answered = false
-  const answer = (reply: Reply): void => {
-    if (answered) return
-    answered = true
-    socket.end(`${JSON.stringify(reply)}\n`)
-  }
-  const log = (outcome: string, classid: number | undefined, reason?: string): void =>
-    options.logger.event('classify', `pid ${peer?.pid ?? '?'} uid ${peer?.uid ?? '?'} classid ${classid === undefined ? '-' : `0x${classid.toString(16)}`}: ${outcome}${reason ? `: ${reason}` : ''}`, {
-      pid: peer?.pid ?? null,
-      uid: peer?.uid ?? null,
-      classid: classid ?? null,
-      outcome,
-      ...(reason && { reason }),
-    })
-  const refuse = (reason: string, classid?: number): void => {
-    if (answered) return
-    log('refused', classid, reason)
-    answer({ ok: false, error: reason })
-  }
-  const handle = async (line: string): Promise<void> => {
-    const request = parseRequest(line)
-    if ('error' in request) return refuse(request.error)
-    const denied = peer ? decide(options.policy, peer.uid, request.classid) : 'the peer could not be identified'
-    if (denied) return refuse(denied, request.classid)
-    if (!(await stillThePeer(peer!))) return refuse('the requesting process is gone', request.classid)
-    try {
-      const group = await ensureNetClsGroup(options.hierarchy, request.classid)
-      await joinGroup(group, peer!.pid)
-      log('moved', request.classid)
-      answer({ ok: true, classid: request.classid, group: group.slice(options.hierarchy.length) })
-    } catch (error) {
-      refuse(`could not move the process: ${(error as Error).message}`, request.classid)
+const hex = (n: number | undefined): string => (n === undefined ? '-' : `0x${n.toString(16)}`)
+
+const createHandler = (options: ClassifierOptions) => {
+  let serving = 0
+  let closing = 0
+  return (socket: net.Socket): void => {
+    let peer: PeerCredentials | undefined
+    let asker: Asker | undefined
+    let state: 'reading' | 'deciding' | 'done' = 'reading'
+    let buffered = ''
+    let counted = false
+    // Exactly one log line and one reply per connection, whatever else happens on it.
+    const finish = (reply: Reply, outcome: string, classid: number | undefined, reason?: string): void => {
+      if (state === 'done') return
+      state = 'done'
+      options.logger.event('classify', `pid ${peer?.pid ?? '?'} uid ${peer?.uid ?? '?'} classid ${hex(classid)}: ${outcome}${reason ? `: ${reason}` : ''}`, {
+        pid: peer?.pid ?? null,
+        uid: peer?.uid ?? null,
+        classid: classid ?? null,
+        outcome,
+        ...(reason && { reason }),
+      })
+      socket.end(`${JSON.stringify(reply)}\n`)
+      if (closing >= MAX_CLOSING) return void socket.destroy()
+      closing += 1
+      const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
+      socket.once('close', () => (clearTimeout(grace), (closing -= 1)))
+      socket.once('end', () => socket.destroy())
+      socket.resume()
     }
+    const refuse = (reason: string, classid?: number): void => finish({ ok: false, error: reason }, 'refused', classid, reason)
+
+    const move = async (line: string): Promise<void> => {
+      state = 'deciding'
+      const request = parseRequest(line)
+      if ('error' in request) return refuse(request.error)
+      const { classid } = request
+      const denied = decide(options.policy, asker!.uid, classid)
+      if (denied) return refuse(denied, classid)
+      if (!asker!.pidfd.alive()) return refuse('the asker has exited (its PID may already be another process)', classid)
+      try {
+        const group = await ensureNetClsGroup(options.hierarchy, classid)
+        const before = await netClsPath(asker!.pid)
+        await joinGroup(group, asker!.pid)
+        // Alive after the write too: then the PID written was the asker's all along. If it exited meanwhile, the
+        // PID may have been reused, so whatever now has it goes back where the asker was.
+        if (!asker!.pidfd.alive()) {
+          if (before !== undefined) await joinGroup(`${options.hierarchy}${before === '/' ? '' : before}`, asker!.pid).catch(() => undefined)
+          return refuse('the asker exited during the move; the PID was moved back', classid)
+        }
+        finish({ ok: true, classid, group: group.slice(options.hierarchy.length) }, 'moved', classid)
+      } catch (error) {
+        refuse(`could not move the process: ${(error as Error).message}`, classid)
+      }
+    }
+
+    socket.on('error', () => undefined)
+    socket.on('close', () => {
+      clearTimeout(deadline)
+      asker?.pidfd.close()
+      if (counted) serving -= 1
+    })
+    const deadline = setTimeout(() => state === 'reading' && refuse(`no complete request within ${REQUEST_DEADLINE_MS} ms of connecting`), REQUEST_DEADLINE_MS)
+    try {
+      peer = peerCredentials(socket)
+    } catch (error) {
+      return refuse((error as Error).message)
+    }
+    const uidRefused = refuseUid(options.policy, peer.uid)
+    if (uidRefused) return refuse(uidRefused)
+    if (serving >= MAX_CONNECTIONS) return refuse(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+    serving += 1
+    counted = true
+    try {
+      asker = { ...peer, pidfd: peerPidfd(socket, peer.pid) }
+    } catch (error) {
+      return refuse((error as Error).message)
+    }
+    socket.on('data', chunk => {
+      if (state !== 'reading') return
+      buffered += String(chunk)
+      const end = buffered.indexOf('\n')
+      if (end >= 0 && end <= MAX_REQUEST_BYTES) void move(buffered.slice(0, end))
+      else if (buffered.length > MAX_REQUEST_BYTES) refuse(`the request is longer than ${MAX_REQUEST_BYTES} bytes`)
+    })
+    // A half-close after a whole request is fine (the answer still goes out); before one, there is no request.
+    socket.on('end', () => state === 'reading' && refuse('the request ended before its newline'))
   }
-  try {
-    peer = peerCredentials(socket)
-  } catch (error) {
-    return refuse((error as Error).message)
-  }
-  socket.setTimeout(REQUEST_TIMEOUT_MS, () => refuse(`no complete request within ${REQUEST_TIMEOUT_MS} ms`))
-  socket.on('error', () => undefined)
-  socket.on('data', chunk => {
-    if (answered) return
-    buffered += String(chunk)
-    const end = buffered.indexOf('\n')
-    if (end >= 0 && end <= MAX_REQUEST_BYTES) void handle(buffered.slice(0, end))
-    else if (buffered.length > MAX_REQUEST_BYTES) refuse(`the request is longer than ${MAX_REQUEST_BYTES} bytes`)
-  })
-  socket.on('end', () => refuse('the request ended before its newline'))
 }
 
 /**
  * startClassifier listens on the socket until the returned close() is called. The socket is 0666 in a root-owned
- * 0755 directory: any process that has the socket mounted may ask, the policy decides, and nobody else can
- * replace the socket.
+ * directory nobody else may write: any process that has the socket mounted may ask, the policy decides, and
+ * nobody else can replace the socket. Throws EnvironmentError when the path cannot be used safely.
  */
 export const startClassifier = async (options: ClassifierOptions): Promise<{ close(): Promise<void> }> => {
-  await mkdir(dirname(options.socket), { recursive: true, mode: 0o755 })
-  await rm(options.socket, { force: true })
-  const server = net.createServer({ allowHalfOpen: true }, socket => serve(options, socket))
+  const server = net.createServer({ allowHalfOpen: true }, createHandler(options))
+  // Every queued connection and every one being served holds a descriptor, plus a few of our own.
+  requireNofile(BACKLOG + MAX_CONNECTIONS + 64, 'the classifier')
+  await prepareSocketPath(options.socket)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(options.socket, resolve)
+    server.listen({ path: options.socket, backlog: BACKLOG }, resolve)
   })
   await chmod(options.socket, 0o666)
   return { close: () => new Promise(resolve => server.close(() => resolve())) }

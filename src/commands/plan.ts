@@ -1,9 +1,11 @@
-// plan: print exactly the payload init would send into a namespace that holds none of our rules. Runs nothing and
-// reads nothing, so it works without root, on a laptop, in CI.
+// plan: print exactly the payload init would send, with the chosen backend, into a namespace that holds none of
+// our rules. Runs nothing and reads nothing, so it works without root, on a laptop, in CI.
 
 import type { Output } from '../log.js'
 import { buildPlan } from '../plan/build.js'
+import { renderIpsetSwap } from '../plan/render-ipset.js'
 import { EMPTY_STATE, renderState, renderTransaction } from '../plan/render-iptables.js'
+import { renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
 import { FAMILIES, type Settings } from '../settings/types.js'
 
 const RESTORE = { ipv4: 'iptables-restore', ipv6: 'ip6tables-restore' } as const
@@ -11,9 +13,13 @@ const RESTORE = { ipv4: 'iptables-restore', ipv6: 'ip6tables-restore' } as const
 /** renderPlanText is the whole plan output. Pure. */
 export const renderPlanText = (settings: Settings): string => {
   const families = settings.ipv6 === 'false' ? FAMILIES.filter(f => f === 'ipv4') : FAMILIES
-  return buildPlan(settings, families)
-    .families.map(p => `# ${p.family}: ${RESTORE[p.family]} --noflush\n${renderTransaction(renderState(p), EMPTY_STATE)}`)
-    .join('\n')
+  const plan = buildPlan(settings, families)
+  if (settings.backend === 'nftables') return `# nft -f -\n${renderNftTransaction(renderNftTable(plan))}`
+  // The iptables backends: the explicit method's sets first (the rules refer to them), then one restore per family.
+  const sets = plan.families.flatMap(f => f.sets)
+  const ipset = sets.length === 0 ? [] : [`# ipset restore\n${renderIpsetSwap(sets)}`]
+  const rules = plan.families.map(p => `# ${p.family}: ${RESTORE[p.family]} --noflush\n${renderTransaction(renderState(p), EMPTY_STATE)}`)
+  return [...ipset, ...rules].join('\n')
 }
 
 export const runPlan = (settings: Settings, out: Output): void => out.write(renderPlanText(settings))

@@ -15,9 +15,13 @@ export interface Prepared {
   readonly backend: RuleBackend
 }
 
-export const prepare = async (settings: Settings, io: Io): Promise<Prepared> => {
-  const facts = await probeHost(settings.backend, settings.ipv6, io.exec, io.fs)
-  const plan = buildPlan(settings, facts.families.value)
+/** Times one step; init reports each, the other commands pass nothing. */
+export type Timed = <T>(phase: string, work: () => Promise<T>) => Promise<T>
+const untimed: Timed = (_phase, work) => work()
+
+export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> => {
+  const facts = await timed('probe', () => probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
+  const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
   const kind = facts.variant.value
   const backend = kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind])
   return { facts, plan, backend }

@@ -3,7 +3,7 @@
 // it checks that the proxy's identity is the one the rules exempt, then supervises the proxy.
 
 import { createRequire } from 'node:module'
-import { spawnInherited } from '../backend/exec.js'
+import { spawnInherited } from '../exec/processes.js'
 import { ensureNetClsGroup, isInGroupFor, joinGroup, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
 import { requestClassification } from '../classifier/client.js'
 import { ConfigError, PrivilegeError } from '../errors.js'
@@ -14,7 +14,7 @@ import { describeIdentity, resolveIdentity, type PasswdEntry, type UserLookup } 
 import { replaceProcess } from '../privilege/replace-process.js'
 import { raiseNofile } from '../privilege/rlimit.js'
 import { setprivArgs } from '../privilege/setpriv.js'
-import { CAP_NET_ADMIN, hasCapability, readStatus, type ProcessStatus } from '../privilege/status.js'
+import { CAP_NET_ADMIN, describeStatus, hasCapability, readStatus, type ProcessStatus } from '../privilege/status.js'
 import type { AgentSettings, OutboundMethod, Settings } from '../settings/types.js'
 
 const lookupUser: UserLookup = user => {
@@ -25,6 +25,8 @@ const lookupUser: UserLookup = user => {
     return undefined
   }
 }
+
+const hex = (set: bigint): string => `0x${set.toString(16)}`
 
 const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, logger: Logger): Promise<never> => {
   const identity = resolveIdentity(settings, agent, lookupUser)
@@ -71,8 +73,16 @@ const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: Proce
 }
 
 /** checkIdentity refuses to start a proxy whose traffic the rules would capture, which would loop. */
-const checkIdentity = async (settings: Settings): Promise<void> => {
+const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> => {
   const status = readStatus('self')
+  // Read back from the kernel, not from what was asked for: this is what the proxy inherits.
+  logger.event('identity', `running as ${describeStatus(status)}`, {
+    uids: status.uids,
+    gids: status.gids,
+    groups: status.groups,
+    caps: { effective: hex(status.capEff), permitted: hex(status.capPrm), inheritable: hex(status.capInh), ambient: hex(status.capAmb), bounding: hex(status.capBnd) },
+    noNewPrivs: status.noNewPrivs,
+  })
   if (status.uids[0] === 0) throw new PrivilegeError('refusing to run the proxy as root')
   await IDENTITY_CHECKS[settings.outboundMethod](settings, status)
 }
@@ -85,8 +95,8 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
     const group = await requestClassification(agent.classifierSocket, settings.netClsId)
     logger.event('classified', `the node classifier put this agent into net_cls group ${group}`)
   }
-  await checkIdentity(settings)
+  await checkIdentity(settings, logger)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]
-  return supervise({ command: file, args: argv, restart: agent.restart, spawn: spawnInherited, logger, now: io.now })
+  return supervise({ command: file, args: argv, restart: agent.restart, drainMs: agent.drainSeconds * 1000, spawn: spawnInherited, logger, now: io.now })
 }

@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { runForStatus, startProcess, type Exec, type ExecResult, type Started, type Status } from '../backend/exec.js'
+import type { Exec, ExecResult } from '../exec/exec.js'
+import { runForStatus, startProcess, type Started, type Status } from '../exec/processes.js'
 import { EnvironmentError } from '../errors.js'
 
 export type Where = 'pod' | 'remote'

@@ -11,10 +11,16 @@ export interface Libc {
   execve(path: string, argv: (string | null)[], envp: (string | null)[]): number
   /** fcntl(fd, F_SETFD, flags): the only fcntl use here. */
   setFdFlags(fd: number, flags: number): number
+  /** pidfd_open(2), through syscall(): glibc 2.36 has a wrapper, older ones do not. */
+  pidfdOpen(pid: number): number
+  /** pidfd_send_signal(2) with no siginfo and no flags; signal 0 only asks whether the process still exists. */
+  pidfdSendSignal(pidfd: number, signal: number): number
   errno(): number
 }
 
 const F_SETFD = 2
+const SYS_PIDFD_SEND_SIGNAL = 424
+const SYS_PIDFD_OPEN = 434
 
 let libc: Libc | undefined
 
@@ -23,6 +29,7 @@ export const loadLibc = (): Libc => {
     const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
     const lib = koffi.load('libc.so.6')
     const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, value: number) => number
+    const syscall = lib.func('long syscall(long number, ...)') as (number: number, ...typedArgs: unknown[]) => number
     libc = {
       socket: lib.func('int socket(int, int, int)'),
       setsockopt: lib.func('int setsockopt(int, int, int, const uint8_t *value, uint32_t length)'),
@@ -30,6 +37,8 @@ export const loadLibc = (): Libc => {
       close: lib.func('int close(int)'),
       execve: lib.func('int execve(const char *path, const char **argv, const char **envp)'),
       setFdFlags: (fd: number, flags: number) => fcntl(fd, F_SETFD, 'int', flags),
+      pidfdOpen: (pid: number) => syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0),
+      pidfdSendSignal: (pidfd: number, signal: number) => syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
       errno: () => koffi.errno(),
     } as Libc
   }

@@ -9,6 +9,7 @@
 // - before nat, a rewritten destination, a TPROXY, or (for the mark method) a set mark changes what we see.
 // Pure.
 
+import { hasOwnedComment } from '../plan/owned.js'
 import type { FamilyPlan, Rule } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { OUR_NAT_PRIORITY, PRIORITY, type Effect, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
@@ -101,4 +102,9 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
 }
 
 /** describeFinding is the drift text for one finding: where, the rule as printed, and why it matters. Pure. */
-export const describeFinding = (f: Finding): string[] => [`${f.where}: ${f.rule}`, `  ${f.why}${f.fixable ? '' : '; init cannot change it without touching a rule that is not ours'}`]
+export const describeFinding = (f: Finding): string[] => {
+  // Our own rules left by another backend (the README says to clean with the old one when switching).
+  const leftover = !f.fixable && hasOwnedComment(f.rule)
+  const fix = f.fixable ? '' : leftover ? '; it is ours, left by another backend: run clean with that ISTIO_BACKEND' : '; init cannot change it without touching a rule that is not ours'
+  return [`${f.where}: ${f.rule}`, `  ${f.why}${fix}`]
+}

@@ -39,11 +39,11 @@ const COMMENT_PREFIX = 'sidecar-redirect/'
 
 export const commentFor = (purpose: Purpose): string => `${COMMENT_PREFIX}${purpose}`
 
-const OWNED_COMMENTS = new Set(PURPOSES.map(p => `--comment "${commentFor(p)}"`))
+const OWNED_COMMENTS = new Set<string>(PURPOSES.map(commentFor))
 
-/** A rule line is tagged ours only if it carries one of our comments exactly, as iptables-save prints it. */
+/** A rule line is tagged ours only if it carries one of our comments exactly, as iptables-save or nft prints it. */
 export const hasOwnedComment = (line: string): boolean => {
-  const comment = / (--comment "[^"]*")/.exec(line)?.[1]
+  const comment = / (?:--)?comment "([^"]*)"/.exec(line)?.[1]
   return comment !== undefined && OWNED_COMMENTS.has(comment)
 }
 

@@ -1,6 +1,7 @@
 // The explicit method's service sets for the iptables backends, as ipset restore input. Each set is filled as a
 // fresh copy and swapped in: the swap is atomic, so a changed list never leaves a moment without capture.
 
+import { byCodeUnits } from '../order.js'
 import { ipsetName, ipsetNextName } from './owned.js'
 import type { ServiceSet } from './types.js'
 
@@ -15,7 +16,7 @@ export const ipsetMembers = (set: ServiceSet): string[] =>
       if (!s.ports) return [address]
       return Array.from({ length: s.ports.to - s.ports.from + 1 }, (_, i) => `${address},tcp:${s.ports!.from + i}`)
     })
-    .sort()
+    .sort(byCodeUnits)
 
 // Sized for its members from the start: a hash that grows while 10,000 members are added ends up slower to search.
 // `comment` (room for a comment per member, none used) marks the set as ours: ipset has no comment on a set itself.
@@ -24,17 +25,30 @@ const typeOf = (set: Pick<ServiceSet, 'family' | 'withPorts'>, members: number):
   return `${set.withPorts ? 'hash:net,port' : 'hash:net'} family ${set.family === 'ipv4' ? 'inet' : 'inet6'} hashsize ${hashsize} maxelem ${Math.max(65536, members)} comment`
 }
 
-const swapIn = (set: Pick<ServiceSet, 'family' | 'withPorts'>, members: readonly string[]): string[] => {
+const names = (set: Pick<ServiceSet, 'family' | 'withPorts'>): { name: string; next: string } => {
   const name = ipsetName(set.family, set.withPorts)
-  const next = ipsetNextName(name)
-  const type = typeOf(set, members.length)
-  return [`create ${next} ${type} -exist`, `flush ${next}`, ...members.map(m => `add ${next} ${m}`), `create ${name} ${type} -exist`, `swap ${next} ${name}`, `destroy ${next}`]
+  return { name, next: ipsetNextName(name) }
 }
 
 const payload = (lines: readonly string[]): string => `${lines.join('\n')}\n`
 
-/** renderIpsetSwap is the one `ipset restore` payload that puts every set's planned members in place. Pure. */
-export const renderIpsetSwap = (sets: readonly ServiceSet[]): string => payload(sets.flatMap(set => swapIn(set, ipsetMembers(set))))
+/**
+ * renderIpsetSwap is the one `ipset restore` payload that puts every set's planned members in place: each is
+ * filled as `<name>-next` and swapped in. The old members stay in `-next` until the rules are applied, so a
+ * refused transaction is undone by swapping back (renderIpsetUndo), without listing them first. Pure.
+ */
+export const renderIpsetSwap = (sets: readonly ServiceSet[]): string =>
+  payload(
+    sets.flatMap(set => {
+      const { name, next } = names(set)
+      const members = ipsetMembers(set)
+      const type = typeOf(set, members.length)
+      return [`create ${next} ${type} -exist`, `flush ${next}`, ...members.map(m => `add ${next} ${m}`), `create ${name} ${type} -exist`, `swap ${next} ${name}`]
+    }),
+  )
+
+/** renderIpsetDone drops the old members once the rules that use the new ones are in place. Pure. */
+export const renderIpsetDone = (sets: readonly ServiceSet[]): string => payload(sets.map(set => `destroy ${names(set).next}`))
 
 export interface SavedSet {
   /** The create line after the name: type, family and options. */
@@ -42,12 +56,12 @@ export interface SavedSet {
   readonly members: readonly string[]
 }
 
-/** renderIpsetUndo puts our sets back as they were: old members swapped back in, sets that were not there destroyed. Pure. */
-export const renderIpsetUndo = (sets: readonly ServiceSet[], before: ReadonlyMap<string, SavedSet>): string =>
+/** renderIpsetUndo swaps the old members back; a set that was not there before (`existed`) goes entirely. Pure. */
+export const renderIpsetUndo = (sets: readonly ServiceSet[], existed: ReadonlySet<string>): string =>
   payload(
     sets.flatMap(set => {
-      const old = before.get(ipsetName(set.family, set.withPorts))
-      return old ? swapIn(set, old.members) : [`destroy ${ipsetName(set.family, set.withPorts)}`]
+      const { name, next } = names(set)
+      return [`swap ${next} ${name}`, `destroy ${next}`, ...(existed.has(name) ? [] : [`destroy ${name}`])]
     }),
   )
 
@@ -59,7 +73,20 @@ export const parseIpsetSave = (text: string): Map<string, SavedSet> => {
     if (verb === 'create' && name) sets.set(name, { header: rest.join(' '), members: [] })
     else if (verb === 'add' && name && rest[0] !== undefined) sets.get(name)?.members.push(rest.join(' '))
   }
-  for (const set of sets.values()) set.members.sort()
+  for (const set of sets.values()) set.members.sort(byCodeUnits)
+  return sets
+}
+
+/** The sets in `ipset list -t` output (headers only, no members: cheap however large the sets), by name. Pure. */
+export const parseIpsetTerse = (text: string): Map<string, SavedSet> => {
+  const sets = new Map<string, SavedSet>()
+  let name: string | undefined
+  let type = ''
+  for (const line of text.split('\n')) {
+    if (line.startsWith('Name: ')) name = line.slice('Name: '.length)
+    else if (line.startsWith('Type: ')) type = line.slice('Type: '.length)
+    else if (line.startsWith('Header: ') && name !== undefined) sets.set(name, { header: `${type} ${line.slice('Header: '.length)}`, members: [] })
+  }
   return sets
 }
 

@@ -1,7 +1,7 @@
 // The plan as data: which chains we own, in which built-in chain each is hooked, and their rules. No methods, so
 // every backend renders the same plan and tests can compare plans structurally.
 
-import type { Service } from '../settings/services.js'
+import type { Service } from '../settings/types.js'
 import type { Purpose } from './owned.js'
 import type { Cidr, Family, Mark, PortRange } from '../settings/types.js'
 

@@ -13,7 +13,7 @@ export const setprivArgs = (id: ProxyIdentity, netAdmin: boolean): string[] => {
   return [
     `--reuid=${id.uid}`,
     `--regid=${id.gid}`,
-    id.groups === 'init' ? '--init-groups' : `--groups=${id.groups.join(',')}`,
+    `--groups=${id.groups.join(',')}`,
     `--inh-caps=${caps}`,
     `--ambient-caps=${caps}`,
     `--bounding-set=${caps}`,

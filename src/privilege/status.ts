@@ -38,3 +38,22 @@ export const parseStatus = (text: string): ProcessStatus => {
 export const readStatus = (pid: number | 'self'): ProcessStatus => parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'))
 
 export const hasCapability = (set: bigint, cap: number): boolean => (set & (1n << BigInt(cap))) !== 0n
+
+const CAP_NAMES: Readonly<Record<number, string>> = { [CAP_NET_ADMIN]: 'net_admin' }
+
+const describeCaps = (set: bigint): string => {
+  if (set === 0n) return 'none'
+  const known = Object.entries(CAP_NAMES).filter(([bit]) => hasCapability(set, Number(bit)))
+  const rest = known.reduce((left, [bit]) => left & ~(1n << BigInt(bit)), set)
+  return [...known.map(([, name]) => name), ...(rest === 0n ? [] : [`0x${rest.toString(16)}`])].join(',')
+}
+
+/** describeStatus is the identity and privileges in `status` on one line, for the log after the drop. Pure. */
+export const describeStatus = (s: ProcessStatus): string =>
+  [
+    `uid ${s.uids.join('/')}`,
+    `gid ${s.gids.join('/')}`,
+    `groups ${s.groups.join(',') || 'none'}`,
+    `capabilities effective ${describeCaps(s.capEff)}, permitted ${describeCaps(s.capPrm)}, inheritable ${describeCaps(s.capInh)}, ambient ${describeCaps(s.capAmb)}, bounding ${describeCaps(s.capBnd)}`,
+    `no_new_privs ${s.noNewPrivs ? 'set' : 'not set'}`,
+  ].join('; ')

@@ -2,8 +2,8 @@
 
 import { formatCidr } from './cidr.js'
 import { OPTIONS, OPTION_KEYS } from './options.js'
-import { formatService, type Service } from './services.js'
-import type { Cidr, Mark, PortRange, Settings } from './types.js'
+import { formatService } from './services.js'
+import type { Cidr, Mark, PortRange, Service, Settings } from './types.js'
 
 const hex = (n: number): string => `0x${n.toString(16)}`
 

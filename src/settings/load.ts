@@ -3,23 +3,18 @@
 
 import { ConfigError } from '../errors.js'
 import { parseSettings, settingName, type Env, type Flags } from './parse.js'
-import { formatService, parseServiceFile, refuseOverlaps, type Located } from './services.js'
+import { formatService, refuseOverlaps, type Located } from './services.js'
 import type { Settings } from './types.js'
 
-export type ReadText = (path: string) => Promise<string>
+/** Reads a services file; throws ConfigError naming `variable`, the file and why (readServicesFile does). */
+export type ReadServices = (path: string, variable: string) => Promise<Located[]>
 
 /** loadSettings is parseSettings plus the services file; throws ConfigError. */
-export const loadSettings = async (env: Env, flags: Flags, readText: ReadText): Promise<Settings> => {
+export const loadSettings = async (env: Env, flags: Flags, readServices: ReadServices): Promise<Settings> => {
   const settings = parseSettings(env, flags)
   const fileVariable = settingName('servicesFile', flags)
   const path = settings.servicesFile
-  const fromFile: Located[] = []
-  if (path !== undefined) {
-    const content = await readText(path).catch(() => {
-      throw new ConfigError(fileVariable, path, 'a readable file of services, one CIDR[:port[-port]] per line')
-    })
-    fromFile.push(...parseServiceFile(content, fileVariable))
-  }
+  const fromFile = path === undefined ? [] : await readServices(path, fileVariable)
   const fromEnv = settings.services.map(service => ({ service, variable: settingName('services', flags), where: '', text: formatService(service) }))
   refuseOverlaps([...fromEnv, ...fromFile])
   const services = [...settings.services, ...fromFile.map(l => l.service)]

@@ -50,13 +50,6 @@ export const OPTIONS: OptionTable<Settings> = {
     help: 'the port the proxy listens on; captured TCP is redirected there (inbound too, unless ISTIO_INBOUND_CAPTURE_PORT is set)',
     parse: (t, w) => parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535'),
   },
-  inboundCapturePort: {
-    env: 'ISTIO_INBOUND_CAPTURE_PORT',
-    flag: 'inbound-capture-port',
-    default: '',
-    help: "the port captured inbound TCP is redirected to (Istio's 15006 beside 15001); empty means ISTIO_PROXY_PORT",
-    parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535, or empty for ISTIO_PROXY_PORT')),
-  },
   proxyUid: {
     env: 'ISTIO_PROXY_UID',
     flag: 'proxy-uid',
@@ -106,6 +99,13 @@ export const OPTIONS: OptionTable<Settings> = {
     help: 'inbound ports never captured (e.g. health checks)',
     parse: parsePortList,
   },
+  inboundCapturePort: {
+    env: 'ISTIO_INBOUND_CAPTURE_PORT',
+    flag: 'inbound-capture-port',
+    default: '',
+    help: "the port captured inbound TCP is redirected to (Istio's 15006 beside 15001); empty means ISTIO_PROXY_PORT",
+    parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535, or empty for ISTIO_PROXY_PORT')),
+  },
   outboundExcludePorts: {
     env: 'ISTIO_OUTBOUND_EXCLUDE_PORTS',
     flag: 'outbound-exclude-ports',
@@ -145,7 +145,7 @@ export const OPTIONS: OptionTable<Settings> = {
         refuseOverlaps(located)
       } catch (error) {
         // Quote the variable's whole value, as every refusal does; the accepted text names the two entries.
-        if (error instanceof ConfigError) throw new ConfigError(w, t, `${error.accepted} ("${error.value}" is the other)`)
+        if (error instanceof ConfigError) throw new ConfigError(w, t, `${error.accepted} (${JSON.stringify(error.value)} is the other)`)
         throw error
       }
       return located.map(l => l.service)
@@ -186,6 +186,20 @@ export const OPTIONS: OptionTable<Settings> = {
     help: 'text, or json for one JSON object per event',
     parse: (t, w) => parseChoice(t, w, ['text', 'json']),
   },
+  execTimeout: {
+    env: 'ISTIO_EXEC_TIMEOUT',
+    flag: 'exec-timeout',
+    default: '30',
+    help: 'seconds each program init starts (iptables-restore, nft, ipset, ...) may run; then it is killed and init exits 3',
+    parse: (t, w) => parseInteger(t, w, 1, 3600, 'whole seconds from 1 to 3600'),
+  },
+  strictEnv: {
+    env: 'ISTIO_STRICT_ENV',
+    flag: 'strict-env',
+    default: 'false',
+    help: 'true: an ISTIO_* variable that is not a setting but close to one is an error (exit 2), not a warning',
+    parse: (t, w) => parseChoice(t, w, ['true', 'false']) === 'true',
+  },
 }
 
 /** Settings of the proxy agent (`run`) only. */
@@ -202,6 +216,13 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
       if (!/^[a-z_][a-z0-9_.-]*\$?$/i.test(text)) throw new ConfigError(w, t, `a user name or ${ID_ACCEPTED}`)
       return text
     },
+  },
+  groups: {
+    env: 'ISTIO_PROXY_GROUPS',
+    flag: 'groups',
+    default: '',
+    help: "run: the proxy's supplementary groups besides its primary GID, comma-separated GIDs; empty means none",
+    parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32 - 1, 'comma-separated GIDs from 1 to 4294967294 (GID 0, root\'s group, is never given to the proxy)', t)),
   },
   restart: {
     env: 'ISTIO_AGENT_RESTART',
@@ -230,6 +251,22 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
     default: '',
     help: 'run, cgroup method: ask the node classifier on this socket for the net_cls group (no root needed)',
     parse: (t, w) => (t.trim() === '' ? undefined : parsePath(t, w)),
+  },
+  drainSeconds: {
+    env: 'ISTIO_DRAIN_SECONDS',
+    flag: 'drain-seconds',
+    // Below Kubernetes' default terminationGracePeriodSeconds (30), so the agent, not the kubelet, ends a proxy
+    // that will not stop, and says so.
+    default: '20',
+    help: 'run: after SIGTERM or SIGINT, how long to wait for the proxy to exit before killing it (SIGKILL)',
+    parse: (t, w) => parseInteger(t, w, 0, 3600, 'whole seconds from 0 to 3600'),
+  },
+  readySeconds: {
+    env: 'ISTIO_READY_SECONDS',
+    flag: 'ready-seconds',
+    default: '30',
+    help: 'ready: how long to wait for the proxy to accept a connection on ISTIO_PROXY_PORT before giving up',
+    parse: (t, w) => parseInteger(t, w, 0, 3600, 'whole seconds from 0 to 3600'),
   },
 }
 

@@ -5,13 +5,7 @@
 
 import { ConfigError } from '../errors.js'
 import { cidrRange, formatCidr, parseCidr } from './cidr.js'
-import type { Cidr, PortRange } from './types.js'
-
-export interface Service {
-  readonly cidr: Cidr
-  /** undefined: every port of the address. */
-  readonly ports: PortRange | undefined
-}
+import type { Cidr, PortRange, Service } from './types.js'
 
 const ACCEPTED = 'entries CIDR[:port[-port]], e.g. 198.18.0.10:80, 198.18.0.0/16:8000-8080, [2001:db8::/32]:443 or 198.18.1.0/24'
 // A port range is expanded into one ipset member per port; this keeps a list of services a list, not a flood.
@@ -56,34 +50,74 @@ export interface Located {
 export const parseServiceEntries = (entries: readonly { text: string; at: string }[], variable: string, whole?: string): Located[] =>
   entries.map(({ text, at }) => {
     const service = parseService(text)
-    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); "${text}" is not one`)
+    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`)
     return { service, variable, where: at, text }
   })
 
-const overlaps = (a: Service, b: Service): boolean => {
-  const [a0, a1] = cidrRange(a.cidr)
-  const [b0, b1] = cidrRange(b.cidr)
-  const addresses = a.cidr.family === b.cidr.family && a0 <= b1 && b0 <= a1
-  return addresses && (!a.ports || !b.ports || (a.ports.from <= b.ports.to && b.ports.from <= a.ports.to))
+interface Span {
+  readonly l: Located
+  readonly start: bigint
+  readonly end: bigint
 }
 
-/** refuseOverlaps throws for the first two entries of the same kind (with or without ports) that overlap. Pure. */
+/** Earlier entries with one address range (CIDRs nest or are apart), their port ranges in `from` order. */
+interface Open {
+  readonly start: bigint
+  readonly end: bigint
+  readonly entries: Located[]
+  /** The highest `to` among entries[0..i], so a binary search on `from` finds an overlap in O(log n). */
+  readonly maxTo: number[]
+}
+
+const ALL_PORTS: PortRange = { from: 1, to: 65535 }
+
+/** The first entry of `open` whose ports overlap `ports`, if any. */
+const portClash = (open: Open, ports: PortRange): Located | undefined => {
+  // The last entry whose range starts at or below ports.to; any overlap is at or before it.
+  let [lo, hi] = [0, open.entries.length - 1]
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if ((open.entries[mid]!.service.ports ?? ALL_PORTS).from <= ports.to) lo = mid + 1
+    else hi = mid - 1
+  }
+  if (hi < 0 || open.maxTo[hi]! < ports.from) return undefined
+  return open.entries.slice(0, hi + 1).find(e => (e.service.ports ?? ALL_PORTS).to >= ports.from)
+}
+
+const clash = (current: Located, earlier: Located): ConfigError => {
+  const other = `${earlier.variable === current.variable ? '' : `${earlier.variable} `}${JSON.stringify(`${earlier.where}${earlier.text}`)}`
+  return new ConfigError(current.variable, `${current.where}${current.text}`, `entries that do not overlap; it overlaps ${other}`)
+}
+
+/**
+ * refuseOverlaps throws for two entries of the same kind (with or without ports) that overlap. Pure. Sorted by
+ * address, wider first, then by port: CIDRs either nest or are apart, so the earlier entries that can overlap the
+ * current one are a stack of at most 129 nested ranges, and within one range a binary search over ports finds a
+ * clash. O(n log n), where comparing every pair took 75 s at 100,000 services.
+ */
 export const refuseOverlaps = (located: readonly Located[]): void => {
   for (const withPorts of [false, true]) {
-    const group = located
-      .filter(l => (l.service.ports !== undefined) === withPorts)
-      .map(l => ({ l, range: cidrRange(l.service.cidr) }))
-      .sort((x, y) => (x.l.service.cidr.family < y.l.service.cidr.family ? -1 : x.l.service.cidr.family > y.l.service.cidr.family ? 1 : x.range[0] < y.range[0] ? -1 : x.range[0] > y.range[0] ? 1 : 0))
-    // Sorted by start: an entry can only overlap those before it whose range reaches it.
-    for (let i = 0; i < group.length; i++) {
-      for (let j = i - 1; j >= 0; j--) {
-        const [earlier, current] = [group[j]!, group[i]!]
-        if (earlier.l.service.cidr.family !== current.l.service.cidr.family) break
-        if (earlier.range[1] < current.range[0]) continue
-        if (overlaps(earlier.l.service, current.l.service)) {
-          const other = `${earlier.l.variable === current.l.variable ? '' : `${earlier.l.variable} `}${earlier.l.where}${earlier.l.text}`
-          throw new ConfigError(current.l.variable, `${current.l.where}${current.l.text}`, `entries that do not overlap; it overlaps ${other}`)
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const spans: Span[] = located
+        .filter(l => (l.service.ports !== undefined) === withPorts && l.service.cidr.family === family)
+        .map(l => {
+          const [start, end] = cidrRange(l.service.cidr)
+          return { l, start, end }
+        })
+        .sort((x, y) => (x.start !== y.start ? (x.start < y.start ? -1 : 1) : x.end !== y.end ? (x.end > y.end ? -1 : 1) : (x.l.service.ports?.from ?? 0) - (y.l.service.ports?.from ?? 0)))
+      const stack: Open[] = []
+      for (const span of spans) {
+        while (stack.length > 0 && stack[stack.length - 1]!.end < span.start) stack.pop()
+        const ports = span.l.service.ports ?? ALL_PORTS
+        for (const open of stack) {
+          const earlier = portClash(open, ports)
+          if (earlier) throw clash(span.l, earlier)
         }
+        const top = stack[stack.length - 1]
+        if (top && top.start === span.start && top.end === span.end) {
+          top.entries.push(span.l)
+          top.maxTo.push(Math.max(top.maxTo[top.maxTo.length - 1]!, ports.to))
+        } else stack.push({ start: span.start, end: span.end, entries: [span.l], maxTo: [ports.to] })
       }
     }
   }
@@ -97,12 +131,12 @@ export const parseServiceList = (text: string, variable: string): Located[] =>
     text,
   )
 
+/** One line of a services file, `at` saying where it is ("line 3: "); undefined for a blank or comment line. Pure. */
+export const parseServiceLine = (line: string, at: string, variable: string): Located | undefined => {
+  const text = line.replace(/#.*/, '').trim()
+  return text === '' ? undefined : parseServiceEntries([{ text, at }], variable)[0]
+}
+
 /** The services in a services file: one per line, `#` starts a comment. Pure; throws ConfigError naming the line. */
 export const parseServiceFile = (content: string, variable: string): Located[] =>
-  parseServiceEntries(
-    content
-      .split('\n')
-      .map((line, i) => ({ text: line.replace(/#.*/, '').trim(), at: `line ${i + 1}: ` }))
-      .filter(e => e.text !== ''),
-    variable,
-  )
+  content.split('\n').flatMap((line, i) => parseServiceLine(line, `line ${i + 1}: `, variable) ?? [])

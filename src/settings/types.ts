@@ -1,6 +1,5 @@
 // The one validated, typed view of what the user asked for. Everything after parsing reads only this.
 
-import type { Service } from './services.js'
 
 export type Family = 'ipv4' | 'ipv6'
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
@@ -21,6 +20,13 @@ export interface Cidr {
   /** Network address in the canonical text form iptables-save prints (host bits cleared). */
   readonly address: string
   readonly prefix: number
+}
+
+/** One service the explicit method captures: an address range, and a port range or every port. */
+export interface Service {
+  readonly cidr: Cidr
+  /** undefined: every port of the address. */
+  readonly ports: PortRange | undefined
 }
 
 export interface Mark {
@@ -52,17 +58,27 @@ export interface Settings {
   readonly ipv6: Ipv6Mode
   readonly verify: VerifyMode
   readonly logFormat: LogFormat
+  /** Seconds a program init starts (iptables-restore, nft, ipset...) may run before it is killed. */
+  readonly execTimeout: number
+  /** A misspelt ISTIO_* variable is an error (exit 2) rather than a warning. */
+  readonly strictEnv: boolean
 }
 
 /** What the proxy agent (`run`) needs beyond Settings. */
 export interface AgentSettings {
   /** A user name, or a numeric UID; undefined means Settings.proxyUid. */
   readonly user: string | number | undefined
+  /** The proxy's supplementary groups besides its primary GID: exactly these, never the group database's. */
+  readonly groups: readonly number[]
   readonly restart: 'no' | 'on-failure'
   readonly nofile: number | undefined
   readonly netClsRoot: string
   /** The node classifier's socket; when set, the agent asks it for the net_cls group instead of joining itself. */
   readonly classifierSocket: string | undefined
+  /** After SIGTERM or SIGINT, the seconds the proxy has to exit before it is killed. */
+  readonly drainSeconds: number
+  /** How long `ready` waits for the proxy's port to accept a connection. */
+  readonly readySeconds: number
 }
 
 /** What the node-level classifier needs beyond Settings. */

@@ -33,7 +33,7 @@ export const parsePortList = (text: string, where: string): PortRange[] =>
     const from = DECIMAL.test(low) ? Number(low) : NaN
     const to = high === undefined ? from : DECIMAL.test(high) ? Number(high) : NaN
     const valid = rest.length === 0 && from >= 1 && to <= 65535 && from <= to
-    if (!valid) throw new ConfigError(where, text, `${PORTS}; "${item}" is not one`)
+    if (!valid) throw new ConfigError(where, text, `${PORTS}; ${JSON.stringify(item)} is not one`)
     return { from, to }
   })
 
@@ -46,7 +46,7 @@ const CIDRS = 'comma-separated IPv4 or IPv6 addresses or CIDRs like 169.254.169.
 export const parseCidrList = (text: string, where: string): Cidr[] =>
   splitList(text).map(item => {
     const cidr = parseCidr(item)
-    if (!cidr) throw new ConfigError(where, text, `${CIDRS}; "${item}" is not one`)
+    if (!cidr) throw new ConfigError(where, text, `${CIDRS}; ${JSON.stringify(item)} is not one`)
     return cidr
   })
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { chooseFamilies, chooseVariant, probeHost, summarizeSave, type HostFs } from '../../src/backend/detect.js'
-import type { Exec } from '../../src/backend/exec.js'
+import type { Exec } from '../../src/exec/exec.js'
 import { EnvironmentError } from '../../src/errors.js'
 
 t.test('the variant follows what the namespace already uses', async t => {

@@ -1,7 +1,7 @@
 // Rollback through a recording fake at the exec seam: what is reported when a family is refused, and when the
 // rollback of the other family fails too. No root needed.
 import t from 'tap'
-import { CommandFailed, type Exec } from '../../src/backend/exec.js'
+import { CommandFailed, type Exec } from '../../src/exec/exec.js'
 import { createIptablesRules } from '../../src/backend/iptables-rules.js'
 import { ApplyError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
@@ -39,11 +39,13 @@ t.test('IPv6 refused and the IPv4 rollback refused too: both are named, with the
   t.match(error.message, /Now ipv4 holds the new rules \(the rollback failed\), ipv6 is unchanged \(refused\)/)
 })
 
-t.test('the explicit method: refused rules put the service sets back as they were', async t => {
-  const explicit = buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.10:80' }), ['ipv4'])
+t.test('the explicit method: refused rules swap the old service sets back, and a new set goes', async t => {
+  const explicit = buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.10:80,198.18.1.0/24' }), ['ipv4'])
   const restores: string[] = []
   const exec: Exec = async (file, args, input) => {
-    if (file === 'ipset' && args[0] === 'save') return { stdout: 'create SIDECAR_SVC4_PORTS hash:net,port family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1\nadd SIDECAR_SVC4_PORTS 198.18.0.9,tcp:80\n', stderr: '' }
+    if (file === 'ipset' && args[0] === 'list') {
+      return { stdout: 'Name: SIDECAR_SVC4_PORTS\nType: hash:net,port\nRevision: 8\nHeader: family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1\n', stderr: '' }
+    }
     if (file === 'ipset') {
       restores.push(input ?? '')
       return { stdout: '', stderr: '' }
@@ -53,9 +55,13 @@ t.test('the explicit method: refused rules put the service sets back as they wer
   }
   await t.rejects(createIptablesRules(exec, fs, 'nft').apply(explicit), ApplyError)
   t.equal(restores.length, 2, 'swapped in, then swapped back')
-  t.match(restores[0], /add SIDECAR_SVC4_PORTS-next 198\.18\.0\.10,tcp:80/)
-  t.match(restores[1], /add SIDECAR_SVC4_PORTS-next 198\.18\.0\.9,tcp:80\n.*\nswap SIDECAR_SVC4_PORTS-next SIDECAR_SVC4_PORTS/s, 'the old member comes back')
-  t.match(restores[1], /destroy SIDECAR_SVC4\n/, 'a set that was not there before goes')
+  t.match(restores[0], /add SIDECAR_SVC4_PORTS-next 198\.18\.0\.10,tcp:80\n[\s\S]*swap SIDECAR_SVC4_PORTS-next SIDECAR_SVC4_PORTS\n/)
+  t.notMatch(restores[0], /destroy/, 'the old members wait in -next until the rules are in place')
+  t.equal(
+    restores[1],
+    'swap SIDECAR_SVC4-next SIDECAR_SVC4\ndestroy SIDECAR_SVC4-next\ndestroy SIDECAR_SVC4\nswap SIDECAR_SVC4_PORTS-next SIDECAR_SVC4_PORTS\ndestroy SIDECAR_SVC4_PORTS-next\n',
+    'the set that was there gets its old members back; the one that was not goes',
+  )
 })
 
 t.test('a set with our name that is not ours is refused before anything changes', async t => {
@@ -63,8 +69,8 @@ t.test('a set with our name that is not ours is refused before anything changes'
   const calls: string[] = []
   const exec: Exec = async (file, args) => {
     calls.push(`${file} ${args.join(' ')}`)
-    return { stdout: file === 'ipset' ? 'create SIDECAR_SVC4 hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n' : '', stderr: '' }
+    return { stdout: file === 'ipset' ? 'Name: SIDECAR_SVC4\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n' : '', stderr: '' }
   }
   await t.rejects(createIptablesRules(exec, fs, 'nft').apply(explicit), { exitCode: 3, message: /ipset SIDECAR_SVC4 has our name but is not ours \(hash:ip/ })
-  t.same(calls, ['ipset save'], 'only read')
+  t.same(calls, ['ipset list -t'], 'only read')
 })

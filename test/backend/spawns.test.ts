@@ -1,7 +1,7 @@
 // init through the exec seam: every process it starts is recorded. The commands are forwarded into a sandbox
 // namespace with nsenter, so the kernel is real and only the counting is added.
 import t from 'tap'
-import { realExec, type Exec } from '../../src/backend/exec.js'
+import { realExec, type Exec } from '../../src/exec/exec.js'
 import { runInit } from '../../src/commands/init.js'
 import { ApplyError, EnvironmentError } from '../../src/errors.js'
 import type { Io } from '../../src/io.js'
@@ -24,11 +24,12 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
     readDir: async path => (path === '/proc/sys/net/ipv6/conf' ? ['all', 'default', 'lo', 'eth0'] : []),
   },
   lock: async () => async () => undefined,
+  startedAt: performance.now(),
   now: () => performance.now(),
   out: { write: text => void printed.push(text), error: text => void printed.push(text) },
 })
 
-t.test('init starts at most 3 processes per family plus one ruleset read, and 2 per family when nothing changes', async t => {
+t.test('init starts at most 3 processes per family plus one ruleset read, and 1 per family when nothing changes', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
   const calls: Call[] = []
@@ -50,7 +51,8 @@ t.test('init starts at most 3 processes per family plus one ruleset read, and 2 
   t.match(restore?.input, /^\*nat\n[\s\S]*COMMIT\n$/)
   calls.length = 0
   await runInit(settings, ioFor(exec, printed), createLogger('text', { write: () => undefined, error: () => undefined }))
-  t.same([ofFamily('iptables-nft-'), ofFamily('ip6tables-nft-')], [['save', 'save'], ['save', 'save']], 'a re-run only reads')
+  t.same([ofFamily('iptables-nft-'), ofFamily('ip6tables-nft-')], [['save'], ['save']], 'a re-run reads each family once, under the lock')
+  t.equal(calls.length, 3, 'and the ruleset once')
 })
 
 t.test('a refused transaction becomes an ApplyError naming the family, the line and its text', async t => {
@@ -58,7 +60,7 @@ t.test('a refused transaction becomes an ApplyError naming the family, the line 
   const exec: Exec = async (file, _args, input) => {
     if (file.endsWith('-save')) return { stdout: '', stderr: '' }
     payloads.push(input ?? '')
-    const { CommandFailed } = await import('../../src/backend/exec.js')
+    const { CommandFailed } = await import('../../src/exec/exec.js')
     throw new CommandFailed(file, 'iptables-restore: line 6 failed\n', 6)
   }
   const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_IPV6: 'false' })
@@ -77,4 +79,21 @@ t.test('stderr that merely mentions a permission word is not a permission error'
   t.notOk(error instanceof EnvironmentError, 'exit 2 with the word in it is a plain failure')
   const denied = await realExec('sh', ['-c', 'echo "Could not fetch rule set generation id: Permission denied (you must be root)" >&2; exit 4']).catch((e: unknown) => e)
   t.type(denied, EnvironmentError)
+})
+
+t.test('native nftables: the ruleset, one transaction and the read-back fresh; one read when nothing changes', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const calls: Call[] = []
+  const exec: Exec = (file, args, input) => {
+    calls.push({ file, args, input })
+    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
+  }
+  const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_BACKEND: 'nftables' })
+  const quiet = createLogger('text', { write: () => undefined, error: () => undefined })
+  await runInit(settings, ioFor(exec, []), quiet)
+  t.same(calls.map(c => `${c.file} ${c.args.join(' ')}`), ['nft list ruleset', 'nft -f -', 'nft list ruleset'])
+  calls.length = 0
+  await runInit(settings, ioFor(exec, []), quiet)
+  t.same(calls.map(c => `${c.file} ${c.args.join(' ')}`), ['nft list ruleset'], 'a re-run reads once, under the lock')
 })

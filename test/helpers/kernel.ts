@@ -5,7 +5,7 @@ import { accessSync, chmodSync, constants, cpSync, mkdtempSync, rmSync, statSync
 import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import type { Test } from 'tap'
-import { realExec } from '../../src/backend/exec.js'
+import { realExec } from '../../src/exec/exec.js'
 import { createSandbox, type Programs, type Sandbox, type SandboxAddresses } from '../../src/commands/sandbox.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '')

@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
-import { realExec } from '../../src/backend/exec.js'
+import { realExec } from '../../src/exec/exec.js'
 import { findNetClsMount, groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 

@@ -3,7 +3,8 @@
 // names: run them one after the other, as .ci/run does.
 import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
-import { runForStatus } from '../../src/backend/exec.js'
+import { parse } from 'yaml'
+import { runForStatus } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 
 export const NETWORK = 'sr-test'
@@ -27,9 +28,32 @@ export const prepareNetwork = async (t: Test, pods: readonly string[]): Promise<
   for (const pod of pods) await runForStatus('podman', ['pod', 'rm', '-f', pod])
 }
 
-export const play = async (t: Test, file: string): Promise<void> => {
-  await podman('kube', 'play', '--network', NETWORK, file)
+type Spec = { name: string; lifecycle?: { postStart?: { exec?: { command: string[] } } }; startupProbe?: { exec?: { command: string[] } } }
+
+/**
+ * Plays a pod the way the kubelet starts a classic one, which podman 4.3 does not (it runs no postStart hooks
+ * and no probes, and starts containers in no set order): each init container to completion, in order; then each
+ * container in order, running its postStart exec hook and its startupProbe exec command in it, where the kubelet
+ * would, before the next container starts. A failing step fails the test.
+ */
+export const playInOrder = async (t: Test, file: string): Promise<void> => {
+  const { metadata, spec } = parse(readFileSync(file, 'utf8')) as { metadata: { name: string }; spec: { initContainers?: Spec[]; containers: Spec[] } }
+  await podman('kube', 'play', '--start=false', '--network', NETWORK, file)
   t.teardown(() => runForStatus('podman', ['kube', 'down', file]))
+  for (const init of spec.initContainers ?? []) await podman('start', '--attach', `${metadata.name}-${init.name}`)
+  for (const container of spec.containers) {
+    const name = `${metadata.name}-${container.name}`
+    await podman('start', name)
+    for (const exec of [container.lifecycle?.postStart?.exec, container.startupProbe?.exec]) if (exec) await podman('exec', name, ...exec.command)
+  }
+}
+
+/** Waits, bounded, for a line containing `text` in a container's log: a server saying it listens. */
+export const waitForLog = async (container: string, text: string, timeoutMs = 10_000): Promise<void> => {
+  for (const started = Date.now(); !(await podman('logs', container)).includes(text); ) {
+    if (Date.now() - started > timeoutMs) throw new Error(`${container} did not log ${text} within ${timeoutMs} ms`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
 }
 
 const infraOf = (pod: string): Promise<string> => podman('pod', 'inspect', pod, '--format', '{{.InfraContainerID}}')
@@ -57,6 +81,7 @@ export const expectCapturedPod = async (t: Test, pod: string, caps: bigint): Pro
   t.match(address, /^198\.18\.100\./, 'the pod is on the test network')
   t.match(await natRulesOf(pod), /-A OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND/, 'the init container exited 0 and left its rules in the pod')
   t.equal((await connect(`${pod}-app`, remote, 9090)).label, 'remote', 'app -> remote answered by the remote')
+  await waitForLog(`${pod}-app`, '"ready":true')
   t.equal((await connect('sidecar-remote-server', address, 8080)).label, 'app', 'remote -> pod answered by the app')
   const logs = await podman('logs', `${pod}-proxy`)
   t.match(logs, `"relayed":{"from":"${address}","to":"${remote}:9090"}`, 'the outbound connection went through the proxy, with its original destination')

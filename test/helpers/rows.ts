@@ -25,4 +25,6 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_IPV6: ['', 'yes', '1', 'TRUE', 'dual'],
   ISTIO_VERIFY: ['', 'none', 'all'],
   ISTIO_LOG_FORMAT: ['', 'yaml', 'JSON'],
+  ISTIO_EXEC_TIMEOUT: ['0', '', '1.5', '3601', '10s', '-1'],
+  ISTIO_STRICT_ENV: ['', 'yes', '1', 'TRUE'],
 }

@@ -4,11 +4,17 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t from 'tap'
-import { runForStatus } from '../../src/backend/exec.js'
+import { runForStatus } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
-import { expectCapturedPod, NETWORK, play, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
+import { addressOf, expectCapturedPod, NETWORK, playInOrder, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
 
-t.before(() => prepareNetwork(t, ['sidecar-demo', 'sidecar-remote']))
+// Every pod is started in the kubelet's order and waited for as the kubelet would (playInOrder): the remote until
+// its startupProbe passes, the app until the proxy's postStart hold returns. Playing them and connecting at once
+// raced both, and failed about one run in four.
+t.before(async () => {
+  await prepareNetwork(t, ['sidecar-demo', 'sidecar-remote'])
+  await playInOrder(t, `${ROOT}test/image/remote.yaml`)
+})
 
 t.test('the README shows the pod specs the test plays, verbatim', async t => {
   const readme = readFileSync(`${ROOT}README.md`, 'utf8')
@@ -20,9 +26,19 @@ for (const [method, file, caps] of [
   ['mark', 'examples/pod-mark.yaml', 1n << BigInt(CAP_NET_ADMIN)],
 ] as const) {
   t.test(`${method}: in a real pod, app traffic goes through the unprivileged proxy both ways`, async t => {
-    await play(t, `${ROOT}test/image/remote.yaml`)
-    await play(t, `${ROOT}${file}`)
+    await playInOrder(t, `${ROOT}${file}`)
     await expectCapturedPod(t, 'sidecar-demo', caps)
+  })
+
+  t.test(`${method}: held until the proxy listens, an app's first connection, made as it starts, goes through it`, async t => {
+    const remote = await addressOf('sidecar-remote')
+    const eager = `${mkdtempSync(`${tmpdir()}/sr-image-`)}/pod.yaml`
+    const connect = `["/usr/local/bin/node", "/app/dist/peer.mjs", "connect", "${remote}", "9090"]`
+    writeFileSync(eager, readFileSync(`${ROOT}${file}`, 'utf8').replace('["/usr/local/bin/node", "/app/dist/peer.mjs", "serve", "app=[::]:8080"]', connect).replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
+    await playInOrder(t, eager)
+    t.equal(await podman('wait', 'sidecar-demo-app'), '0', 'the app exited 0')
+    t.match(await podman('logs', 'sidecar-demo-app'), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
+    t.match(await podman('logs', 'sidecar-demo-proxy'), `"relayed":{"from":"${await addressOf('sidecar-demo')}","to":"${remote}:9090"}`, 'through the proxy')
   })
 }
 
@@ -64,5 +80,25 @@ t.test('every backend works on a read-only root: the explicit method on nftables
     ])
     t.equal(run.exitCode, 0, `${backend}: init exits 0`, { output: run.output })
     t.match(run.output, /read back exactly as planned/)
+  }
+})
+
+t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited for, one that ignores it is killed', async t => {
+  for (const [what, script, code, drained] of [
+    ['exits on SIGTERM after draining', "process.on('SIGTERM', () => setTimeout(() => process.exit(0), 500)); setInterval(() => {}, 1000)", 0, false],
+    ['ignores SIGTERM', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)", 137, true],
+  ] as const) {
+    const name = 'sr-drain'
+    await runForStatus('podman', ['rm', '-f', name])
+    t.teardown(() => runForStatus('podman', ['rm', '-f', name]))
+    await podman('run', '-d', '--name', name, '--user', '1337', '--cap-drop', 'ALL', '--read-only', '-e', 'ISTIO_DRAIN_SECONDS=2', 'localhost/sidecar-redirect:dev', 'run', '--', '/usr/local/bin/node', '-e', script)
+    // The agent logs the proxy's start once it has spawned it: only then does SIGTERM reach a proxy.
+    for (let i = 0; i < 100 && !(await podman('logs', name)).includes('proxy started'); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    // podman stop sends SIGTERM to the agent (PID 1) and waits up to -t seconds before its own SIGKILL.
+    await podman('stop', '-t', '30', name)
+    t.equal(await podman('inspect', name, '--format', '{{.State.ExitCode}}'), String(code), `${what}: exit ${code}`)
+    const logs = await podman('logs', name)
+    t.equal(logs.includes('did not exit within 2000 ms of SIGTERM: killing it'), drained, `${what}: ${drained ? 'killed after the drain time' : 'not killed'}`)
+    await runForStatus('podman', ['rm', '-f', name])
   }
 })

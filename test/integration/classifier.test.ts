@@ -3,7 +3,7 @@
 import { chmodSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Started } from '../../src/backend/exec.js'
+import type { Started } from '../../src/exec/processes.js'
 import { classidOf, groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { readStatus } from '../../src/privilege/status.js'
@@ -90,7 +90,7 @@ t.test('the classifier refuses other UIDs, other classids and bad messages, and 
   }
   const clients = await Promise.all(Array.from({ length: 20 }, () => peerAs(box, 1337, ['classify', socket, String(CLASSID)])))
   const served = clients.map(([c]) => c).filter(c => c?.ok === true && c.path?.endsWith(groupName(CLASSID)))
-  t.equal(served.length, 20, '20 concurrent clients are each moved into the group')
+  t.equal(served.length, 20, '20 concurrent clients are each moved into the group', { clients })
   t.equal(new Set(served.map(c => c!.pid)).size, 20, '... each one itself')
   t.equal(classifier.lines.filter(l => l.includes('"outcome":"refused"')).length, 6, 'every refusal is logged')
 })

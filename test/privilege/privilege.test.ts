@@ -4,7 +4,7 @@ import { renderEnvoyConfig } from '../../src/commands/envoy-config.js'
 import { ConfigError, PrivilegeError } from '../../src/errors.js'
 import { resolveIdentity, type PasswdEntry } from '../../src/privilege/identity.js'
 import { setprivArgs } from '../../src/privilege/setpriv.js'
-import { hasCapability, parseStatus } from '../../src/privilege/status.js'
+import { describeStatus, hasCapability, parseStatus } from '../../src/privilege/status.js'
 import { parseAgentSettings, parseClassifierSettings, parseSettings } from '../../src/settings/parse.js'
 
 const USERS: PasswdEntry[] = [
@@ -16,8 +16,9 @@ const lookup = (user: string | number): PasswdEntry | undefined => USERS.find(u 
 
 t.test('the proxy identity: by UID or name, never root', async t => {
   const settings = parseSettings({})
-  t.same(resolveIdentity(settings, parseAgentSettings({}), lookup), { uid: 1337, gid: 1337, groups: 'init', name: 'envoy' })
-  t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'proxy' }), lookup), { uid: 2000, gid: 2001, groups: 'init', name: 'proxy' })
+  t.same(resolveIdentity(settings, parseAgentSettings({}), lookup), { uid: 1337, gid: 1337, groups: [1337], name: 'envoy' })
+  t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'proxy' }), lookup), { uid: 2000, gid: 2001, groups: [2001], name: 'proxy' }, 'a named user: its primary GID only, never the group database')
+  t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_GROUPS: '42, 1337,7' }), lookup).groups, [1337, 42, 7], 'ISTIO_PROXY_GROUPS adds exactly its groups')
   t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup), { uid: 4242, gid: 4242, groups: [4242], name: undefined }, 'no passwd entry: its own GID')
   t.same(resolveIdentity(parseSettings({ ISTIO_PROXY_GID: '7' }), parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup).gid, 7, 'ISTIO_PROXY_GID wins')
   t.throws(() => resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'root' }), lookup), PrivilegeError)
@@ -35,8 +36,9 @@ t.test('setpriv: exactly no capability, or exactly CAP_NET_ADMIN, and no_new_pri
     '--no-new-privs',
     '--',
   ])
-  const mark = setprivArgs({ uid: 1337, gid: 1337, groups: 'init', name: 'envoy' }, true)
-  t.ok(mark.includes('--init-groups'))
+  const mark = setprivArgs({ uid: 1337, gid: 1337, groups: [1337, 42], name: 'envoy' }, true)
+  t.ok(mark.includes('--groups=1337,42'))
+  t.notOk(mark.includes('--init-groups'), 'the group database is never asked')
   t.same(mark.filter(a => a.includes('caps') || a.includes('bounding')), ['--inh-caps=-all,+net_admin', '--ambient-caps=-all,+net_admin', '--bounding-set=-all,+net_admin'])
 })
 
@@ -49,6 +51,10 @@ t.test('/proc status parsing', async t => {
   t.notOk(hasCapability(status.capEff, 21))
   t.equal(status.capBnd, 0n, 'a missing field is an empty set')
   t.ok(status.noNewPrivs)
+  t.equal(
+    describeStatus(parseStatus('Uid:\t1337\t1337\t1337\t1337\nGid:\t7\t7\t7\t7\nGroups:\t7 42\nCapEff:\t0000000000001001\nCapBnd:\t0000000000001000\n')),
+    'uid 1337/1337/1337/1337; gid 7/7/7/7; groups 7,42; capabilities effective net_admin,0x1, permitted none, inheritable none, ambient none, bounding net_admin; no_new_privs not set',
+  )
 })
 
 t.test('the net_cls mount is found by its super options, not its path', async t => {
@@ -74,6 +80,10 @@ t.test('agent and classifier settings refuse bad values, quoting the whole value
     [parseAgentSettings, 'ISTIO_PROXY_USER', '0'],
     [parseAgentSettings, 'ISTIO_PROXY_USER', 'bad user'],
     [parseAgentSettings, 'ISTIO_PROXY_USER', '-1'],
+    [parseAgentSettings, 'ISTIO_PROXY_GROUPS', '0'],
+    [parseAgentSettings, 'ISTIO_PROXY_GROUPS', '42,0'],
+    [parseAgentSettings, 'ISTIO_PROXY_GROUPS', 'disk'],
+    [parseAgentSettings, 'ISTIO_PROXY_GROUPS', '42,'],
     [parseAgentSettings, 'ISTIO_AGENT_RESTART', 'always'],
     [parseAgentSettings, 'ISTIO_PROXY_NOFILE', '10'],
     [parseAgentSettings, 'ISTIO_PROXY_NOFILE', 'many'],

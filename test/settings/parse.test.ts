@@ -2,7 +2,9 @@ import t from 'tap'
 import { ConfigError } from '../../src/errors.js'
 import { formatSettings } from '../../src/settings/format.js'
 import { OPTIONS, OPTION_KEYS } from '../../src/settings/options.js'
-import { loadSettings, type ReadText } from '../../src/settings/load.js'
+import { loadSettings, type ReadServices } from '../../src/settings/load.js'
+import { parseServiceFile } from '../../src/settings/services.js'
+import { readServicesFile } from '../../src/settings/services-file.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { REFUSED } from '../helpers/rows.js'
 
@@ -10,12 +12,10 @@ t.test('every setting has rows of refused values', async t => {
   for (const key of OPTION_KEYS) t.ok(REFUSED[OPTIONS[key].env]?.length, OPTIONS[key].env)
 })
 
-const noFile: ReadText = path => Promise.reject(new Error(`ENOENT: ${path}`))
-
 t.test('a refused value names the variable, the value and what is accepted', async t => {
   for (const [variable, values] of Object.entries(REFUSED)) {
     for (const value of values) {
-      const error = (await loadSettings({ [variable]: value }, {}, noFile).then(
+      const error = (await loadSettings({ [variable]: value }, {}, readServicesFile).then(
         () => t.fail(`${variable}=${value} is accepted`),
         (e: unknown) => e,
       )) as ConfigError
@@ -58,6 +58,8 @@ t.test('defaults follow the design document', async t => {
     ISTIO_IPV6: 'auto',
     ISTIO_VERIFY: 'live',
     ISTIO_LOG_FORMAT: 'text',
+    ISTIO_EXEC_TIMEOUT: '30',
+    ISTIO_STRICT_ENV: 'false',
   })
 })
 
@@ -93,13 +95,13 @@ t.test('an IPv6 CIDR while IPv6 is off is refused, not dropped', async t => {
 })
 
 t.test('with ISTIO_IPV6=false an IPv6 service is refused, from the list or the file, never dropped', async t => {
-  const listed = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80,[2001:db8::1]:443' }, {}, noFile).catch(
+  const listed = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80,[2001:db8::1]:443' }, {}, readServicesFile).catch(
     (e: unknown) => e,
   )) as ConfigError
   t.type(listed, ConfigError)
   t.equal(listed.variable, 'ISTIO_SERVICES')
   t.match(listed.message, /\[2001:db8::1\/128\]:443.*IPv4 services only while ISTIO_IPV6=false/)
-  const file: ReadText = async () => '198.18.0.1\n# a comment\n2001:db8::/32\n'
+  const file: ReadServices = async (_path, variable) => parseServiceFile('198.18.0.1\n# a comment\n2001:db8::/32\n', variable)
   const fromFile = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file).catch((e: unknown) => e)) as ConfigError
   t.equal(fromFile.variable, 'ISTIO_SERVICES_FILE')
   t.match(fromFile.message, /line 3: 2001:db8::\/32/)

@@ -1,12 +1,45 @@
 {{/*
-Named templates other charts can include. Pass a context whose .Values are this chart's values, and, for the
-UID check, the app container's runAsUser as .appRunAsUser, e.g.
+Named templates other charts can include. Pass a context whose .Values are this chart's values, .Capabilities
+(for proxy.nativeSidecar=auto), and, for the UID check, the app container's runAsUser as .appRunAsUser, e.g.
   initContainers:
-    {{- include "sidecar-redirect.initContainer" (dict "Values" .Values.sidecarRedirect "Chart" .Chart "Release" .Release "appRunAsUser" 1000) | nindent 4 }}
+    {{- include "sidecar-redirect.initContainers" (dict "Values" (index .Values "sidecar-redirect") "Release" .Release "Capabilities" .Capabilities "appRunAsUser" 1000) | nindent 4 }}
+    # your own init containers here: they start once the proxy is ready (native sidecar)
+  containers:
+    {{- include "sidecar-redirect.containers" (dict "Values" (index .Values "sidecar-redirect") "Release" .Release "Capabilities" .Capabilities) | nindent 4 }}
+    # your app here, after the proxy: in the classic layout it starts once the proxy is ready
 */}}
 
+{{/*
+This chart's own version. Templates included from another chart see that chart's .Chart, so the image tag and
+the version label cannot come from .Chart.AppVersion; the chart test checks this equals Chart.yaml's appVersion.
+*/}}
+{{- define "sidecar-redirect.appVersion" -}}
+0.1.0
+{{- end }}
+
 {{- define "sidecar-redirect.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default (include "sidecar-redirect.appVersion" .) }}
+{{- end }}
+
+{{/* The standard labels, on every object this chart renders. */}}
+{{- define "sidecar-redirect.labels" -}}
+helm.sh/chart: {{ printf "sidecar-redirect-%s" .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: sidecar-redirect
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ include "sidecar-redirect.appVersion" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* "true" when the proxy is a native sidecar: asked for, or auto on Kubernetes 1.29 and later. */}}
+{{- define "sidecar-redirect.native" -}}
+{{- $native := .Values.proxy.nativeSidecar -}}
+{{- if eq (toString $native) "auto" -}}
+{{- if not .Capabilities -}}
+{{- fail "sidecar-redirect: proxy.nativeSidecar=auto needs the Kubernetes version: pass \"Capabilities\" .Capabilities in the include context, or set proxy.nativeSidecar to true or false" -}}
+{{- end -}}
+{{- $native = semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version -}}
+{{- end -}}
+{{- if $native }}true{{ end -}}
 {{- end }}
 
 {{/* Refusals that a schema cannot express: they need the release namespace, or two values at once. */}}
@@ -62,24 +95,45 @@ UID check, the app container's runAsUser as .appRunAsUser, e.g.
     readOnlyRootFilesystem: true
     allowPrivilegeEscalation: false
     capabilities: { add: [NET_ADMIN, NET_RAW], drop: [ALL] }
+    seccompProfile: { type: RuntimeDefault }
 {{- end }}
 {{- end }}
 
 {{/*
 The proxy container, started through the agent. It runs as the proxy UID with every capability dropped, except
 for method mark (the agent starts as root to hand the proxy exactly CAP_NET_ADMIN) and method cgroup without the
-classifier (the agent starts as root to join the net_cls group, then drops everything).
+classifier (the agent starts as root to join the net_cls group, then drops everything). As a native sidecar it is
+an init container that keeps running (restartPolicy Always) and counts as started once its startupProbe passes;
+in the classic layout its postStart hook holds the next container until the proxy listens.
 */}}
 {{- define "sidecar-redirect.proxyContainer" -}}
 {{- $rootStart := or (eq .Values.method "mark") (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
+{{- $native := include "sidecar-redirect.native" . -}}
 - name: proxy
   image: {{ .Values.proxy.image | default (include "sidecar-redirect.image" .) }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if $native }}
+  restartPolicy: Always
+  # One run of `ready` waits up to proxy.readyTimeoutSeconds itself; if the proxy is still not listening, the
+  # kubelet restarts it.
+  startupProbe:
+    exec: { command: ["/app/entrypoint", "ready"] }
+    periodSeconds: 1
+    timeoutSeconds: {{ add .Values.proxy.readyTimeoutSeconds 5 }}
+    failureThreshold: 1
+  {{- else if .Values.proxy.holdApplicationUntilReady }}
+  # The kubelet starts the next container only when this hook has returned.
+  lifecycle:
+    postStart:
+      exec: { command: ["/app/entrypoint", "ready"] }
+  {{- end }}
   command: ["/app/entrypoint"]
   args: {{ concat (list "run" "--") .Values.proxy.command | toJson }}
   env:
     {{- include "sidecar-redirect.env" . | nindent 4 }}
     - { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
+    - { name: ISTIO_DRAIN_SECONDS, value: {{ .Values.proxy.drainSeconds | quote }} }
+    - { name: ISTIO_READY_SECONDS, value: {{ .Values.proxy.readyTimeoutSeconds | quote }} }
     {{- if and (eq .Values.method "cgroup") .Values.classifier.enabled }}
     - { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
     {{- end }}
@@ -103,6 +157,7 @@ classifier (the agent starts as root to join the net_cls group, then drops every
       {{- else if $rootStart }}
       add: [SETUID, SETGID, SETPCAP]
       {{- end }}
+    seccompProfile: { type: RuntimeDefault }
   {{- if eq .Values.method "cgroup" }}
   volumeMounts:
     {{- if .Values.classifier.enabled }}
@@ -111,6 +166,21 @@ classifier (the agent starts as root to join the net_cls group, then drops every
     - { name: sidecar-redirect-net-cls, mountPath: {{ .Values.classifier.netClsRoot | quote }} }
     {{- end }}
   {{- end }}
+{{- end }}
+
+{{/* The init containers, in order: the redirect init, then the proxy when it is a native sidecar. */}}
+{{- define "sidecar-redirect.initContainers" -}}
+{{- include "sidecar-redirect.initContainer" . | trim }}
+{{- if and .Values.enabled (include "sidecar-redirect.native" .) }}
+{{ include "sidecar-redirect.proxyContainer" . }}
+{{- end }}
+{{- end }}
+
+{{/* The proxy in the classic layout (nothing for a native sidecar): list it before the app. */}}
+{{- define "sidecar-redirect.containers" -}}
+{{- if and .Values.enabled (not (include "sidecar-redirect.native" .)) }}
+{{- include "sidecar-redirect.proxyContainer" . }}
+{{- end }}
 {{- end }}
 
 {{/* The volumes the proxy container template mounts (cgroup method only). */}}

