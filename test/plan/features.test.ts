@@ -1,7 +1,7 @@
 // The capture features as plan modules: what each adds, where, and that the table of them is complete.
 import t from 'tap'
 import { buildPlan } from '../../src/plan/build.js'
-import { FEATURES } from '../../src/plan/features/index.js'
+import { contributions, FEATURES } from '../../src/plan/features/index.js'
 import { PURPOSES } from '../../src/plan/owned.js'
 import { renderNftTable } from '../../src/plan/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
@@ -49,4 +49,10 @@ t.test('with nothing captured inbound, no interface exclusion is written there',
 
 t.test('the new rules carry purposes of their own', async t => {
   for (const p of ['inbound-exclude-interface', 'outbound-exclude-interface'] as const) t.ok(PURPOSES.includes(p), p)
+})
+
+t.test('two features deciding the inbound port is refused, not settled by order', async t => {
+  const settings = parseSettings({})
+  t.throws(() => contributions(settings, 'ipv4', { a: () => ({ inboundPort: 1 }), b: () => ({ inboundPort: 2 }) }), /features a and b both decide the inbound port/)
+  t.equal(contributions(settings, 'ipv4', { a: () => ({ inboundPort: 1 }), b: () => ({}) }).inboundPort, 1)
 })

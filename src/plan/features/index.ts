@@ -21,8 +21,8 @@ export interface Contributions {
 }
 
 /** Every feature's contribution for one family, merged. Pure; two features deciding the inbound port is a bug. */
-export const contributions = (settings: Settings, family: Family): Contributions => {
-  const all = Object.entries(FEATURES).map(([name, feature]) => [name, feature(settings, family)] as [string, Contribution])
+export const contributions = (settings: Settings, family: Family, features: Readonly<Record<string, Feature>> = FEATURES): Contributions => {
+  const all = Object.entries(features).map(([name, feature]) => [name, feature(settings, family)] as [string, Contribution])
   const ports = all.filter(([, c]) => c.inboundPort !== undefined)
   if (ports.length > 1) throw new Error(`features ${ports.map(([n]) => n).join(' and ')} both decide the inbound port`)
   return {
