@@ -1,5 +1,5 @@
 // PATHs that change which tools init finds, for tests of what it does when a tool refuses or is missing.
-import { chmodSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 
 /** A fresh directory, removed when the test process exits. */
@@ -17,6 +17,16 @@ export const refusingIpv6Path = (): string => {
     writeFileSync(file, '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: line 3 failed" >&2\nexit 1\n')
     chmodSync(file, 0o755)
   }
+  return `${dir}:${process.env['PATH'] ?? ''}`
+}
+
+/** A PATH on which `nft -f` refuses every transaction, as a kernel without nf_tables nat would; reads still work. */
+export const refusingNftPath = (): string => {
+  const dir = scratch('sr-refuse-nft-')
+  const real = (process.env['PATH'] ?? '').split(':').map(d => `${d}/nft`).find(p => existsSync(p)) ?? 'nft'
+  const refuse = 'cat >/dev/null; echo "Error: Could not process rule: Operation not supported" >&2; exit 1'
+  writeFileSync(`${dir}/nft`, `#!/bin/sh\nif [ "$1" = "-f" ]; then ${refuse}; fi\nexec ${real} "$@"\n`)
+  chmodSync(`${dir}/nft`, 0o755)
   return `${dir}:${process.env['PATH'] ?? ''}`
 }
 

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { pathWithout, refusingIpv6Path } from '../helpers/paths.js'
+import { pathWithout, refusingIpv6Path, refusingNftPath } from '../helpers/paths.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
@@ -79,13 +79,13 @@ for (const backend of BACKENDS) {
       })
     }
     const all = { ISTIO_BACKEND: backend, ...Object.values(SCENARIOS).reduce((env, s) => ({ ...env, ...s.env }), {}) }
-    if (backend !== 'nftables') {
-      // nftables writes both families in one transaction; the iptables backends roll the other family back.
-      const earlier = await snapshot(box)
-      const refused = await box.runInit({ ...all, ISTIO_INBOUND_CAPTURE_PORT: '15007', ISTIO_EXCLUDE_INTERFACES: 'side1', PATH: refusingIpv6Path() })
-      t.equal(refused.exitCode, 4, 'a refused IPv6 apply exits 4', { output: refused.output })
-      t.equal(await snapshot(box), earlier, 'IPv4 is rolled back to the earlier feature rules')
-    }
+    // nftables writes both families in one transaction, which is refused whole; the iptables backends roll the
+    // family that was applied back when the other is refused.
+    const earlier = await snapshot(box)
+    const PATH = backend === 'nftables' ? refusingNftPath() : refusingIpv6Path()
+    const refused = await box.runInit({ ...all, ISTIO_INBOUND_CAPTURE_PORT: '15007', ISTIO_EXCLUDE_INTERFACES: 'side1', PATH })
+    t.equal(refused.exitCode, 4, 'a refused apply exits 4', { output: refused.output })
+    t.equal(await snapshot(box), earlier, 'the earlier feature rules are back, in both families')
     await initOk(t, box, all, ['clean'])
     t.equal(await snapshot(box), before, 'clean leaves exactly what was there before')
   })
