@@ -63,7 +63,10 @@ const createHandler = (options: ClassifierOptions) => {
       if (closing >= MAX_CLOSING) return void socket.destroy()
       closing += 1
       const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
-      socket.once('close', () => (clearTimeout(grace), (closing -= 1)))
+      socket.once('close', () => {
+        clearTimeout(grace)
+        closing -= 1
+      })
       socket.once('end', () => socket.destroy())
       socket.resume()
     }
@@ -103,17 +106,25 @@ const createHandler = (options: ClassifierOptions) => {
     try {
       peer = peerCredentials(socket)
     } catch (error) {
-      return refuse((error as Error).message)
+      refuse((error as Error).message)
+      return
     }
     const uidRefused = refuseUid(options.policy, peer.uid)
-    if (uidRefused) return refuse(uidRefused)
-    if (serving >= MAX_CONNECTIONS) return refuse(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+    if (uidRefused) {
+      refuse(uidRefused)
+      return
+    }
+    if (serving >= MAX_CONNECTIONS) {
+      refuse(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+      return
+    }
     serving += 1
     counted = true
     try {
       asker = { ...peer, pidfd: peerPidfd(socket, peer.pid) }
     } catch (error) {
-      return refuse((error as Error).message)
+      refuse((error as Error).message)
+      return
     }
     socket.on('data', chunk => {
       if (state !== 'reading') return

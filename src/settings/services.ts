@@ -5,7 +5,7 @@
 
 import { ConfigError } from '../errors.js'
 import { cidrRange, formatCidr, parseCidr } from './cidr.js'
-import type { Cidr, PortRange, Service } from './types.js'
+import type { PortRange, Service } from './types.js'
 
 const ACCEPTED = 'entries CIDR[:port[-port]], e.g. 198.18.0.10:80, 198.18.0.0/16:8000-8080, [2001:db8::/32]:443 or 198.18.1.0/24'
 // A port range is expanded into one ipset member per port; this keeps a list of services a list, not a flood.
