@@ -12,6 +12,8 @@ export interface Expected {
   /** The reply: stdout, or a failure with this stderr (and blamed line). */
   readonly stdout?: string
   readonly fails?: { readonly stderr: string; readonly line?: number }
+  /** Or what the real seam throws before a tool runs at all (not installed, not permitted, timed out). */
+  readonly throws?: () => Error
   /** How many times this call may be made (families run side by side, so order is kept per command only). */
   readonly times?: number
 }
@@ -44,6 +46,7 @@ export const fakeExec = (t: Test, script: readonly Expected[]): FakeExec => {
       if (typeof next.input === 'string') t.equal(input ?? '', next.input, `${line} is fed the expected text`)
       else t.match(input ?? '', next.input, `${line} is fed the expected text`)
     }
+    if (next.throws) throw next.throws()
     if (next.fails) throw new CommandFailed(line, next.fails.stderr, next.fails.line)
     return { stdout: next.stdout ?? '', stderr: '' }
   }
