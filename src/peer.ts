@@ -64,7 +64,10 @@ const proxy = (port: number, mark: number | undefined): void => {
     print({ relayed: { from: (downstream.remoteAddress ?? '').replace(/^::ffff:/, ''), to: `${target.address}:${target.port}` } })
     const upstream = mark === undefined ? net.connect(options) : openSocket(target.address, { mark }).connect(options)
     downstream.pipe(upstream).pipe(downstream)
-    const close = (): void => void (downstream.destroy(), upstream.destroy())
+    const close = (): void => {
+      downstream.destroy()
+      upstream.destroy()
+    }
     upstream.on('error', close)
     downstream.on('error', close)
   })
@@ -122,9 +125,15 @@ const flood = (socketPath: string, count: number): void => {
     let reply = ''
     let retry = false
     socket.on('data', chunk => (reply += String(chunk)))
-    socket.on('error', (error: NodeJS.ErrnoException) => (retry = error.code === 'EAGAIN'))
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      retry = error.code === 'EAGAIN'
+    })
     socket.on('close', () => {
-      if (retry) return void (retries++, setTimeout(open, 10))
+      if (retry) {
+        retries++
+        setTimeout(open, 10)
+        return
+      }
       ended[reply.includes('"ok":false') ? 'answered' : 'failed'] += 1
       if (--pending === 0) print({ ...ended, retries })
     })

@@ -8,7 +8,7 @@ const SRC = new URL('../src', import.meta.url).pathname
 
 // Lowest first. A room is a folder of src/ or a file directly in it.
 const LAYERS: readonly (readonly string[])[] = [
-  ['errors.ts', 'order.ts', 'started.ts'],
+  ['errors.ts', 'order.ts', 'started.ts', 'text.ts'],
   ['settings'],
   ['exec', 'net', 'log.ts'],
   ['cgroup', 'plan', 'privilege'],

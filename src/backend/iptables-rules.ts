@@ -18,6 +18,7 @@ import { CommandFailed, type Exec } from '../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from './types.js'
 import { otherTables, readRuleset } from './whole-path.js'
+import { firstLine, messageOf } from '../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 
@@ -44,7 +45,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
     try {
       return (await exec('ipset', args, input)).stdout
     } catch (error) {
-      if (error instanceof CommandFailed) throw new ApplyError(`ipset ${args[0]} refused: ${error.stderr.trim().split('\n')[0]}`, { cause: error })
+      if (error instanceof CommandFailed) throw new ApplyError(`ipset ${args[0]} refused: ${firstLine(error.stderr)}`, { cause: error })
       throw error
     }
   }
@@ -73,7 +74,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
           await ipset(['restore'], renderIpsetUndo(sets, new Set(before.keys()))).catch((undo: unknown) => {
-            throw new ApplyError(`${(error as Error).message}; then putting the service sets back failed too: ${(undo as Error).message}`, { cause: error })
+            throw new ApplyError(`${messageOf(error)}; then putting the service sets back failed too: ${messageOf(undo)}`, { cause: error })
           })
         }
         throw error

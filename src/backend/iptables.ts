@@ -4,6 +4,7 @@
 import { ApplyError, EnvironmentError } from '../errors.js'
 import type { Family } from '../settings/types.js'
 import { CommandFailed, type Exec } from '../exec/exec.js'
+import { firstLine } from '../text.js'
 
 export type Variant = 'nft' | 'legacy'
 
@@ -40,7 +41,7 @@ const refusal = (family: Family, payload: string, error: CommandFailed): ApplyEr
   }
   const line = error.line === undefined ? undefined : payload.split('\n')[error.line - 1]
   const where = line === undefined ? '' : ` at line ${error.line} (${line})`
-  return new ApplyError(`${family}: the kernel refused the transaction${where}: ${error.stderr.trim().split('\n')[0]}`, {
+  return new ApplyError(`${family}: the kernel refused the transaction${where}: ${firstLine(error.stderr)}`, {
     cause: error,
   })
 }

@@ -5,6 +5,7 @@ import net from 'node:net'
 import { isInGroupFor, netClsPath } from '../cgroup/net-cls.js'
 import { ClassifierError } from '../errors.js'
 import type { Reply } from './protocol.js'
+import { messageOf } from '../text.js'
 
 const TIMEOUT_MS = 5000
 
@@ -37,7 +38,7 @@ export const requestClassification = async (socketPath: string, classid: number)
   try {
     reply = await ask(socketPath, classid)
   } catch (error) {
-    throw new ClassifierError(`the net_cls classifier at ${socketPath} is unreachable: ${(error as Error).message}`, { cause: error })
+    throw new ClassifierError(`the net_cls classifier at ${socketPath} is unreachable: ${messageOf(error)}`, { cause: error })
   }
   if (!reply.ok) throw new ClassifierError(`the net_cls classifier refused: ${reply.error}`)
   if (!(await isInGroupFor('self', classid))) {

@@ -1,6 +1,8 @@
 // The classifier's protocol: one JSON line each way. The request names only the classid wanted; who is asking is
 // taken from the kernel (SO_PEERCRED), never from the message, so a message cannot name another process.
 
+import { hex } from '../text.js'
+
 export const MAX_REQUEST_BYTES = 512
 
 export interface Request {
@@ -37,6 +39,6 @@ export const refuseUid = (policy: Policy, peerUid: number): string | undefined =
 export const decide = (policy: Policy, peerUid: number, classid: number): string | undefined => {
   const uidRefused = refuseUid(policy, peerUid)
   if (uidRefused) return uidRefused
-  if (!policy.classids.includes(classid)) return `classid 0x${classid.toString(16)} is not allowed (${policy.classids.map(c => `0x${c.toString(16)}`).join(', ')})`
+  if (!policy.classids.includes(classid)) return `classid ${hex(classid)} is not allowed (${policy.classids.map(hex).join(', ')})`
   return undefined
 }

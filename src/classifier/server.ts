@@ -12,6 +12,7 @@ import { peerPidfd, type Pidfd } from '../net/pidfd.js'
 import { decide, MAX_REQUEST_BYTES, parseRequest, refuseUid, type Policy, type Reply } from './protocol.js'
 import { requireNofile } from '../privilege/rlimit.js'
 import { prepareSocketPath } from './socket-path.js'
+import { hex, messageOf } from '../text.js'
 
 // A request is one short line: a client that has not sent it within this long from connecting is cut off.
 export const REQUEST_DEADLINE_MS = 2000
@@ -37,7 +38,7 @@ interface Asker extends PeerCredentials {
   readonly pidfd: Pidfd
 }
 
-const hex = (n: number | undefined): string => (n === undefined ? '-' : `0x${n.toString(16)}`)
+const hexOrDash = (n: number | undefined): string => (n === undefined ? '-' : hex(n))
 
 const createHandler = (options: ClassifierOptions) => {
   let serving = 0
@@ -52,7 +53,7 @@ const createHandler = (options: ClassifierOptions) => {
     const finish = (reply: Reply, outcome: string, classid: number | undefined, reason?: string): void => {
       if (state === 'done') return
       state = 'done'
-      options.logger.event('classify', `pid ${peer?.pid ?? '?'} uid ${peer?.uid ?? '?'} classid ${hex(classid)}: ${outcome}${reason ? `: ${reason}` : ''}`, {
+      options.logger.event('classify', `pid ${peer?.pid ?? '?'} uid ${peer?.uid ?? '?'} classid ${hexOrDash(classid)}: ${outcome}${reason ? `: ${reason}` : ''}`, {
         pid: peer?.pid ?? null,
         uid: peer?.uid ?? null,
         classid: classid ?? null,
@@ -63,7 +64,10 @@ const createHandler = (options: ClassifierOptions) => {
       if (closing >= MAX_CLOSING) return void socket.destroy()
       closing += 1
       const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
-      socket.once('close', () => (clearTimeout(grace), (closing -= 1)))
+      socket.once('close', () => {
+        clearTimeout(grace)
+        closing -= 1
+      })
       socket.once('end', () => socket.destroy())
       socket.resume()
     }
@@ -89,7 +93,7 @@ const createHandler = (options: ClassifierOptions) => {
         }
         finish({ ok: true, classid, group: group.slice(options.hierarchy.length) }, 'moved', classid)
       } catch (error) {
-        refuse(`could not move the process: ${(error as Error).message}`, classid)
+        refuse(`could not move the process: ${messageOf(error)}`, classid)
       }
     }
 
@@ -103,17 +107,25 @@ const createHandler = (options: ClassifierOptions) => {
     try {
       peer = peerCredentials(socket)
     } catch (error) {
-      return refuse((error as Error).message)
+      refuse(messageOf(error))
+      return
     }
     const uidRefused = refuseUid(options.policy, peer.uid)
-    if (uidRefused) return refuse(uidRefused)
-    if (serving >= MAX_CONNECTIONS) return refuse(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+    if (uidRefused) {
+      refuse(uidRefused)
+      return
+    }
+    if (serving >= MAX_CONNECTIONS) {
+      refuse(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+      return
+    }
     serving += 1
     counted = true
     try {
       asker = { ...peer, pidfd: peerPidfd(socket, peer.pid) }
     } catch (error) {
-      return refuse((error as Error).message)
+      refuse(messageOf(error))
+      return
     }
     socket.on('data', chunk => {
       if (state !== 'reading') return

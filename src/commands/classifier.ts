@@ -6,6 +6,7 @@ import { startClassifier } from '../classifier/server.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import type { AgentSettings, ClassifierSettings, Settings } from '../settings/types.js'
+import { hex } from '../text.js'
 
 export const runClassifier = async (settings: Settings, classifier: ClassifierSettings, agent: AgentSettings, io: Io, logger: Logger): Promise<number> => {
   const hierarchy = await mountNetCls(agent.netClsRoot, io.exec)
@@ -16,7 +17,7 @@ export const runClassifier = async (settings: Settings, classifier: ClassifierSe
   const server = await startClassifier({ socket: classifier.socket, hierarchy, policy, logger })
   logger.event(
     'listening',
-    `classifier on ${classifier.socket} (net_cls at ${hierarchy}) serves UIDs ${policy.uids.join(', ')} with classids ${policy.classids.map(c => `0x${c.toString(16)}`).join(', ')}`,
+    `classifier on ${classifier.socket} (net_cls at ${hierarchy}) serves UIDs ${policy.uids.join(', ')} with classids ${policy.classids.map(hex).join(', ')}`,
   )
   const signal = await new Promise<NodeJS.Signals>(resolve => {
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.once(s, () => resolve(s))

@@ -3,6 +3,7 @@
 
 import type { Output } from '../log.js'
 import type { Settings } from '../settings/types.js'
+import { hex } from '../text.js'
 
 const SOL_SOCKET = 1
 const SO_MARK = 36
@@ -13,7 +14,7 @@ export const renderEnvoyConfig = (settings: Settings): string => {
   const option = { description: 'sidecar-redirect: SO_MARK for the mark method', level: SOL_SOCKET, name: SO_MARK, int_value: mark, state: 'STATE_PREBIND' }
   if (settings.logFormat === 'json') return `${JSON.stringify({ upstream_bind_config: { socket_options: [option] } })}\n`
   return [
-    `# Marks the proxy's upstream connections with SO_MARK 0x${mark.toString(16)} (ISTIO_SO_MARK), which the mark method's`,
+    `# Marks the proxy's upstream connections with SO_MARK ${hex(mark)} (ISTIO_SO_MARK), which the mark method's`,
     "# rules exempt from capture. Put it in a Cluster, or in the bootstrap's cluster_manager to cover every cluster.",
     '# The proxy needs CAP_NET_ADMIN to set it: `entrypoint run` gives it exactly that in the mark method.',
     'upstream_bind_config:',

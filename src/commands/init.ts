@@ -15,7 +15,13 @@ const round = (ms: number): number => Math.round(ms * 10) / 10
 export const runInit = async (settings: Settings, ioIn: Io, logger: Logger, before: Record<string, number> = {}): Promise<void> => {
   // Every process started is counted: each costs a few milliseconds of every pod's start.
   let processes = 0
-  const io: Io = { ...ioIn, exec: (...args) => (processes++, ioIn.exec(...args)) }
+  const io: Io = {
+    ...ioIn,
+    exec: (...args) => {
+      processes++
+      return ioIn.exec(...args)
+    },
+  }
   const timings: Record<string, number> = { ...before }
   const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
     const start = io.now()

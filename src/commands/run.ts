@@ -16,6 +16,7 @@ import { raiseNofile } from '../privilege/rlimit.js'
 import { setprivArgs } from '../privilege/setpriv.js'
 import { CAP_NET_ADMIN, describeStatus, hasCapability, readStatus, type ProcessStatus } from '../privilege/status.js'
 import type { AgentSettings, OutboundMethod, Settings } from '../settings/types.js'
+import { hex } from '../text.js'
 
 const lookupUser: UserLookup = user => {
   const posix = createRequire(import.meta.url)('posix') as { getpwnam(u: string | number): PasswdEntry }
@@ -26,7 +27,6 @@ const lookupUser: UserLookup = user => {
   }
 }
 
-const hex = (set: bigint): string => `0x${set.toString(16)}`
 
 const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, logger: Logger): Promise<never> => {
   const identity = resolveIdentity(settings, agent, lookupUser)
@@ -66,7 +66,7 @@ const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: Proce
   cgroup: async settings => {
     if (!(await isInGroupFor('self', settings.netClsId))) {
       throw new PrivilegeError(
-        `method cgroup: this process is in no net_cls group with classid 0x${settings.netClsId.toString(16)} (it is in ${(await netClsPath('self')) ?? 'none'}), and without root it cannot join one: run the agent as root, or set ISTIO_CLASSIFIER_SOCKET`,
+        `method cgroup: this process is in no net_cls group with classid ${hex(settings.netClsId)} (it is in ${(await netClsPath('self')) ?? 'none'}), and without root it cannot join one: run the agent as root, or set ISTIO_CLASSIFIER_SOCKET`,
       )
     }
   },

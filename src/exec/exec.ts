@@ -1,11 +1,13 @@
 // The seam through which the rule commands start processes. Everything else receives an Exec, so tests can record
-// what would run, and this is the only file that reads a rule tool's stderr. It uses node:child_process directly,
+// what would run (test/helpers/fake-exec.ts); failures come back classified (not installed, not permitted, timed
+// out, or CommandFailed with the tool's stderr and the line it blamed). It uses node:child_process directly,
 // not execa: init runs it on every pod start, and loading execa alone cost ~42 ms of a ~150 ms init on Node 24,
 // with ~30 ms for the first process it starts against ~4.5 ms for a plain spawn (bench/init.mjs). Long-lived
 // processes (the proxy, the demo's peers) are started with execa in processes.ts, off init's path.
 
 import { spawn } from 'node:child_process'
 import { EnvironmentError } from '../errors.js'
+import { firstLine } from '../text.js'
 
 export interface ExecResult {
   readonly stdout: string
@@ -26,7 +28,7 @@ export class CommandFailed extends Error {
     readonly stderr: string,
     readonly line: number | undefined,
   ) {
-    super(`${command} failed: ${stderr.trim().split('\n')[0] ?? ''}`)
+    super(`${command} failed: ${firstLine(stderr)}`)
   }
 }
 
@@ -89,6 +91,8 @@ export const realExec: Exec = async (file, args, input, options = {}) => {
   const command = [file, ...args].join(' ')
   const result = await runToEnd(file, args, input ?? '', options.timeoutMs).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`, { cause: error })
+    // A directory on PATH this user may not search, or a file it may not run: the environment, not a bug.
+    if (error.code === 'EACCES' || error.code === 'EPERM') throw new EnvironmentError(`${file} cannot be run by this user (${error.code})`, { cause: error })
     throw error
   })
   if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)

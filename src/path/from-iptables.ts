@@ -17,7 +17,10 @@ export const parseSave = (text: string): Map<string, SavedTable> => {
   const tables = new Map<string, { chains: string[]; rules: string[] }>()
   let current: { chains: string[]; rules: string[] } | undefined
   for (const line of text.split('\n')) {
-    if (line.startsWith('*')) tables.set(line.slice(1), (current = { chains: [], rules: [] }))
+    if (line.startsWith('*')) {
+      current = { chains: [], rules: [] }
+      tables.set(line.slice(1), current)
+    }
     else if (!current || line.startsWith('#')) continue
     else if (line.startsWith(':')) current.chains.push(line.slice(1).split(' ')[0] ?? '')
     else if (line.startsWith('-A ')) current.rules.push(line)

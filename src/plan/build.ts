@@ -4,7 +4,7 @@
 import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
 import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
 import { contributions, type Contributions } from './features/index.js'
-import type { Chain, FamilyPlan, Match, Plan, Rule, ServiceSet, Target } from './types.js'
+import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
   ipv4: { family: 'ipv4', address: '127.0.0.1', prefix: 32 },

@@ -6,6 +6,7 @@ import { formatCidr } from '../settings/cidr.js'
 import type { PortRange } from '../settings/types.js'
 import { commentFor, INBOUND_CHAIN, ipsetName, OUTBOUND_CHAIN } from './owned.js'
 import type { Chain, FamilyPlan, Match, Rule, Target } from './types.js'
+import { hex, portRangeText } from '../text.js'
 
 /** What of ours one family's nat table holds: our chains with their rule lines, and the jumps into them. */
 export interface NatState {
@@ -15,8 +16,7 @@ export interface NatState {
 
 export const EMPTY_STATE: NatState = { chains: new Map(), jumps: [] }
 
-const hex = (n: number): string => `0x${n.toString(16)}`
-const portText = (r: PortRange): string => (r.from === r.to ? `${r.from}` : `${r.from}:${r.to}`)
+const portText = (r: PortRange): string => portRangeText(r, ':')
 
 const renderMatch = (match: Match): string => {
   switch (match.kind) {

@@ -7,6 +7,7 @@ import type { Family, PortRange } from '../settings/types.js'
 import { formatCidr } from '../settings/cidr.js'
 import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName } from './owned.js'
 import type { Chain, Match, Plan, Rule, ServiceSet, Target } from './types.js'
+import { portRangeText } from '../text.js'
 
 // Both at OUR_NAT_PRIORITY (-100), which the whole-path check compares foreign chains with; nft prints the name
 // `dstnat` for it at prerouting only.
@@ -29,7 +30,7 @@ const normalizePorts = (ports: readonly PortRange[]): PortRange[] => {
 }
 
 const portText = (ports: readonly PortRange[]): string => {
-  const items = normalizePorts(ports).map(r => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`))
+  const items = normalizePorts(ports).map(r => portRangeText(r, '-'))
   return items.length === 1 ? `${items[0]}` : `{ ${items.join(', ')} }`
 }
 
@@ -102,7 +103,7 @@ export const renderNftTable = (plan: Plan): string => {
 export const nftElement = (s: ServiceSet['services'][number]): string => {
   const address = cidrText(s.cidr)
   if (!s.ports) return address
-  return `${address} . ${s.ports.from === s.ports.to ? s.ports.from : `${s.ports.from}-${s.ports.to}`}`
+  return `${address} . ${portRangeText(s.ports, '-')}`
 }
 
 const renderNftSet = (set: ServiceSet): string => {

@@ -4,8 +4,8 @@ import { formatCidr } from './cidr.js'
 import { OPTIONS, OPTION_KEYS } from './options.js'
 import { formatService } from './services.js'
 import type { Cidr, Mark, PortRange, Service, Settings } from './types.js'
+import { hex } from '../text.js'
 
-const hex = (n: number): string => `0x${n.toString(16)}`
 
 const isMark = (v: object): v is Mark => 'value' in v && 'mask' in v
 const isCidr = (v: object): v is Cidr => 'prefix' in v

@@ -5,7 +5,8 @@
 
 import { ConfigError } from '../errors.js'
 import { cidrRange, formatCidr, parseCidr } from './cidr.js'
-import type { Cidr, PortRange, Service } from './types.js'
+import type { PortRange, Service } from './types.js'
+import { portRangeText } from '../text.js'
 
 const ACCEPTED = 'entries CIDR[:port[-port]], e.g. 198.18.0.10:80, 198.18.0.0/16:8000-8080, [2001:db8::/32]:443 or 198.18.1.0/24'
 // A port range is expanded into one ipset member per port; this keeps a list of services a list, not a flood.
@@ -34,7 +35,7 @@ export const parseService = (entry: string): Service | undefined => {
 export const formatService = (s: Service): string => {
   const address = formatCidr(s.cidr)
   if (!s.ports) return address
-  const ports = s.ports.from === s.ports.to ? `${s.ports.from}` : `${s.ports.from}-${s.ports.to}`
+  const ports = portRangeText(s.ports, '-')
   return s.cidr.family === 'ipv6' ? `[${address}]:${ports}` : `${address}:${ports}`
 }
 

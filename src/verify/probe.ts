@@ -12,6 +12,7 @@ import { openSocket, type SocketOptions } from '../net/socket.js'
 import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr, Family, Settings } from '../settings/types.js'
+import { hex, messageOf } from '../text.js'
 
 export interface Check {
   readonly name: string
@@ -114,7 +115,7 @@ const socketAs = (host: string, uid: number, gid: number, options: SocketOptions
     seteuid(uid)
   } catch (error) {
     setegid(0)
-    throw new CannotAssume(`cannot act as uid ${uid} gid ${gid} (${(error as Error).message}): give init CAP_SETUID and CAP_SETGID to probe this`)
+    throw new CannotAssume(`cannot act as uid ${uid} gid ${gid} (${messageOf(error)}): give init CAP_SETUID and CAP_SETGID to probe this`)
   }
   try {
     return openSocket(host, options)
@@ -147,7 +148,7 @@ const probeFamily = async (settings: Settings, family: Family, appUid: number): 
       landing = await land(socket(), host, listeners.directPort)
     } catch (error) {
       if (error instanceof CannotAssume) return skip(name, error.message)
-      landing = { on: 'nowhere', why: (error as Error).message }
+      landing = { on: 'nowhere', why: messageOf(error) }
     }
     const wantedDst = `${bracket(host)}:${listeners.directPort}`
     const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
@@ -198,7 +199,7 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
       return expect('bypass', () => socketAs(target, settings.proxyUid, settings.proxyUid), 'direct', `proxy uid ${settings.proxyUid}`)
     case 'mark':
       // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt in this method.
-      return expect('bypass', () => openSocket(target, { mark: settings.mark.value }), 'direct', `uid 0 with SO_MARK 0x${settings.mark.value.toString(16)}`)
+      return expect('bypass', () => openSocket(target, { mark: settings.mark.value }), 'direct', `uid 0 with SO_MARK ${hex(settings.mark.value)}`)
     case 'cgroup': {
       const root = await netClsMount()
       if (!root) return skip('bypass', 'the net_cls hierarchy is not mounted in this container')
@@ -209,12 +210,12 @@ const probeBypass = async (settings: Settings, target: string, appUid: number, e
         group = await ensureNetClsGroup(root, settings.netClsId)
         await joinGroup(group, process.pid)
       } catch (error) {
-        return skip('bypass', `could not join a net_cls group with classid 0x${settings.netClsId.toString(16)}: ${(error as Error).message}`)
+        return skip('bypass', `could not join a net_cls group with classid ${hex(settings.netClsId)}: ${messageOf(error)}`)
       }
       // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
       // connection is made and answered before leaving the group.
       try {
-        await expect('bypass', () => openSocket(target), 'direct', `uid 0 in net_cls classid 0x${settings.netClsId.toString(16)}`)
+        await expect('bypass', () => openSocket(target), 'direct', `uid 0 in net_cls classid ${hex(settings.netClsId)}`)
       } finally {
         await joinGroup(`${root}${home}`, process.pid)
       }

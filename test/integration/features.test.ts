@@ -78,7 +78,7 @@ for (const backend of BACKENDS) {
         await initOk(t, box, env, ['verify'])
       })
     }
-    const all = { ISTIO_BACKEND: backend, ...Object.values(SCENARIOS).reduce((env, s) => ({ ...env, ...s.env }), {}) }
+    const all: Record<string, string> = Object.assign({ ISTIO_BACKEND: backend }, ...Object.values(SCENARIOS).map(s => s.env))
     // nftables writes both families in one transaction, which is refused whole; the iptables backends roll the
     // family that was applied back when the other is refused.
     const earlier = await snapshot(box)

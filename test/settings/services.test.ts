@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError } from '../../src/errors.js'
+import type { ConfigError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { ipsetMembers, parseIpsetSave, renderIpsetSwap } from '../../src/plan/render-ipset.js'
 import { renderNftTable } from '../../src/plan/render-nft.js'
