@@ -9,7 +9,13 @@ import { renderNftTable } from '../../src/plan/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { fakeExec } from '../helpers/fake-exec.js'
 
-const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true, onPath: async () => true }
+// A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
+const fs = {
+  readFile: async (path: string) => (path.endsWith('_tables_names') ? '' : undefined),
+  readDir: async () => [],
+  canOpenIpv6: async () => true,
+  onPath: async () => true,
+}
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
 const saved = (family: 0 | 1): string => {
@@ -94,4 +100,24 @@ t.test('the fake itself fails on an unexpected command and on one that never cam
   await fake.exec('surprise', []).catch(() => undefined)
   fake.done()
   t.equal(inner.fail, 2)
+})
+
+t.test('detection: no legacy tables, no process; legacy tables under auto, both variants read once', async t => {
+  const { probeHost } = await import('../../src/backend/detect.js')
+  const quiet = fakeExec(t, [])
+  const fresh = await probeHost('auto', 'false', quiet.exec, fs)
+  t.equal(fresh.variant.value, 'nft')
+  t.same(quiet.calls, [], 'reads /proc only')
+  const legacyFs = { ...fs, readFile: async (path: string) => (path === '/proc/net/ip_tables_names' ? 'filter\n' : undefined) }
+  const both = fakeExec(t, [
+    { run: 'iptables-nft-save', stdout: '' },
+    { run: 'iptables-legacy-save', stdout: '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n' },
+  ])
+  const used = await probeHost('auto', 'false', both.exec, legacyFs)
+  t.equal(used.variant.value, 'legacy')
+  t.match(used.variant.reason, /uses iptables-legacy/)
+  both.done()
+  const chosen = fakeExec(t, [])
+  t.equal((await probeHost('iptables-nft', 'false', chosen.exec, legacyFs)).variant.value, 'nft', 'a chosen backend reads nothing')
+  t.same(chosen.calls, [])
 })
