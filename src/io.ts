@@ -21,10 +21,12 @@ export interface Io {
 
 // Only ENOENT means "not there". Any other failure (EACCES, EIO, ...) is not evidence of absence, and taking it
 // as such would fail open: e.g. an unreadable IPv6 config would look like a kernel without IPv6.
-const absentOr = <T>(path: string, absent: T) => (error: NodeJS.ErrnoException): T => {
-  if (error.code === 'ENOENT') return absent
-  throw new EnvironmentError(`cannot read ${path}: ${error.code ?? error.message}`, { cause: error })
-}
+const absentOr =
+  <T>(path: string, absent: T) =>
+  (error: NodeJS.ErrnoException): T => {
+    if (error.code === 'ENOENT') return absent
+    throw new EnvironmentError(`cannot read ${path}: ${error.code ?? error.message}`, { cause: error })
+  }
 
 const realFs: HostFs = {
   readFile: path => readFile(path, 'utf8').catch(absentOr<string | undefined>(path, undefined)),
@@ -33,7 +35,14 @@ const realFs: HostFs = {
   // As execvp looks: each PATH directory in turn, the first executable file of that name.
   onPath: async program => {
     const dirs = (process.env['PATH'] ?? '').split(':').filter(Boolean)
-    const found = await Promise.all(dirs.map(dir => access(`${dir}/${program}`, constants.X_OK).then(() => true, () => false)))
+    const found = await Promise.all(
+      dirs.map(dir =>
+        access(`${dir}/${program}`, constants.X_OK).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    )
     return found.includes(true)
   },
 }

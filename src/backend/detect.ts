@@ -112,7 +112,11 @@ const TABLE_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names',
  * Why iptables-nft cannot program these families here, or undefined when it can: the kernel lacks x_tables, or
  * its programs are not on PATH. Reads files already read and looks up names: no process.
  */
-const iptablesNftMissing = async (fs: HostFs, families: readonly Family[], names: Readonly<Record<Family, string | undefined>>): Promise<string | undefined> => {
+const iptablesNftMissing = async (
+  fs: HostFs,
+  families: readonly Family[],
+  names: Readonly<Record<Family, string | undefined>>,
+): Promise<string | undefined> => {
   const noXtables = families.filter(f => names[f] === undefined)
   if (noXtables.length > 0) return `the kernel has no x_tables, which iptables needs (${noXtables.map(f => TABLE_NAMES[f]).join(' and ')} absent)`
   const programs = families.flatMap(f => (['save', 'restore'] as const).map(verb => tool(f, 'nft', verb)))
@@ -131,7 +135,8 @@ export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exe
   if (choice === 'auto' && legacyTables.length === 0) {
     const missing = await iptablesNftMissing(fs, families.value, { ipv4: v4Names, ipv6: v6Names })
     if (missing !== undefined) {
-      if (!(await fs.onPath('nft'))) throw new EnvironmentError(`no backend can work here: ${missing}, and nft (the nftables package) is not on PATH either`)
+      if (!(await fs.onPath('nft')))
+        throw new EnvironmentError(`no backend can work here: ${missing}, and nft (the nftables package) is not on PATH either`)
       return { variant: { value: 'nftables', reason: `${missing}; native nftables needs neither` }, families, ipv4Saved: {} }
     }
   }

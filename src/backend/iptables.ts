@@ -29,7 +29,9 @@ const XTABLES_LOCK_BUSY = /holding the xtables lock/
 
 const refusal = (family: Family, payload: string, error: CommandFailed): ApplyError | EnvironmentError => {
   if (XTABLES_LOCK_BUSY.test(error.stderr)) {
-    return new EnvironmentError(`${family}: another program held the xtables lock for longer than iptables waited (-w 5); nothing was changed`, { cause: error })
+    return new EnvironmentError(`${family}: another program held the xtables lock for longer than iptables waited (-w 5); nothing was changed`, {
+      cause: error,
+    })
   }
   const missing = MISSING_EXTENSION.exec(error.stderr)
   const extension = missing?.[1] ?? missing?.[2]

@@ -29,7 +29,9 @@ export const prepareSocketPath = async (path: string): Promise<void> => {
   const existing = await lstat(path).catch(() => undefined)
   if (existing === undefined) return
   if (!existing.isSocket()) {
-    throw new EnvironmentError(`the classifier's socket path ${JSON.stringify(path)} is ${existing.isDirectory() ? 'a directory' : 'not a socket'}; refusing to replace it`)
+    throw new EnvironmentError(
+      `the classifier's socket path ${JSON.stringify(path)} is ${existing.isDirectory() ? 'a directory' : 'not a socket'}; refusing to replace it`,
+    )
   }
   // Connect before unlinking: a socket that answers belongs to a classifier still running.
   if (await isServed(path)) throw new EnvironmentError(`another classifier is already listening on ${JSON.stringify(path)}`)

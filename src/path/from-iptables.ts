@@ -4,7 +4,18 @@
 
 import { parseCidr } from '../settings/cidr.js'
 import type { Family, PortRange } from '../settings/types.js'
-import { ANY_EFFECT, NEXT, PRIORITY, type Conditions, type Effect, type Flow, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
+import {
+  ANY_EFFECT,
+  NEXT,
+  PRIORITY,
+  type Conditions,
+  type Effect,
+  type Flow,
+  type Hook,
+  type SeenChain,
+  type SeenRule,
+  type SeenTable,
+} from './model.js'
 
 /** The tables of one iptables-save text: their declared chains and `-A` lines, in printed order. */
 export interface SavedTable {
@@ -20,8 +31,7 @@ export const parseSave = (text: string): Map<string, SavedTable> => {
     if (line.startsWith('*')) {
       current = { chains: [], rules: [] }
       tables.set(line.slice(1), current)
-    }
-    else if (!current || line.startsWith('#')) continue
+    } else if (!current || line.startsWith('#')) continue
     else if (line.startsWith(':')) current.chains.push(line.slice(1).split(' ')[0] ?? '')
     else if (line.startsWith('-A ')) current.rules.push(line)
   }
@@ -39,7 +49,24 @@ const portRanges = (text: string): PortRange[] | undefined => {
   return ranges.every(r => Number.isInteger(r.from) && Number.isInteger(r.to)) ? ranges : undefined
 }
 
-const NON_TERMINAL = new Set(['LOG', 'NFLOG', 'TRACE', 'AUDIT', 'CLASSIFY', 'DSCP', 'TOS', 'TTL', 'HL', 'TCPMSS', 'CHECKSUM', 'CONNSECMARK', 'SECMARK', 'IDLETIMER', 'LED', 'SET'])
+const NON_TERMINAL = new Set([
+  'LOG',
+  'NFLOG',
+  'TRACE',
+  'AUDIT',
+  'CLASSIFY',
+  'DSCP',
+  'TOS',
+  'TTL',
+  'HL',
+  'TCPMSS',
+  'CHECKSUM',
+  'CONNSECMARK',
+  'SECMARK',
+  'IDLETIMER',
+  'LED',
+  'SET',
+])
 
 const TARGETS: Readonly<Record<string, readonly Effect[]>> = {
   ACCEPT: ['accept'],

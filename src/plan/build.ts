@@ -80,12 +80,12 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
           target: redirect,
         }))
       : include === 'all'
-      ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
-      : inFamily(include, family).map(cidr => ({
-          purpose: 'outbound-capture',
-          matches: [{ kind: 'destination', cidr }],
-          target: redirect,
-        }))
+        ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
+        : inFamily(include, family).map(cidr => ({
+            purpose: 'outbound-capture',
+            matches: [{ kind: 'destination', cidr }],
+            target: redirect,
+          }))
   if (capture.length === 0) return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [] }
   const bypass: Rule[] = [
     { purpose: 'loopback-source', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
@@ -94,11 +94,13 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
       ? []
       : [{ purpose: 'proxy-gid', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
     ...portRules('outbound-exclude-port', settings.outboundExcludePorts, RETURN),
-    ...inFamily(settings.outboundExcludeCidrs, family).map((cidr): Rule => ({
-      purpose: 'outbound-exclude-cidr',
-      matches: [{ kind: 'destination', cidr } as const],
-      target: RETURN,
-    })),
+    ...inFamily(settings.outboundExcludeCidrs, family).map(
+      (cidr): Rule => ({
+        purpose: 'outbound-exclude-cidr',
+        matches: [{ kind: 'destination', cidr } as const],
+        target: RETURN,
+      }),
+    ),
     ...features.outboundBypass,
   ]
   return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [...bypass, ...capture] }

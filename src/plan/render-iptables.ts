@@ -26,9 +26,7 @@ const renderMatch = (match: Match): string => {
       return `-d ${formatCidr(match.cidr)}`
     case 'dport': {
       const [only, ...more] = match.ports
-      return only && more.length === 0
-        ? `-m tcp --dport ${portText(only)}`
-        : `-m multiport --dports ${match.ports.map(portText).join(',')}`
+      return only && more.length === 0 ? `-m tcp --dport ${portText(only)}` : `-m multiport --dports ${match.ports.map(portText).join(',')}`
     }
     case 'uid-owner':
       return `-m owner --uid-owner ${match.uid}`
@@ -47,8 +45,7 @@ const renderMatch = (match: Match): string => {
   }
 }
 
-const renderTarget = (target: Target): string =>
-  target.kind === 'return' ? '-j RETURN' : `-j REDIRECT --to-ports ${target.port}`
+const renderTarget = (target: Target): string => (target.kind === 'return' ? '-j RETURN' : `-j REDIRECT --to-ports ${target.port}`)
 
 // iptables-save prints addresses and interfaces first (in this order), then the protocol, then the other matches
 // in the order given.

@@ -222,7 +222,10 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
     flag: 'groups',
     default: '',
     help: "run: the proxy's supplementary groups besides its primary GID, comma-separated GIDs; empty means none",
-    parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32 - 1, 'comma-separated GIDs from 1 to 4294967294 (GID 0, root\'s group, is never given to the proxy)', t)),
+    parse: (t, w) =>
+      parseList(t, p =>
+        parseInteger(p, w, 1, UINT32 - 1, "comma-separated GIDs from 1 to 4294967294 (GID 0, root's group, is never given to the proxy)", t),
+      ),
   },
   restart: {
     env: 'ISTIO_AGENT_RESTART',

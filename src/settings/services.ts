@@ -51,7 +51,12 @@ export interface Located {
 export const parseServiceEntries = (entries: readonly { text: string; at: string }[], variable: string, whole?: string): Located[] =>
   entries.map(({ text, at }) => {
     const service = parseService(text)
-    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`)
+    if (!service)
+      throw new ConfigError(
+        variable,
+        whole ?? `${at}${text}`,
+        `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`,
+      )
     return { service, variable, where: at, text }
   })
 
@@ -105,7 +110,17 @@ export const refuseOverlaps = (located: readonly Located[]): void => {
           const [start, end] = cidrSpan(l.service.cidr)
           return { l, start, end }
         })
-        .sort((x, y) => (x.start !== y.start ? (x.start < y.start ? -1 : 1) : x.end !== y.end ? (x.end > y.end ? -1 : 1) : (x.l.service.ports?.from ?? 0) - (y.l.service.ports?.from ?? 0)))
+        .sort((x, y) =>
+          x.start !== y.start
+            ? x.start < y.start
+              ? -1
+              : 1
+            : x.end !== y.end
+              ? x.end > y.end
+                ? -1
+                : 1
+              : (x.l.service.ports?.from ?? 0) - (y.l.service.ports?.from ?? 0),
+        )
       const stack: Open[] = []
       for (const span of spans) {
         while (stack.length > 0 && stack[stack.length - 1]!.end < span.start) stack.pop()

@@ -1,6 +1,5 @@
 // The one validated, typed view of what the user asked for. Everything after parsing reads only this.
 
-
 export type Family = 'ipv4' | 'ipv6'
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
 

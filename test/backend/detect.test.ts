@@ -62,7 +62,12 @@ t.test('auto on an nft-only node: native nftables, with the reason', async t => 
   const kernel = await probeHost('auto', 'auto', noExec, hostFs(noV4, [...IPTABLES_NFT, 'nft']))
   t.equal(kernel.variant.value, 'nftables')
   t.match(kernel.variant.reason, 'the kernel has no x_tables, which iptables needs (/proc/net/ip_tables_names absent)')
-  const v4only = await probeHost('auto', 'false', noExec, hostFs({ ...X_TABLES, '/proc/net/ip6_tables_names': undefined }, ['iptables-nft-save', 'iptables-nft-restore']))
+  const v4only = await probeHost(
+    'auto',
+    'false',
+    noExec,
+    hostFs({ ...X_TABLES, '/proc/net/ip6_tables_names': undefined }, ['iptables-nft-save', 'iptables-nft-restore']),
+  )
   t.equal(v4only.variant.value, 'nft', 'IPv6 left alone needs neither ip6tables nor ip6_tables')
 })
 
@@ -70,7 +75,10 @@ t.test('neither working: exit 3 naming what is missing', async t => {
   const error = await probeHost('auto', 'auto', noExec, hostFs(X_TABLES, [])).catch((e: unknown) => e)
   t.type(error, EnvironmentError)
   t.equal((error as EnvironmentError).exitCode, 3)
-  t.equal((error as Error).message, 'no backend can work here: iptables-nft-save, iptables-nft-restore, ip6tables-nft-save, ip6tables-nft-restore are not on PATH, and nft (the nftables package) is not on PATH either')
+  t.equal(
+    (error as Error).message,
+    'no backend can work here: iptables-nft-save, iptables-nft-restore, ip6tables-nft-save, ip6tables-nft-restore are not on PATH, and nft (the nftables package) is not on PATH either',
+  )
 })
 
 t.test('a backend set explicitly, or legacy tables in use, is not second-guessed', async t => {

@@ -23,7 +23,11 @@ export const refusingIpv6Path = (): string => {
 /** A PATH on which `nft -f` refuses every transaction, as a kernel without nf_tables nat would; reads still work. */
 export const refusingNftPath = (): string => {
   const dir = scratch('sr-refuse-nft-')
-  const real = (process.env['PATH'] ?? '').split(':').map(d => `${d}/nft`).find(p => existsSync(p)) ?? 'nft'
+  const real =
+    (process.env['PATH'] ?? '')
+      .split(':')
+      .map(d => `${d}/nft`)
+      .find(p => existsSync(p)) ?? 'nft'
   const refuse = 'cat >/dev/null; echo "Error: Could not process rule: Operation not supported" >&2; exit 1'
   writeFileSync(`${dir}/nft`, `#!/bin/sh\nif [ "$1" = "-f" ]; then ${refuse}; fi\nexec ${real} "$@"\n`)
   chmodSync(`${dir}/nft`, 0o755)

@@ -31,7 +31,12 @@ const addSidePair = async (box: Sandbox): Promise<void> => {
 /** The connection lands on the listener `label`, which saw the original destination. */
 const expectLanding = async (t: Test, box: Sandbox, from: 'pod' | 'remote', host: string, port: number, label: string): Promise<void> => {
   const result = await box.connect(from, host, port)
-  t.same({ label: result.reply?.label, originalDst: result.reply?.originalDst }, { label, originalDst: { address: host, port } }, `${from} -> ${host}:${port} lands on ${label}`, { result })
+  t.same(
+    { label: result.reply?.label, originalDst: result.reply?.originalDst },
+    { label, originalDst: { address: host, port } },
+    `${from} -> ${host}:${port} lands on ${label}`,
+    { result },
+  )
 }
 
 const SCENARIOS: Record<string, { env: Record<string, string>; check: (t: Test, box: Sandbox) => Promise<void> }> = {
@@ -106,7 +111,20 @@ t.test('the whole-path check knows an excluded interface: a foreign DNAT there i
   await addSidePair(box)
   await box.serve('pod', ['proxy=[::]:5001', 'app=[::]:8080', 'app-8081=[::]:8081'])
   // In the variant we do not use, at the same nat priority as ours: it would win the binding for what it matches.
-  await box.exec('pod', 'iptables-legacy', ['-t', 'nat', '-A', 'PREROUTING', '-i', 'side0', '-p', 'tcp', '-j', 'DNAT', '--to-destination', `${SIDE.pod}:8081`])
+  await box.exec('pod', 'iptables-legacy', [
+    '-t',
+    'nat',
+    '-A',
+    'PREROUTING',
+    '-i',
+    'side0',
+    '-p',
+    'tcp',
+    '-j',
+    'DNAT',
+    '--to-destination',
+    `${SIDE.pod}:8081`,
+  ])
   const env = { ISTIO_BACKEND: 'iptables-nft', ISTIO_EXCLUDE_INTERFACES: 'side0' }
   await initOk(t, box, env)
   const result = await box.connect('remote', SIDE.pod, 8080)
@@ -124,8 +142,14 @@ t.test('an nft-only node: with the iptables programs hidden from PATH, auto gets
   await box.serve('remote', ['remote=[::]:9090'])
   const noIptables = { PATH: pathWithout(/^(ip6?tables|xtables)/) }
   const output = await initOk(t, box, noIptables)
-  t.match(output, /backend\s+nftables: iptables-nft-save, iptables-nft-restore, ip6tables-nft-save, ip6tables-nft-restore are not on PATH; native nftables needs neither/)
-  for (const [pod, remote] of [[POD, REMOTE], [POD6, REMOTE6]] as const) {
+  t.match(
+    output,
+    /backend\s+nftables: iptables-nft-save, iptables-nft-restore, ip6tables-nft-save, ip6tables-nft-restore are not on PATH; native nftables needs neither/,
+  )
+  for (const [pod, remote] of [
+    [POD, REMOTE],
+    [POD6, REMOTE6],
+  ] as const) {
     await expectCaptured(t, box, { from: 'pod', host: remote, port: 9090 })
     await expectCaptured(t, box, { from: 'remote', host: pod, port: 8080 })
   }

@@ -20,8 +20,16 @@ t.test('every feature is in the table', async t => {
 
 t.test('the inbound capture port takes inbound only; outbound stays on the proxy port', async t => {
   for (const { family, inbound, outbound } of chains({ ISTIO_PROXY_PORT: '15001', ISTIO_INBOUND_CAPTURE_PORT: '15006' })) {
-    t.same(inbound.filter(r => r.target.kind === 'redirect').map(r => r.target), [{ kind: 'redirect', port: 15006 }], `${family} inbound`)
-    t.same(outbound.filter(r => r.target.kind === 'redirect').map(r => r.target), [{ kind: 'redirect', port: 15001 }], `${family} outbound`)
+    t.same(
+      inbound.filter(r => r.target.kind === 'redirect').map(r => r.target),
+      [{ kind: 'redirect', port: 15006 }],
+      `${family} inbound`,
+    )
+    t.same(
+      outbound.filter(r => r.target.kind === 'redirect').map(r => r.target),
+      [{ kind: 'redirect', port: 15001 }],
+      `${family} outbound`,
+    )
   }
   for (const { inbound } of chains({ ISTIO_PROXY_PORT: '15001' })) {
     t.same(inbound.find(r => r.target.kind === 'redirect')?.target, { kind: 'redirect', port: 15001 }, 'empty means the proxy port')
@@ -30,7 +38,8 @@ t.test('the inbound capture port takes inbound only; outbound stays on the proxy
 
 t.test('excluded interfaces are bypassed both ways, ahead of every capture, in both families', async t => {
   for (const { family, inbound, outbound } of chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1, eth2,eth1', ISTIO_INBOUND_EXCLUDE_PORTS: '22' })) {
-    const names = (rules: typeof inbound, kind: string) => rules.flatMap(r => r.matches.flatMap(m => (m.kind === kind && 'name' in m ? [m.name] : [])))
+    const names = (rules: typeof inbound, kind: string) =>
+      rules.flatMap(r => r.matches.flatMap(m => (m.kind === kind && 'name' in m ? [m.name] : [])))
     t.same(names(inbound, 'in-interface'), ['eth1', 'eth2'], `${family}: in by name, each once`)
     t.same(names(outbound, 'out-interface'), ['eth1', 'eth2'], `${family}: out by name`)
     for (const rules of [inbound, outbound]) {
@@ -53,6 +62,9 @@ t.test('the new rules carry purposes of their own', async t => {
 
 t.test('two features deciding the inbound port is refused, not settled by order', async t => {
   const settings = parseSettings({})
-  t.throws(() => contributions(settings, 'ipv4', { a: () => ({ inboundPort: 1 }), b: () => ({ inboundPort: 2 }) }), /features a and b both decide the inbound port/)
+  t.throws(
+    () => contributions(settings, 'ipv4', { a: () => ({ inboundPort: 1 }), b: () => ({ inboundPort: 2 }) }),
+    /features a and b both decide the inbound port/,
+  )
   t.equal(contributions(settings, 'ipv4', { a: () => ({ inboundPort: 1 }), b: () => ({}) }).inboundPort, 1)
 })

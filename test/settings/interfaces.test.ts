@@ -3,9 +3,17 @@ import { ConfigError } from '../../src/errors.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
 t.test('interface names the kernel takes are accepted, each once', async t => {
-  t.same(parseSettings({ ISTIO_EXCLUDE_INTERFACES: ' eth0 , veth-abc.12,eth0, a23456789012345' }).excludeInterfaces, ['eth0', 'veth-abc.12', 'a23456789012345'])
+  t.same(parseSettings({ ISTIO_EXCLUDE_INTERFACES: ' eth0 , veth-abc.12,eth0, a23456789012345' }).excludeInterfaces, [
+    'eth0',
+    'veth-abc.12',
+    'a23456789012345',
+  ])
   t.same(parseSettings({}).excludeInterfaces, [])
-  t.same(parseSettings({ ISTIO_EXCLUDE_INTERFACES: 'lo,eth+0,wg@1' }).excludeInterfaces, ['lo', 'eth+0', 'wg@1'], 'a + or * inside a name is no wildcard')
+  t.same(
+    parseSettings({ ISTIO_EXCLUDE_INTERFACES: 'lo,eth+0,wg@1' }).excludeInterfaces,
+    ['lo', 'eth+0', 'wg@1'],
+    'a + or * inside a name is no wildcard',
+  )
 })
 
 t.test('a bad name is refused on one line, control characters escaped', async t => {
