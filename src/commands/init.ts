@@ -39,7 +39,7 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger, befo
     const drifts = await timed('read-back', () => backend.readBack(plan))
     const drift = describeDrift(drifts)
     if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan, or rules elsewhere let captured TCP escape', drift)
-    const live = await timed('live', () => liveChecks(settings, facts.families.value))
+    const live = await timed('live', () => liveChecks(settings.verify, plan))
     return { prepared, outcomes, drifts, live }
   })
   const applied = outcomes.map(o => `${o.scope}: ${o.count} ${o.unit} in ${o.where}, ${o.changed ? 'applied' : 'already in place, left untouched'}`)

@@ -13,7 +13,7 @@ export const runVerify = async (settings: Settings, io: Io, logger: Logger): Pro
   const drifts = await prepared.backend.readBack(prepared.plan)
   const drift = describeDrift(drifts)
   // Traffic is probed even when the rules drifted: it shows what the drift does to packets.
-  const live = await liveChecks(settings, prepared.facts.families.value).catch((error: unknown) => {
+  const live = await liveChecks(settings.verify, prepared.plan).catch((error: unknown) => {
     if (error instanceof VerifyError && drift.length > 0) return ['live probe:', ...error.details]
     throw error
   })

@@ -10,9 +10,10 @@ import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
 import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
-import { parseCidr } from '../settings/cidr.js'
-import type { Cidr, Family, Settings } from '../settings/types.js'
+import type { FamilyPlan, Plan } from '../plan/types.js'
+import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
+import { fateOf, identityBypasses, type IdentityMatch, type ProbePacket } from './fate.js'
 
 export interface Check {
   readonly name: string
@@ -24,21 +25,40 @@ export interface Check {
 const TIMEOUT_MS = 300
 const NOBODY = 65534
 
-const inCidr = (address: string, cidr: Cidr): boolean => {
-  const host = parseCidr(`${address}/${cidr.prefix}`)
-  return host !== undefined && host.family === cidr.family && host.address === cidr.address
+/** A connection made as root to one of the pod's addresses, leaving by lo: root stands for the app. */
+const appPacket = (address: string, port: number): ProbePacket => ({
+  saddr: address,
+  daddr: address,
+  dport: port,
+  uid: 0,
+  gid: 0,
+  mark: 0,
+  classid: 0,
+  outInterface: 'lo',
+})
+
+export interface Target {
+  readonly address: string
+  /** The port the plan redirects it to: where the probe's proxy listener goes. */
+  readonly proxyPort: number
 }
 
 /**
- * pickTarget chooses a local, non-loopback, non-link-local address the plan captures on any port: for the
- * explicit method, one inside a listed service without a port (the probe never dials out of the pod). Pure.
+ * pickTarget chooses one of the pod's own (non-link-local) addresses that the plan redirects on `port`, reading
+ * the plan's OUTPUT chain, never the settings; or says why there is none (the probe never dials out of the pod). Pure.
  */
-export const pickTarget = (settings: Settings, family: Family, addresses: readonly string[]): string | undefined =>
-  addresses.find(address => {
-    const include = settings.outboundMethod === 'explicit' ? settings.services.filter(s => !s.ports).map(s => s.cidr) : settings.outboundIncludeCidrs
-    const included = include === 'all' || include.some(c => inCidr(address, c))
-    return included && !settings.outboundExcludeCidrs.some(c => inCidr(address, c)) && (family === 'ipv4' || !address.startsWith('fe80:'))
-  })
+export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port: number): Target | { readonly none: string } => {
+  let why = plan.chains.some(c => c.hook === 'OUTPUT' && c.rules.some(r => r.matches.some(m => m.kind === 'service-set')))
+    ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
+    : 'no address of this pod is in the capture scope'
+  for (const address of addresses.filter(a => plan.family === 'ipv4' || !a.startsWith('fe80:'))) {
+    const fate = fateOf(plan, appPacket(address, port))
+    if (fate.kind === 'redirect') return { address, proxyPort: fate.port }
+    const lo = fate.kind === 'return' && fate.rule.matches.some(m => m.kind === 'out-interface' && m.name === 'lo')
+    if (lo) why = 'ISTIO_EXCLUDE_INTERFACES leaves lo alone, and every probe connection stays in the pod on lo'
+  }
+  return { none: why }
+}
 
 const localAddresses = (family: Family): string[] =>
   Object.values(networkInterfaces())
@@ -50,12 +70,6 @@ const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : ho
 
 type Landing = { readonly on: 'proxy'; readonly originalDst: string } | { readonly on: 'direct' } | { readonly on: 'nowhere'; readonly why: string }
 
-interface Listeners {
-  readonly directPort: number
-  readonly proxyListening: boolean
-  close(): Promise<void>
-}
-
 // Each listener answers with one line saying who it is; the proxy listener adds SO_ORIGINAL_DST.
 // One family per listener, so the two families' probes can hold the same port at once.
 const listen = (port: number, family: Family, answer: (s: net.Socket) => string): Promise<net.Server> =>
@@ -65,24 +79,16 @@ const listen = (port: number, family: Family, answer: (s: net.Socket) => string)
     server.listen({ port, host: family === 'ipv4' ? '0.0.0.0' : '::', ipv6Only: family === 'ipv6' }, () => resolve(server))
   })
 
-const openListeners = async (settings: Settings, family: Family): Promise<Listeners> => {
-  const excluded = (port: number): boolean => settings.outboundExcludePorts.some(r => port >= r.from && port <= r.to)
-  let direct = await listen(0, family, () => 'direct\n')
-  while (excluded((direct.address() as net.AddressInfo).port)) {
-    const next = await listen(0, family, () => 'direct\n')
-    direct.close()
-    direct = next
-  }
-  const proxy = await listen(settings.proxyPort, family, s => {
+const openDirect = (family: Family): Promise<net.Server> => listen(0, family, () => 'direct\n')
+
+const openProxy = (family: Family, port: number): Promise<net.Server | undefined> =>
+  listen(port, family, s => {
     const dst = originalDestination(s)
     return `proxy ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`
   }).catch(() => undefined)
-  return {
-    directPort: (direct.address() as net.AddressInfo).port,
-    proxyListening: proxy !== undefined,
-    close: async () => void (await Promise.all([direct, proxy].map(s => s && new Promise(r => s.close(r))))),
-  }
-}
+
+const closeAll = async (servers: readonly (net.Server | undefined)[]): Promise<void> =>
+  void (await Promise.all(servers.map(s => s && new Promise(r => s.close(r)))))
 
 const land = (socket: net.Socket, host: string, port: number): Promise<Landing> =>
   new Promise(resolve => {
@@ -131,32 +137,78 @@ const socketAs = (host: string, uid: number, gid: number, options: SocketOptions
   }
 }
 
-/** probeFamily runs one family's checks, with listeners of its own. */
-const probeFamily = async (settings: Settings, family: Family, appUid: number): Promise<Check[]> => {
+type Expect = (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string) => Promise<void>
+type Skip = (name: string, detail: string) => void
+
+interface BypassContext {
+  readonly address: string
+  readonly appUid: number
+  readonly name: string
+  readonly expect: Expect
+  readonly skip: Skip
+}
+
+// One prober per identity a plan can exempt the proxy by. A Record, so a new identity kind needs its probe.
+const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch, { kind: K }>, c: BypassContext) => Promise<void> } = {
+  'uid-owner': (m, c) => c.expect(c.name, () => socketAs(c.address, m.uid, m.uid), 'direct', `proxy uid ${m.uid}`),
+  'gid-owner': (m, c) => c.expect(c.name, () => socketAs(c.address, c.appUid, m.gid), 'direct', `gid ${m.gid}`),
+  // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt by itself here.
+  mark: (m, c) => c.expect(c.name, () => openSocket(c.address, { mark: m.mark.value }), 'direct', `uid 0 with SO_MARK ${hex(m.mark.value)}`),
+  cgroup: async (m, c) => {
+    const root = await netClsMount()
+    if (!root) return c.skip(c.name, 'the net_cls hierarchy is not mounted in this container')
+    const home = ((await netClsPath('self')) ?? '/').replace(/\/$/, '')
+    // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
+    let group: string
+    try {
+      group = await ensureNetClsGroup(root, m.classid)
+      await joinGroup(group, process.pid)
+    } catch (error) {
+      return c.skip(c.name, `could not join a net_cls group with classid ${hex(m.classid)}: ${messageOf(error)}`)
+    }
+    // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
+    // connection is made and answered before leaving the group.
+    try {
+      await c.expect(c.name, () => openSocket(c.address), 'direct', `uid 0 in net_cls classid ${hex(m.classid)}`)
+    } finally {
+      await joinGroup(`${root}${home}`, process.pid)
+    }
+  },
+}
+
+const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port
+
+/** probeFamily runs one family's checks, with listeners of its own, from what that family's plan says. */
+const probeFamily = async (plan: FamilyPlan, appUid: number): Promise<Check[]> => {
+  const family = plan.family
   const checks: Check[] = []
-  const target = pickTarget(settings, family, localAddresses(family))
-  const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
-  // The probe's connections stay in the pod, so they leave by lo: with lo excluded none of them is captured.
-  const loExcluded = settings.excludeInterfaces.includes('lo')
-  if (!target || loExcluded) {
-    const why = loExcluded
-      ? 'ISTIO_EXCLUDE_INTERFACES leaves lo alone, and every probe connection stays in the pod on lo'
-      : settings.outboundMethod === 'explicit'
-        ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
-        : 'no address of this pod is in the capture scope'
-    for (const name of ['capture', 'bypass', 'loopback']) skip(name, why)
+  const skip: Skip = (name, detail) => void checks.push({ name, family, status: 'not checked', detail })
+  // A direct port the plan captures: a free port it happens to exclude is swapped for another.
+  let direct = await openDirect(family)
+  let target = pickTarget(plan, localAddresses(family), portOf(direct))
+  for (let tries = 0; 'none' in target && tries < 3; tries++) {
+    const next = await openDirect(family)
+    direct.close()
+    direct = next
+    target = pickTarget(plan, localAddresses(family), portOf(direct))
+  }
+  if ('none' in target) {
+    direct.close()
+    for (const name of ['capture', 'bypass', 'loopback']) skip(name, target.none)
     return checks
   }
-  const listeners = await openListeners(settings, family)
-  const expect = async (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string, host = target): Promise<void> => {
+  const { address } = target
+  const directPort = portOf(direct)
+  const proxy = await openProxy(family, target.proxyPort)
+  const expect = async (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string, host = address): Promise<void> => {
     let landing: Landing
     try {
-      landing = await land(socket(), host, listeners.directPort)
+      landing = await land(socket(), host, directPort)
     } catch (error) {
       if (error instanceof CannotAssume) return skip(name, error.message)
       landing = { on: 'nowhere', why: messageOf(error) }
     }
-    const wantedDst = `${bracket(host)}:${listeners.directPort}`
+    const wantedDst = `${bracket(host)}:${directPort}`
     const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
     const seen =
       landing.on === 'proxy'
@@ -164,85 +216,36 @@ const probeFamily = async (settings: Settings, family: Family, appUid: number): 
         : landing.on === 'direct'
           ? 'its destination'
           : `nowhere: ${landing.why}`
-    checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${listeners.directPort} reached ${seen}` })
+    checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${directPort} reached ${seen}` })
   }
   try {
     // Root stands for the app: only the proxy's identity is exempt, and root needs no other identity to probe.
-    if (listeners.proxyListening) {
-      await expect('capture', () => openSocket(target), 'proxy', 'uid 0 (an app identity)')
-    } else {
-      skip('capture', `port ${settings.proxyPort} is in use (is the proxy already running?)`)
+    if (proxy) await expect('capture', () => openSocket(address), 'proxy', 'uid 0 (an app identity)')
+    else skip('capture', `port ${target.proxyPort} is in use (is the proxy already running?)`)
+    for (const { rule, match } of identityBypasses(plan)) {
+      const context: BypassContext = { address, appUid, name: rule.purpose === 'proxy-gid' ? 'bypass-gid' : 'bypass', expect, skip }
+      await (BYPASS[match.kind] as (m: IdentityMatch, c: BypassContext) => Promise<void>)(match, context)
     }
-    await probeBypass(settings, target, appUid, expect, skip)
     const loopback = family === 'ipv4' ? '127.0.0.1' : '::1'
     await expect('loopback', () => openSocket(loopback), 'direct', `uid 0 from ${loopback}`, loopback)
   } finally {
-    await listeners.close()
+    await closeAll([direct, proxy])
   }
   return checks
 }
 
 /**
- * probeCapture runs the live checks for each family and reports each one; it never throws for a failed check
- * (the caller decides). Needs root in the pod's network namespace, as init has. Families run side by side,
- * except for the cgroup method: its bypass check moves this whole process into the group for a moment, which
- * would classify the other family's app sockets too.
+ * probeCapture runs the live checks for each family of the plan and reports each one; it never throws for a
+ * failed check (the caller decides). Needs root in the pod's network namespace, as init has. Families run side by
+ * side, except where the plan exempts a net_cls classid: that bypass check moves this whole process into the
+ * group for a moment, which would classify the other family's app sockets too.
  */
-export const probeCapture = async (settings: Settings, families: readonly Family[]): Promise<Check[]> => {
-  const appUid = [NOBODY, NOBODY - 1].find(u => u !== settings.proxyUid && u !== settings.proxyGid) ?? NOBODY
-  if (settings.outboundMethod !== 'cgroup') return (await Promise.all(families.map(f => probeFamily(settings, f, appUid)))).flat()
+export const probeCapture = async (plan: Plan): Promise<Check[]> => {
+  const exempt = plan.families.flatMap(identityBypasses).map(b => b.match)
+  const isExempt = (uid: number): boolean => exempt.some(m => (m.kind === 'uid-owner' && m.uid === uid) || (m.kind === 'gid-owner' && m.gid === uid))
+  const appUid = [NOBODY, NOBODY - 1].find(u => !isExempt(u)) ?? NOBODY
+  if (!exempt.some(m => m.kind === 'cgroup')) return (await Promise.all(plan.families.map(f => probeFamily(f, appUid)))).flat()
   const checks: Check[] = []
-  for (const family of families) checks.push(...(await probeFamily(settings, family, appUid)))
+  for (const family of plan.families) checks.push(...(await probeFamily(family, appUid)))
   return checks
-}
-
-type Expect = (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string) => Promise<void>
-
-const probeBypass = async (
-  settings: Settings,
-  target: string,
-  appUid: number,
-  expect: Expect,
-  skip: (name: string, detail: string) => void,
-): Promise<void> => {
-  if (settings.proxyGid !== undefined) {
-    await expect('bypass-gid', () => socketAs(target, appUid, settings.proxyGid!), 'direct', `gid ${settings.proxyGid}`)
-  }
-  const method = settings.outboundMethod
-  switch (method) {
-    // The explicit method exempts the proxy by UID too.
-    case 'uid':
-    case 'explicit':
-      return expect('bypass', () => socketAs(target, settings.proxyUid, settings.proxyUid), 'direct', `proxy uid ${settings.proxyUid}`)
-    case 'mark':
-      // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt in this method.
-      return expect('bypass', () => openSocket(target, { mark: settings.mark.value }), 'direct', `uid 0 with SO_MARK ${hex(settings.mark.value)}`)
-    case 'cgroup': {
-      const root = await netClsMount()
-      if (!root) return skip('bypass', 'the net_cls hierarchy is not mounted in this container')
-      const home = ((await netClsPath('self')) ?? '/').replace(/\/$/, '')
-      // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
-      let group: string
-      try {
-        group = await ensureNetClsGroup(root, settings.netClsId)
-        await joinGroup(group, process.pid)
-      } catch (error) {
-        return skip('bypass', `could not join a net_cls group with classid ${hex(settings.netClsId)}: ${messageOf(error)}`)
-      }
-      // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
-      // connection is made and answered before leaving the group.
-      try {
-        await expect('bypass', () => openSocket(target), 'direct', `uid 0 in net_cls classid ${hex(settings.netClsId)}`)
-      } finally {
-        await joinGroup(`${root}${home}`, process.pid)
-      }
-      return
-    }
-    default:
-      return unreachable(method)
-  }
-}
-
-const unreachable = (value: never): never => {
-  throw new Error(`no bypass probe for outbound method ${String(value)}`)
 }

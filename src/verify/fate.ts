@@ -1,0 +1,73 @@
+// What our planned chain does with one concrete packet of the live probe: the probe reads the plan, never the
+// settings, to know where each of its connections must land. Every match kind is decided for the packet; the
+// switch is exhaustive, so a new kind cannot be forgotten here.
+
+import type { Chain, FamilyPlan, Match, Rule } from '../plan/types.js'
+import { parseCidr } from '../settings/cidr.js'
+import type { Cidr } from '../settings/types.js'
+
+/** A probe connection as the OUTPUT chain sees it: it leaves by lo, to one of the pod's own addresses. */
+export interface ProbePacket {
+  readonly saddr: string
+  readonly daddr: string
+  readonly dport: number
+  readonly uid: number
+  readonly gid: number
+  readonly mark: number
+  readonly classid: number
+  readonly outInterface: string
+}
+
+export type Fate = { readonly kind: 'redirect'; readonly port: number } | { readonly kind: 'return'; readonly rule: Rule } | { readonly kind: 'pass' }
+
+const inCidr = (address: string, cidr: Cidr): boolean => {
+  const host = parseCidr(`${address}/${cidr.prefix}`)
+  return host !== undefined && host.family === cidr.family && host.address === cidr.address
+}
+
+const matches = (m: Match, p: ProbePacket, plan: FamilyPlan): boolean => {
+  switch (m.kind) {
+    case 'source':
+      return inCidr(p.saddr, m.cidr)
+    case 'destination':
+      return inCidr(p.daddr, m.cidr)
+    case 'dport':
+      return m.ports.some(r => p.dport >= r.from && p.dport <= r.to)
+    case 'uid-owner':
+      return p.uid === m.uid
+    case 'gid-owner':
+      return p.gid === m.gid
+    case 'mark':
+      return (p.mark & (m.mark.mask ?? 0xffffffff)) >>> 0 === m.mark.value
+    case 'cgroup':
+      return p.classid === m.classid
+    case 'in-interface':
+      return false // an OUTPUT packet has no input interface
+    case 'out-interface':
+      return p.outInterface === m.name
+    case 'service-set': {
+      const set = plan.sets.find(s => s.family === m.family && s.withPorts === m.withPorts)
+      return set?.services.some(s => inCidr(p.daddr, s.cidr) && (!s.ports || (p.dport >= s.ports.from && p.dport <= s.ports.to))) ?? false
+    }
+  }
+}
+
+/** fateOf walks the plan's OUTPUT chain for the packet: the first rule whose matches all hold decides. Pure. */
+export const fateOf = (plan: FamilyPlan, packet: ProbePacket): Fate => {
+  const chain: Chain | undefined = plan.chains.find(c => c.hook === 'OUTPUT')
+  const rule = chain?.rules.find(r => r.matches.every(m => matches(m, packet, plan)))
+  if (!rule) return { kind: 'pass' }
+  return rule.target.kind === 'redirect' ? { kind: 'redirect', port: rule.target.port } : { kind: 'return', rule }
+}
+
+/** The identity kinds a RETURN rule can exempt the proxy by; the probe makes a socket with each. */
+export type IdentityMatch = Extract<Match, { kind: 'uid-owner' | 'gid-owner' | 'mark' | 'cgroup' }>
+
+const IDENTITY_KINDS: ReadonlySet<Match['kind']> = new Set(['uid-owner', 'gid-owner', 'mark', 'cgroup'])
+
+/** The plan's identity bypasses: RETURN rules in OUTPUT whose one match is an identity. Pure. */
+export const identityBypasses = (plan: FamilyPlan): { readonly rule: Rule; readonly match: IdentityMatch }[] =>
+  (plan.chains.find(c => c.hook === 'OUTPUT')?.rules ?? []).flatMap(rule => {
+    const [only, ...more] = rule.matches
+    return rule.target.kind === 'return' && only && more.length === 0 && IDENTITY_KINDS.has(only.kind) ? [{ rule, match: only as IdentityMatch }] : []
+  })
