@@ -62,7 +62,13 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
   if (!decision.captured) return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: not captured (${decision.reason}); nothing changed\n`)
   const env = await validate(decision, io)
   const outcome = await io.runCli(netns, 'init', env)
-  if (outcome.exitCode !== 0) throw failed('init', outcome, 'capture could not be set up, so the sandbox must not start')
+  if (outcome.exitCode !== 0) {
+    // The sandbox will not start: take ours out again (init's apply is atomic, but a failed verify leaves the rules
+    // in place), so a failed ADD leaves the netns as it found it.
+    const cleaned = await io.runCli(netns, 'clean', env)
+    const after = cleaned.exitCode === 0 ? 'nothing of ours was left in the netns' : `and removing our rules failed too (clean exited ${cleaned.exitCode})`
+    throw failed('init', outcome, `capture could not be set up, so the sandbox must not start (${after})`)
+  }
   return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: captured (${decision.reason}); rules applied and verified\n`)
 }
 

@@ -131,6 +131,25 @@ t.test('a refused setting or annotation fails ADD with code 7 (invalid network c
   }
 })
 
+t.test('a failed verify fails ADD with code 105 naming it, and the netns is left as it was', async t => {
+  if (!kernelAvailable(t)) return
+  const rig = await startRig(t)
+  const box = await withSandbox(t)
+  await addForeign(box)
+  // A DNAT in the other iptables variant takes the app's connection before our REDIRECT can: init cannot fix that.
+  await box.exec('pod', 'iptables-legacy', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '--dport', '9090', '-j', 'DNAT', '--to-destination', `${REMOTE}:9091`])
+  const before = await snapshot(box)
+  const list = rig.conflist(CAPTURED)
+  const add = await rig.runtime(box, 'add', list)
+  t.not(add.exitCode, 0, 'ADD fails through libcni')
+  t.match(add.output, /init in the pod's netns exited 5 \(E_VERIFY\)[\s\S]*DNAT/, 'naming the verify failure and the rule', { output: add.output })
+  t.equal(await snapshot(box), before, 'the netns is left as it was')
+  const config = { cniVersion: '1.0.0', name: 'n', type: 'sidecar-redirect', agentSocket: rig.socket, ...CAPTURED }
+  const direct = await rig.plugin('ADD', config, { env: { CNI_CONTAINERID: 'c', CNI_NETNS: `/run/netns/${box.podNs}`, CNI_IFNAME: 'eth0', CNI_ARGS: POD_ARGS } })
+  t.match({ exitCode: direct.exitCode, ...JSON.parse(direct.stdout) }, { exitCode: 1, cniVersion: '1.0.0', code: 105, msg: /E_VERIFY/ }, "the spec's error object, code 100 + init's exit code")
+  await ok(t, rig, box, 'del', list)
+})
+
 t.test('in a root with neither node nor iptables: VERSION, STATUS, GC, and ADD with prevResult passed through unchanged; without the agent STATUS is code 50 and ADD fails closed', async t => {
   if (!kernelAvailable(t)) return
   const rig = await startRig(t)
