@@ -28,13 +28,22 @@ const ok = async (t: Test, rig: Rig, box: Sandbox, command: 'add' | 'check' | 'd
   return result.output
 }
 
+/** A node agent, and a sandbox whose pod already holds foreign rules. */
+const setUp = async (t: Test): Promise<{ rig: Rig; box: Sandbox }> => {
+  const rig = await startRig(t)
+  const box = await withSandbox(t)
+  await addForeign(box)
+  return { rig, box }
+}
+
+/** The variables a runtime sets for ADD of the sandbox's pod. */
+const podEnv = (box: Sandbox, container = 'c', ifname = 'eth0') => ({ CNI_CONTAINERID: container, CNI_NETNS: `/run/netns/${box.podNs}`, CNI_IFNAME: ifname, CNI_ARGS: POD_ARGS })
+
 const ours = async (box: Sandbox): Promise<string[]> => (await box.exec('pod', 'iptables-nft-save', [])).stdout.split('\n').filter(l => /SIDECAR_|sidecar-redirect\//.test(l))
 
 t.test('ADD captures the pod: its traffic lands on the proxy both ways; CHECK passes; DEL removes ours, keeps foreign rules byte-identical, and may repeat', async t => {
   if (!kernelAvailable(t)) return
-  const box = await withSandbox(t)
-  const rig = await startRig(t)
-  await addForeign(box)
+  const { rig, box } = await setUp(t)
   const before = await snapshot(box)
   const list = rig.conflist(CAPTURED)
   const result = jsonLine(await ok(t, rig, box, 'add', list))
@@ -111,9 +120,7 @@ const REFUSED = [
 
 t.test('a refused setting or annotation fails ADD with code 7 (invalid network config), naming it, and the netns is unchanged', async t => {
   if (!kernelAvailable(t)) return
-  const rig = await startRig(t)
-  const box = await withSandbox(t)
-  await addForeign(box)
+  const { rig, box } = await setUp(t)
   const before = await snapshot(box)
   for (const row of REFUSED) {
     await t.test(row.name, async t => {
@@ -124,7 +131,7 @@ t.test('a refused setting or annotation fails ADD with code 7 (invalid network c
       t.equal(await snapshot(box), before, 'no rule changed')
       await ok(t, rig, box, 'del', list, row.annotations)
       const config = { cniVersion: '1.1.0', name: 'n', type: 'sidecar-redirect', agentSocket: rig.socket, ...CAPTURED, settings: { ...CAPTURED.settings, ...row.settings }, runtimeConfig: { 'io.kubernetes.cri.pod-annotations': row.annotations } }
-      const direct = await rig.plugin('ADD', config, { env: { CNI_CONTAINERID: 'c', CNI_NETNS: `/run/netns/${box.podNs}`, CNI_IFNAME: 'eth0', CNI_ARGS: POD_ARGS } })
+      const direct = await rig.plugin('ADD', config, { env: podEnv(box) })
       t.equal(direct.exitCode, 1, 'the plugin exits non-zero')
       t.match(JSON.parse(direct.stdout), { cniVersion: '1.1.0', code: 7, msg: row.names }, "its stdout is the spec's error object")
     })
@@ -133,9 +140,7 @@ t.test('a refused setting or annotation fails ADD with code 7 (invalid network c
 
 t.test('a failed verify fails ADD with code 105 naming it, and the netns is left as it was', async t => {
   if (!kernelAvailable(t)) return
-  const rig = await startRig(t)
-  const box = await withSandbox(t)
-  await addForeign(box)
+  const { rig, box } = await setUp(t)
   // A DNAT in the other iptables variant takes the app's connection before our REDIRECT can: init cannot fix that.
   await box.exec('pod', 'iptables-legacy', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '--dport', '9090', '-j', 'DNAT', '--to-destination', `${REMOTE}:9091`])
   const before = await snapshot(box)
@@ -145,7 +150,7 @@ t.test('a failed verify fails ADD with code 105 naming it, and the netns is left
   t.match(add.output, /init in the pod's netns exited 5 \(E_VERIFY\)[\s\S]*DNAT/, 'naming the verify failure and the rule', { output: add.output })
   t.equal(await snapshot(box), before, 'the netns is left as it was')
   const config = { cniVersion: '1.0.0', name: 'n', type: 'sidecar-redirect', agentSocket: rig.socket, ...CAPTURED }
-  const direct = await rig.plugin('ADD', config, { env: { CNI_CONTAINERID: 'c', CNI_NETNS: `/run/netns/${box.podNs}`, CNI_IFNAME: 'eth0', CNI_ARGS: POD_ARGS } })
+  const direct = await rig.plugin('ADD', config, { env: podEnv(box) })
   t.match({ exitCode: direct.exitCode, ...JSON.parse(direct.stdout) }, { exitCode: 1, cniVersion: '1.0.0', code: 105, msg: /E_VERIFY/ }, "the spec's error object, code 100 + init's exit code")
   await ok(t, rig, box, 'del', list)
 })
@@ -155,7 +160,7 @@ t.test('in a root with neither node nor iptables: VERSION, STATUS, GC, and ADD w
   const rig = await startRig(t)
   const box = await withSandbox(t)
   const config = { cniVersion: '1.1.0', name: 'n', type: 'sidecar-redirect', agentSocket: '/run/agent.sock', ...CAPTURED }
-  const pod = { CNI_CONTAINERID: 'c2', CNI_NETNS: `/run/netns/${box.podNs}`, CNI_IFNAME: 'eth1', CNI_ARGS: POD_ARGS }
+  const pod = podEnv(box, 'c2', 'eth1')
   t.same(JSON.parse((await rig.plugin('VERSION', config, { chroot: true })).stdout), { cniVersion: '1.1.0', supportedVersions: ['1.0.0', '1.1.0'] }, 'VERSION')
   t.match(await rig.plugin('STATUS', config, { chroot: true }), { exitCode: 0, stdout: '' }, 'STATUS: available')
   t.match(await rig.plugin('GC', config, { chroot: true }), { exitCode: 0, stdout: '', stderr: /nothing is kept outside/ }, 'GC succeeds and says nothing is kept')
