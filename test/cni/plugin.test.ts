@@ -1,6 +1,8 @@
 // CNI mode through a real runtime library (libcni) and Debian's real plugins: ADD captures (real connections land
 // on the proxy with their original destination), CHECK sees drift, DEL removes ours and nothing else, and a pod
 // that is not captured, or is refused, is left as it was. See test/helpers/cni.ts for the rig.
+import { statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { jsonLine, POD_ARGS, startRig, type Rig } from '../helpers/cni.js'
@@ -161,6 +163,8 @@ t.test('in a root with neither node nor iptables: VERSION, STATUS, GC, and ADD w
   const box = await withSandbox(t)
   const config = { cniVersion: '1.1.0', name: 'n', type: 'sidecar-redirect', agentSocket: '/run/agent.sock', ...CAPTURED }
   const pod = podEnv(box, 'c2', 'eth1')
+  t.equal(statSync(rig.socket).mode & 0o777, 0o660, "the agent's socket is 0660")
+  t.match(statSync(dirname(rig.socket)), { uid: 0, mode: 0o40755 }, 'in a root-owned 0755 directory')
   t.same(JSON.parse((await rig.plugin('VERSION', config, { chroot: true })).stdout), { cniVersion: '1.1.0', supportedVersions: ['1.0.0', '1.1.0'] }, 'VERSION')
   t.match(await rig.plugin('STATUS', config, { chroot: true }), { exitCode: 0, stdout: '' }, 'STATUS: available')
   t.match(await rig.plugin('GC', config, { chroot: true }), { exitCode: 0, stdout: '', stderr: /nothing is kept outside/ }, 'GC succeeds and says nothing is kept')
@@ -179,6 +183,18 @@ t.test('in a root with neither node nor iptables: VERSION, STATUS, GC, and ADD w
   t.equal(closed.exitCode, 1, 'ADD without the agent fails closed')
   t.match(JSON.parse(closed.stdout), { code: 11, msg: /failing closed/ }, 'and says so')
   t.match(await rig.plugin('DEL', config, { chroot: true, env: { ...pod, CNI_NETNS: '' } }), { exitCode: 0 }, 'DEL with no netns left succeeds without the agent')
+})
+
+t.test('ADDs for several pods at once each end captured and verified, as a runtime starting pods in parallel makes them', async t => {
+  if (!kernelAvailable(t)) return
+  const rig = await startRig(t)
+  const boxes = await Promise.all([1, 2, 3].map(() => withSandbox(t)))
+  const list = rig.conflist(CAPTURED)
+  const adds = await Promise.all(boxes.map(box => rig.runtime(box, 'add', list)))
+  t.same(adds.map(a => a.exitCode), [0, 0, 0], 'every ADD succeeds', { adds })
+  for (const box of boxes) await ok(t, rig, box, 'check', list)
+  await Promise.all(boxes.map(box => ok(t, rig, box, 'del', list)))
+  for (const box of boxes) t.same(await ours(box), [], `${box.podNs}: nothing of ours after DEL`)
 })
 
 t.test('VERSION through libcni', async t => {
