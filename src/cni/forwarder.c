@@ -28,17 +28,17 @@ static int fail(int code, const char *msg, const char *details) {
   return 1;
 }
 
-/* Reads a JSON string at *p into out (no escapes: a path or version with one is refused); 0 on success. */
+/* Reads a JSON string at *p into out (no escapes: a path or version with one is refused); 0 on success, and out
+ * is changed only then. */
 static int read_string(const char **p, char *out, size_t size) {
-  const char *s = *p;
+  const char *s = *p + 1;
   size_t n = 0;
-  if (*s != '"') return -1;
-  for (s++; *s != '"'; s++) {
-    if (*s == '\0' || *s == '\\' || n + 1 >= size) return -1;
-    out[n++] = *s;
-  }
+  if (**p != '"') return -1;
+  for (; s[n] != '"'; n++)
+    if (s[n] == '\0' || s[n] == '\\' || n + 1 >= size) return -1;
+  memcpy(out, s, n);
   out[n] = '\0';
-  *p = s + 1;
+  *p = s + n + 1;
   return 0;
 }
 
@@ -63,26 +63,27 @@ static void skip_value(const char **p) {
   *p = s;
 }
 
-/* Finds the top-level string fields cniVersion and agentSocket of the config; a malformed config is left to the agent. */
-static void scan_config(const char *json, char *socket_path, size_t size) {
+/* Finds the top-level string fields cniVersion and agentSocket of the config; -1 when agentSocket cannot be used.
+ * Anything else malformed is left for the agent to report. */
+static int scan_config(const char *json, char *socket_path, size_t size) {
   const char *p = json;
   char key[64];
   while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-  if (*p++ != '{') return;
+  if (*p++ != '{') return 0;
   for (;;) {
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
-    if (*p != '"') return;
+    if (*p != '"') return 0;
     if (read_string(&p, key, sizeof key) != 0) {
       skip_value(&p); /* a key too long (or escaped) to be one of ours: skip its whole pair */
       continue;
     }
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-    if (*p++ != ':') return;
+    if (*p++ != ':') return 0;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-    if (strcmp(key, "agentSocket") == 0 && *p == '"') {
-      if (read_string(&p, socket_path, size) != 0) return;
+    if (strcmp(key, "agentSocket") == 0) {
+      if (read_string(&p, socket_path, size) != 0 || socket_path[0] != '/') return -1;
     } else if (strcmp(key, "cniVersion") == 0 && *p == '"') {
-      if (read_string(&p, version, sizeof version) != 0) strcpy(version, "1.1.0");
+      if (read_string(&p, version, sizeof version) != 0) skip_value(&p);
     } else {
       skip_value(&p);
     }
@@ -140,7 +141,8 @@ int main(void) {
   size_t stdin_length = 0;
   char *config = read_all(0, &stdin_length);
   if (!config) return fail(5, "could not read the network config on stdin", "");
-  scan_config(config, socket_path, sizeof socket_path);
+  if (scan_config(config, socket_path, sizeof socket_path) != 0)
+    return fail(7, "agentSocket must be an absolute path of at most 107 bytes with no quote or backslash", "");
   if (command == NULL) return fail(4, "CNI_COMMAND is not set", "");
   if (strcmp(command, "VERSION") == 0) {
     printf("{\"cniVersion\":\"%s\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}\n", version);
@@ -150,10 +152,11 @@ int main(void) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   struct timeval timeout = {.tv_sec = TIMEOUT_SECONDS};
+  if (fd < 0) return fail(5, "could not create a unix socket", "");
   strncpy(address.sun_path, socket_path, sizeof address.sun_path - 1);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) != 0) return agent_unreachable(command, socket_path);
+  if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) return agent_unreachable(command, socket_path);
 
   for (size_t i = 0; i < sizeof VARIABLES / sizeof *VARIABLES; i++) {
     const char *value = getenv(VARIABLES[i]);

@@ -29,7 +29,7 @@ export interface AgentIo {
 // Whole-path verification by read-back is what ADD waits for: it needs no process in the pod.
 const ADD_DEFAULTS = { ISTIO_VERIFY: 'rules' }
 
-const require = (env: Request['env'], names: readonly string[]): void => {
+const requireVariables = (env: Request['env'], names: readonly string[]): void => {
   const missing = names.filter(name => !env[name])
   if (missing.length > 0) throw new CniError(CNI_CODES.invalidEnvironment, `${missing.join(', ')} must be set for ${env['CNI_COMMAND']}`)
 }
@@ -56,7 +56,7 @@ const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniErro
 const passThrough = (conf: NetConf): string => `${JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion })}\n`
 
 const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply> => {
-  require(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
+  requireVariables(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
   const netns = request.env['CNI_NETNS'] ?? ''
   const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
   if (!decision.captured) return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: not captured (${decision.reason}); nothing changed\n`)
@@ -73,7 +73,7 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
 }
 
 const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply> => {
-  require(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
+  requireVariables(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
   const netns = request.env['CNI_NETNS'] ?? ''
   const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
   if (decision.captured) {

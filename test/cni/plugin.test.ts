@@ -167,6 +167,7 @@ t.test('in a root with neither node nor iptables: VERSION, STATUS, GC, and ADD w
   t.match(statSync(dirname(rig.socket)), { uid: 0, mode: 0o40755 }, 'in a root-owned 0755 directory')
   t.same(JSON.parse((await rig.plugin('VERSION', config, { chroot: true })).stdout), { cniVersion: '1.1.0', supportedVersions: ['1.0.0', '1.1.0'] }, 'VERSION')
   t.match(await rig.plugin('STATUS', config, { chroot: true }), { exitCode: 0, stdout: '' }, 'STATUS: available')
+  t.match(JSON.parse((await rig.plugin('STATUS', { ...config, agentSocket: 'run/agent.sock' }, { chroot: true })).stdout), { code: 7, msg: /agentSocket must be an absolute path/ }, 'a relative agentSocket is code 7')
   t.match(await rig.plugin('GC', config, { chroot: true }), { exitCode: 0, stdout: '', stderr: /nothing is kept outside/ }, 'GC succeeds and says nothing is kept')
   const prevResult = { cniVersion: '1.1.0', interfaces: [{ name: 'eth1', sandbox: pod.CNI_NETNS, mac: '02:00:00:00:00:01' }], ips: [{ address: '198.19.8.5/24', gateway: '198.19.8.1', interface: 0 }], routes: [{ dst: '0.0.0.0/0' }], dns: { nameservers: ['198.19.8.1'] } }
   const add = await rig.plugin('ADD', { ...config, prevResult }, { chroot: true, env: pod })
