@@ -15,8 +15,8 @@ export const COMMANDS = {
   run: 'the proxy agent: run [flags] -- PROXY_COMMAND [ARGS...] starts the proxy as its user with least privilege',
   ready: 'exit 0 once the proxy accepts connections on ISTIO_PROXY_PORT, waiting up to ISTIO_READY_SECONDS (a startup probe)',
   'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
-  classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
   'node-agent': 'the node side of the CNI plugin: serves the requests dist/cni/sidecar-redirect forwards on ISTIO_NODE_AGENT_SOCKET',
+  classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
 } as const
 
 export type Command = keyof typeof COMMANDS | 'help'
