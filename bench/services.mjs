@@ -14,7 +14,8 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1000)
 const root = new URL('..', import.meta.url).pathname
 const ns = `sr-bench-${randomBytes(3).toString('hex')}`
 const dir = mkdtempSync(`${tmpdir()}/sr-bench-`)
-const inNs = (file, args, options = {}) => execFileSync('nsenter', [`--net=/run/netns/${ns}`, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 28, ...options })
+const inNs = (file, args, options = {}) =>
+  execFileSync('nsenter', [`--net=/run/netns/${ns}`, file, ...args], { encoding: 'utf8', maxBuffer: 1 << 28, ...options })
 const env = { ...process.env, ISTIO_VERIFY: 'rules', ISTIO_LOG_FORMAT: 'json', ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit' }
 delete env.NODE_OPTIONS
 
@@ -29,11 +30,17 @@ const time = run => {
 const layouts = {
   'nftables sets': {
     apply: file => time(() => inNs(`${root}entrypoint`, ['init'], { env: { ...env, ISTIO_BACKEND: 'nftables', ISTIO_SERVICES_FILE: file } })),
-    rules: () => inNs('nft', ['list', 'table', 'inet', 'sidecar_redirect']).split('\n').filter(l => l.includes('comment "sidecar-redirect/')).length,
+    rules: () =>
+      inNs('nft', ['list', 'table', 'inet', 'sidecar_redirect'])
+        .split('\n')
+        .filter(l => l.includes('comment "sidecar-redirect/')).length,
   },
   'ipset + iptables-nft': {
     apply: file => time(() => inNs(`${root}entrypoint`, ['init'], { env: { ...env, ISTIO_BACKEND: 'iptables-nft', ISTIO_SERVICES_FILE: file } })),
-    rules: () => inNs('iptables-nft-save', ['-t', 'nat']).split('\n').filter(l => l.startsWith('-A ')).length,
+    rules: () =>
+      inNs('iptables-nft-save', ['-t', 'nat'])
+        .split('\n')
+        .filter(l => l.startsWith('-A ')).length,
   },
   'naive: one rule per service': {
     apply: (_file, n) => {
@@ -41,7 +48,10 @@ const layouts = {
       const payload = `*nat\n:NAIVE - [0:0]\n-I OUTPUT 1 -p tcp -j NAIVE\n${rules.join('\n')}\nCOMMIT\n`
       return time(() => inNs('iptables-nft-restore', ['--noflush'], { input: payload }))
     },
-    rules: () => inNs('iptables-nft-save', ['-t', 'nat']).split('\n').filter(l => l.startsWith('-A ')).length,
+    rules: () =>
+      inNs('iptables-nft-save', ['-t', 'nat'])
+        .split('\n')
+        .filter(l => l.startsWith('-A ')).length,
   },
 }
 
@@ -75,7 +85,9 @@ try {
       inFreshNamespace(() => {
         cell.applyMs.push(layout.apply(`${dir}/services-${cell.n}.txt`, cell.n))
         cell.rules = layout.rules()
-        const { landed, rate } = JSON.parse(inNs(process.execPath, [`${root}bench/conn-rate.mjs`, service(cell.n - 1), '9090', String(CONNECTIONS), '5001']))
+        const { landed, rate } = JSON.parse(
+          inNs(process.execPath, [`${root}bench/conn-rate.mjs`, service(cell.n - 1), '9090', String(CONNECTIONS), '5001']),
+        )
         // A rare connect timeout is not a capture failure (seen only on the slow naive path); more than 1% would be.
         if (landed < CONNECTIONS * 0.99) throw new Error(`${cell.name} at ${cell.n}: only ${landed} of ${CONNECTIONS} connections were captured`)
         cell.rates.push(rate)
@@ -83,7 +95,9 @@ try {
     }
   }
   const rows = cells.map(c => ({ n: c.n, name: c.name, applyMs: median(c.applyMs), rules: c.rules, rate: median(c.rates) }))
-  console.log(`explicit-method benchmark: medians over ${ROUNDS} alternating rounds of ${CONNECTIONS} sequential connections to the last listed service`)
+  console.log(
+    `explicit-method benchmark: medians over ${ROUNDS} alternating rounds of ${CONNECTIONS} sequential connections to the last listed service`,
+  )
   console.log('| services | layout | apply ms | rules in the kernel | connections/s | rate vs 10 services |')
   console.log('| ---: | --- | ---: | ---: | ---: | ---: |')
   for (const row of rows) {

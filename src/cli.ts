@@ -43,7 +43,9 @@ const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; reado
   if (second !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(second)} after the command ${first}; one command at a time`)
   const unknown = Object.keys(parsed).find(key => !['_', '$0', '--', 'help'].includes(key) && !FLAGS.has(key))
   if (unknown !== undefined) {
-    throw new UsageError(`unknown flag ${JSON.stringify(`${unknown.length === 1 ? '-' : '--'}${unknown}`)}; flags: ${[...FLAGS].map(f => `--${f}`).join(', ')}, --help`)
+    throw new UsageError(
+      `unknown flag ${JSON.stringify(`${unknown.length === 1 ? '-' : '--'}${unknown}`)}; flags: ${[...FLAGS].map(f => `--${f}`).join(', ')}, --help`,
+    )
   }
 }
 

@@ -1,6 +1,7 @@
 // Everything a command may do to the world, handed in as one value so tests can hand in fakes instead.
 
-import { readdir, readFile } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { access, readdir, readFile } from 'node:fs/promises'
 import type { HostFs } from './backend/detect.js'
 import { realExec, type Exec } from './exec/exec.js'
 import { acquireNetnsLock } from './backend/lock.js'
@@ -20,15 +21,30 @@ export interface Io {
 
 // Only ENOENT means "not there". Any other failure (EACCES, EIO, ...) is not evidence of absence, and taking it
 // as such would fail open: e.g. an unreadable IPv6 config would look like a kernel without IPv6.
-const absentOr = <T>(path: string, absent: T) => (error: NodeJS.ErrnoException): T => {
-  if (error.code === 'ENOENT') return absent
-  throw new EnvironmentError(`cannot read ${path}: ${error.code ?? error.message}`, { cause: error })
-}
+const absentOr =
+  <T>(path: string, absent: T) =>
+  (error: NodeJS.ErrnoException): T => {
+    if (error.code === 'ENOENT') return absent
+    throw new EnvironmentError(`cannot read ${path}: ${error.code ?? error.message}`, { cause: error })
+  }
 
 const realFs: HostFs = {
   readFile: path => readFile(path, 'utf8').catch(absentOr<string | undefined>(path, undefined)),
   readDir: path => readdir(path).catch(absentOr<string[]>(path, [])),
   canOpenIpv6: () => canOpenIpv6(),
+  // As execvp looks: each PATH directory in turn, the first executable file of that name.
+  onPath: async program => {
+    const dirs = (process.env['PATH'] ?? '').split(':').filter(Boolean)
+    const found = await Promise.all(
+      dirs.map(dir =>
+        access(`${dir}/${program}`, constants.X_OK).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    )
+    return found.includes(true)
+  },
 }
 
 export const realIo = (startedAt = performance.now()): Io => ({

@@ -23,7 +23,10 @@ export interface Logger {
 // so a detail line (an nft diff) keeps them.
 const CONTROL = /[\u0000-\u001f\u007f]/g
 const CONTROL_BUT_TAB = /[\u0000-\u0008\u000a-\u001f\u007f]/g
-const escapeWith = (pattern: RegExp) => (text: string): string => text.replace(pattern, c => JSON.stringify(c).slice(1, -1))
+const escapeWith =
+  (pattern: RegExp) =>
+  (text: string): string =>
+    text.replace(pattern, c => JSON.stringify(c).slice(1, -1))
 export const escapeControl = escapeWith(CONTROL)
 const escapeDetail = escapeWith(CONTROL_BUT_TAB)
 
@@ -49,8 +52,7 @@ export const createLogger = (format: LogFormat, out: Output): Logger =>
           out.error(`${JSON.stringify({ event: 'error', code, message, ...(details.length > 0 && { details }) })}\n`),
       }
     : {
-        report: (_event, title, sections) =>
-          out.write(`${[title, ...Object.entries(sections).map(([k, v]) => indentSection(k, v))].join('\n')}\n`),
+        report: (_event, title, sections) => out.write(`${[title, ...Object.entries(sections).map(([k, v]) => indentSection(k, v))].join('\n')}\n`),
         event: (event, message) => out.error(`sidecar-redirect ${event}: ${message}\n`),
         error: (code, message, details = []) =>
           out.error(`${[`sidecar-redirect: ${escapeControl(message)} [${code}]`, ...details.map(d => `  ${escapeDetail(d)}`)].join('\n')}\n`),

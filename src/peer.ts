@@ -94,7 +94,7 @@ const loop = async (host: string, port: number, count: number): Promise<void> =>
       let reply = ''
       socket.setTimeout(2000, () => socket.destroy(new Error('timeout')))
       socket.on('data', chunk => (reply += String(chunk)))
-      socket.on('end', () => resolve(((JSON.parse(reply) as { label?: string }).label ?? 'unknown')))
+      socket.on('end', () => resolve((JSON.parse(reply) as { label?: string }).label ?? 'unknown'))
       socket.on('error', error => resolve(`error: ${error.message}`))
     })
     landed[label] = (landed[label] ?? 0) + 1

@@ -27,7 +27,9 @@ const files = (dir: string): string[] =>
   })
 
 const importsOf = (file: string): string[] =>
-  [...readFileSync(file, 'utf8').matchAll(/(?:from |import\(|import )'(\.{1,2}\/[^']+)'/g)].map(m => resolve(dirname(file), m[1]!).replace(/\.js$/, '.ts'))
+  [...readFileSync(file, 'utf8').matchAll(/(?:from |import\(|import )'(\.{1,2}\/[^']+)'/g)].map(m =>
+    resolve(dirname(file), m[1]!).replace(/\.js$/, '.ts'),
+  )
 
 const roomOf = (file: string): string => relative(SRC, file).split('/')[0]!
 const layerOf = (room: string): number => LAYERS.findIndex(layer => layer.includes(room))
@@ -40,7 +42,9 @@ t.test('every room has a layer', async t => {
 
 t.test('every import between rooms goes down a layer', async t => {
   const upward = [...graph].flatMap(([file, imports]) =>
-    imports.filter(i => roomOf(i) !== roomOf(file) && layerOf(roomOf(i)) >= layerOf(roomOf(file))).map(i => `${relative(SRC, file)} -> ${relative(SRC, i)}`),
+    imports
+      .filter(i => roomOf(i) !== roomOf(file) && layerOf(roomOf(i)) >= layerOf(roomOf(file)))
+      .map(i => `${relative(SRC, file)} -> ${relative(SRC, i)}`),
   )
   t.same(upward, [], 'no import runs up or sideways')
 })

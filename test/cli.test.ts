@@ -15,7 +15,7 @@ const runCaptured = async (argv: string[], env: Record<string, string> = {}): Pr
   }
   const io: Io = {
     exec: unused,
-    fs: { readFile: unused, readDir: unused, canOpenIpv6: unused },
+    fs: { readFile: unused, readDir: unused, canOpenIpv6: unused, onPath: unused },
     lock: unused,
     now: () => 0,
     startedAt: 0,

@@ -8,7 +8,13 @@ import { fakeExec, type Expected } from './helpers/fake-exec.js'
 
 const ioWith = (exec: Io['exec'], captured: { out: string; err: string }): Io => ({
   exec,
-  fs: { readFile: async () => undefined, readDir: async path => (path === '/proc/sys/net/ipv6/conf' ? [] : []), canOpenIpv6: async () => false },
+  // A kernel with x_tables (its table-name files exist, empty) and every tool on PATH.
+  fs: {
+    readFile: async path => (path.endsWith('_tables_names') ? '' : undefined),
+    readDir: async path => (path === '/proc/sys/net/ipv6/conf' ? [] : []),
+    canOpenIpv6: async () => false,
+    onPath: async () => true,
+  },
   lock: async () => async () => undefined,
   now: () => performance.now(),
   startedAt: 0,
@@ -18,11 +24,20 @@ const ioWith = (exec: Io['exec'], captured: { out: string; err: string }): Io =>
 const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script: Expected[]; code: number; says: RegExp }[] = [
   { name: '--help', argv: ['--help'], script: [], code: 0, says: /entrypoint \[command\] \[flags\]/ },
   { name: 'plan', argv: ['plan'], script: [], code: 0, says: /# ipv4: iptables-restore --noflush\n\*nat\n/ },
-  { name: 'a refused setting', argv: ['init'], env: { ISTIO_PROXY_PORT: '0' }, script: [], code: 2, says: /ISTIO_PROXY_PORT="0" is not valid.*\[E_CONFIG\]/ },
+  {
+    name: 'a refused setting',
+    argv: ['init'],
+    env: { ISTIO_PROXY_PORT: '0' },
+    script: [],
+    code: 2,
+    says: /ISTIO_PROXY_PORT="0" is not valid.*\[E_CONFIG\]/,
+  },
   {
     name: 'a tool that is not there',
     argv: ['init'],
-    script: [{ run: 'iptables-nft-save', throws: () => new EnvironmentError('iptables-nft-save is not installed (the image needs the iptables package)') }],
+    script: [
+      { run: 'iptables-nft-save', throws: () => new EnvironmentError('iptables-nft-save is not installed (the image needs the iptables package)') },
+    ],
     code: 3,
     says: /iptables-nft-save is not installed.*\[E_ENVIRONMENT\]/,
   },
@@ -53,7 +68,10 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     env: { ISTIO_OUTBOUND_METHOD: 'cgroup' },
     script: [
       { run: 'iptables-nft-save', stdout: '' },
-      { run: 'iptables-nft-restore --noflush -w 5', fails: { stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `cgroup':No such file or directory\n" } },
+      {
+        run: 'iptables-nft-restore --noflush -w 5',
+        fails: { stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `cgroup':No such file or directory\n" },
+      },
     ],
     code: 3,
     says: /the "cgroup" extension is missing.*\[E_ENVIRONMENT\]/,
@@ -73,7 +91,11 @@ for (const row of ROWS) {
 
 t.test('an unexpected failure is a bug: exit 1 with the stack, never a silent success', async t => {
   const captured = { out: '', err: '' }
-  const code = await run(['init'], { ISTIO_VERIFY: 'rules', ISTIO_IPV6: 'false' }, ioWith(async () => Promise.reject(new TypeError('boom')), captured))
+  const code = await run(
+    ['init'],
+    { ISTIO_VERIFY: 'rules', ISTIO_IPV6: 'false' },
+    ioWith(async () => Promise.reject(new TypeError('boom')), captured),
+  )
   t.equal(code, 1)
   t.match(captured.err, /unexpected failure \(a bug; please report it\):\nTypeError: boom/)
 })

@@ -16,7 +16,15 @@ t.test('every setting has its row: env, flag and default', async t => {
 
 t.test('every command and exit code is documented', async t => {
   for (const name of Object.keys(COMMANDS)) t.ok(readme.includes(`| \`${name}\` |`), name)
-  const errors = [new ConfigError('X', '', ''), new EnvironmentError(''), new ApplyError(''), new VerifyError(''), new PrivilegeError(''), new ClassifierError(''), new NotReadyError('')]
+  const errors = [
+    new ConfigError('X', '', ''),
+    new EnvironmentError(''),
+    new ApplyError(''),
+    new VerifyError(''),
+    new PrivilegeError(''),
+    new ClassifierError(''),
+    new NotReadyError(''),
+  ]
   for (const error of errors) t.ok(readme.includes(`| ${error.exitCode} | \`${error.code}\` |`), error.code)
 })
 

@@ -44,7 +44,10 @@ export const supervise = async (options: SuperviseOptions): Promise<number> => {
     wake?.()
     if (drain !== undefined || !DRAINED.includes(signal)) return
     drain = setTimeout(() => {
-      logger.event('drain', `the proxy did not exit within ${options.drainMs} ms of ${signal}: killing it`, { pid: child?.pid, drainMs: options.drainMs })
+      logger.event('drain', `the proxy did not exit within ${options.drainMs} ms of ${signal}: killing it`, {
+        pid: child?.pid,
+        drainMs: options.drainMs,
+      })
       child?.kill('SIGKILL')
     }, options.drainMs)
   }

@@ -42,7 +42,11 @@ const message = (reason: unknown): string => (reason instanceof Error ? reason.m
  * On a refusal, families that were changed are restored to what they held before, then the refusal is rethrown;
  * if a restore fails too, the error says so and what state each family is left in.
  */
-export const applyFamilies = async (backend: IptablesBackend, targets: readonly FamilyTarget[], read: (family: Family) => Promise<string>): Promise<FamilyOutcome[]> => {
+export const applyFamilies = async (
+  backend: IptablesBackend,
+  targets: readonly FamilyTarget[],
+  read: (family: Family) => Promise<string>,
+): Promise<FamilyOutcome[]> => {
   const befores = await Promise.all(
     targets.map(async t => {
       const saved = await read(t.plan.family)
@@ -52,21 +56,28 @@ export const applyFamilies = async (backend: IptablesBackend, targets: readonly 
   )
   const changes = targets.map((t, i) => compareState(t.desired, befores[i]!.state).length > 0 || befores[i]!.misplaced.length > 0)
   const results = await Promise.allSettled(
-    targets.map((t, i) => (changes[i] ? backend.restore(t.plan.family, renderTransaction(t.desired, befores[i]!.state, befores[i]!.misplaced)) : Promise.resolve())),
+    targets.map((t, i) =>
+      changes[i] ? backend.restore(t.plan.family, renderTransaction(t.desired, befores[i]!.state, befores[i]!.misplaced)) : Promise.resolve(),
+    ),
   )
   const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (refused) {
     const undo = targets.flatMap((t, i) => (changes[i] && results[i]?.status === 'fulfilled' ? [{ t, before: befores[i]!.state }] : []))
     const undone = await Promise.allSettled(undo.map(({ t, before }) => backend.restore(t.plan.family, renderTransaction(before, t.desired))))
-    const failed = undo.flatMap(({ t }, i) => (undone[i]?.status === 'rejected' ? [{ family: t.plan.family, reason: (undone[i] as PromiseRejectedResult).reason }] : []))
+    const failed = undo.flatMap(({ t }, i) =>
+      undone[i]?.status === 'rejected' ? [{ family: t.plan.family, reason: (undone[i] as PromiseRejectedResult).reason }] : [],
+    )
     if (failed.length > 0) {
       const state = targets.map((t, i) => {
         const fail = failed.find(f => f.family === t.plan.family)
         return `${t.plan.family} ${fail ? 'holds the new rules (the rollback failed)' : results[i]?.status === 'rejected' ? 'is unchanged (refused)' : changes[i] ? 'was rolled back' : 'was not changed'}`
       })
-      throw new ApplyError(`${message(refused.reason)}; then rolling back failed too: ${failed.map(f => message(f.reason)).join('; ')}. Now ${state.join(', ')}`, {
-        cause: refused.reason,
-      })
+      throw new ApplyError(
+        `${message(refused.reason)}; then rolling back failed too: ${failed.map(f => message(f.reason)).join('; ')}. Now ${state.join(', ')}`,
+        {
+          cause: refused.reason,
+        },
+      )
     }
     throw refused.reason
   }

@@ -5,7 +5,7 @@ import { EnvironmentError } from '../errors.js'
 import { isOwnedChain } from '../plan/owned.js'
 import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
 import type { Exec } from '../exec/exec.js'
-import type { Variant } from './iptables.js'
+import { tool, type Variant } from './iptables.js'
 
 export interface HostFs {
   /** The file's text, or undefined when it does not exist; any other failure throws EnvironmentError. */
@@ -14,6 +14,8 @@ export interface HostFs {
   readDir(path: string): Promise<string[]>
   /** Whether the kernel lets this namespace open an IPv6 socket. */
   canOpenIpv6(): Promise<boolean>
+  /** Whether an executable of this name is on PATH, as exec would find it; a look, not a process. */
+  onPath(program: string): Promise<boolean>
 }
 
 export interface SavedTables {
@@ -38,8 +40,8 @@ export type BackendKind = Variant | 'nftables'
 
 /**
  * chooseVariant picks the iptables variant the namespace already uses, so our rules sit beside the others; the
- * native nftables backend is used when asked for (auto never picks it: finding native tables would cost a
- * process on every start). Pure.
+ * native nftables backend is used when asked for, or by probeHost where iptables cannot work (auto never picks it
+ * for native tables found: finding them would cost a process on every start). Pure.
  */
 export const chooseVariant = (choice: BackendChoice, facts: VariantFacts): Decision<BackendKind> => {
   if (choice === 'nftables') return { value: 'nftables', reason: 'set by ISTIO_BACKEND' }
@@ -94,8 +96,6 @@ export interface HostFacts {
   readonly ipv4Saved: Partial<Record<Variant, string>>
 }
 
-const SAVE: Record<Variant, string> = { nft: 'iptables-nft-save', legacy: 'iptables-legacy-save' }
-
 /** readIpv6: /proc/sys/net/ipv6/conf lists interfaces when the kernel has IPv6; when it lists none, the kernel is asked. */
 export const readIpv6 = async (fs: HostFs): Promise<Ipv6Facts> => {
   const names = (await fs.readDir('/proc/sys/net/ipv6/conf')).filter(n => n !== 'all' && n !== 'default')
@@ -105,16 +105,46 @@ export const readIpv6 = async (fs: HostFs): Promise<Ipv6Facts> => {
   return { interfaces: Object.fromEntries(names.map((n, i) => [n, flags[i]?.trim() === '0'])) }
 }
 
+// x_tables makes these in every namespace when the kernel has it; iptables needs it for every match we use.
+const TABLE_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names', ipv6: '/proc/net/ip6_tables_names' }
+
+/**
+ * Why iptables-nft cannot program these families here, or undefined when it can: the kernel lacks x_tables, or
+ * its programs are not on PATH. Reads files already read and looks up names: no process.
+ */
+const iptablesNftMissing = async (
+  fs: HostFs,
+  families: readonly Family[],
+  names: Readonly<Record<Family, string | undefined>>,
+): Promise<string | undefined> => {
+  const noXtables = families.filter(f => names[f] === undefined)
+  if (noXtables.length > 0) return `the kernel has no x_tables, which iptables needs (${noXtables.map(f => TABLE_NAMES[f]).join(' and ')} absent)`
+  const programs = families.flatMap(f => (['save', 'restore'] as const).map(verb => tool(f, 'nft', verb)))
+  const found = await Promise.all(programs.map(p => fs.onPath(p)))
+  const missing = programs.filter((_, i) => !found[i])
+  return missing.length === 0 ? undefined : `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not on PATH`
+}
+
 /** probeHost gathers what the choices need. Reads /proc, and runs -save only when legacy tables exist. */
 export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exec, fs: HostFs): Promise<HostFacts> => {
   const families = chooseFamilies(ipv6, await readIpv6(fs))
-  const names = await Promise.all(['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names'].map(p => fs.readFile(p)))
-  const legacyTables = names.flatMap(text => (text ?? '').split('\n').filter(Boolean))
+  const [v4Names, v6Names] = await Promise.all([TABLE_NAMES.ipv4, TABLE_NAMES.ipv6].map(p => fs.readFile(p)))
+  const legacyTables = [v4Names, v6Names].flatMap(text => (text ?? '').split('\n').filter(Boolean))
+  // A node without working iptables (an nft-only one) gets native nftables under auto. Legacy tables prove iptables
+  // has worked here, so only the nf_tables default is checked, and only by looking: the common path starts nothing.
+  if (choice === 'auto' && legacyTables.length === 0) {
+    const missing = await iptablesNftMissing(fs, families.value, { ipv4: v4Names, ipv6: v6Names })
+    if (missing !== undefined) {
+      if (!(await fs.onPath('nft')))
+        throw new EnvironmentError(`no backend can work here: ${missing}, and nft (the nftables package) is not on PATH either`)
+      return { variant: { value: 'nftables', reason: `${missing}; native nftables needs neither` }, families, ipv4Saved: {} }
+    }
+  }
   const ipv4Saved: Partial<Record<Variant, string>> = {}
   // Only when both variants may hold rules is it worth reading them; -save is never run speculatively on legacy,
   // because reading a legacy table creates it.
   if (choice === 'auto' && legacyTables.length > 0) {
-    for (const variant of ['nft', 'legacy'] as const) ipv4Saved[variant] = (await exec(SAVE[variant], [])).stdout
+    for (const variant of ['nft', 'legacy'] as const) ipv4Saved[variant] = (await exec(tool('ipv4', variant, 'save'), [])).stdout
   }
   const saved = (v: Variant): SavedTables | undefined => (ipv4Saved[v] === undefined ? undefined : summarizeSave(ipv4Saved[v]))
   const nft = saved('nft')

@@ -6,7 +6,16 @@ import { ApplyError, EnvironmentError } from '../errors.js'
 import { describeFinding, findEscapes } from '../path/analyze.js'
 import { parseSave, seenTables } from '../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../plan/owned.js'
-import { ipsetMembers, isOwnedIpset, parseIpsetSave, parseIpsetTerse, renderIpsetDone, renderIpsetSwap, renderIpsetUndo, type SavedSet } from '../plan/render-ipset.js'
+import {
+  ipsetMembers,
+  isOwnedIpset,
+  parseIpsetSave,
+  parseIpsetTerse,
+  renderIpsetDone,
+  renderIpsetSwap,
+  renderIpsetUndo,
+  type SavedSet,
+} from '../plan/render-ipset.js'
 import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from '../plan/render-iptables.js'
 import type { Plan, ServiceSet } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
@@ -30,13 +39,15 @@ const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[
   for (const name of names) {
     const set = saved.get(name)
     if (set === undefined) continue
-    if (!isOwnedIpset(set)) throw new EnvironmentError(`ipset ${name} has our name but is not ours (${set.header}): rename or remove it; nothing was changed`)
+    if (!isOwnedIpset(set))
+      throw new EnvironmentError(`ipset ${name} has our name but is not ours (${set.header}): rename or remove it; nothing was changed`)
     ours.set(name, set)
   }
   return ours
 }
 
-const setNames = (sets: readonly ServiceSet[]): string[] => sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
+const setNames = (sets: readonly ServiceSet[]): string[] =>
+  sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
 
 /** `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice. */
 export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
@@ -90,7 +101,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       }))
       // Sets are swapped in every time: the swap is atomic and cheap, and a changed list must always land.
       const members = sets.reduce((sum, set) => sum + ipsetMembers(set).length, 0)
-      return sets.length > 0 ? [...families, { scope: 'ipset', count: members, unit: 'members' as const, where: `${sets.length} sets`, changed: true }] : families
+      return sets.length > 0
+        ? [...families, { scope: 'ipset', count: members, unit: 'members' as const, where: `${sets.length} sets`, changed: true }]
+        : families
     },
     readBack: async plan => {
       const sets = plan.families.flatMap(f => f.sets)
@@ -100,7 +113,10 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const [want, have] = [ipsetMembers(set), live.get(name)]
         return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
       })
-      const [ruleset, saved] = await Promise.all([readRuleset(exec), Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family)))])
+      const [ruleset, saved] = await Promise.all([
+        readRuleset(exec),
+        Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family))),
+      ])
       unchanged.clear()
       const families = await Promise.all(
         targetsOf(plan).map(async ({ plan: p, desired }, i) => {
@@ -109,7 +125,10 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
           const seen = [...seenTables(text, p.family, tables.name), ...(await otherTables(exec, fs, p.family, variant, ruleset, ownTables))]
           const own = { where: `${tables.name} ${p.family} nat`, jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }
           const escapes = findEscapes(p, seen, own)
-          const whole = escapes.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our REDIRECT:', ...escapes.flatMap(describeFinding).map(l => `  ${l}`)]
+          const whole =
+            escapes.length === 0
+              ? []
+              : ['whole path: rules that can keep TCP we capture from reaching our REDIRECT:', ...escapes.flatMap(describeFinding).map(l => `  ${l}`)]
           return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
         }),
       )
@@ -123,7 +142,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
           const existing = ownedIn(tables, p.family, saved)
           const blocking = foreignJumpsInto(parseNatTable(saved), existing)
           if (blocking.length > 0) {
-            throw new EnvironmentError(`${tables.name} ${p.family} nat: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`)
+            throw new EnvironmentError(
+              `${tables.name} ${p.family} nat: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`,
+            )
           }
           return { family: p.family, existing }
         }),
@@ -132,7 +153,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       for (const { family, existing } of found) {
         const count = existing.jumps.length + existing.chains.size
         if (count > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
-        lines.push(`${family}: ${count === 0 ? 'nothing of ours was there' : `removed ${existing.chains.size} chains and ${existing.jumps.length} jumps`}`)
+        lines.push(
+          `${family}: ${count === 0 ? 'nothing of ours was there' : `removed ${existing.chains.size} chains and ${existing.jumps.length} jumps`}`,
+        )
       }
       // Sets of an earlier explicit run go too, now that no rule matches them. Without ipset there are none.
       const saved = await exec('ipset', ['save']).then(
@@ -144,7 +167,14 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       )
       const all = parseIpsetSave(saved)
       const ours = [...OWNED_IPSETS, ...OWNED_IPSETS.map(ipsetNextName)].filter(name => all.has(name) && isOwnedIpset(all.get(name)!))
-      if (ours.length > 0) await ipset(['restore'], ours.map(name => `destroy ${name}`).join('\n').concat('\n'))
+      if (ours.length > 0)
+        await ipset(
+          ['restore'],
+          ours
+            .map(name => `destroy ${name}`)
+            .join('\n')
+            .concat('\n'),
+        )
       if (ours.length > 0) lines.push(`ipset: removed ${ours.join(', ')}`)
       return lines
     },

@@ -16,7 +16,8 @@ export interface IptablesBackend {
   restore(family: Family, payload: string): Promise<void>
 }
 
-const tool = (family: Family, variant: Variant, verb: 'save' | 'restore'): string =>
+/** The program one family and variant of iptables is read or written with. */
+export const tool = (family: Family, variant: Variant, verb: 'save' | 'restore'): string =>
   `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-${verb}`
 
 // The userspace extension is missing ("Couldn't load match `cgroup'") or the kernel lacks its module ("Extension
@@ -28,7 +29,9 @@ const XTABLES_LOCK_BUSY = /holding the xtables lock/
 
 const refusal = (family: Family, payload: string, error: CommandFailed): ApplyError | EnvironmentError => {
   if (XTABLES_LOCK_BUSY.test(error.stderr)) {
-    return new EnvironmentError(`${family}: another program held the xtables lock for longer than iptables waited (-w 5); nothing was changed`, { cause: error })
+    return new EnvironmentError(`${family}: another program held the xtables lock for longer than iptables waited (-w 5); nothing was changed`, {
+      cause: error,
+    })
   }
   const missing = MISSING_EXTENSION.exec(error.stderr)
   const extension = missing?.[1] ?? missing?.[2]

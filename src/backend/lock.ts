@@ -41,7 +41,9 @@ const mayChangeRules = async (holder: PeerCredentials): Promise<boolean> => {
 }
 
 const describe = (holder: PeerCredentials | undefined): string =>
-  holder === undefined ? 'a process that let go as we asked' : `PID ${holder.pid === 0 ? '(in another PID namespace)' : holder.pid}, UID ${holder.uid}`
+  holder === undefined
+    ? 'a process that let go as we asked'
+    : `PID ${holder.pid === 0 ? '(in another PID namespace)' : holder.pid}, UID ${holder.uid}`
 
 /** Waits for the namespace-wide lock and returns its release; throws EnvironmentError after `timeoutMs`. */
 export const acquireNetnsLock = async (timeoutMs = 10_000): Promise<() => Promise<void>> => {

@@ -34,7 +34,14 @@ const splitElements = (text: string): { structure: string[]; elements: Map<strin
     pending = `${pending ?? ''} ${line}`
     if (!line.includes('}')) continue
     const body = pending.slice(pending.indexOf('{') + 1, pending.lastIndexOf('}'))
-    elements.set(set, body.split(',').map(e => e.trim()).filter(Boolean).sort(byCodeUnits))
+    elements.set(
+      set,
+      body
+        .split(',')
+        .map(e => e.trim())
+        .filter(Boolean)
+        .sort(byCodeUnits),
+    )
     pending = undefined
   }
   return { structure, elements }
@@ -46,7 +53,9 @@ const OURS = `inet ${NFT_TABLE}`
 const ourTable = (ruleset: Ruleset): string | undefined => {
   const table = ruleset.tables.find(t => `${t.family} ${t.name}` === OURS)
   if (table && table.comment !== NFT_TABLE_COMMENT) {
-    throw new EnvironmentError(`table ${OURS} has our name but is not ours (it lacks the comment "${NFT_TABLE_COMMENT}"): rename or remove it; nothing was changed`)
+    throw new EnvironmentError(
+      `table ${OURS} has our name but is not ours (it lacks the comment "${NFT_TABLE_COMMENT}"): rename or remove it; nothing was changed`,
+    )
   }
   return table?.text
 }
@@ -70,7 +79,9 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     ]
   }
   const escapes = async (plan: Plan, ruleset: Ruleset): Promise<string[]> => {
-    const found = await Promise.all(plan.families.map(async p => findEscapes(p, await otherTables(exec, fs, p.family, 'nftables', ruleset, new Set([OURS])))))
+    const found = await Promise.all(
+      plan.families.map(async p => findEscapes(p, await otherTables(exec, fs, p.family, 'nftables', ruleset, new Set([OURS])))),
+    )
     const lines = found.flat().flatMap(describeFinding)
     return lines.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our redirect:', ...lines.map(l => `  ${l}`)]
   }

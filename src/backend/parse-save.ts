@@ -32,11 +32,18 @@ export const refuseForeignNames = (state: NatState, where: string): void => {
     const jumpedTo = state.jumps.some(j => j.endsWith(` -j ${name}`))
     const foreign = rules.find(r => !hasOwnedComment(r))
     if (!jumpedTo && foreign !== undefined) {
-      throw new EnvironmentError(`${where}: chain ${name} has our name but is not ours (no jump of ours leads to it, and it holds "${foreign}"): rename or remove it; nothing was changed`)
+      throw new EnvironmentError(
+        `${where}: chain ${name} has our name but is not ours (no jump of ours leads to it, and it holds "${foreign}"): rename or remove it; nothing was changed`,
+      )
     }
   }
 }
 
 /** Rules that are not ours but jump into one of our chains: clean cannot remove the chain while they exist. Pure. */
 export const foreignJumpsInto = (table: SavedTable, state: NatState): string[] =>
-  table.rules.filter(line => !state.chains.has(chainOf(line)) && !OWNED_JUMPS.has(line) && [...state.chains.keys()].some(name => / (?:-j|-g) (\S+)/.exec(line)?.[1] === name))
+  table.rules.filter(
+    line =>
+      !state.chains.has(chainOf(line)) &&
+      !OWNED_JUMPS.has(line) &&
+      [...state.chains.keys()].some(name => / (?:-j|-g) (\S+)/.exec(line)?.[1] === name),
+  )

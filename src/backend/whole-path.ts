@@ -28,7 +28,9 @@ export const readRuleset = async (exec: Exec): Promise<Ruleset> => {
   } catch (error) {
     if (error instanceof CommandFailed && /not supported/i.test(error.stderr)) return { tables: [], managed: new Set() }
     if (error instanceof EnvironmentError && /not installed/.test(error.message)) {
-      throw new EnvironmentError('the whole-path check reads native nftables rules with nft, which is not installed (the nftables package)', { cause: error })
+      throw new EnvironmentError('the whole-path check reads native nftables rules with nft, which is not installed (the nftables package)', {
+        cause: error,
+      })
     }
     throw error
   }

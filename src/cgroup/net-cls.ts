@@ -30,7 +30,10 @@ export const mountNetCls = async (root: string, exec: Exec): Promise<string> => 
     await mkdir(root, { recursive: true })
     await exec('mount', ['-t', 'cgroup', '-o', 'net_cls', 'net_cls', root])
   } catch (error) {
-    throw new PrivilegeError(`the net_cls hierarchy is not mounted and could not be mounted at ${root} (mount it into the container, or run the agent as root)`, { cause: error })
+    throw new PrivilegeError(
+      `the net_cls hierarchy is not mounted and could not be mounted at ${root} (mount it into the container, or run the agent as root)`,
+      { cause: error },
+    )
   }
   return root
 }

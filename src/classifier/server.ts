@@ -53,13 +53,17 @@ const createHandler = (options: ClassifierOptions) => {
     const finish = (reply: Reply, outcome: string, classid: number | undefined, reason?: string): void => {
       if (state === 'done') return
       state = 'done'
-      options.logger.event('classify', `pid ${peer?.pid ?? '?'} uid ${peer?.uid ?? '?'} classid ${hexOrDash(classid)}: ${outcome}${reason ? `: ${reason}` : ''}`, {
-        pid: peer?.pid ?? null,
-        uid: peer?.uid ?? null,
-        classid: classid ?? null,
-        outcome,
-        ...(reason && { reason }),
-      })
+      options.logger.event(
+        'classify',
+        `pid ${peer?.pid ?? '?'} uid ${peer?.uid ?? '?'} classid ${hexOrDash(classid)}: ${outcome}${reason ? `: ${reason}` : ''}`,
+        {
+          pid: peer?.pid ?? null,
+          uid: peer?.uid ?? null,
+          classid: classid ?? null,
+          outcome,
+          ...(reason && { reason }),
+        },
+      )
       socket.end(`${JSON.stringify(reply)}\n`)
       if (closing >= MAX_CLOSING) return void socket.destroy()
       closing += 1
@@ -103,7 +107,10 @@ const createHandler = (options: ClassifierOptions) => {
       asker?.pidfd.close()
       if (counted) serving -= 1
     })
-    const deadline = setTimeout(() => state === 'reading' && refuse(`no complete request within ${REQUEST_DEADLINE_MS} ms of connecting`), REQUEST_DEADLINE_MS)
+    const deadline = setTimeout(
+      () => state === 'reading' && refuse(`no complete request within ${REQUEST_DEADLINE_MS} ms of connecting`),
+      REQUEST_DEADLINE_MS,
+    )
     try {
       peer = peerCredentials(socket)
     } catch (error) {

@@ -1,5 +1,6 @@
-// Where the classifier (or the CNI node agent) listens must be its own: a socket another user could replace, a path that is something
-// else, or a socket another classifier still serves would each hand the node's cgroups to the wrong party.
+// Where the classifier (or the CNI node agent) listens must be its own: a socket another user could replace, a path
+// that is something else, or a socket another one still serves would each hand the node's cgroups (or pods' netns)
+// to the wrong party.
 
 import { lstat, mkdir, rm, stat } from 'node:fs/promises'
 import net from 'node:net'
@@ -29,7 +30,9 @@ export const prepareSocketPath = async (path: string, owner = 'classifier'): Pro
   const existing = await lstat(path).catch(() => undefined)
   if (existing === undefined) return
   if (!existing.isSocket()) {
-    throw new EnvironmentError(`the ${owner}'s socket path ${JSON.stringify(path)} is ${existing.isDirectory() ? 'a directory' : 'not a socket'}; refusing to replace it`)
+    throw new EnvironmentError(
+      `the ${owner}'s socket path ${JSON.stringify(path)} is ${existing.isDirectory() ? 'a directory' : 'not a socket'}; refusing to replace it`,
+    )
   }
   // Connect before unlinking: a socket that answers belongs to a classifier still running.
   if (await isServed(path)) throw new EnvironmentError(`another ${owner} is already listening on ${JSON.stringify(path)}`)

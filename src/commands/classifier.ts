@@ -8,7 +8,13 @@ import type { Logger } from '../log.js'
 import type { AgentSettings, ClassifierSettings, Settings } from '../settings/types.js'
 import { hex } from '../text.js'
 
-export const runClassifier = async (settings: Settings, classifier: ClassifierSettings, agent: AgentSettings, io: Io, logger: Logger): Promise<number> => {
+export const runClassifier = async (
+  settings: Settings,
+  classifier: ClassifierSettings,
+  agent: AgentSettings,
+  io: Io,
+  logger: Logger,
+): Promise<number> => {
   const hierarchy = await mountNetCls(agent.netClsRoot, io.exec)
   const policy = {
     uids: classifier.allowedUids.length > 0 ? classifier.allowedUids : [settings.proxyUid],

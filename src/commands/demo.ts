@@ -41,7 +41,11 @@ export const runDemo = async (settings: Settings, io: Io, logger: Logger): Promi
     const probes: Probe[] = [
       { what: `app (root) -> remote ${REMOTE}:${REMOTE_PORT}`, expect: 'proxy', run: b => b.connect('pod', REMOTE, REMOTE_PORT) },
       { what: `app (uid 1000) -> remote ${REMOTE}:${REMOTE_PORT}`, expect: 'proxy', run: b => b.connect('pod', REMOTE, REMOTE_PORT, { uid: 1000 }) },
-      { what: `proxy (uid ${uid}) -> remote ${REMOTE}:${REMOTE_PORT}`, expect: settings.outboundMethod === 'uid' ? 'remote' : 'proxy', run: b => b.connect('pod', REMOTE, REMOTE_PORT, { uid }) },
+      {
+        what: `proxy (uid ${uid}) -> remote ${REMOTE}:${REMOTE_PORT}`,
+        expect: settings.outboundMethod === 'uid' ? 'remote' : 'proxy',
+        run: b => b.connect('pod', REMOTE, REMOTE_PORT, { uid }),
+      },
       { what: `remote -> pod ${POD}:${APP_PORT} (inbound)`, expect: 'proxy', run: b => b.connect('remote', POD, APP_PORT) },
       { what: `app -> 127.0.0.1:${APP_PORT} (loopback)`, expect: 'app', run: b => b.connect('pod', '127.0.0.1', APP_PORT) },
     ]
@@ -54,9 +58,13 @@ export const runDemo = async (settings: Settings, io: Io, logger: Logger): Promi
       if (!asExpected) surprises++
       rows.push(`${asExpected ? 'ok  ' : 'FAIL'} ${probe.what.padEnd(44)} landed on ${outcome(reply)}`)
     }
-    logger.report('demo', `sidecar-redirect demo: ${surprises === 0 ? 'every connection went where the design says' : `${surprises} connection(s) went astray`}`, {
-      traffic: rows,
-    })
+    logger.report(
+      'demo',
+      `sidecar-redirect demo: ${surprises === 0 ? 'every connection went where the design says' : `${surprises} connection(s) went astray`}`,
+      {
+        traffic: rows,
+      },
+    )
     if (surprises > 0) throw new EnvironmentError('the demo saw traffic go where it should not')
   } finally {
     await box.destroy()

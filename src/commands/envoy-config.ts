@@ -11,7 +11,13 @@ const SO_MARK = 36
 /** renderEnvoyConfig returns the YAML snippet (or JSON, with ISTIO_LOG_FORMAT=json). Pure. */
 export const renderEnvoyConfig = (settings: Settings): string => {
   const mark = settings.mark.value
-  const option = { description: 'sidecar-redirect: SO_MARK for the mark method', level: SOL_SOCKET, name: SO_MARK, int_value: mark, state: 'STATE_PREBIND' }
+  const option = {
+    description: 'sidecar-redirect: SO_MARK for the mark method',
+    level: SOL_SOCKET,
+    name: SO_MARK,
+    int_value: mark,
+    state: 'STATE_PREBIND',
+  }
   if (settings.logFormat === 'json') return `${JSON.stringify({ upstream_bind_config: { socket_options: [option] } })}\n`
   return [
     `# Marks the proxy's upstream connections with SO_MARK ${hex(mark)} (ISTIO_SO_MARK), which the mark method's`,

@@ -27,7 +27,6 @@ const lookupUser: UserLookup = user => {
   }
 }
 
-
 const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, logger: Logger): Promise<never> => {
   const identity = resolveIdentity(settings, agent, lookupUser)
   const done: string[] = []
@@ -49,7 +48,9 @@ const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, l
 const byUid = async (settings: Settings, status: ProcessStatus): Promise<void> => {
   const [uid] = status.uids
   if (uid !== settings.proxyUid && !status.gids.includes(settings.proxyGid ?? -1)) {
-    throw new PrivilegeError(`running as UID ${uid}, but the rules exempt UID ${settings.proxyUid} (ISTIO_PROXY_UID): the proxy's own traffic would be captured and loop`)
+    throw new PrivilegeError(
+      `running as UID ${uid}, but the rules exempt UID ${settings.proxyUid} (ISTIO_PROXY_UID): the proxy's own traffic would be captured and loop`,
+    )
   }
 }
 
@@ -60,7 +61,9 @@ const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: Proce
   explicit: byUid,
   mark: async (_settings, status) => {
     if (!hasCapability(status.capAmb, CAP_NET_ADMIN)) {
-      throw new PrivilegeError('method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK; start the agent as root with NET_ADMIN and it hands the proxy exactly that')
+      throw new PrivilegeError(
+        'method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK; start the agent as root with NET_ADMIN and it hands the proxy exactly that',
+      )
     }
   },
   cgroup: async settings => {
@@ -80,7 +83,13 @@ const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> 
     uids: status.uids,
     gids: status.gids,
     groups: status.groups,
-    caps: { effective: hex(status.capEff), permitted: hex(status.capPrm), inheritable: hex(status.capInh), ambient: hex(status.capAmb), bounding: hex(status.capBnd) },
+    caps: {
+      effective: hex(status.capEff),
+      permitted: hex(status.capPrm),
+      inheritable: hex(status.capInh),
+      ambient: hex(status.capAmb),
+      bounding: hex(status.capBnd),
+    },
     noNewPrivs: status.noNewPrivs,
   })
   if (status.uids[0] === 0) throw new PrivilegeError('refusing to run the proxy as root')
@@ -98,5 +107,13 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
   await checkIdentity(settings, logger)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]
-  return supervise({ command: file, args: argv, restart: agent.restart, drainMs: agent.drainSeconds * 1000, spawn: spawnInherited, logger, now: io.now })
+  return supervise({
+    command: file,
+    args: argv,
+    restart: agent.restart,
+    drainMs: agent.drainSeconds * 1000,
+    spawn: spawnInherited,
+    logger,
+    now: io.now,
+  })
 }

@@ -92,7 +92,8 @@ export const realExec: Exec = async (file, args, input, options = {}) => {
   const result = await runToEnd(file, args, input ?? '', options.timeoutMs).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`, { cause: error })
     // A directory on PATH this user may not search, or a file it may not run: the environment, not a bug.
-    if (error.code === 'EACCES' || error.code === 'EPERM') throw new EnvironmentError(`${file} cannot be run by this user (${error.code})`, { cause: error })
+    if (error.code === 'EACCES' || error.code === 'EPERM')
+      throw new EnvironmentError(`${file} cannot be run by this user (${error.code})`, { cause: error })
     throw error
   })
   if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)

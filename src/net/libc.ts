@@ -38,7 +38,8 @@ export const loadLibc = (): Libc => {
       execve: lib.func('int execve(const char *path, const char **argv, const char **envp)'),
       setFdFlags: (fd: number, flags: number) => fcntl(fd, F_SETFD, 'int', flags),
       pidfdOpen: (pid: number) => syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0),
-      pidfdSendSignal: (pidfd: number, signal: number) => syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
+      pidfdSendSignal: (pidfd: number, signal: number) =>
+        syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
       errno: () => koffi.errno(),
     } as Libc
   }

@@ -42,12 +42,22 @@ interface Reached {
  * The rules of a chain that can affect a captured packet, each with what it can do, following jumps (a RETURN in
  * a jumped-to chain goes back; in a base chain, or one reached by goto, it ends the base chain like an accept).
  */
-const reach = (table: SeenTable, chain: SeenChain, affects: (r: SeenRule) => boolean, returnIsAccept: boolean, seen = new Set<string>()): Reached[] => {
+const reach = (
+  table: SeenTable,
+  chain: SeenChain,
+  affects: (r: SeenRule) => boolean,
+  returnIsAccept: boolean,
+  seen = new Set<string>(),
+): Reached[] => {
   if (seen.has(chain.name)) return []
   seen.add(chain.name)
   return chain.rules.flatMap((rule, i): Reached[] => {
     if (!affects(rule)) return []
-    const own: Reached = { rule, position: i + 1, effects: rule.flow.kind === 'return' && returnIsAccept ? [...rule.effects, 'accept'] : rule.effects }
+    const own: Reached = {
+      rule,
+      position: i + 1,
+      effects: rule.flow.kind === 'return' && returnIsAccept ? [...rule.effects, 'accept'] : rule.effects,
+    }
     if (rule.flow.kind !== 'jump' && rule.flow.kind !== 'goto') return [own]
     const target = table.chains.get(rule.flow.chain)
     // After a jump, the target's RETURN comes back here; after a goto it returns from this chain.
@@ -82,11 +92,24 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
         const rules = ownAt >= 0 ? { ...base, rules: base.rules.slice(0, ownAt) } : base
         for (const r of reach(table, rules, affects, true)) {
           if (isOwn && has(r, 'accept', 'bind')) {
-            flag(where, r, `it can end ${base.name} for TCP we capture before our jump (rule ${ownAt + 1}) is reached; init moves our jump first`, true)
+            flag(
+              where,
+              r,
+              `it can end ${base.name} for TCP we capture before our jump (rule ${ownAt + 1}) is reached; init moves our jump first`,
+              true,
+            )
           } else if (!isOwn && base.type === 'nat' && priority <= OUR_NAT_PRIORITY && has(r, 'bind')) {
-            flag(where, r, `it can bind the destination of TCP we capture at nat priority ${priority}, ${priority < OUR_NAT_PRIORITY ? 'before' : 'alongside'} ours (${OUR_NAT_PRIORITY}), and netfilter keeps only the first binding`)
+            flag(
+              where,
+              r,
+              `it can bind the destination of TCP we capture at nat priority ${priority}, ${priority < OUR_NAT_PRIORITY ? 'before' : 'alongside'} ours (${OUR_NAT_PRIORITY}), and netfilter keeps only the first binding`,
+            )
           } else if (priority < PRIORITY.conntrack && has(r, 'notrack', 'zone')) {
-            flag(where, r, `it can ${has(r, 'notrack') ? 'exempt TCP we capture from connection tracking, so nat never sees it' : 'move TCP we capture into another conntrack zone'} (priority ${priority}, before conntrack)`)
+            flag(
+              where,
+              r,
+              `it can ${has(r, 'notrack') ? 'exempt TCP we capture from connection tracking, so nat never sees it' : 'move TCP we capture into another conntrack zone'} (priority ${priority}, before conntrack)`,
+            )
           } else if (priority < OUR_NAT_PRIORITY && has(r, 'rewrite')) {
             flag(where, r, `it can rewrite the destination of TCP we capture before our nat (priority ${priority})`)
           } else if (priority < OUR_NAT_PRIORITY && hook === 'prerouting' && has(r, 'tproxy')) {
@@ -105,6 +128,10 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
 export const describeFinding = (f: Finding): string[] => {
   // Our own rules left by another backend (the README says to clean with the old one when switching).
   const leftover = !f.fixable && hasOwnedComment(f.rule)
-  const fix = f.fixable ? '' : leftover ? '; it is ours, left by another backend: run clean with that ISTIO_BACKEND' : '; init cannot change it without touching a rule that is not ours'
+  const fix = f.fixable
+    ? ''
+    : leftover
+      ? '; it is ours, left by another backend: run clean with that ISTIO_BACKEND'
+      : '; init cannot change it without touching a rule that is not ours'
   return [`${f.where}: ${f.rule}`, `  ${f.why}${fix}`]
 }

@@ -1,10 +1,21 @@
 // Reads iptables-save text (every table, either variant) into the whole-path model. Only the matches that can
-// rule a packet out are read (protocol, addresses, ports, owner); any other match is left out, so a rule is
+// rule a packet out are read (protocol, addresses, ports, owner, interface); any other match is left out, so a rule is
 // taken to match at least what it really matches.
 
 import { parseCidr } from '../settings/cidr.js'
 import type { Family, PortRange } from '../settings/types.js'
-import { ANY_EFFECT, NEXT, PRIORITY, type Conditions, type Effect, type Flow, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
+import {
+  ANY_EFFECT,
+  NEXT,
+  PRIORITY,
+  type Conditions,
+  type Effect,
+  type Flow,
+  type Hook,
+  type SeenChain,
+  type SeenRule,
+  type SeenTable,
+} from './model.js'
 
 /** The tables of one iptables-save text: their declared chains and `-A` lines, in printed order. */
 export interface SavedTable {
@@ -20,8 +31,7 @@ export const parseSave = (text: string): Map<string, SavedTable> => {
     if (line.startsWith('*')) {
       current = { chains: [], rules: [] }
       tables.set(line.slice(1), current)
-    }
-    else if (!current || line.startsWith('#')) continue
+    } else if (!current || line.startsWith('#')) continue
     else if (line.startsWith(':')) current.chains.push(line.slice(1).split(' ')[0] ?? '')
     else if (line.startsWith('-A ')) current.rules.push(line)
   }
@@ -39,7 +49,24 @@ const portRanges = (text: string): PortRange[] | undefined => {
   return ranges.every(r => Number.isInteger(r.from) && Number.isInteger(r.to)) ? ranges : undefined
 }
 
-const NON_TERMINAL = new Set(['LOG', 'NFLOG', 'TRACE', 'AUDIT', 'CLASSIFY', 'DSCP', 'TOS', 'TTL', 'HL', 'TCPMSS', 'CHECKSUM', 'CONNSECMARK', 'SECMARK', 'IDLETIMER', 'LED', 'SET'])
+const NON_TERMINAL = new Set([
+  'LOG',
+  'NFLOG',
+  'TRACE',
+  'AUDIT',
+  'CLASSIFY',
+  'DSCP',
+  'TOS',
+  'TTL',
+  'HL',
+  'TCPMSS',
+  'CHECKSUM',
+  'CONNSECMARK',
+  'SECMARK',
+  'IDLETIMER',
+  'LED',
+  'SET',
+])
 
 const TARGETS: Readonly<Record<string, readonly Effect[]>> = {
   ACCEPT: ['accept'],
@@ -74,7 +101,7 @@ const targetOf = (target: string, options: readonly string[], userChains: Readon
 export const readRule = (line: string, userChains: ReadonlySet<string>): SeenRule => {
   const w = words(line)
   let protocol: Conditions['protocol'] = 'any'
-  const found: { -readonly [K in 'daddr' | 'saddr' | 'dports' | 'uid']?: NonNullable<Conditions[K]> } = {}
+  const found: { -readonly [K in 'daddr' | 'saddr' | 'dports' | 'uid' | 'iif' | 'oif']?: NonNullable<Conditions[K]> } = {}
   let target: { effects: readonly Effect[]; flow: Flow } = { effects: [], flow: NEXT }
   let negated = false
   for (let i = 2; i < w.length; i++) {
@@ -95,6 +122,8 @@ export const readRule = (line: string, userChains: ReadonlySet<string>): SeenRul
       const ports = portRanges(value)
       if (ports) found.dports = ports
     } else if (word === '--uid-owner' && take && /^\d+$/.test(value)) found.uid = Number(value)
+    // A trailing + is iptables' wildcard: such a rule matches more than one name, so it is left out.
+    else if ((word === '-i' || word === '-o') && take && !value.endsWith('+')) found[word === '-i' ? 'iif' : 'oif'] = value
     else if (word === '-g') {
       target = { effects: [], flow: { kind: 'goto', chain: value } }
       break

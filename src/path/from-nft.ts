@@ -4,7 +4,18 @@
 
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr, Family, PortRange } from '../settings/types.js'
-import { ANY_EFFECT, NEXT, PRIORITY, type Conditions, type Effect, type Flow, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
+import {
+  ANY_EFFECT,
+  NEXT,
+  PRIORITY,
+  type Conditions,
+  type Effect,
+  type Flow,
+  type Hook,
+  type SeenChain,
+  type SeenRule,
+  type SeenTable,
+} from './model.js'
 
 export interface NftTableText {
   readonly family: string
@@ -20,7 +31,9 @@ export interface NftTableText {
 export const splitRuleset = (text: string): NftTableText[] => {
   const tables: NftTableText[] = []
   let lines: string[] = []
-  let table: { family: string; name: string; comment: string | undefined; chains: { name: string; header: string | undefined; rules: string[] }[] } | undefined
+  let table:
+    | { family: string; name: string; comment: string | undefined; chains: { name: string; header: string | undefined; rules: string[] }[] }
+    | undefined
   let chain: { name: string; header: string | undefined; rules: string[] } | undefined
   for (const line of text.split('\n')) {
     const opened = /^table (\S+) (\S+) \{$/.exec(line)
@@ -103,7 +116,7 @@ export const readNftRule = (text: string): SeenRule => {
   const bare = ` ${text.replace(/comment "(?:[^"\\]|\\.)*"/g, '').replace(/counter packets \d+ bytes \d+/g, '')}`
   const w = bare.trim().split(/\s+/)
   let protocol: Conditions['protocol'] = 'any'
-  const found: { daddr?: Cidr[]; saddr?: Cidr[]; dports?: PortRange[]; uid?: number; family?: Family } = {}
+  const found: { daddr?: Cidr[]; saddr?: Cidr[]; dports?: PortRange[]; uid?: number; iif?: string; oif?: string; family?: Family } = {}
   for (let i = 0; i < w.length; i++) {
     const [word, next] = [w[i]!, w[i + 1]]
     const proto = (word === 'l4proto' || (word === 'protocol' && w[i - 1] === 'ip') || word === 'nexthdr') && valuesAt(w, i + 1)
@@ -114,13 +127,15 @@ export const readNftRule = (text: string): SeenRule => {
       if (word === 'tcp') protocol = 'tcp'
       const parsed = ports(valuesAt(w, i + 2) ?? [])
       if (parsed) found.dports = parsed
-    }
-    else if ((word === 'ip' || word === 'ip6') && (next === 'daddr' || next === 'saddr') && w[i + 2] !== 'set') {
+    } else if ((word === 'ip' || word === 'ip6') && (next === 'daddr' || next === 'saddr') && w[i + 2] !== 'set') {
       const values = valuesAt(w, i + 2)
       const parsed = values && cidrs(values)
       if (parsed) found[next] = parsed
     } else if (word === 'skuid' && /^\d+$/.test(next ?? '')) found.uid = Number(next)
     else if (word === 'nfproto' && (next === 'ipv4' || next === 'ipv6')) found.family = next
+    // One quoted name; a trailing * is nft's wildcard, and a set of names is left out too.
+    else if ((word === 'iifname' || word === 'oifname') && /^"[^"*]*"$/.test(next ?? ''))
+      found[word === 'iifname' ? 'iif' : 'oif'] = next!.slice(1, -1)
   }
   // In an inet table, any `ip` expression (a match, `ip daddr set`, `dnat ip to`) applies to IPv4 packets only.
   const families = (['ip', 'ip6'] as const).filter(k => w.includes(k))

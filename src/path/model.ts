@@ -16,6 +16,9 @@ export interface Conditions {
   readonly dports?: readonly PortRange[]
   /** The rule matches only sockets of this UID. */
   readonly uid?: number
+  /** The rule matches only packets that arrived on (iif) or leave by (oif) the interface of this exact name. */
+  readonly iif?: string
+  readonly oif?: string
   /** An inet-family nft rule may be limited to one family by `meta nfproto`. */
   readonly family?: Family
 }

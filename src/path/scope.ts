@@ -37,6 +37,10 @@ const implies = (c: Conditions, m: Match): boolean => {
       return c.dports !== undefined && portsWithin(c.dports, m.ports)
     case 'uid-owner':
       return c.uid === m.uid
+    case 'in-interface':
+      return c.iif === m.name
+    case 'out-interface':
+      return c.oif === m.name
     case 'gid-owner':
     case 'mark':
     case 'cgroup':
@@ -60,6 +64,10 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
       const set = plan.sets.find(s => s.family === m.family && s.withPorts === m.withPorts)
       return c.daddr !== undefined && set !== undefined && c.daddr.every(x => set.services.every(s => apart(x, s.cidr)))
     }
+    case 'in-interface':
+      return c.iif !== undefined && c.iif !== m.name
+    case 'out-interface':
+      return c.oif !== undefined && c.oif !== m.name
     case 'gid-owner':
     case 'mark':
     case 'cgroup':

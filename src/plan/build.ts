@@ -3,6 +3,7 @@
 
 import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
 import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
+import { contributions, type Contributions } from './features/index.js'
 import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
@@ -48,14 +49,14 @@ const PROXY_IDENTITY: Record<OutboundMethod, (settings: Settings) => Rule> = {
   cgroup: s => ({ purpose: 'proxy-cgroup', matches: [{ kind: 'cgroup', classid: s.netClsId }], target: RETURN }),
 }
 
-const inboundChain = (settings: Settings): Chain => {
-  const redirect: Target = { kind: 'redirect', port: settings.proxyPort }
+const inboundChain = (settings: Settings, features: Contributions): Chain => {
+  const redirect: Target = { kind: 'redirect', port: features.inboundPort }
   const capture =
     settings.inboundPorts === 'all'
       ? [{ purpose: 'inbound-capture', matches: [], target: redirect } as const]
       : portRules('inbound-capture', settings.inboundPorts, redirect)
   // With nothing to capture the chain stays empty, and so do its exclusions.
-  const exclude = capture.length === 0 ? [] : portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN)
+  const exclude = capture.length === 0 ? [] : [...portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN), ...features.inboundBypass]
   return { name: INBOUND_CHAIN, hook: 'PREROUTING', rules: [...exclude, ...capture] }
 }
 
@@ -68,7 +69,7 @@ const serviceSets = (settings: Settings, family: Family): ServiceSet[] =>
         services: settings.services.filter(s => s.cidr.family === family && (s.ports !== undefined) === withPorts),
       }))
 
-const outboundChain = (settings: Settings, family: Family): Chain => {
+const outboundChain = (settings: Settings, family: Family, features: Contributions): Chain => {
   const redirect: Target = { kind: 'redirect', port: settings.proxyPort }
   const include = settings.outboundIncludeCidrs
   const capture: Rule[] =
@@ -79,12 +80,12 @@ const outboundChain = (settings: Settings, family: Family): Chain => {
           target: redirect,
         }))
       : include === 'all'
-      ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
-      : inFamily(include, family).map(cidr => ({
-          purpose: 'outbound-capture',
-          matches: [{ kind: 'destination', cidr }],
-          target: redirect,
-        }))
+        ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
+        : inFamily(include, family).map(cidr => ({
+            purpose: 'outbound-capture',
+            matches: [{ kind: 'destination', cidr }],
+            target: redirect,
+          }))
   if (capture.length === 0) return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [] }
   const bypass: Rule[] = [
     { purpose: 'loopback-source', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
@@ -93,18 +94,22 @@ const outboundChain = (settings: Settings, family: Family): Chain => {
       ? []
       : [{ purpose: 'proxy-gid', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
     ...portRules('outbound-exclude-port', settings.outboundExcludePorts, RETURN),
-    ...inFamily(settings.outboundExcludeCidrs, family).map((cidr): Rule => ({
-      purpose: 'outbound-exclude-cidr',
-      matches: [{ kind: 'destination', cidr } as const],
-      target: RETURN,
-    })),
+    ...inFamily(settings.outboundExcludeCidrs, family).map(
+      (cidr): Rule => ({
+        purpose: 'outbound-exclude-cidr',
+        matches: [{ kind: 'destination', cidr } as const],
+        target: RETURN,
+      }),
+    ),
+    ...features.outboundBypass,
   ]
   return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [...bypass, ...capture] }
 }
 
 /** buildPlan turns settings into the rules to install for each family. Pure: no I/O, env or clock. */
 export const buildPlan = (settings: Settings, families: readonly Family[]): Plan => ({
-  families: families.map(
-    (family): FamilyPlan => ({ family, chains: [inboundChain(settings), outboundChain(settings, family)], sets: serviceSets(settings, family) }),
-  ),
+  families: families.map((family): FamilyPlan => {
+    const features = contributions(settings, family)
+    return { family, chains: [inboundChain(settings, features), outboundChain(settings, family, features)], sets: serviceSets(settings, family) }
+  }),
 })

@@ -27,6 +27,8 @@ export const PURPOSES = [
   'outbound-exclude-cidr',
   'service-capture',
   'service-port-capture',
+  'inbound-exclude-interface',
+  'outbound-exclude-interface',
   'leave-ipv4-alone',
   'leave-ipv6-alone',
 ] as const
@@ -48,7 +50,8 @@ export const hasOwnedComment = (line: string): boolean => {
 export const isOwnedChain = (name: string): boolean => OWNED_CHAINS.includes(name)
 
 /** Our service sets: ipset names are global per namespace, so they are named like our chains. */
-export const ipsetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `SIDECAR_SVC${family === 'ipv4' ? 4 : 6}${withPorts ? '_PORTS' : ''}`
+export const ipsetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string =>
+  `SIDECAR_SVC${family === 'ipv4' ? 4 : 6}${withPorts ? '_PORTS' : ''}`
 /** The copy a set is filled in before it is swapped in. */
 export const ipsetNextName = (name: string): string => `${name}-next`
 export const OWNED_IPSETS: readonly string[] = (['ipv4', 'ipv6'] as const).flatMap(f => [false, true].map(p => ipsetName(f, p)))

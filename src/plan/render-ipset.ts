@@ -43,7 +43,13 @@ export const renderIpsetSwap = (sets: readonly ServiceSet[]): string =>
       const { name, next } = names(set)
       const members = ipsetMembers(set)
       const type = typeOf(set, members.length)
-      return [`create ${next} ${type} -exist`, `flush ${next}`, ...members.map(m => `add ${next} ${m}`), `create ${name} ${type} -exist`, `swap ${next} ${name}`]
+      return [
+        `create ${next} ${type} -exist`,
+        `flush ${next}`,
+        ...members.map(m => `add ${next} ${m}`),
+        `create ${name} ${type} -exist`,
+        `swap ${next} ${name}`,
+      ]
     }),
   )
 

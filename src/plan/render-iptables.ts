@@ -26,9 +26,7 @@ const renderMatch = (match: Match): string => {
       return `-d ${formatCidr(match.cidr)}`
     case 'dport': {
       const [only, ...more] = match.ports
-      return only && more.length === 0
-        ? `-m tcp --dport ${portText(only)}`
-        : `-m multiport --dports ${match.ports.map(portText).join(',')}`
+      return only && more.length === 0 ? `-m tcp --dport ${portText(only)}` : `-m multiport --dports ${match.ports.map(portText).join(',')}`
     }
     case 'uid-owner':
       return `-m owner --uid-owner ${match.uid}`
@@ -38,21 +36,29 @@ const renderMatch = (match: Match): string => {
       return `-m mark --mark ${hex(match.mark.value)}${match.mark.mask === undefined ? '' : `/${hex(match.mark.mask)}`}`
     case 'cgroup':
       return `-m cgroup --cgroup ${match.classid}`
+    case 'in-interface':
+      return `-i ${match.name}`
+    case 'out-interface':
+      return `-o ${match.name}`
     case 'service-set':
       return `-m set --match-set ${ipsetName(match.family, match.withPorts)} ${match.withPorts ? 'dst,dst' : 'dst'}`
   }
 }
 
-const renderTarget = (target: Target): string =>
-  target.kind === 'return' ? '-j RETURN' : `-j REDIRECT --to-ports ${target.port}`
+const renderTarget = (target: Target): string => (target.kind === 'return' ? '-j RETURN' : `-j REDIRECT --to-ports ${target.port}`)
 
-// iptables-save prints addresses first, then the protocol, then the other matches in the order given.
-const isAddress = (m: Match): boolean => m.kind === 'source' || m.kind === 'destination'
+// iptables-save prints addresses and interfaces first (in this order), then the protocol, then the other matches
+// in the order given.
+const FIRST: readonly Match['kind'][] = ['source', 'destination', 'in-interface', 'out-interface']
+const isAddress = (m: Match): boolean => FIRST.includes(m.kind)
 
 const renderRule = (chain: string, rule: Rule): string =>
   [
     `-A ${chain}`,
-    ...rule.matches.filter(isAddress).map(renderMatch),
+    ...rule.matches
+      .filter(isAddress)
+      .sort((a, b) => FIRST.indexOf(a.kind) - FIRST.indexOf(b.kind))
+      .map(renderMatch),
     '-p tcp',
     ...rule.matches.filter(m => !isAddress(m)).map(renderMatch),
     `-m comment --comment "${commentFor(rule.purpose)}"`,

@@ -49,9 +49,15 @@ const renderMatch = (match: Match): string => {
     case 'gid-owner':
       return `meta skgid ${match.gid}`
     case 'mark':
-      return match.mark.mask === undefined ? `meta mark ${hex8(match.mark.value)}` : `meta mark & ${hex8(match.mark.mask)} == ${hex8(match.mark.value)}`
+      return match.mark.mask === undefined
+        ? `meta mark ${hex8(match.mark.value)}`
+        : `meta mark & ${hex8(match.mark.mask)} == ${hex8(match.mark.value)}`
     case 'cgroup':
       return `meta cgroup ${match.classid}`
+    case 'in-interface':
+      return `iifname "${match.name}"`
+    case 'out-interface':
+      return `oifname "${match.name}"`
     case 'service-set':
       return `${addressKeyword(match.family)} daddr${match.withPorts ? ' . tcp dport' : ''} @${nftSetName(match.family, match.withPorts)}`
   }

@@ -15,6 +15,9 @@ export type Match =
   | { readonly kind: 'gid-owner'; readonly gid: number }
   | { readonly kind: 'mark'; readonly mark: Mark }
   | { readonly kind: 'cgroup'; readonly classid: number }
+  /** The packet arrived on (PREROUTING) or leaves by (OUTPUT) this interface. */
+  | { readonly kind: 'in-interface'; readonly name: string }
+  | { readonly kind: 'out-interface'; readonly name: string }
   /** The destination is one of the family's listed services: its set of addresses, or of address and port. */
   | { readonly kind: 'service-set'; readonly family: Family; readonly withPorts: boolean }
 

@@ -18,7 +18,9 @@ export const raiseNofile = (wanted: number): string => {
   try {
     posix.setrlimit('nofile', { soft: wanted, hard: wanted })
   } catch (error) {
-    throw new PrivilegeError(`cannot raise the open-file limit to ${wanted}: the hard limit is ${hard} and raising it needs CAP_SYS_RESOURCE`, { cause: error })
+    throw new PrivilegeError(`cannot raise the open-file limit to ${wanted}: the hard limit is ${hard} and raising it needs CAP_SYS_RESOURCE`, {
+      cause: error,
+    })
   }
   return `open-file limit raised to ${wanted}`
 }

@@ -3,14 +3,28 @@
 
 import type { Cidr, Family } from './types.js'
 
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/
-
+/**
+ * Parses dotted IPv4 text (four decimal bytes, no leading zeros) into its bytes, or undefined. A hand-written scan
+ * rather than a regex and four conversions: a services file runs to 100,000 addresses.
+ */
 const parseIpv4 = (text: string): number[] | undefined => {
-  const parts = IPV4.exec(text)?.slice(1)
-  if (!parts) return undefined
-  const bytes = parts.map(Number)
-  const canonical = parts.every((p, i) => String(bytes[i]) === p)
-  return canonical && bytes.every(b => b <= 255) ? bytes : undefined
+  const bytes: number[] = []
+  let value = 0
+  let digits = 0
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 46 // a final '.' closes the last byte
+    if (c >= 48 && c <= 57) {
+      // A leading zero makes a second digit non-canonical ("01"), which inet_pton would not print back.
+      if (digits === 1 && value === 0) return undefined
+      value = value * 10 + (c - 48)
+      if (++digits > 3 || value > 255) return undefined
+    } else if (c === 46 && digits > 0 && bytes.length < 4) {
+      bytes.push(value)
+      value = 0
+      digits = 0
+    } else return undefined
+  }
+  return bytes.length === 4 ? bytes : undefined
 }
 
 /** Parses IPv6 text into 16 bytes, or undefined. Accepts '::' compression and a trailing dotted IPv4. */
@@ -96,6 +110,16 @@ export const formatCidr = (cidr: Cidr): string => `${cidr.address}/${cidr.prefix
 const addressValue = (cidr: Cidr): bigint => {
   const bytes = cidr.family === 'ipv4' ? cidr.address.split('.').map(Number) : (parseIpv6(cidr.address) ?? [])
   return bytes.reduce((v, b) => (v << 8n) | BigInt(b), 0n)
+}
+
+/**
+ * cidrSpan is cidrRange with plain numbers for IPv4 (exact below 2^53): comparing them is much cheaper than
+ * bigints when 100,000 services are sorted. Only compare spans of one family with each other. Pure.
+ */
+export const cidrSpan = (cidr: Cidr): [number, number] | [bigint, bigint] => {
+  if (cidr.family === 'ipv6') return cidrRange(cidr)
+  const start = cidr.address.split('.').reduce((v, b) => v * 256 + Number(b), 0)
+  return [start, start + 2 ** (32 - cidr.prefix) - 1]
 }
 
 /** cidrRange is the first and last address a CIDR covers, as numbers. Pure. */

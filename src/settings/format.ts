@@ -6,7 +6,6 @@ import { formatService } from './services.js'
 import type { Cidr, Mark, PortRange, Service, Settings } from './types.js'
 import { hex } from '../text.js'
 
-
 const isMark = (v: object): v is Mark => 'value' in v && 'mask' in v
 const isCidr = (v: object): v is Cidr => 'prefix' in v
 const isRange = (v: object): v is PortRange => 'from' in v
@@ -19,13 +18,19 @@ const formatValue = (value: Settings[keyof Settings]): string => {
   if (isMark(value)) return value.mask === undefined ? hex(value.value) : `${hex(value.value)}/${hex(value.mask)}`
   return value
     .map(item =>
-      isService(item) ? formatService(item) : isCidr(item) ? formatCidr(item) : isRange(item) && item.from !== item.to ? `${item.from}-${item.to}` : `${(item as PortRange).from}`,
+      typeof item === 'string'
+        ? item
+        : isService(item)
+          ? formatService(item)
+          : isCidr(item)
+            ? formatCidr(item)
+            : isRange(item) && item.from !== item.to
+              ? `${item.from}-${item.to}`
+              : `${(item as PortRange).from}`,
     )
     .join(',')
 }
 
 /** formatSettings maps each env var to the value in force. Pure. */
 export const formatSettings = (settings: Settings): Record<string, string> =>
-  Object.fromEntries(
-    OPTION_KEYS.map(key => [OPTIONS[key].env, key === 'netClsId' ? hex(settings.netClsId) : formatValue(settings[key])]),
-  )
+  Object.fromEntries(OPTION_KEYS.map(key => [OPTIONS[key].env, key === 'netClsId' ? hex(settings.netClsId) : formatValue(settings[key])]))

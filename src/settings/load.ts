@@ -24,10 +24,18 @@ export const loadSettings = async (env: Env, flags: Flags, readServices: ReadSer
     if (v6) throw new ConfigError(v6.variable, `${v6.where}${v6.text}`, 'IPv4 services only while ISTIO_IPV6=false (this one is IPv6)')
   }
   if (settings.outboundMethod === 'explicit' && services.length === 0) {
-    throw new ConfigError(settingName('services', flags), '', 'at least one service (in ISTIO_SERVICES or ISTIO_SERVICES_FILE) with ISTIO_OUTBOUND_METHOD=explicit')
+    throw new ConfigError(
+      settingName('services', flags),
+      '',
+      'at least one service (in ISTIO_SERVICES or ISTIO_SERVICES_FILE) with ISTIO_OUTBOUND_METHOD=explicit',
+    )
   }
   if (settings.outboundMethod !== 'explicit' && services.length > 0) {
-    throw new ConfigError(settingName('outboundMethod', flags), settings.outboundMethod, 'explicit when services are listed (only the explicit method captures by service)')
+    throw new ConfigError(
+      settingName('outboundMethod', flags),
+      settings.outboundMethod,
+      'explicit when services are listed (only the explicit method captures by service)',
+    )
   }
   return { ...settings, services }
 }

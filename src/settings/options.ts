@@ -4,7 +4,7 @@
 import { ConfigError } from '../errors.js'
 import type { AgentSettings, ClassifierSettings, Mark, NodeAgentSettings, Settings } from './types.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
-import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parsePortList, parsePortSelection } from './values.js'
+import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
 
 export interface OptionSpec<T> {
   readonly env: string
@@ -47,7 +47,7 @@ export const OPTIONS: OptionTable<Settings> = {
     env: 'ISTIO_PROXY_PORT',
     flag: 'proxy-port',
     default: '5001',
-    help: 'the port the proxy listens on; all captured TCP is redirected there',
+    help: 'the port the proxy listens on; captured TCP is redirected there (inbound too, unless ISTIO_INBOUND_CAPTURE_PORT is set)',
     parse: (t, w) => parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535'),
   },
   proxyUid: {
@@ -99,6 +99,13 @@ export const OPTIONS: OptionTable<Settings> = {
     help: 'inbound ports never captured (e.g. health checks)',
     parse: parsePortList,
   },
+  inboundCapturePort: {
+    env: 'ISTIO_INBOUND_CAPTURE_PORT',
+    flag: 'inbound-capture-port',
+    default: '',
+    help: "the port captured inbound TCP is redirected to (Istio's 15006 beside 15001); empty means ISTIO_PROXY_PORT",
+    parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535, or empty for ISTIO_PROXY_PORT')),
+  },
   outboundExcludePorts: {
     env: 'ISTIO_OUTBOUND_EXCLUDE_PORTS',
     flag: 'outbound-exclude-ports',
@@ -119,6 +126,13 @@ export const OPTIONS: OptionTable<Settings> = {
     default: '',
     help: 'outbound destinations never captured (e.g. 169.254.169.254/32)',
     parse: parseCidrList,
+  },
+  excludeInterfaces: {
+    env: 'ISTIO_EXCLUDE_INTERFACES',
+    flag: 'exclude-interfaces',
+    default: '',
+    help: 'interfaces whose traffic, inbound or outbound, is never captured, comma-separated names',
+    parse: parseInterfaceList,
   },
   services: {
     env: 'ISTIO_SERVICES',
@@ -208,7 +222,10 @@ export const AGENT_OPTIONS: OptionTable<AgentSettings> = {
     flag: 'groups',
     default: '',
     help: "run: the proxy's supplementary groups besides its primary GID, comma-separated GIDs; empty means none",
-    parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32 - 1, 'comma-separated GIDs from 1 to 4294967294 (GID 0, root\'s group, is never given to the proxy)', t)),
+    parse: (t, w) =>
+      parseList(t, p =>
+        parseInteger(p, w, 1, UINT32 - 1, "comma-separated GIDs from 1 to 4294967294 (GID 0, root's group, is never given to the proxy)", t),
+      ),
   },
   restart: {
     env: 'ISTIO_AGENT_RESTART',

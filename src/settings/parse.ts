@@ -31,8 +31,7 @@ export const parseClassifierSettings = (env: Env, flags: Flags = {}): Classifier
 
 export const parseNodeAgentSettings = (env: Env, flags: Flags = {}): NodeAgentSettings => parseOptions(NODE_AGENT_OPTIONS, env, flags)
 
-const firstIpv6 = (cidrs: 'all' | readonly Cidr[]): Cidr | undefined =>
-  cidrs === 'all' ? undefined : cidrs.find(c => c.family === 'ipv6')
+const firstIpv6 = (cidrs: 'all' | readonly Cidr[]): Cidr | undefined => (cidrs === 'all' ? undefined : cidrs.find(c => c.family === 'ipv6'))
 
 /** parseSettings validates every setting into one Settings value. Pure; throws ConfigError. */
 export const parseSettings = (env: Env, flags: Flags = {}): Settings => {

@@ -18,8 +18,24 @@ const CHUNK_BYTES = 64 * 1024
 
 const ACCEPTED = 'a regular file of services, one CIDR[:port[-port]] per line'
 
-const kindOf = (stat: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string =>
-  stat.isDirectory() ? 'a directory' : stat.isFIFO() ? 'a FIFO' : stat.isCharacterDevice() ? 'a character device' : stat.isBlockDevice() ? 'a block device' : stat.isSocket() ? 'a socket' : 'not a regular file'
+const kindOf = (stat: {
+  isDirectory(): boolean
+  isFIFO(): boolean
+  isCharacterDevice(): boolean
+  isBlockDevice(): boolean
+  isSocket(): boolean
+}): string =>
+  stat.isDirectory()
+    ? 'a directory'
+    : stat.isFIFO()
+      ? 'a FIFO'
+      : stat.isCharacterDevice()
+        ? 'a character device'
+        : stat.isBlockDevice()
+          ? 'a block device'
+          : stat.isSocket()
+            ? 'a socket'
+            : 'not a regular file'
 
 // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer before fstat could refuse it.
 const openRegular = async (path: string, refuse: (why: string) => ConfigError): Promise<FileHandle> => {
@@ -27,7 +43,11 @@ const openRegular = async (path: string, refuse: (why: string) => ConfigError): 
     throw refuse(`it cannot be opened: ${error.code ?? error.message}`)
   })
   const stat = await handle.stat()
-  const why = !stat.isFile() ? `it is ${kindOf(stat)}` : stat.size > MAX_FILE_BYTES ? `it is ${stat.size} bytes, over the ${MAX_FILE_BYTES}-byte limit` : undefined
+  const why = !stat.isFile()
+    ? `it is ${kindOf(stat)}`
+    : stat.size > MAX_FILE_BYTES
+      ? `it is ${stat.size} bytes, over the ${MAX_FILE_BYTES}-byte limit`
+      : undefined
   if (why !== undefined) {
     await handle.close()
     throw refuse(why)

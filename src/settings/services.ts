@@ -4,7 +4,7 @@
 // of the same kind (nftables' interval sets refuse overlaps, and an overlap is a mistake in the list anyway).
 
 import { ConfigError } from '../errors.js'
-import { cidrRange, formatCidr, parseCidr } from './cidr.js'
+import { cidrSpan, formatCidr, parseCidr } from './cidr.js'
 import type { PortRange, Service } from './types.js'
 import { portRangeText } from '../text.js'
 
@@ -51,20 +51,25 @@ export interface Located {
 export const parseServiceEntries = (entries: readonly { text: string; at: string }[], variable: string, whole?: string): Located[] =>
   entries.map(({ text, at }) => {
     const service = parseService(text)
-    if (!service) throw new ConfigError(variable, whole ?? `${at}${text}`, `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`)
+    if (!service)
+      throw new ConfigError(
+        variable,
+        whole ?? `${at}${text}`,
+        `${ACCEPTED} (port ranges under ${MAX_RANGE} ports); ${JSON.stringify(text)} is not one`,
+      )
     return { service, variable, where: at, text }
   })
 
 interface Span {
   readonly l: Located
-  readonly start: bigint
-  readonly end: bigint
+  readonly start: number | bigint
+  readonly end: number | bigint
 }
 
 /** Earlier entries with one address range (CIDRs nest or are apart), their port ranges in `from` order. */
 interface Open {
-  readonly start: bigint
-  readonly end: bigint
+  readonly start: number | bigint
+  readonly end: number | bigint
   readonly entries: Located[]
   /** The highest `to` among entries[0..i], so a binary search on `from` finds an overlap in O(log n). */
   readonly maxTo: number[]
@@ -102,10 +107,20 @@ export const refuseOverlaps = (located: readonly Located[]): void => {
       const spans: Span[] = located
         .filter(l => (l.service.ports !== undefined) === withPorts && l.service.cidr.family === family)
         .map(l => {
-          const [start, end] = cidrRange(l.service.cidr)
+          const [start, end] = cidrSpan(l.service.cidr)
           return { l, start, end }
         })
-        .sort((x, y) => (x.start !== y.start ? (x.start < y.start ? -1 : 1) : x.end !== y.end ? (x.end > y.end ? -1 : 1) : (x.l.service.ports?.from ?? 0) - (y.l.service.ports?.from ?? 0)))
+        .sort((x, y) =>
+          x.start !== y.start
+            ? x.start < y.start
+              ? -1
+              : 1
+            : x.end !== y.end
+              ? x.end > y.end
+                ? -1
+                : 1
+              : (x.l.service.ports?.from ?? 0) - (y.l.service.ports?.from ?? 0),
+        )
       const stack: Open[] = []
       for (const span of spans) {
         while (stack.length > 0 && stack[stack.length - 1]!.end < span.start) stack.pop()

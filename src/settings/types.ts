@@ -1,6 +1,5 @@
 // The one validated, typed view of what the user asked for. Everything after parsing reads only this.
 
-
 export type Family = 'ipv4' | 'ipv6'
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
 
@@ -36,6 +35,8 @@ export interface Mark {
 
 export interface Settings {
   readonly proxyPort: number
+  /** Where inbound connections are redirected; undefined means proxyPort. */
+  readonly inboundCapturePort: number | undefined
   readonly proxyUid: number
   readonly proxyGid: number | undefined
   readonly outboundMethod: OutboundMethod
@@ -47,6 +48,8 @@ export interface Settings {
   readonly outboundExcludePorts: readonly PortRange[]
   readonly outboundIncludeCidrs: 'all' | readonly Cidr[]
   readonly outboundExcludeCidrs: readonly Cidr[]
+  /** Interfaces whose traffic, in or out, is never captured. */
+  readonly excludeInterfaces: readonly string[]
   /** Method explicit: the services to capture (from ISTIO_SERVICES and ISTIO_SERVICES_FILE). */
   readonly services: readonly Service[]
   readonly servicesFile: string | undefined

@@ -38,8 +38,7 @@ export const parsePortList = (text: string, where: string): PortRange[] =>
   })
 
 /** `*` means every port; otherwise a port list (empty means none). */
-export const parsePortSelection = (text: string, where: string): 'all' | PortRange[] =>
-  text.trim() === '*' ? 'all' : parsePortList(text, where)
+export const parsePortSelection = (text: string, where: string): 'all' | PortRange[] => (text.trim() === '*' ? 'all' : parsePortList(text, where))
 
 const CIDRS = 'comma-separated IPv4 or IPv6 addresses or CIDRs like 169.254.169.254/32 or 2001:db8::/32'
 
@@ -50,5 +49,28 @@ export const parseCidrList = (text: string, where: string): Cidr[] =>
     return cidr
   })
 
-export const parseCidrSelection = (text: string, where: string): 'all' | Cidr[] =>
-  text.trim() === '*' ? 'all' : parseCidrList(text, where)
+export const parseCidrSelection = (text: string, where: string): 'all' | Cidr[] => (text.trim() === '*' ? 'all' : parseCidrList(text, where))
+
+// The kernel's dev_valid_name: 1 to 15 bytes (IFNAMSIZ less the NUL), not "." or "..", no '/', ':' or whitespace.
+// Beyond it: no control characters or quotes, which no rule text can carry as written, and no trailing '+' or
+// '*', which iptables and nft read as "any name starting with", and not alike, so one name means one interface.
+const INTERFACES =
+  'comma-separated interface names of 1 to 15 bytes, without "/", ":", whitespace, quotes or control characters, not "." or "..", and not ending in "+" or "*"'
+
+const validInterface = (name: string): boolean =>
+  Buffer.byteLength(name) >= 1 &&
+  Buffer.byteLength(name) <= 15 &&
+  name !== '.' &&
+  name !== '..' &&
+  !/[/:\s"'\\\p{Cc}]/u.test(name) &&
+  !/[+*]$/.test(name)
+
+/** Interface names, each once. */
+export const parseInterfaceList = (text: string, where: string): string[] => [
+  ...new Set(
+    splitList(text).map(item => {
+      if (!validInterface(item)) throw new ConfigError(where, text, `${INTERFACES}; ${JSON.stringify(item)} is not one`)
+      return item
+    }),
+  ),
+]

@@ -95,7 +95,13 @@ const land = (socket: net.Socket, host: string, port: number): Promise<Landing> 
     socket.on('data', chunk => (text += String(chunk)))
     socket.on('end', () => {
       const [who, dst = '-'] = text.trim().split(' ')
-      done(who === 'proxy' ? { on: 'proxy', originalDst: dst } : who === 'direct' ? { on: 'direct' } : { on: 'nowhere', why: `unexpected answer "${text.trim()}"` })
+      done(
+        who === 'proxy'
+          ? { on: 'proxy', originalDst: dst }
+          : who === 'direct'
+            ? { on: 'direct' }
+            : { on: 'nowhere', why: `unexpected answer "${text.trim()}"` },
+      )
     })
     socket.on('error', error => done({ on: 'nowhere', why: error.message }))
     socket.connect({ host, port })
@@ -130,8 +136,14 @@ const probeFamily = async (settings: Settings, family: Family, appUid: number): 
   const checks: Check[] = []
   const target = pickTarget(settings, family, localAddresses(family))
   const skip = (name: string, detail: string): void => void checks.push({ name, family, status: 'not checked', detail })
-  if (!target) {
-    const why = settings.outboundMethod === 'explicit' ? 'no address of this pod is a listed service without a port (the read-back covers the sets)' : 'no address of this pod is in the capture scope'
+  // The probe's connections stay in the pod, so they leave by lo: with lo excluded none of them is captured.
+  const loExcluded = settings.excludeInterfaces.includes('lo')
+  if (!target || loExcluded) {
+    const why = loExcluded
+      ? 'ISTIO_EXCLUDE_INTERFACES leaves lo alone, and every probe connection stays in the pod on lo'
+      : settings.outboundMethod === 'explicit'
+        ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
+        : 'no address of this pod is in the capture scope'
     for (const name of ['capture', 'bypass', 'loopback']) skip(name, why)
     return checks
   }
@@ -146,7 +158,12 @@ const probeFamily = async (settings: Settings, family: Family, appUid: number): 
     }
     const wantedDst = `${bracket(host)}:${listeners.directPort}`
     const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
-    const seen = landing.on === 'proxy' ? `the proxy port (SO_ORIGINAL_DST ${landing.originalDst})` : landing.on === 'direct' ? 'its destination' : `nowhere: ${landing.why}`
+    const seen =
+      landing.on === 'proxy'
+        ? `the proxy port (SO_ORIGINAL_DST ${landing.originalDst})`
+        : landing.on === 'direct'
+          ? 'its destination'
+          : `nowhere: ${landing.why}`
     checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${listeners.directPort} reached ${seen}` })
   }
   try {
@@ -181,7 +198,13 @@ export const probeCapture = async (settings: Settings, families: readonly Family
 
 type Expect = (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string) => Promise<void>
 
-const probeBypass = async (settings: Settings, target: string, appUid: number, expect: Expect, skip: (name: string, detail: string) => void): Promise<void> => {
+const probeBypass = async (
+  settings: Settings,
+  target: string,
+  appUid: number,
+  expect: Expect,
+  skip: (name: string, detail: string) => void,
+): Promise<void> => {
   if (settings.proxyGid !== undefined) {
     await expect('bypass-gid', () => socketAs(target, appUid, settings.proxyGid!), 'direct', `gid ${settings.proxyGid}`)
   }

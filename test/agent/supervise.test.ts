@@ -17,22 +17,52 @@ t.test('backoff doubles from 100 ms and stops at 5 s', async t => {
 
 t.test('exits with the proxy exit code when not restarting', async t => {
   const { logger } = quiet()
-  t.equal(await supervise({ command: 'sh', args: ['-c', 'exit 7'], restart: 'no', drainMs: 5000, spawn: spawnInherited, logger, now: () => performance.now() }), 7)
+  t.equal(
+    await supervise({
+      command: 'sh',
+      args: ['-c', 'exit 7'],
+      restart: 'no',
+      drainMs: 5000,
+      spawn: spawnInherited,
+      logger,
+      now: () => performance.now(),
+    }),
+    7,
+  )
 })
 
 t.test('restarts a failing proxy until it succeeds, logging each restart', async t => {
   const dir = t.testdir({})
   const script = `n=$(cat ${dir}/n 2>/dev/null || echo 0); echo $((n+1)) > ${dir}/n; [ "$n" -ge 2 ]`
   const { events, logger } = quiet()
-  const code = await supervise({ command: 'sh', args: ['-c', script], restart: 'on-failure', drainMs: 5000, spawn: spawnInherited, logger, now: () => performance.now() })
+  const code = await supervise({
+    command: 'sh',
+    args: ['-c', script],
+    restart: 'on-failure',
+    drainMs: 5000,
+    spawn: spawnInherited,
+    logger,
+    now: () => performance.now(),
+  })
   t.equal(code, 0)
   const restarts = events.map(e => JSON.parse(e) as { event: string; delayMs?: number }).filter(e => e.event === 'restart')
-  t.same(restarts.map(r => r.delayMs), [100, 200])
+  t.same(
+    restarts.map(r => r.delayMs),
+    [100, 200],
+  )
 })
 
 t.test('a signal to the agent is passed on and ends supervision as the proxy ended', async t => {
   const { logger } = quiet()
-  const running = supervise({ command: 'sleep', args: ['30'], restart: 'on-failure', drainMs: 5000, spawn: spawnInherited, logger, now: () => performance.now() })
+  const running = supervise({
+    command: 'sleep',
+    args: ['30'],
+    restart: 'on-failure',
+    drainMs: 5000,
+    spawn: spawnInherited,
+    logger,
+    now: () => performance.now(),
+  })
   await new Promise(resolve => setTimeout(resolve, 200))
   process.emit('SIGTERM', 'SIGTERM')
   t.equal(await running, 143, 'sleep was killed by SIGTERM: 128+15, and not restarted')
@@ -40,7 +70,15 @@ t.test('a signal to the agent is passed on and ends supervision as the proxy end
 
 const drained = async (script: string, drainMs: number) => {
   const { events, logger } = quiet()
-  const running = supervise({ command: 'sh', args: ['-c', script], restart: 'on-failure', drainMs, spawn: spawnInherited, logger, now: () => performance.now() })
+  const running = supervise({
+    command: 'sh',
+    args: ['-c', script],
+    restart: 'on-failure',
+    drainMs,
+    spawn: spawnInherited,
+    logger,
+    now: () => performance.now(),
+  })
   await new Promise(resolve => setTimeout(resolve, 300))
   const signalled = performance.now()
   process.emit('SIGTERM', 'SIGTERM')
@@ -66,7 +104,15 @@ t.test('a proxy that drains and exits is waited for, and its exit code is the ag
 
 t.test('SIGHUP is passed on without starting a drain', async t => {
   const { events, logger } = quiet()
-  const running = supervise({ command: 'sh', args: ['-c', 'trap "exit 0" HUP; while :; do sleep 0.05; done'], restart: 'no', drainMs: 0, spawn: spawnInherited, logger, now: () => performance.now() })
+  const running = supervise({
+    command: 'sh',
+    args: ['-c', 'trap "exit 0" HUP; while :; do sleep 0.05; done'],
+    restart: 'no',
+    drainMs: 0,
+    spawn: spawnInherited,
+    logger,
+    now: () => performance.now(),
+  })
   await new Promise(resolve => setTimeout(resolve, 300))
   process.emit('SIGHUP', 'SIGHUP')
   t.equal(await running, 0, 'the proxy handled it itself: no SIGKILL even with a drain time of 0')
@@ -77,6 +123,10 @@ t.test('ISTIO_DRAIN_SECONDS: 20 by default, whole seconds up to an hour, anythin
   t.equal(parseAgentSettings({}).drainSeconds, 20)
   t.equal(parseAgentSettings({ ISTIO_DRAIN_SECONDS: '0' }).drainSeconds, 0)
   for (const value of ['-1', '1.5', '3601', 'soon', '']) {
-    t.throws(() => parseAgentSettings({ ISTIO_DRAIN_SECONDS: value }), new ConfigError('ISTIO_DRAIN_SECONDS', value, 'whole seconds from 0 to 3600'), JSON.stringify(value))
+    t.throws(
+      () => parseAgentSettings({ ISTIO_DRAIN_SECONDS: value }),
+      new ConfigError('ISTIO_DRAIN_SECONDS', value, 'whole seconds from 0 to 3600'),
+      JSON.stringify(value),
+    )
   }
 })

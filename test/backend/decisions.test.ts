@@ -9,12 +9,27 @@ import { renderNftTable } from '../../src/plan/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { fakeExec } from '../helpers/fake-exec.js'
 
-const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true }
+// A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
+const fs = {
+  readFile: async (path: string) => (path.endsWith('_tables_names') ? '' : undefined),
+  readDir: async () => [],
+  canOpenIpv6: async () => true,
+  onPath: async () => true,
+}
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
 const saved = (family: 0 | 1): string => {
   const state = renderState(plan.families[family]!)
-  return ['*nat', ':PREROUTING ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...[...state.chains.keys()].map(c => `:${c} - [0:0]`), ...state.jumps, ...[...state.chains.values()].flat(), 'COMMIT', ''].join('\n')
+  return [
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ...[...state.chains.keys()].map(c => `:${c} - [0:0]`),
+    ...state.jumps,
+    ...[...state.chains.values()].flat(),
+    'COMMIT',
+    '',
+  ].join('\n')
 }
 
 t.test('fresh: read each family, one restore each, read back, and the ruleset once', async t => {
@@ -28,8 +43,15 @@ t.test('fresh: read each family, one restore each, read back, and the ruleset on
     { run: 'nft list ruleset', stdout: '' },
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
-  t.same((await backend.apply(plan)).map(a => a.changed), [true, true])
-  t.same((await backend.readBack(plan)).map(d => d.drift), [[], []], 'read back exactly')
+  t.same(
+    (await backend.apply(plan)).map(a => a.changed),
+    [true, true],
+  )
+  t.same(
+    (await backend.readBack(plan)).map(d => d.drift),
+    [[], []],
+    'read back exactly',
+  )
   fake.done()
 })
 
@@ -40,8 +62,14 @@ t.test('re-run over exact rules: one read per family and the ruleset, nothing wr
     { run: 'nft list ruleset', stdout: '' },
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
-  t.same((await backend.apply(plan)).map(a => a.changed), [false, false])
-  t.same((await backend.readBack(plan)).map(d => d.drift), [[], []])
+  t.same(
+    (await backend.apply(plan)).map(a => a.changed),
+    [false, false],
+  )
+  t.same(
+    (await backend.readBack(plan)).map(d => d.drift),
+    [[], []],
+  )
   fake.done()
 })
 
@@ -50,9 +78,17 @@ t.test('a foreign rule ahead of our jump: the jump is deleted and inserted first
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: ahead },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
-    { run: 'iptables-nft-restore --noflush -w 5', input: /-D OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND\n-I OUTPUT 1 -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND\n/ },
+    {
+      run: 'iptables-nft-restore --noflush -w 5',
+      input:
+        /-D OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND\n-I OUTPUT 1 -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND\n/,
+    },
   ])
-  t.same((await createIptablesRules(fake.exec, fs, 'nft').apply(plan)).map(a => a.changed), [true, false], 'only IPv4 is touched')
+  t.same(
+    (await createIptablesRules(fake.exec, fs, 'nft').apply(plan)).map(a => a.changed),
+    [true, false],
+    'only IPv4 is touched',
+  )
   t.notMatch(fake.inputs.get('iptables-nft-restore --noflush -w 5')?.[0], /198\.18\.0\.2/, 'the foreign rule is not in the transaction')
   fake.done()
 })
@@ -63,7 +99,10 @@ t.test('the whole path reads the other variant only where /proc lists its tables
     { run: 'nft list ruleset', stdout: '' },
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
-    { run: 'iptables-legacy-save', stdout: '*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 198.18.0.2/32 -p tcp -j DNAT --to-destination 198.18.0.2:9\nCOMMIT\n' },
+    {
+      run: 'iptables-legacy-save',
+      stdout: '*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 198.18.0.2/32 -p tcp -j DNAT --to-destination 198.18.0.2:9\nCOMMIT\n',
+    },
   ])
   const drift = await createIptablesRules(fake.exec, legacyFs, 'nft').readBack(plan)
   t.match(drift[0]?.drift.join('\n'), /iptables-legacy ipv4 nat OUTPUT rule 1: .*DNAT/)
@@ -82,8 +121,14 @@ t.test('nft: unchanged, the read made by apply is the read-back', async t => {
   const table = renderNftTable(plan)
   const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: table }])
   const backend = createNftablesRules(fake.exec, fs)
-  t.same((await backend.apply(plan)).map(a => a.changed), [false])
-  t.same((await backend.readBack(plan)).map(d => d.drift), [[]])
+  t.same(
+    (await backend.apply(plan)).map(a => a.changed),
+    [false],
+  )
+  t.same(
+    (await backend.readBack(plan)).map(d => d.drift),
+    [[]],
+  )
   fake.done()
 })
 

@@ -7,7 +7,7 @@ import { ApplyError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
-const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true }
+const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true, onPath: async () => true }
 
 const scripted = (refuse: (file: string, call: number) => boolean): { exec: Exec; calls: string[] } => {
   const calls: string[] = []
@@ -24,7 +24,9 @@ const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 
 t.test('IPv6 refused: IPv4 is rolled back and the refusal is what is reported', async t => {
   const { exec, calls } = scripted(file => file === 'ip6tables-nft-restore')
-  const error = await createIptablesRules(exec, fs, 'nft').apply(plan).catch((e: unknown) => e)
+  const error = await createIptablesRules(exec, fs, 'nft')
+    .apply(plan)
+    .catch((e: unknown) => e)
   t.type(error, ApplyError)
   t.match((error as Error).message, /^ipv6: the kernel refused the transaction at line 3/)
   t.equal(calls.filter(c => c.startsWith('iptables-nft-restore')).length, 2, 'IPv4 applied, then rolled back')
@@ -32,7 +34,9 @@ t.test('IPv6 refused: IPv4 is rolled back and the refusal is what is reported', 
 
 t.test('IPv6 refused and the IPv4 rollback refused too: both are named, with the state of each family', async t => {
   const { exec } = scripted((file, call) => file === 'ip6tables-nft-restore' || (file === 'iptables-nft-restore' && call === 2))
-  const error = (await createIptablesRules(exec, fs, 'nft').apply(plan).catch((e: unknown) => e)) as ApplyError
+  const error = (await createIptablesRules(exec, fs, 'nft')
+    .apply(plan)
+    .catch((e: unknown) => e)) as ApplyError
   t.type(error, ApplyError)
   t.equal(error.exitCode, 4)
   t.match(error.message, /^ipv6: the kernel refused the transaction.*; then rolling back failed too: ipv4: the kernel refused/)
@@ -44,7 +48,11 @@ t.test('the explicit method: refused rules swap the old service sets back, and a
   const restores: string[] = []
   const exec: Exec = async (file, args, input) => {
     if (file === 'ipset' && args[0] === 'list') {
-      return { stdout: 'Name: SIDECAR_SVC4_PORTS\nType: hash:net,port\nRevision: 8\nHeader: family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1\n', stderr: '' }
+      return {
+        stdout:
+          'Name: SIDECAR_SVC4_PORTS\nType: hash:net,port\nRevision: 8\nHeader: family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1\n',
+        stderr: '',
+      }
     }
     if (file === 'ipset') {
       restores.push(input ?? '')
@@ -69,8 +77,17 @@ t.test('a set with our name that is not ours is refused before anything changes'
   const calls: string[] = []
   const exec: Exec = async (file, args) => {
     calls.push(`${file} ${args.join(' ')}`)
-    return { stdout: file === 'ipset' ? 'Name: SIDECAR_SVC4\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n' : '', stderr: '' }
+    return {
+      stdout:
+        file === 'ipset'
+          ? 'Name: SIDECAR_SVC4\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n'
+          : '',
+      stderr: '',
+    }
   }
-  await t.rejects(createIptablesRules(exec, fs, 'nft').apply(explicit), { exitCode: 3, message: /ipset SIDECAR_SVC4 has our name but is not ours \(hash:ip/ })
+  await t.rejects(createIptablesRules(exec, fs, 'nft').apply(explicit), {
+    exitCode: 3,
+    message: /ipset SIDECAR_SVC4 has our name but is not ours \(hash:ip/,
+  })
   t.same(calls, ['ipset list -t'], 'only read')
 })

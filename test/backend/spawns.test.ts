@@ -18,8 +18,9 @@ interface Call {
 const ioFor = (exec: Exec, printed: string[]): Io => ({
   exec,
   fs: {
-    readFile: async path => (path.endsWith('disable_ipv6') ? '0\n' : undefined),
+    readFile: async path => (path.endsWith('disable_ipv6') ? '0\n' : path.endsWith('_tables_names') ? '' : undefined),
     canOpenIpv6: async () => true,
+    onPath: async () => true,
     readDir: async path => (path === '/proc/sys/net/ipv6/conf' ? ['all', 'default', 'lo', 'eth0'] : []),
   },
   lock: async () => async () => undefined,
@@ -43,7 +44,11 @@ t.test('init starts at most 3 processes per family plus one ruleset read, and 1 
   const ofFamily = (prefix: string): string[] => calls.filter(c => c.file.startsWith(prefix)).map(c => c.file.slice(prefix.length))
   t.same(ofFamily('iptables-nft-'), ['save', 'restore', 'save'])
   t.same(ofFamily('ip6tables-nft-'), ['save', 'restore', 'save'])
-  t.same(calls.filter(c => c.file === 'nft').map(c => c.args), [['list', 'ruleset']], 'the whole-path check reads the native ruleset once, for both families')
+  t.same(
+    calls.filter(c => c.file === 'nft').map(c => c.args),
+    [['list', 'ruleset']],
+    'the whole-path check reads the native ruleset once, for both families',
+  )
   t.equal(calls.length, 7, 'nothing else is started')
   const restore = calls.find(c => c.file === 'iptables-nft-restore')
   t.same(restore?.args, ['--noflush', '-w', '5'], 'one --noflush transaction, rules on stdin')
@@ -63,7 +68,10 @@ t.test('a refused transaction becomes an ApplyError naming the family, the line 
     throw new CommandFailed(file, 'iptables-restore: line 6 failed\n', 6)
   }
   const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_IPV6: 'false' })
-  const error = await t.rejects(runInit(settings, ioFor(exec, []), createLogger('text', { write: () => undefined, error: () => undefined })), ApplyError)
+  const error = await t.rejects(
+    runInit(settings, ioFor(exec, []), createLogger('text', { write: () => undefined, error: () => undefined })),
+    ApplyError,
+  )
   t.match(String((error as unknown as Error).message), /ipv4: the kernel refused the transaction at line 6 \(-A SIDECAR_INBOUND /)
 })
 
@@ -77,7 +85,10 @@ t.test('a missing iptables binary is an environment error, not a crash', async t
 t.test('stderr that merely mentions a permission word is not a permission error', async t => {
   const error = await realExec('sh', ['-c', 'echo "rule comment: Permission denied lookalike" >&2; exit 2']).catch((e: unknown) => e)
   t.notOk(error instanceof EnvironmentError, 'exit 2 with the word in it is a plain failure')
-  const denied = await realExec('sh', ['-c', 'echo "Could not fetch rule set generation id: Permission denied (you must be root)" >&2; exit 4']).catch((e: unknown) => e)
+  const denied = await realExec('sh', [
+    '-c',
+    'echo "Could not fetch rule set generation id: Permission denied (you must be root)" >&2; exit 4',
+  ]).catch((e: unknown) => e)
   t.type(denied, EnvironmentError)
 })
 
@@ -92,8 +103,15 @@ t.test('native nftables: the ruleset, one transaction and the read-back fresh; o
   const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_BACKEND: 'nftables' })
   const quiet = createLogger('text', { write: () => undefined, error: () => undefined })
   await runInit(settings, ioFor(exec, []), quiet)
-  t.same(calls.map(c => `${c.file} ${c.args.join(' ')}`), ['nft list ruleset', 'nft -f -', 'nft list ruleset'])
+  t.same(
+    calls.map(c => `${c.file} ${c.args.join(' ')}`),
+    ['nft list ruleset', 'nft -f -', 'nft list ruleset'],
+  )
   calls.length = 0
   await runInit(settings, ioFor(exec, []), quiet)
-  t.same(calls.map(c => `${c.file} ${c.args.join(' ')}`), ['nft list ruleset'], 'a re-run reads once, under the lock')
+  t.same(
+    calls.map(c => `${c.file} ${c.args.join(' ')}`),
+    ['nft list ruleset'],
+    'a re-run reads once, under the lock',
+  )
 })

@@ -68,7 +68,13 @@ t.test('helm lint --strict passes with the defaults and with every object enable
 })
 
 t.test("Helm's schema check takes good values and refuses each bad one for its reason", async t => {
-  for (const good of [{ method: 'mark', mark: '0x100/0xf00' }, { inbound: { ports: [80, '9000-9100'] } }, { backend: 'nftables' }, { global: { anything: 1 } }, { proxy: { nativeSidecar: false } }]) {
+  for (const good of [
+    { method: 'mark', mark: '0x100/0xf00' },
+    { inbound: { ports: [80, '9000-9100'] } },
+    { backend: 'nftables' },
+    { global: { anything: 1 } },
+    { proxy: { nativeSidecar: false } },
+  ]) {
     t.equal((await render(good)).error, undefined, JSON.stringify(good))
   }
   const bad: [Values, string][] = [
@@ -122,12 +128,28 @@ const LABELS = {
 /** The pod's proxy: where the layout puts it, and in which shape. */
 const expectLayout = (t: Test, pod: K8sObject, native: boolean, hold: boolean, ready: number): Container => {
   const [inits, mains] = [containers(pod, 'initContainers'), containers(pod, 'containers')]
-  t.same(inits.map(c => c.name), native ? ['sidecar-redirect', 'proxy'] : ['sidecar-redirect'], 'init containers: the redirect init, then the proxy if native')
-  t.same(mains.map(c => c.name), native ? ['app'] : ['proxy', 'app'], 'containers: the classic proxy before the app')
+  t.same(
+    inits.map(c => c.name),
+    native ? ['sidecar-redirect', 'proxy'] : ['sidecar-redirect'],
+    'init containers: the redirect init, then the proxy if native',
+  )
+  t.same(
+    mains.map(c => c.name),
+    native ? ['app'] : ['proxy', 'app'],
+    'containers: the classic proxy before the app',
+  )
   const proxy = (native ? inits[1] : mains[0])!
   t.equal(proxy.restartPolicy, native ? 'Always' : undefined, 'restartPolicy Always only as a native sidecar')
-  t.same(proxy.startupProbe, native ? { exec: { command: READY }, periodSeconds: 1, timeoutSeconds: ready + 5, failureThreshold: 1 } : undefined, 'a startupProbe running ready, only as a native sidecar')
-  t.same(proxy.lifecycle, !native && hold ? { postStart: { exec: { command: READY } } } : undefined, 'the postStart hold, only in the classic layout and when asked')
+  t.same(
+    proxy.startupProbe,
+    native ? { exec: { command: READY }, periodSeconds: 1, timeoutSeconds: ready + 5, failureThreshold: 1 } : undefined,
+    'a startupProbe running ready, only as a native sidecar',
+  )
+  t.same(
+    proxy.lifecycle,
+    !native && hold ? { postStart: { exec: { command: READY } } } : undefined,
+    'the postStart hold, only in the classic layout and when asked',
+  )
   return proxy
 }
 
@@ -138,7 +160,10 @@ for (const [name, values] of Object.entries(MATRIX)) {
       const { error, objects } = await render(values, { kube })
       t.equal(error, undefined)
       for (const object of objects) {
-        t.doesNotThrow(() => (object.kind === 'Pod' ? new Pod(object as never) : new DaemonSet(object as never)).validate(), `${object.kind} ${object.metadata.name} is a valid object`)
+        t.doesNotThrow(
+          () => (object.kind === 'Pod' ? new Pod(object as never) : new DaemonSet(object as never)).validate(),
+          `${object.kind} ${object.metadata.name} is a valid object`,
+        )
         t.match(object.metadata.labels, LABELS, `${object.kind} ${object.metadata.name} has the standard labels`)
         for (const c of [...containers(object, 'initContainers'), ...containers(object, 'containers')]) {
           t.same(c.securityContext['seccompProfile'], { type: 'RuntimeDefault' }, `${object.kind} ${c.name}: seccomp RuntimeDefault`)
@@ -151,33 +176,78 @@ for (const [name, values] of Object.entries(MATRIX)) {
       const env = envOf(init!)
       t.same(
         {
-          port: env['ISTIO_PROXY_PORT'], uid: env['ISTIO_PROXY_UID'], gid: env['ISTIO_PROXY_GID'], method: env['ISTIO_OUTBOUND_METHOD'], mark: env['ISTIO_SO_MARK'],
-          inbound: env['ISTIO_INBOUND_PORTS'], inboundExclude: env['ISTIO_INBOUND_EXCLUDE_PORTS'], include: env['ISTIO_OUTBOUND_INCLUDE_CIDRS'],
-          exclude: env['ISTIO_OUTBOUND_EXCLUDE_CIDRS'], excludePorts: env['ISTIO_OUTBOUND_EXCLUDE_PORTS'], ipv6: env['ISTIO_IPV6'], backend: env['ISTIO_BACKEND'],
-          verify: env['ISTIO_VERIFY'], log: env['ISTIO_LOG_FORMAT'], services: env['ISTIO_SERVICES'],
+          port: env['ISTIO_PROXY_PORT'],
+          uid: env['ISTIO_PROXY_UID'],
+          gid: env['ISTIO_PROXY_GID'],
+          method: env['ISTIO_OUTBOUND_METHOD'],
+          mark: env['ISTIO_SO_MARK'],
+          inbound: env['ISTIO_INBOUND_PORTS'],
+          inboundExclude: env['ISTIO_INBOUND_EXCLUDE_PORTS'],
+          include: env['ISTIO_OUTBOUND_INCLUDE_CIDRS'],
+          exclude: env['ISTIO_OUTBOUND_EXCLUDE_CIDRS'],
+          excludePorts: env['ISTIO_OUTBOUND_EXCLUDE_PORTS'],
+          ipv6: env['ISTIO_IPV6'],
+          backend: env['ISTIO_BACKEND'],
+          verify: env['ISTIO_VERIFY'],
+          log: env['ISTIO_LOG_FORMAT'],
+          services: env['ISTIO_SERVICES'],
         },
         {
-          port: String(merged.proxy.port), uid: String(merged.proxy.uid), gid: merged.proxy.gid === null ? '' : String(merged.proxy.gid), method: merged.method, mark: merged.mark,
-          inbound: merged.inbound.ports.join(','), inboundExclude: merged.inbound.excludePorts.join(','), include: merged.outbound.includeCidrs.join(','),
-          exclude: merged.outbound.excludeCidrs.join(','), excludePorts: merged.outbound.excludePorts.join(','), ipv6: merged.ipv6, backend: merged.backend,
-          verify: merged.verify, log: merged.logFormat, services: merged.services.join(','),
+          port: String(merged.proxy.port),
+          uid: String(merged.proxy.uid),
+          gid: merged.proxy.gid === null ? '' : String(merged.proxy.gid),
+          method: merged.method,
+          mark: merged.mark,
+          inbound: merged.inbound.ports.join(','),
+          inboundExclude: merged.inbound.excludePorts.join(','),
+          include: merged.outbound.includeCidrs.join(','),
+          exclude: merged.outbound.excludeCidrs.join(','),
+          excludePorts: merged.outbound.excludePorts.join(','),
+          ipv6: merged.ipv6,
+          backend: merged.backend,
+          verify: merged.verify,
+          log: merged.logFormat,
+          services: merged.services.join(','),
         },
         'every value reaches the init container as its env var',
       )
       for (const extra of merged.extraEnv) t.equal(env[extra.name], extra.value, `extraEnv ${extra.name}`)
       const proxyEnv = envOf(proxy)
-      t.same([proxyEnv['ISTIO_DRAIN_SECONDS'], proxyEnv['ISTIO_READY_SECONDS']], [String(merged.proxy.drainSeconds), String(merged.proxy.readyTimeoutSeconds)], 'the proxy gets the drain and ready times')
-      t.same(init!.securityContext, { runAsUser: 0, runAsNonRoot: false, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } }, 'init: only NET_ADMIN and NET_RAW')
+      t.same(
+        [proxyEnv['ISTIO_DRAIN_SECONDS'], proxyEnv['ISTIO_READY_SECONDS']],
+        [String(merged.proxy.drainSeconds), String(merged.proxy.readyTimeoutSeconds)],
+        'the proxy gets the drain and ready times',
+      )
+      t.same(
+        init!.securityContext,
+        {
+          runAsUser: 0,
+          runAsNonRoot: false,
+          readOnlyRootFilesystem: true,
+          allowPrivilegeEscalation: false,
+          capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+          seccompProfile: { type: 'RuntimeDefault' },
+        },
+        'init: only NET_ADMIN and NET_RAW',
+      )
       const sc = proxy.securityContext as { runAsUser: number; capabilities: { add?: string[]; drop: string[] } }
       const rootStart = merged.method === 'mark' || (merged.method === 'cgroup' && !merged.classifier.enabled)
-      t.equal(sc.runAsUser, rootStart ? 0 : merged.proxy.uid, rootStart ? 'proxy: the agent starts as root only to drop' : 'proxy: runs as the proxy UID from its first process')
+      t.equal(
+        sc.runAsUser,
+        rootStart ? 0 : merged.proxy.uid,
+        rootStart ? 'proxy: the agent starts as root only to drop' : 'proxy: runs as the proxy UID from its first process',
+      )
       t.same(sc.capabilities.drop, ['ALL'])
-      t.same(sc.capabilities.add ?? [], merged.method === 'mark' ? ['NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP'] : rootStart ? ['SETUID', 'SETGID', 'SETPCAP'] : [], 'proxy: exactly the capabilities its method needs')
+      t.same(
+        sc.capabilities.add ?? [],
+        merged.method === 'mark' ? ['NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP'] : rootStart ? ['SETUID', 'SETGID', 'SETPCAP'] : [],
+        'proxy: exactly the capabilities its method needs',
+      )
       t.equal(pod.spec['automountServiceAccountToken'], false, 'the demo pod mounts no API token')
       const daemonSet = objects.find(o => o.kind === 'DaemonSet')
       t.equal(daemonSet !== undefined, merged.classifier.enabled === true, 'the classifier DaemonSet follows its toggle')
       if (daemonSet) {
-        const spec = (daemonSet.spec['template'] as { metadata: { labels: Record<string, string> }; spec: Values })
+        const spec = daemonSet.spec['template'] as { metadata: { labels: Record<string, string> }; spec: Values }
         t.match(spec.metadata.labels, LABELS, 'the DaemonSet pods have the standard labels')
         t.match(spec.spec, { hostPID: true, automountServiceAccountToken: false, enableServiceLinks: false }, 'the classifier: hostPID, no API token')
         t.same(containers(daemonSet, 'containers')[0]!.securityContext['capabilities'], { drop: ['ALL'] }, 'the classifier: no capability')
@@ -200,11 +270,17 @@ t.test('proxy.nativeSidecar and proxy.holdApplicationUntilReady choose the layou
 })
 
 t.test('NOTES.txt says which layout is used and which Pod Security level the namespace needs', async t => {
-  for (const [set, layout] of [[[], /native sidecar/], [['--set', 'proxy.nativeSidecar=false'], /classic layout.*postStart hook holds the app until the proxy listens/]] as const) {
+  for (const [set, layout] of [
+    [[], /native sidecar/],
+    [['--set', 'proxy.nativeSidecar=false'], /classic layout.*postStart hook holds the app until the proxy listens/],
+  ] as const) {
     const install = await helm('install', '--dry-run=client', 'sr', CHART, ...set)
     t.equal(install.exitCode, 0, install.output)
     t.match(install.output, layout)
-    t.match(install.output, /neither the "baseline" nor the "restricted"\nPod Security level allows: label the namespace pod-security.kubernetes.io\/enforce=privileged/)
+    t.match(
+      install.output,
+      /neither the "baseline" nor the "restricted"\nPod Security level allows: label the namespace pod-security.kubernetes.io\/enforce=privileged/,
+    )
   }
 })
 
@@ -248,7 +324,11 @@ t.test('kube-system is refused unless asked for, and an app on the proxy UID is 
   t.equal((await render({ demo: { enabled: true }, allowKubeSystem: true }, { namespace: 'kube-system' })).error, undefined)
   t.match((await render({ demo: { enabled: true, appRunAsUser: 1337 } })).error, /the app runs as UID 1337, the proxy UID/)
   t.equal((await render({ method: 'mark', demo: { enabled: true, appRunAsUser: 1337 } })).error, undefined, 'with mark the app UID does not matter')
-  t.match((await render({ method: 'explicit', services: ['198.18.0.10:80'], demo: { enabled: true, appRunAsUser: 1337 } })).error, /the proxy UID/, 'explicit exempts the proxy by UID too')
+  t.match(
+    (await render({ method: 'explicit', services: ['198.18.0.10:80'], demo: { enabled: true, appRunAsUser: 1337 } })).error,
+    /the proxy UID/,
+    'explicit exempts the proxy by UID too',
+  )
 })
 
 // A parent chart of another version that depends on this one, as users include it, and whose own pod includes
@@ -276,8 +356,14 @@ spec:
 const parentChart = (): string => {
   const dir = `${scratch('parent')}/parent`
   mkdirSync(`${dir}/templates`, { recursive: true })
-  writeFileSync(`${dir}/Chart.yaml`, `apiVersion: v2\nname: parent\nversion: 9.9.9\nappVersion: "9.9.9"\ndependencies:\n  - name: sidecar-redirect\n    version: ${chartYaml.version}\n    repository: file://${CHART}\n`)
-  writeFileSync(`${dir}/values.yaml`, 'global: { region: test }\nimage: parent-app:9.9.9\nconnect: { host: 198.18.0.10, port: 9090 }\nsidecar-redirect: {}\n')
+  writeFileSync(
+    `${dir}/Chart.yaml`,
+    `apiVersion: v2\nname: parent\nversion: 9.9.9\nappVersion: "9.9.9"\ndependencies:\n  - name: sidecar-redirect\n    version: ${chartYaml.version}\n    repository: file://${CHART}\n`,
+  )
+  writeFileSync(
+    `${dir}/values.yaml`,
+    'global: { region: test }\nimage: parent-app:9.9.9\nconnect: { host: 198.18.0.10, port: 9090 }\nsidecar-redirect: {}\n',
+  )
   writeFileSync(`${dir}/templates/pod.yaml`, PARENT_POD)
   cpSync(CHART, `${dir}/charts/sidecar-redirect`, { recursive: true })
   return dir
@@ -293,16 +379,25 @@ t.test('as a dependency of a parent chart with global values: it renders, and th
     const pod = objects.find(o => o.metadata.name === 'parent')!
     t.doesNotThrow(() => new Pod(pod as never).validate())
     const inits = containers(pod, 'initContainers')
-    t.same(inits.map(c => c.name), kube === '1.33' ? ['sidecar-redirect', 'proxy', 'parent-init'] : ['sidecar-redirect', 'parent-init'], `${kube}: the redirect init, the native proxy, then the parent's own`)
+    t.same(
+      inits.map(c => c.name),
+      kube === '1.33' ? ['sidecar-redirect', 'proxy', 'parent-init'] : ['sidecar-redirect', 'parent-init'],
+      `${kube}: the redirect init, the native proxy, then the parent's own`,
+    )
     const ours = [...inits, ...containers(pod, 'containers')].filter(c => c.name === 'sidecar-redirect' || c.name === 'proxy')
     t.equal(ours.length, 2, 'the redirect init and the proxy')
-    for (const c of ours) t.equal(c.image, `ghcr.io/sidecar-redirect/sidecar-redirect:${chartYaml.appVersion}`, `${c.name}: this chart's tag, not the parent's 9.9.9`)
+    for (const c of ours)
+      t.equal(c.image, `ghcr.io/sidecar-redirect/sidecar-redirect:${chartYaml.appVersion}`, `${c.name}: this chart's tag, not the parent's 9.9.9`)
     t.equal(envOf(ours[0]!)['ISTIO_PROXY_PORT'], '15001', "the parent's values for the subchart reach the included templates")
     const demo = objects.find(o => o.metadata.name === 'sr-demo')!
     t.match(demo.metadata.labels, LABELS, "the subchart's own objects carry its labels, not the parent's")
   }
   const off = (await render({ 'sidecar-redirect': { enabled: false } }, { chart: parent })).objects.find(o => o.metadata.name === 'parent')!
-  t.same([containers(off, 'initContainers'), containers(off, 'containers')].map(list => list.map(c => c.name)), [['parent-init'], ['app']], 'enabled=false renders neither the init container nor the proxy')
+  t.same(
+    [containers(off, 'initContainers'), containers(off, 'containers')].map(list => list.map(c => c.name)),
+    [['parent-init'], ['app']],
+    'enabled=false renders neither the init container nor the proxy',
+  )
 })
 
 // The stand-in transparent proxy shipped in the image, in place of Envoy.
@@ -313,7 +408,10 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
   await playInOrder(t, `${ROOT}test/image/remote.yaml`)
   const remote = await addressOf('sidecar-remote')
   const image = { repository: 'localhost/sidecar-redirect', tag: 'dev', pullPolicy: 'Never' }
-  for (const [method, caps] of [['uid', 0n], ['mark', 1n << BigInt(CAP_NET_ADMIN)]] as const) {
+  for (const [method, caps] of [
+    ['uid', 0n],
+    ['mark', 1n << BigInt(CAP_NET_ADMIN)],
+  ] as const) {
     await t.test(`the demo pod, method ${method}`, async t => {
       const { error, objects } = await render({ method, demo: { enabled: true }, image, proxy: { nativeSidecar: false } })
       t.equal(error, undefined)
@@ -324,7 +422,11 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
     })
   }
   await t.test("the parent chart's app: its first connection, made as it starts, goes through the proxy", async t => {
-    const values = { image: 'localhost/sidecar-redirect:dev', connect: { host: remote, port: 9090 }, 'sidecar-redirect': { image, proxy: { nativeSidecar: false, command: STAND_IN_PROXY } } }
+    const values = {
+      image: 'localhost/sidecar-redirect:dev',
+      connect: { host: remote, port: 9090 },
+      'sidecar-redirect': { image, proxy: { nativeSidecar: false, command: STAND_IN_PROXY } },
+    }
     const { error, objects } = await render(values, { chart: parentChart() })
     t.equal(error, undefined)
     const file = `${scratch('parent-pod')}/pod.yaml`
@@ -341,6 +443,10 @@ t.test("this chart's appVersion is the one its templates use, and the README lis
   t.match(helpers, `{{- define "sidecar-redirect.appVersion" -}}\n${chartYaml.appVersion}\n`)
   const readme = readFileSync(`${CHART}/README.md`, 'utf8')
   const leaves = (values: Values, prefix = ''): [string, unknown][] =>
-    Object.entries(values).flatMap(([k, v]) => (v !== null && typeof v === 'object' && !Array.isArray(v) && !['resources', 'requests', 'limits'].includes(k) ? leaves(v, `${prefix}${k}.`) : [[`${prefix}${k}`, v]]))
+    Object.entries(values).flatMap(([k, v]) =>
+      v !== null && typeof v === 'object' && !Array.isArray(v) && !['resources', 'requests', 'limits'].includes(k)
+        ? leaves(v, `${prefix}${k}.`)
+        : [[`${prefix}${k}`, v]],
+    )
   for (const [key] of leaves(defaults)) t.ok(readme.includes(`\`${key}\``), key)
 })

@@ -34,7 +34,10 @@ const runReady = async (env: Record<string, string>): Promise<{ code: number; ou
 t.test('fails while nothing listens, within its bound, naming the port and both settings', async t => {
   const port = await freePort()
   const started = now()
-  await t.rejects(waitForProxy(port, 500, now), new NotReadyError(`nothing accepted a connection on port ${port} (ISTIO_PROXY_PORT) within 0.5 s (ISTIO_READY_SECONDS)`))
+  await t.rejects(
+    waitForProxy(port, 500, now),
+    new NotReadyError(`nothing accepted a connection on port ${port} (ISTIO_PROXY_PORT) within 0.5 s (ISTIO_READY_SECONDS)`),
+  )
   const took = now() - started
   t.ok(took >= 400 && took < 3000, `gave up after ${Math.round(took)} ms, close to its 500 ms bound`)
 })

@@ -17,7 +17,14 @@ const unzipEntry = (zip: Buffer, name: string): Buffer => {
   const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]))
   let at = zip.readUInt32LE(end + 16)
   for (let n = zip.readUInt16LE(end + 10); n > 0; n--) {
-    const [method, size, nameLength, extra, comment, local] = [zip.readUInt16LE(at + 10), zip.readUInt32LE(at + 20), zip.readUInt16LE(at + 28), zip.readUInt16LE(at + 30), zip.readUInt16LE(at + 32), zip.readUInt32LE(at + 42)]
+    const [method, size, nameLength, extra, comment, local] = [
+      zip.readUInt16LE(at + 10),
+      zip.readUInt32LE(at + 20),
+      zip.readUInt16LE(at + 28),
+      zip.readUInt16LE(at + 30),
+      zip.readUInt16LE(at + 32),
+      zip.readUInt32LE(at + 42),
+    ]
     if (zip.toString('utf8', at + 46, at + 46 + nameLength) === name) {
       const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28)
       const data = zip.subarray(start, start + size)
@@ -42,7 +49,15 @@ const helmBinary = (): string => {
 
 export const helm = (...args: string[]) => runForStatus(helmBinary(), args)
 
-export type K8sObject = { kind: string; apiVersion: string; metadata: { name: string; labels?: Record<string, string> }; spec: Record<string, unknown> }
+export type K8sObject = {
+  kind: string
+  apiVersion: string
+  metadata: { name: string; labels?: Record<string, string> }
+  spec: Record<string, unknown>
+}
 
 /** Parses `helm template` output into its objects. */
-export const objectsOf = (manifest: string): K8sObject[] => parseAllDocuments(manifest).map(d => d.toJS() as K8sObject).filter(Boolean)
+export const objectsOf = (manifest: string): K8sObject[] =>
+  parseAllDocuments(manifest)
+    .map(d => d.toJS() as K8sObject)
+    .filter(Boolean)

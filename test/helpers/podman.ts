@@ -37,7 +37,10 @@ type Spec = { name: string; lifecycle?: { postStart?: { exec?: { command: string
  * would, before the next container starts. A failing step fails the test.
  */
 export const playInOrder = async (t: Test, file: string): Promise<void> => {
-  const { metadata, spec } = parse(readFileSync(file, 'utf8')) as { metadata: { name: string }; spec: { initContainers?: Spec[]; containers: Spec[] } }
+  const { metadata, spec } = parse(readFileSync(file, 'utf8')) as {
+    metadata: { name: string }
+    spec: { initContainers?: Spec[]; containers: Spec[] }
+  }
   await podman('kube', 'play', '--start=false', '--network', NETWORK, file)
   t.teardown(() => runForStatus('podman', ['kube', 'down', file]))
   for (const init of spec.initContainers ?? []) await podman('start', '--attach', `${metadata.name}-${init.name}`)
@@ -79,19 +82,38 @@ export const connect = async (container: string, host: string, port: number): Pr
 export const expectCapturedPod = async (t: Test, pod: string, caps: bigint): Promise<void> => {
   const [address, remote] = [await addressOf(pod), await addressOf('sidecar-remote')]
   t.match(address, /^198\.18\.100\./, 'the pod is on the test network')
-  t.match(await natRulesOf(pod), /-A OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND/, 'the init container exited 0 and left its rules in the pod')
+  t.match(
+    await natRulesOf(pod),
+    /-A OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND/,
+    'the init container exited 0 and left its rules in the pod',
+  )
   t.equal((await connect(`${pod}-app`, remote, 9090)).label, 'remote', 'app -> remote answered by the remote')
   await waitForLog(`${pod}-app`, '"ready":true')
   t.equal((await connect('sidecar-remote-server', address, 8080)).label, 'app', 'remote -> pod answered by the app')
   const logs = await podman('logs', `${pod}-proxy`)
-  t.match(logs, `"relayed":{"from":"${address}","to":"${remote}:9090"}`, 'the outbound connection went through the proxy, with its original destination')
-  t.match(logs, `"relayed":{"from":"${remote}","to":"${address}:8080"}`, 'the inbound connection went through the proxy, with its original destination')
+  t.match(
+    logs,
+    `"relayed":{"from":"${address}","to":"${remote}:9090"}`,
+    'the outbound connection went through the proxy, with its original destination',
+  )
+  t.match(
+    logs,
+    `"relayed":{"from":"${remote}","to":"${address}:8080"}`,
+    'the inbound connection went through the proxy, with its original destination',
+  )
   t.equal(logs.split('\n').filter(l => l.includes('"relayed"')).length, 2, 'no loop: exactly the two relays')
   const agent = Number(await podman('inspect', `${pod}-proxy`, '--format', '{{.State.Pid}}'))
   const proxy = Number(readFileSync(`/proc/${agent}/task/${agent}/children`, 'utf8').trim().split(/\s+/)[0])
-  for (const [what, pid] of [['agent', agent], ['proxy', proxy]] as const) {
+  for (const [what, pid] of [
+    ['agent', agent],
+    ['proxy', proxy],
+  ] as const) {
     const status = readStatus(pid)
     t.same([status.uids, status.noNewPrivs], [[1337, 1337, 1337, 1337], true], `${what}: UID 1337 and no_new_privs, read from the host`)
-    t.same([status.capEff, status.capPrm, status.capAmb, status.capBnd], [caps, caps, caps, caps], `${what}: capabilities exactly 0x${caps.toString(16)}`)
+    t.same(
+      [status.capEff, status.capPrm, status.capAmb, status.capBnd],
+      [caps, caps, caps, caps],
+      `${what}: capabilities exactly 0x${caps.toString(16)}`,
+    )
   }
 }

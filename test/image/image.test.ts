@@ -34,11 +34,20 @@ for (const [method, file, caps] of [
     const remote = await addressOf('sidecar-remote')
     const eager = `${mkdtempSync(`${tmpdir()}/sr-image-`)}/pod.yaml`
     const connect = `["/usr/local/bin/node", "/app/dist/peer.mjs", "connect", "${remote}", "9090"]`
-    writeFileSync(eager, readFileSync(`${ROOT}${file}`, 'utf8').replace('["/usr/local/bin/node", "/app/dist/peer.mjs", "serve", "app=[::]:8080"]', connect).replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
+    writeFileSync(
+      eager,
+      readFileSync(`${ROOT}${file}`, 'utf8')
+        .replace('["/usr/local/bin/node", "/app/dist/peer.mjs", "serve", "app=[::]:8080"]', connect)
+        .replace('restartPolicy: OnFailure', 'restartPolicy: Never'),
+    )
     await playInOrder(t, eager)
     t.equal(await podman('wait', 'sidecar-demo-app'), '0', 'the app exited 0')
     t.match(await podman('logs', 'sidecar-demo-app'), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
-    t.match(await podman('logs', 'sidecar-demo-proxy'), `"relayed":{"from":"${await addressOf('sidecar-demo')}","to":"${remote}:9090"}`, 'through the proxy')
+    t.match(
+      await podman('logs', 'sidecar-demo-proxy'),
+      `"relayed":{"from":"${await addressOf('sidecar-demo')}","to":"${remote}:9090"}`,
+      'through the proxy',
+    )
   })
 }
 
@@ -60,10 +69,39 @@ t.test('a broken setting fails the init container with exit 2, and the pod never
 t.test("the README's local run: init joins a running app container's network namespace", async t => {
   const app = 'sr-local-app'
   await runForStatus('podman', ['rm', '-f', app])
-  await podman('run', '-d', '--name', app, '--network', NETWORK, '--user', '1000', '--entrypoint', '/usr/local/bin/node', 'localhost/sidecar-redirect:dev', '/app/dist/peer.mjs', 'serve', 'app=[::]:8080')
+  await podman(
+    'run',
+    '-d',
+    '--name',
+    app,
+    '--network',
+    NETWORK,
+    '--user',
+    '1000',
+    '--entrypoint',
+    '/usr/local/bin/node',
+    'localhost/sidecar-redirect:dev',
+    '/app/dist/peer.mjs',
+    'serve',
+    'app=[::]:8080',
+  )
   t.teardown(() => runForStatus('podman', ['rm', '-f', app]))
   // --read-only-tmpfs=false: no writable /run or /tmp either, as with Kubernetes' readOnlyRootFilesystem.
-  const base = ['run', '--rm', '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only', '--read-only-tmpfs=false', '--network', `container:${app}`, 'localhost/sidecar-redirect:dev']
+  const base = [
+    'run',
+    '--rm',
+    '--cap-drop',
+    'ALL',
+    '--cap-add',
+    'NET_ADMIN',
+    '--cap-add',
+    'NET_RAW',
+    '--read-only',
+    '--read-only-tmpfs=false',
+    '--network',
+    `container:${app}`,
+    'localhost/sidecar-redirect:dev',
+  ]
   const init = await runForStatus('podman', base)
   t.equal(init.exitCode, 0, { output: init.output })
   t.match(init.output, /sidecar-redirect init: ok/)
@@ -74,8 +112,24 @@ t.test("the README's local run: init joins a running app container's network nam
 t.test('every backend works on a read-only root: the explicit method on nftables, iptables-nft and iptables-legacy', async t => {
   for (const backend of ['nftables', 'iptables-nft', 'iptables-legacy']) {
     const run = await runForStatus('podman', [
-      'run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW', '--read-only', '--read-only-tmpfs=false',
-      '-e', `ISTIO_BACKEND=${backend}`, '-e', 'ISTIO_OUTBOUND_METHOD=explicit', '-e', 'ISTIO_SERVICES=198.18.100.0/24,198.18.0.10:443',
+      'run',
+      '--rm',
+      '--network',
+      NETWORK,
+      '--cap-drop',
+      'ALL',
+      '--cap-add',
+      'NET_ADMIN',
+      '--cap-add',
+      'NET_RAW',
+      '--read-only',
+      '--read-only-tmpfs=false',
+      '-e',
+      `ISTIO_BACKEND=${backend}`,
+      '-e',
+      'ISTIO_OUTBOUND_METHOD=explicit',
+      '-e',
+      'ISTIO_SERVICES=198.18.100.0/24,198.18.0.10:443',
       'localhost/sidecar-redirect:dev',
     ])
     t.equal(run.exitCode, 0, `${backend}: init exits 0`, { output: run.output })
@@ -91,14 +145,36 @@ t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited f
     const name = 'sr-drain'
     await runForStatus('podman', ['rm', '-f', name])
     t.teardown(() => runForStatus('podman', ['rm', '-f', name]))
-    await podman('run', '-d', '--name', name, '--user', '1337', '--cap-drop', 'ALL', '--read-only', '-e', 'ISTIO_DRAIN_SECONDS=2', 'localhost/sidecar-redirect:dev', 'run', '--', '/usr/local/bin/node', '-e', script)
+    await podman(
+      'run',
+      '-d',
+      '--name',
+      name,
+      '--user',
+      '1337',
+      '--cap-drop',
+      'ALL',
+      '--read-only',
+      '-e',
+      'ISTIO_DRAIN_SECONDS=2',
+      'localhost/sidecar-redirect:dev',
+      'run',
+      '--',
+      '/usr/local/bin/node',
+      '-e',
+      script,
+    )
     // The agent logs the proxy's start once it has spawned it: only then does SIGTERM reach a proxy.
     for (let i = 0; i < 100 && !(await podman('logs', name)).includes('proxy started'); i++) await new Promise(resolve => setTimeout(resolve, 100))
     // podman stop sends SIGTERM to the agent (PID 1) and waits up to -t seconds before its own SIGKILL.
     await podman('stop', '-t', '30', name)
     t.equal(await podman('inspect', name, '--format', '{{.State.ExitCode}}'), String(code), `${what}: exit ${code}`)
     const logs = await podman('logs', name)
-    t.equal(logs.includes('did not exit within 2000 ms of SIGTERM: killing it'), drained, `${what}: ${drained ? 'killed after the drain time' : 'not killed'}`)
+    t.equal(
+      logs.includes('did not exit within 2000 ms of SIGTERM: killing it'),
+      drained,
+      `${what}: ${drained ? 'killed after the drain time' : 'not killed'}`,
+    )
     await runForStatus('podman', ['rm', '-f', name])
   }
 })

@@ -9,7 +9,14 @@ import { kernelAvailable, programs, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
 
 const CLASSID = 0x100001
-const AS = (uid: number): string[] => [`--reuid=${uid}`, `--regid=${uid}`, `--groups=${uid}`, '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
+const AS = (uid: number): string[] => [
+  `--reuid=${uid}`,
+  `--regid=${uid}`,
+  `--groups=${uid}`,
+  '--inh-caps=-all',
+  '--bounding-set=-all',
+  '--no-new-privs',
+]
 
 const socketDir = (t: Test): string => {
   const dir = mkdtempSync(`${tmpdir()}/sr-classifier-`)
@@ -18,10 +25,25 @@ const socketDir = (t: Test): string => {
   return dir
 }
 
-const jsonLines = (output: string): Record<string, unknown>[] => output.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
+const jsonLines = (output: string): Record<string, unknown>[] =>
+  output
+    .split('\n')
+    .filter(l => l.startsWith('{'))
+    .map(l => JSON.parse(l) as Record<string, unknown>)
 
 const startClassifierIn = async (t: Test, box: Sandbox, socket: string, wrapper: string[] = []) => {
-  const [file, ...args] = [...wrapper, process.execPath, programs().cli, 'classifier', '--classifier-socket', socket, '--allowed-uids', '1337', '--log-format', 'json']
+  const [file, ...args] = [
+    ...wrapper,
+    process.execPath,
+    programs().cli,
+    'classifier',
+    '--classifier-socket',
+    socket,
+    '--allowed-uids',
+    '1337',
+    '--log-format',
+    'json',
+  ]
   const classifier = box.start('pod', file!, args)
   t.teardown(() => classifier.stop())
   await classifier.waitForLine(l => l.includes('"listening"'))
@@ -69,13 +91,25 @@ t.test('half-close: a whole request then a half-close is moved and answered; a p
   const socket = `${socketDir(t)}/run/c.sock`
   const classifier = await startClassifierIn(t, box, socket)
   const [whole] = await peerAs(box, 1337, ['send', socket, `{"classid":${CLASSID}}\\n`])
-  t.match(JSON.parse(String(whole?.['reply'])), { ok: true, group: `/${groupName(CLASSID)}` }, 'a whole request, then half-close: moved, and the answer still arrives')
+  t.match(
+    JSON.parse(String(whole?.['reply'])),
+    { ok: true, group: `/${groupName(CLASSID)}` },
+    'a whole request, then half-close: moved, and the answer still arrives',
+  )
   const [partial] = await peerAs(box, 1337, ['send', socket, `{"classid":${CLASSID}}`])
   t.match(JSON.parse(String(partial?.['reply'])), { ok: false, error: /ended before its newline/ })
   const [slow] = await peerAs(box, 1337, ['send', socket, '{"classid":', '--keep-open'])
-  t.match(JSON.parse(String(slow?.['reply'])), { ok: false, error: /no complete request within 2000 ms of connecting/ }, 'a client that stops mid-request is cut off at the deadline')
+  t.match(
+    JSON.parse(String(slow?.['reply'])),
+    { ok: false, error: /no complete request within 2000 ms of connecting/ },
+    'a client that stops mid-request is cut off at the deadline',
+  )
   const decisions = jsonLines(classifier.lines.join('\n')).filter(e => e['event'] === 'classify')
-  t.same(decisions.map(d => d['outcome']), ['moved', 'refused', 'refused'], 'exactly one log line per connection')
+  t.same(
+    decisions.map(d => d['outcome']),
+    ['moved', 'refused', 'refused'],
+    'exactly one log line per connection',
+  )
 })
 
 t.test('1500 slow clients of a refused UID are answered and closed at once, and do not delay an allowed one', async t => {
@@ -135,7 +169,19 @@ t.test('a PID reused by another process of the same UID is not moved (ns_last_pi
   await withNetCls(t, box, CLASSID)
   const socket = `${socketDir(t)}/run/c.sock`
   const { cli, peer } = programs()
-  const result = await box.tryExec('pod', 'unshare', ['--pid', '--fork', '--mount-proc', 'sh', '-c', PID_REUSE, 'sh', socket, cli, peer, String(CLASSID)])
+  const result = await box.tryExec('pod', 'unshare', [
+    '--pid',
+    '--fork',
+    '--mount-proc',
+    'sh',
+    '-c',
+    PID_REUSE,
+    'sh',
+    socket,
+    cli,
+    peer,
+    String(CLASSID),
+  ])
   const events = jsonLines(result.output)
   const reuse = events.find(e => 'reused' in e)
   t.ok(reuse && reuse['reused'] === reuse['asker'], `the script made C reuse the asker's PID`, { output: result.output })
@@ -144,5 +190,9 @@ t.test('a PID reused by another process of the same UID is not moved (ns_last_pi
   t.match(reply, { ok: false, error: /the asker has exited/ }, 'the request from the handed-off socket is refused')
   t.notMatch(String(events.find(e => 'reusedCgroup' in e)?.['reusedCgroup']), groupName(CLASSID), 'the process now holding the PID was not moved')
   const decisions = events.filter(e => e['event'] === 'classify' && e['pid'] === reuse?.['asker'])
-  t.same(decisions.map(d => d['outcome']), ['refused'], 'one log line for that request')
+  t.same(
+    decisions.map(d => d['outcome']),
+    ['refused'],
+    'one log line for that request',
+  )
 })

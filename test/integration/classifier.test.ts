@@ -11,7 +11,14 @@ import { initOk, kernelAvailable, POD, programs, REMOTE, withSandbox } from '../
 import { withNetCls } from '../helpers/netcls.js'
 
 const CLASSID = 0x100001
-const UNPRIVILEGED = (uid: number): string[] => [`--reuid=${uid}`, `--regid=${uid}`, `--groups=${uid}`, '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
+const UNPRIVILEGED = (uid: number): string[] => [
+  `--reuid=${uid}`,
+  `--regid=${uid}`,
+  `--groups=${uid}`,
+  '--inh-caps=-all',
+  '--bounding-set=-all',
+  '--no-new-privs',
+]
 
 interface Outcome {
   readonly ok?: boolean
@@ -23,7 +30,10 @@ interface Outcome {
 
 const peerAs = async (box: Sandbox, uid: number, args: string[]): Promise<Outcome[]> => {
   const result = await box.tryExec('pod', 'setpriv', [...UNPRIVILEGED(uid), process.execPath, programs().peer, ...args])
-  return result.output.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Outcome)
+  return result.output
+    .split('\n')
+    .filter(l => l.startsWith('{'))
+    .map(l => JSON.parse(l) as Outcome)
 }
 
 const setUp = async (t: Test): Promise<{ box: Sandbox; socket: string; classifier: Started; hierarchy: string }> => {
@@ -32,7 +42,16 @@ const setUp = async (t: Test): Promise<{ box: Sandbox; socket: string; classifie
   const dir = mkdtempSync(`${tmpdir()}/sr-classifier-`)
   chmodSync(dir, 0o755)
   const socket = `${dir}/run/classifier.sock`
-  const classifier = box.start('pod', process.execPath, [programs().cli, 'classifier', '--classifier-socket', socket, '--allowed-uids', '1337,1338', '--log-format', 'json'])
+  const classifier = box.start('pod', process.execPath, [
+    programs().cli,
+    'classifier',
+    '--classifier-socket',
+    socket,
+    '--allowed-uids',
+    '1337,1338',
+    '--log-format',
+    'json',
+  ])
   await classifier.waitForLine(l => l.includes('"listening"'))
   return { box, socket, classifier, hierarchy }
 }
@@ -43,13 +62,23 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
   await initOk(t, box, { ISTIO_OUTBOUND_METHOD: 'cgroup' })
   await box.serve('remote', ['remote=[::]:9090'])
   await box.serve('pod', ['app=[::]:8080'])
-  const cannotWrite = await box.tryExec('pod', 'setpriv', [...UNPRIVILEGED(1337), 'sh', '-c', `echo $$ > ${hierarchy}/${groupName(CLASSID)}/cgroup.procs`])
+  const cannotWrite = await box.tryExec('pod', 'setpriv', [
+    ...UNPRIVILEGED(1337),
+    'sh',
+    '-c',
+    `echo $$ > ${hierarchy}/${groupName(CLASSID)}/cgroup.procs`,
+  ])
   t.not(cannotWrite.exitCode, 0, 'UID 1337 cannot write to the cgroupfs')
   const { cli, peer } = programs()
-  const agent = box.start('pod', 'setpriv', [...UNPRIVILEGED(1337), process.execPath, cli, 'run', '--restart', 'on-failure', '--', process.execPath, peer, 'proxy', '5001'], {
-    ISTIO_OUTBOUND_METHOD: 'cgroup',
-    ISTIO_CLASSIFIER_SOCKET: socket,
-  })
+  const agent = box.start(
+    'pod',
+    'setpriv',
+    [...UNPRIVILEGED(1337), process.execPath, cli, 'run', '--restart', 'on-failure', '--', process.execPath, peer, 'proxy', '5001'],
+    {
+      ISTIO_OUTBOUND_METHOD: 'cgroup',
+      ISTIO_CLASSIFIER_SOCKET: socket,
+    },
+  )
   const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, 10_000)
   for (const start of [0, 1]) {
     await ready(start)
@@ -57,13 +86,19 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
     const status = readStatus(pid)
     t.same([status.uids[0], status.capEff, status.capPrm, status.capBnd], [1337, 0n, 0n, 0n], `proxy start ${start + 1}: UID 1337, no capabilities`)
     t.equal(await classidOf(pid), CLASSID, `proxy start ${start + 1}: classified`)
-    for (const [from, host, port, label] of [['pod', REMOTE, 9090, 'remote'], ['remote', POD, 8080, 'app']] as const) {
+    for (const [from, host, port, label] of [
+      ['pod', REMOTE, 9090, 'remote'],
+      ['remote', POD, 8080, 'app'],
+    ] as const) {
       const reply = await box.connect(from, host, port)
       t.equal(reply.reply?.label, label, `${from} -> ${host}:${port} relayed without a loop`)
     }
     if (start === 0) process.kill(pid, 'SIGKILL')
   }
-  t.ok(classifier.lines.some(l => l.includes(`"pid":${agent.pid}`) && l.includes('"outcome":"moved"')), 'the classifier moved the agent itself, by its kernel-attested PID')
+  t.ok(
+    classifier.lines.some(l => l.includes(`"pid":${agent.pid}`) && l.includes('"outcome":"moved"')),
+    'the classifier moved the agent itself, by its kernel-attested PID',
+  )
 })
 
 t.test('the classifier refuses other UIDs, other classids and bad messages, and keeps serving', async t => {
@@ -105,5 +140,8 @@ t.test('an unreachable classifier stops the agent with its own exit code', async
   })
   t.equal(await agent.exited, 7)
   t.match(agent.lines.join('\n'), /classifier at \/nonexistent\/classifier.sock is unreachable/)
-  t.notOk(agent.lines.some(l => l.includes('proxy started')), 'no proxy was started')
+  t.notOk(
+    agent.lines.some(l => l.includes('proxy started')),
+    'no proxy was started',
+  )
 })

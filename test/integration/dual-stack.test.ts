@@ -1,20 +1,8 @@
 // IPv6 is captured whenever the namespace has it, and never half: a refused IPv6 apply takes IPv4 back too.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import t from 'tap'
 import { initOk, kernelAvailable, snapshot, withSandbox } from '../helpers/kernel.js'
+import { linksWithout, refusingIpv6Path } from '../helpers/paths.js'
 import { IPTABLES_BACKENDS as BACKENDS } from '../helpers/rows.js'
-
-/** A PATH whose ip6tables restore tools refuse every payload, as a kernel without ip6 nat would. */
-const refusingIpv6Path = (): string => {
-  const dir = mkdtempSync(`${tmpdir()}/sr-refuse-`)
-  for (const variant of ['nft', 'legacy']) {
-    const file = `${dir}/ip6tables-${variant}-restore`
-    writeFileSync(file, '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: line 3 failed" >&2\nexit 1\n')
-    chmodSync(file, 0o755)
-  }
-  return `${dir}:${process.env['PATH'] ?? ''}`
-}
 
 for (const backend of BACKENDS) {
   const env = { ISTIO_BACKEND: backend }
@@ -74,10 +62,7 @@ t.test('a missing match extension is named plainly, exits 3, and changes nothing
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
   // An xtables directory holding every extension but the cgroup match, as an iptables build without it would.
-  const { mkdtempSync, readdirSync, symlinkSync } = await import('node:fs')
-  const system = '/usr/lib/x86_64-linux-gnu/xtables'
-  const dir = mkdtempSync(`${tmpdir()}/sr-xtables-`)
-  for (const file of readdirSync(system).filter(f => f !== 'libxt_cgroup.so')) symlinkSync(`${system}/${file}`, `${dir}/${file}`)
+  const dir = linksWithout(['/usr/lib/x86_64-linux-gnu/xtables'], /^libxt_cgroup\.so$/)
   await initOk(t, box, {})
   const before = await snapshot(box)
   const result = await box.runInit({ ISTIO_OUTBOUND_METHOD: 'cgroup', XTABLES_LIBDIR: dir })

@@ -28,7 +28,10 @@ for (const backend of BACKENDS) {
     const overlapFile = file(`198.18.0.0/16:9090\n${REMOTE}:9000-9100\n`)
     const overlap = await box.runInit({ ...env, ISTIO_SERVICES_FILE: overlapFile })
     t.equal(overlap.exitCode, 2)
-    t.match(overlap.output, `"${overlapFile} line 2: 198.18.0.2:9000-9100" is not valid: expected entries that do not overlap; it overlaps "${overlapFile} line 1: 198.18.0.0/16:9090"`)
+    t.match(
+      overlap.output,
+      `"${overlapFile} line 2: 198.18.0.2:9000-9100" is not valid: expected entries that do not overlap; it overlaps "${overlapFile} line 1: 198.18.0.0/16:9090"`,
+    )
     t.equal(await snapshot(box), before, 'refused lists leave the ruleset byte-identical')
 
     await box.serve('pod', ['proxy=[::]:5001'])

@@ -21,10 +21,15 @@ const startAgent = (t: Test, box: Awaited<ReturnType<typeof withSandbox>>, env: 
   writeFileSync(`${dir}/passwd`, PASSWD, { mode: 0o644 })
   const { cli } = programs()
   const script = `mount --bind ${dir}/group /etc/group && mount --bind ${dir}/passwd /etc/passwd && exec "$@"`
-  const agent = box.start('pod', 'unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', process.execPath, cli, 'run', '--', 'sh', '-c', PROXY], {
-    ISTIO_PROXY_USER: 'istio-proxy',
-    ...env,
-  })
+  const agent = box.start(
+    'pod',
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', process.execPath, cli, 'run', '--', 'sh', '-c', PROXY],
+    {
+      ISTIO_PROXY_USER: 'istio-proxy',
+      ...env,
+    },
+  )
   t.teardown(() => agent.stop())
   return agent
 }
@@ -34,15 +39,31 @@ const proxyPid = async (agent: Started): Promise<number> => Number((await agent.
 t.test('with istio-proxy listed in root, disk and shadow, the proxy gets exactly its configured groups', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
-  for (const [groups, expected] of [['', [1337]], ['2000', [1337, 2000]]] as const) {
+  for (const [groups, expected] of [
+    ['', [1337]],
+    ['2000', [1337, 2000]],
+  ] as const) {
     const agent = startAgent(t, box, { ISTIO_PROXY_GROUPS: groups, ISTIO_LOG_FORMAT: 'json' })
     const pid = await proxyPid(agent)
     const status = readStatus(pid)
-    t.same([status.uids[0], status.gids[0], status.groups], [1337, 1337, expected], `ISTIO_PROXY_GROUPS=${JSON.stringify(groups)}: Groups ${expected.join(' ')}, never 0`)
+    t.same(
+      [status.uids[0], status.gids[0], status.groups],
+      [1337, 1337, expected],
+      `ISTIO_PROXY_GROUPS=${JSON.stringify(groups)}: Groups ${expected.join(' ')}, never 0`,
+    )
     t.notOk(agent.lines.includes('shadow-readable'), '... so /etc/shadow stays unreadable')
     t.match(readFileSync('/etc/group', 'utf8'), /^root:/m, "the machine's own group file is untouched")
     const identity = agent.lines.map(l => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {})).find(e => e['event'] === 'identity')
-    t.match(identity, { groups: expected, uids: [1337, 1337, 1337, 1337], caps: { effective: '0x0', permitted: '0x0', ambient: '0x0', bounding: '0x0' }, noNewPrivs: true }, '... and the drop log read them back from the kernel')
+    t.match(
+      identity,
+      {
+        groups: expected,
+        uids: [1337, 1337, 1337, 1337],
+        caps: { effective: '0x0', permitted: '0x0', ambient: '0x0', bounding: '0x0' },
+        noNewPrivs: true,
+      },
+      '... and the drop log read them back from the kernel',
+    )
     t.match(String(identity?.['message']), `groups ${expected.join(',')}; capabilities effective none`)
   }
 })
@@ -53,5 +74,8 @@ t.test('GID 0 in ISTIO_PROXY_GROUPS is refused with exit 2 before anything start
   const agent = startAgent(t, box, { ISTIO_PROXY_GROUPS: '2000,0' })
   t.equal(await agent.exited, 2)
   t.match(agent.lines.join('\n'), /ISTIO_PROXY_GROUPS="2000,0" is not valid: expected comma-separated GIDs .*GID 0/)
-  t.notOk(agent.lines.some(l => l.startsWith('proxy-pid')), 'no proxy was started')
+  t.notOk(
+    agent.lines.some(l => l.startsWith('proxy-pid')),
+    'no proxy was started',
+  )
 })

@@ -15,7 +15,13 @@ for (const backend of BACKENDS) {
     if (!kernelAvailable(t)) return
     const box = await withSandbox(t)
     // Foreign rules in both families' nat tables, around and before where ours go.
-    const foreign = [['-t', 'nat', '-N', 'FOREIGN'], ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '25', '-j', 'FOREIGN'], ['-t', 'nat', '-A', 'PREROUTING', '-p', 'udp', '-j', 'RETURN'], ['-t', 'nat', '-A', 'FOREIGN', '-j', 'RETURN'], ['-t', 'filter', '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT']]
+    const foreign = [
+      ['-t', 'nat', '-N', 'FOREIGN'],
+      ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '25', '-j', 'FOREIGN'],
+      ['-t', 'nat', '-A', 'PREROUTING', '-p', 'udp', '-j', 'RETURN'],
+      ['-t', 'nat', '-A', 'FOREIGN', '-j', 'RETURN'],
+      ['-t', 'filter', '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT'],
+    ]
     for (const args of foreign) {
       await box.exec('pod', iptables, args)
       await box.exec('pod', iptables.replace('iptables', 'ip6tables'), args)
@@ -52,7 +58,12 @@ for (const backend of BACKENDS) {
     if (!kernelAvailable(t)) return
     const box = await withSandbox(t)
     const results = await Promise.all([1, 2, 3, 4].map(() => box.runInit({ ...env, ISTIO_VERIFY: 'rules' })))
-    t.same(results.map(r => r.exitCode), [0, 0, 0, 0], 'all exit 0', { results })
+    t.same(
+      results.map(r => r.exitCode),
+      [0, 0, 0, 0],
+      'all exit 0',
+      { results },
+    )
     await initOk(t, box, env, ['verify'])
     const save = (await box.exec('pod', `${iptables}-save`, [])).stdout
     t.equal(save.match(/-j SIDECAR_OUTBOUND/g)?.length, 1, 'one jump to the outbound chain')
@@ -93,7 +104,9 @@ for (const backend of BACKENDS) {
         t.equal(result.exitCode, 2, `${variable}=${JSON.stringify(value)} exits 2`)
         const lines = result.output.trim().split('\n')
         t.equal(lines.length, 1, 'one line', { output: result.output })
-        t.ok(lines[0]?.includes(`${variable}=${JSON.stringify(value)} is not valid: expected`), 'names variable, value and what is accepted', { output: result.output })
+        t.ok(lines[0]?.includes(`${variable}=${JSON.stringify(value)} is not valid: expected`), 'names variable, value and what is accepted', {
+          output: result.output,
+        })
       }
     }
     t.equal(await snapshot(box), before, 'the ruleset is byte-identical after every refused run')

@@ -33,7 +33,12 @@ const markFromEnvoyConfig = async (box: Sandbox, env: Record<string, string>): P
 
 const startAgent = (box: Sandbox, env: Record<string, string>, proxyArgs: string[], agentArgs: string[] = []): Started => {
   const { cli, peer } = programs()
-  return box.start('pod', process.execPath, [cli, 'run', '--restart', 'on-failure', ...agentArgs, '--', process.execPath, peer, 'proxy', '5001', ...proxyArgs], env)
+  return box.start(
+    'pod',
+    process.execPath,
+    [cli, 'run', '--restart', 'on-failure', ...agentArgs, '--', process.execPath, peer, 'proxy', '5001', ...proxyArgs],
+    env,
+  )
 }
 
 const isReady = (line: string): boolean => line.includes('"ready"')
@@ -59,7 +64,15 @@ const expectPrivileges = (t: Test, pid: number, what: string, caps: bigint): voi
 }
 
 /** A connection relayed by the proxy: it answers as the real destination, and the proxy logged the relay. */
-const expectRelayed = async (t: Test, box: Sandbox, agent: Started, from: 'pod' | 'remote', host: string, port: number, label: string): Promise<void> => {
+const expectRelayed = async (
+  t: Test,
+  box: Sandbox,
+  agent: Started,
+  from: 'pod' | 'remote',
+  host: string,
+  port: number,
+  label: string,
+): Promise<void> => {
   const before = agent.lines.length
   const result = await box.connect(from, host, port)
   t.equal(result.reply?.label, label, `${from} -> ${host}:${port} answered by ${label}`, { result })
@@ -69,33 +82,40 @@ const expectRelayed = async (t: Test, box: Sandbox, agent: Started, from: 'pod' 
 
 for (const backend of BACKENDS) {
   for (const [method, spec] of Object.entries(METHODS)) {
-    t.test(`${backend}, ${method}: a proxy started through run relays both ways without a loop, with exactly its privileges, across a restart`, async t => {
-      if (!kernelAvailable(t)) return
-      const box = await withSandbox(t)
-      if (method === 'cgroup') await withNetCls(t, box, CLASSID)
-      const env = { ISTIO_BACKEND: backend, ...spec.env }
-      const report = await initOk(t, box, { ...env, ISTIO_VERIFY: 'live' })
-      for (const family of ['ipv4', 'ipv6']) {
-        for (const check of ['capture', 'bypass', 'loopback']) t.match(report, `${family} ${check}: passed`, `init's live probe: ${family} ${check}`)
-      }
-      await box.serve('pod', ['app=[::]:8080'])
-      await box.serve('remote', ['remote=[::]:9090'])
-      const agent = startAgent(box, env, method === 'mark' ? await markFromEnvoyConfig(box, env) : [])
-      for (const restart of [0, 1]) {
-        const pid = await readyPid(agent, restart)
-        expectPrivileges(t, pid, `proxy (start ${restart + 1})`, spec.caps)
-        expectPrivileges(t, agent.pid, 'the agent itself', spec.caps)
-        if (method === 'cgroup') t.equal(await classidOf(pid), CLASSID, 'the proxy is in the net_cls group')
-        await expectRelayed(t, box, agent, 'pod', REMOTE, 9090, 'remote')
-        await expectRelayed(t, box, agent, 'pod', REMOTE6, 9090, 'remote')
-        await expectRelayed(t, box, agent, 'remote', POD, 8080, 'app')
-        await expectRelayed(t, box, agent, 'remote', POD6, 8080, 'app')
-        if (restart === 0) process.kill(pid, 'SIGKILL')
-      }
-      t.ok(agent.lines.some(l => l.includes('restarting the proxy in 100 ms')), 'the agent logged the restart')
-      process.kill(agent.pid, 'SIGTERM')
-      t.equal(await agent.exited, 143, 'SIGTERM is passed on, and the agent exits as the proxy did (128+15)')
-    })
+    t.test(
+      `${backend}, ${method}: a proxy started through run relays both ways without a loop, with exactly its privileges, across a restart`,
+      async t => {
+        if (!kernelAvailable(t)) return
+        const box = await withSandbox(t)
+        if (method === 'cgroup') await withNetCls(t, box, CLASSID)
+        const env = { ISTIO_BACKEND: backend, ...spec.env }
+        const report = await initOk(t, box, { ...env, ISTIO_VERIFY: 'live' })
+        for (const family of ['ipv4', 'ipv6']) {
+          for (const check of ['capture', 'bypass', 'loopback'])
+            t.match(report, `${family} ${check}: passed`, `init's live probe: ${family} ${check}`)
+        }
+        await box.serve('pod', ['app=[::]:8080'])
+        await box.serve('remote', ['remote=[::]:9090'])
+        const agent = startAgent(box, env, method === 'mark' ? await markFromEnvoyConfig(box, env) : [])
+        for (const restart of [0, 1]) {
+          const pid = await readyPid(agent, restart)
+          expectPrivileges(t, pid, `proxy (start ${restart + 1})`, spec.caps)
+          expectPrivileges(t, agent.pid, 'the agent itself', spec.caps)
+          if (method === 'cgroup') t.equal(await classidOf(pid), CLASSID, 'the proxy is in the net_cls group')
+          await expectRelayed(t, box, agent, 'pod', REMOTE, 9090, 'remote')
+          await expectRelayed(t, box, agent, 'pod', REMOTE6, 9090, 'remote')
+          await expectRelayed(t, box, agent, 'remote', POD, 8080, 'app')
+          await expectRelayed(t, box, agent, 'remote', POD6, 8080, 'app')
+          if (restart === 0) process.kill(pid, 'SIGKILL')
+        }
+        t.ok(
+          agent.lines.some(l => l.includes('restarting the proxy in 100 ms')),
+          'the agent logged the restart',
+        )
+        process.kill(agent.pid, 'SIGTERM')
+        t.equal(await agent.exited, 143, 'SIGTERM is passed on, and the agent exits as the proxy did (128+15)')
+      },
+    )
   }
 }
 
@@ -128,7 +148,12 @@ t.test('without the identity its method exempts, the proxy loops or is refused',
     ['cgroup, started outside the group and without root', { ISTIO_OUTBOUND_METHOD: 'cgroup' }, /in no net_cls group with classid 0x100001/],
   ]
   for (const [what, env, message] of unprivileged) {
-    const agent = box.start('pod', 'setpriv', ['--reuid=1337', '--regid=1337', '--clear-groups', process.execPath, cli, 'run', '--', process.execPath, peer, 'proxy', '5001'], env)
+    const agent = box.start(
+      'pod',
+      'setpriv',
+      ['--reuid=1337', '--regid=1337', '--clear-groups', process.execPath, cli, 'run', '--', process.execPath, peer, 'proxy', '5001'],
+      env,
+    )
     t.equal(await agent.exited, 6, `${what}: exit 6`)
     t.match(agent.lines.join('\n'), message)
   }
@@ -176,7 +201,8 @@ t.test('the demo works from an install only root can read, as a clone in /root i
   const root = dirname(dirname(programs().cli))
   const dir = mkdtempSync(`${(await import('node:os')).tmpdir()}/sr-private-`)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  for (const part of ['dist', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix']) cpSync(`${root}/${part}`, `${dir}/${part}`, { recursive: true })
+  for (const part of ['dist', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix'])
+    cpSync(`${root}/${part}`, `${dir}/${part}`, { recursive: true })
   chmodSync(dir, 0o700)
   const { runForStatus } = await import('../../src/exec/processes.js')
   const result = await runForStatus('env', ['-u', 'NODE_OPTIONS', process.execPath, `${dir}/dist/cli.mjs`, 'demo'])

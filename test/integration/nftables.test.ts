@@ -10,7 +10,12 @@ t.test('nftables: idempotent, one table for both families, and clean restores th
   const box = await withSandbox(t)
   // Foreign rules: an iptables-nft nat table and a native table of someone else's.
   await box.exec('pod', 'iptables-nft', ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '25', '-j', 'RETURN'])
-  await box.exec('pod', 'nft', ['-f', '-'], 'table inet foreign {\n\tchain output {\n\t\ttype filter hook output priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n')
+  await box.exec(
+    'pod',
+    'nft',
+    ['-f', '-'],
+    'table inet foreign {\n\tchain output {\n\t\ttype filter hook output priority 0; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n',
+  )
   const before = await snapshot(box)
   t.match(await initOk(t, box, env), /inet: \d+ rules in table inet sidecar_redirect, applied/)
   const after = await snapshot(box)
@@ -27,7 +32,12 @@ t.test('nftables: inits at the same moment end in one correct table', async t =>
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)
   const results = await Promise.all([1, 2, 3, 4].map(() => box.runInit({ ...env, ISTIO_VERIFY: 'rules' })))
-  t.same(results.map(r => r.exitCode), [0, 0, 0, 0], 'all exit 0', { results })
+  t.same(
+    results.map(r => r.exitCode),
+    [0, 0, 0, 0],
+    'all exit 0',
+    { results },
+  )
   await initOk(t, box, env, ['verify'])
   t.equal((await box.exec('pod', 'nft', ['list', 'tables'])).stdout.trim(), 'table inet sidecar_redirect')
 })

@@ -35,7 +35,9 @@ for (const backend of BACKENDS) {
     await initOk(t, box, env)
     await initOk(t, box, env)
     const during = await snapshot(box)
-    for (const line of before.split('\n').filter(l => /SIDECAR_(ANYTHING|SVC4_OTHER|SVCX)|sidecar-redirect\/(outbound-masquerade|inbound)?"|sidecar_redirect_other/.test(l))) {
+    for (const line of before
+      .split('\n')
+      .filter(l => /SIDECAR_(ANYTHING|SVC4_OTHER|SVCX)|sidecar-redirect\/(outbound-masquerade|inbound)?"|sidecar_redirect_other/.test(l))) {
       t.ok(during.includes(line), `kept: ${line}`)
     }
     await initOk(t, box, env, ['clean'])
@@ -53,14 +55,22 @@ for (const backend of IPTABLES_BACKENDS) {
     for (const command of ['init', 'clean']) {
       const result = await box.runInit({ ISTIO_BACKEND: backend, ISTIO_VERIFY: 'rules' }, [command])
       t.equal(result.exitCode, 3, `${command} exits 3`, { output: result.output })
-      t.match(result.output, new RegExp(`${backend} ipv4 nat: chain SIDECAR_OUTBOUND has our name but is not ours.*-A SIDECAR_OUTBOUND -p tcp -j RETURN`))
+      t.match(
+        result.output,
+        new RegExp(`${backend} ipv4 nat: chain SIDECAR_OUTBOUND has our name but is not ours.*-A SIDECAR_OUTBOUND -p tcp -j RETURN`),
+      )
       t.equal(await snapshot(box), before, `${command} changed nothing`)
     }
     await box.exec('pod', backend, ['-t', 'nat', '-F', 'SIDECAR_OUTBOUND'])
     await box.exec('pod', backend, ['-t', 'nat', '-X', 'SIDECAR_OUTBOUND'])
     await box.exec('pod', 'ipset', ['create', 'SIDECAR_SVC4', 'hash:ip'])
     const withSet = await snapshot(box)
-    const refused = await box.runInit({ ISTIO_BACKEND: backend, ISTIO_VERIFY: 'rules', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.2' })
+    const refused = await box.runInit({
+      ISTIO_BACKEND: backend,
+      ISTIO_VERIFY: 'rules',
+      ISTIO_OUTBOUND_METHOD: 'explicit',
+      ISTIO_SERVICES: '198.18.0.2',
+    })
     t.equal(refused.exitCode, 3, 'a foreign set with our name: exit 3', { output: refused.output })
     t.match(refused.output, /ipset SIDECAR_SVC4 has our name but is not ours/)
     t.equal(await snapshot(box), withSet, 'nothing changed')
@@ -100,15 +110,20 @@ t.test('an IPv6 config that lists no interface is not taken as "no IPv6": IPv6 i
   await box.serve('pod', ['proxy=[::]:5001'])
   await box.serve('remote', ['remote=[::]:9090'])
   // An empty tmpfs over /proc/sys/net/ipv6/conf in a mount namespace of init's own hides every interface.
-  const hidden = await box.tryExec('pod', 'unshare', [
-    '-m',
-    'sh',
-    '-c',
-    `mount -t tmpfs none /proc/sys/net/ipv6/conf && ls /proc/sys/net/ipv6/conf | wc -l && exec "$0" "$@"`,
-    process.execPath,
-    new URL('../../dist/cli.mjs', import.meta.url).pathname,
-    'init',
-  ], { ISTIO_VERIFY: 'rules' })
+  const hidden = await box.tryExec(
+    'pod',
+    'unshare',
+    [
+      '-m',
+      'sh',
+      '-c',
+      `mount -t tmpfs none /proc/sys/net/ipv6/conf && ls /proc/sys/net/ipv6/conf | wc -l && exec "$0" "$@"`,
+      process.execPath,
+      new URL('../../dist/cli.mjs', import.meta.url).pathname,
+      'init',
+    ],
+    { ISTIO_VERIFY: 'rules' },
+  )
   t.equal(hidden.exitCode, 0, 'init exits 0', { output: hidden.output })
   t.match(hidden.output, /^0$/m, 'the interfaces were hidden')
   t.match(hidden.output, /families\s+ipv4, ipv6: the kernel has IPv6, though \/proc\/sys\/net\/ipv6\/conf lists no interface/)

@@ -18,7 +18,10 @@ const SCENARIOS: Record<string, Scenario> = {
   'defaults: app traffic is captured both ways; the proxy UID and loopback are not': {
     env: {},
     check: async (t, box) => {
-      for (const [pod, remote] of [[POD, REMOTE], [POD6, REMOTE6]] as const) {
+      for (const [pod, remote] of [
+        [POD, REMOTE],
+        [POD6, REMOTE6],
+      ] as const) {
         await expectCaptured(t, box, { from: 'pod', host: remote, port: 9090 })
         await expectCaptured(t, box, { from: 'pod', host: remote, port: 9090, as: { uid: 1000 } })
         await expectBypassed(t, box, { from: 'pod', host: remote, port: 9090, as: { uid: 1337 } }, 'remote')
@@ -36,7 +39,10 @@ const SCENARIOS: Record<string, Scenario> = {
       ISTIO_PROXY_GID: '2000',
     },
     check: async (t, box) => {
-      for (const [pod, remote, other] of [[POD, REMOTE, OTHER], [POD6, REMOTE6, OTHER6]] as const) {
+      for (const [pod, remote, other] of [
+        [POD, REMOTE, OTHER],
+        [POD6, REMOTE6, OTHER6],
+      ] as const) {
         await expectBypassed(t, box, { from: 'remote', host: pod, port: 8081 }, 'app-8081')
         await expectCaptured(t, box, { from: 'remote', host: pod, port: 8080 })
         await expectBypassed(t, box, { from: 'pod', host: remote, port: 9091 }, 'remote-9091')
@@ -50,7 +56,10 @@ const SCENARIOS: Record<string, Scenario> = {
   'inclusions capture only what is listed: inbound ports, outbound CIDRs': {
     env: { ISTIO_INBOUND_PORTS: '8081,9000-9100', ISTIO_OUTBOUND_INCLUDE_CIDRS: `${OTHER}/32,${OTHER6}/128` },
     check: async (t, box) => {
-      for (const [pod, remote, other] of [[POD, REMOTE, OTHER], [POD6, REMOTE6, OTHER6]] as const) {
+      for (const [pod, remote, other] of [
+        [POD, REMOTE, OTHER],
+        [POD6, REMOTE6, OTHER6],
+      ] as const) {
         await expectCaptured(t, box, { from: 'remote', host: pod, port: 8081 })
         await expectBypassed(t, box, { from: 'remote', host: pod, port: 8080 }, 'app')
         await expectCaptured(t, box, { from: 'pod', host: other, port: 9090 })
@@ -61,7 +70,10 @@ const SCENARIOS: Record<string, Scenario> = {
   'explicit: only listed services are captured, and the proxy dialing a listed one is not': {
     env: { ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: `${OTHER}:9090, [${OTHER6}]:9090, ${REMOTE}/32:9091, [${REMOTE6}]:9091` },
     check: async (t, box) => {
-      for (const [remote, other] of [[REMOTE, OTHER], [REMOTE6, OTHER6]] as const) {
+      for (const [remote, other] of [
+        [REMOTE, OTHER],
+        [REMOTE6, OTHER6],
+      ] as const) {
         await expectCaptured(t, box, { from: 'pod', host: other, port: 9090 })
         await expectCaptured(t, box, { from: 'pod', host: remote, port: 9091 })
         await expectBypassed(t, box, { from: 'pod', host: remote, port: 9090 }, 'remote')

@@ -20,11 +20,17 @@ const hungTool = (t: Test, name: string): string => {
   return dir
 }
 
-const LISTEN = (name: string): string => `require('net').createServer(s => s.destroy()).listen(${JSON.stringify(name)}, () => console.log('holding')); setInterval(() => {}, 1e6)`
+const LISTEN = (name: string): string =>
+  `require('net').createServer(s => s.destroy()).listen(${JSON.stringify(name)}, () => console.log('holding')); setInterval(() => {}, 1e6)`
 const RULE_LOCK = '\0sidecar-redirect/rules'
 
 const holdLock = async (t: Test, box: Sandbox, setpriv: string[]): Promise<number> => {
-  const holder = box.start('pod', setpriv.length > 0 ? 'setpriv' : process.execPath, [...setpriv, ...(setpriv.length > 0 ? [process.execPath] : []), '-e', LISTEN(RULE_LOCK)])
+  const holder = box.start('pod', setpriv.length > 0 ? 'setpriv' : process.execPath, [
+    ...setpriv,
+    ...(setpriv.length > 0 ? [process.execPath] : []),
+    '-e',
+    LISTEN(RULE_LOCK),
+  ])
   t.teardown(() => holder.stop())
   await holder.waitForLine(l => l === 'holding')
   return holder.pid
@@ -41,9 +47,17 @@ t.test('a hung ip6tables-restore is killed after ISTIO_EXEC_TIMEOUT: exit 3 nami
   const before = await snapshot(box)
   const stubs = hungTool(t, 'ip6tables-nft-restore')
   const started = Date.now()
-  const result = await box.runInit({ ISTIO_BACKEND: 'iptables-nft', ISTIO_VERIFY: 'rules', ISTIO_EXEC_TIMEOUT: '1', PATH: `${stubs}:${process.env['PATH']}` })
+  const result = await box.runInit({
+    ISTIO_BACKEND: 'iptables-nft',
+    ISTIO_VERIFY: 'rules',
+    ISTIO_EXEC_TIMEOUT: '1',
+    PATH: `${stubs}:${process.env['PATH']}`,
+  })
   t.equal(result.exitCode, 3, 'exit 3', { output: result.output })
-  t.match(result.output, /ip6tables-nft-restore --noflush -w 5 \(given a \d+-byte transaction on stdin\) was still running after 1 s \(ISTIO_EXEC_TIMEOUT\) and was killed \[E_ENVIRONMENT\]/)
+  t.match(
+    result.output,
+    /ip6tables-nft-restore --noflush -w 5 \(given a \d+-byte transaction on stdin\) was still running after 1 s \(ISTIO_EXEC_TIMEOUT\) and was killed \[E_ENVIRONMENT\]/,
+  )
   t.ok(Date.now() - started < 60_000, 'init ended (a hang would hit the test timeout instead)')
   t.equal(await snapshot(box), before, 'the IPv4 transaction that went through was rolled back')
 })
@@ -55,7 +69,10 @@ t.test('the rule lock: an unprivileged squatter is refused at once, naming it', 
   const squatter = await holdLock(t, box, ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all'])
   const refused = await box.runInit({ ISTIO_VERIFY: 'rules' })
   t.equal(refused.exitCode, 3, { output: refused.output })
-  t.match(refused.output, `rule lock (@sidecar-redirect/rules) is held by PID ${squatter}, UID 65534, which lacks CAP_NET_ADMIN, so it is no sidecar-redirect; refusing rather than waiting on it`)
+  t.match(
+    refused.output,
+    `rule lock (@sidecar-redirect/rules) is held by PID ${squatter}, UID 65534, which lacks CAP_NET_ADMIN, so it is no sidecar-redirect; refusing rather than waiting on it`,
+  )
   t.equal(await snapshot(box), before, 'nothing was changed')
 })
 
@@ -80,6 +97,9 @@ t.test('a busy xtables lock is exit 3 (the environment), not exit 4 (a refusal)'
   await flock.waitForLine(l => l === 'locked')
   const result = await box.runInit({ ISTIO_BACKEND: 'iptables-legacy', ISTIO_VERIFY: 'rules', XTABLES_LOCKFILE: lockFile })
   t.equal(result.exitCode, 3, { output: result.output })
-  t.match(result.output, /ipv[46]: another program held the xtables lock for longer than iptables waited \(-w 5\); nothing was changed \[E_ENVIRONMENT\]/)
+  t.match(
+    result.output,
+    /ipv[46]: another program held the xtables lock for longer than iptables waited \(-w 5\); nothing was changed \[E_ENVIRONMENT\]/,
+  )
   t.equal(await snapshot(box), before, 'nothing was changed')
 })

@@ -31,7 +31,10 @@ interface Row {
   readonly names?: (backend: Backend) => RegExp
 }
 
-const own = (backend: Backend, args: string[], v6 = false) => (box: Sandbox) => box.exec('pod', OWN[backend]!.replace('iptables', v6 ? 'ip6tables' : 'iptables'), args)
+const own =
+  (backend: Backend, args: string[], v6 = false) =>
+  (box: Sandbox) =>
+    box.exec('pod', OWN[backend]!.replace('iptables', v6 ? 'ip6tables' : 'iptables'), args)
 
 const ROWS: readonly Row[] = [
   {
@@ -54,7 +57,23 @@ const ROWS: readonly Row[] = [
   },
   {
     name: 'a DNAT in the other iptables variant',
-    add: (box, b) => box.exec('pod', OTHER[b], ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '--dport', '9090', '-j', 'DNAT', '--to-destination', `${REMOTE}:9091`]),
+    add: (box, b) =>
+      box.exec('pod', OTHER[b], [
+        '-t',
+        'nat',
+        '-A',
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-d',
+        REMOTE,
+        '--dport',
+        '9090',
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${REMOTE}:9091`,
+      ]),
     escapes: 'foreign',
     path: OUT,
     escapedTo: 'remote-9091',

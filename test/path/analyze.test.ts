@@ -16,34 +16,153 @@ const save = (table: string, lines: readonly string[], chains: readonly string[]
 const planFor = (env: Record<string, string> = {}) => buildPlan(parseSettings(env), ['ipv4', 'ipv6']).families[0]!
 
 // Each row: where the foreign rule sits, and whether it lets captured TCP escape (a finding) or provably cannot.
-const ROWS: { name: string; env?: Record<string, string>; text: string; tool?: string; table?: 'nat' | 'raw' | 'mangle'; escapes: RegExp | false }[] = [
-  { name: 'a RETURN ahead of our jump', text: save('nat', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j RETURN', JUMPS.OUTPUT]), escapes: /end OUTPUT .*before our jump \(rule 2\)/ },
-  { name: 'an ACCEPT for a port ahead of our inbound jump', text: save('nat', ['-A PREROUTING -p tcp -m tcp --dport 8080 -j ACCEPT', JUMPS.PREROUTING]), escapes: /end PREROUTING/ },
-  { name: 'a jump ahead to a chain that accepts', text: save('nat', ['-A OUTPUT -j FOREIGN', JUMPS.OUTPUT, '-A FOREIGN -p tcp -j ACCEPT'], ['FOREIGN']), escapes: /end OUTPUT/ },
-  { name: 'a jump ahead to a chain that only returns', text: save('nat', ['-A OUTPUT -j FOREIGN', JUMPS.OUTPUT, '-A FOREIGN -p tcp -j RETURN'], ['FOREIGN']), escapes: false },
-  { name: 'a goto ahead to a chain that returns (ends the built-in chain)', text: save('nat', ['-A OUTPUT -g FOREIGN', JUMPS.OUTPUT, '-A FOREIGN -j RETURN'], ['FOREIGN']), escapes: /end OUTPUT/ },
-  { name: 'UDP ahead of our jump', text: save('nat', ['-A OUTPUT -p udp -j RETURN', '-A OUTPUT -p udp -m udp --dport 53 -j DNAT --to-destination 198.18.0.9:53', JUMPS.OUTPUT]), escapes: false },
-  { name: 'a LOG ahead of our jump', text: save('nat', ['-A OUTPUT -p tcp -j LOG', JUMPS.OUTPUT]), escapes: false },
-  { name: 'the proxy UID returned ahead of our jump', text: save('nat', ['-A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN', JUMPS.OUTPUT]), escapes: false },
-  { name: 'another UID returned ahead of our jump', text: save('nat', ['-A OUTPUT -p tcp -m owner --uid-owner 1000 -j RETURN', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
-  { name: 'a destination we exclude anyway', env: { ISTIO_OUTBOUND_EXCLUDE_CIDRS: '198.18.9.0/24' }, text: save('nat', ['-A OUTPUT -d 198.18.9.9/32 -p tcp -j RETURN', JUMPS.OUTPUT]), escapes: false },
-  { name: 'a destination outside the included CIDRs', env: { ISTIO_OUTBOUND_INCLUDE_CIDRS: '198.18.0.0/24' }, text: save('nat', ['-A OUTPUT -d 198.19.0.1/32 -p tcp -j RETURN', JUMPS.OUTPUT]), escapes: false },
-  { name: 'a destination inside the included CIDRs', env: { ISTIO_OUTBOUND_INCLUDE_CIDRS: '198.18.0.0/24' }, text: save('nat', ['-A OUTPUT -d 198.18.0.7/32 -p tcp -j RETURN', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
-  { name: 'a port we exclude anyway', env: { ISTIO_OUTBOUND_EXCLUDE_PORTS: '9000-9100' }, text: save('nat', ['-A OUTPUT -p tcp -m tcp --dport 9050 -j RETURN', JUMPS.OUTPUT]), escapes: false },
-  { name: 'an inbound port we do not capture', env: { ISTIO_INBOUND_PORTS: '8080' }, text: save('nat', ['-A PREROUTING -p tcp -m tcp --dport 22 -j ACCEPT', JUMPS.PREROUTING]), escapes: false },
-  { name: 'a negated match is not trusted to narrow', text: save('nat', ['-A OUTPUT -p tcp -m tcp ! --dport 9999 -j RETURN', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
-  { name: 'a rule after our jump', text: save('nat', [JUMPS.OUTPUT, '-A OUTPUT -p tcp -j RETURN']), escapes: false },
-  { name: 'an unknown target ahead', text: save('nat', ['-A OUTPUT -p tcp -j FUTURE --x', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
-  { name: 'a DNAT in the other variant', tool: 'iptables-legacy', text: save('nat', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j DNAT --to-destination 198.18.0.2:9']), escapes: /bind .* alongside ours/ },
-  { name: 'a RETURN in the other variant (the next nat chain still runs)', tool: 'iptables-legacy', text: save('nat', ['-A OUTPUT -p tcp -j RETURN']), escapes: false },
-  { name: 'a raw NOTRACK', text: save('raw', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j CT --notrack']), table: 'raw', escapes: /connection tracking/ },
-  { name: 'a raw NOTRACK in legacy form', tool: 'iptables-legacy', text: save('raw', ['-A PREROUTING -p tcp -j NOTRACK']), table: 'raw', escapes: /connection tracking/ },
-  { name: 'a raw zone change', text: save('raw', ['-A OUTPUT -p tcp -j CT --zone 3']), table: 'raw', escapes: /conntrack zone/ },
-  { name: 'a raw NOTRACK for UDP only', text: save('raw', ['-A OUTPUT -p udp -j CT --notrack']), table: 'raw', escapes: false },
-  { name: 'a mangle MARK (method uid)', text: save('mangle', ['-A OUTPUT -p tcp -j MARK --set-xmark 0x1/0xffffffff']), table: 'mangle', escapes: false },
-  { name: 'a mangle MARK (method mark)', env: { ISTIO_OUTBOUND_METHOD: 'mark' }, text: save('mangle', ['-A OUTPUT -p tcp -j MARK --set-xmark 0x1/0xffffffff']), table: 'mangle', escapes: /set the mark/ },
-  { name: 'a mangle TPROXY for inbound', text: save('mangle', ['-A PREROUTING -p tcp -j TPROXY --on-port 1 --on-ip 0.0.0.0 --tproxy-mark 0x1/0x1']), table: 'mangle', escapes: /another socket/ },
-]
+const ROWS: { name: string; env?: Record<string, string>; text: string; tool?: string; table?: 'nat' | 'raw' | 'mangle'; escapes: RegExp | false }[] =
+  [
+    {
+      name: 'a RETURN ahead of our jump',
+      text: save('nat', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: /end OUTPUT .*before our jump \(rule 2\)/,
+    },
+    {
+      name: 'an ACCEPT for a port ahead of our inbound jump',
+      text: save('nat', ['-A PREROUTING -p tcp -m tcp --dport 8080 -j ACCEPT', JUMPS.PREROUTING]),
+      escapes: /end PREROUTING/,
+    },
+    {
+      name: 'a jump ahead to a chain that accepts',
+      text: save('nat', ['-A OUTPUT -j FOREIGN', JUMPS.OUTPUT, '-A FOREIGN -p tcp -j ACCEPT'], ['FOREIGN']),
+      escapes: /end OUTPUT/,
+    },
+    {
+      name: 'a jump ahead to a chain that only returns',
+      text: save('nat', ['-A OUTPUT -j FOREIGN', JUMPS.OUTPUT, '-A FOREIGN -p tcp -j RETURN'], ['FOREIGN']),
+      escapes: false,
+    },
+    {
+      name: 'a goto ahead to a chain that returns (ends the built-in chain)',
+      text: save('nat', ['-A OUTPUT -g FOREIGN', JUMPS.OUTPUT, '-A FOREIGN -j RETURN'], ['FOREIGN']),
+      escapes: /end OUTPUT/,
+    },
+    {
+      name: 'UDP ahead of our jump',
+      text: save('nat', ['-A OUTPUT -p udp -j RETURN', '-A OUTPUT -p udp -m udp --dport 53 -j DNAT --to-destination 198.18.0.9:53', JUMPS.OUTPUT]),
+      escapes: false,
+    },
+    { name: 'a LOG ahead of our jump', text: save('nat', ['-A OUTPUT -p tcp -j LOG', JUMPS.OUTPUT]), escapes: false },
+    {
+      name: 'the proxy UID returned ahead of our jump',
+      text: save('nat', ['-A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN', JUMPS.OUTPUT]),
+      escapes: false,
+    },
+    {
+      name: 'another UID returned ahead of our jump',
+      text: save('nat', ['-A OUTPUT -p tcp -m owner --uid-owner 1000 -j RETURN', JUMPS.OUTPUT]),
+      escapes: /end OUTPUT/,
+    },
+    {
+      name: 'a destination we exclude anyway',
+      env: { ISTIO_OUTBOUND_EXCLUDE_CIDRS: '198.18.9.0/24' },
+      text: save('nat', ['-A OUTPUT -d 198.18.9.9/32 -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: false,
+    },
+    {
+      name: 'a destination outside the included CIDRs',
+      env: { ISTIO_OUTBOUND_INCLUDE_CIDRS: '198.18.0.0/24' },
+      text: save('nat', ['-A OUTPUT -d 198.19.0.1/32 -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: false,
+    },
+    {
+      name: 'a destination inside the included CIDRs',
+      env: { ISTIO_OUTBOUND_INCLUDE_CIDRS: '198.18.0.0/24' },
+      text: save('nat', ['-A OUTPUT -d 198.18.0.7/32 -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: /end OUTPUT/,
+    },
+    {
+      name: 'a port we exclude anyway',
+      env: { ISTIO_OUTBOUND_EXCLUDE_PORTS: '9000-9100' },
+      text: save('nat', ['-A OUTPUT -p tcp -m tcp --dport 9050 -j RETURN', JUMPS.OUTPUT]),
+      escapes: false,
+    },
+    {
+      name: 'an inbound port we do not capture',
+      env: { ISTIO_INBOUND_PORTS: '8080' },
+      text: save('nat', ['-A PREROUTING -p tcp -m tcp --dport 22 -j ACCEPT', JUMPS.PREROUTING]),
+      escapes: false,
+    },
+    {
+      name: 'a negated match is not trusted to narrow',
+      text: save('nat', ['-A OUTPUT -p tcp -m tcp ! --dport 9999 -j RETURN', JUMPS.OUTPUT]),
+      escapes: /end OUTPUT/,
+    },
+    {
+      name: 'an interface we exclude anyway',
+      env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+      text: save('nat', ['-A OUTPUT -o side0 -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: false,
+    },
+    {
+      name: 'a DNAT in the other variant on an inbound interface we exclude',
+      env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+      tool: 'iptables-legacy',
+      text: save('nat', ['-A PREROUTING -i side0 -p tcp -j DNAT --to-destination 198.18.0.2:9']),
+      escapes: false,
+    },
+    {
+      name: 'an interface other than the one we exclude',
+      env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+      text: save('nat', ['-A PREROUTING -i side1 -p tcp -j ACCEPT', JUMPS.PREROUTING]),
+      escapes: /end PREROUTING/,
+    },
+    {
+      name: 'an interface wildcard is not trusted to narrow',
+      env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+      text: save('nat', ['-A OUTPUT -o side+ -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: /end OUTPUT/,
+    },
+    { name: 'a rule after our jump', text: save('nat', [JUMPS.OUTPUT, '-A OUTPUT -p tcp -j RETURN']), escapes: false },
+    { name: 'an unknown target ahead', text: save('nat', ['-A OUTPUT -p tcp -j FUTURE --x', JUMPS.OUTPUT]), escapes: /end OUTPUT/ },
+    {
+      name: 'a DNAT in the other variant',
+      tool: 'iptables-legacy',
+      text: save('nat', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j DNAT --to-destination 198.18.0.2:9']),
+      escapes: /bind .* alongside ours/,
+    },
+    {
+      name: 'a RETURN in the other variant (the next nat chain still runs)',
+      tool: 'iptables-legacy',
+      text: save('nat', ['-A OUTPUT -p tcp -j RETURN']),
+      escapes: false,
+    },
+    { name: 'a raw NOTRACK', text: save('raw', ['-A OUTPUT -d 198.18.0.2/32 -p tcp -j CT --notrack']), table: 'raw', escapes: /connection tracking/ },
+    {
+      name: 'a raw NOTRACK in legacy form',
+      tool: 'iptables-legacy',
+      text: save('raw', ['-A PREROUTING -p tcp -j NOTRACK']),
+      table: 'raw',
+      escapes: /connection tracking/,
+    },
+    { name: 'a raw zone change', text: save('raw', ['-A OUTPUT -p tcp -j CT --zone 3']), table: 'raw', escapes: /conntrack zone/ },
+    { name: 'a raw NOTRACK for UDP only', text: save('raw', ['-A OUTPUT -p udp -j CT --notrack']), table: 'raw', escapes: false },
+    {
+      name: 'a mangle MARK (method uid)',
+      text: save('mangle', ['-A OUTPUT -p tcp -j MARK --set-xmark 0x1/0xffffffff']),
+      table: 'mangle',
+      escapes: false,
+    },
+    {
+      name: 'a mangle MARK (method mark)',
+      env: { ISTIO_OUTBOUND_METHOD: 'mark' },
+      text: save('mangle', ['-A OUTPUT -p tcp -j MARK --set-xmark 0x1/0xffffffff']),
+      table: 'mangle',
+      escapes: /set the mark/,
+    },
+    {
+      name: 'a mangle TPROXY for inbound',
+      text: save('mangle', ['-A PREROUTING -p tcp -j TPROXY --on-port 1 --on-ip 0.0.0.0 --tproxy-mark 0x1/0x1']),
+      table: 'mangle',
+      escapes: /another socket/,
+    },
+  ]
 
 for (const row of ROWS) {
   t.test(`iptables text: ${row.name}`, async t => {
@@ -100,7 +219,10 @@ const RULESET = `table inet foreign {
 
 t.test('nft text: each base chain by hook and priority', async t => {
   const tables = seenNftTables(splitRuleset(RULESET))
-  t.same(tables.map(x => x.where), ['nft inet foreign'])
+  t.same(
+    tables.map(x => x.where),
+    ['nft inet foreign'],
+  )
   const chains = tables[0]!.chains
   t.same(
     [...chains.values()].map(c => [c.name, c.hook, c.priority, c.type]),
@@ -119,13 +241,30 @@ t.test('nft text: each base chain by hook and priority', async t => {
     'IPv4: the early DNAT, the TCP notrack and the rewrite behind a jump; not UDP, the late DNAT, a comment, or a mark under uid',
   )
   const v6 = findEscapes(buildPlan(parseSettings({}), ['ipv4', 'ipv6']).families[1]!, tables)
-  t.same(v6.map(f => f.where), ['nft inet foreign raw rule 1', 'nft inet foreign raw rule 3'], 'IPv6: an `ip daddr` rule is IPv4 only; the zone change counts')
+  t.same(
+    v6.map(f => f.where),
+    ['nft inet foreign raw rule 1', 'nft inet foreign raw rule 3'],
+    'IPv6: an `ip daddr` rule is IPv4 only; the zone change counts',
+  )
   const marked = findEscapes(planFor({ ISTIO_OUTBOUND_METHOD: 'mark' }), tables)
-  t.ok(marked.some(f => f.where === 'nft inet foreign mangle rule 1'), 'with the mark method a mark set before nat counts')
+  t.ok(
+    marked.some(f => f.where === 'nft inet foreign mangle rule 1'),
+    'with the mark method a mark set before nat counts',
+  )
 })
 
 t.test('nft text: a table comment and the exact table text are kept', async t => {
   const [table] = splitRuleset(RULESET)
   t.equal(table?.comment, 'not ours')
   t.equal(table?.text, RULESET)
+})
+
+t.test('nft text: a rule on an interface we exclude cannot affect capture; a wildcard or another name can', async t => {
+  const ruleset = (match: string): string =>
+    `table ip foreign {\n\tchain early {\n\t\ttype nat hook prerouting priority -150; policy accept;\n\t\t${match} tcp dport 80 dnat to 198.18.0.5\n\t}\n}\n`
+  const plan = planFor({ ISTIO_EXCLUDE_INTERFACES: 'side0' })
+  t.same(findEscapes(plan, seenNftTables(splitRuleset(ruleset('iifname "side0"')))), [])
+  for (const other of ['iifname "side*"', 'iifname "side1"', 'iifname { "side0", "side1" }']) {
+    t.equal(findEscapes(plan, seenNftTables(splitRuleset(ruleset(other)))).length, 1, other)
+  }
 })

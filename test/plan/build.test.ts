@@ -22,9 +22,15 @@ for (const [name, env] of Object.entries(SCENARIOS)) {
         continue
       }
       t.ok(targets.lastIndexOf('return') < targets.indexOf('redirect'), `${plan.family}: every bypass precedes the capture`)
-      t.ok(outbound.rules.some(r => r.purpose === `proxy-${settings.outboundMethod}`), `${plan.family}: the proxy identity is exempt`)
+      t.ok(
+        outbound.rules.some(r => r.purpose === `proxy-${settings.outboundMethod}`),
+        `${plan.family}: the proxy identity is exempt`,
+      )
       const loopback = outbound.rules.find(r => r.purpose === 'loopback-source')
-      t.same(loopback?.matches[0], { kind: 'source', cidr: { family: plan.family, address: plan.family === 'ipv4' ? '127.0.0.1' : '::1', prefix: plan.family === 'ipv4' ? 32 : 128 } })
+      t.same(loopback?.matches[0], {
+        kind: 'source',
+        cidr: { family: plan.family, address: plan.family === 'ipv4' ? '127.0.0.1' : '::1', prefix: plan.family === 'ipv4' ? 32 : 128 },
+      })
       for (const rule of outbound.rules.filter(r => r.target.kind === 'redirect')) {
         t.same(rule.target, { kind: 'redirect', port: settings.proxyPort })
       }

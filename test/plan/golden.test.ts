@@ -14,7 +14,10 @@ t.test('there are golden cases', async t => t.ok(cases.length >= 6))
 
 for (const file of cases) {
   const name = file.replace(/\.env$/, '')
-  for (const [extension, backend] of [['rules', {}], ['nft', { ISTIO_BACKEND: 'nftables' }]] as const) {
+  for (const [extension, backend] of [
+    ['rules', {}],
+    ['nft', { ISTIO_BACKEND: 'nftables' }],
+  ] as const) {
     t.test(`golden plan: ${name}.${extension}`, async t => {
       const text = renderPlanText(parseSettings({ ...readEnvFile(`${GOLDEN_DIR}/${file}`), ...backend }))
       const goldenPath = `${GOLDEN_DIR}/${name}.${extension}`

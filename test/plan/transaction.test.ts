@@ -59,7 +59,14 @@ t.test('clean renders the removal of exactly what is ours', async t => {
   const text = renderTransaction(EMPTY_STATE, existing)
   t.same(
     text.split('\n').filter(l => /^(-[DX]|:)/.test(l)),
-    [':SIDECAR_INBOUND - [0:0]', ':SIDECAR_OUTBOUND - [0:0]', jumpIn.replace('-A', '-D'), jumpOut.replace('-A', '-D'), '-X SIDECAR_INBOUND', '-X SIDECAR_OUTBOUND'],
+    [
+      ':SIDECAR_INBOUND - [0:0]',
+      ':SIDECAR_OUTBOUND - [0:0]',
+      jumpIn.replace('-A', '-D'),
+      jumpOut.replace('-A', '-D'),
+      '-X SIDECAR_INBOUND',
+      '-X SIDECAR_OUTBOUND',
+    ],
   )
   t.notMatch(text, /FOREIGN/)
 })

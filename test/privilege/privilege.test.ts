@@ -17,10 +17,26 @@ const lookup = (user: string | number): PasswdEntry | undefined => USERS.find(u 
 t.test('the proxy identity: by UID or name, never root', async t => {
   const settings = parseSettings({})
   t.same(resolveIdentity(settings, parseAgentSettings({}), lookup), { uid: 1337, gid: 1337, groups: [1337], name: 'envoy' })
-  t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'proxy' }), lookup), { uid: 2000, gid: 2001, groups: [2001], name: 'proxy' }, 'a named user: its primary GID only, never the group database')
-  t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_GROUPS: '42, 1337,7' }), lookup).groups, [1337, 42, 7], 'ISTIO_PROXY_GROUPS adds exactly its groups')
-  t.same(resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup), { uid: 4242, gid: 4242, groups: [4242], name: undefined }, 'no passwd entry: its own GID')
-  t.same(resolveIdentity(parseSettings({ ISTIO_PROXY_GID: '7' }), parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup).gid, 7, 'ISTIO_PROXY_GID wins')
+  t.same(
+    resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'proxy' }), lookup),
+    { uid: 2000, gid: 2001, groups: [2001], name: 'proxy' },
+    'a named user: its primary GID only, never the group database',
+  )
+  t.same(
+    resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_GROUPS: '42, 1337,7' }), lookup).groups,
+    [1337, 42, 7],
+    'ISTIO_PROXY_GROUPS adds exactly its groups',
+  )
+  t.same(
+    resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup),
+    { uid: 4242, gid: 4242, groups: [4242], name: undefined },
+    'no passwd entry: its own GID',
+  )
+  t.same(
+    resolveIdentity(parseSettings({ ISTIO_PROXY_GID: '7' }), parseAgentSettings({ ISTIO_PROXY_USER: '4242' }), lookup).gid,
+    7,
+    'ISTIO_PROXY_GID wins',
+  )
   t.throws(() => resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'root' }), lookup), PrivilegeError)
   t.throws(() => resolveIdentity(settings, parseAgentSettings({ ISTIO_PROXY_USER: 'nobody-here' }), lookup), /does not exist/)
 })
@@ -39,11 +55,16 @@ t.test('setpriv: exactly no capability, or exactly CAP_NET_ADMIN, and no_new_pri
   const mark = setprivArgs({ uid: 1337, gid: 1337, groups: [1337, 42], name: 'envoy' }, true)
   t.ok(mark.includes('--groups=1337,42'))
   t.notOk(mark.includes('--init-groups'), 'the group database is never asked')
-  t.same(mark.filter(a => a.includes('caps') || a.includes('bounding')), ['--inh-caps=-all,+net_admin', '--ambient-caps=-all,+net_admin', '--bounding-set=-all,+net_admin'])
+  t.same(
+    mark.filter(a => a.includes('caps') || a.includes('bounding')),
+    ['--inh-caps=-all,+net_admin', '--ambient-caps=-all,+net_admin', '--bounding-set=-all,+net_admin'],
+  )
 })
 
 t.test('/proc status parsing', async t => {
-  const status = parseStatus('Name:\tx\nUid:\t1337\t1337\t1337\t1337\nGid:\t1\t2\t3\t4\nGroups:\t1337 \nCapEff:\t0000000000001000\nCapAmb:\t0000000000001000\nNoNewPrivs:\t1\n')
+  const status = parseStatus(
+    'Name:\tx\nUid:\t1337\t1337\t1337\t1337\nGid:\t1\t2\t3\t4\nGroups:\t1337 \nCapEff:\t0000000000001000\nCapAmb:\t0000000000001000\nNoNewPrivs:\t1\n',
+  )
   t.same(status.uids, [1337, 1337, 1337, 1337])
   t.same(status.gids, [1, 2, 3, 4])
   t.same(status.groups, [1337])
@@ -52,7 +73,9 @@ t.test('/proc status parsing', async t => {
   t.equal(status.capBnd, 0n, 'a missing field is an empty set')
   t.ok(status.noNewPrivs)
   t.equal(
-    describeStatus(parseStatus('Uid:\t1337\t1337\t1337\t1337\nGid:\t7\t7\t7\t7\nGroups:\t7 42\nCapEff:\t0000000000001001\nCapBnd:\t0000000000001000\n')),
+    describeStatus(
+      parseStatus('Uid:\t1337\t1337\t1337\t1337\nGid:\t7\t7\t7\t7\nGroups:\t7 42\nCapEff:\t0000000000001001\nCapBnd:\t0000000000001000\n'),
+    ),
     'uid 1337/1337/1337/1337; gid 7/7/7/7; groups 7,42; capabilities effective net_admin,0x1, permitted none, inheritable none, ambient none, bounding net_admin; no_new_privs not set',
   )
 })
@@ -71,7 +94,13 @@ t.test('envoy-config carries the configured mark', async t => {
   const yaml = renderEnvoyConfig(parseSettings({ ISTIO_SO_MARK: '0x10/0xf0' }))
   t.match(yaml, /level: 1 +# SOL_SOCKET\n +name: 36 +# SO_MARK\n +int_value: 16\n +state: STATE_PREBIND/)
   const json = JSON.parse(renderEnvoyConfig(parseSettings({ ISTIO_SO_MARK: '7', ISTIO_LOG_FORMAT: 'json' })))
-  t.same(json.upstream_bind_config.socket_options[0], { description: 'sidecar-redirect: SO_MARK for the mark method', level: 1, name: 36, int_value: 7, state: 'STATE_PREBIND' })
+  t.same(json.upstream_bind_config.socket_options[0], {
+    description: 'sidecar-redirect: SO_MARK for the mark method',
+    level: 1,
+    name: 36,
+    int_value: 7,
+    state: 'STATE_PREBIND',
+  })
 })
 
 t.test('agent and classifier settings refuse bad values, quoting the whole value and naming the variable', async t => {

@@ -40,6 +40,7 @@ t.test('defaults follow the design document', async t => {
   const settings = parseSettings({})
   t.same(formatSettings(settings), {
     ISTIO_PROXY_PORT: '5001',
+    ISTIO_INBOUND_CAPTURE_PORT: '',
     ISTIO_PROXY_UID: '1337',
     ISTIO_PROXY_GID: '',
     ISTIO_OUTBOUND_METHOD: 'uid',
@@ -50,6 +51,7 @@ t.test('defaults follow the design document', async t => {
     ISTIO_OUTBOUND_EXCLUDE_PORTS: '',
     ISTIO_OUTBOUND_INCLUDE_CIDRS: '*',
     ISTIO_OUTBOUND_EXCLUDE_CIDRS: '',
+    ISTIO_EXCLUDE_INTERFACES: '',
     ISTIO_SERVICES: '',
     ISTIO_SERVICES_FILE: '',
     ISTIO_BACKEND: 'auto',
@@ -76,7 +78,11 @@ t.test('accepted forms: hex, spaces in lists, ranges, masks, empty lists', async
   t.equal(s.proxyGid, 1337)
   t.same(s.mark, { value: 0x100, mask: 0xf00 })
   t.equal(s.netClsId, 0x100001)
-  t.same(s.inboundPorts, [{ from: 80, to: 80 }, { from: 8080, to: 8080 }, { from: 9000, to: 9100 }])
+  t.same(s.inboundPorts, [
+    { from: 80, to: 80 },
+    { from: 8080, to: 8080 },
+    { from: 9000, to: 9100 },
+  ])
   t.same(s.outboundIncludeCidrs, [])
   t.same(formatSettings(s)['ISTIO_OUTBOUND_EXCLUDE_CIDRS'], '169.254.169.254/32,2001:db8::/32')
   t.same(parseSettings({ ISTIO_SO_MARK: '0x1/0xffffffff' }).mark, { value: 1, mask: undefined }, 'a full mask is no mask')
@@ -84,23 +90,25 @@ t.test('accepted forms: hex, spaces in lists, ranges, masks, empty lists', async
 })
 
 t.test('an IPv6 CIDR while IPv6 is off is refused, not dropped', async t => {
-  const error = t.throws(() =>
-    parseSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '10.0.0.0/8,2001:db8::/32' }),
-  ) as ConfigError
+  const error = t.throws(() => parseSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '10.0.0.0/8,2001:db8::/32' })) as ConfigError
   t.equal(error.variable, 'ISTIO_OUTBOUND_EXCLUDE_CIDRS')
   t.match(error.accepted, /IPv4 CIDRs only/)
   t.ok(parseSettings({ ISTIO_IPV6: 'auto', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '2001:db8::/32' }))
 })
 
 t.test('with ISTIO_IPV6=false an IPv6 service is refused, from the list or the file, never dropped', async t => {
-  const listed = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80,[2001:db8::1]:443' }, {}, readServicesFile).catch(
-    (e: unknown) => e,
-  )) as ConfigError
+  const listed = (await loadSettings(
+    { ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80,[2001:db8::1]:443' },
+    {},
+    readServicesFile,
+  ).catch((e: unknown) => e)) as ConfigError
   t.type(listed, ConfigError)
   t.equal(listed.variable, 'ISTIO_SERVICES')
   t.match(listed.message, /\[2001:db8::1\/128\]:443.*IPv4 services only while ISTIO_IPV6=false/)
   const file: ReadServices = async (_path, variable) => parseServiceFile('198.18.0.1\n# a comment\n2001:db8::/32\n', variable)
-  const fromFile = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file).catch((e: unknown) => e)) as ConfigError
+  const fromFile = (await loadSettings({ ISTIO_IPV6: 'false', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file).catch(
+    (e: unknown) => e,
+  )) as ConfigError
   t.equal(fromFile.variable, 'ISTIO_SERVICES_FILE')
   t.match(fromFile.message, /line 3: 2001:db8::\/32/)
   const kept = await loadSettings({ ISTIO_IPV6: 'auto', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file)

@@ -22,7 +22,10 @@ const sparse = at('sparse', '')
 truncateSync(sparse, 200 * 1024 * 1024)
 const comments = at('comments', Buffer.alloc(60 * 1024 * 1024, '# nothing but a comment on this line, padded out to 64 bytes...\n'))
 const urandomLike = at('random', randomBytes(1024 * 1024))
-const manyServices = at('many', Array.from({ length: MAX_SERVICES + 1 }, (_, i) => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}:80\n`).join(''))
+const manyServices = at(
+  'many',
+  Array.from({ length: MAX_SERVICES + 1 }, (_, i) => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}:80\n`).join(''),
+)
 
 const REFUSED: [string, string, RegExp][] = [
   ['a FIFO', fifo, /\(it is a FIFO\)$/],
@@ -31,7 +34,11 @@ const REFUSED: [string, string, RegExp][] = [
   ['a directory', dir, /\(it is a directory\)$/],
   ['a missing file', `${dir}/missing`, /\(it cannot be opened: ENOENT\)$/],
   ['a 200 MiB file', sparse, new RegExp(`\\(it is 209715200 bytes, over the ${MAX_FILE_BYTES}-byte limit\\)$`)],
-  ['a line too long', at('long', `198.18.0.1:80\n#${'x'.repeat(MAX_LINE_BYTES)}\n`), new RegExp(`\\(line 2 is longer than ${MAX_LINE_BYTES} bytes\\)$`)],
+  [
+    'a line too long',
+    at('long', `198.18.0.1:80\n#${'x'.repeat(MAX_LINE_BYTES)}\n`),
+    new RegExp(`\\(line 2 is longer than ${MAX_LINE_BYTES} bytes\\)$`),
+  ],
   ['an endless line', at('endless', 'y'.repeat(1024 * 1024)), new RegExp(`\\(line 1 is longer than ${MAX_LINE_BYTES} bytes\\)$`)],
   ['too many services', manyServices, new RegExp(`\\(it lists more than ${MAX_SERVICES} services\\)$`)],
 ]
@@ -61,7 +68,13 @@ t.test('a good file through a symlink (as ConfigMap volumes are) is read line by
   const link = `${dir}/link`
   symlinkSync(real, link)
   const found = await readServicesFile(link, 'ISTIO_SERVICES_FILE')
-  t.same(found.map(l => [l.where, l.text]), [[`${link} line 2: `, '198.18.0.10:80'], [`${link} line 4: `, '198.18.1.0/24']])
+  t.same(
+    found.map(l => [l.where, l.text]),
+    [
+      [`${link} line 2: `, '198.18.0.10:80'],
+      [`${link} line 4: `, '198.18.1.0/24'],
+    ],
+  )
   t.equal((await readServicesFile(comments, 'ISTIO_SERVICES_FILE')).length, 0, 'a 60 MiB file of comments is read to its end')
 })
 
@@ -82,7 +95,13 @@ t.test('in a real child, every refusal is exit 2 and peak memory stays near that
   t.equal(baseline.status, 0, 'a one-line file is planned', { stderr: baseline.stderr })
   // Bound: 32 MiB over the baseline. The old code read the 60 MiB file whole and split it (over 1 GiB).
   const BOUND_KIB = 32 * 1024
-  for (const [what, path] of [['a 60 MiB comment-only file', comments], ['random bytes', urandomLike], ['a FIFO', fifo], ['/dev/urandom', '/dev/urandom'], ['a 200 MiB file', sparse]] as const) {
+  for (const [what, path] of [
+    ['a 60 MiB comment-only file', comments],
+    ['random bytes', urandomLike],
+    ['a FIFO', fifo],
+    ['/dev/urandom', '/dev/urandom'],
+    ['a 200 MiB file', sparse],
+  ] as const) {
     const child = peakOf(path)
     t.equal(child.status, 2, `${what}: exit 2`, { stderr: child.stderr })
     t.ok(child.kib - baseline.kib < BOUND_KIB, `${what}: peak RSS ${child.kib} KiB, baseline ${baseline.kib} KiB`)

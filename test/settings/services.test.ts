@@ -29,10 +29,13 @@ t.test('service entries: IPv4 with or without port, IPv6 bracketed when a port f
 })
 
 t.test('a services file: comments and blank lines skipped, a bad line named by its number', async t => {
-  t.same(parseServiceFile('# header\n198.18.0.10:80\n\n  198.18.1.0/24   # trailing\n', 'F').map(l => [l.where, l.text]), [
-    ['line 2: ', '198.18.0.10:80'],
-    ['line 4: ', '198.18.1.0/24'],
-  ])
+  t.same(
+    parseServiceFile('# header\n198.18.0.10:80\n\n  198.18.1.0/24   # trailing\n', 'F').map(l => [l.where, l.text]),
+    [
+      ['line 2: ', '198.18.0.10:80'],
+      ['line 4: ', '198.18.1.0/24'],
+    ],
+  )
   const error = t.throws(() => parseServiceFile('198.18.0.10:80\nnot-a-service\n', 'ISTIO_SERVICES_FILE')) as ConfigError
   t.equal(error.value, 'line 2: not-a-service')
 })
@@ -48,29 +51,52 @@ t.test('overlapping entries of one kind are refused; a port entry inside an any-
 
 t.test('services need the explicit method, and the explicit method needs services', async t => {
   const none = () => Promise.reject(new Error('no file'))
-  const variableOf = (p: Promise<unknown>) => p.then(() => 'accepted', (e: ConfigError) => e.variable)
+  const variableOf = (p: Promise<unknown>) =>
+    p.then(
+      () => 'accepted',
+      (e: ConfigError) => e.variable,
+    )
   t.equal(await variableOf(loadSettings({ ISTIO_SERVICES: '198.18.0.10:80' }, {}, none)), 'ISTIO_OUTBOUND_METHOD')
   t.equal(await variableOf(loadSettings({ ISTIO_OUTBOUND_METHOD: 'explicit' }, {}, none)), 'ISTIO_SERVICES')
-  const s = await loadSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/x' }, {}, async (_path, variable) => parseServiceFile('198.18.0.10:80\n', variable))
+  const s = await loadSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/x' }, {}, async (_path, variable) =>
+    parseServiceFile('198.18.0.10:80\n', variable),
+  )
   t.equal(s.services.length, 1)
 })
 
 t.test('sets render as ipset members and nft elements, one rule per set however many services', async t => {
-  const settings = parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.10:80-82,198.18.1.0/24,[2001:db8::1]:443', ISTIO_IPV6: 'auto' })
+  const settings = parseSettings({
+    ISTIO_OUTBOUND_METHOD: 'explicit',
+    ISTIO_SERVICES: '198.18.0.10:80-82,198.18.1.0/24,[2001:db8::1]:443',
+    ISTIO_IPV6: 'auto',
+  })
   const plan = buildPlan(settings, ['ipv4', 'ipv6'])
   const v4 = plan.families[0]!.sets
   t.same(v4.map(ipsetMembers), [['198.18.1.0/24'], ['198.18.0.10,tcp:80', '198.18.0.10,tcp:81', '198.18.0.10,tcp:82']])
   const swap = renderIpsetSwap(v4)
-  t.match(swap, /^create SIDECAR_SVC4-next hash:net family inet hashsize 1024 maxelem 65536 comment -exist\nflush SIDECAR_SVC4-next\nadd SIDECAR_SVC4-next 198\.18\.1\.0\/24\ncreate SIDECAR_SVC4 .* -exist\nswap SIDECAR_SVC4-next SIDECAR_SVC4\ncreate SIDECAR_SVC4_PORTS-next /)
-  t.same([...parseIpsetSave('create SIDECAR_SVC4 hash:net family inet comment\nadd SIDECAR_SVC4 198.18.1.0/24\nadd SIDECAR_SVC4 198.18.0.1\n').entries()], [
-    ['SIDECAR_SVC4', { header: 'hash:net family inet comment', members: ['198.18.0.1', '198.18.1.0/24'] }],
-  ])
+  t.match(
+    swap,
+    /^create SIDECAR_SVC4-next hash:net family inet hashsize 1024 maxelem 65536 comment -exist\nflush SIDECAR_SVC4-next\nadd SIDECAR_SVC4-next 198\.18\.1\.0\/24\ncreate SIDECAR_SVC4 .* -exist\nswap SIDECAR_SVC4-next SIDECAR_SVC4\ncreate SIDECAR_SVC4_PORTS-next /,
+  )
+  t.same(
+    [...parseIpsetSave('create SIDECAR_SVC4 hash:net family inet comment\nadd SIDECAR_SVC4 198.18.1.0/24\nadd SIDECAR_SVC4 198.18.0.1\n').entries()],
+    [['SIDECAR_SVC4', { header: 'hash:net family inet comment', members: ['198.18.0.1', '198.18.1.0/24'] }]],
+  )
   const table = renderNftTable(plan)
   t.match(table, /set services4_ports \{\n\t\ttype ipv4_addr \. inet_service\n\t\tflags interval\n\t\telements = \{ 198\.18\.0\.10 \. 80-82 \}\n\t\}/)
   t.match(table, /ip daddr \. tcp dport @services4_ports redirect to :5001/)
-  const many = parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: Array.from({ length: 500 }, (_, i) => `198.18.${i >> 8}.${i & 255}:80`).join(',') })
+  const many = parseSettings({
+    ISTIO_OUTBOUND_METHOD: 'explicit',
+    ISTIO_SERVICES: Array.from({ length: 500 }, (_, i) => `198.18.${i >> 8}.${i & 255}:80`).join(','),
+  })
   const rules = buildPlan(many, ['ipv4']).families[0]!.chains.flatMap(c => c.rules).length
-  t.equal(rules, buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80' }), ['ipv4']).families[0]!.chains.flatMap(c => c.rules).length, 'the rule count does not grow with the services')
+  t.equal(
+    rules,
+    buildPlan(parseSettings({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.1:80' }), ['ipv4']).families[0]!.chains.flatMap(
+      c => c.rules,
+    ).length,
+    'the rule count does not grow with the services',
+  )
 })
 
 t.test('the overlap check agrees with comparing every pair, on random lists', async t => {
@@ -91,7 +117,8 @@ t.test('the overlap check agrees with comparing every pair, on random lists', as
         if ((a.service.ports === undefined) !== (b.service.ports === undefined)) return false
         const [a0, a1] = cidrRange(a.service.cidr)
         const [b0, b1] = cidrRange(b.service.cidr)
-        const ports = !a.service.ports || !b.service.ports || (a.service.ports.from <= b.service.ports.to && b.service.ports.from <= a.service.ports.to)
+        const ports =
+          !a.service.ports || !b.service.ports || (a.service.ports.from <= b.service.ports.to && b.service.ports.from <= a.service.ports.to)
         return a0 <= b1 && b0 <= a1 && ports
       }),
     )

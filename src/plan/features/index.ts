@@ -1,0 +1,33 @@
+// Every capture feature, by name. A Record, so adding a name without its module (or the reverse) does not compile;
+// buildPlan asks each of them, in this order, what it adds.
+
+import type { Family, Settings } from '../../settings/types.js'
+import type { Rule } from '../types.js'
+import { excludeInterfaces } from './exclude-interfaces.js'
+import { inboundPort } from './inbound-port.js'
+import type { Contribution, Feature } from './types.js'
+
+export type FeatureName = 'inbound-capture-port' | 'exclude-interfaces'
+
+export const FEATURES: Record<FeatureName, Feature> = {
+  'inbound-capture-port': inboundPort,
+  'exclude-interfaces': excludeInterfaces,
+}
+
+export interface Contributions {
+  readonly inboundPort: number
+  readonly inboundBypass: readonly Rule[]
+  readonly outboundBypass: readonly Rule[]
+}
+
+/** Every feature's contribution for one family, merged. Pure; two features deciding the inbound port is a bug. */
+export const contributions = (settings: Settings, family: Family, features: Readonly<Record<string, Feature>> = FEATURES): Contributions => {
+  const all = Object.entries(features).map(([name, feature]) => [name, feature(settings, family)] as [string, Contribution])
+  const ports = all.filter(([, c]) => c.inboundPort !== undefined)
+  if (ports.length > 1) throw new Error(`features ${ports.map(([n]) => n).join(' and ')} both decide the inbound port`)
+  return {
+    inboundPort: ports[0]?.[1].inboundPort ?? settings.proxyPort,
+    inboundBypass: all.flatMap(([, c]) => c.inboundBypass ?? []),
+    outboundBypass: all.flatMap(([, c]) => c.outboundBypass ?? []),
+  }
+}
