@@ -29,7 +29,9 @@ await build({ ...common, entryPoints: { peer: 'src/peer.ts' }, splitting: false 
 
 // The CNI plugin runs on the host, which may have neither Node.js nor a libc we know: one static executable.
 mkdirSync('dist/cni', { recursive: true })
-const cc = spawnSync('cc', ['-static', '-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', 'dist/cni/sidecar-redirect', 'src/cni/forwarder.c'], { stdio: 'inherit' })
+const cc = spawnSync('cc', ['-static', '-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', 'dist/cni/sidecar-redirect', 'src/cni/forwarder.c'], {
+  stdio: 'inherit',
+})
 if (cc.error || cc.status !== 0) {
   console.error(
     `build: could not compile the CNI plugin dist/cni/sidecar-redirect (${cc.error ? `cc: ${cc.error.code}` : `cc exited ${cc.status}`}): a C compiler with static libc is needed (Debian: apt-get install -y gcc libc6-dev)`,

@@ -28,7 +28,12 @@ export interface CommandLine {
   readonly rest: readonly string[]
 }
 
-const SPECS: [string, OptionSpec<unknown>][] = [...Object.entries(OPTIONS), ...Object.entries(AGENT_OPTIONS), ...Object.entries(CLASSIFIER_OPTIONS), ...Object.entries(NODE_AGENT_OPTIONS)]
+const SPECS: [string, OptionSpec<unknown>][] = [
+  ...Object.entries(OPTIONS),
+  ...Object.entries(AGENT_OPTIONS),
+  ...Object.entries(CLASSIFIER_OPTIONS),
+  ...Object.entries(NODE_AGENT_OPTIONS),
+]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 

@@ -8,7 +8,12 @@ import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from '
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
 t.test('every setting has its row: env, flag and default', async t => {
-  for (const spec of [...Object.values(OPTIONS), ...Object.values(AGENT_OPTIONS), ...Object.values(CLASSIFIER_OPTIONS), ...Object.values(NODE_AGENT_OPTIONS)]) {
+  for (const spec of [
+    ...Object.values(OPTIONS),
+    ...Object.values(AGENT_OPTIONS),
+    ...Object.values(CLASSIFIER_OPTIONS),
+    ...Object.values(NODE_AGENT_OPTIONS),
+  ]) {
     const shown = spec.default === '' ? 'empty' : `\`${spec.default}\``
     t.ok(readme.includes(`| \`${spec.env}\` | \`--${spec.flag}\` | ${shown} |`), spec.env)
   }

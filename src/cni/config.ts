@@ -58,16 +58,23 @@ export const parseNetConf = (stdin: string): NetConf => {
   if (!isRecord(value)) throw new CniError(CNI_CODES.decoding, 'the network config on stdin is not a JSON object')
   const { cniVersion, settings, captureAll = false, excludeNamespaces = ['kube-system'], runtimeConfig, prevResult } = value
   if (typeof cniVersion !== 'string' || !(SUPPORTED_VERSIONS as readonly string[]).includes(cniVersion)) {
-    throw new CniError(CNI_CODES.incompatibleVersion, `cniVersion ${JSON.stringify(cniVersion)} is not supported: expected one of ${SUPPORTED_VERSIONS.join(', ')}`)
+    throw new CniError(
+      CNI_CODES.incompatibleVersion,
+      `cniVersion ${JSON.stringify(cniVersion)} is not supported: expected one of ${SUPPORTED_VERSIONS.join(', ')}`,
+    )
   }
   const env = stringRecord(settings, 'settings')
   const unknown = Object.keys(env).find(name => !ENV_NAMES.has(name))
-  if (unknown !== undefined) throw invalid(`settings.${unknown} is not a setting: expected ISTIO_* variables of the settings table (e.g. ISTIO_PROXY_PORT)`)
+  if (unknown !== undefined)
+    throw invalid(`settings.${unknown} is not a setting: expected ISTIO_* variables of the settings table (e.g. ISTIO_PROXY_PORT)`)
   if (typeof captureAll !== 'boolean') throw invalid(`captureAll must be true or false, not ${JSON.stringify(captureAll)}`)
   if (!Array.isArray(excludeNamespaces) || !excludeNamespaces.every(n => typeof n === 'string')) {
     throw invalid(`excludeNamespaces must be a list of namespace names, not ${JSON.stringify(excludeNamespaces)}`)
   }
-  const annotations = stringRecord(isRecord(runtimeConfig) ? runtimeConfig[ANNOTATIONS_CAPABILITY] : undefined, `runtimeConfig.${ANNOTATIONS_CAPABILITY}`)
+  const annotations = stringRecord(
+    isRecord(runtimeConfig) ? runtimeConfig[ANNOTATIONS_CAPABILITY] : undefined,
+    `runtimeConfig.${ANNOTATIONS_CAPABILITY}`,
+  )
   return { cniVersion, settings: env, captureAll, excludeNamespaces, annotations, ...(prevResult !== undefined && { prevResult }) }
 }
 
@@ -80,7 +87,12 @@ export const podNamespace = (cniArgs: string): string | undefined =>
 
 export type PodDecision =
   | { readonly captured: false; readonly reason: string }
-  | { readonly captured: true; readonly reason: string; readonly env: Readonly<Record<string, string>>; readonly sources: ReadonlyMap<string, string> }
+  | {
+      readonly captured: true
+      readonly reason: string
+      readonly env: Readonly<Record<string, string>>
+      readonly sources: ReadonlyMap<string, string>
+    }
 
 /**
  * decidePod says whether the pod is captured and, if it is, with which ISTIO_* environment: the config's settings,
@@ -89,7 +101,8 @@ export type PodDecision =
  */
 export const decidePod = (conf: NetConf, cniArgs: string): PodDecision => {
   const namespace = podNamespace(cniArgs)
-  if (namespace !== undefined && conf.excludeNamespaces.includes(namespace)) return { captured: false, reason: `namespace ${namespace} is in excludeNamespaces` }
+  if (namespace !== undefined && conf.excludeNamespaces.includes(namespace))
+    return { captured: false, reason: `namespace ${namespace} is in excludeNamespaces` }
   const capture = conf.annotations[CAPTURE_ANNOTATION]
   if (capture !== undefined && capture !== 'enabled' && capture !== 'disabled') {
     throw invalid(`annotation ${CAPTURE_ANNOTATION}=${JSON.stringify(capture)} is not valid: expected enabled or disabled`)
@@ -103,7 +116,10 @@ export const decidePod = (conf: NetConf, cniArgs: string): PodDecision => {
     if (!key.startsWith(ANNOTATION_PREFIX) || key === CAPTURE_ANNOTATION) continue
     const flag = key.slice(ANNOTATION_PREFIX.length)
     const name = FLAG_TO_ENV.get(flag)
-    if (name === undefined) throw invalid(`annotation ${key} names no setting: expected ${ANNOTATION_PREFIX}capture or ${ANNOTATION_PREFIX}<flag-name> (e.g. ${ANNOTATION_PREFIX}outbound-exclude-ports)`)
+    if (name === undefined)
+      throw invalid(
+        `annotation ${key} names no setting: expected ${ANNOTATION_PREFIX}capture or ${ANNOTATION_PREFIX}<flag-name> (e.g. ${ANNOTATION_PREFIX}outbound-exclude-ports)`,
+      )
     env[name] = value
     sources.set(name, `annotation ${key}`)
   }

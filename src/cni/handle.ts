@@ -49,8 +49,18 @@ const validate = async (decision: PodDecision & { captured: true }, io: AgentIo)
 
 const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniError => {
   const code = /\bE_[A-Z]+\b/.exec(outcome.output)?.[0] ?? 'an unexpected failure'
-  const first = outcome.output.trim().split('\n').find(line => line.includes(code)) ?? outcome.output.trim().split('\n')[0] ?? ''
-  return new CniError(PLUGIN_CODE_BASE + outcome.exitCode, `${what}: ${command} in the pod's netns exited ${outcome.exitCode} (${code}): ${first}`, outcome.output)
+  const first =
+    outcome.output
+      .trim()
+      .split('\n')
+      .find(line => line.includes(code)) ??
+    outcome.output.trim().split('\n')[0] ??
+    ''
+  return new CniError(
+    PLUGIN_CODE_BASE + outcome.exitCode,
+    `${what}: ${command} in the pod's netns exited ${outcome.exitCode} (${code}): ${first}`,
+    outcome.output,
+  )
 }
 
 const passThrough = (conf: NetConf): string => `${JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion })}\n`
@@ -66,7 +76,8 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
     // The sandbox will not start: take ours out again (init's apply is atomic, but a failed verify leaves the rules
     // in place), so a failed ADD leaves the netns as it found it.
     const cleaned = await io.runCli(netns, 'clean', env)
-    const after = cleaned.exitCode === 0 ? 'nothing of ours was left in the netns' : `and removing our rules failed too (clean exited ${cleaned.exitCode})`
+    const after =
+      cleaned.exitCode === 0 ? 'nothing of ours was left in the netns' : `and removing our rules failed too (clean exited ${cleaned.exitCode})`
     throw failed('init', outcome, `capture could not be set up, so the sandbox must not start (${after})`)
   }
   return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: captured (${decision.reason}); rules applied and verified\n`)
@@ -83,7 +94,11 @@ const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Repl
   }
   const ours = await io.ownedRules(netns)
   if (ours.length > 0) {
-    throw new CniError(PLUGIN_CODE_BASE + 5, `the pod is not captured (${decision.reason}), but rules of ours are in its netns: ${ours[0]}`, ours.join('\n'))
+    throw new CniError(
+      PLUGIN_CODE_BASE + 5,
+      `the pod is not captured (${decision.reason}), but rules of ours are in its netns: ${ours[0]}`,
+      ours.join('\n'),
+    )
   }
   return success('', `sidecar-redirect: CHECK ${netns}: not captured and no rules of ours\n`)
 }
@@ -91,7 +106,8 @@ const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Repl
 // DEL must succeed whatever is left: a netns already gone, or settings that ADD refused (then nothing was applied).
 const del = async (request: Request, io: AgentIo): Promise<Reply> => {
   const netns = request.env['CNI_NETNS'] ?? ''
-  if (netns === '' || !(await io.netnsExists(netns))) return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
+  if (netns === '' || !(await io.netnsExists(netns)))
+    return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
   let env: Readonly<Record<string, string>> = {}
   try {
     const decision = decidePod(parseNetConf(request.stdin), request.env['CNI_ARGS'] ?? '')
@@ -129,9 +145,12 @@ export const handleRequest = async (request: Request, io: AgentIo): Promise<Repl
         return await status(io)
       case 'GC':
         parseNetConf(request.stdin)
-        return success('', 'sidecar-redirect: GC: nothing is kept outside the pods\' netns (no files, no state), so there is nothing to collect\n')
+        return success('', "sidecar-redirect: GC: nothing is kept outside the pods' netns (no files, no state), so there is nothing to collect\n")
       default:
-        throw new CniError(CNI_CODES.invalidEnvironment, `CNI_COMMAND=${JSON.stringify(command)} is not valid: expected ADD, CHECK, DEL, VERSION, STATUS or GC`)
+        throw new CniError(
+          CNI_CODES.invalidEnvironment,
+          `CNI_COMMAND=${JSON.stringify(command)} is not valid: expected ADD, CHECK, DEL, VERSION, STATUS or GC`,
+        )
     }
   } catch (error) {
     if (!(error instanceof CniError)) throw error

@@ -13,11 +13,18 @@ const SAVES = ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save'
 // What ADD runs: nsenter to enter the netns, and the rule tools init needs.
 const TOOLS = ['nsenter', 'iptables-restore', 'ip6tables-restore', 'iptables-save', 'ip6tables-save']
 
-const isOurs = (line: string): boolean => isOwnedChain(/^:(\S+)/.exec(line)?.[1] ?? '') || hasOwnedComment(line) || line.startsWith(`table inet ${NFT_TABLE}`)
+const isOurs = (line: string): boolean =>
+  isOwnedChain(/^:(\S+)/.exec(line)?.[1] ?? '') || hasOwnedComment(line) || line.startsWith(`table inet ${NFT_TABLE}`)
 
 const onPath = async (name: string): Promise<boolean> => {
   for (const dir of (process.env['PATH'] ?? '').split(delimiter).filter(Boolean)) {
-    if (await access(join(dir, name), constants.X_OK).then(() => true, () => false)) return true
+    if (
+      await access(join(dir, name), constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true
   }
   return false
 }
@@ -29,14 +36,26 @@ export const nodeIo = (cli: string, timeoutMs: number): AgentIo => ({
     const result = await runForStatus('nsenter', args, { PATH: process.env['PATH'], ...env })
     return { exitCode: result.exitCode, output: result.output }
   },
-  netnsExists: path => stat(path).then(() => true, () => false),
+  netnsExists: path =>
+    stat(path).then(
+      () => true,
+      () => false,
+    ),
   ownedRules: async netns => {
     const texts = await Promise.all(
       [...SAVES.map(save => [save]), ['nft', 'list', 'ruleset']].map(([tool = '', ...args]) =>
-        realExec('nsenter', [`--net=${netns}`, tool, ...args], '', { timeoutMs }).then(r => r.stdout, () => ''),
+        realExec('nsenter', [`--net=${netns}`, tool, ...args], '', { timeoutMs }).then(
+          r => r.stdout,
+          () => '',
+        ),
       ),
     )
-    return texts.flatMap(text => text.split('\n').map(line => line.trim()).filter(isOurs))
+    return texts.flatMap(text =>
+      text
+        .split('\n')
+        .map(line => line.trim())
+        .filter(isOurs),
+    )
   },
   missingTools: async () => {
     const found = await Promise.all(TOOLS.map(onPath))

@@ -16,17 +16,22 @@ const MAX_REQUEST_BYTES = 1 << 20
 
 const answer = async (data: Buffer, io: AgentIo, logger: Logger): Promise<Buffer> => {
   const request = decodeRequest(data)
-  if (request === undefined) return encodeReply(errorReply('1.1.0', new CniError(CNI_CODES.decoding, 'the forwarded request is not in the agent\'s format'), ''))
+  if (request === undefined)
+    return encodeReply(errorReply('1.1.0', new CniError(CNI_CODES.decoding, "the forwarded request is not in the agent's format"), ''))
   const reply = await handleRequest(request, io).catch((error: unknown) =>
     errorReply('1.1.0', new CniError(PLUGIN_CODE_BASE + 1, `the node agent failed unexpectedly (a bug; please report it): ${messageOf(error)}`), ''),
   )
   const command = request.env['CNI_COMMAND'] ?? '?'
-  logger.event('cni', `${command} ${request.env['CNI_CONTAINERID'] ?? '-'} ${request.env['CNI_NETNS'] ?? '-'}: exit ${reply.exitCode}${reply.stderr ? `: ${reply.stderr.trim()}` : ''}`, {
-    command,
-    container: request.env['CNI_CONTAINERID'] ?? null,
-    netns: request.env['CNI_NETNS'] ?? null,
-    exitCode: reply.exitCode,
-  })
+  logger.event(
+    'cni',
+    `${command} ${request.env['CNI_CONTAINERID'] ?? '-'} ${request.env['CNI_NETNS'] ?? '-'}: exit ${reply.exitCode}${reply.stderr ? `: ${reply.stderr.trim()}` : ''}`,
+    {
+      command,
+      container: request.env['CNI_CONTAINERID'] ?? null,
+      netns: request.env['CNI_NETNS'] ?? null,
+      exitCode: reply.exitCode,
+    },
+  )
   return encodeReply(reply)
 }
 

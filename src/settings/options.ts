@@ -309,7 +309,7 @@ export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
     env: 'ISTIO_NODE_AGENT_SOCKET',
     flag: 'node-agent-socket',
     default: DEFAULT_NODE_AGENT_SOCKET,
-    help: 'node-agent: the unix socket the CNI plugin forwards its requests to (the plugin config\'s agentSocket)',
+    help: "node-agent: the unix socket the CNI plugin forwards its requests to (the plugin config's agentSocket)",
     parse: parsePath,
   },
 }

@@ -30,7 +30,13 @@ export interface Rig {
   /** Writes a conflist with `ours` (our plugin's entry, type added) after loopback, bridge and host-local. */
   conflist(ours: Record<string, unknown>): string
   /** Runs libcni's add|check|del (of a conflist) or version (of a plugin type) in the node namespace, with a PATH that has neither node nor iptables. */
-  runtime(box: Sandbox, command: 'add' | 'check' | 'del' | 'version', list: string, annotations?: Record<string, string>, options?: { netns?: string; args?: string }): Promise<Status>
+  runtime(
+    box: Sandbox,
+    command: 'add' | 'check' | 'del' | 'version',
+    list: string,
+    annotations?: Record<string, string>,
+    options?: { netns?: string; args?: string },
+  ): Promise<Status>
   /**
    * Runs the plugin alone, as a runtime does, with a PATH that has neither node nor iptables; with `chroot`, in a
    * root (the rig's dir) that has no node, no iptables and no libc either, where the socket is /run/agent.sock.
@@ -70,7 +76,16 @@ export const startRig = async (t: Test): Promise<Rig> => {
     runtime: (box, command, list, annotations = {}, options = {}) =>
       runForStatus(
         '/usr/bin/nsenter',
-        [`--net=/run/netns/${box.remoteNs}`, HARNESS, command, list, options.netns ?? `/run/netns/${box.podNs}`, `c-${box.podNs}`, options.args ?? POD_ARGS, JSON.stringify(annotations)],
+        [
+          `--net=/run/netns/${box.remoteNs}`,
+          HARNESS,
+          command,
+          list,
+          options.netns ?? `/run/netns/${box.podNs}`,
+          `c-${box.podNs}`,
+          options.args ?? POD_ARGS,
+          JSON.stringify(annotations),
+        ],
         bare,
       ),
     plugin: async (command, config, options = {}) => {
