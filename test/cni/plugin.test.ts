@@ -10,15 +10,15 @@ import { initOk, kernelAvailable, POD, REMOTE, snapshot, withSandbox } from '../
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
 const CAPTURED = { captureAll: true, settings: { ISTIO_PROXY_PORT: '15001' }, capabilities: { 'io.kubernetes.cri.pod-annotations': true } }
-// Foreign rules in both families, in the chains ours hook into and beside them. (clean leaves an empty built-in
-// chain that init made: to iptables it is the same as none, but a snapshot would show it.)
+// Foreign rules in both families, in the chains ours hook into and beside them, as in the lifecycle suite. (clean
+// leaves an empty built-in chain that init made: to iptables it is the same as none, but a snapshot would show it.)
 const FOREIGN = [
-  ['-t', 'nat', '-N', 'FOREIGN'],
-  ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '25', '-j', 'FOREIGN'],
-  ['-t', 'nat', '-A', 'PREROUTING', '-p', 'udp', '-j', 'RETURN'],
-  ['-t', 'nat', '-A', 'FOREIGN', '-j', 'RETURN'],
-  ['-t', 'filter', '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT'],
-]
+  '-t nat -N FOREIGN',
+  '-t nat -A OUTPUT -p tcp --dport 25 -j FOREIGN',
+  '-t nat -A PREROUTING -p udp -j RETURN',
+  '-t nat -A FOREIGN -j RETURN',
+  '-t filter -A INPUT -p tcp --dport 22 -j ACCEPT',
+].map(rule => rule.split(' '))
 
 const addForeign = async (box: Sandbox): Promise<void> => {
   for (const args of FOREIGN) for (const tool of ['iptables-nft', 'ip6tables-nft']) await box.exec('pod', tool, args)
@@ -199,22 +199,7 @@ t.test('a failed verify fails ADD with code 105 naming it, and the netns is left
   if (!kernelAvailable(t)) return
   const { rig, box } = await setUp(t)
   // A DNAT in the other iptables variant takes the app's connection before our REDIRECT can: init cannot fix that.
-  await box.exec('pod', 'iptables-legacy', [
-    '-t',
-    'nat',
-    '-A',
-    'OUTPUT',
-    '-p',
-    'tcp',
-    '-d',
-    REMOTE,
-    '--dport',
-    '9090',
-    '-j',
-    'DNAT',
-    '--to-destination',
-    `${REMOTE}:9091`,
-  ])
+  await box.exec('pod', 'iptables-legacy', `-t nat -A OUTPUT -p tcp -d ${REMOTE} --dport 9090 -j DNAT --to-destination ${REMOTE}:9091`.split(' '))
   const before = await snapshot(box)
   const list = rig.conflist(CAPTURED)
   const add = await rig.runtime(box, 'add', list)
