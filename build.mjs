@@ -1,7 +1,8 @@
 // Bundles the CLI into one file: loading one module instead of hundreds is most of an init container's start-up
 // time (see bench/). Native addons stay outside the bundle and load from node_modules. The traffic peer is one
 // self-contained file, so the demo can hand a copy to processes running as other users.
-import { rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, rmSync } from 'node:fs'
 import { build } from 'esbuild'
 
 // Chunk names change with their content: start empty, so no stale chunk is shipped.
@@ -25,3 +26,15 @@ const common = {
 
 await build({ ...common, entryPoints: { cli: 'src/bin.ts' }, splitting: true })
 await build({ ...common, entryPoints: { peer: 'src/peer.ts' }, splitting: false })
+
+// The CNI plugin runs on the host, which may have neither Node.js nor a libc we know: one static executable.
+mkdirSync('dist/cni', { recursive: true })
+const cc = spawnSync('cc', ['-static', '-Os', '-s', '-Wall', '-Wextra', '-Werror', '-o', 'dist/cni/sidecar-redirect', 'src/cni/forwarder.c'], {
+  stdio: 'inherit',
+})
+if (cc.error || cc.status !== 0) {
+  console.error(
+    `build: could not compile the CNI plugin dist/cni/sidecar-redirect (${cc.error ? `cc: ${cc.error.code}` : `cc exited ${cc.status}`}): a C compiler with static libc is needed (Debian: apt-get install -y gcc libc6-dev)`,
+  )
+  process.exit(1)
+}

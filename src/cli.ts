@@ -3,7 +3,7 @@
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
 import { UsageError } from './errors.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
@@ -15,6 +15,7 @@ export const COMMANDS = {
   run: 'the proxy agent: run [flags] -- PROXY_COMMAND [ARGS...] starts the proxy as its user with least privilege',
   ready: 'exit 0 once the proxy accepts connections on ISTIO_PROXY_PORT, waiting up to ISTIO_READY_SECONDS (a startup probe)',
   'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
+  'node-agent': 'the node side of the CNI plugin: serves the requests dist/cni/sidecar-redirect forwards on ISTIO_NODE_AGENT_SOCKET',
   classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
 } as const
 
@@ -27,7 +28,12 @@ export interface CommandLine {
   readonly rest: readonly string[]
 }
 
-const SPECS: [string, OptionSpec<unknown>][] = [...Object.entries(OPTIONS), ...Object.entries(AGENT_OPTIONS), ...Object.entries(CLASSIFIER_OPTIONS)]
+const SPECS: [string, OptionSpec<unknown>][] = [
+  ...Object.entries(OPTIONS),
+  ...Object.entries(AGENT_OPTIONS),
+  ...Object.entries(CLASSIFIER_OPTIONS),
+  ...Object.entries(NODE_AGENT_OPTIONS),
+]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 

@@ -11,7 +11,7 @@ import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
 import { findMisspelt } from './settings/misspelt.js'
 import { readServicesFile } from './settings/services-file.js'
-import { parseAgentSettings, parseClassifierSettings, type Env } from './settings/parse.js'
+import { parseAgentSettings, parseClassifierSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
   let io = ioIn
@@ -56,6 +56,10 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       case 'classifier': {
         const { runClassifier } = await import('./commands/classifier.js')
         return await runClassifier(settings, parseClassifierSettings(env, flags), parseAgentSettings(env, flags), io, logger)
+      }
+      case 'node-agent': {
+        const { runNodeAgent } = await import('./commands/node-agent.js')
+        return await runNodeAgent(settings, parseNodeAgentSettings(env, flags), logger)
       }
       case 'ready': {
         const { runReady } = await import('./commands/ready.js')

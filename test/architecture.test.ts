@@ -14,7 +14,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['cgroup', 'plan', 'privilege'],
   ['path'],
   ['backend', 'classifier'],
-  ['verify', 'agent', 'io.ts'],
+  ['verify', 'agent', 'io.ts', 'cni'],
   ['commands', 'cli.ts', 'peer.ts'],
   ['main.ts'],
   ['bin.ts'],

@@ -2,7 +2,7 @@
 // README table are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { AgentSettings, ClassifierSettings, Mark, Settings } from './types.js'
+import type { AgentSettings, ClassifierSettings, Mark, NodeAgentSettings, Settings } from './types.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
 
@@ -297,6 +297,20 @@ export const CLASSIFIER_OPTIONS: OptionTable<ClassifierSettings> = {
     default: '',
     help: 'classifier: the net_cls classids it hands out, comma-separated; empty means ISTIO_NET_CLS_ID',
     parse: (t, w) => parseList(t, p => parseInteger(p, w, 1, UINT32, 'non-zero 32-bit classids', t)),
+  },
+}
+
+/** The CNI plugin's socket: the path its config names as agentSocket by default. */
+export const DEFAULT_NODE_AGENT_SOCKET = '/run/sidecar-redirect/agent.sock'
+
+/** Settings of the node-side CNI agent (`node-agent`) only. */
+export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
+  socket: {
+    env: 'ISTIO_NODE_AGENT_SOCKET',
+    flag: 'node-agent-socket',
+    default: DEFAULT_NODE_AGENT_SOCKET,
+    help: "node-agent: the unix socket the CNI plugin forwards its requests to (the plugin config's agentSocket)",
+    parse: parsePath,
   },
 }
 

@@ -88,3 +88,7 @@ export interface ClassifierSettings {
   /** Classids that may be asked for; empty means ISTIO_NET_CLS_ID. */
   readonly allowedClassids: readonly number[]
 }
+
+export interface NodeAgentSettings {
+  readonly socket: string
+}

@@ -1,0 +1,81 @@
+// A small CNI runtime for the tests: it drives a conflist through libcni, the CNI project's own library (Debian's
+// golang-github-appc-cni-dev), as containerd and CRI-O do. Usage:
+//   harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON
+// ADD prints the final result; errors print the plugin's error and exit 1.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+)
+
+func fail(err error) {
+	fmt.Fprintln(os.Stdout, err.Error())
+	os.Exit(1)
+}
+
+func main() {
+	if len(os.Args) != 7 {
+		fmt.Fprintln(os.Stderr, "usage: harness add|check|del|version CONFLIST NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON")
+		os.Exit(2)
+	}
+	command, conflist, netns, id, cniArgs, annotations := os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6]
+	cni := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")), os.Getenv("CNI_CACHE_DIR"), nil)
+	ctx := context.Background()
+	if command == "version" {
+		info, err := cni.GetVersionInfo(ctx, conflist)
+		if err != nil {
+			fail(err)
+		}
+		out, _ := json.Marshal(info.SupportedVersions())
+		fmt.Println(string(out))
+		return
+	}
+	list, err := libcni.ConfListFromFile(conflist)
+	if err != nil {
+		fail(err)
+	}
+	var pairs [][2]string
+	for _, kv := range strings.Split(cniArgs, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			pairs = append(pairs, [2]string{k, v})
+		}
+	}
+	anno := map[string]string{}
+	if err := json.Unmarshal([]byte(annotations), &anno); err != nil {
+		fail(err)
+	}
+	rt := &libcni.RuntimeConf{
+		ContainerID:    id,
+		NetNS:          netns,
+		IfName:         "eth0",
+		Args:           pairs,
+		CapabilityArgs: map[string]interface{}{"io.kubernetes.cri.pod-annotations": anno},
+	}
+	switch command {
+	case "add":
+		result, err := cni.AddNetworkList(ctx, list, rt)
+		if err != nil {
+			fail(err)
+		}
+		out, _ := json.Marshal(result)
+		fmt.Println(string(out))
+	case "check":
+		if err := cni.CheckNetworkList(ctx, list, rt); err != nil {
+			fail(err)
+		}
+	case "del":
+		if err := cni.DelNetworkList(ctx, list, rt); err != nil {
+			fail(err)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown command", command)
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,159 @@
+// One CNI request, per the spec (1.0.0 and 1.1.0). The work in the pod's netns is done by our own CLI run there
+// (init, verify, clean), so CNI mode applies and verifies exactly as an init container does; this module only
+// decides what to run and turns the outcome into the spec's result or error object.
+
+import { ConfigError } from '../errors.js'
+import { loadSettings, type ReadServices } from '../settings/load.js'
+import { configVersion, decidePod, parseNetConf, SUPPORTED_VERSIONS, type NetConf, type PodDecision } from './config.js'
+import { CNI_CODES, CniError, errorReply, PLUGIN_CODE_BASE, success, type Reply } from './result.js'
+import type { Request } from './wire.js'
+
+export type CliCommand = 'init' | 'verify' | 'clean'
+
+export interface CliOutcome {
+  readonly exitCode: number
+  readonly output: string
+}
+
+export interface AgentIo {
+  /** Runs our CLI inside the netns at `netns` with exactly `env` (plus PATH). */
+  runCli(netns: string, command: CliCommand, env: Readonly<Record<string, string>>): Promise<CliOutcome>
+  netnsExists(netns: string): Promise<boolean>
+  /** Lines of ours (chains, rules, our nft table) found in the netns, by any backend. */
+  ownedRules(netns: string): Promise<readonly string[]>
+  /** The tools ADD needs that this node-side process cannot run. */
+  missingTools(): Promise<readonly string[]>
+  readonly readServices: ReadServices
+}
+
+// Whole-path verification by read-back is what ADD waits for: it needs no process in the pod.
+const ADD_DEFAULTS = { ISTIO_VERIFY: 'rules' }
+
+const requireVariables = (env: Request['env'], names: readonly string[]): void => {
+  const missing = names.filter(name => !env[name])
+  if (missing.length > 0) throw new CniError(CNI_CODES.invalidEnvironment, `${missing.join(', ')} must be set for ${env['CNI_COMMAND']}`)
+}
+
+// A setting refused by src/settings names the env variable; the message names where it was written instead.
+const validate = async (decision: PodDecision & { captured: true }, io: AgentIo): Promise<Record<string, string>> => {
+  const env = { ...ADD_DEFAULTS, ...decision.env }
+  try {
+    await loadSettings(env, {}, io.readServices)
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    const source = decision.sources.get(error.variable) ?? error.variable
+    throw new CniError(CNI_CODES.invalidConfig, `${source}: ${error.message}`)
+  }
+  return env
+}
+
+const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniError => {
+  const code = /\bE_[A-Z]+\b/.exec(outcome.output)?.[0] ?? 'an unexpected failure'
+  const first =
+    outcome.output
+      .trim()
+      .split('\n')
+      .find(line => line.includes(code)) ??
+    outcome.output.trim().split('\n')[0] ??
+    ''
+  return new CniError(
+    PLUGIN_CODE_BASE + outcome.exitCode,
+    `${what}: ${command} in the pod's netns exited ${outcome.exitCode} (${code}): ${first}`,
+    outcome.output,
+  )
+}
+
+const passThrough = (conf: NetConf): string => `${JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion })}\n`
+
+const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply> => {
+  requireVariables(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
+  const netns = request.env['CNI_NETNS'] ?? ''
+  const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
+  if (!decision.captured) return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: not captured (${decision.reason}); nothing changed\n`)
+  const env = await validate(decision, io)
+  const outcome = await io.runCli(netns, 'init', env)
+  if (outcome.exitCode !== 0) {
+    // The sandbox will not start: take ours out again (init's apply is atomic, but a failed verify leaves the rules
+    // in place), so a failed ADD leaves the netns as it found it.
+    const cleaned = await io.runCli(netns, 'clean', env)
+    const after =
+      cleaned.exitCode === 0 ? 'nothing of ours was left in the netns' : `and removing our rules failed too (clean exited ${cleaned.exitCode})`
+    throw failed('init', outcome, `capture could not be set up, so the sandbox must not start (${after})`)
+  }
+  return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: captured (${decision.reason}); rules applied and verified\n`)
+}
+
+const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply> => {
+  requireVariables(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
+  const netns = request.env['CNI_NETNS'] ?? ''
+  const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
+  if (decision.captured) {
+    const outcome = await io.runCli(netns, 'verify', await validate(decision, io))
+    if (outcome.exitCode !== 0) throw failed('verify', outcome, 'the pod is captured, but its rules are not the ones planned')
+    return success('', `sidecar-redirect: CHECK ${netns}: the rules match the plan exactly\n`)
+  }
+  const ours = await io.ownedRules(netns)
+  if (ours.length > 0) {
+    throw new CniError(
+      PLUGIN_CODE_BASE + 5,
+      `the pod is not captured (${decision.reason}), but rules of ours are in its netns: ${ours[0]}`,
+      ours.join('\n'),
+    )
+  }
+  return success('', `sidecar-redirect: CHECK ${netns}: not captured and no rules of ours\n`)
+}
+
+// DEL must succeed whatever is left: a netns already gone, or settings that ADD refused (then nothing was applied).
+const del = async (request: Request, io: AgentIo): Promise<Reply> => {
+  const netns = request.env['CNI_NETNS'] ?? ''
+  if (netns === '' || !(await io.netnsExists(netns)))
+    return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
+  let env: Readonly<Record<string, string>> = {}
+  try {
+    const decision = decidePod(parseNetConf(request.stdin), request.env['CNI_ARGS'] ?? '')
+    if (decision.captured) env = await validate(decision, io)
+  } catch {
+    env = {}
+  }
+  const outcome = await io.runCli(netns, 'clean', env)
+  if (outcome.exitCode !== 0) throw failed('clean', outcome, 'our rules could not be removed')
+  return success('', `sidecar-redirect: DEL ${netns}: no rules of ours left\n`)
+}
+
+const status = async (io: AgentIo): Promise<Reply> => {
+  const missing = await io.missingTools()
+  if (missing.length > 0) throw new CniError(CNI_CODES.notAvailable, `the node agent cannot run ${missing.join(', ')}, so ADD would fail`)
+  return success('', '')
+}
+
+/** handleRequest answers one forwarded CNI request; never throws for a request it can read. */
+export const handleRequest = async (request: Request, io: AgentIo): Promise<Reply> => {
+  const command = request.env['CNI_COMMAND'] ?? ''
+  const version = configVersion(request.stdin)
+  try {
+    switch (command) {
+      case 'VERSION':
+        return success(`${JSON.stringify({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS })}\n`, '')
+      case 'ADD':
+        return await add(request, parseNetConf(request.stdin), io)
+      case 'CHECK':
+        return await check(request, parseNetConf(request.stdin), io)
+      case 'DEL':
+        return await del(request, io)
+      case 'STATUS':
+        parseNetConf(request.stdin)
+        return await status(io)
+      case 'GC':
+        parseNetConf(request.stdin)
+        return success('', "sidecar-redirect: GC: nothing is kept outside the pods' netns (no files, no state), so there is nothing to collect\n")
+      default:
+        throw new CniError(
+          CNI_CODES.invalidEnvironment,
+          `CNI_COMMAND=${JSON.stringify(command)} is not valid: expected ADD, CHECK, DEL, VERSION, STATUS or GC`,
+        )
+    }
+  } catch (error) {
+    if (!(error instanceof CniError)) throw error
+    return errorReply(version, error, `sidecar-redirect: ${command}: ${error.message}\n`)
+  }
+}

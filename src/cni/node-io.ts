@@ -1,0 +1,65 @@
+// The node side's reach into a pod: our CLI and the rule tools, run in the pod's netns through nsenter. The agent
+// keeps the node's mounts (nsenter --net only), so the CLI and its native modules are the agent's own files.
+
+import { access, constants, stat } from 'node:fs/promises'
+import { delimiter, join } from 'node:path'
+import { realExec } from '../exec/exec.js'
+import { runForStatus } from '../exec/processes.js'
+import { hasOwnedComment, isOwnedChain, NFT_TABLE } from '../plan/owned.js'
+import { readServicesFile } from '../settings/services-file.js'
+import type { AgentIo } from './handle.js'
+
+const SAVES = ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save']
+// What ADD runs: nsenter to enter the netns, and the rule tools init needs.
+const TOOLS = ['nsenter', 'iptables-restore', 'ip6tables-restore', 'iptables-save', 'ip6tables-save']
+
+const isOurs = (line: string): boolean =>
+  isOwnedChain(/^:(\S+)/.exec(line)?.[1] ?? '') || hasOwnedComment(line) || line.startsWith(`table inet ${NFT_TABLE}`)
+
+const onPath = async (name: string): Promise<boolean> => {
+  for (const dir of (process.env['PATH'] ?? '').split(delimiter).filter(Boolean)) {
+    if (
+      await access(join(dir, name), constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true
+  }
+  return false
+}
+
+/** nodeIo runs `cli` (the bundled CLI this agent was started from) with this Node in pods' netns. */
+export const nodeIo = (cli: string, timeoutMs: number): AgentIo => ({
+  runCli: async (netns, command, env) => {
+    const args = [`--net=${netns}`, '--wd=/', process.execPath, cli, command]
+    const result = await runForStatus('nsenter', args, { PATH: process.env['PATH'], ...env })
+    return { exitCode: result.exitCode, output: result.output }
+  },
+  netnsExists: path =>
+    stat(path).then(
+      () => true,
+      () => false,
+    ),
+  ownedRules: async netns => {
+    const texts = await Promise.all(
+      [...SAVES.map(save => [save]), ['nft', 'list', 'ruleset']].map(([tool = '', ...args]) =>
+        realExec('nsenter', [`--net=${netns}`, tool, ...args], '', { timeoutMs }).then(
+          r => r.stdout,
+          () => '',
+        ),
+      ),
+    )
+    return texts.flatMap(text =>
+      text
+        .split('\n')
+        .map(line => line.trim())
+        .filter(isOurs),
+    )
+  },
+  missingTools: async () => {
+    const found = await Promise.all(TOOLS.map(onPath))
+    return TOOLS.filter((_, i) => !found[i])
+  },
+  readServices: readServicesFile,
+})
