@@ -31,7 +31,7 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger, befo
   }
   const { prepared, outcomes, drifts, live } = await withLock(io, async () => {
     const prepared = await prepare(settings, io, timed)
-    const { backend, plan, facts } = prepared
+    const { backend, plan } = prepared
     const applying = timed('apply', () => backend.apply(plan))
     const warm = settings.verify === 'live' ? warmUpProbe() : undefined
     const outcomes = await applying
