@@ -2,7 +2,7 @@
 // difference as a small line diff a person can read in a pod's log.
 
 import { byCodeUnits } from '../order.js'
-import type { NatState } from '../plan/render-iptables.js'
+import type { NatState } from './iptables/render-iptables.js'
 
 /** Longest-common-subsequence diff; our chains are tens of lines, so the quadratic table is cheap. */
 export const lineDiff = (expected: readonly string[], actual: readonly string[]): string[] => {

@@ -5,7 +5,7 @@ import { EnvironmentError } from '../errors.js'
 import { isOwnedChain } from '../plan/owned.js'
 import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
 import type { Exec } from '../exec/exec.js'
-import { tool, type Variant } from './iptables.js'
+import { tool, type Variant } from './iptables/iptables.js'
 
 export interface HostFs {
   /** The file's text, or undefined when it does not exist; any other failure throws EnvironmentError. */

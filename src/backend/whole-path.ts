@@ -9,7 +9,7 @@ import type { SeenTable } from '../path/model.js'
 import type { Family } from '../settings/types.js'
 import type { HostFs } from './detect.js'
 import { CommandFailed, type Exec } from '../exec/exec.js'
-import type { Variant } from './iptables.js'
+import type { Variant } from './iptables/iptables.js'
 
 export interface Ruleset {
   readonly tables: readonly NftTableText[]

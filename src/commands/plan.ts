@@ -3,9 +3,9 @@
 
 import type { Output } from '../log.js'
 import { buildPlan } from '../plan/build.js'
-import { renderIpsetSwap } from '../plan/render-ipset.js'
-import { EMPTY_STATE, renderState, renderTransaction } from '../plan/render-iptables.js'
-import { renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
+import { renderIpsetSwap } from '../backend/iptables/render-ipset.js'
+import { EMPTY_STATE, renderState, renderTransaction } from '../backend/iptables/render-iptables.js'
+import { renderNftTable, renderNftTransaction } from '../backend/nftables/render-nft.js'
 import { FAMILIES, type Settings } from '../settings/types.js'
 
 const RESTORE = { ipv4: 'iptables-restore', ipv6: 'ip6tables-restore' } as const

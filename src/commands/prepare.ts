@@ -1,8 +1,8 @@
 // The steps every rule command starts with: look at the host, pick the backend, and build the plan.
 
 import { probeHost, type HostFacts } from '../backend/detect.js'
-import { createIptablesRules } from '../backend/iptables-rules.js'
-import { createNftablesRules } from '../backend/nftables.js'
+import { createIptablesRules } from '../backend/iptables/iptables-rules.js'
+import { createNftablesRules } from '../backend/nftables/nftables.js'
 import type { RuleBackend } from '../backend/types.js'
 import type { Io } from '../io.js'
 import { buildPlan } from '../plan/build.js'

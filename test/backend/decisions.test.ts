@@ -1,11 +1,11 @@
 // The iptables and nft backends' decisions through the recording fake: what they run, in which order, and what
 // they do with each reply. No kernel, no root; the kernel suites prove the same on real rules.
 import t from 'tap'
-import { createIptablesRules } from '../../src/backend/iptables-rules.js'
-import { createNftablesRules } from '../../src/backend/nftables.js'
+import { createIptablesRules } from '../../src/backend/iptables/iptables-rules.js'
+import { createNftablesRules } from '../../src/backend/nftables/nftables.js'
 import { buildPlan } from '../../src/plan/build.js'
-import { EMPTY_STATE, renderState, renderTransaction } from '../../src/plan/render-iptables.js'
-import { renderNftTable } from '../../src/plan/render-nft.js'
+import { EMPTY_STATE, renderState, renderTransaction } from '../../src/backend/iptables/render-iptables.js'
+import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { fakeExec } from '../helpers/fake-exec.js'
 

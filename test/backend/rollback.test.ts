@@ -2,7 +2,7 @@
 // rollback of the other family fails too. No root needed.
 import t from 'tap'
 import { CommandFailed, type Exec } from '../../src/exec/exec.js'
-import { createIptablesRules } from '../../src/backend/iptables-rules.js'
+import { createIptablesRules } from '../../src/backend/iptables/iptables-rules.js'
 import { ApplyError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { parseSettings } from '../../src/settings/parse.js'

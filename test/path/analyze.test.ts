@@ -5,7 +5,7 @@ import { findEscapes, type OwnChain } from '../../src/path/analyze.js'
 import { seenTables } from '../../src/path/from-iptables.js'
 import { seenNftTables, splitRuleset } from '../../src/path/from-nft.js'
 import { buildPlan } from '../../src/plan/build.js'
-import { JUMPS } from '../../src/plan/render-iptables.js'
+import { JUMPS } from '../../src/backend/iptables/render-iptables.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
 const OWN: OwnChain = { where: 'iptables-nft ipv4 nat', jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }

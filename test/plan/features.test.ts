@@ -3,7 +3,7 @@ import t from 'tap'
 import { buildPlan } from '../../src/plan/build.js'
 import { contributions, FEATURES } from '../../src/plan/features/index.js'
 import { PURPOSES } from '../../src/plan/owned.js'
-import { renderNftTable } from '../../src/plan/render-nft.js'
+import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { FAMILIES } from '../../src/settings/types.js'
 

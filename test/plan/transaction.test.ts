@@ -1,8 +1,8 @@
 import t from 'tap'
 import { buildPlan } from '../../src/plan/build.js'
-import { EMPTY_STATE, renderState, renderTransaction } from '../../src/plan/render-iptables.js'
+import { EMPTY_STATE, renderState, renderTransaction } from '../../src/backend/iptables/render-iptables.js'
 import { parseSettings } from '../../src/settings/parse.js'
-import { ownedState, parseNatTable } from '../../src/backend/parse-save.js'
+import { ownedState, parseNatTable } from '../../src/backend/iptables/parse-save.js'
 
 const desired = renderState(buildPlan(parseSettings({}), ['ipv4']).families[0]!)
 const jumpIn = desired.jumps.find(j => j.startsWith('-A PREROUTING'))!

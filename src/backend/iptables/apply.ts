@@ -1,13 +1,13 @@
 // Applies one plan across address families as a unit: each family is one atomic restore, the families run side
 // by side, and if any is refused the others are put back as they were, so a pod is never left half protected.
 
-import { ApplyError } from '../errors.js'
-import { findEscapes } from '../path/analyze.js'
-import { seenTables } from '../path/from-iptables.js'
-import { JUMPS, renderTransaction, type NatState } from '../plan/render-iptables.js'
-import type { FamilyPlan } from '../plan/types.js'
-import type { Family } from '../settings/types.js'
-import { compareState } from './compare.js'
+import { ApplyError } from '../../errors.js'
+import { findEscapes } from '../../path/analyze.js'
+import { seenTables } from '../../path/from-iptables.js'
+import { JUMPS, renderTransaction, type NatState } from './render-iptables.js'
+import type { FamilyPlan } from '../../plan/types.js'
+import type { Family } from '../../settings/types.js'
+import { compareState } from '../compare.js'
 import { ownedState, parseNatTable, refuseForeignNames } from './parse-save.js'
 import type { IptablesBackend } from './iptables.js'
 

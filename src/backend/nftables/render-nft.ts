@@ -3,11 +3,11 @@
 // (sets sorted and merged, marks zero-padded, `meta l4proto tcp` dropped before `tcp dport`), so read-back is a
 // comparison of strings, as with iptables-save.
 
-import type { Family, PortRange } from '../settings/types.js'
-import { formatCidr } from '../settings/cidr.js'
-import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName } from './owned.js'
-import type { Chain, Match, Plan, Rule, ServiceSet, Target } from './types.js'
-import { portRangeText } from '../text.js'
+import type { Family, PortRange } from '../../settings/types.js'
+import { formatCidr } from '../../settings/cidr.js'
+import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName } from '../../plan/owned.js'
+import type { Chain, Match, Plan, Rule, ServiceSet, Target } from '../../plan/types.js'
+import { portRangeText } from '../../text.js'
 
 // Both at OUR_NAT_PRIORITY (-100), which the whole-path check compares foreign chains with; nft prints the name
 // `dstnat` for it at prerouting only.

@@ -1,10 +1,10 @@
 // The iptables backends (nf_tables and legacy variants): read a family's tables with -save, change them with one
 // `-restore --noflush` transaction on stdin. No temp files: the root filesystem may be read-only.
 
-import { ApplyError, EnvironmentError } from '../errors.js'
-import type { Family } from '../settings/types.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
-import { firstLine } from '../text.js'
+import { ApplyError, EnvironmentError } from '../../errors.js'
+import type { Family } from '../../settings/types.js'
+import { CommandFailed, type Exec } from '../../exec/exec.js'
+import { firstLine } from '../../text.js'
 
 export type Variant = 'nft' | 'legacy'
 

@@ -1,9 +1,9 @@
 // The explicit method's service sets for the iptables backends, as ipset restore input. Each set is filled as a
 // fresh copy and swapped in: the swap is atomic, so a changed list never leaves a moment without capture.
 
-import { byCodeUnits } from '../order.js'
-import { ipsetName, ipsetNextName } from './owned.js'
-import type { ServiceSet } from './types.js'
+import { byCodeUnits } from '../../order.js'
+import { ipsetName, ipsetNextName } from '../../plan/owned.js'
+import type { ServiceSet } from '../../plan/types.js'
 
 const hostless = (address: string, prefix: number, family: string): string =>
   prefix === (family === 'ipv4' ? 32 : 128) ? address : `${address}/${prefix}`

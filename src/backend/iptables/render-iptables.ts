@@ -2,11 +2,11 @@
 // (implicit matches made explicit, /32 on hosts, decimal cgroup ids), so the text we send is the text we expect
 // to read, and verification is a comparison of strings.
 
-import { formatCidr } from '../settings/cidr.js'
-import type { PortRange } from '../settings/types.js'
-import { commentFor, INBOUND_CHAIN, ipsetName, OUTBOUND_CHAIN } from './owned.js'
-import type { Chain, FamilyPlan, Match, Rule, Target } from './types.js'
-import { hex, portRangeText } from '../text.js'
+import { formatCidr } from '../../settings/cidr.js'
+import type { PortRange } from '../../settings/types.js'
+import { commentFor, INBOUND_CHAIN, ipsetName, OUTBOUND_CHAIN } from '../../plan/owned.js'
+import type { Chain, FamilyPlan, Match, Rule, Target } from '../../plan/types.js'
+import { hex, portRangeText } from '../../text.js'
 
 /** What of ours one family's nat table holds: our chains with their rule lines, and the jumps into them. */
 export interface NatState {

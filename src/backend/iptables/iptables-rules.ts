@@ -2,10 +2,10 @@
 // -save and checked along the whole path, cleaned by removing our chains and jumps family by family. The explicit
 // method's service sets are ipsets, swapped in before the rules that match them and swapped back on a rollback.
 
-import { ApplyError, EnvironmentError } from '../errors.js'
-import { describeFinding, findEscapes } from '../path/analyze.js'
-import { parseSave, seenTables } from '../path/from-iptables.js'
-import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../plan/owned.js'
+import { ApplyError, EnvironmentError } from '../../errors.js'
+import { describeFinding, findEscapes } from '../../path/analyze.js'
+import { parseSave, seenTables } from '../../path/from-iptables.js'
+import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../../plan/owned.js'
 import {
   ipsetMembers,
   isOwnedIpset,
@@ -15,19 +15,19 @@ import {
   renderIpsetSwap,
   renderIpsetUndo,
   type SavedSet,
-} from '../plan/render-ipset.js'
-import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from '../plan/render-iptables.js'
-import type { Plan, ServiceSet } from '../plan/types.js'
-import type { Family } from '../settings/types.js'
-import { compareState, memberDiff } from './compare.js'
+} from './render-ipset.js'
+import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from './render-iptables.js'
+import type { Plan, ServiceSet } from '../../plan/types.js'
+import type { Family } from '../../settings/types.js'
+import { compareState, memberDiff } from '../compare.js'
 import { foreignJumpsInto, parseNatTable } from './parse-save.js'
 import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
-import type { HostFs } from './detect.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import type { HostFs } from '../detect.js'
+import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
-import type { RuleBackend } from './types.js'
-import { otherTables, readRuleset } from './whole-path.js'
-import { firstLine, messageOf } from '../text.js'
+import type { RuleBackend } from '../types.js'
+import { otherTables, readRuleset } from '../whole-path.js'
+import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 

@@ -1,10 +1,10 @@
 // Reads iptables-save output back into our own state. Only the nat table holds rules of ours; counters and
 // comments (header lines with dates) are dropped because they change without anyone touching the rules.
 
-import { EnvironmentError } from '../errors.js'
-import { hasOwnedComment, isOwnedChain } from '../plan/owned.js'
-import { OWNED_JUMPS, type NatState } from '../plan/render-iptables.js'
-import { parseSave, type SavedTable } from '../path/from-iptables.js'
+import { EnvironmentError } from '../../errors.js'
+import { hasOwnedComment, isOwnedChain } from '../../plan/owned.js'
+import { OWNED_JUMPS, type NatState } from './render-iptables.js'
+import { parseSave, type SavedTable } from '../../path/from-iptables.js'
 
 const chainOf = (line: string): string => line.split(' ')[1] ?? ''
 

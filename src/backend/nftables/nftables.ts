@@ -2,17 +2,17 @@
 // at once, atomically), read back from `nft list ruleset` and compared as text, removed whole by clean. The ruleset
 // is read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
 
-import { byCodeUnits } from '../order.js'
-import { ApplyError, EnvironmentError } from '../errors.js'
-import { describeFinding, findEscapes } from '../path/analyze.js'
-import { NFT_TABLE, NFT_TABLE_COMMENT } from '../plan/owned.js'
-import { renderNftTable, renderNftTransaction } from '../plan/render-nft.js'
-import type { Plan } from '../plan/types.js'
-import { diffSection, memberDiff } from './compare.js'
-import type { HostFs } from './detect.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
-import type { RuleBackend } from './types.js'
-import { otherTables, readRuleset, type Ruleset } from './whole-path.js'
+import { byCodeUnits } from '../../order.js'
+import { ApplyError, EnvironmentError } from '../../errors.js'
+import { describeFinding, findEscapes } from '../../path/analyze.js'
+import { NFT_TABLE, NFT_TABLE_COMMENT } from '../../plan/owned.js'
+import { renderNftTable, renderNftTransaction } from './render-nft.js'
+import type { Plan } from '../../plan/types.js'
+import { diffSection, memberDiff } from '../compare.js'
+import type { HostFs } from '../detect.js'
+import { CommandFailed, type Exec } from '../../exec/exec.js'
+import type { RuleBackend } from '../types.js'
+import { otherTables, readRuleset, type Ruleset } from '../whole-path.js'
 
 const SCOPE = 'inet'
 
