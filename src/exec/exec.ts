@@ -52,10 +52,11 @@ interface Finished {
 // A program still running at the timeout gets SIGTERM, then SIGKILL this much later if it ignores that.
 const KILL_AFTER_MS = 1000
 
-const runToEnd = (file: string, args: readonly string[], input: string, timeoutMs: number | undefined): Promise<Finished> =>
+const runToEnd = (file: string, args: readonly string[], input: string | undefined, timeoutMs: number | undefined): Promise<Finished> =>
   new Promise((resolve, reject) => {
     // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
-    const child = spawn(file, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] })
+    // A tool with nothing to read gets no stdin pipe: one pipe less to make for each read.
+    const child = spawn(file, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
     const out: Buffer[] = []
     const err: Buffer[] = []
     let timedOut = false
@@ -69,16 +70,16 @@ const runToEnd = (file: string, args: readonly string[], input: string, timeoutM
         }, timeoutMs),
       )
     }
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk))
+    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk))
     child.once('error', reject)
     child.once('close', code => {
       for (const timer of timers) clearTimeout(timer)
       resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), timedOut })
     })
     // A tool that exits before reading all of its input closes the pipe: its exit status says what happened.
-    child.stdin.on('error', () => undefined)
-    child.stdin.end(input)
+    child.stdin?.on('error', () => undefined)
+    child.stdin?.end(input)
   })
 
 // What a killed program was doing, as far as this seam knows: its argv and the size of what it was fed.
@@ -89,7 +90,7 @@ const timedOut = (command: string, input: string | undefined, timeoutMs: number)
 
 export const realExec: Exec = async (file, args, input, options = {}) => {
   const command = [file, ...args].join(' ')
-  const result = await runToEnd(file, args, input ?? '', options.timeoutMs).catch((error: NodeJS.ErrnoException) => {
+  const result = await runToEnd(file, args, input, options.timeoutMs).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`, { cause: error })
     // A directory on PATH this user may not search, or a file it may not run: the environment, not a bug.
     if (error.code === 'EACCES' || error.code === 'EPERM')
