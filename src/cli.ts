@@ -13,6 +13,7 @@ export const COMMANDS = {
   clean: 'remove every chain and jump init added; other rules stay as they are',
   demo: 'build a throwaway pod and remote host in network namespaces and show real traffic being captured',
   run: 'the proxy agent: run [flags] -- PROXY_COMMAND [ARGS...] starts the proxy as its user with least privilege',
+  validate: 'prove capture from inside the pod with no privilege: an app connection, as this UID, must reach the proxy port (exit 9 if not)',
   ready: 'exit 0 once the proxy accepts connections on ISTIO_PROXY_PORT, waiting up to ISTIO_READY_SECONDS (a startup probe)',
   'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
   'node-agent': 'the node side of the CNI plugin: serves the requests dist/cni/sidecar-redirect forwards on ISTIO_NODE_AGENT_SOCKET',

@@ -89,4 +89,16 @@ export class NotReadyError extends SidecarError {
   }
 }
 
+/** `validate` saw a connection of the pod's app identity miss the proxy: capture is not in place. */
+export class NotCapturedError extends SidecarError {
+  readonly code = 'E_NOT_CAPTURED'
+  readonly exitCode = 9
+  constructor(
+    message: string,
+    readonly details: readonly string[] = [],
+  ) {
+    super(message)
+  }
+}
+
 export const isSidecarError = (error: unknown): error is SidecarError => error instanceof SidecarError

@@ -5,7 +5,7 @@ import { runClean } from './commands/clean.js'
 import { runInit } from './commands/init.js'
 import { runPlan } from './commands/plan.js'
 import { runVerify } from './commands/verify.js'
-import { isSidecarError, UsageError, VerifyError } from './errors.js'
+import { isSidecarError, NotCapturedError, UsageError, VerifyError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
@@ -66,6 +66,11 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         await runReady(settings, parseAgentSettings(env, flags), io.now, logger)
         break
       }
+      case 'validate': {
+        const { runValidate } = await import('./commands/validate.js')
+        await runValidate(settings, io, logger)
+        break
+      }
       case 'run': {
         const { runAgent } = await import('./commands/run.js')
         return await runAgent(settings, parseAgentSettings(env, flags), rest, io, logger)
@@ -78,7 +83,8 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       return 1
     }
     const cause = error.cause instanceof Error ? [`cause: ${error.cause.message.split('\n')[0]}`] : []
-    logger.error(error.code, error.message, [...(error instanceof VerifyError ? error.details : []), ...cause])
+    const details = error instanceof VerifyError || error instanceof NotCapturedError ? error.details : []
+    logger.error(error.code, error.message, [...details, ...cause])
     return error.exitCode
   }
 }

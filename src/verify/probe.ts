@@ -25,17 +25,25 @@ export interface Check {
 const TIMEOUT_MS = 300
 const NOBODY = 65534
 
-/** A connection made as root to one of the pod's addresses, leaving by lo: root stands for the app. */
-const appPacket = (address: string, port: number): ProbePacket => ({
+/** A connection made by `uid` (root stands for the app in init) to one of the pod's addresses, leaving by lo. */
+const appPacket = (address: string, port: number, uid = 0, gid = uid): ProbePacket => ({
   saddr: address,
   daddr: address,
   dport: port,
-  uid: 0,
-  gid: 0,
+  uid,
+  gid,
   mark: 0,
   classid: 0,
   outInterface: 'lo',
 })
+
+/** Who makes the probe's app connections. */
+export interface Identity {
+  readonly uid: number
+  readonly gid: number
+}
+
+const ROOT: Identity = { uid: 0, gid: 0 }
 
 export interface Target {
   readonly address: string
@@ -47,12 +55,12 @@ export interface Target {
  * pickTarget chooses one of the pod's own (non-link-local) addresses that the plan redirects on `port`, reading
  * the plan's OUTPUT chain, never the settings; or says why there is none (the probe never dials out of the pod). Pure.
  */
-export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port: number): Target | { readonly none: string } => {
+export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port: number, as: Identity = ROOT): Target | { readonly none: string } => {
   let why = plan.chains.some(c => c.hook === 'OUTPUT' && c.rules.some(r => r.matches.some(m => m.kind === 'service-set')))
     ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
     : 'no address of this pod is in the capture scope'
   for (const address of addresses.filter(a => plan.family === 'ipv4' || !a.startsWith('fe80:'))) {
-    const fate = fateOf(plan, appPacket(address, port))
+    const fate = fateOf(plan, appPacket(address, port, as.uid, as.gid))
     if (fate.kind === 'redirect') return { address, proxyPort: fate.port }
     const lo = fate.kind === 'return' && fate.rule.matches.some(m => m.kind === 'out-interface' && m.name === 'lo')
     if (lo) why = 'ISTIO_EXCLUDE_INTERFACES leaves lo alone, and every probe connection stays in the pod on lo'
@@ -179,22 +187,27 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
 const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port
 
 /** probeFamily runs one family's checks, with listeners of its own, from what that family's plan says. */
-const probeFamily = async (plan: FamilyPlan, appUid: number): Promise<Check[]> => {
+/**
+ * probeFamily runs one family's checks. `only` = 'capture' is the unprivileged form (validate): the app's own
+ * connection as this process is, no other identity taken.
+ */
+const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly capture: Identity }): Promise<Check[]> => {
   const family = plan.family
   const checks: Check[] = []
   const skip: Skip = (name, detail) => void checks.push({ name, family, status: 'not checked', detail })
   // A direct port the plan captures: a free port it happens to exclude is swapped for another.
   let direct = await openDirect(family)
-  let target = pickTarget(plan, localAddresses(family), portOf(direct))
+  const as = only?.capture ?? ROOT
+  let target = pickTarget(plan, localAddresses(family), portOf(direct), as)
   for (let tries = 0; 'none' in target && tries < 3; tries++) {
     const next = await openDirect(family)
     direct.close()
     direct = next
-    target = pickTarget(plan, localAddresses(family), portOf(direct))
+    target = pickTarget(plan, localAddresses(family), portOf(direct), as)
   }
   if ('none' in target) {
     direct.close()
-    for (const name of ['capture', 'bypass', 'loopback']) skip(name, target.none)
+    for (const name of only ? ['capture'] : ['capture', 'bypass', 'loopback']) skip(name, target.none)
     return checks
   }
   const { address } = target
@@ -220,8 +233,10 @@ const probeFamily = async (plan: FamilyPlan, appUid: number): Promise<Check[]> =
   }
   try {
     // Root stands for the app: only the proxy's identity is exempt, and root needs no other identity to probe.
-    if (proxy) await expect('capture', () => openSocket(address), 'proxy', 'uid 0 (an app identity)')
+    const who = only ? `uid ${as.uid} (this process, an app identity)` : 'uid 0 (an app identity)'
+    if (proxy) await expect('capture', () => openSocket(address), 'proxy', who)
     else skip('capture', `port ${target.proxyPort} is in use (is the proxy already running?)`)
+    if (only) return checks
     for (const { rule, match } of identityBypasses(plan)) {
       const context: BypassContext = { address, appUid, name: rule.purpose === 'proxy-gid' ? 'bypass-gid' : 'bypass', expect, skip }
       await (BYPASS[match.kind] as (m: IdentityMatch, c: BypassContext) => Promise<void>)(match, context)
@@ -249,3 +264,10 @@ export const probeCapture = async (plan: Plan): Promise<Check[]> => {
   for (const family of plan.families) checks.push(...(await probeFamily(family, appUid)))
   return checks
 }
+
+/**
+ * probeAppCapture is the unprivileged live check (validate): per family, a connection made by this process, as it
+ * is, to one of the pod's addresses must land on the port the plan redirects to, with the right SO_ORIGINAL_DST.
+ */
+export const probeAppCapture = async (plan: Plan, as: Identity): Promise<Check[]> =>
+  (await Promise.all(plan.families.map(f => probeFamily(f, as.uid, { capture: as })))).flat()
