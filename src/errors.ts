@@ -4,6 +4,8 @@
 export abstract class SidecarError extends Error {
   abstract readonly code: string
   abstract readonly exitCode: number
+  /** Lines printed under the message (a diff, the live checks); most errors have none. */
+  readonly details: readonly string[] = []
   constructor(message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = new.target.name
@@ -56,7 +58,7 @@ export class VerifyError extends SidecarError {
   readonly exitCode = 5
   constructor(
     message: string,
-    readonly details: readonly string[] = [],
+    override readonly details: readonly string[] = [],
   ) {
     super(message)
   }
@@ -95,7 +97,7 @@ export class NotCapturedError extends SidecarError {
   readonly exitCode = 9
   constructor(
     message: string,
-    readonly details: readonly string[] = [],
+    override readonly details: readonly string[] = [],
   ) {
     super(message)
   }

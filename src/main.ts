@@ -5,7 +5,7 @@ import { runClean } from './commands/clean.js'
 import { runInit } from './commands/init.js'
 import { runPlan } from './commands/plan.js'
 import { runVerify } from './commands/verify.js'
-import { isSidecarError, NotCapturedError, UsageError, VerifyError } from './errors.js'
+import { isSidecarError, UsageError } from './errors.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
@@ -83,8 +83,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       return 1
     }
     const cause = error.cause instanceof Error ? [`cause: ${error.cause.message.split('\n')[0]}`] : []
-    const details = error instanceof VerifyError || error instanceof NotCapturedError ? error.details : []
-    logger.error(error.code, error.message, [...details, ...cause])
+    logger.error(error.code, error.message, [...error.details, ...cause])
     return error.exitCode
   }
 }

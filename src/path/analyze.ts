@@ -125,7 +125,7 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
 }
 
 /** describeFinding is the drift text for one finding: where, the rule as printed, and why it matters. Pure. */
-export const describeFinding = (f: Finding): string[] => {
+const describeFinding = (f: Finding): string[] => {
   // Our own rules left by another backend (the README says to clean with the old one when switching).
   const leftover = !f.fixable && hasOwnedComment(f.rule)
   const fix = f.fixable
@@ -135,3 +135,9 @@ export const describeFinding = (f: Finding): string[] => {
       : '; init cannot change it without touching a rule that is not ours'
   return [`${f.where}: ${f.rule}`, `  ${f.why}${fix}`]
 }
+
+/** describeEscapes is the whole-path section of a drift report: nothing when there are no findings. Pure. */
+export const describeEscapes = (findings: readonly Finding[]): string[] =>
+  findings.length === 0
+    ? []
+    : ['whole path: rules that can keep TCP we capture from reaching our redirect:', ...findings.flatMap(describeFinding).map(l => `  ${l}`)]

@@ -3,11 +3,12 @@
 // taken to match at least what it really matches.
 
 import { parseCidr } from '../settings/cidr.js'
-import type { Family, PortRange } from '../settings/types.js'
+import type { Family } from '../settings/types.js'
 import {
   ANY_EFFECT,
   NEXT,
   PRIORITY,
+  readPortRanges,
   type Conditions,
   type Effect,
   type Flow,
@@ -40,14 +41,6 @@ export const parseSave = (text: string): Map<string, SavedTable> => {
 
 /** Splits a rule line into words, keeping a double-quoted comment (with its \" escapes) as one word. */
 export const words = (line: string): string[] => line.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? []
-
-const portRanges = (text: string): PortRange[] | undefined => {
-  const ranges = text.split(',').map(part => {
-    const [from, to = from] = part.split(':').map(Number)
-    return { from: from ?? NaN, to: to ?? NaN }
-  })
-  return ranges.every(r => Number.isInteger(r.from) && Number.isInteger(r.to)) ? ranges : undefined
-}
 
 const NON_TERMINAL = new Set([
   'LOG',
@@ -119,7 +112,7 @@ export const readRule = (line: string, userChains: ReadonlySet<string>): SeenRul
       const cidr = parseCidr(value)
       if (cidr) found[word === '-d' ? 'daddr' : 'saddr'] = [cidr]
     } else if ((word === '--dport' || word === '--dports' || word === '--destination-port') && take) {
-      const ports = portRanges(value)
+      const ports = readPortRanges(value.split(','), ':')
       if (ports) found.dports = ports
     } else if (word === '--uid-owner' && take && /^\d+$/.test(value)) found.uid = Number(value)
     // A trailing + is iptables' wildcard: such a rule matches more than one name, so it is left out.

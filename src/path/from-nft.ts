@@ -8,6 +8,7 @@ import {
   ANY_EFFECT,
   NEXT,
   PRIORITY,
+  readPortRanges,
   type Conditions,
   type Effect,
   type Flow,
@@ -86,14 +87,6 @@ const valuesAt = (w: readonly string[], i: number): string[] | undefined => {
   return out
 }
 
-const ports = (values: readonly string[]): PortRange[] | undefined => {
-  const ranges = values.map(v => {
-    const [from, to = from] = v.split('-').map(Number)
-    return { from: from ?? NaN, to: to ?? NaN }
-  })
-  return ranges.every(r => Number.isInteger(r.from) && Number.isInteger(r.to)) ? ranges : undefined
-}
-
 const cidrs = (values: readonly string[]): Cidr[] | undefined => {
   const parsed = values.map(v => parseCidr(v))
   return parsed.every((c): c is Cidr => c !== undefined) ? parsed : undefined
@@ -125,7 +118,7 @@ export const readNftRule = (text: string): SeenRule => {
     else if ((word === 'tcp' || word === 'th') && next === 'dport') {
       // `th` is any transport header; `tcp` also says the protocol.
       if (word === 'tcp') protocol = 'tcp'
-      const parsed = ports(valuesAt(w, i + 2) ?? [])
+      const parsed = readPortRanges(valuesAt(w, i + 2) ?? [], '-')
       if (parsed) found.dports = parsed
     } else if ((word === 'ip' || word === 'ip6') && (next === 'daddr' || next === 'saddr') && w[i + 2] !== 'set') {
       const values = valuesAt(w, i + 2)

@@ -79,3 +79,12 @@ export const PRIORITY = { raw: -300, conntrack: -200, mangle: -150, dstnat: -100
 
 /** Our nat chains run at this priority in every backend (NF_IP_PRI_NAT_DST; nft's dstnat and output -100). */
 export const OUR_NAT_PRIORITY = PRIORITY.dstnat
+
+/** Port ranges as a tool prints them (`80`, `8000:8080` in iptables, `8000-8080` in nft), or undefined if not. */
+export const readPortRanges = (items: readonly string[], separator: ':' | '-'): PortRange[] | undefined => {
+  const ranges = items.map(item => {
+    const [from, to = from] = item.split(separator).map(Number)
+    return { from: from ?? NaN, to: to ?? NaN }
+  })
+  return ranges.every(r => Number.isInteger(r.from) && Number.isInteger(r.to)) ? ranges : undefined
+}

@@ -2,11 +2,12 @@
 // by side, and if any is refused the others are put back as they were, so a pod is never left half protected.
 
 import { ApplyError } from '../../errors.js'
-import { findEscapes } from '../../path/analyze.js'
+import { findEscapes, type OwnChain } from '../../path/analyze.js'
 import { seenTables } from '../../path/from-iptables.js'
 import { JUMPS, renderTransaction, type NatState } from './render-iptables.js'
 import type { FamilyPlan } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
+import { messageOf } from '../../text.js'
 import { compareState } from '../compare.js'
 import { ownedState, parseNatTable, refuseForeignNames } from './parse-save.js'
 import type { IptablesBackend } from './iptables.js'
@@ -28,14 +29,18 @@ export const ownedIn = (backend: IptablesBackend, family: Family, saved: string)
   return state
 }
 
+/** Where our jumps live in one family's nat table, for the whole-path check. */
+export const ownChain = (backend: IptablesBackend, family: Family): OwnChain => ({
+  where: `${backend.name} ${family} nat`,
+  jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT },
+})
+
 /** Our jumps that a foreign rule ahead of them could pre-empt: init moves them back to the first position. */
 export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved: string): string[] => {
-  const own = { where: `${backend.name} ${plan.family} nat`, jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }
+  const own = ownChain(backend, plan.family)
   const fixable = findEscapes(plan, seenTables(saved, plan.family, backend.name), own).filter(f => f.fixable)
   return [...new Set(fixable.map(f => own.jumps[f.hook]))]
 }
-
-const message = (reason: unknown): string => (reason instanceof Error ? reason.message : String(reason))
 
 /**
  * applyFamilies brings every family to its desired state. A family already exactly right is not touched at all.
@@ -73,7 +78,7 @@ export const applyFamilies = async (
         return `${t.plan.family} ${fail ? 'holds the new rules (the rollback failed)' : results[i]?.status === 'rejected' ? 'is unchanged (refused)' : changes[i] ? 'was rolled back' : 'was not changed'}`
       })
       throw new ApplyError(
-        `${message(refused.reason)}; then rolling back failed too: ${failed.map(f => message(f.reason)).join('; ')}. Now ${state.join(', ')}`,
+        `${messageOf(refused.reason)}; then rolling back failed too: ${failed.map(f => messageOf(f.reason)).join('; ')}. Now ${state.join(', ')}`,
         {
           cause: refused.reason,
         },

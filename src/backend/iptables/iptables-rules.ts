@@ -3,7 +3,7 @@
 // method's service sets are ipsets, swapped in before the rules that match them and swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { describeFinding, findEscapes } from '../../path/analyze.js'
+import { describeEscapes, findEscapes } from '../../path/analyze.js'
 import { parseSave, seenTables } from '../../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../../plan/owned.js'
 import {
@@ -16,12 +16,12 @@ import {
   renderIpsetUndo,
   type SavedSet,
 } from './render-ipset.js'
-import { EMPTY_STATE, JUMPS, renderState, renderTransaction } from './render-iptables.js'
+import { EMPTY_STATE, renderState, renderTransaction } from './render-iptables.js'
 import type { Plan, ServiceSet } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { compareState, memberDiff } from '../compare.js'
 import { foreignJumpsInto, parseNatTable } from './parse-save.js'
-import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
+import { applyFamilies, ownChain, ownedIn, type FamilyTarget } from './apply.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
@@ -123,12 +123,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
           const text = saved[i]!
           const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
           const seen = [...seenTables(text, p.family, tables.name), ...(await otherTables(exec, fs, p.family, variant, ruleset, ownTables))]
-          const own = { where: `${tables.name} ${p.family} nat`, jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }
-          const escapes = findEscapes(p, seen, own)
-          const whole =
-            escapes.length === 0
-              ? []
-              : ['whole path: rules that can keep TCP we capture from reaching our REDIRECT:', ...escapes.flatMap(describeFinding).map(l => `  ${l}`)]
+          const whole = describeEscapes(findEscapes(p, seen, ownChain(tables, p.family)))
           return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
         }),
       )

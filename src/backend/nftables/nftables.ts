@@ -4,7 +4,7 @@
 
 import { byCodeUnits } from '../../order.js'
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { describeFinding, findEscapes } from '../../path/analyze.js'
+import { describeEscapes, findEscapes } from '../../path/analyze.js'
 import { NFT_TABLE, NFT_TABLE_COMMENT } from '../../plan/owned.js'
 import { renderNftTable, renderNftTransaction } from './render-nft.js'
 import type { Plan } from '../../plan/types.js'
@@ -82,8 +82,7 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     const found = await Promise.all(
       plan.families.map(async p => findEscapes(p, await otherTables(exec, fs, p.family, 'nftables', ruleset, new Set([OURS])))),
     )
-    const lines = found.flat().flatMap(describeFinding)
-    return lines.length === 0 ? [] : ['whole path: rules that can keep TCP we capture from reaching our redirect:', ...lines.map(l => `  ${l}`)]
+    return describeEscapes(found.flat())
   }
   // When apply changed nothing, its read (made under the namespace lock in this same run) is the read-back too.
   let unchanged: Ruleset | undefined
