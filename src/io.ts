@@ -1,9 +1,9 @@
 // Everything a command may do to the world, handed in as one value so tests can hand in fakes instead.
 
-import { constants } from 'node:fs'
-import { access, readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import type { HostFs } from './backend/detect.js'
 import { realExec, type Exec } from './exec/exec.js'
+import { onPath } from './exec/on-path.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'
@@ -32,19 +32,7 @@ const realFs: HostFs = {
   readFile: path => readFile(path, 'utf8').catch(absentOr<string | undefined>(path, undefined)),
   readDir: path => readdir(path).catch(absentOr<string[]>(path, [])),
   canOpenIpv6: () => canOpenIpv6(),
-  // As execvp looks: each PATH directory in turn, the first executable file of that name.
-  onPath: async program => {
-    const dirs = (process.env['PATH'] ?? '').split(':').filter(Boolean)
-    const found = await Promise.all(
-      dirs.map(dir =>
-        access(`${dir}/${program}`, constants.X_OK).then(
-          () => true,
-          () => false,
-        ),
-      ),
-    )
-    return found.includes(true)
-  },
+  onPath,
 }
 
 export const realIo = (startedAt = performance.now()): Io => ({

@@ -1,9 +1,9 @@
 // The node side's reach into a pod: our CLI and the rule tools, run in the pod's netns through nsenter. The agent
 // keeps the node's mounts (nsenter --net only), so the CLI and its native modules are the agent's own files.
 
-import { access, constants, stat } from 'node:fs/promises'
-import { delimiter, join } from 'node:path'
+import { stat } from 'node:fs/promises'
 import { realExec } from '../exec/exec.js'
+import { onPath } from '../exec/on-path.js'
 import { runForStatus } from '../exec/processes.js'
 import { hasOwnedComment, isOwnedChain, NFT_TABLE } from '../plan/owned.js'
 import { readServicesFile } from '../settings/services-file.js'
@@ -15,19 +15,6 @@ const TOOLS = ['nsenter', 'iptables-restore', 'ip6tables-restore', 'iptables-sav
 
 const isOurs = (line: string): boolean =>
   isOwnedChain(/^:(\S+)/.exec(line)?.[1] ?? '') || hasOwnedComment(line) || line.startsWith(`table inet ${NFT_TABLE}`)
-
-const onPath = async (name: string): Promise<boolean> => {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter).filter(Boolean)) {
-    if (
-      await access(join(dir, name), constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return true
-  }
-  return false
-}
 
 /** nodeIo runs `cli` (the bundled CLI this agent was started from) with this Node in pods' netns. */
 export const nodeIo = (cli: string, timeoutMs: number): AgentIo => ({
