@@ -1,7 +1,8 @@
 // Everything a command may do to the world, handed in as one value so tests can hand in fakes instead.
 
-import { readdir, readFile } from 'node:fs/promises'
+import { readdirSync, readFileSync } from 'node:fs'
 import type { HostFs } from './backend/detect.js'
+import type { HeadStart } from './backend/head-start.js'
 import { realExec, type Exec } from './exec/exec.js'
 import { onPath } from './exec/on-path.js'
 import { acquireNetnsLock } from './backend/lock.js'
@@ -17,26 +18,34 @@ export interface Io {
   /** now() when our first line of JavaScript ran: the report's timings start there. */
   readonly startedAt: number
   readonly out: Output
+  /** What a plain `init` began while the bundle loaded (bin.ts): its lock, host facts and first reads. */
+  readonly headStart?: HeadStart
 }
 
 // Only ENOENT means "not there". Any other failure (EACCES, EIO, ...) is not evidence of absence, and taking it
 // as such would fail open: e.g. an unreadable IPv6 config would look like a kernel without IPv6.
-const absentOr =
-  <T>(path: string, absent: T) =>
-  (error: NodeJS.ErrnoException): T => {
-    if (error.code === 'ENOENT') return absent
-    throw new EnvironmentError(`cannot read ${path}: ${error.code ?? error.message}`, { cause: error })
+const absentOr = <T>(path: string, absent: T, read: () => T): T => {
+  try {
+    return read()
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return absent
+    throw new EnvironmentError(`cannot read ${path}: ${code ?? (error as Error).message}`, { cause: error })
   }
+}
 
-const realFs: HostFs = {
-  readFile: path => readFile(path, 'utf8').catch(absentOr<string | undefined>(path, undefined)),
-  readDir: path => readdir(path).catch(absentOr<string[]>(path, [])),
+// Synchronous inside: these are small /proc files, read in microseconds, where a round trip through libuv's thread
+// pool (and starting the pool) cost init milliseconds before its first process.
+export const realFs: HostFs = {
+  readFile: async path => absentOr<string | undefined>(path, undefined, () => readFileSync(path, 'utf8')),
+  readDir: async path => absentOr<string[]>(path, [], () => readdirSync(path)),
   canOpenIpv6: () => canOpenIpv6(),
   onPath,
 }
 
-export const realIo = (startedAt = performance.now()): Io => ({
+export const realIo = (startedAt = performance.now(), headStart?: HeadStart): Io => ({
   startedAt,
+  ...(headStart && { headStart }),
   exec: realExec,
   fs: realFs,
   lock: () => acquireNetnsLock(),

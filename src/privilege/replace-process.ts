@@ -1,22 +1,15 @@
 // Replaces this process with another program, keeping the PID: so the privileged agent does not linger as a root
 // parent of the proxy. Node 20 has no execve, so libc's is called (Node 23.11+ has process.execve).
 
-import { accessSync, constants } from 'node:fs'
-import { delimiter } from 'node:path'
 import { PrivilegeError } from '../errors.js'
+import { findOnPath } from '../exec/on-path.js'
 import { loadLibc } from '../net/libc.js'
 
 const onPath = (file: string): string => {
   if (file.includes('/')) return file
-  for (const dir of (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
-    try {
-      accessSync(`${dir}/${file}`, constants.X_OK)
-      return `${dir}/${file}`
-    } catch {
-      // not in this directory
-    }
-  }
-  throw new PrivilegeError(`${file} was not found on PATH (the image needs util-linux's setpriv)`)
+  const found = findOnPath(file, process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin')
+  if (found === undefined) throw new PrivilegeError(`${file} was not found on PATH (the image needs util-linux's setpriv)`)
+  return found
 }
 
 /** replaceProcess never returns on success; it throws PrivilegeError when the exec fails. */
