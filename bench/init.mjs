@@ -1,6 +1,7 @@
 // Benchmark: what init adds to a pod's start, measured side by side in one run, alternating every contender so
 // machine noise hits them alike, under the image's Node 24 and under this machine's Node. Run as root after a
-// build: `npm run bench`.
+// build: `npm run bench`. init runs as the image runs it, through `entrypoint` (which keeps Node's compile cache
+// in dist/.cache; the warm-up rounds fill it, as the image's build does).
 //   node -e 0           an empty Node start: the floor for any Node entrypoint
 //   bare tools          what a compiled tool pays: iptables-restore and iptables-save of our payload, per family
 //   init (fresh)        init into a namespace without our rules (apply, read-back, whole-path check)
@@ -17,7 +18,7 @@ const inNs = (file, args, options = {}) => execFileSync('nsenter', [`--net=/run/
 const env = { ...process.env, ISTIO_VERIFY: 'rules', ISTIO_LOG_FORMAT: 'json' }
 delete env.NODE_OPTIONS
 const liveEnv = { ...env, ISTIO_VERIFY: 'live' }
-const cli = `${root}dist/cli.mjs`
+const cli = `${root}entrypoint`
 
 const nodes = { 'node 24': node24(), [`node ${process.versions.node.split('.')[0]}`]: process.execPath }
 const payload = execFileSync(process.execPath, [cli, 'plan'], { encoding: 'utf8', env }).split(/^# ipv6.*\n/m)

@@ -178,3 +178,24 @@ t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited f
     await runForStatus('podman', ['rm', '-f', name])
   }
 })
+
+t.test('the image ships a warm compile cache, used from a read-only root: no module of the start-up path is compiled afresh', async t => {
+  for (const command of ['plan', 'validate']) {
+    // NODE_DEBUG_NATIVE prints what Node's compile cache does with each module it loads.
+    const result = await runForStatus('podman', [
+      'run',
+      '--rm',
+      '--read-only',
+      '--network',
+      'none',
+      '-e',
+      'NODE_DEBUG_NATIVE=COMPILE_CACHE',
+      'localhost/sidecar-redirect:dev',
+      command,
+    ])
+    const accepted = [...result.output.matchAll(/V8 code cache for ESM file:\/\/(\S+) was accepted/g)].map(m => m[1])
+    t.ok(accepted.includes('/app/dist/cli.mjs'), `${command}: the bundle's entry comes from the cache`)
+    t.ok(accepted.length >= 5, `${command}: ${accepted.length} modules from the cache`)
+    t.notMatch(result.output, /was not initialized|was rejected|mismatch/, `${command}: every module it loaded was in the cache`)
+  }
+})
