@@ -2,7 +2,13 @@
 
 // First: it takes the time before the rest of the bundle is evaluated.
 import { STARTED_AT } from './started.js'
-import { realIo } from './io.js'
-import { run } from './main.js'
+import { startHeadStart } from './backend/head-start.js'
+import { realExec } from './exec/exec.js'
+import { realFs, realIo } from './io.js'
 
-process.exitCode = await run(process.argv.slice(2), process.env, realIo(STARTED_AT))
+const argv = process.argv.slice(2)
+// A plain init (the image's default command) starts its lock and first reads now, and the rest of the bundle loads
+// while they run (see head-start.ts). With flags the settings are only known once yargs has loaded: no head start.
+const headStart = argv.length === 0 || (argv.length === 1 && argv[0] === 'init') ? startHeadStart(process.env, realExec, realFs) : undefined
+const { run } = await import('./main.js')
+process.exitCode = await run(argv, process.env, realIo(STARTED_AT, headStart))

@@ -20,11 +20,15 @@ export type Timed = <T>(phase: string, work: () => Promise<T>) => Promise<T>
 const untimed: Timed = (_phase, work) => work()
 
 export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> => {
-  const facts = await timed('probe', () => probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
+  const early = io.headStart
+  const facts = await timed('probe', () => early?.facts ?? probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
   const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
   const kind = facts.variant.value
-  const backend = kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind])
-  return { facts, plan, backend }
+  if (kind === 'nftables') return { facts, plan, backend: createNftablesRules(io.exec, io.fs) }
+  // What was read already: the IPv4 tables detection read, and the head start's reads.
+  const saved = facts.ipv4Saved[kind]
+  const reads = { ...(saved !== undefined && { ipv4: Promise.resolve(saved) }), ...(early && (await early.reads)) }
+  return { facts, plan, backend: createIptablesRules(io.exec, io.fs, kind, reads) }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`

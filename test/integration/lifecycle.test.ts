@@ -147,3 +147,24 @@ t.test('the JSON report is one object with settings, backend, timings', async t 
   const refused = await box.runInit({ ISTIO_LOG_FORMAT: 'json', ISTIO_PROXY_PORT: 'x' })
   t.match(JSON.parse(refused.output.trim()), { event: 'error', code: 'E_CONFIG' })
 })
+
+// Each process costs a few milliseconds of every pod's start: the report counts them all, the head start's too.
+t.test('processes per init, as reported: 3 per family fresh plus one ruleset read, 1 per family plus it on a re-run', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const processes = async (env: Record<string, string>): Promise<number> => {
+    const result = await box.runInit({ ISTIO_LOG_FORMAT: 'json', ISTIO_VERIFY: 'rules', ...env })
+    t.equal(result.exitCode, 0, JSON.stringify(env), { output: result.output })
+    return (JSON.parse(result.output.trim()) as { processes: number }).processes
+  }
+  // Legacy last: once its tables exist, the whole-path check of the others reads them too (and should).
+  for (const [backend, fresh, rerun] of [
+    ['nftables', 3, 1],
+    ['auto', 7, 3],
+    ['iptables-legacy', 7, 3],
+  ] as const) {
+    t.equal(await processes({ ISTIO_BACKEND: backend }), fresh, `${backend}: fresh`)
+    t.equal(await processes({ ISTIO_BACKEND: backend }), rerun, `${backend}: re-run with nothing to change`)
+    await initOk(t, box, { ISTIO_BACKEND: backend }, ['clean'])
+  }
+})
