@@ -31,7 +31,7 @@ const elapsed = run => {
 }
 
 const ourInit = backend => file => {
-  const args = [node, `${root}dist/cli.mjs`, 'init']
+  const args = [node, `${root}entrypoint`, 'init']
   const argv = timeTool ? [timeTool, '-f', 'peak-kb %M', ...args] : args
   let result
   const options = { env: { ...env, ISTIO_BACKEND: backend, ISTIO_SERVICES_FILE: file }, encoding: 'utf8', maxBuffer: 1 << 30 }

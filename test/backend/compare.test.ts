@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compareState, lineDiff } from '../../src/backend/compare.js'
+import { compareState, lineDiff, memberDiff } from '../../src/backend/compare.js'
 
 const chains = (lines: string[]) => new Map([['SIDECAR_OUTBOUND', lines]])
 
@@ -30,4 +30,16 @@ t.test('missing and unplanned chains and jumps are drift', async t => {
     '+ j',
     'chain SIDECAR_X: present but not planned',
   ])
+})
+
+t.test('memberDiff compares set members as sets: any order is the same set; the difference is listed sorted', async t => {
+  t.same(memberDiff('set S:', ['198.18.0.1', '198.18.0.2', '198.18.1.0/24'], ['198.18.1.0/24', '198.18.0.1', '198.18.0.2']), [])
+  t.same(memberDiff('set S:', ['b', 'a', 'c'], ['d', 'c', 'a']), ['set S:', '- b', '+ d'])
+  t.same(memberDiff('set S:', ['a'], []), ['set S:', '- a'])
+  t.same(memberDiff('set S:', [], ['a']), ['set S:', '+ a'])
+  // As ipset prints them: in hash order, 100,000 of them.
+  const members = Array.from({ length: 100_000 }, (_, i) => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255},tcp:443`)
+  const shuffled = [...members].sort(() => Math.random() - 0.5)
+  t.same(memberDiff('set S:', members, shuffled), [])
+  t.same(memberDiff('set S:', members, shuffled.slice(1)), ['set S:', `- ${shuffled[0]}`])
 })

@@ -2,7 +2,6 @@
 // at once, atomically), read back from `nft list ruleset` and compared as text, removed whole by clean. The ruleset
 // is read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
 
-import { byCodeUnits } from '../../order.js'
 import { ApplyError, EnvironmentError } from '../../errors.js'
 import { describeEscapes, findEscapes } from '../../path/analyze.js'
 import { NFT_TABLE, NFT_TABLE_COMMENT } from '../../plan/owned.js'
@@ -17,8 +16,8 @@ import { otherTables, readRuleset, type Ruleset } from '../whole-path.js'
 const SCOPE = 'inet'
 
 /**
- * Set elements are printed sorted and wrapped over lines, however they were written: compare them as sorted lists,
- * and the rest of the table as text.
+ * Set elements are printed sorted and wrapped over lines, however they were written: compare them as sets of
+ * elements (memberDiff), and the rest of the table as text.
  */
 const splitElements = (text: string): { structure: string[]; elements: Map<string, string[]> } => {
   const elements = new Map<string, string[]>()
@@ -39,8 +38,7 @@ const splitElements = (text: string): { structure: string[]; elements: Map<strin
       body
         .split(',')
         .map(e => e.trim())
-        .filter(Boolean)
-        .sort(byCodeUnits),
+        .filter(Boolean),
     )
     pending = undefined
   }
