@@ -24,11 +24,16 @@ export interface Direct {
   readonly stderr: string
 }
 
+/** host-local's address ranges, one list per family. */
+export type Ranges = readonly (readonly { subnet: string }[])[]
+
 export interface Rig {
   readonly dir: string
+  /** The CNI bin dir: Debian's plugins and ours. */
+  readonly bin: string
   readonly socket: string
-  /** Writes a conflist with `ours` (our plugin's entry, type added) after loopback, bridge and host-local. */
-  conflist(ours: Record<string, unknown>): string
+  /** Writes a conflist named sr-test-N with `ours` (our plugin's entry, type added) after loopback, bridge and host-local. */
+  conflist(ours: Record<string, unknown>, ranges?: Ranges): string
   /** Runs libcni's add|check|del (of a conflist) or version (of a plugin type) in the node namespace, with a PATH that has neither node nor iptables. */
   runtime(
     box: Sandbox,
@@ -63,12 +68,13 @@ export const startRig = async (t: Test): Promise<Rig> => {
   const bare = { PATH: '/nonexistent', CNI_PATH: bin, CNI_CACHE_DIR: `${dir}/cache` }
   return {
     dir,
+    bin,
     socket,
-    conflist: ours => {
+    conflist: (ours, ranges = [[{ subnet: '198.19.7.0/24' }]]) => {
       lists += 1
       const path = `${dir}/list-${lists}.conflist`
       const bridge = { type: 'bridge', bridge: `srb${lists}${process.pid % 1000}`, isGateway: true, ipMasq: false }
-      const ipam = { type: 'host-local', dataDir: `${dir}/ipam`, ranges: [[{ subnet: '198.19.7.0/24' }]] }
+      const ipam = { type: 'host-local', dataDir: `${dir}/ipam`, ranges }
       const plugins = [{ type: 'loopback' }, { ...bridge, ipam }, { type: 'sidecar-redirect', agentSocket: socket, ...ours }]
       writeFileSync(path, JSON.stringify({ cniVersion: '1.0.0', name: `sr-test-${lists}`, plugins }))
       return path

@@ -1,17 +1,31 @@
-// Real pods with podman, for the image and chart tests: a test network on 198.18.100.0/24, kube play with
-// teardown, and traffic checks that read the stand-in proxy's relay log. The two suites share the network and pod
-// names: run them one after the other, as .ci/run does.
+// Real pods with podman, for the image, chart and CNI tests: a test network on 198.18.100.0/24, kube play with
+// teardown, and traffic checks that read the stand-in proxy's relay log. The image and chart suites share the
+// network and pod names: run them one after the other, as .ci/run does.
 import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import { parse } from 'yaml'
-import { runForStatus } from '../../src/exec/processes.js'
+import { runForStatus, type Status } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 
 export const NETWORK = 'sr-test'
 export const ROOT = new URL('../..', import.meta.url).pathname
 
+// Where podman runs: in this process's network namespace, or (the CNI test) in one playing the node, so that the
+// bridge its CNI backend makes lives there. nsenter changes nothing else: the netns podman mounts for a pod stay
+// visible to the node agent outside.
+let netns: string | undefined
+
+/** Runs every later podman command of this process in the network namespace at `path`. */
+export const runPodmanIn = (path: string): void => {
+  netns = path
+}
+
+/** Runs podman (where runPodmanIn says) and returns its exit code and output, failing nothing. */
+export const runPodman = (args: readonly string[]): Promise<Status> =>
+  netns === undefined ? runForStatus('podman', args) : runForStatus('nsenter', [`--net=${netns}`, 'podman', ...args])
+
 export const podman = async (...args: string[]): Promise<string> => {
-  const result = await runForStatus('podman', args)
+  const result = await runPodman(args)
   if (result.exitCode !== 0) throw new Error(`podman ${args.join(' ')} exited ${result.exitCode}: ${result.output}`)
   return result.output.trim()
 }
@@ -21,11 +35,11 @@ export const podman = async (...args: string[]): Promise<string> => {
  * host rules netavark adds for it) is removed when the test file ends.
  */
 export const prepareNetwork = async (t: Test, pods: readonly string[]): Promise<void> => {
-  t.teardown(() => runForStatus('podman', ['network', 'rm', '-f', NETWORK]))
-  if ((await runForStatus('podman', ['network', 'exists', NETWORK])).exitCode !== 0) {
+  t.teardown(() => runPodman(['network', 'rm', '-f', NETWORK]))
+  if ((await runPodman(['network', 'exists', NETWORK])).exitCode !== 0) {
     await podman('network', 'create', '--subnet', '198.18.100.0/24', NETWORK)
   }
-  for (const pod of pods) await runForStatus('podman', ['pod', 'rm', '-f', pod])
+  for (const pod of pods) await runPodman(['pod', 'rm', '-f', pod])
 }
 
 type Spec = { name: string; lifecycle?: { postStart?: { exec?: { command: string[] } } }; startupProbe?: { exec?: { command: string[] } } }
@@ -36,13 +50,13 @@ type Spec = { name: string; lifecycle?: { postStart?: { exec?: { command: string
  * container in order, running its postStart exec hook and its startupProbe exec command in it, where the kubelet
  * would, before the next container starts. A failing step fails the test.
  */
-export const playInOrder = async (t: Test, file: string): Promise<void> => {
+export const playInOrder = async (t: Test, file: string, network = NETWORK): Promise<void> => {
   const { metadata, spec } = parse(readFileSync(file, 'utf8')) as {
     metadata: { name: string }
     spec: { initContainers?: Spec[]; containers: Spec[] }
   }
-  await podman('kube', 'play', '--start=false', '--network', NETWORK, file)
-  t.teardown(() => runForStatus('podman', ['kube', 'down', file]))
+  await podman('kube', 'play', '--start=false', '--network', network, file)
+  t.teardown(() => runPodman(['kube', 'down', file]))
   for (const init of spec.initContainers ?? []) await podman('start', '--attach', `${metadata.name}-${init.name}`)
   for (const container of spec.containers) {
     const name = `${metadata.name}-${container.name}`
@@ -61,8 +75,8 @@ export const waitForLog = async (container: string, text: string, timeoutMs = 10
 
 const infraOf = (pod: string): Promise<string> => podman('pod', 'inspect', pod, '--format', '{{.InfraContainerID}}')
 
-export const addressOf = async (pod: string): Promise<string> =>
-  podman('inspect', await infraOf(pod), '--format', `{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}`)
+export const addressOf = async (pod: string, network = NETWORK, field = 'IPAddress'): Promise<string> =>
+  podman('inspect', await infraOf(pod), '--format', `{{(index .NetworkSettings.Networks "${network}").${field}}}`)
 
 export const natRulesOf = async (pod: string): Promise<string> => {
   const pid = await podman('inspect', await infraOf(pod), '--format', '{{.State.Pid}}')
