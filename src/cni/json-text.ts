@@ -1,6 +1,7 @@
 // Where each value of a JSON text lies, so the installer can add or remove one element of a conflist's "plugins"
 // array and leave every other byte of the file as its owner wrote it (JSON.parse + stringify would reformat it
-// all). Pure. It runs only on text JSON.parse has accepted, so it need not report syntax errors itself.
+// all). Pure. The scanner itself assumes valid JSON (on a truncated text it would never end), so locateJson lets
+// JSON.parse check the text first and throws its SyntaxError.
 
 export interface Span {
   /** Offset of the value's first character. */
@@ -60,5 +61,8 @@ const locateAt = (text: string, at: number): Located => {
   return { kind: 'scalar', start, end }
 }
 
-/** locateJson maps a JSON text (already accepted by JSON.parse) to the spans of its values. Pure. */
-export const locateJson = (text: string): Located => locateAt(text, 0)
+/** locateJson maps a JSON text to the spans of its values. Pure; throws SyntaxError when it is not JSON. */
+export const locateJson = (text: string): Located => {
+  JSON.parse(text)
+  return locateAt(text, 0)
+}
