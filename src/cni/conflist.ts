@@ -31,7 +31,8 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
 
 const extensionOf = (name: string): string => {
   const dot = name.lastIndexOf('.')
-  return dot <= 0 ? '' : name.slice(dot)
+  // As Go's filepath.Ext: from the last dot, even a leading one.
+  return dot < 0 ? '' : name.slice(dot)
 }
 
 /** isConfName says whether the runtime reads a file of this name as CNI config. Pure. */
