@@ -89,6 +89,15 @@ const expectPlugin = (t: Test, h: Host): void => {
   t.equal(statSync(`${h.bin}/sidecar-redirect`).mode & 0o7777, 0o755, 'mode 0755')
 }
 
+/** A host whose primary list is PRIMARY, and an installer that has chained into it. */
+const chainedHost = async (t: Test): Promise<{ h: Host; child: Started }> => {
+  const h = host(t)
+  writeFileSync(`${h.conf}/10-k8s.conflist`, PRIMARY)
+  const child = install(t, h)
+  await nth(child, /chained:/)
+  return { h, child }
+}
+
 t.test('chains in last, every other byte of the file and every other file untouched; SIGTERM restores it byte-identical', async t => {
   const h = host(t)
   writeFileSync(`${h.conf}/10-k8s.conflist`, PRIMARY)
@@ -119,10 +128,7 @@ t.test('chains in last, every other byte of the file and every other file untouc
 })
 
 t.test('idempotent: a second run (after the first was killed) changes no byte and rewrites no file; its SIGTERM still restores', async t => {
-  const h = host(t)
-  writeFileSync(`${h.conf}/10-k8s.conflist`, PRIMARY)
-  const first = install(t, h)
-  await nth(first, /chained:/)
+  const { h, child: first } = await chainedHost(t)
   process.kill(first.pid, 'SIGKILL')
   await first.exited
   const [conf, bin] = [snapshot(h.conf), snapshot(h.bin)]
@@ -138,10 +144,7 @@ t.test('idempotent: a second run (after the first was killed) changes no byte an
 })
 
 t.test('the primary CNI rewrites its file: chained again, and the new text is what uninstall restores', async t => {
-  const h = host(t)
-  writeFileSync(`${h.conf}/10-k8s.conflist`, PRIMARY)
-  const child = install(t, h)
-  await nth(child, /chained:/)
+  const { h, child } = await chainedHost(t)
   // As a CNI's own installer writes: a temp file renamed over the old one, with a plugin more.
   const rewritten = `${HEAD},\n\t\t{"type":"bandwidth"}${TAIL}`
   writeFileSync(`${h.conf}/.tmp-primary`, rewritten)
@@ -159,10 +162,7 @@ t.test('the primary CNI rewrites its file: chained again, and the new text is wh
 })
 
 t.test('rewritten since it was chained, our entry kept: uninstall takes out only our entry', async t => {
-  const h = host(t)
-  writeFileSync(`${h.conf}/10-k8s.conflist`, PRIMARY)
-  const child = install(t, h)
-  await nth(child, /chained:/)
+  const { h, child } = await chainedHost(t)
   const chained = readFileSync(`${h.conf}/10-k8s.conflist`, 'utf8')
   const ours = chained.slice(HEAD.length, chained.length - TAIL.length)
   // The primary changes its own bridge name and keeps the rest, our element included.
