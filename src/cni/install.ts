@@ -120,32 +120,31 @@ export type Outcome = 'chained' | 'unchanged' | 'waiting'
 /**
  * reconcile makes the node as it should be: the plugin in the bin directory, our entry last in the primary file
  * (and in no other). Idempotent: when all is in place it writes nothing. Logs what it finds and does; throws
- * EnvironmentError when a read or write fails.
+ * EnvironmentError when a read or write fails. `said` holds what the last check found, so a finding is logged
+ * once while it lasts, not at every periodic check.
  */
 export const reconcile = async (target: InstallTarget, logger: Logger, said: Set<string>): Promise<Outcome> => {
-  // A message repeated by the periodic check is logged once, until the situation changes.
-  const sayOnce = (event: string, message: string) => {
-    if (!said.has(message)) logger.event(event, message)
-    said.add(message)
-  }
   await installPlugin(target, logger)
   const { primary, skipped } = choosePrimary(await readConfFiles(target.confDir))
-  for (const s of skipped) sayOnce('skipped', `${s.name} in ${target.confDir} is ${s.reason}: the runtime skips it too`)
-  let state = await readState(target)
   const reason =
     primary === undefined
       ? `no CNI config in ${target.confDir} yet (no *.conflist, *.conf or *.json that loads): waiting for the primary CNI to write one`
       : refuseVersion(primary)
+  // What this check finds is logged when it was not found by the last one: the periodic check does not repeat it.
+  const found = [
+    ...skipped.map(s => ['skipped', `${s.name} in ${target.confDir} is ${s.reason}: the runtime skips it too`] as const),
+    ...(reason === undefined ? [] : [['waiting', reason] as const]),
+  ]
+  for (const [event, message] of found) if (!said.has(message)) logger.event(event, message)
+  said.clear()
+  for (const [, message] of found) said.add(message)
+  let state = await readState(target)
   // Our entry goes where the runtime reads: out of a file that is no longer the primary (or that we cannot serve).
   if (state !== undefined && (reason !== undefined || state.file !== primary?.name)) {
     await restore(target, state, logger)
     state = undefined
   }
-  if (primary === undefined || reason !== undefined) {
-    sayOnce('waiting', reason ?? '')
-    return 'waiting'
-  }
-  said.clear()
+  if (primary === undefined || reason !== undefined) return 'waiting'
   const wanted = chain(primary, target.entry)
   if (wanted.name === primary.name && wanted.text === primary.text) return 'unchanged'
   // Untouched since we wrote it (only our entry changed): what it was before stays the original. Otherwise the

@@ -211,6 +211,9 @@ t.test('several files: the runtime’s pick (lexically first that loads); a malf
   const log = child.lines.join('\n')
   t.match(log, /skipped: 00-broken\.conflist in \S+ is not valid JSON \(.*\): the runtime skips it too/, 'the malformed file is named')
   t.match(log, /skipped: 01-empty\.conflist in \S+ is a conflist without a non-empty "plugins" list/, 'so is the empty list')
+  // Two periodic checks go by: they find the same, and say nothing again.
+  await new Promise(resolve => setTimeout(resolve, 2500))
+  t.equal(child.lines.filter(l => l.includes('skipped: 00-broken.conflist')).length, 1, 'said once, not at every check')
   const now = snapshot(h.conf)
   for (const name of Object.keys(files).filter(n => n !== '10-calico.conflist')) t.same(now[name], before[name], `${name}: untouched`)
   t.equal(await stop(child), 0)
