@@ -6,7 +6,8 @@
 ARG BASE=docker.io/library/node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d
 
 FROM ${BASE} AS build
-# g++ and python3 build the posix addon against Node 24; iptables and util-linux are copied into the image.
+# g++ and python3 build the posix addon against Node 24 (gcc and libc6-dev, which g++ brings, the static CNI
+# plugin); iptables and util-linux (setpriv, nsenter) are copied into the image.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ make python3 iptables ipset nftables util-linux \
  && rm -rf /var/lib/apt/lists/*

@@ -3,7 +3,7 @@
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
 import { UsageError } from './errors.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
@@ -16,6 +16,8 @@ export const COMMANDS = {
   validate: 'prove capture from inside the pod with no privilege: an app connection, as this UID, must reach the proxy port (exit 9 if not)',
   ready: 'exit 0 once the proxy accepts connections on ISTIO_PROXY_PORT, waiting up to ISTIO_READY_SECONDS (a startup probe)',
   'envoy-config': 'print the Envoy socket_options that mark upstream connections with ISTIO_SO_MARK (method mark)',
+  'cni-install':
+    "the CNI plugin's installer on the node: copies the plugin into the host's CNI bin dir, chains it last in the primary conflist, keeps it chained, and removes both on SIGTERM or SIGINT",
   'node-agent': 'the node side of the CNI plugin: serves the requests dist/cni/sidecar-redirect forwards on ISTIO_NODE_AGENT_SOCKET',
   classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
 } as const
@@ -34,6 +36,7 @@ const SPECS: [string, OptionSpec<unknown>][] = [
   ...Object.entries(AGENT_OPTIONS),
   ...Object.entries(CLASSIFIER_OPTIONS),
   ...Object.entries(NODE_AGENT_OPTIONS),
+  ...Object.entries(CNI_INSTALL_OPTIONS),
 ]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS

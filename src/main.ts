@@ -12,7 +12,7 @@ import { loadSettings } from './settings/load.js'
 import { findMisspelt } from './settings/misspelt.js'
 import { readServicesFile } from './settings/services-file.js'
 import type { Settings } from './settings/types.js'
-import { parseAgentSettings, parseClassifierSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
+import { parseAgentSettings, parseClassifierSettings, parseCniInstallSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
 
 /**
  * Hands init the head start when it was made for these settings (it always is, from the same env without flags);
@@ -77,6 +77,10 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       case 'node-agent': {
         const { runNodeAgent } = await import('./commands/node-agent.js')
         return await runNodeAgent(settings, parseNodeAgentSettings(env, flags), logger)
+      }
+      case 'cni-install': {
+        const { runCniInstall } = await import('./commands/cni-install.js')
+        return await runCniInstall(parseCniInstallSettings(env, flags), logger)
       }
       case 'ready': {
         const { runReady } = await import('./commands/ready.js')

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds localhost/sidecar-redirect:dev from the Dockerfile on this machine: podman set up, local base images
+# Builds localhost/sidecar-redirect:dev (or $IMAGE) from the Dockerfile on this machine: podman set up, local base images
 # made, the machine's CA bundle handed to npm as a build secret (the registry may be behind a TLS proxy). The
 # base goes in by digest, as the Dockerfile's default does; PLATFORM (e.g. linux/arm64) picks another
 # architecture, given a base for it (the local one is made for this machine's).
 set -euo pipefail
+image=${IMAGE:-localhost/sidecar-redirect:dev}
 cd "$(dirname "$0")/../.."
 bash scripts/image/podman-setup.sh
 bash scripts/image/base.sh
@@ -20,5 +21,5 @@ podman build -q "${secret[@]}" "${platform[@]}" "${source[@]}" \
   --build-arg BASE="localhost/sr-node@$(podman image inspect localhost/sr-node:24 --format '{{.Digest}}')" \
   --build-arg VERSION="$(node -p 'require("./package.json").version')" \
   --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-  -t localhost/sidecar-redirect:dev . >/dev/null
-echo "image: localhost/sidecar-redirect:dev, $(podman image inspect localhost/sidecar-redirect:dev --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}') uncompressed"
+  -t "$image" . >/dev/null
+echo "image: $image, $(podman image inspect "$image" --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}') uncompressed"

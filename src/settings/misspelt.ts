@@ -2,14 +2,18 @@
 // other components set ISTIO_* variables of their own, so only a name within two edits of one of ours is taken
 // for a typo, and ISTIO_META_* (proxy metadata) never is.
 
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, OPTIONS } from './options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from './options.js'
 import type { Env } from './parse.js'
 
 const MAX_EDITS = 2
 const NOT_OURS = /^ISTIO_META_/
 
 export const SETTING_NAMES: readonly string[] = [
-  ...new Set([...Object.values(OPTIONS), ...Object.values(AGENT_OPTIONS), ...Object.values(CLASSIFIER_OPTIONS)].map(spec => spec.env)),
+  ...new Set(
+    [OPTIONS, AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, CNI_INSTALL_OPTIONS].flatMap(table =>
+      Object.values(table).map(spec => spec.env),
+    ),
+  ),
 ]
 
 /** Levenshtein distance between a and b, by the two-row method. Pure. */

@@ -2,7 +2,7 @@
 // README table are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { AgentSettings, ClassifierSettings, Mark, NodeAgentSettings, Settings } from './types.js'
+import type { AgentSettings, ClassifierSettings, CniInstallSettings, Mark, NodeAgentSettings, Settings } from './types.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
 
@@ -303,14 +303,100 @@ export const CLASSIFIER_OPTIONS: OptionTable<ClassifierSettings> = {
 /** The CNI plugin's socket: the path its config names as agentSocket by default. */
 export const DEFAULT_NODE_AGENT_SOCKET = '/run/sidecar-redirect/agent.sock'
 
+const SOCKET_HELP = "node-agent: the unix socket the CNI plugin forwards its requests to; cni-install: the same path, as the entry's agentSocket"
+
 /** Settings of the node-side CNI agent (`node-agent`) only. */
 export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
   socket: {
     env: 'ISTIO_NODE_AGENT_SOCKET',
     flag: 'node-agent-socket',
     default: DEFAULT_NODE_AGENT_SOCKET,
-    help: "node-agent: the unix socket the CNI plugin forwards its requests to (the plugin config's agentSocket)",
+    help: SOCKET_HELP,
     parse: parsePath,
+  },
+}
+
+// A namespace name is a DNS label (RFC 1123): what Kubernetes accepts for metadata.namespace.
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+
+const parseEnvObject = (text: string, where: string): Record<string, string> => {
+  const accepted = 'a JSON object of ISTIO_* settings as strings, e.g. {"ISTIO_PROXY_PORT":"15001"}'
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw new ConfigError(where, text, accepted)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(where, text, accepted)
+  const envNames = new Set(Object.values(OPTIONS).map(spec => spec.env))
+  for (const [name, item] of Object.entries(value)) {
+    if (typeof item !== 'string' || !envNames.has(name))
+      throw new ConfigError(`${where}.${name}`, JSON.stringify(item), `a string, for a variable of the settings table`)
+  }
+  return value as Record<string, string>
+}
+
+/** Settings of the CNI installer (`cni-install`) only. */
+export const CNI_INSTALL_OPTIONS: OptionTable<CniInstallSettings> = {
+  confDir: {
+    env: 'ISTIO_CNI_CONF_DIR',
+    flag: 'cni-conf-dir',
+    default: '/host/etc/cni/net.d',
+    help: "cni-install: the host's CNI config directory (mounted); our entry goes last in its primary file",
+    parse: parsePath,
+  },
+  binDir: {
+    env: 'ISTIO_CNI_BIN_DIR',
+    flag: 'cni-bin-dir',
+    default: '/host/opt/cni/bin',
+    help: "cni-install: the host's CNI bin directory (mounted); the plugin is copied there",
+    parse: parsePath,
+  },
+  plugin: {
+    env: 'ISTIO_CNI_PLUGIN',
+    flag: 'cni-plugin',
+    default: '',
+    help: 'cni-install: the plugin executable to copy; empty means dist/cni/sidecar-redirect beside the CLI',
+    parse: (t, w) => (t.trim() === '' ? undefined : parsePath(t, w)),
+  },
+  agentSocket: {
+    env: 'ISTIO_NODE_AGENT_SOCKET',
+    flag: 'node-agent-socket',
+    default: DEFAULT_NODE_AGENT_SOCKET,
+    help: SOCKET_HELP,
+    parse: parsePath,
+  },
+  podSettings: {
+    env: 'ISTIO_CNI_SETTINGS',
+    flag: 'cni-settings',
+    default: '{}',
+    help: "cni-install: the entry's settings, a JSON object of ISTIO_* variables as strings, validated as the env is",
+    parse: parseEnvObject,
+  },
+  captureAll: {
+    env: 'ISTIO_CNI_CAPTURE_ALL',
+    flag: 'cni-capture-all',
+    default: 'false',
+    help: "cni-install: the entry's captureAll: capture pods without the sidecar-redirect.io/capture annotation",
+    parse: (t, w) => parseChoice(t, w, ['true', 'false']) === 'true',
+  },
+  excludeNamespaces: {
+    env: 'ISTIO_CNI_EXCLUDE_NAMESPACES',
+    flag: 'cni-exclude-namespaces',
+    default: 'kube-system',
+    help: "cni-install: the entry's excludeNamespaces, comma-separated: pods there are never captured",
+    parse: (t, w) =>
+      parseList(t, p => {
+        if (!NAMESPACE.test(p)) throw new ConfigError(w, t, 'comma-separated namespace names (lower-case DNS labels)')
+        return p
+      }),
+  },
+  checkSeconds: {
+    env: 'ISTIO_CNI_CHECK_SECONDS',
+    flag: 'cni-check-seconds',
+    default: '10',
+    help: 'cni-install: how often it checks the config directory besides change notifications (a rewrite it missed is re-chained then)',
+    parse: (t, w) => parseInteger(t, w, 1, 3600, 'whole seconds from 1 to 3600'),
   },
 }
 

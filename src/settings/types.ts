@@ -92,3 +92,21 @@ export interface ClassifierSettings {
 export interface NodeAgentSettings {
   readonly socket: string
 }
+
+/** What the CNI installer (`cni-install`) needs: the host's directories and the entry it chains. */
+export interface CniInstallSettings {
+  /** The host's CNI config directory, as mounted in the installer's container. */
+  readonly confDir: string
+  /** The host's CNI bin directory, as mounted. */
+  readonly binDir: string
+  /** The plugin executable to copy; undefined means dist/cni/sidecar-redirect beside the running CLI. */
+  readonly plugin: string | undefined
+  /** The node agent's socket as the host sees it: the entry's agentSocket. */
+  readonly agentSocket: string
+  /** The entry's settings: ISTIO_* variables as strings, validated as the env is. */
+  readonly podSettings: Readonly<Record<string, string>>
+  readonly captureAll: boolean
+  readonly excludeNamespaces: readonly string[]
+  /** Seconds between checks of the config directory, besides the change notifications. */
+  readonly checkSeconds: number
+}

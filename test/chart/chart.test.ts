@@ -331,6 +331,151 @@ t.test('kube-system is refused unless asked for, and an app on the proxy UID is 
   )
 })
 
+// CNI mode: the node DaemonSet, and pods without a capability anywhere.
+const capabilitiesAdded = (pod: K8sObject): string[] =>
+  [...containers(pod, 'initContainers'), ...containers(pod, 'containers')].flatMap(c =>
+    ((c.securityContext['capabilities']?.add ?? []) as string[]).map(cap => `${c.name}: ${cap}`),
+  )
+
+t.test('CNI mode: the DaemonSet is rendered and valid, on the host network, on every node, with both containers', async t => {
+  const lint = await helm('lint', '--strict', CHART, '--set', 'cni.enabled=true,demo.enabled=true')
+  t.equal(lint.exitCode, 0, lint.output)
+  for (const kube of ['1.28', '1.33']) {
+    const { error, objects } = await render({ cni: { enabled: true }, demo: { enabled: true } }, { kube })
+    t.equal(error, undefined)
+    const ds = objects.find(o => o.kind === 'DaemonSet' && o.metadata.name === 'sr-cni')!
+    t.doesNotThrow(() => new DaemonSet(ds as never).validate(), `${kube}: a valid DaemonSet`)
+    t.match(ds.metadata.labels, { ...LABELS, 'app.kubernetes.io/component': 'cni' })
+    const spec = (ds.spec['template'] as { spec: Values }).spec
+    t.match(
+      spec,
+      {
+        hostNetwork: true,
+        priorityClassName: 'system-node-critical',
+        tolerations: [{ operator: 'Exists' }],
+        automountServiceAccountToken: false,
+      },
+      'hostNetwork, system-node-critical, tolerates every taint, no API token',
+    )
+    const [installer, agent] = containers(ds, 'containers')
+    t.same([installer!.name, installer!.args, agent!.name, agent!.args], ['install-cni', ['cni-install'], 'node-agent', ['node-agent']])
+    t.same(installer!.securityContext['capabilities'], { drop: ['ALL'] }, 'the installer: root, no capability')
+    t.same(
+      agent!.securityContext['capabilities'],
+      { add: ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN'], drop: ['ALL'] },
+      'the agent: nsenter and the rule tools',
+    )
+    for (const c of [installer!, agent!]) t.match(c.securityContext, { runAsUser: 0, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true })
+    const volumes = Object.fromEntries((spec['volumes'] as Values[]).map(v => [v['name'], v['hostPath']['path']]))
+    const mounts = (c: Container) => Object.fromEntries(((c as Values)['volumeMounts'] as Values[]).map(m => [m['name'], m]))
+    t.same(
+      volumes,
+      { 'cni-conf': '/etc/cni/net.d', 'cni-bin': '/opt/cni/bin', netns: '/var/run/netns', socket: '/run/sidecar-redirect' },
+      'host paths',
+    )
+    t.same(
+      [mounts(installer!)['cni-conf']?.['mountPath'], mounts(installer!)['cni-bin']?.['mountPath']],
+      ['/host/etc/cni/net.d', '/host/opt/cni/bin'],
+      'the installer sees them where its defaults look',
+    )
+    t.same(mounts(agent!)['netns'], { name: 'netns', mountPath: '/var/run/netns', mountPropagation: 'HostToContainer' }, 'netns mounts propagate')
+    t.equal(mounts(agent!)['socket']?.['mountPath'], '/run/sidecar-redirect')
+    t.equal(envOf(installer!)['ISTIO_NODE_AGENT_SOCKET'], envOf(agent!)['ISTIO_NODE_AGENT_SOCKET'], 'the entry names the socket the agent listens on')
+  }
+})
+
+t.test('CNI mode: pods get validate first, no NET_ADMIN and no added capability anywhere, and the capture annotation', async t => {
+  for (const [values, restricted] of [
+    [{ method: 'uid' }, true],
+    [{ method: 'explicit', services: ['198.18.0.10:80'] }, true],
+    [{ method: 'cgroup', classifier: { enabled: true } }, false],
+  ] as const) {
+    for (const kube of ['1.28', '1.33']) {
+      const { error, objects } = await render(coalesce({ cni: { enabled: true }, demo: { enabled: true } }, values), { kube })
+      t.equal(error, undefined)
+      const pod = objects.find(o => o.kind === 'Pod')!
+      t.doesNotThrow(() => new Pod(pod as never).validate())
+      const inits = containers(pod, 'initContainers')
+      t.same(
+        inits.map(c => c.name),
+        kube === '1.33' ? ['sidecar-redirect-validate', 'proxy'] : ['sidecar-redirect-validate'],
+        `${values.method} on ${kube}: validate first, in place of the NET_ADMIN init container`,
+      )
+      t.same(inits[0]!.args, ['validate'])
+      t.same(capabilitiesAdded(pod), [], `${values.method} on ${kube}: no container adds a capability`)
+      t.notMatch(JSON.stringify(pod.spec), /NET_ADMIN/, 'NET_ADMIN appears nowhere in the pod spec')
+      t.match(inits[0]!.securityContext, { runAsUser: 65532, runAsNonRoot: true, capabilities: { drop: ['ALL'] } })
+      t.same((pod.metadata as Values)['annotations'], { 'sidecar-redirect.io/capture': 'enabled' }, 'annotated for capture')
+      const volumes = (pod.spec['volumes'] ?? []) as Values[]
+      const violations = [...inits, ...containers(pod, 'containers')].flatMap(c => restrictedViolations(c, volumes).map(v => `${c.name} ${v}`))
+      t.equal(violations.length === 0, restricted, `${values.method}: every container 'restricted': ${restricted} (${violations.join(', ')})`)
+    }
+  }
+})
+
+t.test('CNI mode: values reach the installer, and methods that need a capability in the pod are refused', async t => {
+  const values = {
+    cni: {
+      enabled: true,
+      confDir: '/etc/kubernetes/cni/net.d',
+      binDir: '/home/kubernetes/bin',
+      netnsDir: '/run/netns',
+      socketDir: '/var/run/sr',
+      captureAll: true,
+      excludeNamespaces: ['kube-system', 'monitoring'],
+      checkSeconds: 3,
+    },
+    proxy: { port: 15001, uid: 2000 },
+    outbound: { excludeCidrs: ['169.254.169.254/32'] },
+    verify: 'live',
+  }
+  const { error, objects } = await render(values)
+  t.equal(error, undefined)
+  const ds = objects.find(o => o.metadata.name === 'sr-cni')!
+  const spec = (ds.spec['template'] as { spec: Values }).spec
+  t.same(
+    (spec['volumes'] as Values[]).map(v => v['hostPath']['path']),
+    ['/etc/kubernetes/cni/net.d', '/home/kubernetes/bin', '/run/netns', '/var/run/sr'],
+  )
+  const env = envOf(containers(ds, 'containers')[0]!)
+  t.match(env, {
+    ISTIO_NODE_AGENT_SOCKET: '/var/run/sr/agent.sock',
+    ISTIO_CNI_CAPTURE_ALL: 'true',
+    ISTIO_CNI_EXCLUDE_NAMESPACES: 'kube-system,monitoring',
+    ISTIO_CNI_CHECK_SECONDS: '3',
+  })
+  const settings = JSON.parse(env['ISTIO_CNI_SETTINGS']!) as Record<string, string>
+  t.match(settings, { ISTIO_PROXY_PORT: '15001', ISTIO_PROXY_UID: '2000', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '169.254.169.254/32' }, "the pods' settings")
+  t.notOk('ISTIO_VERIFY' in settings, 'no ISTIO_VERIFY: the node reads the rules back exactly; the pod probes live itself')
+  t.equal(
+    objects.some(o => o.kind === 'DaemonSet' && o.metadata.name === 'sr-cni'),
+    true,
+  )
+  t.equal((await render({})).objects.length, 0, 'cni.enabled=false (the default) renders no DaemonSet')
+  t.match(
+    (await render({ cni: { enabled: true }, method: 'mark', demo: { enabled: true } })).error,
+    /cni\.enabled with method mark: the proxy needs CAP_NET_ADMIN/,
+  )
+  t.match(
+    (await render({ cni: { enabled: true }, method: 'cgroup', demo: { enabled: true } })).error,
+    /cni\.enabled with method cgroup needs classifier\.enabled=true/,
+  )
+  t.match(
+    (await render({ cni: { enabled: true, validateRunAsUser: 1337 }, demo: { enabled: true } })).error,
+    /cni\.validateRunAsUser 1337 is the proxy's UID/,
+  )
+  for (const [bad, where] of [
+    [{ cni: { confDir: 'etc/cni' } }, 'cni/confDir'],
+    [{ cni: { excludeNamespaces: ['Kube_System'] } }, 'cni/excludeNamespaces/0'],
+    [{ cni: { checkSeconds: 0 } }, 'cni/checkSeconds'],
+    [{ cni: { bogus: 1 } }, 'cni'],
+  ] as const) {
+    const { error: refused } = await render(bad)
+    t.match(refused, /values don't meet the specifications of the schema/, JSON.stringify(bad))
+    t.match(refused, `at '/${where}'`)
+  }
+})
+
 // A parent chart of another version that depends on this one, as users include it, and whose own pod includes
 // the named templates. Its app connects to `app.connect` as soon as it starts: its first connection must work.
 const PARENT_POD = `apiVersion: v1

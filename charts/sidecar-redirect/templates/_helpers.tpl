@@ -47,6 +47,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (eq .Release.Namespace "kube-system") (not .Values.allowKubeSystem) -}}
 {{- fail "sidecar-redirect: refusing to render into kube-system: capturing the traffic of cluster components (DNS, ingress, the CNI) can cut the cluster off from itself. Set allowKubeSystem=true if you mean it." -}}
 {{- end -}}
+{{- if .Values.cni.enabled -}}
+{{- if eq .Values.method "mark" -}}
+{{- fail "sidecar-redirect: cni.enabled with method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK, and CNI mode keeps every capability out of the pod. Use method uid or explicit, or cgroup with classifier.enabled=true." -}}
+{{- end -}}
+{{- if and (eq .Values.method "cgroup") (not .Values.classifier.enabled) -}}
+{{- fail "sidecar-redirect: cni.enabled with method cgroup needs classifier.enabled=true: without the classifier the proxy's agent starts as root with SETUID, SETGID and SETPCAP to join the net_cls group, and CNI mode keeps every capability out of the pod." -}}
+{{- end -}}
+{{- if or (eq (int .Values.cni.validateRunAsUser) (int .Values.proxy.uid)) (eq (int .Values.cni.validateRunAsUser) (int (.Values.proxy.gid | default 0))) -}}
+{{- fail (printf "sidecar-redirect: cni.validateRunAsUser %d is the proxy's UID or GID, whose traffic is exempt: validate must run as an identity the rules capture." (int .Values.cni.validateRunAsUser)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (has .Values.method (list "uid" "explicit")) (hasKey . "appRunAsUser") -}}
 {{- if eq (int .appRunAsUser) (int .Values.proxy.uid) -}}
 {{- fail (printf "sidecar-redirect: the app runs as UID %d, the proxy UID: with method uid all of its traffic would escape the proxy. Give the app or the proxy another UID." (int .appRunAsUser)) -}}
@@ -74,10 +85,55 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - { name: ISTIO_LOG_FORMAT, value: {{ .Values.logFormat | quote }} }
 {{- end }}
 
-{{/* The init container: only NET_ADMIN and NET_RAW, read-only root filesystem. */}}
+{{/*
+The entry's settings for the CNI plugin, as JSON: the same variables the init container gets, less ISTIO_VERIFY
+(at sandbox creation the node checks the rules exactly; the live check is the pod's own validate container).
+*/}}
+{{- define "sidecar-redirect.cniSettings" -}}
+{{- $settings := dict -}}
+{{- range (include "sidecar-redirect.env" . | fromYamlArray) -}}
+{{- $_ := set $settings .name .value -}}
+{{- end -}}
+{{- $_ := unset $settings "ISTIO_VERIFY" -}}
+{{- toJson $settings -}}
+{{- end }}
+
+{{/* In CNI mode, what a pod must carry to be captured (unless cni.captureAll): put it in the pod's annotations. */}}
+{{- define "sidecar-redirect.annotations" -}}
+{{- if and .Values.enabled .Values.cni.enabled }}
+sidecar-redirect.io/capture: enabled
+{{- end }}
+{{- end }}
+
+{{/*
+CNI mode's first init container: `entrypoint validate` proves from inside the pod, with no capability at all, that
+the node's plugin captured its traffic (exit 9 if not, and the pod does not start).
+*/}}
+{{- define "sidecar-redirect.validateContainer" -}}
+- name: sidecar-redirect-validate
+  image: {{ include "sidecar-redirect.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["validate"]
+  env:
+    {{- include "sidecar-redirect.env" . | nindent 4 }}
+  resources:
+    {{- toYaml .Values.resources.init | nindent 4 }}
+  securityContext:
+    runAsUser: {{ .Values.cni.validateRunAsUser }}
+    runAsGroup: {{ .Values.cni.validateRunAsUser }}
+    runAsNonRoot: true
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    capabilities: { drop: [ALL] }
+    seccompProfile: { type: RuntimeDefault }
+{{- end }}
+
+{{/* The init container: only NET_ADMIN and NET_RAW, read-only root filesystem; in CNI mode, validate instead. */}}
 {{- define "sidecar-redirect.initContainer" -}}
 {{- include "sidecar-redirect.guards" . -}}
-{{- if .Values.enabled }}
+{{- if and .Values.enabled .Values.cni.enabled }}
+{{ include "sidecar-redirect.validateContainer" . }}
+{{- else if .Values.enabled }}
 - name: sidecar-redirect
   image: {{ include "sidecar-redirect.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
