@@ -7,6 +7,7 @@ import { onPath } from '../exec/on-path.js'
 import { runForStatus } from '../exec/processes.js'
 import { hasOwnedComment, isOwnedChain, NFT_TABLE } from '../plan/owned.js'
 import { readServicesFile } from '../settings/services-file.js'
+import { firstLine } from '../text.js'
 import type { AgentIo } from './handle.js'
 
 const SAVES = ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save']
@@ -46,7 +47,13 @@ export const nodeIo = (cli: string, timeoutMs: number): AgentIo => ({
   },
   missingTools: async () => {
     const found = await Promise.all(TOOLS.map(onPath))
-    return TOOLS.filter((_, i) => !found[i])
+    const missing = TOOLS.filter((_, i) => !found[i])
+    if (missing.includes('nsenter')) return missing
+    // On PATH is not enough: entering a netns takes CAP_SYS_ADMIN, and without it every ADD fails. Entering our own
+    // netns and running nsenter itself proves it, at no cost to any pod.
+    const entered = await runForStatus('nsenter', ['--net=/proc/self/ns/net', 'nsenter', '--version'], { PATH: process.env['PATH'] })
+    if (entered.exitCode === 0) return missing
+    return [`nsenter (it cannot enter a network namespace: ${firstLine(entered.output)}; the agent needs CAP_SYS_ADMIN)`, ...missing]
   },
   readServices: readServicesFile,
 })

@@ -110,3 +110,28 @@ t.test("the image's node-agent, with the DaemonSet's capabilities and mounts, se
   t.equal(del.exitCode, 0, `DEL: ${del.stdout} ${del.stderr}`)
   t.notMatch((await runForStatus('ip', ['netns', 'exec', ns, 'iptables-nft-save', '-t', 'nat'])).output, /SIDECAR_/, 'and gone after DEL')
 })
+
+t.test("the image's node-agent without SYS_ADMIN: STATUS says it cannot enter a netns (code 50), so the node stays not ready", async t => {
+  const image = process.env['IMAGE'] ?? 'localhost/sidecar-redirect:dev'
+  const sockets = mkdtempSync(`${tmpdir()}/sr-image-agent-`)
+  chmodSync(sockets, 0o755)
+  t.teardown(() => rmSync(sockets, { recursive: true, force: true }))
+  const name = `sr-node-agent-nosys-${process.pid}`
+  t.teardown(() => runForStatus('podman', ['rm', '-f', '-t', '0', name]))
+  const started = await runForStatus('podman', [
+    ...['run', '-d', '--name', name, '--network', 'host', '--read-only', '--cap-drop', 'ALL'],
+    ...['--cap-add', 'NET_ADMIN,NET_RAW', '--security-opt', 'no-new-privileges'],
+    ...['-v', `${sockets}:/run/sidecar-redirect`, image, 'node-agent'],
+  ])
+  t.equal(started.exitCode, 0, started.output)
+  const deadline = Date.now() + 15_000
+  while (!readdirSync(sockets).includes('agent.sock') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+  const status = await execa(`${ROOT}dist/cni/sidecar-redirect`, [], {
+    env: { CNI_COMMAND: 'STATUS', CNI_PATH: '/nonexistent' },
+    extendEnv: false,
+    input: JSON.stringify({ cniVersion: '1.1.0', name: 'node-net', type: 'sidecar-redirect', agentSocket: `${sockets}/agent.sock` }),
+    reject: false,
+  })
+  t.not(status.exitCode, 0)
+  t.match(status.stdout, /"code":50,"msg":"the node agent cannot run nsenter \(it cannot enter a network namespace: .*Operation not permitted; the agent needs CAP_SYS_ADMIN\)/)
+})
