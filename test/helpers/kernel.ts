@@ -90,9 +90,11 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
 export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
-    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
     .split('\n')
-    .filter(line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line))
+    .filter(
+      line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line),
+    )
     .join('\n')
 
 /** Runs init in the pod namespace and fails the test with its output if it did not exit as expected. */

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildPlan, chainOf } from '../../src/plan/build.js'
+import { buildPlan } from '../../src/plan/build.js'
+import { chainOf } from '../../src/plan/parts.js'
 import type { FamilyPlan, Rule } from '../../src/plan/types.js'
 import { compareState } from '../../src/backend/compare.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
