@@ -172,3 +172,34 @@ t.test('resolv-conf with a missing or empty file is refused, naming the variable
   }
   t.equal(await snapshot(box), before)
 })
+
+t.test(
+  'the live probe checks DNS in both families: passed, failed when a foreign rule takes DNS first, not checked while the port is taken',
+  async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    const resolv = `${t.testdir()}/resolv.conf`
+    writeFileSync(resolv, `nameserver ${REMOTE}\nnameserver ${REMOTE6}\n`)
+    const env = { ISTIO_DNS_CAPTURE: 'resolv-conf', ISTIO_RESOLV_CONF: resolv, ISTIO_VERIFY: 'live' }
+    const report = await initOk(t, box, env)
+    for (const ns of [REMOTE, `[${REMOTE6}]`]) {
+      t.match(report, `dns: passed, uid 0 (an app identity) -> ${ns}:53 (UDP) reached the DNS port 15053, answered from ${ns}:53`)
+      t.match(report, `dns-tcp: passed, uid 0 (an app identity) -> ${ns}:53 (TCP) reached the DNS port 15053 (SO_ORIGINAL_DST ${ns}:53)`)
+    }
+    // A nat chain ahead of ours binds UDP DNS elsewhere: no rule the whole-path check reads as touching TCP, so only
+    // the live DNS check sees it.
+    const foreign =
+      'table inet foreign {\n\tchain early {\n\t\ttype nat hook output priority -150; policy accept;\n\t\tudp dport 53 meta nfproto ipv4 dnat ip to 198.18.0.3\n\t\tudp dport 53 meta nfproto ipv6 dnat ip6 to 2001:db8::3\n\t}\n}\n'
+    await box.exec('pod', 'nft', ['-f', '-'], foreign)
+    const broken = await box.runInit(env, ['verify'])
+    t.equal(broken.exitCode, 5, 'verify fails', { output: broken.output })
+    t.match(broken.output, /ipv4 dns: failed, uid 0 \(an app identity\) -> 198\.18\.0\.2:53 \(UDP\) the query never reached the DNS port 15053/)
+    t.match(broken.output, /ipv6 dns: failed/)
+    t.match(broken.output, /ipv4 dns-tcp: passed/, 'TCP is still captured')
+    await box.exec('pod', 'nft', ['delete', 'table', 'inet', 'foreign'])
+    await startPodServer(box, 15053)
+    const busy = await initOk(t, box, env, ['verify'])
+    t.match(busy, /ipv4 dns: not checked, UDP port 15053 is in use \(is the proxy's DNS server already running\?\)/)
+    t.match(busy, /ipv6 dns-tcp: not checked, TCP port 15053 is in use/)
+  },
+)

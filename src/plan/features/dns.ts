@@ -15,8 +15,11 @@
 // Then each direction of each flow meets its own entry, so the app's answer leaves the proxy with the nameserver's
 // address and port restored as its source (the resolver drops an answer from any other address). The first zone
 // rule a packet matches decides (a later one is ignored: the packet already has its conntrack template), so the
-// proxy's own query, which also matches the app's rule, is in zone 1. TCP gets the same zones: its sockets are
-// connected, so the kernel would not give the proxy the app's 4-tuple, but one rule set for both keeps it simple.
+// proxy's own query, which also matches the app's rule, is in zone 1.
+// TCP is redirected too but not zoned. It needs no zone: its sockets are connected, so the kernel never gives the
+// proxy a 4-tuple the app's socket holds, and a SYN reusing one whose entry lingers (TIME_WAIT) makes conntrack
+// start a new entry. And a zone would hurt: SO_ORIGINAL_DST looks connections up in the default zone only, so a
+// zoned TCP flow would hide its original destination from the proxy (the live probe's TCP check showed it).
 
 import type { Cidr, Family, Settings } from '../../settings/types.js'
 import { DNS_CHAIN, DNS_ZONE_IN_CHAIN, DNS_ZONE_OUT_CHAIN, type Purpose } from '../owned.js'
@@ -42,6 +45,11 @@ const port = (p: number): readonly [{ from: number; to: number }] => [{ from: p,
 const both = (purpose: Purpose, matches: readonly Match[], target: Target): Rule[] =>
   PROTOCOLS.map(protocol => ({ purpose, protocol, matches, target }))
 
+/** A zone rule: UDP only. */
+const udp = (purpose: Purpose, matches: readonly Match[], zone: number): Rule[] => [
+  { purpose, protocol: 'udp', matches, target: { kind: 'ct-zone', zone } },
+]
+
 export const dns: Feature = (settings: Settings, family: Family) => {
   if (settings.dnsCapture === 'off') return {}
   // Each captured nameserver's address, or (all) none: any address.
@@ -53,24 +61,23 @@ export const dns: Feature = (settings: Settings, family: Family) => {
   ]
   const from = (ns: Cidr | undefined): Match[] => [...(ns ? [{ kind: 'source', cidr: ns } as const] : []), { kind: 'sport', ports: port(DNS_PORT) }]
   const ids = proxyIdentities(settings)
-  const zone = (z: number): Target => ({ kind: 'ct-zone', zone: z })
   return {
     chains: [
       chainOf(
         DNS_ZONE_IN_CHAIN,
-        servers.flatMap(ns => both('dns-upstream-answer', from(ns), zone(PROXY_ZONE))),
+        servers.flatMap(ns => udp('dns-upstream-answer', from(ns), PROXY_ZONE)),
       ),
       chainOf(DNS_ZONE_OUT_CHAIN, [
-        ...ids.flatMap(id => servers.flatMap(ns => both('dns-proxy-query', [id.match, ...to(ns)], zone(PROXY_ZONE)))),
-        ...both(
+        ...ids.flatMap(id => servers.flatMap(ns => udp('dns-proxy-query', [id.match, ...to(ns)], PROXY_ZONE))),
+        ...udp(
           'dns-proxy-answer',
           [
             { kind: 'source', cidr: LOOPBACK[family] },
             { kind: 'sport', ports: port(settings.dnsPort) },
           ],
-          zone(APP_ZONE),
+          APP_ZONE,
         ),
-        ...servers.flatMap(ns => both('dns-app-query', to(ns), zone(APP_ZONE))),
+        ...servers.flatMap(ns => udp('dns-app-query', to(ns), APP_ZONE)),
       ]),
       chainOf(DNS_CHAIN, [
         ...ids.flatMap(id => both(id.purpose, [id.match], { kind: 'return' })),
