@@ -1,7 +1,7 @@
 // Turns settings into the rules to install, per address family. Order inside a chain is the order the kernel
 // evaluates: every bypass (RETURN) comes before the capture (REDIRECT) it protects against.
 
-import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
+import type { Cidr, Family, PortRange, Settings } from '../settings/types.js'
 import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
 import { chainOf, proxyIdentities } from './parts.js'
 import { contributions, type Contributions } from './features/index.js'

@@ -7,8 +7,7 @@
 import { writeFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { refusingIpv6Path, refusingNftPath } from '../helpers/paths.js'
+import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, snapshot, withSandbox } from '../helpers/kernel.js'
 import { BACKENDS } from '../helpers/rows.js'
 
 const DNSMASQ = '/usr/sbin/dnsmasq'
@@ -132,13 +131,7 @@ for (const backend of BACKENDS) {
     }
     await initOk(t, box, env, ['verify'])
     // A refused apply (another DNS port) puts back what was there, raw rules included, in both families.
-    const earlier = await snapshot(box)
-    const PATH = backend === 'nftables' ? refusingNftPath() : refusingIpv6Path()
-    const refused = await box.runInit({ ...env, ISTIO_DNS_PORT: '15054', PATH })
-    t.equal(refused.exitCode, 4, 'a refused apply exits 4', { output: refused.output })
-    t.equal(await snapshot(box), earlier, 'the earlier DNS rules are back, raw and nat, in both families')
-    await initOk(t, box, env, ['clean'])
-    t.equal(await snapshot(box), before, 'clean leaves exactly what was there before, raw included')
+    await refusedThenClean(t, box, backend, env, { ISTIO_DNS_PORT: '15054' }, before)
   })
 }
 
