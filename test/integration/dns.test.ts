@@ -130,6 +130,20 @@ for (const backend of BACKENDS) {
       await expectAnswer(t, box, ['tcp', ns, 'remote.test', type], remoteAnswer, ns, `TCP ${ns}: forwarded to and answered by ${ns}`)
     }
     await initOk(t, box, env, ['verify'])
+    if (backend !== 'nftables') {
+      // A foreign rule put ahead of our jumps: init moves them back first, the DNS jump still ahead of the capture.
+      const tool = backend
+      await box.exec('pod', tool, ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', 'ACCEPT'])
+      await initOk(t, box, env)
+      const output = (await box.exec('pod', `${tool}-save`, ['-t', 'nat'])).stdout.split('\n').filter(l => l.startsWith('-A OUTPUT'))
+      t.same(
+        output.slice(0, 3).map(l => l.replace(/ -m comment --comment "[^"]*"/, '')),
+        ['-A OUTPUT -j SIDECAR_DNS', '-A OUTPUT -p tcp -j SIDECAR_OUTBOUND', '-A OUTPUT -p tcp -j ACCEPT'],
+        'our jumps first again, in their order; the foreign rule kept',
+      )
+      await box.exec('pod', tool, ['-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'ACCEPT'])
+      await expectAnswer(t, box, ['tcp', REMOTE, 'pod.test', 'A'], '198.18.7.7', REMOTE, 'TCP DNS still reaches the DNS port')
+    }
     // A refused apply (another DNS port) puts back what was there, raw rules included, in both families.
     await refusedThenClean(t, box, backend, env, { ISTIO_DNS_PORT: '15054' }, before)
   })

@@ -153,3 +153,17 @@ t.test('nft: each chain of ours is a base chain at its hook, raw before conntrac
     /\tchain dns_output \{\n\t\ttype nat hook output priority -101; policy accept;\n.*\n\t\tudp dport 53 redirect to :15053 comment "sidecar-redirect\/dns"\n\t\}/,
   )
 })
+
+t.test('a misplaced capture jump moves back first with the other jumps of ours at its hook, in their order', async t => {
+  const state = renderState(zoned)
+  const outbound = state.get('nat')!.jumps.find(j => j.includes('SIDECAR_OUTBOUND'))!
+  const lines = renderTransaction(state, state, [outbound])
+    .split('\n')
+    .filter(l => /^-[ID] OUTPUT/.test(l) && !l.includes('ZONE'))
+  t.same(lines, [
+    '-D OUTPUT -m comment --comment "sidecar-redirect/dns" -j SIDECAR_DNS',
+    '-D OUTPUT -p tcp -m comment --comment "sidecar-redirect/outbound" -j SIDECAR_OUTBOUND',
+    '-I OUTPUT 1 -m comment --comment "sidecar-redirect/dns" -j SIDECAR_DNS',
+    '-I OUTPUT 2 -p tcp -m comment --comment "sidecar-redirect/outbound" -j SIDECAR_OUTBOUND',
+  ])
+})
