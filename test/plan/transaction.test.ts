@@ -3,6 +3,7 @@ import { buildPlan } from '../../src/plan/build.js'
 import { chainOf } from '../../src/plan/parts.js'
 import type { FamilyPlan, Rule } from '../../src/plan/types.js'
 import { compareState } from '../../src/backend/compare.js'
+import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState, type TableState } from '../../src/backend/iptables/render-iptables.js'
 import { parseSettings } from '../../src/settings/parse.js'
@@ -115,16 +116,7 @@ t.test('several tables: a section each, in netfilter order; jumps at one hook in
 
 t.test('several tables: read back exactly, kept on a re-run, removed whole by clean, and a table given up is emptied', async t => {
   const state = renderState(zoned)
-  const save = [...state].flatMap(([table, s]) => [
-    `*${table}`,
-    ':PREROUTING ACCEPT [0:0]',
-    ':OUTPUT ACCEPT [0:0]',
-    ...[...s.chains.keys()].map(c => `:${c} - [0:0]`),
-    ...s.jumps,
-    ...[...s.chains.values()].flat(),
-    'COMMIT',
-  ])
-  const read = ownedState(parseOurTables(save.join('\n')))
+  const read = ownedState(parseOurTables(savedText(state)))
   t.same(compareState(state, read), [], 'read back exactly')
   t.notMatch(renderTransaction(state, read), /^-[ID] /m, 'a re-run moves no jump')
   const clean = renderTransaction(EMPTY_STATE, read)
