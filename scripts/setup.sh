@@ -12,8 +12,8 @@ apt_install() {
 }
 
 missing=()
-# gcc and libc6-dev: the CNI plugin is a static C executable (build.mjs).
-for p in iptables ipset nftables iproute2 util-linux gcc libc6-dev; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# gcc and libc6-dev: the CNI plugin is a static C executable (build.mjs). dnsmasq-base: the DNS capture tests' real DNS servers.
+for p in iptables ipset nftables iproute2 util-linux gcc libc6-dev dnsmasq-base; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt_install "${missing[@]}"

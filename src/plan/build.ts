@@ -1,8 +1,9 @@
 // Turns settings into the rules to install, per address family. Order inside a chain is the order the kernel
 // evaluates: every bypass (RETURN) comes before the capture (REDIRECT) it protects against.
 
-import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
-import { CHAIN_HOMES, INBOUND_CHAIN, OUTBOUND_CHAIN, type ChainName, type Purpose } from './owned.js'
+import type { Cidr, Family, PortRange, Settings } from '../settings/types.js'
+import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
+import { chainOf, proxyIdentities } from './parts.js'
 import { contributions, type Contributions } from './features/index.js'
 import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
 
@@ -34,28 +35,10 @@ const chunkPorts = (ports: readonly PortRange[]): PortRange[][] => {
 
 const RETURN: Target = { kind: 'return' }
 
-/** A chain of ours, in the table and hook its name is fixed to. */
-export const chainOf = (name: ChainName, rules: readonly Rule[]): Chain => ({
-  name,
-  table: CHAIN_HOMES[name].table,
-  hook: CHAIN_HOMES[name].hook,
-  rules,
-})
-
 const portRules = (purpose: Purpose, ports: readonly PortRange[], target: Target): Rule[] =>
   chunkPorts(ports).map(chunk => ({ purpose, protocol: 'tcp', matches: [{ kind: 'dport', ports: chunk }], target }))
 
 const inFamily = (cidrs: readonly Cidr[], family: Family): Cidr[] => cidrs.filter(c => c.family === family)
-
-// How each method tells the proxy's own traffic apart. A Record, so a new method cannot be left out. The explicit
-// method chooses what to capture; the proxy is still told apart by its UID.
-const byUid = (s: Settings): Rule => ({ purpose: 'proxy-uid', protocol: 'tcp', matches: [{ kind: 'uid-owner', uid: s.proxyUid }], target: RETURN })
-const PROXY_IDENTITY: Record<OutboundMethod, (settings: Settings) => Rule> = {
-  uid: byUid,
-  explicit: byUid,
-  mark: s => ({ purpose: 'proxy-mark', protocol: 'tcp', matches: [{ kind: 'mark', mark: s.mark }], target: RETURN }),
-  cgroup: s => ({ purpose: 'proxy-cgroup', protocol: 'tcp', matches: [{ kind: 'cgroup', classid: s.netClsId }], target: RETURN }),
-}
 
 const inboundChain = (settings: Settings, features: Contributions): Chain => {
   const redirect: Target = { kind: 'redirect', port: features.inboundPort }
@@ -99,10 +82,7 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
   if (capture.length === 0) return chainOf(OUTBOUND_CHAIN, [])
   const bypass: Rule[] = [
     { purpose: 'loopback-source', protocol: 'tcp', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
-    PROXY_IDENTITY[settings.outboundMethod](settings),
-    ...(settings.proxyGid === undefined
-      ? []
-      : [{ purpose: 'proxy-gid', protocol: 'tcp', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
+    ...proxyIdentities(settings).map((id): Rule => ({ purpose: id.purpose, protocol: 'tcp', matches: [id.match], target: RETURN })),
     ...portRules('outbound-exclude-port', settings.outboundExcludePorts, RETURN),
     ...inFamily(settings.outboundExcludeCidrs, family).map(
       (cidr): Rule => ({
@@ -121,6 +101,10 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
 export const buildPlan = (settings: Settings, families: readonly Family[]): Plan => ({
   families: families.map((family): FamilyPlan => {
     const features = contributions(settings, family)
-    return { family, chains: [inboundChain(settings, features), outboundChain(settings, family, features)], sets: serviceSets(settings, family) }
+    return {
+      family,
+      chains: [...features.chains, inboundChain(settings, features), outboundChain(settings, family, features)],
+      sets: serviceSets(settings, family),
+    }
   }),
 })

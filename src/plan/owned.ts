@@ -62,6 +62,11 @@ export const PURPOSES = [
   'service-port-capture',
   'inbound-exclude-interface',
   'outbound-exclude-interface',
+  'dns-capture',
+  'dns-proxy-query',
+  'dns-proxy-answer',
+  'dns-app-query',
+  'dns-upstream-answer',
   'leave-ipv4-alone',
   'leave-ipv6-alone',
 ] as const

@@ -4,14 +4,24 @@
 import { ConfigError } from '../errors.js'
 import { parseSettings, settingName, type Env, type Flags } from './parse.js'
 import { formatService, refuseOverlaps, type Located } from './services.js'
-import type { Settings } from './types.js'
+import { readNameservers } from './resolv-conf.js'
+import type { Cidr, Settings } from './types.js'
 
 /** Reads a services file; throws ConfigError naming `variable`, the file and why (readServicesFile does). */
 export type ReadServices = (path: string, variable: string) => Promise<Located[]>
 
-/** loadSettings is parseSettings plus the services file; throws ConfigError. */
-export const loadSettings = async (env: Env, flags: Flags, readServices: ReadServices): Promise<Settings> => {
+/** Reads the nameservers of a resolv.conf; throws ConfigError naming `variable` (readNameservers does). */
+export type ReadNameservers = (path: string, variable: string) => Promise<Cidr[]>
+
+/** loadSettings is parseSettings plus the files settings name (services, resolv.conf); throws ConfigError. */
+export const loadSettings = async (
+  env: Env,
+  flags: Flags,
+  readServices: ReadServices,
+  readResolvConf: ReadNameservers = readNameservers,
+): Promise<Settings> => {
   const settings = parseSettings(env, flags)
+  const nameservers = settings.dnsCapture === 'resolv-conf' ? await readResolvConf(settings.resolvConf, settingName('resolvConf', flags)) : []
   const fileVariable = settingName('servicesFile', flags)
   const path = settings.servicesFile
   const fromFile = path === undefined ? [] : await readServices(path, fileVariable)
@@ -37,5 +47,5 @@ export const loadSettings = async (env: Env, flags: Flags, readServices: ReadSer
       'explicit when services are listed (only the explicit method captures by service)',
     )
   }
-  return { ...settings, services }
+  return { ...settings, services, nameservers }
 }

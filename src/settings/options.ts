@@ -2,7 +2,7 @@
 // README table are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { AgentSettings, ClassifierSettings, CniInstallSettings, Mark, NodeAgentSettings, Settings } from './types.js'
+import type { AgentSettings, ClassifierSettings, CniInstallSettings, Mark, NodeAgentSettings, OptionSettings } from './types.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
 
@@ -42,7 +42,7 @@ const parseMark = (text: string, where: string): Mark => {
   return { value, mask: mask === UINT32 ? undefined : mask }
 }
 
-export const OPTIONS: OptionTable<Settings> = {
+export const OPTIONS: OptionTable<OptionSettings> = {
   proxyPort: {
     env: 'ISTIO_PROXY_PORT',
     flag: 'proxy-port',
@@ -133,6 +133,27 @@ export const OPTIONS: OptionTable<Settings> = {
     default: '',
     help: 'interfaces whose traffic, inbound or outbound, is never captured, comma-separated names',
     parse: parseInterfaceList,
+  },
+  dnsCapture: {
+    env: 'ISTIO_DNS_CAPTURE',
+    flag: 'dns-capture',
+    default: 'off',
+    help: "UDP and TCP DNS (port 53) to the proxy's DNS port: off, resolv-conf (to the nameservers ISTIO_RESOLV_CONF lists) or all (to any address); the proxy's own queries go out",
+    parse: (t, w) => parseChoice(t, w, ['off', 'resolv-conf', 'all']),
+  },
+  dnsPort: {
+    env: 'ISTIO_DNS_PORT',
+    flag: 'dns-port',
+    default: '15053',
+    help: "with DNS capture: the port the proxy's DNS server listens on, UDP and TCP, on loopback (127.0.0.1 and ::1)",
+    parse: (t, w) => parseInteger(t, w, 1, 65535, 'a port from 1 to 65535'),
+  },
+  resolvConf: {
+    env: 'ISTIO_RESOLV_CONF',
+    flag: 'resolv-conf',
+    default: '/etc/resolv.conf',
+    help: 'with ISTIO_DNS_CAPTURE=resolv-conf: the file whose nameserver lines are the addresses captured, read once at init',
+    parse: parsePath,
   },
   services: {
     env: 'ISTIO_SERVICES',
@@ -400,4 +421,4 @@ export const CNI_INSTALL_OPTIONS: OptionTable<CniInstallSettings> = {
   },
 }
 
-export const OPTION_KEYS = Object.keys(OPTIONS) as (keyof Settings)[]
+export const OPTION_KEYS = Object.keys(OPTIONS) as (keyof OptionSettings)[]

@@ -2,7 +2,7 @@
 
 import { ConfigError } from '../errors.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionTable } from './options.js'
-import type { AgentSettings, Cidr, ClassifierSettings, CniInstallSettings, NodeAgentSettings, Settings } from './types.js'
+import type { AgentSettings, Cidr, ClassifierSettings, CniInstallSettings, NodeAgentSettings, OptionSettings, Settings } from './types.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 /** Flag values by option key, as given on the command line. */
@@ -12,7 +12,7 @@ export type Flags = Readonly<Record<string, string | undefined>>
 const sourceName = (spec: { flag: string; env: string }, flag: string | undefined): string => (flag !== undefined ? `--${spec.flag}` : spec.env)
 
 /** settingName names one of the main settings as sourceName does, for checks made after parsing. */
-export const settingName = (key: keyof Settings, flags: Flags): string => sourceName(OPTIONS[key], flags[key])
+export const settingName = (key: keyof OptionSettings, flags: Flags): string => sourceName(OPTIONS[key], flags[key])
 
 /** parseOptions reads every option of a table: the flag if given, else the env var, else the default. Pure. */
 const parseOptions = <S>(table: OptionTable<S>, env: Env, flags: Flags): S => {
@@ -35,7 +35,7 @@ export const parseCniInstallSettings = (env: Env, flags: Flags = {}): CniInstall
 
 const firstIpv6 = (cidrs: 'all' | readonly Cidr[]): Cidr | undefined => (cidrs === 'all' ? undefined : cidrs.find(c => c.family === 'ipv6'))
 
-/** parseSettings validates every setting into one Settings value. Pure; throws ConfigError. */
+/** parseSettings validates every setting into one Settings value; files are read by loadSettings. Pure; throws ConfigError. */
 export const parseSettings = (env: Env, flags: Flags = {}): Settings => {
   const settings = parseOptions(OPTIONS, env, flags)
   // With IPv6 turned off, an IPv6 CIDR would be dropped without a word; refuse it instead.
@@ -48,5 +48,5 @@ export const parseSettings = (env: Env, flags: Flags = {}): Settings => {
       }
     }
   }
-  return settings
+  return { ...settings, nameservers: [] }
 }

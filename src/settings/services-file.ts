@@ -37,8 +37,9 @@ const kindOf = (stat: {
             ? 'a socket'
             : 'not a regular file'
 
+/** Opens a regular file of at most MAX_FILE_BYTES, or throws what `refuse` makes of why not. */
 // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer before fstat could refuse it.
-const openRegular = async (path: string, refuse: (why: string) => ConfigError): Promise<FileHandle> => {
+export const openRegular = async (path: string, refuse: (why: string) => ConfigError): Promise<FileHandle> => {
   const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY).catch((error: NodeJS.ErrnoException) => {
     throw refuse(`it cannot be opened: ${error.code ?? error.message}`)
   })

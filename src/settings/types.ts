@@ -8,6 +8,7 @@ export type BackendChoice = 'auto' | 'iptables-nft' | 'iptables-legacy' | 'nftab
 export type LogFormat = 'text' | 'json'
 export type Ipv6Mode = 'auto' | 'true' | 'false'
 export type VerifyMode = 'rules' | 'live'
+export type DnsCapture = 'off' | 'resolv-conf' | 'all'
 
 export interface PortRange {
   readonly from: number
@@ -50,6 +51,13 @@ export interface Settings {
   readonly outboundExcludeCidrs: readonly Cidr[]
   /** Interfaces whose traffic, in or out, is never captured. */
   readonly excludeInterfaces: readonly string[]
+  /** Which DNS (UDP and TCP to port 53) goes to the proxy's DNS port: none, to the resolv.conf nameservers, or all. */
+  readonly dnsCapture: DnsCapture
+  readonly dnsPort: number
+  /** The resolv.conf whose nameservers ISTIO_DNS_CAPTURE=resolv-conf captures. */
+  readonly resolvConf: string
+  /** Its nameserver addresses (hosts), read by loadSettings when DNS capture is resolv-conf; otherwise empty. */
+  readonly nameservers: readonly Cidr[]
   /** Method explicit: the services to capture (from ISTIO_SERVICES and ISTIO_SERVICES_FILE). */
   readonly services: readonly Service[]
   readonly servicesFile: string | undefined
@@ -62,6 +70,9 @@ export interface Settings {
   /** A misspelt ISTIO_* variable is an error (exit 2) rather than a warning. */
   readonly strictEnv: boolean
 }
+
+/** The settings that are options (env var and flag); the rest is read from files they name. */
+export type OptionSettings = Omit<Settings, 'nameservers'>
 
 /** What the proxy agent (`run`) needs beyond Settings. */
 export interface AgentSettings {

@@ -4,13 +4,14 @@
 // port with SO_ORIGINAL_DST naming the direct port; a bypassing one lands on the direct port. No packet can leave
 // the pod even if a rule is wrong: the destination is always local.
 
+import dgram from 'node:dgram'
 import net from 'node:net'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
 import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
-import { OUTBOUND_CHAIN } from '../plan/owned.js'
+import { DNS_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
@@ -187,6 +188,96 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
 
 const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port
 
+// The DNS checks (ISTIO_DNS_CAPTURE). They ask the nameserver the plan captures, so they are the one exception to
+// "the destination is always local": with `all` they ask one of the pod's own addresses, but with resolv-conf the
+// nameserver is usually outside the pod, and if capture is broken the query reaches it. So the query is a real,
+// harmless one: an A query for a name under `.invalid`, which no nameserver resolves (RFC 6761).
+const PROBE_NAME = 'sidecar-redirect-probe.invalid'
+
+const dnsQuery = (id: number): Buffer => {
+  const header = Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0])
+  const name = PROBE_NAME.split('.').flatMap(label => [Buffer.from([label.length]), Buffer.from(label)])
+  return Buffer.concat([header, ...name, Buffer.from([0, 0, 1, 0, 1])])
+}
+
+/** What the plan's DNS chain sends where: the nameserver to ask (undefined: any address) and the DNS port. */
+const dnsTarget = (plan: FamilyPlan, protocol: 'udp' | 'tcp'): { readonly ns: string | undefined; readonly port: number } | undefined => {
+  const rule = plan.chains.find(c => c.name === DNS_CHAIN)?.rules.find(r => r.protocol === protocol && r.target.kind === 'redirect')
+  if (rule?.target.kind !== 'redirect') return undefined
+  const ns = rule.matches.find(m => m.kind === 'destination')
+  return { ns: ns?.kind === 'destination' ? ns.cidr.address : undefined, port: rule.target.port }
+}
+
+type DnsAnswer = { readonly heard: boolean; readonly from?: dgram.RemoteInfo; readonly why?: string }
+
+/**
+ * One UDP query from an app socket to `ns`:53, with a stand-in for the proxy's DNS server on the DNS port (on the
+ * loopback address REDIRECT sends to), which answers it: the answer must come back from `ns`:53, as the app's
+ * resolver requires. Resolves undefined when the DNS port is taken.
+ */
+const askOverUdp = (family: Family, ns: string, port: number): Promise<DnsAnswer | undefined> =>
+  new Promise(resolve => {
+    const type = family === 'ipv4' ? 'udp4' : 'udp6'
+    const server = dgram.createSocket(type)
+    const app = dgram.createSocket(type)
+    let heard = false
+    const finish = (answer: DnsAnswer | undefined): void => {
+      clearTimeout(timer)
+      server.close()
+      app.close()
+      resolve(answer)
+    }
+    const timer = setTimeout(() => finish({ heard, why: `no answer within ${TIMEOUT_MS} ms` }), TIMEOUT_MS)
+    server.once('error', () => finish(undefined))
+    server.on('message', (query, rinfo) => {
+      heard = true
+      const answer = Buffer.from(query)
+      answer[2] = 0x81 // a response, recursion desired
+      answer[3] = 0x85 // recursion available, REFUSED: this server answers nothing
+      server.send(answer, rinfo.port, rinfo.address)
+    })
+    app.on('message', (_answer, from) => finish({ heard, from }))
+    app.on('error', error => finish({ heard, why: error.message }))
+    server.bind({ port, address: family === 'ipv4' ? '127.0.0.1' : '::1' }, () => app.send(dnsQuery(0x5352), 53, ns))
+  })
+
+/** The DNS checks of one family: UDP answered from the nameserver's address, TCP landing on the DNS port. */
+const probeDns = async (plan: FamilyPlan, who: string): Promise<Check[]> => {
+  const [udp, tcp] = [dnsTarget(plan, 'udp'), dnsTarget(plan, 'tcp')]
+  if (!udp || !tcp) return []
+  const family = plan.family
+  const ns = udp.ns ?? localAddresses(family)[0]
+  const check = (name: string, status: Check['status'], detail: string): Check => ({ name, family, status, detail })
+  if (ns === undefined) return ['dns', 'dns-tcp'].map(name => check(name, 'not checked', 'the pod has no address of this family to ask'))
+  const to = `${bracket(ns)}:53`
+  const checks: Check[] = []
+  const answer = await askOverUdp(family, ns, udp.port)
+  if (!answer) checks.push(check('dns', 'not checked', `UDP port ${udp.port} is in use (is the proxy's DNS server already running?)`))
+  else {
+    const from = answer.from && `${bracket(answer.from.address)}:${answer.from.port}`
+    const ok = answer.heard && from === to
+    const seen = !answer.heard ? `the query never reached the DNS port ${udp.port}` : from ? `answered from ${from}` : `no answer (${answer.why})`
+    checks.push(
+      check('dns', ok ? 'passed' : 'failed', `${who} -> ${to} (UDP) ${ok ? `reached the DNS port ${udp.port}, answered from ${to}` : seen}`),
+    )
+  }
+  const server = await openProxy(family, tcp.port)
+  if (!server) checks.push(check('dns-tcp', 'not checked', `TCP port ${tcp.port} is in use (is the proxy's DNS server already running?)`))
+  else {
+    const landing = await land(openSocket(ns), ns, 53)
+    await closeAll([server])
+    const ok = landing.on === 'proxy' && landing.originalDst === to
+    const seen =
+      landing.on === 'proxy'
+        ? `the DNS port ${tcp.port} (SO_ORIGINAL_DST ${landing.originalDst})`
+        : landing.on === 'direct'
+          ? 'its destination'
+          : `nowhere: ${landing.why}`
+    checks.push(check('dns-tcp', ok ? 'passed' : 'failed', `${who} -> ${to} (TCP) reached ${seen}`))
+  }
+  return checks
+}
+
 /** probeFamily runs one family's checks, with listeners of its own, from what that family's plan says. */
 /**
  * probeFamily runs one family's checks. `only` = 'capture' is the unprivileged form (validate): the app's own
@@ -194,11 +285,13 @@ const portOf = (server: net.Server): number => (server.address() as net.AddressI
  */
 const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly capture: Identity }): Promise<Check[]> => {
   const family = plan.family
-  const checks: Check[] = []
+  const as = only?.capture ?? ROOT
+  // Root stands for the app: only the proxy's identity is exempt, and root needs no other identity to probe.
+  const who = only ? `uid ${as.uid} (this process, an app identity)` : 'uid 0 (an app identity)'
+  const checks: Check[] = await probeDns(plan, who)
   const skip: Skip = (name, detail) => void checks.push({ name, family, status: 'not checked', detail })
   // A direct port the plan captures: a free port it happens to exclude is swapped for another.
   let direct = await openDirect(family)
-  const as = only?.capture ?? ROOT
   let target = pickTarget(plan, localAddresses(family), portOf(direct), as)
   for (let tries = 0; 'none' in target && tries < 3; tries++) {
     const next = await openDirect(family)
@@ -233,8 +326,6 @@ const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly c
     checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${directPort} reached ${seen}` })
   }
   try {
-    // Root stands for the app: only the proxy's identity is exempt, and root needs no other identity to probe.
-    const who = only ? `uid ${as.uid} (this process, an app identity)` : 'uid 0 (an app identity)'
     if (proxy) await expect('capture', () => openSocket(address), 'proxy', who)
     else skip('capture', `port ${target.proxyPort} is in use (is the proxy already running?)`)
     if (only) return checks

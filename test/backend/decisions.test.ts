@@ -5,6 +5,7 @@ import { createIptablesRules } from '../../src/backend/iptables/iptables-rules.j
 import { createNftablesRules } from '../../src/backend/nftables/nftables.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { EMPTY_STATE, renderState, renderTransaction } from '../../src/backend/iptables/render-iptables.js'
+import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { fakeExec } from '../helpers/fake-exec.js'
@@ -18,19 +19,7 @@ const fs = {
 }
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
-const saved = (family: 0 | 1): string => {
-  const state = renderState(plan.families[family]!).get('nat')!
-  return [
-    '*nat',
-    ':PREROUTING ACCEPT [0:0]',
-    ':OUTPUT ACCEPT [0:0]',
-    ...[...state.chains.keys()].map(c => `:${c} - [0:0]`),
-    ...state.jumps,
-    ...[...state.chains.values()].flat(),
-    'COMMIT',
-    '',
-  ].join('\n')
-}
+const saved = (family: 0 | 1): string => savedText(renderState(plan.families[family]!))
 
 t.test('fresh: read each family, one restore each, read back, and the ruleset once', async t => {
   const fake = fakeExec(t, [

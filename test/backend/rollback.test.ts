@@ -6,6 +6,7 @@ import { createIptablesRules } from '../../src/backend/iptables/iptables-rules.j
 import { ApplyError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { parseSettings } from '../../src/settings/parse.js'
+import { EMPTY_STATE, renderState, renderTransaction } from '../../src/backend/iptables/render-iptables.js'
 
 const fs = { readFile: async () => undefined, readDir: async () => [], canOpenIpv6: async () => true, onPath: async () => true }
 
@@ -90,4 +91,28 @@ t.test('a set with our name that is not ours is refused before anything changes'
     message: /ipset SIDECAR_SVC4 has our name but is not ours \(hash:ip/,
   })
   t.same(calls, ['ipset list -t'], 'only read')
+})
+
+t.test('a refused payload of several tables (raw committed, nat refused): that family is read again and raw put back', async t => {
+  // iptables commits table by table, so the refused IPv4 restore may have left its raw section in place.
+  const dns = buildPlan({ ...parseSettings({ ISTIO_DNS_CAPTURE: 'all' }), nameservers: [] }, ['ipv4']).families[0]!
+  const rawOnly = renderTransaction(new Map([['raw', renderState(dns).get('raw')!]]), EMPTY_STATE)
+  const committedRaw = rawOnly.replace(/^-I (\S+) \d+ /gm, '-A $1 ')
+  const saves = ['', committedRaw]
+  const restores: string[] = []
+  const exec: Exec = async (file, _args, input) => {
+    if (file === 'iptables-nft-save') return { stdout: saves.shift() ?? '', stderr: '' }
+    restores.push(input ?? '')
+    if (restores.length === 1) throw new CommandFailed(file, `${file}: line 20 failed\n`, 20)
+    return { stdout: '', stderr: '' }
+  }
+  const error = await createIptablesRules(exec, fs, 'nft')
+    .apply({ families: [dns] })
+    .catch((e: unknown) => e)
+  t.type(error, ApplyError)
+  t.equal(restores.length, 2, 'the refused payload, then the undo of what it committed')
+  t.match(
+    restores[1],
+    /^\*raw\n:SIDECAR_DNS_ZONE_IN - \[0:0\]\n:SIDECAR_DNS_ZONE_OUT - \[0:0\]\n-D PREROUTING .*\n-D OUTPUT .*\n-X SIDECAR_DNS_ZONE_IN\n-X SIDECAR_DNS_ZONE_OUT\nCOMMIT\n$/,
+  )
 })

@@ -7,6 +7,7 @@ import { dirname } from 'node:path'
 import type { Test } from 'tap'
 import { realExec } from '../../src/exec/exec.js'
 import { createSandbox, type Programs, type Sandbox, type SandboxAddresses } from '../../src/commands/sandbox.js'
+import { refusingIpv6Path, refusingNftPath } from './paths.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '')
 
@@ -90,9 +91,11 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
 export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
-    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
     .split('\n')
-    .filter(line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line))
+    .filter(
+      line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line),
+    )
     .join('\n')
 
 /** Runs init in the pod namespace and fails the test with its output if it did not exit as expected. */
@@ -100,4 +103,25 @@ export const initOk = async (t: Test, box: Sandbox, env: Record<string, string>,
   const result = await box.runInit({ ISTIO_VERIFY: 'rules', ...env }, args)
   t.equal(result.exitCode, 0, `${args.join(' ')} ${JSON.stringify(env)} exits 0`, { output: result.output })
   return result.output
+}
+
+/**
+ * A refused apply of `changed` settings (the other family's restore, or the one nft transaction, refused through
+ * PATH) exits 4 and leaves the namespace as it was; then clean leaves exactly `before`.
+ */
+export const refusedThenClean = async (
+  t: Test,
+  box: Sandbox,
+  backend: string,
+  env: Record<string, string>,
+  changed: Record<string, string>,
+  before: string,
+): Promise<void> => {
+  const earlier = await snapshot(box)
+  const PATH = backend === 'nftables' ? refusingNftPath() : refusingIpv6Path()
+  const refused = await box.runInit({ ...env, ...changed, PATH })
+  t.equal(refused.exitCode, 4, 'a refused apply exits 4', { output: refused.output })
+  t.equal(await snapshot(box), earlier, 'what was applied before is back, in every table and both families')
+  await initOk(t, box, env, ['clean'])
+  t.equal(await snapshot(box), before, 'clean leaves exactly what was there before')
 }

@@ -4,8 +4,8 @@
 // the earlier rules, and clean, which leaves exactly what was there before.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { pathWithout, refusingIpv6Path, refusingNftPath } from '../helpers/paths.js'
+import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, snapshot, withSandbox } from '../helpers/kernel.js'
+import { pathWithout } from '../helpers/paths.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
@@ -86,13 +86,7 @@ for (const backend of BACKENDS) {
     const all: Record<string, string> = Object.assign({ ISTIO_BACKEND: backend }, ...Object.values(SCENARIOS).map(s => s.env))
     // nftables writes both families in one transaction, which is refused whole; the iptables backends roll the
     // family that was applied back when the other is refused.
-    const earlier = await snapshot(box)
-    const PATH = backend === 'nftables' ? refusingNftPath() : refusingIpv6Path()
-    const refused = await box.runInit({ ...all, ISTIO_INBOUND_CAPTURE_PORT: '15007', ISTIO_EXCLUDE_INTERFACES: 'side1', PATH })
-    t.equal(refused.exitCode, 4, 'a refused apply exits 4', { output: refused.output })
-    t.equal(await snapshot(box), earlier, 'the earlier feature rules are back, in both families')
-    await initOk(t, box, all, ['clean'])
-    t.equal(await snapshot(box), before, 'clean leaves exactly what was there before')
+    await refusedThenClean(t, box, backend, all, { ISTIO_INBOUND_CAPTURE_PORT: '15007', ISTIO_EXCLUDE_INTERFACES: 'side1' }, before)
   })
 }
 

@@ -28,3 +28,19 @@ for (const backend of ['iptables-nft', 'nftables'] as const) {
     t.equal(asProxy.exitCode, 2, 'the proxy UID is refused: its traffic is exempt', { output: asProxy.output })
   })
 }
+
+t.test('validate checks DNS capture too, unprivileged, when ISTIO_DNS_CAPTURE is on', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const env = { ISTIO_DNS_CAPTURE: 'all' }
+  const validate = () => box.tryExec('pod', 'setpriv', [...unprivileged.slice(1), process.execPath, programs().cli, 'validate'], env)
+  await initOk(t, box, env)
+  const ok = await validate()
+  t.equal(ok.exitCode, 0, 'exit 0', { output: ok.output })
+  t.match(ok.output, /ipv4 dns: passed, uid 1000 \(this process, an app identity\) -> 198\.18\.0\.1:53 \(UDP\) reached the DNS port 15053/)
+  t.match(ok.output, /ipv6 dns-tcp: passed, uid 1000 .* \(TCP\) reached the DNS port 15053 \(SO_ORIGINAL_DST \[2001:db8::1\]:53\)/)
+  await initOk(t, box, {}, ['init'])
+  const off = await validate()
+  t.equal(off.exitCode, 9, 'exit 9 once DNS is no longer captured', { output: off.output })
+  t.match(off.output, /ipv4 dns: failed, uid 1000 .* the query never reached the DNS port 15053/)
+})

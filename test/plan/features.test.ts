@@ -5,17 +5,19 @@ import { contributions, FEATURES } from '../../src/plan/features/index.js'
 import { PURPOSES } from '../../src/plan/owned.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
-import { FAMILIES } from '../../src/settings/types.js'
+import { FAMILIES, type Cidr } from '../../src/settings/types.js'
+import { loadSettings } from '../../src/settings/load.js'
+import { parseNameservers } from '../../src/settings/resolv-conf.js'
 
 const chains = (env: Record<string, string>) =>
   buildPlan(parseSettings(env), FAMILIES).families.map(f => ({
     family: f.family,
-    inbound: f.chains.find(c => c.hook === 'PREROUTING')!.rules,
-    outbound: f.chains.find(c => c.hook === 'OUTPUT')!.rules,
+    inbound: f.chains.find(c => c.name === 'SIDECAR_INBOUND')!.rules,
+    outbound: f.chains.find(c => c.name === 'SIDECAR_OUTBOUND')!.rules,
   }))
 
 t.test('every feature is in the table', async t => {
-  t.same(Object.keys(FEATURES).sort(), ['exclude-interfaces', 'inbound-capture-port'])
+  t.same(Object.keys(FEATURES).sort(), ['dns', 'exclude-interfaces', 'inbound-capture-port'])
 })
 
 t.test('the inbound capture port takes inbound only; outbound stays on the proxy port', async t => {
@@ -67,4 +69,103 @@ t.test('two features deciding the inbound port is refused, not settled by order'
     /features a and b both decide the inbound port/,
   )
   t.equal(contributions(settings, 'ipv4', { a: () => ({ inboundPort: 1 }), b: () => ({}) }).inboundPort, 1)
+})
+
+const NS = [
+  { family: 'ipv4', address: '198.18.0.53', prefix: 32 },
+  { family: 'ipv6', address: '2001:db8::53', prefix: 128 },
+] as const
+
+const dnsPlan = (env: Record<string, string>, nameservers: readonly Cidr[] = NS) =>
+  buildPlan({ ...parseSettings(env), nameservers }, FAMILIES).families.map(f => ({
+    family: f.family,
+    chains: f.chains.map(c => `${c.table} ${c.hook} ${c.name}`),
+    byName: (name: string) => f.chains.find(c => c.name === name)?.rules ?? [],
+  }))
+
+t.test('dns off: nothing but the nat capture chains', async t => {
+  for (const p of dnsPlan({})) t.same(p.chains, ['nat PREROUTING SIDECAR_INBOUND', 'nat OUTPUT SIDECAR_OUTBOUND'])
+})
+
+t.test('dns: raw zone chains and a nat chain ahead of the TCP capture, UDP and TCP, per nameserver of the family', async t => {
+  for (const p of dnsPlan({ ISTIO_DNS_CAPTURE: 'resolv-conf' })) {
+    t.same(p.chains, [
+      'raw PREROUTING SIDECAR_DNS_ZONE_IN',
+      'raw OUTPUT SIDECAR_DNS_ZONE_OUT',
+      'nat OUTPUT SIDECAR_DNS',
+      'nat PREROUTING SIDECAR_INBOUND',
+      'nat OUTPUT SIDECAR_OUTBOUND',
+    ])
+    const capture = p.byName('SIDECAR_DNS').filter(r => r.target.kind === 'redirect')
+    t.same(
+      capture.map(r => [r.protocol, r.matches]),
+      ['udp', 'tcp'].map(protocol => [
+        protocol,
+        [
+          { kind: 'destination', cidr: NS.find(n => n.family === p.family) },
+          { kind: 'dport', ports: [{ from: 53, to: 53 }] },
+        ],
+      ]),
+      `${p.family}: its own nameserver only`,
+    )
+    const zones = p.byName('SIDECAR_DNS_ZONE_OUT').map(r => [r.purpose, r.target])
+    t.same(
+      zones.map(([purpose]) => purpose),
+      ['dns-proxy-query', 'dns-proxy-answer', 'dns-app-query'],
+      `${p.family}: the proxy's query is zoned before the app's rule, which it also matches`,
+    )
+    t.ok(
+      [...p.byName('SIDECAR_DNS_ZONE_OUT'), ...p.byName('SIDECAR_DNS_ZONE_IN')].every(r => r.protocol === 'udp'),
+      `${p.family}: UDP only (SO_ORIGINAL_DST finds TCP in the default zone only)`,
+    )
+  }
+})
+
+t.test('dns: the proxy is told apart by the active method, and by its GID too', async t => {
+  const ids = (env: Record<string, string>) =>
+    dnsPlan({ ISTIO_DNS_CAPTURE: 'all', ...env })[0]!
+      .byName('SIDECAR_DNS')
+      .filter(r => r.target.kind === 'return')
+      .map(r => r.matches[0]?.kind)
+  t.same(ids({}), ['uid-owner', 'uid-owner'])
+  t.same(ids({ ISTIO_OUTBOUND_METHOD: 'mark' }), ['mark', 'mark'])
+  t.same(ids({ ISTIO_OUTBOUND_METHOD: 'cgroup', ISTIO_PROXY_GID: '7' }), ['cgroup', 'cgroup', 'gid-owner', 'gid-owner'])
+  t.same(ids({ ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: '198.18.0.9' }), ['uid-owner', 'uid-owner'], 'explicit: by UID')
+})
+
+t.test('dns resolv-conf: a family without a nameserver gets no DNS chains; all: no address at all', async t => {
+  const [v4, v6] = dnsPlan({ ISTIO_DNS_CAPTURE: 'resolv-conf' }, NS.slice(0, 1))
+  t.equal(v4!.chains.length, 5)
+  t.same(v6!.chains, ['nat PREROUTING SIDECAR_INBOUND', 'nat OUTPUT SIDECAR_OUTBOUND'])
+  for (const p of dnsPlan({ ISTIO_DNS_CAPTURE: 'all' })) {
+    t.notOk(
+      p.byName('SIDECAR_DNS').some(r => r.matches.some(m => m.kind === 'destination')),
+      `${p.family}: any address`,
+    )
+  }
+})
+
+t.test('resolv.conf: nameserver lines, comments, each address once; a bad or missing one is refused naming the line', async t => {
+  const text = '# x\nsearch a b\nnameserver 198.18.0.53 # comment\n;nameserver 198.18.0.9\nnameserver  2001:DB8::53\nnameserver 198.18.0.53\n'
+  t.same(parseNameservers(text, '/r', 'ISTIO_RESOLV_CONF'), NS)
+  t.throws(() => parseNameservers('nameserver fe80::1%eth0\n', '/r', 'ISTIO_RESOLV_CONF'), {
+    message:
+      'ISTIO_RESOLV_CONF="/r" is not valid: expected a resolv.conf with at least one "nameserver ADDRESS" line (IPv4, or IPv6 without a zone) (line 1 is "nameserver fe80::1%eth0")',
+  })
+  t.throws(() => parseNameservers('nameserver 10.0.0.0/8\n', '/r', 'X'), { message: /line 1/ })
+  t.throws(() => parseNameservers('nameserver\n', '/r', 'X'), { message: /line 1/ })
+  t.throws(() => parseNameservers('search x\n', '/r', 'X'), { message: /\(it has none\)$/ })
+})
+
+t.test('loadSettings reads resolv.conf only for resolv-conf, from ISTIO_RESOLV_CONF or --resolv-conf', async t => {
+  const reads: string[] = []
+  const read = async (path: string, variable: string) => {
+    reads.push(`${variable} ${path}`)
+    return [...NS]
+  }
+  const none = async () => []
+  t.same((await loadSettings({ ISTIO_DNS_CAPTURE: 'all' }, {}, none, read)).nameservers, [])
+  t.same((await loadSettings({ ISTIO_DNS_CAPTURE: 'resolv-conf' }, {}, none, read)).nameservers, NS)
+  await loadSettings({ ISTIO_DNS_CAPTURE: 'resolv-conf' }, { resolvConf: '/x/resolv.conf' }, none, read)
+  t.same(reads, ['ISTIO_RESOLV_CONF /etc/resolv.conf', '--resolv-conf /x/resolv.conf'])
 })

@@ -5,7 +5,8 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import t from 'tap'
 import { renderPlanText } from '../../src/commands/plan.js'
-import { parseSettings } from '../../src/settings/parse.js'
+import { loadSettings } from '../../src/settings/load.js'
+import { readServicesFile } from '../../src/settings/services-file.js'
 import { GOLDEN_DIR, readEnvFile } from '../helpers/golden.js'
 
 const cases = readdirSync(GOLDEN_DIR).filter(f => f.endsWith('.env'))
@@ -19,7 +20,7 @@ for (const file of cases) {
     ['nft', { ISTIO_BACKEND: 'nftables' }],
   ] as const) {
     t.test(`golden plan: ${name}.${extension}`, async t => {
-      const text = renderPlanText(parseSettings({ ...readEnvFile(`${GOLDEN_DIR}/${file}`), ...backend }))
+      const text = renderPlanText(await loadSettings({ ...readEnvFile(`${GOLDEN_DIR}/${file}`), ...backend }, {}, readServicesFile))
       const goldenPath = `${GOLDEN_DIR}/${name}.${extension}`
       if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(goldenPath, text)
       t.equal(text, readFileSync(goldenPath, 'utf8'))

@@ -1,7 +1,9 @@
 import t from 'tap'
-import { buildPlan, chainOf } from '../../src/plan/build.js'
+import { buildPlan } from '../../src/plan/build.js'
+import { chainOf } from '../../src/plan/parts.js'
 import type { FamilyPlan, Rule } from '../../src/plan/types.js'
 import { compareState } from '../../src/backend/compare.js'
+import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState, type TableState } from '../../src/backend/iptables/render-iptables.js'
 import { parseSettings } from '../../src/settings/parse.js'
@@ -114,16 +116,7 @@ t.test('several tables: a section each, in netfilter order; jumps at one hook in
 
 t.test('several tables: read back exactly, kept on a re-run, removed whole by clean, and a table given up is emptied', async t => {
   const state = renderState(zoned)
-  const save = [...state].flatMap(([table, s]) => [
-    `*${table}`,
-    ':PREROUTING ACCEPT [0:0]',
-    ':OUTPUT ACCEPT [0:0]',
-    ...[...s.chains.keys()].map(c => `:${c} - [0:0]`),
-    ...s.jumps,
-    ...[...s.chains.values()].flat(),
-    'COMMIT',
-  ])
-  const read = ownedState(parseOurTables(save.join('\n')))
+  const read = ownedState(parseOurTables(savedText(state)))
   t.same(compareState(state, read), [], 'read back exactly')
   t.notMatch(renderTransaction(state, read), /^-[ID] /m, 'a re-run moves no jump')
   const clean = renderTransaction(EMPTY_STATE, read)
@@ -151,4 +144,18 @@ t.test('nft: each chain of ours is a base chain at its hook, raw before conntrac
     text,
     /\tchain dns_output \{\n\t\ttype nat hook output priority -101; policy accept;\n.*\n\t\tudp dport 53 redirect to :15053 comment "sidecar-redirect\/dns"\n\t\}/,
   )
+})
+
+t.test('a misplaced capture jump moves back first with the other jumps of ours at its hook, in their order', async t => {
+  const state = renderState(zoned)
+  const outbound = state.get('nat')!.jumps.find(j => j.includes('SIDECAR_OUTBOUND'))!
+  const lines = renderTransaction(state, state, [outbound])
+    .split('\n')
+    .filter(l => /^-[ID] OUTPUT/.test(l) && !l.includes('ZONE'))
+  t.same(lines, [
+    '-D OUTPUT -m comment --comment "sidecar-redirect/dns" -j SIDECAR_DNS',
+    '-D OUTPUT -p tcp -m comment --comment "sidecar-redirect/outbound" -j SIDECAR_OUTBOUND',
+    '-I OUTPUT 1 -m comment --comment "sidecar-redirect/dns" -j SIDECAR_DNS',
+    '-I OUTPUT 2 -p tcp -m comment --comment "sidecar-redirect/outbound" -j SIDECAR_OUTBOUND',
+  ])
 })

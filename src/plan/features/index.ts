@@ -2,22 +2,25 @@
 // buildPlan asks each of them, in this order, what it adds.
 
 import type { Family, Settings } from '../../settings/types.js'
-import type { Rule } from '../types.js'
+import type { Chain, Rule } from '../types.js'
+import { dns } from './dns.js'
 import { excludeInterfaces } from './exclude-interfaces.js'
 import { inboundPort } from './inbound-port.js'
 import type { Contribution, Feature } from './types.js'
 
-export type FeatureName = 'inbound-capture-port' | 'exclude-interfaces'
+export type FeatureName = 'inbound-capture-port' | 'exclude-interfaces' | 'dns'
 
 export const FEATURES: Record<FeatureName, Feature> = {
   'inbound-capture-port': inboundPort,
   'exclude-interfaces': excludeInterfaces,
+  dns,
 }
 
 export interface Contributions {
   readonly inboundPort: number
   readonly inboundBypass: readonly Rule[]
   readonly outboundBypass: readonly Rule[]
+  readonly chains: readonly Chain[]
 }
 
 /** Every feature's contribution for one family, merged. Pure; two features deciding the inbound port is a bug. */
@@ -29,5 +32,6 @@ export const contributions = (settings: Settings, family: Family, features: Read
     inboundPort: ports[0]?.[1].inboundPort ?? settings.proxyPort,
     inboundBypass: all.flatMap(([, c]) => c.inboundBypass ?? []),
     outboundBypass: all.flatMap(([, c]) => c.outboundBypass ?? []),
+    chains: all.flatMap(([, c]) => c.chains ?? []),
   }
 }

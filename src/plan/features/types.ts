@@ -2,7 +2,7 @@
 // settings; buildPlan merges them in a fixed place in each chain, so a feature never reorders another's rules.
 
 import type { Family, Settings } from '../../settings/types.js'
-import type { Rule } from '../types.js'
+import type { Chain, Rule } from '../types.js'
 
 export interface Contribution {
   /** The port inbound captures redirect to, when the feature decides it (at most one active feature may). */
@@ -11,6 +11,8 @@ export interface Contribution {
   readonly inboundBypass?: readonly Rule[]
   /** RETURN rules placed ahead of the outbound captures, after the other bypasses. */
   readonly outboundBypass?: readonly Rule[]
+  /** Chains of the feature's own; at a hook it shares with the capture chains, they run first. */
+  readonly chains?: readonly Chain[]
 }
 
 export type Feature = (settings: Settings, family: Family) => Contribution
