@@ -133,5 +133,8 @@ t.test("the image's node-agent without SYS_ADMIN: STATUS says it cannot enter a 
     reject: false,
   })
   t.not(status.exitCode, 0)
-  t.match(status.stdout, /"code":50,"msg":"the node agent cannot run nsenter \(it cannot enter a network namespace: .*Operation not permitted; the agent needs CAP_SYS_ADMIN\)/)
+  t.match(
+    status.stdout,
+    /"code":50,"msg":"the node agent cannot run nsenter \(it cannot enter a network namespace: .*Operation not permitted; the agent needs CAP_SYS_ADMIN\)/,
+  )
 })
