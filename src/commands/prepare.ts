@@ -3,9 +3,11 @@
 import { probeHost, type HostFacts } from '../backend/detect.js'
 import { createIptablesRules } from '../backend/iptables/iptables-rules.js'
 import { createNftablesRules } from '../backend/nftables/nftables.js'
+import { withRouting } from '../backend/routing.js'
 import type { RuleBackend } from '../backend/types.js'
 import type { Io } from '../io.js'
 import { buildPlan } from '../plan/build.js'
+import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
 
@@ -23,8 +25,8 @@ export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed
   const facts = await timed('probe', () => probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
   const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
   const kind = facts.variant.value
-  const backend = kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind])
-  return { facts, plan, backend }
+  const rules = kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind])
+  return { facts, plan, backend: withRouting(rules, io.exec, tproxyRouting(settings)) }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`

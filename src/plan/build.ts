@@ -110,6 +110,11 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
 export const buildPlan = (settings: Settings, families: readonly Family[]): Plan => ({
   families: families.map((family): FamilyPlan => {
     const features = contributions(settings, family)
-    return { family, chains: [inboundChain(settings, features), outboundChain(settings, family, features)], sets: serviceSets(settings, family) }
+    return {
+      family,
+      chains: [inboundChain(settings, features), outboundChain(settings, family, features)],
+      sets: serviceSets(settings, family),
+      routing: features.routing,
+    }
   }),
 })

@@ -61,3 +61,9 @@ export const nftSetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string 
 export const NFT_TABLE = 'sidecar_redirect'
 /** Our nft table carries this comment, so a table of someone else's that happens to have our name is not taken over. */
 export const NFT_TABLE_COMMENT = `${COMMENT_PREFIX}table`
+
+/**
+ * The priority of TPROXY's `ip rule`: ahead of `main` (32766), and the one thing besides the settings' mark and table
+ * that makes a rule ours. A rule at another priority, or with another mark or table, is never touched.
+ */
+export const TPROXY_RULE_PRIORITY = 32000

@@ -44,10 +44,22 @@ export interface ServiceSet {
   readonly services: readonly Service[]
 }
 
+/**
+ * TPROXY's policy routing: packets carrying `mark` look up `table`, whose one route (`local default dev lo`)
+ * delivers everything locally. Ours exactly when priority, mark and table all match (see owned.ts).
+ */
+export interface LocalRouting {
+  readonly priority: number
+  readonly mark: number
+  readonly table: number
+}
+
 export interface FamilyPlan {
   readonly family: Family
   readonly chains: readonly Chain[]
   readonly sets: readonly ServiceSet[]
+  /** The policy rule and local route TPROXY needs, when inbound capture is by TPROXY. */
+  readonly routing: LocalRouting | undefined
 }
 
 export interface Plan {

@@ -2,7 +2,7 @@
 // settings; buildPlan merges them in a fixed place in each chain, so a feature never reorders another's rules.
 
 import type { Family, Settings } from '../../settings/types.js'
-import type { Rule } from '../types.js'
+import type { LocalRouting, Rule } from '../types.js'
 
 export interface Contribution {
   /** The port inbound captures redirect to, when the feature decides it (at most one active feature may). */
@@ -11,6 +11,8 @@ export interface Contribution {
   readonly inboundBypass?: readonly Rule[]
   /** RETURN rules placed ahead of the outbound captures, after the other bypasses. */
   readonly outboundBypass?: readonly Rule[]
+  /** The policy routing the feature needs beside the rules (at most one active feature may). */
+  readonly routing?: LocalRouting
 }
 
 export type Feature = (settings: Settings, family: Family) => Contribution
