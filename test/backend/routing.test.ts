@@ -88,7 +88,10 @@ t.test('a foreign route in our table is refused before anything is written', asy
     .catch((e: unknown) => e)
   fake.done()
   t.type(error, EnvironmentError)
-  t.match((error as Error).message, /^ipv4 routing table 133 holds routes that are not ours \(unicast 198\.18\.9\.0\/24 dev lo scope link\).*nothing was changed/)
+  t.match(
+    (error as Error).message,
+    /^ipv4 routing table 133 holds routes that are not ours \(unicast 198\.18\.9\.0\/24 dev lo scope link\).*nothing was changed/,
+  )
   t.same(order, [], 'the rules were not applied')
 })
 
@@ -113,7 +116,10 @@ t.test('rules refused: exactly what apply added goes again, and the refusal is r
 })
 
 t.test('a refused add takes back the adds before it; a failed take-back is named too', async t => {
-  const refusedRule = { run: 'ip -6 rule add priority 32000 fwmark 1337 lookup 133', fails: { stderr: 'RTNETLINK answers: Operation not supported\n' } }
+  const refusedRule = {
+    run: 'ip -6 rule add priority 32000 fwmark 1337 lookup 133',
+    fails: { stderr: 'RTNETLINK answers: Operation not supported\n' },
+  }
   const fake = fakeExec(t, [
     ...reads(RULES4, RULES6),
     ...ADDS.slice(0, 3),
