@@ -18,7 +18,7 @@ const routeWords = (r: LocalRouting): string[] => ['local', 'default', 'dev', 'l
 /** Our rule as `ip rule show` prints it (-N: the table as a number even if rt_tables names it). */
 export const ruleLine = (r: LocalRouting): string => `${r.priority}:\tfrom all fwmark ${hex(r.mark)} lookup ${r.table}`
 
-/** Our route as `ip -N route show table T` prints it; IPv6 routes carry the kernel's default metric and preference. */
+/** Our route as `ip route show table T` prints it (not -N: that prints the type and scope as numbers); IPv6 routes carry the kernel's default metric and preference. */
 export const ROUTE_LINE: Record<Family, string> = {
   ipv4: 'local default dev lo scope host',
   ipv6: 'local default dev lo metric 1024 pref medium',
@@ -56,7 +56,7 @@ const NO_TABLE = /FIB table does not exist/
 const readRouting = async (exec: Exec, family: Family, r: LocalRouting): Promise<Found> => {
   const [rules, routes] = await Promise.all([
     exec('ip', ['-N', FLAG[family], 'rule', 'show']).then(o => lines(o.stdout)),
-    exec('ip', ['-N', FLAG[family], 'route', 'show', 'table', String(r.table)]).then(
+    exec('ip', [FLAG[family], 'route', 'show', 'table', String(r.table)]).then(
       o => lines(o.stdout),
       (error: unknown): string[] => {
         if (error instanceof CommandFailed && NO_TABLE.test(error.stderr)) return []

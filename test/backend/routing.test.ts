@@ -23,8 +23,8 @@ const NO_TABLE = { stderr: 'Error: ipv4: FIB table does not exist.\nDump termina
 const reads = (rules4: string, rules6: string, route4?: string, route6?: string): Expected[] => [
   { run: 'ip -N -4 rule show', stdout: rules4 },
   { run: 'ip -N -6 rule show', stdout: rules6 },
-  route4 === undefined ? { run: 'ip -N -4 route show table 133', fails: NO_TABLE } : { run: 'ip -N -4 route show table 133', stdout: route4 },
-  route6 === undefined ? { run: 'ip -N -6 route show table 133', fails: NO_TABLE } : { run: 'ip -N -6 route show table 133', stdout: route6 },
+  route4 === undefined ? { run: 'ip -4 route show table 133', fails: NO_TABLE } : { run: 'ip -4 route show table 133', stdout: route4 },
+  route6 === undefined ? { run: 'ip -6 route show table 133', fails: NO_TABLE } : { run: 'ip -6 route show table 133', stdout: route6 },
 ]
 
 const ADDS: Expected[] = [
