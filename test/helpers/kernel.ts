@@ -86,7 +86,7 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
     ['ip', ['-4', 'route', 'show', 'table', 'all']],
     ['ip', ['-6', 'route', 'show', 'table', 'all']],
   ] as const) {
-    parts.push(`== ${file} ${args.join(' ')}\n${dropVolatile((await box.exec('pod', file, args)).stdout)}`)
+    parts.push(`== ${[file, ...args].join(' ')}\n${dropVolatile((await box.exec('pod', file, args)).stdout)}`)
   }
   return parts.join('\n')
 }
