@@ -2,7 +2,8 @@
 // difference as a small line diff a person can read in a pod's log.
 
 import { byCodeUnits } from '../order.js'
-import type { NatState } from './iptables/render-iptables.js'
+import { TABLES } from '../plan/owned.js'
+import { tableOf, type OwnedState } from './iptables/render-iptables.js'
 
 /** Longest-common-subsequence diff; our chains are tens of lines, so the quadratic table is cheap. */
 export const lineDiff = (expected: readonly string[], actual: readonly string[]): string[] => {
@@ -57,17 +58,22 @@ export const memberDiff = (title: string, expected: readonly string[], actual: r
 
 /**
  * compareState returns a readable diff (`-` planned but missing, `+` present but not planned), empty when the
- * kernel holds exactly the plan. Pure.
+ * kernel holds exactly the plan. Jumps are compared in order at each built-in chain: ours run in the plan's order.
+ * Titles name the table, except nat's (where everything of ours lived before other tables held any). Pure.
  */
-export const compareState = (desired: NatState, live: NatState): string[] => {
-  const names = [...new Set([...desired.chains.keys(), ...live.chains.keys()])]
-  const chainDiffs = names.flatMap(name => {
-    const want = desired.chains.get(name)
-    const have = live.chains.get(name)
-    if (!want) return [`chain ${name}: present but not planned`]
-    if (!have) return [`chain ${name}: missing`]
-    return diffSection(`chain ${name}:`, want, have)
+export const compareState = (desired: OwnedState, live: OwnedState): string[] =>
+  TABLES.flatMap(table => {
+    const [want, have] = [tableOf(desired, table), tableOf(live, table)]
+    const prefix = table === 'nat' ? '' : `${table} `
+    const names = [...new Set([...want.chains.keys(), ...have.chains.keys()])]
+    const chainDiffs = names.flatMap(name => {
+      const rules = want.chains.get(name)
+      const found = have.chains.get(name)
+      if (!rules) return [`${prefix}chain ${name}: present but not planned`]
+      if (!found) return [`${prefix}chain ${name}: missing`]
+      return diffSection(`${prefix}chain ${name}:`, rules, found)
+    })
+    // Grouped by built-in chain (iptables-save prints PREROUTING before OUTPUT), in order within each.
+    const byHook = (jumps: readonly string[]): string[] => [...jumps].sort((a, b) => byCodeUnits(a.split(' ')[1] ?? '', b.split(' ')[1] ?? ''))
+    return [...diffSection(`${prefix}jumps from built-in chains:`, byHook(want.jumps), byHook(have.jumps)), ...chainDiffs]
   })
-  const sortedJumps = (jumps: readonly string[]): string[] => [...jumps].sort(byCodeUnits)
-  return [...diffSection('jumps from built-in chains:', sortedJumps(desired.jumps), sortedJumps(live.jumps)), ...chainDiffs]
-}

@@ -26,10 +26,16 @@ export interface Finding {
   readonly fixable: boolean
 }
 
-/** The chain that holds our jump, and the jump's exact text, for the iptables backends. */
-export interface OwnChain {
-  readonly where: string
-  readonly jumps: Readonly<Record<Hook, string>>
+/** What of the iptables tables is ours, for the iptables backends (native nftables leaves our table out instead). */
+export interface OwnRules {
+  /** The tables we program (as SeenTable.where names them): in them, a jump of ours is ours, never an escape. */
+  readonly tables: readonly string[]
+  /** The one that holds our capture: a rule ahead of our capture jump there can pre-empt it. */
+  readonly nat: string
+  /** At each hook, the jump into the chain that captures TCP there. */
+  readonly capture: Readonly<Record<Hook, string>>
+  /** Every jump of ours, exactly as printed (into the capture chains, the DNS chains, raw's zone chains...). */
+  readonly jumps: ReadonlySet<string>
 }
 
 interface Reached {
@@ -74,7 +80,7 @@ const bypassesByMark = (plan: FamilyPlan): boolean =>
   plan.chains.some(c => c.rules.some((r: Rule) => r.target.kind === 'return' && r.matches.some(m => m.kind === 'mark')))
 
 /** findEscapes lists every rule, in any table, that can keep a captured TCP connection away from our REDIRECT. */
-export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?: OwnChain): Finding[] => {
+export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?: OwnRules): Finding[] => {
   const family = plan.family
   const findings: Finding[] = []
   for (const hook of ['prerouting', 'output'] as const) {
@@ -87,10 +93,13 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
       for (const base of [...table.chains.values()].filter(c => c.hook === hook)) {
         const where = `${table.where} ${base.name}`
         const priority = base.priority ?? Number.NEGATIVE_INFINITY
-        const isOwn = own !== undefined && table.where === own.where && base.type === 'nat'
-        const ownAt = isOwn ? base.rules.findIndex(r => r.text === own.jumps[hook]) : -1
+        const isOwn = own !== undefined && table.where === own.nat && base.type === 'nat'
+        const ownAt = isOwn ? base.rules.findIndex(r => r.text === own.capture[hook]) : -1
+        // Our own jumps (and so our chains) are ours in the tables we program: our DNS redirect ahead of the
+        // capture jump, our zone rules in raw. The same text in another variant's table is a leftover, and counts.
+        const ours = (r: SeenRule): boolean => own !== undefined && own.tables.includes(table.where) && own.jumps.has(r.text)
         const rules = ownAt >= 0 ? { ...base, rules: base.rules.slice(0, ownAt) } : base
-        for (const r of reach(table, rules, affects, true)) {
+        for (const r of reach(table, rules, r => !ours(r) && affects(r), true)) {
           if (isOwn && has(r, 'accept', 'bind')) {
             flag(
               where,

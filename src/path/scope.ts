@@ -4,6 +4,7 @@
 
 import { cidrRange } from '../settings/cidr.js'
 import type { Cidr, Family, PortRange } from '../settings/types.js'
+import { INBOUND_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { Chain, FamilyPlan, Match, Rule } from '../plan/types.js'
 import type { Conditions } from './model.js'
 
@@ -41,6 +42,7 @@ const implies = (c: Conditions, m: Match): boolean => {
       return c.iif === m.name
     case 'out-interface':
       return c.oif === m.name
+    case 'sport':
     case 'gid-owner':
     case 'mark':
     case 'cgroup':
@@ -68,6 +70,7 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
       return c.iif !== undefined && c.iif !== m.name
     case 'out-interface':
       return c.oif !== undefined && c.oif !== m.name
+    case 'sport':
     case 'gid-owner':
     case 'mark':
     case 'cgroup':
@@ -92,6 +95,8 @@ export const canAffect = (c: Conditions, family: Family, chain: Chain, plan: Fam
   return captures.some(r => !r.matches.some(m => excludes(c, m, plan)))
 }
 
-/** The plan's chain for a hook, if it captures anything there. */
+const CAPTURE_CHAINS = { prerouting: INBOUND_CHAIN, output: OUTBOUND_CHAIN } as const
+
+/** The plan's TCP capture chain for a hook, if it captures anything there. */
 export const capturingChain = (plan: FamilyPlan, hook: 'prerouting' | 'output'): Chain | undefined =>
-  plan.chains.find(c => c.hook === (hook === 'prerouting' ? 'PREROUTING' : 'OUTPUT') && c.rules.some(r => r.target.kind === 'redirect'))
+  plan.chains.find(c => c.name === CAPTURE_CHAINS[hook] && c.rules.some(r => r.target.kind === 'redirect'))

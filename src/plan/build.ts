@@ -2,7 +2,7 @@
 // evaluates: every bypass (RETURN) comes before the capture (REDIRECT) it protects against.
 
 import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
-import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
+import { CHAIN_HOMES, INBOUND_CHAIN, OUTBOUND_CHAIN, type ChainName, type Purpose } from './owned.js'
 import { contributions, type Contributions } from './features/index.js'
 import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
 
@@ -34,30 +34,38 @@ const chunkPorts = (ports: readonly PortRange[]): PortRange[][] => {
 
 const RETURN: Target = { kind: 'return' }
 
+/** A chain of ours, in the table and hook its name is fixed to. */
+export const chainOf = (name: ChainName, rules: readonly Rule[]): Chain => ({
+  name,
+  table: CHAIN_HOMES[name].table,
+  hook: CHAIN_HOMES[name].hook,
+  rules,
+})
+
 const portRules = (purpose: Purpose, ports: readonly PortRange[], target: Target): Rule[] =>
-  chunkPorts(ports).map(chunk => ({ purpose, matches: [{ kind: 'dport', ports: chunk }], target }))
+  chunkPorts(ports).map(chunk => ({ purpose, protocol: 'tcp', matches: [{ kind: 'dport', ports: chunk }], target }))
 
 const inFamily = (cidrs: readonly Cidr[], family: Family): Cidr[] => cidrs.filter(c => c.family === family)
 
 // How each method tells the proxy's own traffic apart. A Record, so a new method cannot be left out. The explicit
 // method chooses what to capture; the proxy is still told apart by its UID.
-const byUid = (s: Settings): Rule => ({ purpose: 'proxy-uid', matches: [{ kind: 'uid-owner', uid: s.proxyUid }], target: RETURN })
+const byUid = (s: Settings): Rule => ({ purpose: 'proxy-uid', protocol: 'tcp', matches: [{ kind: 'uid-owner', uid: s.proxyUid }], target: RETURN })
 const PROXY_IDENTITY: Record<OutboundMethod, (settings: Settings) => Rule> = {
   uid: byUid,
   explicit: byUid,
-  mark: s => ({ purpose: 'proxy-mark', matches: [{ kind: 'mark', mark: s.mark }], target: RETURN }),
-  cgroup: s => ({ purpose: 'proxy-cgroup', matches: [{ kind: 'cgroup', classid: s.netClsId }], target: RETURN }),
+  mark: s => ({ purpose: 'proxy-mark', protocol: 'tcp', matches: [{ kind: 'mark', mark: s.mark }], target: RETURN }),
+  cgroup: s => ({ purpose: 'proxy-cgroup', protocol: 'tcp', matches: [{ kind: 'cgroup', classid: s.netClsId }], target: RETURN }),
 }
 
 const inboundChain = (settings: Settings, features: Contributions): Chain => {
   const redirect: Target = { kind: 'redirect', port: features.inboundPort }
   const capture =
     settings.inboundPorts === 'all'
-      ? [{ purpose: 'inbound-capture', matches: [], target: redirect } as const]
+      ? [{ purpose: 'inbound-capture', protocol: 'tcp', matches: [], target: redirect } as const]
       : portRules('inbound-capture', settings.inboundPorts, redirect)
   // With nothing to capture the chain stays empty, and so do its exclusions.
   const exclude = capture.length === 0 ? [] : [...portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN), ...features.inboundBypass]
-  return { name: INBOUND_CHAIN, hook: 'PREROUTING', rules: [...exclude, ...capture] }
+  return chainOf(INBOUND_CHAIN, [...exclude, ...capture])
 }
 
 const serviceSets = (settings: Settings, family: Family): ServiceSet[] =>
@@ -76,34 +84,37 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
     settings.outboundMethod === 'explicit'
       ? serviceSets(settings, family).map(set => ({
           purpose: set.withPorts ? 'service-port-capture' : 'service-capture',
+          protocol: 'tcp',
           matches: [{ kind: 'service-set', family, withPorts: set.withPorts }],
           target: redirect,
         }))
       : include === 'all'
-        ? [{ purpose: 'outbound-capture', matches: [], target: redirect }]
+        ? [{ purpose: 'outbound-capture', protocol: 'tcp', matches: [], target: redirect }]
         : inFamily(include, family).map(cidr => ({
             purpose: 'outbound-capture',
+            protocol: 'tcp',
             matches: [{ kind: 'destination', cidr }],
             target: redirect,
           }))
-  if (capture.length === 0) return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [] }
+  if (capture.length === 0) return chainOf(OUTBOUND_CHAIN, [])
   const bypass: Rule[] = [
-    { purpose: 'loopback-source', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
+    { purpose: 'loopback-source', protocol: 'tcp', matches: [{ kind: 'source', cidr: LOOPBACK[family] }], target: RETURN },
     PROXY_IDENTITY[settings.outboundMethod](settings),
     ...(settings.proxyGid === undefined
       ? []
-      : [{ purpose: 'proxy-gid', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
+      : [{ purpose: 'proxy-gid', protocol: 'tcp', matches: [{ kind: 'gid-owner', gid: settings.proxyGid }], target: RETURN } as const]),
     ...portRules('outbound-exclude-port', settings.outboundExcludePorts, RETURN),
     ...inFamily(settings.outboundExcludeCidrs, family).map(
       (cidr): Rule => ({
         purpose: 'outbound-exclude-cidr',
+        protocol: 'tcp',
         matches: [{ kind: 'destination', cidr } as const],
         target: RETURN,
       }),
     ),
     ...features.outboundBypass,
   ]
-  return { name: OUTBOUND_CHAIN, hook: 'OUTPUT', rules: [...bypass, ...capture] }
+  return chainOf(OUTBOUND_CHAIN, [...bypass, ...capture])
 }
 
 /** buildPlan turns settings into the rules to install for each family. Pure: no I/O, env or clock. */

@@ -4,17 +4,50 @@
 
 export const INBOUND_CHAIN = 'SIDECAR_INBOUND'
 export const OUTBOUND_CHAIN = 'SIDECAR_OUTBOUND'
+export const DNS_CHAIN = 'SIDECAR_DNS'
+export const DNS_ZONE_OUT_CHAIN = 'SIDECAR_DNS_ZONE_OUT'
+export const DNS_ZONE_IN_CHAIN = 'SIDECAR_DNS_ZONE_IN'
+
+/** The netfilter tables a chain of ours can live in: raw runs before conntrack, mangle before nat. */
+export type Table = 'raw' | 'mangle' | 'nat'
+/** The order netfilter runs them in at a hook; a restore payload writes its sections in this order too. */
+export const TABLES: readonly Table[] = ['raw', 'mangle', 'nat']
+export type Hook = 'PREROUTING' | 'OUTPUT'
+export type Protocol = 'tcp' | 'udp'
+
+/** Where a chain of ours is hooked, and the one jump into it: its comment, and the protocol it is limited to. */
+export interface ChainHome {
+  readonly table: Table
+  readonly hook: Hook
+  readonly jump: Purpose
+  /** Only packets of this protocol enter the chain; undefined: every packet does (its rules say which). */
+  readonly protocol?: Protocol
+}
 
 /**
- * Every chain name this version and earlier ones create. 0.1.0 is the first release, so there are no earlier
- * names yet; a renamed chain goes here, so that a re-run or clean still recognises and removes the old one.
+ * Every chain this version and earlier ones create, and where each is hooked: fixed per name, so the jump into a
+ * chain is known to the letter whatever the settings, and a re-run or clean recognises one an earlier run left.
+ * 0.1.0 is the first release, so there are no older names yet; a renamed chain stays here under its old name.
+ * Within one table and hook, chains run in the order the plan lists them.
  */
-export const OWNED_CHAINS: readonly string[] = [INBOUND_CHAIN, OUTBOUND_CHAIN]
+export const CHAIN_HOMES = {
+  [DNS_ZONE_IN_CHAIN]: { table: 'raw', hook: 'PREROUTING', jump: 'dns-zone' },
+  [DNS_ZONE_OUT_CHAIN]: { table: 'raw', hook: 'OUTPUT', jump: 'dns-zone' },
+  [INBOUND_CHAIN]: { table: 'nat', hook: 'PREROUTING', jump: 'inbound', protocol: 'tcp' },
+  [DNS_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'dns' },
+  [OUTBOUND_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'outbound', protocol: 'tcp' },
+} as const satisfies Record<string, ChainHome>
+
+export type ChainName = keyof typeof CHAIN_HOMES
+
+export const OWNED_CHAINS: readonly string[] = Object.keys(CHAIN_HOMES)
 
 /** Why each rule exists; `sidecar-redirect/<purpose>` becomes its comment. */
 export const PURPOSES = [
   'inbound',
   'outbound',
+  'dns',
+  'dns-zone',
   'inbound-capture',
   'inbound-exclude-port',
   'outbound-capture',

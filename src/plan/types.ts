@@ -1,16 +1,19 @@
-// The plan as data: which chains we own, in which built-in chain each is hooked, and their rules. No methods, so
-// every backend renders the same plan and tests can compare plans structurally.
+// The plan as data: which chains we own, in which table and built-in chain each is hooked, and their rules. No
+// methods, so every backend renders the same plan and tests can compare plans structurally. The model is small on
+// purpose (as knftables' is): a table, a hook, rules of one protocol each; a new table's targets (mangle's TPROXY,
+// MARK, CONNMARK) and matches (`socket --transparent`) are new kinds here, rendered by each backend's exhaustive switch.
 
 import type { Service } from '../settings/types.js'
-import type { Purpose } from './owned.js'
+import type { ChainName, Hook, Protocol, Purpose, Table } from './owned.js'
 import type { Cidr, Family, Mark, PortRange } from '../settings/types.js'
 
-export type Hook = 'PREROUTING' | 'OUTPUT'
+export type { ChainName, Hook, Protocol, Table } from './owned.js'
 
 export type Match =
   | { readonly kind: 'source'; readonly cidr: Cidr }
   | { readonly kind: 'destination'; readonly cidr: Cidr }
   | { readonly kind: 'dport'; readonly ports: readonly PortRange[] }
+  | { readonly kind: 'sport'; readonly ports: readonly PortRange[] }
   | { readonly kind: 'uid-owner'; readonly uid: number }
   | { readonly kind: 'gid-owner'; readonly gid: number }
   | { readonly kind: 'mark'; readonly mark: Mark }
@@ -21,18 +24,25 @@ export type Match =
   /** The destination is one of the family's listed services: its set of addresses, or of address and port. */
   | { readonly kind: 'service-set'; readonly family: Family; readonly withPorts: boolean }
 
-export type Target = { readonly kind: 'return' } | { readonly kind: 'redirect'; readonly port: number }
+export type Target =
+  | { readonly kind: 'return' }
+  | { readonly kind: 'redirect'; readonly port: number }
+  /** Raw table only: the packet's connection is tracked in this conntrack zone (a later zone rule is ignored). */
+  | { readonly kind: 'ct-zone'; readonly zone: number }
 
 export interface Rule {
   /** Why the rule exists; it becomes the rule's comment, so a reader of iptables-save sees it too. */
   readonly purpose: Purpose
+  /** The one protocol the rule matches. */
+  readonly protocol: Protocol
   readonly matches: readonly Match[]
   readonly target: Target
 }
 
 export interface Chain {
-  readonly name: string
-  /** The built-in nat chain that jumps to this one (TCP only). */
+  readonly name: ChainName
+  /** The table and built-in chain that jump to this one: always CHAIN_HOMES[name]'s, copied for readers. */
+  readonly table: Table
   readonly hook: Hook
   readonly rules: readonly Rule[]
 }

@@ -2,6 +2,7 @@
 // settings, to know where each of its connections must land. Every match kind is decided for the packet; the
 // switch is exhaustive, so a new kind cannot be forgotten here.
 
+import { OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { Chain, FamilyPlan, Match, Rule } from '../plan/types.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr } from '../settings/types.js'
@@ -33,6 +34,8 @@ const matches = (m: Match, p: ProbePacket, plan: FamilyPlan): boolean => {
       return inCidr(p.daddr, m.cidr)
     case 'dport':
       return m.ports.some(r => p.dport >= r.from && p.dport <= r.to)
+    case 'sport':
+      return false // a probe connection's source port is the kernel's choice; no capture rule of ours reads it
     case 'uid-owner':
       return p.uid === m.uid
     case 'gid-owner':
@@ -54,8 +57,9 @@ const matches = (m: Match, p: ProbePacket, plan: FamilyPlan): boolean => {
 
 /** fateOf walks the plan's OUTPUT chain for the packet: the first rule whose matches all hold decides. Pure. */
 export const fateOf = (plan: FamilyPlan, packet: ProbePacket): Fate => {
-  const chain: Chain | undefined = plan.chains.find(c => c.hook === 'OUTPUT')
-  const rule = chain?.rules.find(r => r.matches.every(m => matches(m, packet, plan)))
+  const chain: Chain | undefined = plan.chains.find(c => c.name === OUTBOUND_CHAIN)
+  // A zone rule does not decide (the walk goes on past it); only RETURN and REDIRECT do.
+  const rule = chain?.rules.find(r => r.target.kind !== 'ct-zone' && r.matches.every(m => matches(m, packet, plan)))
   if (!rule) return { kind: 'pass' }
   return rule.target.kind === 'redirect' ? { kind: 'redirect', port: rule.target.port } : { kind: 'return', rule }
 }
@@ -67,7 +71,7 @@ const IDENTITY_KINDS: ReadonlySet<Match['kind']> = new Set(['uid-owner', 'gid-ow
 
 /** The plan's identity bypasses: RETURN rules in OUTPUT whose one match is an identity. Pure. */
 export const identityBypasses = (plan: FamilyPlan): { readonly rule: Rule; readonly match: IdentityMatch }[] =>
-  (plan.chains.find(c => c.hook === 'OUTPUT')?.rules ?? []).flatMap(rule => {
+  (plan.chains.find(c => c.name === OUTBOUND_CHAIN)?.rules ?? []).flatMap(rule => {
     const [only, ...more] = rule.matches
     return rule.target.kind === 'return' && only && more.length === 0 && IDENTITY_KINDS.has(only.kind) ? [{ rule, match: only as IdentityMatch }] : []
   })

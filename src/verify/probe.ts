@@ -10,6 +10,7 @@ import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
 import { openSocket, type SocketOptions } from '../net/socket.js'
 import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
+import { OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
@@ -56,7 +57,7 @@ export interface Target {
  * the plan's OUTPUT chain, never the settings; or says why there is none (the probe never dials out of the pod). Pure.
  */
 export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port: number, as: Identity = ROOT): Target | { readonly none: string } => {
-  let why = plan.chains.some(c => c.hook === 'OUTPUT' && c.rules.some(r => r.matches.some(m => m.kind === 'service-set')))
+  let why = plan.chains.some(c => c.name === OUTBOUND_CHAIN && c.rules.some(r => r.matches.some(m => m.kind === 'service-set')))
     ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
     : 'no address of this pod is in the capture scope'
   for (const address of addresses.filter(a => plan.family === 'ipv4' || !a.startsWith('fe80:'))) {

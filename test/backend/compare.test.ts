@@ -1,14 +1,16 @@
 import t from 'tap'
 import { compareState, lineDiff } from '../../src/backend/compare.js'
+import type { OwnedState, TableState } from '../../src/backend/iptables/render-iptables.js'
 
 const chains = (lines: string[]) => new Map([['SIDECAR_OUTBOUND', lines]])
+const nat = (state: TableState): OwnedState => new Map([['nat', state]])
 
 t.test('identical states have no drift', async t => {
-  t.same(compareState({ chains: chains(['a', 'b']), jumps: ['j'] }, { chains: chains(['a', 'b']), jumps: ['j'] }), [])
+  t.same(compareState(nat({ chains: chains(['a', 'b']), jumps: ['j'] }), nat({ chains: chains(['a', 'b']), jumps: ['j'] })), [])
 })
 
 t.test('a deleted rule, an added rule and a reordering are each shown', async t => {
-  t.same(compareState({ chains: chains(['a', 'b', 'c']), jumps: [] }, { chains: chains(['a', 'c']), jumps: [] }), [
+  t.same(compareState(nat({ chains: chains(['a', 'b', 'c']), jumps: [] }), nat({ chains: chains(['a', 'c']), jumps: [] })), [
     'chain SIDECAR_OUTBOUND:',
     '  a',
     '- b',
@@ -19,12 +21,12 @@ t.test('a deleted rule, an added rule and a reordering are each shown', async t 
 })
 
 t.test('missing and unplanned chains and jumps are drift', async t => {
-  t.same(compareState({ chains: chains(['a']), jumps: ['j'] }, { chains: new Map(), jumps: [] }), [
+  t.same(compareState(nat({ chains: chains(['a']), jumps: ['j'] }), nat({ chains: new Map(), jumps: [] })), [
     'jumps from built-in chains:',
     '- j',
     'chain SIDECAR_OUTBOUND: missing',
   ])
-  t.same(compareState({ chains: new Map(), jumps: ['j'] }, { chains: new Map([['SIDECAR_X', []]]), jumps: ['j', 'j'] }), [
+  t.same(compareState(nat({ chains: new Map(), jumps: ['j'] }), nat({ chains: new Map([['SIDECAR_X', []]]), jumps: ['j', 'j'] })), [
     'jumps from built-in chains:',
     '  j',
     '+ j',

@@ -19,7 +19,7 @@ const fs = {
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
 const saved = (family: 0 | 1): string => {
-  const state = renderState(plan.families[family]!)
+  const state = renderState(plan.families[family]!).get('nat')!
   return [
     '*nat',
     ':PREROUTING ACCEPT [0:0]',

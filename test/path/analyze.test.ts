@@ -1,14 +1,16 @@
 // The whole-path check on printed rule text, without a kernel: which foreign rules count, and why. The kernel
 // suite (test/integration/whole-path.test.ts) proves the same rows with traffic.
 import t from 'tap'
-import { findEscapes, type OwnChain } from '../../src/path/analyze.js'
+import { findEscapes } from '../../src/path/analyze.js'
 import { seenTables } from '../../src/path/from-iptables.js'
 import { seenNftTables, splitRuleset } from '../../src/path/from-nft.js'
 import { buildPlan } from '../../src/plan/build.js'
-import { JUMPS } from '../../src/backend/iptables/render-iptables.js'
+import { ownRules } from '../../src/backend/iptables/apply.js'
+import { JUMPS as BY_CHAIN } from '../../src/backend/iptables/render-iptables.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
-const OWN: OwnChain = { where: 'iptables-nft ipv4 nat', jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT } }
+const OWN = ownRules('iptables-nft', 'ipv4')
+const JUMPS = { PREROUTING: BY_CHAIN.SIDECAR_INBOUND, OUTPUT: BY_CHAIN.SIDECAR_OUTBOUND }
 
 const save = (table: string, lines: readonly string[], chains: readonly string[] = []): string =>
   [`*${table}`, ':PREROUTING ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...chains.map(c => `:${c} - [0:0]`), ...lines, 'COMMIT', ''].join('\n')
@@ -267,4 +269,30 @@ t.test('nft text: a rule on an interface we exclude cannot affect capture; a wil
   for (const other of ['iifname "side*"', 'iifname "side1"', 'iifname { "side0", "side1" }']) {
     t.equal(findEscapes(plan, seenNftTables(splitRuleset(ruleset(other)))).length, 1, other)
   }
+})
+
+t.test('our own jumps in the tables we program are ours: a zone chain in raw, a DNS chain ahead of the capture jump', async t => {
+  const zoneJump = BY_CHAIN.SIDECAR_DNS_ZONE_OUT
+  const zoneRule = '-A SIDECAR_DNS_ZONE_OUT -p tcp -m tcp --sport 15053 -m comment --comment "sidecar-redirect/dns-zone" -j CT --zone 2'
+  const raw = save('raw', [zoneJump, zoneRule], ['SIDECAR_DNS_ZONE_OUT'])
+  const dnsRule = '-A SIDECAR_DNS -p tcp -m tcp --dport 53 -m comment --comment "sidecar-redirect/dns" -j REDIRECT --to-ports 15053'
+  const nat = save('nat', [BY_CHAIN.SIDECAR_DNS, JUMPS.OUTPUT, dnsRule], ['SIDECAR_DNS'])
+  t.same(findEscapes(planFor(), seenTables(raw + nat, 'ipv4', 'iptables-nft'), OWN), [], 'ours, in our tables')
+  const leftover = findEscapes(planFor(), seenTables(raw, 'ipv4', 'iptables-legacy'), OWN)
+  t.equal(leftover.length, 1, 'the same rules in the other variant are a leftover, and count')
+  t.match(leftover[0]?.why, /another conntrack zone/)
+  const foreign = save('raw', ['-A OUTPUT -p tcp -j CT --zone 7', zoneJump, zoneRule], ['SIDECAR_DNS_ZONE_OUT'])
+  const found = findEscapes(planFor(), seenTables(foreign, 'ipv4', 'iptables-nft'), OWN)
+  t.same(
+    found.map(f => [f.where, f.rule]),
+    [['iptables-nft ipv4 raw OUTPUT rule 1', '-A OUTPUT -p tcp -j CT --zone 7']],
+    'a foreign zone rule beside ours still counts',
+  )
+  const between = save('nat', [BY_CHAIN.SIDECAR_DNS, '-A OUTPUT -p tcp -j ACCEPT', JUMPS.OUTPUT, dnsRule], ['SIDECAR_DNS'])
+  const ahead = findEscapes(planFor(), seenTables(between, 'ipv4', 'iptables-nft'), OWN)
+  t.same(
+    ahead.map(f => [f.where, f.fixable]),
+    [['iptables-nft ipv4 nat OUTPUT rule 2', true]],
+    'a foreign rule between our jumps is ahead of the capture, at its own position',
+  )
 })

@@ -2,19 +2,20 @@
 // by side, and if any is refused the others are put back as they were, so a pod is never left half protected.
 
 import { ApplyError } from '../../errors.js'
-import { findEscapes, type OwnChain } from '../../path/analyze.js'
+import { findEscapes, type OwnRules } from '../../path/analyze.js'
 import { seenTables } from '../../path/from-iptables.js'
-import { JUMPS, renderTransaction, type NatState } from './render-iptables.js'
+import { INBOUND_CHAIN, OUTBOUND_CHAIN, TABLES } from '../../plan/owned.js'
+import { JUMPS, renderTransaction, type OwnedState } from './render-iptables.js'
 import type { FamilyPlan } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { messageOf } from '../../text.js'
 import { compareState } from '../compare.js'
-import { ownedState, parseNatTable, refuseForeignNames } from './parse-save.js'
+import { ownedState, parseOurTables, refuseForeignNames } from './parse-save.js'
 import type { IptablesBackend } from './iptables.js'
 
 export interface FamilyTarget {
   readonly plan: FamilyPlan
-  readonly desired: NatState
+  readonly desired: OwnedState
 }
 
 export interface FamilyOutcome {
@@ -23,23 +24,25 @@ export interface FamilyOutcome {
 }
 
 /** Our state in one family's saved text, refusing a chain that has our name but is someone else's. */
-export const ownedIn = (backend: IptablesBackend, family: Family, saved: string): NatState => {
-  const state = ownedState(parseNatTable(saved))
-  refuseForeignNames(state, `${backend.name} ${family} nat`)
+export const ownedIn = (backend: IptablesBackend, family: Family, saved: string): OwnedState => {
+  const state = ownedState(parseOurTables(saved))
+  refuseForeignNames(state, `${backend.name} ${family}`)
   return state
 }
 
-/** Where our jumps live in one family's nat table, for the whole-path check. */
-export const ownChain = (backend: IptablesBackend, family: Family): OwnChain => ({
-  where: `${backend.name} ${family} nat`,
-  jumps: { prerouting: JUMPS.PREROUTING, output: JUMPS.OUTPUT },
+/** What of one family's tables is ours, for the whole-path check: our tables, the capture jumps, every jump. */
+export const ownRules = (tool: IptablesBackend['name'], family: Family): OwnRules => ({
+  tables: TABLES.map(t => `${tool} ${family} ${t}`),
+  nat: `${tool} ${family} nat`,
+  capture: { prerouting: JUMPS[INBOUND_CHAIN], output: JUMPS[OUTBOUND_CHAIN] },
+  jumps: new Set(Object.values(JUMPS)),
 })
 
-/** Our jumps that a foreign rule ahead of them could pre-empt: init moves them back to the first position. */
+/** Our jumps that a foreign rule ahead of them could pre-empt: init moves them (all of ours at that hook) back first. */
 export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved: string): string[] => {
-  const own = ownChain(backend, plan.family)
+  const own = ownRules(backend.name, plan.family)
   const fixable = findEscapes(plan, seenTables(saved, plan.family, backend.name), own).filter(f => f.fixable)
-  return [...new Set(fixable.map(f => own.jumps[f.hook]))]
+  return [...new Set(fixable.map(f => own.capture[f.hook]))]
 }
 
 /**
@@ -67,8 +70,20 @@ export const applyFamilies = async (
   )
   const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (refused) {
-    const undo = targets.flatMap((t, i) => (changes[i] && results[i]?.status === 'fulfilled' ? [{ t, before: befores[i]!.state }] : []))
-    const undone = await Promise.allSettled(undo.map(({ t, before }) => backend.restore(t.plan.family, renderTransaction(before, t.desired))))
+    // iptables commits a payload table by table, so a refused payload of several tables may have changed the
+    // tables before the refused one: that family is read again and put back as well.
+    const sections = (i: number): number => new Set([...targets[i]!.desired.keys(), ...befores[i]!.state.keys()]).size
+    const undo = targets.flatMap((t, i) =>
+      changes[i] && (results[i]?.status === 'fulfilled' || sections(i) > 1)
+        ? [{ t, before: befores[i]!.state, applied: results[i]?.status === 'fulfilled' }]
+        : [],
+    )
+    const undone = await Promise.allSettled(
+      undo.map(async ({ t, before, applied }) => {
+        const now = applied ? t.desired : ownedIn(backend, t.plan.family, await read(t.plan.family))
+        if (compareState(before, now).length > 0) await backend.restore(t.plan.family, renderTransaction(before, now))
+      }),
+    )
     const failed = undo.flatMap(({ t }, i) =>
       undone[i]?.status === 'rejected' ? [{ family: t.plan.family, reason: (undone[i] as PromiseRejectedResult).reason }] : [],
     )

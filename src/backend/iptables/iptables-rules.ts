@@ -16,12 +16,12 @@ import {
   renderIpsetUndo,
   type SavedSet,
 } from './render-ipset.js'
-import { EMPTY_STATE, renderState, renderTransaction } from './render-iptables.js'
+import { EMPTY_STATE, renderState, renderTransaction, type OwnedState } from './render-iptables.js'
 import type { Plan, ServiceSet } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { compareState, memberDiff } from '../compare.js'
-import { foreignJumpsInto, parseNatTable } from './parse-save.js'
-import { applyFamilies, ownChain, ownedIn, type FamilyTarget } from './apply.js'
+import { foreignJumpsInto, parseOurTables } from './parse-save.js'
+import { applyFamilies, ownRules, ownedIn, type FamilyTarget } from './apply.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
@@ -31,7 +31,9 @@ import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 
-const ruleCount = (target: FamilyTarget): number => [...target.desired.chains.values()].reduce((sum, rules) => sum + rules.length, 0)
+const chainsOf = (state: OwnedState): [string, readonly string[]][] => [...state.values()].flatMap(t => [...t.chains])
+
+const ruleCount = (target: FamilyTarget): number => chainsOf(target.desired).reduce((sum, [, rules]) => sum + rules.length, 0)
 
 /** Our sets as `ipset save` shows them, refusing a set that has one of our names but is someone else's. */
 const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[]): Map<string, SavedSet> => {
@@ -96,7 +98,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         scope: t.plan.family,
         count: ruleCount(t),
         unit: 'rules' as const,
-        where: [...t.desired.chains.keys()].join(', '),
+        where: chainsOf(t.desired)
+          .map(([name]) => name)
+          .join(', '),
         changed: outcomes[i]?.changed ?? false,
       }))
       // Sets are swapped in every time: the swap is atomic and cheap, and a changed list must always land.
@@ -123,7 +127,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
           const text = saved[i]!
           const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
           const seen = [...seenTables(text, p.family, tables.name), ...(await otherTables(exec, fs, p.family, variant, ruleset, ownTables))]
-          const whole = describeEscapes(findEscapes(p, seen, ownChain(tables, p.family)))
+          const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family)))
           return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
         }),
       )
@@ -135,10 +139,10 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         targetsOf(plan).map(async ({ plan: p }) => {
           const saved = await tables.save(p.family)
           const existing = ownedIn(tables, p.family, saved)
-          const blocking = foreignJumpsInto(parseNatTable(saved), existing)
+          const blocking = foreignJumpsInto(parseOurTables(saved), existing)
           if (blocking.length > 0) {
             throw new EnvironmentError(
-              `${tables.name} ${p.family} nat: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`,
+              `${tables.name} ${p.family}: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`,
             )
           }
           return { family: p.family, existing }
@@ -146,11 +150,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       )
       const lines: string[] = []
       for (const { family, existing } of found) {
-        const count = existing.jumps.length + existing.chains.size
-        if (count > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
-        lines.push(
-          `${family}: ${count === 0 ? 'nothing of ours was there' : `removed ${existing.chains.size} chains and ${existing.jumps.length} jumps`}`,
-        )
+        const [chains, jumps] = [chainsOf(existing).length, [...existing.values()].reduce((sum, t) => sum + t.jumps.length, 0)]
+        if (chains + jumps > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
+        lines.push(`${family}: ${chains + jumps === 0 ? 'nothing of ours was there' : `removed ${chains} chains and ${jumps} jumps`}`)
       }
       // Sets of an earlier explicit run go too, now that no rule matches them. Without ipset there are none.
       const saved = await exec('ipset', ['save']).then(

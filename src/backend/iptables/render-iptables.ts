@@ -4,30 +4,42 @@
 
 import { formatCidr } from '../../settings/cidr.js'
 import type { PortRange } from '../../settings/types.js'
-import { commentFor, INBOUND_CHAIN, ipsetName, OUTBOUND_CHAIN } from '../../plan/owned.js'
-import type { Chain, FamilyPlan, Match, Rule, Target } from '../../plan/types.js'
+import { CHAIN_HOMES, commentFor, ipsetName, TABLES, type ChainName, type Table } from '../../plan/owned.js'
+import type { FamilyPlan, Match, Protocol, Rule, Target } from '../../plan/types.js'
 import { hex, portRangeText } from '../../text.js'
 
-/** What of ours one family's nat table holds: our chains with their rule lines, and the jumps into them. */
-export interface NatState {
+/** What of ours one table holds: our chains with their rule lines, and the jumps into them, in printed order. */
+export interface TableState {
   readonly chains: ReadonlyMap<string, readonly string[]>
   readonly jumps: readonly string[]
 }
 
-export const EMPTY_STATE: NatState = { chains: new Map(), jumps: [] }
+/** What of ours one family holds, by table; a table with nothing of ours is absent. */
+export type OwnedState = ReadonlyMap<Table, TableState>
+
+export const EMPTY_STATE: OwnedState = new Map()
+const EMPTY_TABLE: TableState = { chains: new Map(), jumps: [] }
+
+/** One table's part of a state; empty when the state has nothing there. */
+export const tableOf = (state: OwnedState, table: Table): TableState => state.get(table) ?? EMPTY_TABLE
 
 const portText = (r: PortRange): string => portRangeText(r, ':')
 
-const renderMatch = (match: Match): string => {
+const portMatch = (protocol: Protocol, option: '--dport' | '--sport', ports: readonly PortRange[]): string => {
+  const [only, ...more] = ports
+  return only && more.length === 0 ? `-m ${protocol} ${option} ${portText(only)}` : `-m multiport ${option}s ${ports.map(portText).join(',')}`
+}
+
+const renderMatch = (match: Match, protocol: Protocol): string => {
   switch (match.kind) {
     case 'source':
       return `-s ${formatCidr(match.cidr)}`
     case 'destination':
       return `-d ${formatCidr(match.cidr)}`
-    case 'dport': {
-      const [only, ...more] = match.ports
-      return only && more.length === 0 ? `-m tcp --dport ${portText(only)}` : `-m multiport --dports ${match.ports.map(portText).join(',')}`
-    }
+    case 'dport':
+      return portMatch(protocol, '--dport', match.ports)
+    case 'sport':
+      return portMatch(protocol, '--sport', match.ports)
     case 'uid-owner':
       return `-m owner --uid-owner ${match.uid}`
     case 'gid-owner':
@@ -45,7 +57,16 @@ const renderMatch = (match: Match): string => {
   }
 }
 
-const renderTarget = (target: Target): string => (target.kind === 'return' ? '-j RETURN' : `-j REDIRECT --to-ports ${target.port}`)
+const renderTarget = (target: Target): string => {
+  switch (target.kind) {
+    case 'return':
+      return '-j RETURN'
+    case 'redirect':
+      return `-j REDIRECT --to-ports ${target.port}`
+    case 'ct-zone':
+      return `-j CT --zone ${target.zone}`
+  }
+}
 
 // iptables-save prints addresses and interfaces first (in this order), then the protocol, then the other matches
 // in the order given.
@@ -58,53 +79,84 @@ const renderRule = (chain: string, rule: Rule): string =>
     ...rule.matches
       .filter(isAddress)
       .sort((a, b) => FIRST.indexOf(a.kind) - FIRST.indexOf(b.kind))
-      .map(renderMatch),
-    '-p tcp',
-    ...rule.matches.filter(m => !isAddress(m)).map(renderMatch),
+      .map(m => renderMatch(m, rule.protocol)),
+    `-p ${rule.protocol}`,
+    ...rule.matches.filter(m => !isAddress(m)).map(m => renderMatch(m, rule.protocol)),
     `-m comment --comment "${commentFor(rule.purpose)}"`,
     renderTarget(rule.target),
   ].join(' ')
 
-const renderJump = (hook: Chain['hook'], chain: string): string =>
-  `-A ${hook} -p tcp -m comment --comment "${commentFor(hook === 'PREROUTING' ? 'inbound' : 'outbound')}" -j ${chain}`
+const renderJump = (name: ChainName): string => {
+  const home: { hook: string; jump: Rule['purpose']; protocol?: Protocol } = CHAIN_HOMES[name]
+  const protocol = home.protocol === undefined ? '' : ` -p ${home.protocol}`
+  return `-A ${home.hook}${protocol} -m comment --comment "${commentFor(home.jump)}" -j ${name}`
+}
 
-/** Our jumps exactly as iptables-save prints them: a rule in a built-in chain is ours only if it is one of these. */
-export const JUMPS = { PREROUTING: renderJump('PREROUTING', INBOUND_CHAIN), OUTPUT: renderJump('OUTPUT', OUTBOUND_CHAIN) } as const
-export const OWNED_JUMPS: ReadonlySet<string> = new Set(Object.values(JUMPS))
+/** Our jumps exactly as iptables-save prints them, by chain: a rule in a built-in chain is ours only if it is one of these. */
+export const JUMPS = Object.fromEntries(Object.keys(CHAIN_HOMES).map(name => [name, renderJump(name as ChainName)])) as Record<ChainName, string>
 
-/** The state a family's nat table should hold once the plan is applied. Pure. */
-export const renderState = (plan: FamilyPlan): NatState => ({
-  chains: new Map(plan.chains.map(c => [c.name, c.rules.map(r => renderRule(c.name, r))])),
-  jumps: plan.chains.map(c => renderJump(c.hook, c.name)),
-})
+/** Our jumps in each table: the same text in another table is not ours. */
+export const OWNED_JUMPS: ReadonlyMap<Table, ReadonlySet<string>> = new Map(
+  TABLES.map(table => [table, new Set((Object.keys(CHAIN_HOMES) as ChainName[]).filter(n => CHAIN_HOMES[n].table === table).map(n => JUMPS[n]))]),
+)
+
+/** The state a family's tables should hold once the plan is applied; a table the plan does not use is absent. Pure. */
+export const renderState = (plan: FamilyPlan): OwnedState =>
+  new Map(
+    TABLES.flatMap(table => {
+      const chains = plan.chains.filter(c => c.table === table)
+      if (chains.length === 0) return []
+      return [[table, { chains: new Map(chains.map(c => [c.name, c.rules.map(r => renderRule(c.name, r))])), jumps: chains.map(c => JUMPS[c.name]) }]]
+    }),
+  )
 
 const asDelete = (line: string): string => line.replace(/^-A /, '-D ')
-const asInsertFirst = (line: string): string => line.replace(/^-A (\S+)/, '-I $1 1')
+const hookOf = (jump: string): string => jump.split(' ')[1] ?? ''
 
 /**
- * renderTransaction writes the one iptables-restore --noflush payload that turns `existing` into `desired`.
- * Declaring a chain flushes it, so chain contents are replaced inside the transaction, never emptied in between;
- * jumps already in place are kept, missing ones inserted first in their chain, extra or stale ones deleted, so a
- * re-run changes nothing and never leaves a moment without capture. A jump in `misplaced` (a foreign rule ahead
- * of it could end the chain first) is deleted and inserted first again, in the same transaction. Pure.
+ * One table's section of the transaction. Declaring a chain flushes it, so chain contents are replaced inside the
+ * transaction, never emptied in between. At each built-in chain our jumps run in the plan's order, first: when
+ * they are all in place, in that order and none is `misplaced`, they are kept; otherwise every jump of ours there
+ * is deleted and inserted again at positions 1, 2, ..., in the same transaction. Stale jumps are deleted.
  */
-export const renderTransaction = (desired: NatState, existing: NatState, misplaced: readonly string[] = []): string => {
+const renderSection = (table: Table, desired: TableState, existing: TableState, misplaced: readonly string[]): string[] => {
   const stale = [...existing.chains.keys()].filter(name => !desired.chains.has(name))
-  const remaining = [...existing.jumps]
+  const deletes = existing.jumps.filter(j => !desired.jumps.includes(j))
   const inserts: string[] = []
-  for (const jump of desired.jumps) {
-    const at = remaining.indexOf(jump)
-    if (at >= 0 && !misplaced.includes(jump)) remaining.splice(at, 1)
-    else inserts.push(asInsertFirst(jump))
+  for (const hook of new Set(desired.jumps.map(hookOf))) {
+    const want = desired.jumps.filter(j => hookOf(j) === hook)
+    const have = existing.jumps.filter(j => want.includes(j))
+    const once = have.filter((j, i) => have.indexOf(j) === i)
+    if (once.length === want.length && once.every((j, i) => j === want[i]) && !want.some(j => misplaced.includes(j))) {
+      // In place: only the copies a race left behind go.
+      deletes.push(...have.filter((j, i) => have.indexOf(j) !== i))
+    } else {
+      deletes.push(...have)
+      inserts.push(...want.map((j, i) => j.replace(/^-A (\S+)/, `-I $1 ${i + 1}`)))
+    }
   }
-  const lines = [
-    '*nat',
+  return [
+    `*${table}`,
     ...[...desired.chains.keys(), ...stale].map(name => `:${name} - [0:0]`),
-    ...remaining.map(asDelete),
+    ...deletes.map(asDelete),
     ...inserts,
     ...[...desired.chains.values()].flat(),
     ...stale.map(name => `-X ${name}`),
     'COMMIT',
   ]
+}
+
+/**
+ * renderTransaction writes the one iptables-restore --noflush payload that turns `existing` into `desired`: a
+ * section for each table either holds something of ours in, none for a table neither touches, so a pod without
+ * a feature that needs raw or mangle never has those tables created. A re-run changes nothing and never leaves a
+ * moment without capture. A jump in `misplaced` (a foreign rule ahead of it could end the chain first) is moved
+ * back to the front. Each section commits on its own (iptables commits table by table): apply rolls back a
+ * family whose later section was refused. Pure.
+ */
+export const renderTransaction = (desired: OwnedState, existing: OwnedState, misplaced: readonly string[] = []): string => {
+  const lines = TABLES.filter(t => desired.has(t) || existing.has(t)).flatMap(t =>
+    renderSection(t, tableOf(desired, t), tableOf(existing, t), misplaced),
+  )
   return `${lines.join('\n')}\n`
 }

@@ -5,16 +5,24 @@
 
 import type { Family, PortRange } from '../../settings/types.js'
 import { formatCidr } from '../../settings/cidr.js'
-import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName } from '../../plan/owned.js'
-import type { Chain, Match, Plan, Rule, ServiceSet, Target } from '../../plan/types.js'
+import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName, type ChainName } from '../../plan/owned.js'
+import type { Match, Plan, Protocol, Rule, ServiceSet, Target } from '../../plan/types.js'
 import { portRangeText } from '../../text.js'
 
-// Both at OUR_NAT_PRIORITY (-100), which the whole-path check compares foreign chains with; nft prints the name
-// `dstnat` for it at prerouting only.
-const HOOKS = {
-  PREROUTING: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;' },
-  OUTPUT: { chain: 'output', header: 'type nat hook output priority -100; policy accept;' },
-} as const
+// Each chain of the plan is a base chain of our table, at its hook and a priority that puts it where the iptables
+// backends' jump puts it. The capture chains are at OUR_NAT_PRIORITY (-100), which the whole-path check compares
+// foreign chains with; nft prints the name `dstnat` for it at prerouting only. Two chains of ours at one nat hook
+// run in priority order, and an accept (a return from a base chain) lets the next one run, as a RETURN from one
+// of our iptables chains lets the next jump run; the first that binds a connection decides it. Raw chains run at
+// raw (-300), before conntrack; mangle chains would run at mangle (-150), `type route` at output (a changed mark
+// re-routes the packet), `type filter` at prerouting.
+const BASE_CHAINS: Record<ChainName, { readonly chain: string; readonly header: string }> = {
+  SIDECAR_DNS_ZONE_IN: { chain: 'dns_zone_prerouting', header: 'type filter hook prerouting priority raw; policy accept;' },
+  SIDECAR_DNS_ZONE_OUT: { chain: 'dns_zone_output', header: 'type filter hook output priority raw; policy accept;' },
+  SIDECAR_INBOUND: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;' },
+  SIDECAR_DNS: { chain: 'dns_output', header: 'type nat hook output priority -101; policy accept;' },
+  SIDECAR_OUTBOUND: { chain: 'output', header: 'type nat hook output priority -100; policy accept;' },
+}
 
 const hex8 = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`
 
@@ -36,14 +44,16 @@ const portText = (ports: readonly PortRange[]): string => {
 
 const addressKeyword = (family: Family): string => (family === 'ipv4' ? 'ip' : 'ip6')
 
-const renderMatch = (match: Match): string => {
+const renderMatch = (match: Match, protocol: Protocol): string => {
   switch (match.kind) {
     case 'source':
       return `${addressKeyword(match.cidr.family)} saddr ${cidrText(match.cidr)}`
     case 'destination':
       return `${addressKeyword(match.cidr.family)} daddr ${cidrText(match.cidr)}`
     case 'dport':
-      return `tcp dport ${portText(match.ports)}`
+      return `${protocol} dport ${portText(match.ports)}`
+    case 'sport':
+      return `${protocol} sport ${portText(match.ports)}`
     case 'uid-owner':
       return `meta skuid ${match.uid}`
     case 'gid-owner':
@@ -59,7 +69,7 @@ const renderMatch = (match: Match): string => {
     case 'out-interface':
       return `oifname "${match.name}"`
     case 'service-set':
-      return `${addressKeyword(match.family)} daddr${match.withPorts ? ' . tcp dport' : ''} @${nftSetName(match.family, match.withPorts)}`
+      return `${addressKeyword(match.family)} daddr${match.withPorts ? ` . ${protocol} dport` : ''} @${nftSetName(match.family, match.withPorts)}`
   }
 }
 
@@ -67,13 +77,24 @@ const renderMatch = (match: Match): string => {
 const cidrText = (cidr: { family: Family; address: string; prefix: number }): string =>
   cidr.prefix === (cidr.family === 'ipv4' ? 32 : 128) ? cidr.address : formatCidr(cidr)
 
-const renderTarget = (target: Target): string => (target.kind === 'return' ? 'return' : `redirect to :${target.port}`)
+const renderTarget = (target: Target): string => {
+  switch (target.kind) {
+    case 'return':
+      return 'return'
+    case 'redirect':
+      return `redirect to :${target.port}`
+    case 'ct-zone':
+      return `ct zone set ${target.zone}`
+  }
+}
 
-/** One rule line. `tcp dport` already implies TCP; every other rule says `meta l4proto tcp` first. */
+/** One rule line. A port match (`udp dport`) already implies its protocol; every other rule says `meta l4proto` first. */
 const renderNftRule = (rule: Rule): string => {
-  const matches = rule.matches.map(renderMatch)
-  const protocol = rule.matches.some(m => m.kind === 'dport' || (m.kind === 'service-set' && m.withPorts)) ? [] : ['meta l4proto tcp']
-  return [...protocol, ...matches, renderTarget(rule.target), `comment "${commentFor(rule.purpose)}"`].join(' ')
+  const matches = rule.matches.map(m => renderMatch(m, rule.protocol))
+  const ported = rule.matches.some(m => m.kind === 'dport' || m.kind === 'sport' || (m.kind === 'service-set' && m.withPorts))
+  return [...(ported ? [] : [`meta l4proto ${rule.protocol}`]), ...matches, renderTarget(rule.target), `comment "${commentFor(rule.purpose)}"`].join(
+    ' ',
+  )
 }
 
 /**
@@ -84,17 +105,18 @@ const renderNftRule = (rule: Rule): string => {
 export const renderNftTable = (plan: Plan): string => {
   const families = plan.families.map(f => f.family)
   const skip = (['ipv4', 'ipv6'] as const).filter(f => !families.includes(f))
-  const chains = (['PREROUTING', 'OUTPUT'] as const).map(hook => {
-    const rules = plan.families.flatMap(f => f.chains.filter((c: Chain) => c.hook === hook).flatMap(c => c.rules))
+  const names = [...new Set(plan.families.flatMap(f => f.chains.map(c => c.name)))]
+  const chains = names.map(name => {
+    const rules = plan.families.flatMap(f => f.chains.filter(c => c.name === name).flatMap(c => c.rules))
     // Each family's chain is its bypasses, then its captures: merged, every bypass of both families must still come
-    // before any capture. A rule without an address (the same in both) is written once.
+    // before any capture. A rule without an address (the same in both) is written once. A zone rule is neither.
     const ordered = [...rules.filter(r => r.target.kind === 'return'), ...rules.filter(r => r.target.kind !== 'return')]
     const seen = new Set<string>()
     const lines = [
       ...skip.map(f => `meta nfproto ${f} return comment "${commentFor(`leave-${f}-alone`)}"`),
       ...ordered.map(renderNftRule).filter(line => !seen.has(line) && seen.add(line)),
     ]
-    const { chain, header } = HOOKS[hook]
+    const { chain, header } = BASE_CHAINS[name]
     return [`\tchain ${chain} {`, `\t\t${header}`, ...lines.map(l => `\t\t${l}`), '\t}'].join('\n')
   })
   const sets = plan.families.flatMap(f => f.sets).map(renderNftSet)

@@ -6,9 +6,19 @@ import type { Feature } from './types.js'
 
 export const excludeInterfaces: Feature = settings => ({
   inboundBypass: settings.excludeInterfaces.map(
-    (name): Rule => ({ purpose: 'inbound-exclude-interface', matches: [{ kind: 'in-interface', name }], target: { kind: 'return' } }),
+    (name): Rule => ({
+      purpose: 'inbound-exclude-interface',
+      protocol: 'tcp',
+      matches: [{ kind: 'in-interface', name }],
+      target: { kind: 'return' },
+    }),
   ),
   outboundBypass: settings.excludeInterfaces.map(
-    (name): Rule => ({ purpose: 'outbound-exclude-interface', matches: [{ kind: 'out-interface', name }], target: { kind: 'return' } }),
+    (name): Rule => ({
+      purpose: 'outbound-exclude-interface',
+      protocol: 'tcp',
+      matches: [{ kind: 'out-interface', name }],
+      target: { kind: 'return' },
+    }),
   ),
 })
