@@ -4,6 +4,7 @@
 import type { Cidr, Family, OutboundMethod, PortRange, Settings } from '../settings/types.js'
 import { CHAIN_HOMES, INBOUND_CHAIN, OUTBOUND_CHAIN, type ChainName, type Purpose } from './owned.js'
 import { contributions, type Contributions } from './features/index.js'
+import type { InboundCapture } from './features/types.js'
 import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
@@ -57,15 +58,20 @@ const PROXY_IDENTITY: Record<OutboundMethod, (settings: Settings) => Rule> = {
   cgroup: s => ({ purpose: 'proxy-cgroup', protocol: 'tcp', matches: [{ kind: 'cgroup', classid: s.netClsId }], target: RETURN }),
 }
 
+// Inbound captures are nat REDIRECTs into SIDECAR_INBOUND unless a feature (TPROXY) takes them to a chain of its own.
+const REDIRECT_INBOUND: InboundCapture = { chain: INBOUND_CHAIN, lead: [], target: port => ({ kind: 'redirect', port }) }
+
 const inboundChain = (settings: Settings, features: Contributions): Chain => {
-  const redirect: Target = { kind: 'redirect', port: features.inboundPort }
+  const home = features.inboundCapture ?? REDIRECT_INBOUND
+  const target = home.target(features.inboundPort)
   const capture =
     settings.inboundPorts === 'all'
-      ? [{ purpose: 'inbound-capture', protocol: 'tcp', matches: [], target: redirect } as const]
-      : portRules('inbound-capture', settings.inboundPorts, redirect)
+      ? [{ purpose: 'inbound-capture', protocol: 'tcp', matches: [], target } as const]
+      : portRules('inbound-capture', settings.inboundPorts, target)
   // With nothing to capture the chain stays empty, and so do its exclusions.
-  const exclude = capture.length === 0 ? [] : [...portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN), ...features.inboundBypass]
-  return chainOf(INBOUND_CHAIN, [...exclude, ...capture])
+  const exclude =
+    capture.length === 0 ? [] : [...home.lead, ...portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN), ...features.inboundBypass]
+  return chainOf(home.chain, [...exclude, ...capture])
 }
 
 const serviceSets = (settings: Settings, family: Family): ServiceSet[] =>
@@ -123,7 +129,7 @@ export const buildPlan = (settings: Settings, families: readonly Family[]): Plan
     const features = contributions(settings, family)
     return {
       family,
-      chains: [inboundChain(settings, features), outboundChain(settings, family, features)],
+      chains: [inboundChain(settings, features), outboundChain(settings, family, features), ...features.chains],
       sets: serviceSets(settings, family),
       routing: features.routing,
     }

@@ -98,9 +98,9 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
 export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
-    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|TPROXY|TPROXY_MARK) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
     .split('\n')
-    .filter(line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line))
+    .filter(line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND|TPROXY|TPROXY_MARK)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line))
     // TPROXY's policy rule and local route with the default mark and table (see src/backend/routing.ts).
     .filter(line => line !== '32000:\tfrom all fwmark 0x539 lookup 133' && !/^local default dev lo table 133 /.test(line))
     .join('\n')

@@ -2,7 +2,8 @@
 // settings; buildPlan merges them in a fixed place in each chain, so a feature never reorders another's rules.
 
 import type { Family, Settings } from '../../settings/types.js'
-import type { LocalRouting, Rule } from '../types.js'
+import type { ChainName } from '../owned.js'
+import type { Chain, LocalRouting, Rule, Target } from '../types.js'
 
 export interface Contribution {
   /** The port inbound captures redirect to, when the feature decides it (at most one active feature may). */
@@ -13,6 +14,19 @@ export interface Contribution {
   readonly outboundBypass?: readonly Rule[]
   /** The policy routing the feature needs beside the rules (at most one active feature may). */
   readonly routing?: LocalRouting
+  /**
+   * Where inbound captures go instead of nat's REDIRECT (at most one active feature may say): the chain, the rules
+   * ahead of its exclusions, and the capture target for the inbound port.
+   */
+  readonly inboundCapture?: InboundCapture
+  /** Chains of ours the feature adds beside the capture chains. */
+  readonly chains?: readonly Chain[]
+}
+
+export interface InboundCapture {
+  readonly chain: ChainName
+  readonly lead: readonly Rule[]
+  readonly target: (port: number) => Target
 }
 
 export type Feature = (settings: Settings, family: Family) => Contribution
