@@ -53,23 +53,33 @@ const lines = (text: string): string[] =>
 // A table that never held a route does not exist for the kernel: `ip route show table N` then fails with this.
 const NO_TABLE = /FIB table does not exist/
 
+const isMissing = (error: unknown): boolean => error instanceof EnvironmentError && / is not installed/.test(error.message)
+
+/** The seam's "not installed" names the iptables package; here the program is iproute2's. */
+const ip = async (exec: Exec, args: string[]): Promise<string> => {
+  try {
+    return (await exec('ip', args)).stdout
+  } catch (error) {
+    if (isMissing(error))
+      throw new EnvironmentError("TPROXY's policy routing is written with ip, which is not installed (the iproute2 package)", { cause: error })
+    throw error
+  }
+}
+
 const readRouting = async (exec: Exec, family: Family, r: LocalRouting): Promise<Found> => {
   const [rules, routes] = await Promise.all([
-    exec('ip', ['-N', FLAG[family], 'rule', 'show']).then(o => lines(o.stdout)),
-    exec('ip', [FLAG[family], 'route', 'show', 'table', String(r.table)]).then(
-      o => lines(o.stdout),
-      (error: unknown): string[] => {
-        if (error instanceof CommandFailed && NO_TABLE.test(error.stderr)) return []
-        throw error
-      },
-    ),
+    ip(exec, ['-N', FLAG[family], 'rule', 'show']).then(lines),
+    ip(exec, [FLAG[family], 'route', 'show', 'table', String(r.table)]).then(lines, (error: unknown): string[] => {
+      if (error instanceof CommandFailed && NO_TABLE.test(error.stderr)) return []
+      throw error
+    }),
   ])
   return { rule: rules.includes(ruleLine(r)), route: routes.includes(ROUTE_LINE[family]), foreign: routes.filter(l => l !== ROUTE_LINE[family]) }
 }
 
 const run = async (exec: Exec, family: Family, r: LocalRouting, step: Step): Promise<void> => {
   try {
-    await exec('ip', argv(family, r, step))
+    await ip(exec, argv(family, r, step))
   } catch (error) {
     if (!(error instanceof CommandFailed)) throw error
     throw new ApplyError(`${family} routing: ip ${argv(family, r, step).join(' ')} was refused: ${error.stderr.trim()}`, { cause: error })
@@ -157,7 +167,12 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting)
     },
     clean: async plan => {
       const lines = await inner.clean(plan)
-      const found = await Promise.all(plan.families.map(p => readRouting(exec, p.family, owned)))
+      // Only ip writes the routing: where it is missing (the init image has none), no init here can have written any.
+      const found = await Promise.all(plan.families.map(p => readRouting(exec, p.family, owned))).catch((error: unknown) => {
+        if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
+        throw error
+      })
+      if (found === undefined) return [...lines, 'routing: not checked, ip (iproute2) is not installed here, so no run here wrote any']
       for (const [i, p] of plan.families.entries()) await remove(exec, p.family, owned, found[i]!)
       return [
         ...lines,

@@ -175,3 +175,40 @@ t.test('REDIRECT mode: apply and read-back run no ip command at all', async t =>
   t.same(await backend.readBack(redirect), [])
   fake.done()
 })
+
+t.test('without ip: TPROXY is refused naming iproute2, and clean says it could not have written any', async t => {
+  const missing = () => new EnvironmentError('ip is not installed (the image needs the iptables package)')
+  const refused = fakeExec(t, [
+    { run: 'ip -N -4 rule show', throws: missing },
+    { run: 'ip -4 route show table 133', throws: missing },
+    { run: 'ip -N -6 rule show', throws: missing },
+    { run: 'ip -6 route show table 133', throws: missing },
+  ])
+  const order: string[] = []
+  const error = await withRouting(inner(order), refused.exec, owned)
+    .apply(plan)
+    .catch((e: unknown) => e)
+  t.type(error, EnvironmentError)
+  t.match((error as Error).message, /^TPROXY's policy routing is written with ip, which is not installed \(the iproute2 package\)$/)
+  t.same(order, [], 'the rules were not applied')
+  const clean = fakeExec(t, [
+    { run: 'ip -N -4 rule show', throws: missing },
+    { run: 'ip -4 route show table 133', throws: missing },
+    { run: 'ip -N -6 rule show', throws: missing },
+    { run: 'ip -6 route show table 133', throws: missing },
+  ])
+  t.same(await withRouting(inner([]), clean.exec, owned).clean(plan), [
+    'ipv4: nothing of ours was there',
+    'routing: not checked, ip (iproute2) is not installed here, so no run here wrote any',
+  ])
+  const denied = fakeExec(t, [
+    { run: 'ip -N -4 rule show', throws: () => new EnvironmentError('ip: not permitted') },
+    { run: 'ip -4 route show table 133' },
+    { run: 'ip -N -6 rule show' },
+    { run: 'ip -6 route show table 133' },
+  ])
+  const other = await withRouting(inner([]), denied.exec, owned)
+    .clean(plan)
+    .catch((e: unknown) => e)
+  t.match((other as Error).message, /not permitted/, 'any other failure still fails clean')
+})
