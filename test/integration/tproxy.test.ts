@@ -139,10 +139,20 @@ for (const backend of BACKENDS) {
           await expectBypassed(t, box, { from: 'pod', host: remote, port: 9090, as: { uid: 1337 } }, 'remote')
         }
         await initOk(t, box, env, ['verify'])
+        if (mode === 'TPROXY') {
+          // Drift in the routing is drift: verify names it, and init puts it back.
+          await box.exec('pod', 'ip', ['-6', 'rule', 'del', 'priority', '32000', 'fwmark', '1337', 'lookup', '133'])
+          const drifted = await box.runInit(env, ['verify'])
+          t.equal(drifted.exitCode, 5, 'verify exits 5 without our IPv6 policy rule', { output: drifted.output })
+          t.match(drifted.output, /ipv6 routing:\s+- ip rule: 32000:\s+from all fwmark 0x539 lookup 133/)
+          await initOk(t, box, env)
+          await initOk(t, box, env, ['verify'])
+        }
       })
     }
 
-    await initOk(t, box, envFor(backend, 'TPROXY'), ['clean'])
+    // Clean in REDIRECT mode still removes TPROXY's routing: a pod switched back would otherwise keep it.
+    await initOk(t, box, envFor(backend, 'REDIRECT'), ['clean'])
     t.equal(await snapshot(box), before, 'clean leaves exactly what was there before: rules, sets, policy rules and routes')
     const PATH = backend === 'nftables' ? refusingNftPath() : refusingIpv6Path()
     const refused = await box.runInit({ ISTIO_VERIFY: 'rules', ...envFor(backend, 'TPROXY'), PATH })
