@@ -18,6 +18,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt_install "${missing[@]}"
 fi
+# haproxy: the TPROXY tests relay through a real transparent proxy (Debian builds it with Linux TPROXY support).
+if ! dpkg -s haproxy >/dev/null 2>&1; then
+  echo "setup: installing haproxy"
+  apt_install haproxy
+fi
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 if ! command -v npm >/dev/null; then

@@ -6,20 +6,29 @@ import { buildPlan } from '../plan/build.js'
 import { renderIpsetSwap } from '../backend/iptables/render-ipset.js'
 import { EMPTY_STATE, renderState, renderTransaction } from '../backend/iptables/render-iptables.js'
 import { renderNftTable, renderNftTransaction } from '../backend/nftables/render-nft.js'
+import { renderRoutingCommands } from '../backend/routing.js'
+import type { Plan } from '../plan/types.js'
 import { FAMILIES, type Settings } from '../settings/types.js'
 
 const RESTORE = { ipv4: 'iptables-restore', ipv6: 'ip6tables-restore' } as const
+
+// TPROXY's policy routing is written by `ip`, one command each, before the rules.
+const renderRouting = (plan: Plan): string =>
+  plan.families
+    .flatMap(p => (p.routing ? renderRoutingCommands(p.family, p.routing) : []))
+    .map(command => `# ${command}\n`)
+    .join('')
 
 /** renderPlanText is the whole plan output. Pure. */
 export const renderPlanText = (settings: Settings): string => {
   const families = settings.ipv6 === 'false' ? FAMILIES.filter(f => f === 'ipv4') : FAMILIES
   const plan = buildPlan(settings, families)
-  if (settings.backend === 'nftables') return `# nft -f -\n${renderNftTransaction(renderNftTable(plan))}`
+  if (settings.backend === 'nftables') return `# nft -f -\n${renderNftTransaction(renderNftTable(plan))}${renderRouting(plan)}`
   // The iptables backends: the explicit method's sets first (the rules refer to them), then one restore per family.
   const sets = plan.families.flatMap(f => f.sets)
   const ipset = sets.length === 0 ? [] : [`# ipset restore\n${renderIpsetSwap(sets)}`]
   const rules = plan.families.map(p => `# ${p.family}: ${RESTORE[p.family]} --noflush\n${renderTransaction(renderState(p), EMPTY_STATE)}`)
-  return [...ipset, ...rules].join('\n')
+  return [...ipset, ...rules].join('\n') + renderRouting(plan)
 }
 
 export const runPlan = (settings: Settings, out: Output): void => out.write(renderPlanText(settings))

@@ -3,9 +3,11 @@
 import { probeHost, type HostFacts } from '../backend/detect.js'
 import { createIptablesRules } from '../backend/iptables/iptables-rules.js'
 import { createNftablesRules } from '../backend/nftables/nftables.js'
+import { withRouting } from '../backend/routing.js'
 import type { RuleBackend } from '../backend/types.js'
 import type { Io } from '../io.js'
 import { buildPlan } from '../plan/build.js'
+import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
 
@@ -24,11 +26,12 @@ export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed
   const facts = await timed('probe', () => early?.facts ?? probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
   const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
   const kind = facts.variant.value
-  if (kind === 'nftables') return { facts, plan, backend: createNftablesRules(io.exec, io.fs) }
+  const routing = tproxyRouting(settings)
+  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs), io.exec, routing) }
   // What was read already: the IPv4 tables detection read, and the head start's reads.
   const saved = facts.ipv4Saved[kind]
   const reads = { ...(saved !== undefined && { ipv4: Promise.resolve(saved) }), ...(early && (await early.reads)) }
-  return { facts, plan, backend: createIptablesRules(io.exec, io.fs, kind, reads) }
+  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, reads), io.exec, routing) }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`

@@ -27,6 +27,15 @@ const lookupUser: UserLookup = user => {
   }
 }
 
+/**
+ * What the proxy needs CAP_NET_ADMIN for, if anything: SO_MARK on its upstream sockets (method mark), and
+ * IP_TRANSPARENT (TPROXY: a listener that accepts diverted connections, and connecting on from the client's address).
+ */
+const netAdminNeeds = (settings: Settings): string[] => [
+  ...(settings.outboundMethod === 'mark' ? ['SO_MARK'] : []),
+  ...(settings.inboundInterceptionMode === 'TPROXY' ? ['IP_TRANSPARENT'] : []),
+]
+
 const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, logger: Logger): Promise<never> => {
   const identity = resolveIdentity(settings, agent, lookupUser)
   const done: string[] = []
@@ -36,13 +45,13 @@ const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, l
     await joinGroup(group, process.pid)
     done.push(`joined net_cls group ${group}`)
   }
-  const netAdmin = settings.outboundMethod === 'mark'
+  const needs = netAdminNeeds(settings)
   logger.event(
     'drop',
-    `becoming ${describeIdentity(identity)} with ${netAdmin ? 'only CAP_NET_ADMIN (for SO_MARK)' : 'no capabilities'} and no_new_privs${done.length ? `; ${done.join('; ')}` : ''}`,
+    `becoming ${describeIdentity(identity)} with ${needs.length > 0 ? `only CAP_NET_ADMIN (for ${needs.join(' and ')})` : 'no capabilities'} and no_new_privs${done.length ? `; ${done.join('; ')}` : ''}`,
   )
   const self = [process.execPath, ...process.execArgv, ...process.argv.slice(1)]
-  return replaceProcess('setpriv', [...setprivArgs(identity, netAdmin), ...self], process.env)
+  return replaceProcess('setpriv', [...setprivArgs(identity, needs.length > 0), ...self], process.env)
 }
 
 const byUid = async (settings: Settings, status: ProcessStatus): Promise<void> => {
@@ -94,6 +103,11 @@ const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> 
   })
   if (status.uids[0] === 0) throw new PrivilegeError('refusing to run the proxy as root')
   await IDENTITY_CHECKS[settings.outboundMethod](settings, status)
+  if (settings.inboundInterceptionMode === 'TPROXY' && !hasCapability(status.capAmb, CAP_NET_ADMIN)) {
+    throw new PrivilegeError(
+      'TPROXY: the proxy needs CAP_NET_ADMIN for IP_TRANSPARENT; start the agent as root with NET_ADMIN and it hands the proxy exactly that',
+    )
+  }
 }
 
 export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: readonly string[], io: Io, logger: Logger): Promise<number> => {

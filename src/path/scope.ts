@@ -47,6 +47,9 @@ const implies = (c: Conditions, m: Match): boolean => {
     case 'mark':
     case 'cgroup':
     case 'service-set':
+    case 'established':
+    case 'non-local-source':
+    case 'connmark':
       return false
   }
 }
@@ -74,6 +77,9 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
     case 'gid-owner':
     case 'mark':
     case 'cgroup':
+    case 'established':
+    case 'non-local-source':
+    case 'connmark':
       return false
   }
 }

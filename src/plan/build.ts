@@ -5,6 +5,7 @@ import type { Cidr, Family, PortRange, Settings } from '../settings/types.js'
 import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
 import { chainOf, proxyIdentities } from './parts.js'
 import { contributions, type Contributions } from './features/index.js'
+import type { InboundCapture } from './features/types.js'
 import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
@@ -40,15 +41,20 @@ const portRules = (purpose: Purpose, ports: readonly PortRange[], target: Target
 
 const inFamily = (cidrs: readonly Cidr[], family: Family): Cidr[] => cidrs.filter(c => c.family === family)
 
+// Inbound captures are nat REDIRECTs into SIDECAR_INBOUND unless a feature (TPROXY) takes them to a chain of its own.
+const REDIRECT_INBOUND: InboundCapture = { chain: INBOUND_CHAIN, lead: [], target: port => ({ kind: 'redirect', port }) }
+
 const inboundChain = (settings: Settings, features: Contributions): Chain => {
-  const redirect: Target = { kind: 'redirect', port: features.inboundPort }
+  const home = features.inboundCapture ?? REDIRECT_INBOUND
+  const target = home.target(features.inboundPort)
   const capture =
     settings.inboundPorts === 'all'
-      ? [{ purpose: 'inbound-capture', protocol: 'tcp', matches: [], target: redirect } as const]
-      : portRules('inbound-capture', settings.inboundPorts, redirect)
+      ? [{ purpose: 'inbound-capture', protocol: 'tcp', matches: [], target } as const]
+      : portRules('inbound-capture', settings.inboundPorts, target)
   // With nothing to capture the chain stays empty, and so do its exclusions.
-  const exclude = capture.length === 0 ? [] : [...portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN), ...features.inboundBypass]
-  return chainOf(INBOUND_CHAIN, [...exclude, ...capture])
+  const exclude =
+    capture.length === 0 ? [] : [...home.lead, ...portRules('inbound-exclude-port', settings.inboundExcludePorts, RETURN), ...features.inboundBypass]
+  return chainOf(home.chain, [...exclude, ...capture])
 }
 
 const serviceSets = (settings: Settings, family: Family): ServiceSet[] =>
@@ -105,6 +111,7 @@ export const buildPlan = (settings: Settings, families: readonly Family[]): Plan
       family,
       chains: [...features.chains, inboundChain(settings, features), outboundChain(settings, family, features)],
       sets: serviceSets(settings, family),
+      routing: features.routing,
     }
   }),
 })

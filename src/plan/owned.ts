@@ -7,6 +7,9 @@ export const OUTBOUND_CHAIN = 'SIDECAR_OUTBOUND'
 export const DNS_CHAIN = 'SIDECAR_DNS'
 export const DNS_ZONE_OUT_CHAIN = 'SIDECAR_DNS_ZONE_OUT'
 export const DNS_ZONE_IN_CHAIN = 'SIDECAR_DNS_ZONE_IN'
+/** TPROXY inbound: diverts inbound TCP to the proxy (mangle PREROUTING), and marks its transparent connections. */
+export const TPROXY_CHAIN = 'SIDECAR_TPROXY'
+export const TPROXY_MARK_CHAIN = 'SIDECAR_TPROXY_MARK'
 
 /** The netfilter tables a chain of ours can live in: raw runs before conntrack, mangle before nat. */
 export type Table = 'raw' | 'mangle' | 'nat'
@@ -33,6 +36,8 @@ export interface ChainHome {
 export const CHAIN_HOMES = {
   [DNS_ZONE_IN_CHAIN]: { table: 'raw', hook: 'PREROUTING', jump: 'dns-zone' },
   [DNS_ZONE_OUT_CHAIN]: { table: 'raw', hook: 'OUTPUT', jump: 'dns-zone' },
+  [TPROXY_CHAIN]: { table: 'mangle', hook: 'PREROUTING', jump: 'tproxy', protocol: 'tcp' },
+  [TPROXY_MARK_CHAIN]: { table: 'mangle', hook: 'OUTPUT', jump: 'tproxy-mark', protocol: 'tcp' },
   [INBOUND_CHAIN]: { table: 'nat', hook: 'PREROUTING', jump: 'inbound', protocol: 'tcp' },
   [DNS_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'dns' },
   [OUTBOUND_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'outbound', protocol: 'tcp' },
@@ -67,6 +72,12 @@ export const PURPOSES = [
   'dns-proxy-answer',
   'dns-app-query',
   'dns-upstream-answer',
+  'tproxy',
+  'tproxy-mark',
+  'tproxy-loopback',
+  'tproxy-established',
+  'tproxy-transparent-connection',
+  'tproxy-reply',
   'leave-ipv4-alone',
   'leave-ipv6-alone',
 ] as const
@@ -99,3 +110,9 @@ export const nftSetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string 
 export const NFT_TABLE = 'sidecar_redirect'
 /** Our nft table carries this comment, so a table of someone else's that happens to have our name is not taken over. */
 export const NFT_TABLE_COMMENT = `${COMMENT_PREFIX}table`
+
+/**
+ * The priority of TPROXY's `ip rule`: ahead of `main` (32766), and the one thing besides the settings' mark and table
+ * that makes a rule ours. A rule at another priority, or with another mark or table, is never touched.
+ */
+export const TPROXY_RULE_PRIORITY = 32000

@@ -23,12 +23,24 @@ export type Match =
   | { readonly kind: 'out-interface'; readonly name: string }
   /** The destination is one of the family's listed services: its set of addresses, or of address and port. */
   | { readonly kind: 'service-set'; readonly family: Family; readonly withPorts: boolean }
+  /** The packet belongs to a connection conntrack has seen both ways (or is related to one). */
+  | { readonly kind: 'established' }
+  /** The source address is not one of the namespace's own: only a transparent (IP_TRANSPARENT) socket sends so. */
+  | { readonly kind: 'non-local-source' }
+  /** The packet's connection carries this mark (all 32 bits). */
+  | { readonly kind: 'connmark'; readonly mark: number }
 
 export type Target =
   | { readonly kind: 'return' }
   | { readonly kind: 'redirect'; readonly port: number }
   /** Raw table only: the packet's connection is tracked in this conntrack zone (a later zone rule is ignored). */
   | { readonly kind: 'ct-zone'; readonly zone: number }
+  /** Mangle PREROUTING only: hand the packet to the local socket on `port`, unchanged, and mark it (all 32 bits). */
+  | { readonly kind: 'tproxy'; readonly port: number; readonly mark: number }
+  /** Mark the packet's connection (all 32 bits). */
+  | { readonly kind: 'connmark-set'; readonly mark: number }
+  /** Mark the packet (all 32 bits); in mangle OUTPUT the kernel routes it again with the new mark. */
+  | { readonly kind: 'mark-set'; readonly mark: number }
 
 export interface Rule {
   /** Why the rule exists; it becomes the rule's comment, so a reader of iptables-save sees it too. */
@@ -54,10 +66,22 @@ export interface ServiceSet {
   readonly services: readonly Service[]
 }
 
+/**
+ * TPROXY's policy routing: packets carrying `mark` look up `table`, whose one route (`local default dev lo`)
+ * delivers everything locally. Ours exactly when priority, mark and table all match (see owned.ts).
+ */
+export interface LocalRouting {
+  readonly priority: number
+  readonly mark: number
+  readonly table: number
+}
+
 export interface FamilyPlan {
   readonly family: Family
   readonly chains: readonly Chain[]
   readonly sets: readonly ServiceSet[]
+  /** The policy rule and local route TPROXY needs, when inbound capture is by TPROXY. */
+  readonly routing: LocalRouting | undefined
 }
 
 export interface Plan {

@@ -42,6 +42,10 @@ const parseMark = (text: string, where: string): Mark => {
   return { value, mask: mask === UINT32 ? undefined : mask }
 }
 
+// The kernel's own routing tables: default (253), main (254) and local (255). A local default route in one of
+// them would swallow every packet of the namespace, marked or not.
+const RESERVED_TABLES: readonly number[] = [253, 254, 255]
+
 export const OPTIONS: OptionTable<OptionSettings> = {
   proxyPort: {
     env: 'ISTIO_PROXY_PORT',
@@ -105,6 +109,32 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     default: '',
     help: "the port captured inbound TCP is redirected to (Istio's 15006 beside 15001); empty means ISTIO_PROXY_PORT",
     parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535, or empty for ISTIO_PROXY_PORT')),
+  },
+  inboundInterceptionMode: {
+    env: 'ISTIO_INBOUND_INTERCEPTION_MODE',
+    flag: 'inbound-interception-mode',
+    default: 'REDIRECT',
+    help: "how inbound TCP reaches the proxy: REDIRECT (nat; the proxy sees its own port) or TPROXY (mangle, no NAT: the proxy sees the original destination and may connect on from the client's address)",
+    parse: (t, w) => parseChoice(t, w, ['REDIRECT', 'TPROXY']),
+  },
+  inboundTproxyMark: {
+    env: 'ISTIO_INBOUND_TPROXY_MARK',
+    flag: 'inbound-tproxy-mark',
+    default: '1337',
+    help: "TPROXY: the packet mark (whole 32 bits) of diverted packets and of the proxy's transparent connections; its policy rule routes them locally",
+    parse: (t, w) => parseInteger(t, w, 1, UINT32, 'a non-zero 32-bit mark in decimal or 0x hex'),
+  },
+  inboundTproxyRouteTable: {
+    env: 'ISTIO_INBOUND_TPROXY_ROUTE_TABLE',
+    flag: 'inbound-tproxy-route-table',
+    default: '133',
+    help: "TPROXY: the routing table that holds the local default route (not 253, 254 or 255: the kernel's default, main and local tables)",
+    parse: (t, w) => {
+      const accepted = 'a routing table number from 1 to 4294967295 other than 253, 254 and 255 (default, main and local)'
+      const table = parseInteger(t, w, 1, UINT32, accepted)
+      if (RESERVED_TABLES.includes(table)) throw new ConfigError(w, t, accepted)
+      return table
+    },
   },
   outboundExcludePorts: {
     env: 'ISTIO_OUTBOUND_EXCLUDE_PORTS',

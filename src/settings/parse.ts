@@ -48,5 +48,18 @@ export const parseSettings = (env: Env, flags: Flags = {}): Settings => {
       }
     }
   }
+  // The proxy's SO_MARK'd upstream sockets would match TPROXY's policy rule and be routed back into the pod.
+  const { mark } = settings
+  if (
+    settings.inboundInterceptionMode === 'TPROXY' &&
+    settings.outboundMethod === 'mark' &&
+    (settings.inboundTproxyMark & (mark.mask ?? 0xffffffff)) >>> 0 === mark.value
+  ) {
+    throw new ConfigError(
+      settingName('inboundTproxyMark', flags),
+      flags['inboundTproxyMark'] ?? env[OPTIONS.inboundTproxyMark.env] ?? OPTIONS.inboundTproxyMark.default,
+      `a mark that ISTIO_SO_MARK's match does not take (the proxy's own marked connections would be routed back into the pod)`,
+    )
+  }
   return { ...settings, nameservers: [] }
 }

@@ -9,6 +9,7 @@ export type LogFormat = 'text' | 'json'
 export type Ipv6Mode = 'auto' | 'true' | 'false'
 export type VerifyMode = 'rules' | 'live'
 export type DnsCapture = 'off' | 'resolv-conf' | 'all'
+export type InterceptionMode = 'REDIRECT' | 'TPROXY'
 
 export interface PortRange {
   readonly from: number
@@ -46,6 +47,12 @@ export interface Settings {
   /** 'all', or the listed ports; an empty list means no inbound capture. */
   readonly inboundPorts: 'all' | readonly PortRange[]
   readonly inboundExcludePorts: readonly PortRange[]
+  /** How inbound TCP reaches the proxy: nat REDIRECT, or mangle TPROXY (no NAT: the proxy sees the original destination). */
+  readonly inboundInterceptionMode: InterceptionMode
+  /** TPROXY: the packet mark that routes diverted packets, and the app's replies to the proxy, to the local table. */
+  readonly inboundTproxyMark: number
+  /** TPROXY: the routing table holding the local default route that the mark's policy rule looks up. */
+  readonly inboundTproxyRouteTable: number
   readonly outboundExcludePorts: readonly PortRange[]
   readonly outboundIncludeCidrs: 'all' | readonly Cidr[]
   readonly outboundExcludeCidrs: readonly Cidr[]

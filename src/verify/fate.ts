@@ -52,6 +52,11 @@ const matches = (m: Match, p: ProbePacket, plan: FamilyPlan): boolean => {
       const set = plan.sets.find(s => s.family === m.family && s.withPorts === m.withPorts)
       return set?.services.some(s => inCidr(p.daddr, s.cidr) && (!s.ports || (p.dport >= s.ports.from && p.dport <= s.ports.to))) ?? false
     }
+    // TPROXY's matches, in mangle chains the probe's walk of SIDECAR_OUTBOUND never meets.
+    case 'established':
+    case 'non-local-source':
+    case 'connmark':
+      return false
   }
 }
 

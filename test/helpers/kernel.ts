@@ -64,11 +64,15 @@ const dropVolatile = (text: string): string =>
   text
     .split('\n')
     .filter(line => !line.startsWith('#'))
+    // The kernel adds a link-local address's local route once duplicate address detection ends, a second or so
+    // after the veth comes up: not state anyone here wrote.
+    .filter(line => !/^local fe80::\S+ dev /.test(line))
     .map(line => line.replace(/\[\d+:\d+\]/, '[0:0]').replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0'))
     .join('\n')
 
 /**
- * Everything netfilter holds in the pod namespace, both variants and families, minus dates and counters.
+ * Everything netfilter holds in the pod namespace, both variants and families, and its policy rules and routes of
+ * every table, minus dates and counters.
  * Legacy tables are read without -t, which lists only tables that already exist and so creates none.
  */
 export const snapshot = async (box: Sandbox): Promise<string> => {
@@ -78,8 +82,12 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
     ['iptables-legacy-save', []],
     ['ip6tables-legacy-save', []],
     ['ipset', ['save']],
+    ['ip', ['-4', 'rule', 'show']],
+    ['ip', ['-6', 'rule', 'show']],
+    ['ip', ['-4', 'route', 'show', 'table', 'all']],
+    ['ip', ['-6', 'route', 'show', 'table', 'all']],
   ] as const) {
-    parts.push(`== ${file}\n${dropVolatile((await box.exec('pod', file, args)).stdout)}`)
+    parts.push(`== ${[file, ...args].join(' ')}\n${dropVolatile((await box.exec('pod', file, args)).stdout)}`)
   }
   return parts.join('\n')
 }
@@ -91,11 +99,16 @@ export const snapshot = async (box: Sandbox): Promise<string> => {
 export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
-    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT|TPROXY|TPROXY_MARK) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
     .split('\n')
     .filter(
-      line => !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(line),
+      line =>
+        !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT|TPROXY|TPROXY_MARK)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(
+          line,
+        ),
     )
+    // TPROXY's policy rule and local route with the default mark and table (see src/backend/routing.ts).
+    .filter(line => line !== '32000:\tfrom all fwmark 0x539 lookup 133' && !/^local default dev lo table 133 /.test(line))
     .join('\n')
 
 /** Runs init in the pod namespace and fails the test with its output if it did not exit as expected. */

@@ -146,6 +146,11 @@ t.test('without the identity its method exempts, the proxy loops or is refused',
   const unprivileged: [string, Record<string, string>, RegExp][] = [
     ['mark, started without CAP_NET_ADMIN', { ISTIO_OUTBOUND_METHOD: 'mark' }, /needs CAP_NET_ADMIN/],
     ['cgroup, started outside the group and without root', { ISTIO_OUTBOUND_METHOD: 'cgroup' }, /in no net_cls group with classid 0x100001/],
+    [
+      'TPROXY, started without CAP_NET_ADMIN',
+      { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' },
+      /TPROXY: the proxy needs CAP_NET_ADMIN for IP_TRANSPARENT/,
+    ],
   ]
   for (const [what, env, message] of unprivileged) {
     const agent = box.start(

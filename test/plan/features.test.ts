@@ -2,6 +2,7 @@
 import t from 'tap'
 import { buildPlan } from '../../src/plan/build.js'
 import { contributions, FEATURES } from '../../src/plan/features/index.js'
+import type { InboundCapture } from '../../src/plan/features/types.js'
 import { PURPOSES } from '../../src/plan/owned.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
@@ -17,7 +18,7 @@ const chains = (env: Record<string, string>) =>
   }))
 
 t.test('every feature is in the table', async t => {
-  t.same(Object.keys(FEATURES).sort(), ['dns', 'exclude-interfaces', 'inbound-capture-port'])
+  t.same(Object.keys(FEATURES).sort(), ['dns', 'exclude-interfaces', 'inbound-capture-port', 'tproxy'])
 })
 
 t.test('the inbound capture port takes inbound only; outbound stays on the proxy port', async t => {
@@ -168,4 +169,60 @@ t.test('loadSettings reads resolv.conf only for resolv-conf, from ISTIO_RESOLV_C
   t.same((await loadSettings({ ISTIO_DNS_CAPTURE: 'resolv-conf' }, {}, none, read)).nameservers, NS)
   await loadSettings({ ISTIO_DNS_CAPTURE: 'resolv-conf' }, { resolvConf: '/x/resolv.conf' }, none, read)
   t.same(reads, ['ISTIO_RESOLV_CONF /etc/resolv.conf', '--resolv-conf /x/resolv.conf'])
+})
+
+t.test('TPROXY: inbound leaves nat for mangle, after the loopback and established exemptions, with the routing beside', async t => {
+  const env = { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_INBOUND_CAPTURE_PORT: '15006', ISTIO_INBOUND_EXCLUDE_PORTS: '22' }
+  for (const plan of buildPlan(parseSettings({ ...env, ISTIO_EXCLUDE_INTERFACES: 'eth1' }), FAMILIES).families) {
+    t.same(
+      plan.chains.map(c => [c.name, c.table, c.hook]),
+      [
+        ['SIDECAR_TPROXY_MARK', 'mangle', 'OUTPUT'],
+        ['SIDECAR_TPROXY', 'mangle', 'PREROUTING'],
+        ['SIDECAR_OUTBOUND', 'nat', 'OUTPUT'],
+      ],
+      `${plan.family}: no nat inbound chain`,
+    )
+    t.same(
+      plan.chains[1]!.rules.map(r => [r.purpose, r.target.kind]),
+      [
+        ['tproxy-loopback', 'return'],
+        ['tproxy-established', 'return'],
+        ['inbound-exclude-port', 'return'],
+        ['inbound-exclude-interface', 'return'],
+        ['inbound-capture', 'tproxy'],
+      ],
+    )
+    t.same(plan.chains[1]!.rules.at(-1)!.target, { kind: 'tproxy', port: 15006, mark: 1337 })
+    t.same(plan.routing, { priority: 32000, mark: 1337, table: 133 })
+  }
+  const custom = buildPlan(parseSettings({ ...env, ISTIO_INBOUND_TPROXY_MARK: '0x10', ISTIO_INBOUND_TPROXY_ROUTE_TABLE: '200' }), ['ipv4'])
+    .families[0]!
+  t.same(custom.routing, { priority: 32000, mark: 16, table: 200 })
+  t.same(
+    custom.chains[0]!.rules.map(r => r.target),
+    [
+      { kind: 'connmark-set', mark: 16 },
+      { kind: 'mark-set', mark: 16 },
+    ],
+  )
+  for (const plan of buildPlan(parseSettings({}), FAMILIES).families) {
+    t.same(
+      plan.chains.map(c => c.name),
+      ['SIDECAR_INBOUND', 'SIDECAR_OUTBOUND'],
+      'REDIRECT: nothing in mangle',
+    )
+    t.equal(plan.routing, undefined, 'and no routing')
+  }
+})
+
+t.test('two features deciding the routing or where inbound goes are refused too', async t => {
+  const settings = parseSettings({})
+  const routing = { priority: 1, mark: 1, table: 1 }
+  t.throws(() => contributions(settings, 'ipv4', { a: () => ({ routing }), b: () => ({ routing }) }), /features a and b both decide routing/)
+  const inboundCapture: InboundCapture = { chain: 'SIDECAR_TPROXY', lead: [], target: () => ({ kind: 'return' }) }
+  t.throws(
+    () => contributions(settings, 'ipv4', { a: () => ({ inboundCapture }), b: () => ({ inboundCapture }) }),
+    /features a and b both decide inboundCapture/,
+  )
 })

@@ -48,6 +48,9 @@ t.test('defaults follow the design document', async t => {
     ISTIO_NET_CLS_ID: '0x100001',
     ISTIO_INBOUND_PORTS: '*',
     ISTIO_INBOUND_EXCLUDE_PORTS: '',
+    ISTIO_INBOUND_INTERCEPTION_MODE: 'REDIRECT',
+    ISTIO_INBOUND_TPROXY_MARK: '1337',
+    ISTIO_INBOUND_TPROXY_ROUTE_TABLE: '133',
     ISTIO_OUTBOUND_EXCLUDE_PORTS: '',
     ISTIO_OUTBOUND_INCLUDE_CIDRS: '*',
     ISTIO_OUTBOUND_EXCLUDE_CIDRS: '',
@@ -90,6 +93,32 @@ t.test('accepted forms: hex, spaces in lists, ranges, masks, empty lists', async
   t.same(formatSettings(s)['ISTIO_OUTBOUND_EXCLUDE_CIDRS'], '169.254.169.254/32,2001:db8::/32')
   t.same(parseSettings({ ISTIO_SO_MARK: '0x1/0xffffffff' }).mark, { value: 1, mask: undefined }, 'a full mask is no mask')
   t.same(parseSettings({ ISTIO_INBOUND_PORTS: '' }).inboundPorts, [], 'empty means no inbound capture')
+})
+
+t.test("TPROXY: a mark that the mark method's match takes is refused; tables and marks at their bounds are accepted", async t => {
+  for (const [soMark, tproxyMark] of [
+    ['1337', '1337'],
+    ['0x500/0xf00', '0x539'],
+  ]) {
+    const error = t.throws(() =>
+      parseSettings({
+        ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY',
+        ISTIO_OUTBOUND_METHOD: 'mark',
+        ISTIO_SO_MARK: soMark,
+        ISTIO_INBOUND_TPROXY_MARK: tproxyMark,
+      }),
+    ) as ConfigError
+    t.equal(error.variable, 'ISTIO_INBOUND_TPROXY_MARK', `${soMark} against ${tproxyMark}`)
+    t.equal(error.value, tproxyMark)
+  }
+  t.ok(parseSettings({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_OUTBOUND_METHOD: 'mark', ISTIO_SO_MARK: '0x1' }), 'the defaults differ')
+  t.ok(
+    parseSettings({ ISTIO_INBOUND_INTERCEPTION_MODE: 'REDIRECT', ISTIO_OUTBOUND_METHOD: 'mark', ISTIO_SO_MARK: '1337' }),
+    'no clash without TPROXY',
+  )
+  for (const table of ['1', '252', '256', '4294967295'])
+    t.equal(parseSettings({ ISTIO_INBOUND_TPROXY_ROUTE_TABLE: table }).inboundTproxyRouteTable, Number(table))
+  t.equal(parseSettings({ ISTIO_INBOUND_TPROXY_MARK: '0xffffffff' }).inboundTproxyMark, 0xffffffff)
 })
 
 t.test('an IPv6 CIDR while IPv6 is off is refused, not dropped', async t => {

@@ -3,7 +3,7 @@
 // to read, and verification is a comparison of strings.
 
 import { formatCidr } from '../../settings/cidr.js'
-import type { PortRange } from '../../settings/types.js'
+import type { Family, PortRange } from '../../settings/types.js'
 import { CHAIN_HOMES, commentFor, ipsetName, TABLES, type ChainName, type Table } from '../../plan/owned.js'
 import type { FamilyPlan, Match, Protocol, Rule, Target } from '../../plan/types.js'
 import { hex, portRangeText } from '../../text.js'
@@ -54,10 +54,19 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return `-o ${match.name}`
     case 'service-set':
       return `-m set --match-set ${ipsetName(match.family, match.withPorts)} ${match.withPorts ? 'dst,dst' : 'dst'}`
+    case 'established':
+      return '-m conntrack --ctstate RELATED,ESTABLISHED'
+    case 'non-local-source':
+      return '-m addrtype ! --src-type LOCAL'
+    case 'connmark':
+      return `-m connmark --mark ${hex(match.mark)}`
   }
 }
 
-const renderTarget = (target: Target): string => {
+// A mark of all 32 bits, as iptables-save prints every MARK, CONNMARK and TPROXY mark.
+const fullMark = (mark: number): string => `${hex(mark)}/0xffffffff`
+
+const renderTarget = (target: Target, family: Family): string => {
   switch (target.kind) {
     case 'return':
       return '-j RETURN'
@@ -65,6 +74,12 @@ const renderTarget = (target: Target): string => {
       return `-j REDIRECT --to-ports ${target.port}`
     case 'ct-zone':
       return `-j CT --zone ${target.zone}`
+    case 'tproxy':
+      return `-j TPROXY --on-port ${target.port} --on-ip ${family === 'ipv4' ? '0.0.0.0' : '::'} --tproxy-mark ${fullMark(target.mark)}`
+    case 'connmark-set':
+      return `-j CONNMARK --set-xmark ${fullMark(target.mark)}`
+    case 'mark-set':
+      return `-j MARK --set-xmark ${fullMark(target.mark)}`
   }
 }
 
@@ -73,7 +88,7 @@ const renderTarget = (target: Target): string => {
 const FIRST: readonly Match['kind'][] = ['source', 'destination', 'in-interface', 'out-interface']
 const isAddress = (m: Match): boolean => FIRST.includes(m.kind)
 
-const renderRule = (chain: string, rule: Rule): string =>
+const renderRule = (chain: string, rule: Rule, family: Family): string =>
   [
     `-A ${chain}`,
     ...rule.matches
@@ -83,7 +98,7 @@ const renderRule = (chain: string, rule: Rule): string =>
     `-p ${rule.protocol}`,
     ...rule.matches.filter(m => !isAddress(m)).map(m => renderMatch(m, rule.protocol)),
     `-m comment --comment "${commentFor(rule.purpose)}"`,
-    renderTarget(rule.target),
+    renderTarget(rule.target, family),
   ].join(' ')
 
 const renderJump = (name: ChainName): string => {
@@ -106,7 +121,12 @@ export const renderState = (plan: FamilyPlan): OwnedState =>
     TABLES.flatMap(table => {
       const chains = plan.chains.filter(c => c.table === table)
       if (chains.length === 0) return []
-      return [[table, { chains: new Map(chains.map(c => [c.name, c.rules.map(r => renderRule(c.name, r))])), jumps: chains.map(c => JUMPS[c.name]) }]]
+      return [
+        [
+          table,
+          { chains: new Map(chains.map(c => [c.name, c.rules.map(r => renderRule(c.name, r, plan.family))])), jumps: chains.map(c => JUMPS[c.name]) },
+        ],
+      ]
     }),
   )
 

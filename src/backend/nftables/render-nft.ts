@@ -14,11 +14,13 @@ import { portRangeText } from '../../text.js'
 // foreign chains with; nft prints the name `dstnat` for it at prerouting only. Two chains of ours at one nat hook
 // run in priority order, and an accept (a return from a base chain) lets the next one run, as a RETURN from one
 // of our iptables chains lets the next jump run; the first that binds a connection decides it. Raw chains run at
-// raw (-300), before conntrack; mangle chains would run at mangle (-150), `type route` at output (a changed mark
+// raw (-300), before conntrack; mangle chains run at mangle (-150), `type route` at output (a changed mark
 // re-routes the packet), `type filter` at prerouting.
 const BASE_CHAINS: Record<ChainName, { readonly chain: string; readonly header: string }> = {
   SIDECAR_DNS_ZONE_IN: { chain: 'dns_zone_prerouting', header: 'type filter hook prerouting priority raw; policy accept;' },
   SIDECAR_DNS_ZONE_OUT: { chain: 'dns_zone_output', header: 'type filter hook output priority raw; policy accept;' },
+  SIDECAR_TPROXY: { chain: 'tproxy_prerouting', header: 'type filter hook prerouting priority mangle; policy accept;' },
+  SIDECAR_TPROXY_MARK: { chain: 'tproxy_output', header: 'type route hook output priority mangle; policy accept;' },
   SIDECAR_INBOUND: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;' },
   SIDECAR_DNS: { chain: 'dns_output', header: 'type nat hook output priority -101; policy accept;' },
   SIDECAR_OUTBOUND: { chain: 'output', header: 'type nat hook output priority -100; policy accept;' },
@@ -70,6 +72,12 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return `oifname "${match.name}"`
     case 'service-set':
       return `${addressKeyword(match.family)} daddr${match.withPorts ? ` . ${protocol} dport` : ''} @${nftSetName(match.family, match.withPorts)}`
+    case 'established':
+      return 'ct state established,related'
+    case 'non-local-source':
+      return 'fib saddr type != local'
+    case 'connmark':
+      return `ct mark ${hex8(match.mark)}`
   }
 }
 
@@ -85,6 +93,13 @@ const renderTarget = (target: Target): string => {
       return `redirect to :${target.port}`
     case 'ct-zone':
       return `ct zone set ${target.zone}`
+    // An inet table's tproxy needs no family for a port alone; it does not end the rule, so accept does.
+    case 'tproxy':
+      return `tproxy to :${target.port} meta mark set ${hex8(target.mark)} accept`
+    case 'connmark-set':
+      return `ct mark set ${hex8(target.mark)}`
+    case 'mark-set':
+      return `meta mark set ${hex8(target.mark)}`
   }
 }
 

@@ -1,0 +1,186 @@
+// TPROXY's policy routing, beside whichever backend writes the rules: per family one `ip rule` (priority, fwmark,
+// table) and one `local default dev lo` route in that table, added before the rules and taken out again if the
+// rules are refused. Read back as `ip` prints them; ours only when priority, mark and table all match exactly.
+
+import { ApplyError, EnvironmentError } from '../errors.js'
+import { CommandFailed, type Exec } from '../exec/exec.js'
+import type { LocalRouting, Plan } from '../plan/types.js'
+import type { Family } from '../settings/types.js'
+import { hex, messageOf } from '../text.js'
+import type { RuleBackend } from './types.js'
+
+const FLAG: Record<Family, string> = { ipv4: '-4', ipv6: '-6' }
+
+/** The words of our rule and route, as `ip ... add` and `ip ... del` take them. */
+const ruleWords = (r: LocalRouting): string[] => ['priority', String(r.priority), 'fwmark', String(r.mark), 'lookup', String(r.table)]
+const routeWords = (r: LocalRouting): string[] => ['local', 'default', 'dev', 'lo', 'table', String(r.table)]
+
+/** Our rule as `ip rule show` prints it (-N: the table as a number even if rt_tables names it). */
+export const ruleLine = (r: LocalRouting): string => `${r.priority}:\tfrom all fwmark ${hex(r.mark)} lookup ${r.table}`
+
+/** Our route as `ip route show table T` prints it (not -N: that prints the type and scope as numbers); IPv6 routes carry the kernel's default metric and preference. */
+export const ROUTE_LINE: Record<Family, string> = {
+  ipv4: 'local default dev lo scope host',
+  ipv6: 'local default dev lo metric 1024 pref medium',
+}
+
+type Step = { readonly verb: 'add' | 'del'; readonly object: 'rule' | 'route' }
+
+const argv = (family: Family, r: LocalRouting, { verb, object }: Step): string[] => [
+  FLAG[family],
+  object,
+  verb,
+  ...(object === 'rule' ? ruleWords(r) : routeWords(r)),
+]
+
+/** The commands apply runs in a namespace holding none of it: the route first, so the rule never points at nothing. */
+export const renderRoutingCommands = (family: Family, r: LocalRouting): string[] =>
+  (['route', 'rule'] as const).map(object => `ip ${argv(family, r, { verb: 'add', object }).join(' ')}`)
+
+interface Found {
+  readonly rule: boolean
+  readonly route: boolean
+  /** Routes in our table that are not ours: a more specific one would take marked packets elsewhere. */
+  readonly foreign: readonly string[]
+}
+
+const lines = (text: string): string[] =>
+  text
+    .split('\n')
+    .map(l => l.trimEnd())
+    .filter(l => l !== '')
+
+// A table that never held a route does not exist for the kernel: `ip route show table N` then fails with this.
+const NO_TABLE = /FIB table does not exist/
+
+const isMissing = (error: unknown): boolean => error instanceof EnvironmentError && / is not installed/.test(error.message)
+
+/** The seam's "not installed" names the iptables package; here the program is iproute2's. */
+const ip = async (exec: Exec, args: string[]): Promise<string> => {
+  try {
+    return (await exec('ip', args)).stdout
+  } catch (error) {
+    if (isMissing(error))
+      throw new EnvironmentError("TPROXY's policy routing is written with ip, which is not installed (the iproute2 package)", { cause: error })
+    throw error
+  }
+}
+
+const readRouting = async (exec: Exec, family: Family, r: LocalRouting): Promise<Found> => {
+  const [rules, routes] = await Promise.all([
+    ip(exec, ['-N', FLAG[family], 'rule', 'show']).then(lines),
+    ip(exec, [FLAG[family], 'route', 'show', 'table', String(r.table)]).then(lines, (error: unknown): string[] => {
+      if (error instanceof CommandFailed && NO_TABLE.test(error.stderr)) return []
+      throw error
+    }),
+  ])
+  return { rule: rules.includes(ruleLine(r)), route: routes.includes(ROUTE_LINE[family]), foreign: routes.filter(l => l !== ROUTE_LINE[family]) }
+}
+
+const run = async (exec: Exec, family: Family, r: LocalRouting, step: Step): Promise<void> => {
+  try {
+    await ip(exec, argv(family, r, step))
+  } catch (error) {
+    if (!(error instanceof CommandFailed)) throw error
+    throw new ApplyError(`${family} routing: ip ${argv(family, r, step).join(' ')} was refused: ${error.stderr.trim()}`, { cause: error })
+  }
+}
+
+/** Removes what `found` says is there, rule first, so the rule never points at a table without its route. */
+const remove = async (exec: Exec, family: Family, r: LocalRouting, found: Pick<Found, 'rule' | 'route'>): Promise<void> => {
+  if (found.rule) await run(exec, family, r, { verb: 'del', object: 'rule' })
+  if (found.route) await run(exec, family, r, { verb: 'del', object: 'route' })
+}
+
+const foreignRoutes = (family: Family, r: LocalRouting, foreign: readonly string[]): string =>
+  `${family} routing table ${r.table} holds routes that are not ours (${foreign.join('; ')})`
+
+const describe = (r: LocalRouting): string => `ip rule ${r.priority} (fwmark ${hex(r.mark)}) and the local route of table ${r.table}`
+
+/**
+ * withRouting adds TPROXY's policy routing to a rule backend. Apply: refuses a table holding foreign routes before
+ * anything changes, adds what is missing, then applies the rules; if they are refused, what it added goes again.
+ * `owned` is what clean removes, from the settings, so a switch back to REDIRECT still cleans it.
+ */
+export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting): RuleBackend => {
+  const routed = (plan: Plan) => plan.families.flatMap(p => (p.routing ? [{ family: p.family, routing: p.routing }] : []))
+  return {
+    name: inner.name,
+    apply: async plan => {
+      const wanted = routed(plan)
+      if (wanted.length === 0) return inner.apply(plan)
+      const before = await Promise.all(wanted.map(w => readRouting(exec, w.family, w.routing)))
+      const refused = wanted.flatMap((w, i) => (before[i]!.foreign.length > 0 ? [foreignRoutes(w.family, w.routing, before[i]!.foreign)] : []))
+      if (refused.length > 0)
+        throw new EnvironmentError(`${refused.join('; ')}: remove them or choose another ISTIO_INBOUND_TPROXY_ROUTE_TABLE; nothing was changed`)
+      const added = wanted.map(() => ({ rule: false, route: false }))
+      const undo = async (error: unknown): Promise<never> => {
+        const undone = await Promise.allSettled(wanted.map((w, i) => remove(exec, w.family, w.routing, added[i]!)))
+        const failed = undone.flatMap(u => (u.status === 'rejected' ? [messageOf(u.reason)] : []))
+        if (failed.length > 0)
+          throw new ApplyError(`${messageOf(error)}; then removing the routing we added failed too: ${failed.join('; ')}`, { cause: error })
+        throw error
+      }
+      try {
+        for (const [i, w] of wanted.entries()) {
+          if (!before[i]!.route) {
+            await run(exec, w.family, w.routing, { verb: 'add', object: 'route' })
+            added[i] = { ...added[i]!, route: true }
+          }
+          if (!before[i]!.rule) {
+            await run(exec, w.family, w.routing, { verb: 'add', object: 'rule' })
+            added[i] = { ...added[i]!, rule: true }
+          }
+        }
+      } catch (error) {
+        return undo(error)
+      }
+      const applied = await inner.apply(plan).catch(undo)
+      return [
+        ...applied,
+        ...wanted.map((w, i) => ({
+          scope: `${w.family} routing`,
+          count: 2,
+          unit: 'rules' as const,
+          where: describe(w.routing),
+          changed: added[i]!.rule || added[i]!.route,
+        })),
+      ]
+    },
+    readBack: async plan => {
+      const wanted = routed(plan)
+      const [drifts, found] = await Promise.all([inner.readBack(plan), Promise.all(wanted.map(w => readRouting(exec, w.family, w.routing)))])
+      return [
+        ...drifts,
+        ...wanted.map((w, i) => {
+          const f = found[i]!
+          return {
+            scope: `${w.family} routing`,
+            drift: [
+              ...(f.rule ? [] : [`- ip rule: ${ruleLine(w.routing)}`]),
+              ...(f.route ? [] : [`- ip route table ${w.routing.table}: ${ROUTE_LINE[w.family]}`]),
+              ...f.foreign.map(l => `+ ip route table ${w.routing.table}: ${l} (not ours)`),
+            ],
+          }
+        }),
+      ]
+    },
+    clean: async plan => {
+      const lines = await inner.clean(plan)
+      // Only ip writes the routing: where it is missing (the init image has none), no init here can have written any.
+      const found = await Promise.all(plan.families.map(p => readRouting(exec, p.family, owned))).catch((error: unknown) => {
+        if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
+        throw error
+      })
+      if (found === undefined) return [...lines, 'routing: not checked, ip (iproute2) is not installed here, so no run here wrote any']
+      for (const [i, p] of plan.families.entries()) await remove(exec, p.family, owned, found[i]!)
+      return [
+        ...lines,
+        ...plan.families.map((p, i) => {
+          const f = found[i]!
+          return `${p.family} routing: ${f.rule || f.route ? `removed ${[f.rule ? `ip rule ${owned.priority}` : '', f.route ? `the local route of table ${owned.table}` : ''].filter(Boolean).join(' and ')}` : 'nothing of ours was there'}`
+        }),
+      ]
+    },
+  }
+}

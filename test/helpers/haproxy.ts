@@ -1,0 +1,60 @@
+// A real proxy for the inbound tests: Debian's haproxy, built with Linux TPROXY support. As a transparent proxy it
+// accepts diverted connections (`bind ... transparent`) and connects on to the original destination from the
+// client's own address (`source ... usesrc clientip`, `server ... 0.0.0.0`); as a plain one it relays to the app
+// from its own address.
+
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+
+export type ProxyKind = 'transparent' | 'plain'
+
+const HEAD = `global
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+`
+
+// haproxy reads "::" alone as an address ":" and a port: ":::0" is the IPv6 any-address with port 0 (keep it).
+const BODY: Record<ProxyKind, (port: number, app: { v4: string; v6: string }) => string> = {
+  transparent: port => `frontend in4
+  bind 0.0.0.0:${port} transparent
+  default_backend original4
+frontend in6
+  bind :::${port} v6only transparent
+  default_backend original6
+backend original4
+  source 0.0.0.0 usesrc clientip
+  server original 0.0.0.0
+backend original6
+  source ::: usesrc clientip
+  server original :::0
+`,
+  plain: (port, app) => `frontend in4
+  bind 0.0.0.0:${port}
+  default_backend app4
+frontend in6
+  bind :::${port} v6only
+  default_backend app6
+backend app4
+  server app ${app.v4}
+backend app6
+  server app ${app.v6}
+`,
+}
+
+/**
+ * Writes a haproxy config listening on `port` into a world-readable temp file (the proxy runs as UID 1337) and
+ * returns its path; `app` (host:port per family) is where the plain proxy relays to.
+ */
+export const haproxyConfig = (kind: ProxyKind, port: number, app: { v4: string; v6: string }): string => {
+  const dir = mkdtempSync(`${tmpdir()}/sr-haproxy-`)
+  chmodSync(dir, 0o755)
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  const file = `${dir}/${kind}.cfg`
+  writeFileSync(file, HEAD + BODY[kind](port, app))
+  chmodSync(file, 0o644)
+  return file
+}
