@@ -7,9 +7,9 @@ ARG BASE=docker.io/library/node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf929
 
 FROM ${BASE} AS build
 # g++ and python3 build the posix addon against Node 24 (gcc and libc6-dev, which g++ brings, the static CNI
-# plugin); iptables and util-linux (setpriv, nsenter) are copied into the image.
+# plugin); iptables, iproute2 (ip) and util-linux (setpriv, nsenter) are copied into the image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends g++ make python3 iptables ipset nftables util-linux \
+ && apt-get install -y --no-install-recommends g++ make python3 iptables ipset nftables util-linux iproute2 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./

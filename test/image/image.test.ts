@@ -135,6 +135,14 @@ t.test('every backend works on a read-only root: the explicit method on nftables
     t.equal(run.exitCode, 0, `${backend}: init exits 0`, { output: run.output })
     t.match(run.output, /read back exactly as planned/)
   }
+  // TPROXY's policy routing is written with the image's own `ip`, and read back exactly like the rules.
+  const tproxy = await runForStatus('podman', [
+    ...['run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'],
+    ...['--read-only', '--read-only-tmpfs=false', '-e', 'ISTIO_INBOUND_INTERCEPTION_MODE=TPROXY', '-e', 'ISTIO_VERIFY=rules'],
+    'localhost/sidecar-redirect:dev',
+  ])
+  t.equal(tproxy.exitCode, 0, 'TPROXY: init exits 0', { output: tproxy.output })
+  t.match(tproxy.output, /read back exactly as planned/)
 })
 
 t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited for, one that ignores it is killed', async t => {
