@@ -2,7 +2,6 @@
 
 import { readdirSync, readFileSync } from 'node:fs'
 import type { HostFs } from './backend/detect.js'
-import type { HeadStart } from './backend/head-start.js'
 import { realExec, type Exec } from './exec/exec.js'
 import { onPath } from './exec/on-path.js'
 import { acquireNetnsLock } from './backend/lock.js'
@@ -18,8 +17,6 @@ export interface Io {
   /** now() when our first line of JavaScript ran: the report's timings start there. */
   readonly startedAt: number
   readonly out: Output
-  /** What a plain `init` began while the bundle loaded (bin.ts): its lock, host facts and first reads. */
-  readonly headStart?: HeadStart
 }
 
 // Only ENOENT means "not there". Any other failure (EACCES, EIO, ...) is not evidence of absence, and taking it
@@ -36,16 +33,15 @@ const absentOr = <T>(path: string, absent: T, read: () => T): T => {
 
 // Synchronous inside: these are small /proc files, read in microseconds, where a round trip through libuv's thread
 // pool (and starting the pool) cost init milliseconds before its first process.
-export const realFs: HostFs = {
+const realFs: HostFs = {
   readFile: async path => absentOr<string | undefined>(path, undefined, () => readFileSync(path, 'utf8')),
   readDir: async path => absentOr<string[]>(path, [], () => readdirSync(path)),
   canOpenIpv6: () => canOpenIpv6(),
   onPath,
 }
 
-export const realIo = (startedAt = performance.now(), headStart?: HeadStart): Io => ({
+export const realIo = (startedAt = performance.now()): Io => ({
   startedAt,
-  ...(headStart && { headStart }),
   exec: realExec,
   fs: realFs,
   lock: () => acquireNetnsLock(),

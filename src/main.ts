@@ -11,24 +11,7 @@ import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
 import { findMisspelt } from './settings/misspelt.js'
 import { readServicesFile } from './settings/services-file.js'
-import type { Settings } from './settings/types.js'
 import { parseAgentSettings, parseClassifierSettings, parseCniInstallSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
-
-/**
- * Hands init the head start when it was made for these settings (it always is, from the same env without flags);
- * otherwise lets go of its lock, so init takes it afresh.
- */
-const withHeadStart = async (io: Io, settings: Settings): Promise<Io> => {
-  const early = io.headStart
-  if (early === undefined) return io
-  if (early.backend === settings.backend && early.ipv6 === settings.ipv6) return { ...io, lock: () => early.lock }
-  const { headStart: _, ...without } = io
-  await early.lock.then(
-    release => release(),
-    () => undefined,
-  )
-  return without
-}
 
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
   let io = ioIn
@@ -49,7 +32,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
     }
     switch (command) {
       case 'init':
-        await runInit(settings, await withHeadStart(io, settings), logger, { settingsMs })
+        await runInit(settings, io, logger, { settingsMs })
         break
       case 'plan':
         runPlan(settings, io.out)

@@ -4,7 +4,6 @@ import t from 'tap'
 import { EnvironmentError } from '../src/errors.js'
 import type { Io } from '../src/io.js'
 import { run } from '../src/main.js'
-import { startHeadStart } from '../src/backend/head-start.js'
 import { fakeExec, type Expected } from './helpers/fake-exec.js'
 
 const ioWith = (exec: Io['exec'], captured: { out: string; err: string }): Io => ({
@@ -99,60 +98,4 @@ t.test('an unexpected failure is a bug: exit 1 with the stack, never a silent su
   )
   t.equal(code, 1)
   t.match(captured.err, /unexpected failure \(a bug; please report it\):\nTypeError: boom/)
-})
-
-t.test('init takes over the head start: its lock (asked for once, released at the end) and its reads, none twice', async t => {
-  const captured = { out: '', err: '' }
-  const env = { ISTIO_VERIFY: 'rules', ISTIO_IPV6: 'false', ISTIO_LOG_FORMAT: 'json' }
-  const fake = fakeExec(t, [
-    { run: 'iptables-nft-save', stdout: '', times: 2 },
-    { run: 'iptables-nft-restore --noflush -w 5' },
-    { run: 'nft list ruleset', stdout: '' },
-  ])
-  let locks = 0
-  let released = 0
-  const lock = async () => {
-    locks++
-    return async () => void released++
-  }
-  const io = ioWith(fake.exec, captured)
-  const headStart = startHeadStart(env, fake.exec, io.fs, lock)!
-  // The read-back then differs (the fake's second save prints nothing): enough to see who read what.
-  const code = await run(['init'], env, { ...io, lock: async () => t.fail('init asks for the lock itself') as never, headStart })
-  t.equal(code, 5)
-  t.same(fake.calls.slice(0, 2), ['iptables-nft-save', 'iptables-nft-restore --noflush -w 5'], 'the first read is the head start’s')
-  t.same([locks, released], [1, 1])
-  fake.done()
-})
-
-t.test('a head start made for other settings is let go of, and init does its own', async t => {
-  const captured = { out: '', err: '' }
-  const fake = fakeExec(t, [])
-  let released = 0
-  const io = ioWith(fake.exec, captured)
-  const headStart = startHeadStart({ ISTIO_BACKEND: 'nftables' }, fake.exec, io.fs, async () => async () => void released++)!
-  let ownLock = 0
-  const code = await run(['plan'], { ISTIO_BACKEND: 'nftables' }, { ...io, headStart })
-  t.equal(code, 0, 'other commands never look at it')
-  const init = await run(
-    ['init', '--backend', 'iptables-nft'],
-    { ISTIO_IPV6: 'false', ISTIO_VERIFY: 'rules' },
-    {
-      ...ioWith(
-        fakeExec(t, [
-          { run: 'iptables-nft-save', stdout: '', times: 2 },
-          { run: 'iptables-nft-restore --noflush -w 5' },
-          { run: 'nft list ruleset', stdout: '' },
-        ]).exec,
-        captured,
-      ),
-      lock: async () => {
-        ownLock++
-        return async () => undefined
-      },
-      headStart,
-    },
-  )
-  t.equal(init, 5)
-  t.same([released, ownLock], [1, 1], 'its lock released, then init takes its own')
 })

@@ -54,6 +54,6 @@ export const runInit = async (settings: Settings, ioIn: Io, logger: Logger, befo
     verified: drifts.map(d => `${d.scope}: read back exactly as planned`),
     live,
     timings,
-    processes: processes + (io.headStart?.processes() ?? 0),
+    processes,
   })
 }

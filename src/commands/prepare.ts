@@ -22,16 +22,12 @@ export type Timed = <T>(phase: string, work: () => Promise<T>) => Promise<T>
 const untimed: Timed = (_phase, work) => work()
 
 export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> => {
-  const early = io.headStart
-  const facts = await timed('probe', () => early?.facts ?? probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
+  const facts = await timed('probe', () => probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
   const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
   const kind = facts.variant.value
   const routing = tproxyRouting(settings)
   if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs), io.exec, routing) }
-  // What was read already: the IPv4 tables detection read, and the head start's reads.
-  const saved = facts.ipv4Saved[kind]
-  const reads = { ...(saved !== undefined && { ipv4: Promise.resolve(saved) }), ...(early && (await early.reads)) }
-  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, reads), io.exec, routing) }
+  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind]), io.exec, routing) }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`

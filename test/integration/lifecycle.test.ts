@@ -148,7 +148,7 @@ t.test('the JSON report is one object with settings, backend, timings', async t 
   t.match(JSON.parse(refused.output.trim()), { event: 'error', code: 'E_CONFIG' })
 })
 
-// Each process costs a few milliseconds of every pod's start: the report counts them all, the head start's too.
+// Each process costs a few milliseconds of every pod's start: the report counts them all.
 t.test('processes per init, as reported: 3 per family fresh plus one ruleset read, 1 per family plus it on a re-run', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)

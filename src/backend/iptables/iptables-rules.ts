@@ -51,8 +51,8 @@ const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[
 const setNames = (sets: readonly ServiceSet[]): string[] =>
   sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
 
-/** `reads` are first reads already made or started under the lock (detection's, the head start's): not made twice. */
-export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, reads: Partial<Record<Family, Promise<string>>> = {}): RuleBackend => {
+/** `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice. */
+export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
   const tables = createIptablesBackend(exec, variant)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
@@ -62,12 +62,12 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, re
       throw error
     }
   }
-  const pending = new Map(Object.entries(reads) as [Family, Promise<string>][])
+  let ipv4Pending = ipv4Saved
   const firstReads = new Map<Family, string>()
   const firstRead = async (family: Family): Promise<string> => {
-    const early = pending.get(family)
-    pending.delete(family)
-    const saved = await (early ?? tables.save(family))
+    const pending = family === 'ipv4' ? ipv4Pending : undefined
+    ipv4Pending = undefined
+    const saved = pending ?? (await tables.save(family))
     firstReads.set(family, saved)
     return saved
   }
