@@ -62,7 +62,7 @@ t.test(
   async t => {
     if (!kernelAvailable(t)) return
     const { rig, box } = await setUp(t)
-    const before = await snapshot(box)
+    const before = await snapshot(box, 'netfilter')
     const list = rig.conflist(CAPTURED)
     const result = jsonLine(await ok(t, rig, box, 'add', list))
     t.match(result, { cniVersion: '1.0.0', ips: [{ address: /^198\.19\.7\.\d+\/24$/ }] }, "the bridge's result comes back through our plugin")
@@ -74,10 +74,10 @@ t.test(
     await expectBypassed(t, box, { from: 'pod', host: REMOTE, port: 9090, as: { uid: 1337 } }, 'remote')
     await ok(t, rig, box, 'check', list)
     await ok(t, rig, box, 'del', list)
-    t.equal(await snapshot(box), before, 'after DEL the ruleset is exactly what it was, foreign rules included')
+    t.equal(await snapshot(box, 'netfilter'), before, 'after DEL the ruleset is exactly what it was, foreign rules included')
     await ok(t, rig, box, 'del', list)
     await ok(t, rig, box, 'del', list, {}, { netns: '' })
-    t.equal(await snapshot(box), before, 'repeated DELs change nothing')
+    t.equal(await snapshot(box, 'netfilter'), before, 'repeated DELs change nothing')
   },
 )
 
@@ -119,17 +119,17 @@ t.test('a pod that is not captured is passed through untouched; CHECK then fails
     await t.test(row.name, async t => {
       const box = await withSandbox(t)
       await addForeign(box)
-      const before = await snapshot(box)
+      const before = await snapshot(box, 'netfilter')
       const list = rig.conflist(row.conf)
       await ok(t, rig, box, 'add', list, row.annotations, { args: row.args })
-      t.equal(await snapshot(box), before, 'ADD changed no rule')
+      t.equal(await snapshot(box, 'netfilter'), before, 'ADD changed no rule')
       await ok(t, rig, box, 'check', list, row.annotations, { args: row.args })
       await initOk(t, box, {})
       const check = await rig.runtime(box, 'check', list, row.annotations, { args: row.args })
       t.not(check.exitCode, 0, 'CHECK fails once rules of ours are in a pod that is not captured')
       t.match(check.output, /not captured .*but rules of ours are in its netns/, 'saying so', { output: check.output })
       await ok(t, rig, box, 'del', list, row.annotations, { args: row.args })
-      t.equal(await snapshot(box), before, 'DEL removes them')
+      t.equal(await snapshot(box, 'netfilter'), before, 'DEL removes them')
     })
   }
 })
@@ -170,14 +170,14 @@ const REFUSED = [
 t.test('a refused setting or annotation fails ADD with code 7 (invalid network config), naming it, and the netns is unchanged', async t => {
   if (!kernelAvailable(t)) return
   const { rig, box } = await setUp(t)
-  const before = await snapshot(box)
+  const before = await snapshot(box, 'netfilter')
   for (const row of REFUSED) {
     await t.test(row.name, async t => {
       const list = rig.conflist({ ...CAPTURED, settings: { ...CAPTURED.settings, ...row.settings } })
       const add = await rig.runtime(box, 'add', list, row.annotations)
       t.not(add.exitCode, 0, 'ADD fails through libcni')
       t.match(add.output, row.names, 'naming the setting and its value', { output: add.output })
-      t.equal(await snapshot(box), before, 'no rule changed')
+      t.equal(await snapshot(box, 'netfilter'), before, 'no rule changed')
       await ok(t, rig, box, 'del', list, row.annotations)
       const config = {
         cniVersion: '1.1.0',
@@ -200,12 +200,12 @@ t.test('a failed verify fails ADD with code 105 naming it, and the netns is left
   const { rig, box } = await setUp(t)
   // A DNAT in the other iptables variant takes the app's connection before our REDIRECT can: init cannot fix that.
   await box.exec('pod', 'iptables-legacy', `-t nat -A OUTPUT -p tcp -d ${REMOTE} --dport 9090 -j DNAT --to-destination ${REMOTE}:9091`.split(' '))
-  const before = await snapshot(box)
+  const before = await snapshot(box, 'netfilter')
   const list = rig.conflist(CAPTURED)
   const add = await rig.runtime(box, 'add', list)
   t.not(add.exitCode, 0, 'ADD fails through libcni')
   t.match(add.output, /init in the pod's netns exited 5 \(E_VERIFY\)[\s\S]*DNAT/, 'naming the verify failure and the rule', { output: add.output })
-  t.equal(await snapshot(box), before, 'the netns is left as it was')
+  t.equal(await snapshot(box, 'netfilter'), before, 'the netns is left as it was')
   const config = { cniVersion: '1.0.0', name: 'n', type: 'sidecar-redirect', agentSocket: rig.socket, ...CAPTURED }
   const direct = await rig.plugin('ADD', config, { env: podEnv(box) })
   t.match(

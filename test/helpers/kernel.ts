@@ -70,23 +70,29 @@ const dropVolatile = (text: string): string =>
     .map(line => line.replace(/\[\d+:\d+\]/, '[0:0]').replace(/counter packets \d+ bytes \d+/g, 'counter packets 0 bytes 0'))
     .join('\n')
 
+const NETFILTER = [
+  ['nft', ['list', 'ruleset']],
+  ['iptables-legacy-save', []],
+  ['ip6tables-legacy-save', []],
+  ['ipset', ['save']],
+] as const
+const ROUTING = [
+  ['ip', ['-4', 'rule', 'show']],
+  ['ip', ['-6', 'rule', 'show']],
+  ['ip', ['-4', 'route', 'show', 'table', 'all']],
+  ['ip', ['-6', 'route', 'show', 'table', 'all']],
+] as const
+
 /**
  * Everything netfilter holds in the pod namespace, both variants and families, and its policy rules and routes of
  * every table, minus dates and counters.
  * Legacy tables are read without -t, which lists only tables that already exist and so creates none.
+ * `netfilter` leaves routing out: where other programs own it (a CNI list's loopback and bridge plugins change
+ * the pod's routes on ADD and DEL) and nothing of ours routes.
  */
-export const snapshot = async (box: Sandbox): Promise<string> => {
+export const snapshot = async (box: Sandbox, only?: 'netfilter'): Promise<string> => {
   const parts: string[] = []
-  for (const [file, args] of [
-    ['nft', ['list', 'ruleset']],
-    ['iptables-legacy-save', []],
-    ['ip6tables-legacy-save', []],
-    ['ipset', ['save']],
-    ['ip', ['-4', 'rule', 'show']],
-    ['ip', ['-6', 'rule', 'show']],
-    ['ip', ['-4', 'route', 'show', 'table', 'all']],
-    ['ip', ['-6', 'route', 'show', 'table', 'all']],
-  ] as const) {
+  for (const [file, args] of only === 'netfilter' ? NETFILTER : [...NETFILTER, ...ROUTING]) {
     parts.push(`== ${[file, ...args].join(' ')}\n${dropVolatile((await box.exec('pod', file, args)).stdout)}`)
   }
   return parts.join('\n')
