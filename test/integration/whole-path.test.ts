@@ -195,6 +195,17 @@ const TPROXY_ROWS: readonly TproxyRow[] = [
     lands: 'proxy',
   },
   {
+    // TPROXY needs no conntrack, and a nat binding comes after TPROXY chose the socket.
+    name: 'a raw NOTRACK and a nat DNAT to another port',
+    add: async (box, b) => {
+      const tool = OWN[b] ?? 'iptables-nft'
+      await box.exec('pod', tool, ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'CT', '--notrack'])
+      await box.exec('pod', tool, ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'DNAT', '--to-destination', `${POD}:15999`])
+    },
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
     name: 'a native nft chain at priority -200 that accepts',
     add: nftChain(-200, 'tcp dport 8080 accept'),
     escapes: false,

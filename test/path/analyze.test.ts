@@ -347,7 +347,11 @@ const TPROXY_ROWS: { name: string; text: string; tool?: string; escapes: RegExp 
     text: save('nat', ['-A PREROUTING -p tcp -j DNAT --to-destination 198.18.0.9:1']),
     escapes: false,
   },
-  { name: 'a raw NOTRACK', text: save('raw', ['-A PREROUTING -p tcp -j CT --notrack']), escapes: false },
+  {
+    name: 'a raw NOTRACK or zone change',
+    text: save('raw', ['-A PREROUTING -p tcp -j CT --notrack', '-A PREROUTING -p tcp -j CT --zone 3']),
+    escapes: false,
+  },
   {
     name: 'a TPROXY that only sees the loopback we exempt',
     text: save('mangle', ['-A PREROUTING -i lo -p tcp -j ACCEPT', TPROXY_JUMP]),
