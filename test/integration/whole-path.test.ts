@@ -195,13 +195,31 @@ const TPROXY_ROWS: readonly TproxyRow[] = [
     lands: 'proxy',
   },
   {
-    // TPROXY needs no conntrack, and a nat binding comes after TPROXY chose the socket.
-    name: 'a raw NOTRACK and a nat DNAT to another port',
-    add: async (box, b) => {
-      const tool = OWN[b] ?? 'iptables-nft'
-      await box.exec('pod', tool, ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'CT', '--notrack'])
-      await box.exec('pod', tool, ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'DNAT', '--to-destination', `${POD}:15999`])
-    },
+    // TPROXY needs no conntrack: an untracked packet is never ESTABLISHED, so TPROXY takes every one.
+    name: 'a raw NOTRACK',
+    add: (box, b) =>
+      box.exec('pod', OWN[b] ?? 'iptables-nft', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'CT', '--notrack']),
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
+    // A nat binding comes after TPROXY chose the socket.
+    name: 'a nat DNAT to another port',
+    add: (box, b) =>
+      box.exec('pod', OWN[b] ?? 'iptables-nft', [
+        '-t',
+        'nat',
+        '-A',
+        'PREROUTING',
+        '-p',
+        'tcp',
+        '--dport',
+        '8080',
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${POD}:15999`,
+      ]),
     escapes: false,
     lands: 'proxy',
   },
@@ -238,7 +256,11 @@ for (const backend of BACKENDS) {
         [15006, 7001],
         [15999, 7002],
       ] as const) {
-        const relay = box.start('pod', '/usr/sbin/haproxy', ['-db', '-f', haproxyConfig('relay', port, { v4: `127.0.0.1:${to}`, v6: `[::1]:${to}` })])
+        // As the proxy runs: UID 1337 (so its replies are not outbound capture's) with CAP_NET_ADMIN for IP_TRANSPARENT.
+        const relay = box.start('pod', '/usr/bin/setpriv', [
+          ...['--reuid=1337', '--regid=1337', '--clear-groups', '--inh-caps=+net_admin', '--ambient-caps=+net_admin'],
+          ...['/usr/sbin/haproxy', '-db', '-f', haproxyConfig('relay', port, { v4: `127.0.0.1:${to}`, v6: `[::1]:${to}` })],
+        ])
         t.teardown(() => relay.stop())
       }
       await waitListening(box, [15006, 15999])
