@@ -1,19 +1,20 @@
 // The whole-path check: given every table netfilter evaluates in the namespace (both iptables variants, native
-// nftables), find each rule that can keep a TCP connection we capture from reaching our REDIRECT. Netfilter runs
+// nftables), find each rule that can keep a TCP connection we capture from reaching our capture. Netfilter runs
 // a hook's chains in priority order; at the nat hooks only the first chain that binds a connection's destination
-// decides it, while an accept in one nat chain lets the next one run. So, per family and hook:
+// decides it, while an accept in one nat chain lets the next one run. So, per family and hook, where the plan
+// captures by nat REDIRECT (-100):
 // - in the chain that holds our jump, a rule ahead of it that ends the chain or binds the connection wins over us
 //   (init can fix that by moving our jump first);
 // - in any other nat chain at our priority or earlier, a rule that binds the connection wins over us;
 // - before conntrack (raw), a NOTRACK or a zone change makes nat skip the packet or see another connection;
 // - before nat, a rewritten destination, a TPROXY, or (for the mark method) a set mark changes what we see.
-// Pure.
+// Where it captures inbound by TPROXY (mangle, -150), see tproxyEscape. Pure.
 
 import { hasOwnedComment } from '../plan/owned.js'
 import type { FamilyPlan, Rule } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { OUR_NAT_PRIORITY, PRIORITY, type Effect, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
-import { canAffect, capturingChain } from './scope.js'
+import { canAffect, capturingChain, type Capture } from './scope.js'
 
 export interface Finding {
   readonly family: Family
@@ -30,10 +31,11 @@ export interface Finding {
 export interface OwnRules {
   /** The tables we program (as SeenTable.where names them): in them, a jump of ours is ours, never an escape. */
   readonly tables: readonly string[]
-  /** The one that holds our capture: a rule ahead of our capture jump there can pre-empt it. */
-  readonly nat: string
-  /** At each hook, the jump into the chain that captures TCP there. */
-  readonly capture: Readonly<Record<Hook, string>>
+  /**
+   * For each chain of ours that can capture TCP, the table that jumps to it and the jump as printed: a rule ahead
+   * of that jump, in that table's built-in chain, can pre-empt it.
+   */
+  readonly capture: Readonly<Record<string, { readonly table: string; readonly jump: string }>>
   /** Every jump of ours, exactly as printed (into the capture chains, the DNS chains, raw's zone chains...). */
   readonly jumps: ReadonlySet<string>
 }
@@ -79,13 +81,78 @@ const has = (r: Reached, ...effects: Effect[]): boolean => effects.some(e => r.e
 const bypassesByMark = (plan: FamilyPlan): boolean =>
   plan.chains.some(c => c.rules.some((r: Rule) => r.target.kind === 'return' && r.matches.some(m => m.kind === 'mark')))
 
-/** findEscapes lists every rule, in any table, that can keep a captured TCP connection away from our REDIRECT. */
+/** What a foreign rule in another base chain at the hook does to TCP we capture by nat REDIRECT, if it can escape. */
+/** Where a foreign base chain sits, for judging what one of its rules does. */
+interface At {
+  readonly base: SeenChain
+  readonly priority: number
+  readonly hook: Hook
+  readonly plan: FamilyPlan
+}
+
+const redirectEscape = (r: Reached, { base, priority, hook, plan }: At): string | undefined => {
+  if (base.type === 'nat' && priority <= OUR_NAT_PRIORITY && has(r, 'bind')) {
+    return `it can bind the destination of TCP we capture at nat priority ${priority}, ${priority < OUR_NAT_PRIORITY ? 'before' : 'alongside'} ours (${OUR_NAT_PRIORITY}), and netfilter keeps only the first binding`
+  }
+  if (priority < PRIORITY.conntrack && has(r, 'notrack', 'zone')) {
+    return `it can ${has(r, 'notrack') ? 'exempt TCP we capture from connection tracking, so nat never sees it' : 'move TCP we capture into another conntrack zone'} (priority ${priority}, before conntrack)`
+  }
+  if (priority < OUR_NAT_PRIORITY && has(r, 'rewrite'))
+    return `it can rewrite the destination of TCP we capture before our nat (priority ${priority})`
+  if (priority < OUR_NAT_PRIORITY && hook === 'prerouting' && has(r, 'tproxy')) {
+    return `it can hand inbound TCP we capture to another socket before our nat (priority ${priority})`
+  }
+  if (priority < OUR_NAT_PRIORITY && hook === 'output' && has(r, 'mark') && bypassesByMark(plan)) {
+    return `it can set the mark that exempts the proxy on TCP we capture, before our nat (priority ${priority})`
+  }
+  return undefined
+}
+
+/**
+ * What a foreign rule in another base chain at prerouting does to inbound TCP we capture by TPROXY, if it can
+ * escape. TPROXY assigns the packet a socket; the local route its mark selects delivers it, and TCP takes the
+ * assigned socket. Measured in a namespace (the kernel suite repeats it with traffic), so:
+ * - a TPROXY assigns again, and the last one a packet meets decides: one at our priority (-150, where the order
+ *   between tables is their registration order) or later takes the connection; an earlier one is overridden by ours;
+ * - a destination rewritten at our priority or earlier makes our rule judge another destination (our ports and
+ *   exclusions), so it counts; rewritten later, or bound by nat later, the socket is already chosen: the proxy
+ *   still gets the connection (with the new local address), so neither counts;
+ * - an accept ends only its own base chain, so ours still runs;
+ * - NOTRACK or a zone change does not stop TPROXY, which needs no conntrack: an untracked packet is never
+ *   ESTABLISHED, so our exemption for established connections does not let it pass, and TPROXY finds the proxy's
+ *   socket for every packet of the connection;
+ * - a drop lets nothing escape (and moving our jump ahead of one would defeat someone's firewall), nor does a mark,
+ *   which our TPROXY sets whole.
+ */
+const tproxyEscape = (r: Reached, { priority }: At): string | undefined => {
+  const ours = PRIORITY.mangle
+  const order = priority < ours ? 'before' : priority === ours ? 'alongside' : 'after'
+  if (priority >= ours && has(r, 'tproxy')) {
+    return `it can hand inbound TCP we capture to another socket at priority ${priority}, ${order} our TPROXY (${ours}), and the last TPROXY a packet meets decides its socket`
+  }
+  if (priority <= ours && has(r, 'rewrite')) {
+    return `it can rewrite the destination of inbound TCP we capture ${order} our TPROXY (priority ${priority}), so our rules judge another destination`
+  }
+  return undefined
+}
+
+/** Per way of capturing: what ends the chain holding our jump ahead of it, and what counts in other base chains. */
+const JUDGES: Readonly<Record<Capture['by'], { readonly ahead: readonly Effect[]; readonly elsewhere: typeof redirectEscape }>> = {
+  redirect: { ahead: ['accept', 'bind'], elsewhere: redirectEscape },
+  // A TPROXY target ends the chain (it accepts); iptables' mangle cannot bind or rewrite a destination.
+  tproxy: { ahead: ['accept', 'tproxy'], elsewhere: tproxyEscape },
+}
+
+/** findEscapes lists every rule, in any table, that can keep a captured TCP connection away from our capture. */
 export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?: OwnRules): Finding[] => {
   const family = plan.family
   const findings: Finding[] = []
   for (const hook of ['prerouting', 'output'] as const) {
-    const chain = capturingChain(plan, hook)
-    if (!chain) continue
+    const capture = capturingChain(plan, hook)
+    if (!capture) continue
+    const { chain } = capture
+    const judge = JUDGES[capture.by]
+    const home = own?.capture[chain.name]
     const affects = (r: SeenRule): boolean => canAffect(r.conditions, family, chain, plan)
     const flag = (where: string, r: Reached, why: string, fixable = false): void =>
       void findings.push({ family, hook, where: `${where} rule ${r.position}`, rule: r.rule.text, why, fixable })
@@ -93,38 +160,23 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
       for (const base of [...table.chains.values()].filter(c => c.hook === hook)) {
         const where = `${table.where} ${base.name}`
         const priority = base.priority ?? Number.NEGATIVE_INFINITY
-        const isOwn = own !== undefined && table.where === own.nat && base.type === 'nat'
-        const ownAt = isOwn ? base.rules.findIndex(r => r.text === own.capture[hook]) : -1
+        const isOwn = home !== undefined && table.where === home.table && base.name === chain.hook
+        const ownAt = isOwn ? base.rules.findIndex(r => r.text === home.jump) : -1
         // Our own jumps (and so our chains) are ours in the tables we program: our DNS redirect ahead of the
         // capture jump, our zone rules in raw. The same text in another variant's table is a leftover, and counts.
         const ours = (r: SeenRule): boolean => own !== undefined && own.tables.includes(table.where) && own.jumps.has(r.text)
         const rules = ownAt >= 0 ? { ...base, rules: base.rules.slice(0, ownAt) } : base
         for (const r of reach(table, rules, r => !ours(r) && affects(r), true)) {
-          if (isOwn && has(r, 'accept', 'bind')) {
+          if (isOwn && has(r, ...judge.ahead)) {
             flag(
               where,
               r,
               `it can end ${base.name} for TCP we capture before our jump (rule ${ownAt + 1}) is reached; init moves our jump first`,
               true,
             )
-          } else if (!isOwn && base.type === 'nat' && priority <= OUR_NAT_PRIORITY && has(r, 'bind')) {
-            flag(
-              where,
-              r,
-              `it can bind the destination of TCP we capture at nat priority ${priority}, ${priority < OUR_NAT_PRIORITY ? 'before' : 'alongside'} ours (${OUR_NAT_PRIORITY}), and netfilter keeps only the first binding`,
-            )
-          } else if (priority < PRIORITY.conntrack && has(r, 'notrack', 'zone')) {
-            flag(
-              where,
-              r,
-              `it can ${has(r, 'notrack') ? 'exempt TCP we capture from connection tracking, so nat never sees it' : 'move TCP we capture into another conntrack zone'} (priority ${priority}, before conntrack)`,
-            )
-          } else if (priority < OUR_NAT_PRIORITY && has(r, 'rewrite')) {
-            flag(where, r, `it can rewrite the destination of TCP we capture before our nat (priority ${priority})`)
-          } else if (priority < OUR_NAT_PRIORITY && hook === 'prerouting' && has(r, 'tproxy')) {
-            flag(where, r, `it can hand inbound TCP we capture to another socket before our nat (priority ${priority})`)
-          } else if (priority < OUR_NAT_PRIORITY && hook === 'output' && has(r, 'mark') && bypassesByMark(plan)) {
-            flag(where, r, `it can set the mark that exempts the proxy on TCP we capture, before our nat (priority ${priority})`)
+          } else if (!isOwn) {
+            const why = judge.elsewhere(r, { base, priority, hook, plan })
+            if (why) flag(where, r, why)
           }
         }
       }

@@ -1,12 +1,12 @@
 // What our capture covers, read from the plan (never re-derived from settings): a foreign rule matters only if it
-// can match a TCP packet that one of our REDIRECT rules would take. Everything here errs towards "it can": a
+// can match a TCP packet that one of our capture rules (REDIRECT, or TPROXY for inbound) would take. Everything here errs towards "it can": a
 // condition we cannot decide is treated as matching.
 
 import { cidrRange } from '../settings/cidr.js'
 import type { Cidr, Family, PortRange } from '../settings/types.js'
-import { INBOUND_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
-import type { Chain, FamilyPlan, Match, Rule } from '../plan/types.js'
-import type { Conditions } from './model.js'
+import { INBOUND_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN } from '../plan/owned.js'
+import type { Chain, FamilyPlan, Match, Rule, Table } from '../plan/types.js'
+import { OUR_NAT_PRIORITY, PRIORITY, type Conditions, type Hook } from './model.js'
 
 const within = (inner: Cidr, outer: Cidr): boolean => {
   if (inner.family !== outer.family || inner.prefix < outer.prefix) return false
@@ -97,12 +97,31 @@ export const canAffect = (c: Conditions, family: Family, chain: Chain, plan: Fam
   if (otherFamily(c.daddr, family) || otherFamily(c.saddr, family)) return false
   const returns = chain.rules.filter(r => r.target.kind === 'return')
   if (returns.some(r => r.matches.length === 1 && implies(c, r.matches[0]!))) return false
-  const captures: Rule[] = chain.rules.filter(r => r.target.kind === 'redirect')
+  const captures: Rule[] = chain.rules.filter(r => captureBy(r) !== undefined)
   return captures.some(r => !r.matches.some(m => excludes(c, m, plan)))
 }
 
-const CAPTURE_CHAINS = { prerouting: INBOUND_CHAIN, output: OUTBOUND_CHAIN } as const
+/** How a rule of ours captures TCP, if it does: nat REDIRECT, or mangle TPROXY (inbound in TPROXY mode). */
+const captureBy = (r: Rule): Capture['by'] | undefined => (r.target.kind === 'redirect' || r.target.kind === 'tproxy' ? r.target.kind : undefined)
 
-/** The plan's TCP capture chain for a hook, if it captures anything there. */
-export const capturingChain = (plan: FamilyPlan, hook: 'prerouting' | 'output'): Chain | undefined =>
-  plan.chains.find(c => c.name === CAPTURE_CHAINS[hook] && c.rules.some(r => r.target.kind === 'redirect'))
+/** Where the plan captures TCP at a hook: the chain, by which target, and the priority netfilter runs that table at. */
+export interface Capture {
+  readonly chain: Chain
+  readonly by: 'redirect' | 'tproxy'
+  readonly priority: number
+}
+
+/** The priority each table of ours runs at, in every backend (nft's named priorities are the iptables tables'). */
+const TABLE_PRIORITY: Readonly<Record<Table, number>> = { raw: PRIORITY.raw, mangle: PRIORITY.mangle, nat: OUR_NAT_PRIORITY }
+
+// Inbound is captured by one of the two chains, whichever the plan holds; DNS's REDIRECT is not TCP capture.
+const CAPTURE_CHAINS: Readonly<Record<Hook, readonly string[]>> = { prerouting: [INBOUND_CHAIN, TPROXY_CHAIN], output: [OUTBOUND_CHAIN] }
+
+/** The plan's TCP capture at a hook, if it captures anything there. Pure. */
+export const capturingChain = (plan: FamilyPlan, hook: Hook): Capture | undefined => {
+  for (const chain of plan.chains.filter(c => CAPTURE_CHAINS[hook].includes(c.name))) {
+    const by = chain.rules.map(captureBy).find(b => b !== undefined)
+    if (by) return { chain, by, priority: TABLE_PRIORITY[chain.table] }
+  }
+  return undefined
+}

@@ -6,7 +6,11 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 
-export type ProxyKind = 'transparent' | 'plain'
+/**
+ * transparent: takes diverted connections and connects on from the client's address; plain: a REDIRECT-mode proxy;
+ * relay: takes diverted connections and relays them to a labelled listener, so traffic tests see who took one.
+ */
+export type ProxyKind = 'transparent' | 'plain' | 'relay'
 
 const HEAD = `global
   nbthread 1
@@ -15,6 +19,19 @@ defaults
   timeout connect 5s
   timeout client 10s
   timeout server 10s
+`
+
+/** Accepts on `port` (diverted connections too, with `transparent`) and relays to `app` from its own address. */
+const relay = (port: number, app: { v4: string; v6: string }, bind: string): string => `frontend in4
+  bind 0.0.0.0:${port}${bind}
+  default_backend app4
+frontend in6
+  bind :::${port} v6only${bind}
+  default_backend app6
+backend app4
+  server app ${app.v4}
+backend app6
+  server app ${app.v6}
 `
 
 // haproxy reads "::" alone as an address ":" and a port: ":::0" is the IPv6 any-address with port 0 (keep it).
@@ -32,17 +49,8 @@ backend original6
   source ::: usesrc clientip
   server original :::0
 `,
-  plain: (port, app) => `frontend in4
-  bind 0.0.0.0:${port}
-  default_backend app4
-frontend in6
-  bind :::${port} v6only
-  default_backend app6
-backend app4
-  server app ${app.v4}
-backend app6
-  server app ${app.v6}
-`,
+  plain: (port, app) => relay(port, app, ''),
+  relay: (port, app) => relay(port, app, ' transparent'),
 }
 
 /**

@@ -3,7 +3,8 @@
 // it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { foreignOf, initOk, kernelAvailable, POD6, REMOTE, snapshot, withSandbox } from '../helpers/kernel.js'
+import { haproxyConfig } from '../helpers/haproxy.js'
+import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from '../helpers/kernel.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
 
@@ -153,4 +154,149 @@ for (const backend of BACKENDS) {
       t.equal(foreignOf(await snapshot(box)), foreign, 'clean left the foreign rules byte-identical')
     })
   }
+}
+
+// TPROXY inbound mode: our capture is mangle PREROUTING's TPROXY (-150). Two transparent haproxies stand in for the
+// proxy (our port, 15006) and someone else's (15999); each relays to a labelled listener, so the client's answer
+// says who took its connection: "proxy", "foreign", or "app" when it escaped both.
+const TPROXY_ENV = { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_INBOUND_CAPTURE_PORT: '15006' }
+const IN4: Path = { from: 'remote', host: POD, port: 8080 }
+
+const nftChain = (priority: number, rule: string) => async (box: Sandbox) => {
+  await box.exec('pod', 'nft', ['add table inet foreign'])
+  await box.exec('pod', 'nft', [`add chain inet foreign early { type filter hook prerouting priority ${priority}; }`])
+  await box.exec('pod', 'nft', [`add rule inet foreign early ${rule}`])
+}
+
+interface TproxyRow {
+  readonly name: string
+  readonly only?: readonly Backend[]
+  readonly add: (box: Sandbox, backend: Backend) => Promise<unknown>
+  readonly escapes: 'fixable' | 'foreign' | false
+  /** Who takes the inbound connection while the rule is in place (before init fixes what it can). */
+  readonly lands: 'app' | 'foreign' | 'proxy'
+  readonly names?: (backend: Backend) => RegExp
+}
+
+const TPROXY_ROWS: readonly TproxyRow[] = [
+  {
+    name: 'an ACCEPT ahead of our TPROXY jump in mangle PREROUTING',
+    only: ['iptables-nft', 'iptables-legacy'],
+    add: (box, b) => own(b, ['-t', 'mangle', '-I', 'PREROUTING', '1', '-p', 'tcp', '-j', 'ACCEPT'])(box),
+    escapes: 'fixable',
+    lands: 'app',
+    names: b => new RegExp(`${b} ipv4 mangle PREROUTING rule 1: -A PREROUTING -p tcp -j ACCEPT\\s+it can end PREROUTING`),
+  },
+  {
+    // An accept ends only its own base chain: ours, in the other variant's mangle, still runs.
+    name: "the same ACCEPT in the other variant's mangle",
+    add: (box, b) => box.exec('pod', OTHER[b], ['-t', 'mangle', '-I', 'PREROUTING', '1', '-p', 'tcp', '-j', 'ACCEPT']),
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
+    // TPROXY needs no conntrack: an untracked packet is never ESTABLISHED, so TPROXY takes every one.
+    name: 'a raw NOTRACK',
+    add: (box, b) =>
+      box.exec('pod', OWN[b] ?? 'iptables-nft', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'CT', '--notrack']),
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
+    // A nat binding comes after TPROXY chose the socket.
+    name: 'a nat DNAT to another port',
+    add: (box, b) =>
+      box.exec('pod', OWN[b] ?? 'iptables-nft', [
+        '-t',
+        'nat',
+        '-A',
+        'PREROUTING',
+        '-p',
+        'tcp',
+        '--dport',
+        '8080',
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${POD}:15999`,
+      ]),
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
+    name: 'a native nft chain at priority -200 that accepts',
+    add: nftChain(-200, 'tcp dport 8080 accept'),
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
+    // Ours runs later and assigns the socket again.
+    name: 'a native nft chain at priority -200 that TPROXYs to another port',
+    add: nftChain(-200, 'tcp dport 8080 tproxy ip to :15999 meta mark set 0x539 accept'),
+    escapes: false,
+    lands: 'proxy',
+  },
+  {
+    name: 'a native nft chain at priority -140 that TPROXYs to another port',
+    add: nftChain(-140, 'tcp dport 8080 tproxy ip to :15999 meta mark set 0x539 accept'),
+    escapes: 'foreign',
+    lands: 'foreign',
+    names: () =>
+      /nft inet foreign early rule 1: tcp dport 8080 tproxy ip to :15999 .*\s+it can hand inbound TCP we capture to another socket at priority -140, after our TPROXY/,
+  },
+]
+
+for (const backend of BACKENDS) {
+  for (const row of TPROXY_ROWS.filter(r => !r.only || r.only.includes(backend))) {
+    t.test(`${backend}, TPROXY mode: ${row.name}`, async t => {
+      if (!kernelAvailable(t)) return
+      const box = await withSandbox(t)
+      await box.serve('pod', ['proxy=127.0.0.1:7001', 'foreign=127.0.0.1:7002', 'app=[::]:8080'])
+      for (const [port, to] of [
+        [15006, 7001],
+        [15999, 7002],
+      ] as const) {
+        // As the proxy runs: UID 1337 (so its replies are not outbound capture's) with CAP_NET_ADMIN for IP_TRANSPARENT.
+        const relay = box.start('pod', '/usr/bin/setpriv', [
+          ...['--reuid=1337', '--regid=1337', '--clear-groups', '--inh-caps=+net_admin', '--ambient-caps=+net_admin'],
+          ...['/usr/sbin/haproxy', '-db', '-f', haproxyConfig('relay', port, { v4: `127.0.0.1:${to}`, v6: `[::1]:${to}` })],
+        ])
+        t.teardown(() => relay.stop())
+      }
+      await waitListening(box, [15006, 15999])
+      const env = { ISTIO_BACKEND: backend, ...TPROXY_ENV }
+      await initOk(t, box, env)
+      await expectLands(t, box, 'proxy', 'before the foreign rule')
+      await row.add(box, backend)
+      const foreign = foreignOf(await snapshot(box))
+      const verified = await expectExit(t, box, env, 'verify', row.escapes ? 5 : 0)
+      if (row.names) t.match(verified, row.names(backend), 'verify names the rule, its variant, table, chain and position')
+      await expectLands(t, box, row.lands, 'with the foreign rule')
+      t.equal(foreignOf(await snapshot(box)), foreign, 'verify touched nothing')
+      const init = await expectExit(t, box, env, 'init', row.escapes === 'foreign' ? 5 : 0)
+      if (row.escapes === 'foreign') t.match(init, /init cannot change it without touching a rule that is not ours/)
+      t.equal(foreignOf(await snapshot(box)), foreign, 'init left the foreign rules byte-identical')
+      if (row.escapes === 'fixable') {
+        await expectLands(t, box, 'proxy', 'after init moved our jump first')
+        await expectExit(t, box, env, 'verify', 0)
+      }
+      await expectExit(t, box, env, 'clean', 0)
+      t.equal(foreignOf(await snapshot(box)), foreign, 'clean left the foreign rules byte-identical')
+    })
+  }
+}
+
+/** Waits until haproxy has bound every port (both families), so a connection is not refused for being early. */
+async function waitListening(box: Sandbox, ports: readonly number[]): Promise<void> {
+  for (let tries = 0; tries < 100; tries++) {
+    const listening = await box.exec('pod', 'ss', ['-Htln', ...ports.flatMap((p, i) => [...(i ? ['or'] : []), `sport = :${p}`])])
+    if (listening.stdout.split('\n').filter(Boolean).length >= 2 * ports.length) return
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+/** One real inbound connection from the remote namespace to the app's port; the answer says who took it. */
+async function expectLands(t: Test, box: Sandbox, label: TproxyRow['lands'], when: string): Promise<void> {
+  const result = await box.connect(IN4.from, IN4.host, IN4.port)
+  t.equal(result.reply?.label, label, `${when}: remote -> ${POD}:8080 lands on ${label}`, { result })
 }

@@ -5,7 +5,7 @@ import { findEscapes } from '../../src/path/analyze.js'
 import { seenTables } from '../../src/path/from-iptables.js'
 import { seenNftTables, splitRuleset } from '../../src/path/from-nft.js'
 import { buildPlan } from '../../src/plan/build.js'
-import { ownRules } from '../../src/backend/iptables/apply.js'
+import { misplacedJumps, ownRules } from '../../src/backend/iptables/apply.js'
 import { JUMPS as BY_CHAIN } from '../../src/backend/iptables/render-iptables.js'
 import { parseSettings } from '../../src/settings/parse.js'
 
@@ -295,4 +295,109 @@ t.test('our own jumps in the tables we program are ours: a zone chain in raw, a 
     [['iptables-nft ipv4 nat OUTPUT rule 2', true]],
     'a foreign rule between our jumps is ahead of the capture, at its own position',
   )
+})
+
+// TPROXY inbound: our capture is mangle PREROUTING's jump to SIDECAR_TPROXY (-150), not nat's REDIRECT.
+const TPROXY_ENV = { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' }
+const TPROXY_JUMP = BY_CHAIN.SIDECAR_TPROXY
+const TPROXY_ROWS: { name: string; text: string; tool?: string; escapes: RegExp | false; fixable?: boolean }[] = [
+  {
+    name: 'an ACCEPT ahead of our TPROXY jump',
+    text: save('mangle', ['-A PREROUTING -p tcp -j ACCEPT', TPROXY_JUMP]),
+    escapes: /end PREROUTING for TCP we capture before our jump \(rule 2\)/,
+    fixable: true,
+  },
+  {
+    name: 'a mark-and-accept chain jumped to ahead of our TPROXY jump',
+    text: save(
+      'mangle',
+      ['-A PREROUTING -j FOREIGN', TPROXY_JUMP, '-A FOREIGN -p tcp -j MARK --set-xmark 0x7/0xffffffff', '-A FOREIGN -j ACCEPT'],
+      ['FOREIGN'],
+    ),
+    escapes: /end PREROUTING/,
+    fixable: true,
+  },
+  {
+    name: 'a foreign TPROXY ahead of our TPROXY jump',
+    text: save('mangle', ['-A PREROUTING -p tcp -j TPROXY --on-port 1 --on-ip 0.0.0.0 --tproxy-mark 0x1/0x1', TPROXY_JUMP]),
+    escapes: /end PREROUTING/,
+    fixable: true,
+  },
+  { name: 'a RETURN behind our TPROXY jump', text: save('mangle', [TPROXY_JUMP, '-A PREROUTING -p tcp -j RETURN']), escapes: false },
+  {
+    name: 'a DROP or a MARK ahead of our TPROXY jump',
+    text: save('mangle', ['-A PREROUTING -p tcp -j DROP', '-A PREROUTING -j MARK --set-xmark 0x1/0x1', TPROXY_JUMP]),
+    escapes: false,
+  },
+  {
+    name: 'an ACCEPT in the other variant’s mangle',
+    tool: 'iptables-legacy',
+    text: save('mangle', ['-A PREROUTING -p tcp -j ACCEPT']),
+    escapes: false,
+  },
+  {
+    name: 'a TPROXY in the other variant’s mangle',
+    tool: 'iptables-legacy',
+    text: save('mangle', ['-A PREROUTING -p tcp -j TPROXY --on-port 1 --on-ip 0.0.0.0 --tproxy-mark 0x1/0x1']),
+    escapes: /another socket at priority -150, alongside our TPROXY/,
+    fixable: false,
+  },
+  {
+    name: 'a nat DNAT ahead of where REDIRECT would be',
+    text: save('nat', ['-A PREROUTING -p tcp -j DNAT --to-destination 198.18.0.9:1']),
+    escapes: false,
+  },
+  {
+    name: 'a raw NOTRACK or zone change',
+    text: save('raw', ['-A PREROUTING -p tcp -j CT --notrack', '-A PREROUTING -p tcp -j CT --zone 3']),
+    escapes: false,
+  },
+  {
+    name: 'a TPROXY that only sees the loopback we exempt',
+    text: save('mangle', ['-A PREROUTING -i lo -p tcp -j ACCEPT', TPROXY_JUMP]),
+    escapes: false,
+  },
+]
+
+for (const row of TPROXY_ROWS) {
+  t.test(`TPROXY mode, iptables text: ${row.name}`, async t => {
+    const found = findEscapes(planFor(TPROXY_ENV), seenTables(row.text, 'ipv4', row.tool ?? 'iptables-nft'), OWN)
+    if (row.escapes === false) return t.same(found, [], 'not an escape')
+    t.equal(found.length, 1, 'one finding', { found })
+    t.match(found[0]?.why, row.escapes)
+    t.equal(found[0]?.fixable, row.fixable, row.fixable ? 'init moves our jump first' : 'only changing the foreign rule would fix it')
+    t.equal(found[0]?.hook, 'prerouting')
+  })
+}
+
+t.test('TPROXY mode: init moves the TPROXY jump, and REDIRECT mode moves the nat one', async t => {
+  const backend = { name: 'iptables-nft' } as Parameters<typeof misplacedJumps>[0]
+  const ahead = save('mangle', ['-A PREROUTING -p tcp -j ACCEPT', TPROXY_JUMP]) + save('nat', ['-A PREROUTING -p tcp -j ACCEPT', JUMPS.PREROUTING])
+  t.same(misplacedJumps(backend, planFor(TPROXY_ENV), ahead), [TPROXY_JUMP])
+  t.same(misplacedJumps(backend, planFor(), ahead), [JUMPS.PREROUTING])
+})
+
+t.test('TPROXY mode, nft text: a foreign base chain at prerouting, by priority and what it does', async t => {
+  const chain = (priority: string, rule: string): string =>
+    `table inet foreign {\n\tchain c {\n\t\ttype filter hook prerouting priority ${priority}; policy accept;\n\t\t${rule}\n\t}\n}\n`
+  const cases: [string, string, RegExp | false][] = [
+    ['-200', 'tcp dport 8080 accept', false],
+    ['-200', 'tcp dport 8080 drop', false],
+    ['-200', 'tcp dport 8080 notrack', false],
+    // Ours runs later and assigns the socket again.
+    ['-200', 'tcp dport 8080 tproxy ip to :9 meta mark set 0x1 accept', false],
+    ['mangle', 'tcp dport 8080 tproxy ip to :9 meta mark set 0x1 accept', /another socket at priority -150, alongside our TPROXY \(-150\)/],
+    ['-140', 'tcp dport 8080 tproxy ip to :9 meta mark set 0x1 accept', /another socket at priority -140, after our TPROXY/],
+    ['-200', 'tcp dport 8080 tcp dport set 9', /rewrite the destination of inbound TCP we capture before our TPROXY \(priority -200\)/],
+    ['-140', 'tcp dport 8080 tcp dport set 9', false],
+  ]
+  for (const [priority, rule, escapes] of cases) {
+    const found = findEscapes(planFor(TPROXY_ENV), seenNftTables(splitRuleset(chain(priority, rule))))
+    if (escapes === false) t.same(found, [], `priority ${priority}: ${rule}: not an escape`)
+    else t.match(found, [{ where: 'nft inet foreign c rule 1', why: escapes, fixable: false }], `priority ${priority}: ${rule}`)
+  }
+  const nat =
+    'table ip foreign {\n\tchain n {\n\t\ttype nat hook prerouting priority -150; policy accept;\n\t\ttcp dport 8080 dnat to 198.18.0.9\n\t}\n}\n'
+  t.same(findEscapes(planFor(TPROXY_ENV), seenNftTables(splitRuleset(nat))), [], 'a nat binding after TPROXY chose the socket is not an escape')
+  t.equal(findEscapes(planFor(), seenNftTables(splitRuleset(nat))).length, 1, 'while in REDIRECT mode it is')
 })

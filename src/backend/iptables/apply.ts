@@ -4,7 +4,8 @@
 import { ApplyError } from '../../errors.js'
 import { findEscapes, type OwnRules } from '../../path/analyze.js'
 import { seenTables } from '../../path/from-iptables.js'
-import { INBOUND_CHAIN, OUTBOUND_CHAIN, TABLES } from '../../plan/owned.js'
+import { capturingChain } from '../../path/scope.js'
+import { CHAIN_HOMES, INBOUND_CHAIN, OUTBOUND_CHAIN, TABLES, TPROXY_CHAIN } from '../../plan/owned.js'
 import { JUMPS, renderTransaction, type OwnedState } from './render-iptables.js'
 import type { FamilyPlan } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
@@ -30,11 +31,13 @@ export const ownedIn = (backend: IptablesBackend, family: Family, saved: string)
   return state
 }
 
+// The chains that can capture TCP: nat's REDIRECT chains, and mangle's TPROXY chain for inbound in TPROXY mode.
+const CAPTURE_CHAINS = [INBOUND_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN] as const
+
 /** What of one family's tables is ours, for the whole-path check: our tables, the capture jumps, every jump. */
 export const ownRules = (tool: IptablesBackend['name'], family: Family): OwnRules => ({
   tables: TABLES.map(t => `${tool} ${family} ${t}`),
-  nat: `${tool} ${family} nat`,
-  capture: { prerouting: JUMPS[INBOUND_CHAIN], output: JUMPS[OUTBOUND_CHAIN] },
+  capture: Object.fromEntries(CAPTURE_CHAINS.map(c => [c, { table: `${tool} ${family} ${CHAIN_HOMES[c].table}`, jump: JUMPS[c] }])),
   jumps: new Set(Object.values(JUMPS)),
 })
 
@@ -42,7 +45,12 @@ export const ownRules = (tool: IptablesBackend['name'], family: Family): OwnRule
 export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved: string): string[] => {
   const own = ownRules(backend.name, plan.family)
   const fixable = findEscapes(plan, seenTables(saved, plan.family, backend.name), own).filter(f => f.fixable)
-  return [...new Set(fixable.map(f => own.capture[f.hook]))]
+  const jumps = fixable.flatMap(f => {
+    const at = capturingChain(plan, f.hook)
+    const home = at && own.capture[at.chain.name]
+    return home ? [home.jump] : []
+  })
+  return [...new Set(jumps)]
 }
 
 /**
