@@ -3,7 +3,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { execa } from 'execa'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { runForStatus } from '../../src/exec/processes.js'
 import { ROOT } from '../helpers/podman.js'
 
@@ -58,24 +58,33 @@ t.test("the image's cni-install with its default paths: chains into a mounted co
   t.same(readdirSync(`${dir}/bin`), [], 'the plugin is removed')
 })
 
-t.test("the image's node-agent, with the DaemonSet's capabilities and mounts, serves the plugin: ADD programs a netns, DEL cleans it", async t => {
+/**
+ * Runs the image's node-agent as the chart's node-agent container does (root, exactly `caps`, the runtime's
+ * default seccomp profile, a read-only root, the socket's directory and any `mounts`) and waits for its socket.
+ * Returns the socket's directory.
+ */
+const startImageAgent = async (t: Test, name: string, caps: string, mounts: readonly string[] = []): Promise<string> => {
   const image = process.env['IMAGE'] ?? 'localhost/sidecar-redirect:dev'
-  const ns = `sr-cniimg-${process.pid}`
   const sockets = mkdtempSync(`${tmpdir()}/sr-image-agent-`)
   chmodSync(sockets, 0o755)
   t.teardown(() => rmSync(sockets, { recursive: true, force: true }))
-  const name = `sr-node-agent-${process.pid}`
   t.teardown(() => runForStatus('podman', ['rm', '-f', '-t', '0', name]))
-  // As the chart's node-agent container: root, exactly NET_ADMIN, NET_RAW and SYS_ADMIN, the runtime's default
-  // seccomp profile, a read-only root, the netns directory with HostToContainer (rslave) propagation.
   const started = await runForStatus('podman', [
     ...['run', '-d', '--name', name, '--network', 'host', '--read-only', '--cap-drop', 'ALL'],
-    ...['--cap-add', 'NET_ADMIN,NET_RAW,SYS_ADMIN', '--security-opt', 'no-new-privileges'],
-    ...['-v', '/run/netns:/var/run/netns:rslave', '-v', `${sockets}:/run/sidecar-redirect`, image, 'node-agent'],
+    ...['--cap-add', caps, '--security-opt', 'no-new-privileges'],
+    ...mounts.flatMap(m => ['-v', m]),
+    ...['-v', `${sockets}:/run/sidecar-redirect`, image, 'node-agent'],
   ])
   t.equal(started.exitCode, 0, started.output)
   const deadline = Date.now() + 15_000
   while (!readdirSync(sockets).includes('agent.sock') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+  return sockets
+}
+
+t.test("the image's node-agent, with the DaemonSet's capabilities and mounts, serves the plugin: ADD programs a netns, DEL cleans it", async t => {
+  const ns = `sr-cniimg-${process.pid}`
+  // The chart's capabilities, and the netns directory with HostToContainer (rslave) propagation.
+  const sockets = await startImageAgent(t, `sr-node-agent-${process.pid}`, 'NET_ADMIN,NET_RAW,SYS_ADMIN', ['/run/netns:/var/run/netns:rslave'])
   // Made after the agent started: it sees it only through the mount's propagation, as it sees a new pod's.
   t.equal((await runForStatus('ip', ['netns', 'add', ns])).exitCode, 0)
   t.teardown(() => runForStatus('ip', ['netns', 'delete', ns]))
@@ -112,20 +121,7 @@ t.test("the image's node-agent, with the DaemonSet's capabilities and mounts, se
 })
 
 t.test("the image's node-agent without SYS_ADMIN: STATUS says it cannot enter a netns (code 50), so the node stays not ready", async t => {
-  const image = process.env['IMAGE'] ?? 'localhost/sidecar-redirect:dev'
-  const sockets = mkdtempSync(`${tmpdir()}/sr-image-agent-`)
-  chmodSync(sockets, 0o755)
-  t.teardown(() => rmSync(sockets, { recursive: true, force: true }))
-  const name = `sr-node-agent-nosys-${process.pid}`
-  t.teardown(() => runForStatus('podman', ['rm', '-f', '-t', '0', name]))
-  const started = await runForStatus('podman', [
-    ...['run', '-d', '--name', name, '--network', 'host', '--read-only', '--cap-drop', 'ALL'],
-    ...['--cap-add', 'NET_ADMIN,NET_RAW', '--security-opt', 'no-new-privileges'],
-    ...['-v', `${sockets}:/run/sidecar-redirect`, image, 'node-agent'],
-  ])
-  t.equal(started.exitCode, 0, started.output)
-  const deadline = Date.now() + 15_000
-  while (!readdirSync(sockets).includes('agent.sock') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+  const sockets = await startImageAgent(t, `sr-node-agent-nosys-${process.pid}`, 'NET_ADMIN,NET_RAW')
   const status = await execa(`${ROOT}dist/cni/sidecar-redirect`, [], {
     env: { CNI_COMMAND: 'STATUS', CNI_PATH: '/nonexistent' },
     extendEnv: false,

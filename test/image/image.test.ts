@@ -110,37 +110,23 @@ t.test("the README's local run: init joins a running app container's network nam
 })
 
 t.test('every backend works on a read-only root: the explicit method on nftables, iptables-nft and iptables-legacy', async t => {
-  for (const backend of ['nftables', 'iptables-nft', 'iptables-legacy']) {
-    const run = await runForStatus('podman', [
-      'run',
-      '--rm',
-      '--network',
-      NETWORK,
-      '--cap-drop',
-      'ALL',
-      '--cap-add',
-      'NET_ADMIN',
-      '--cap-add',
-      'NET_RAW',
-      '--read-only',
-      '--read-only-tmpfs=false',
-      '-e',
-      `ISTIO_BACKEND=${backend}`,
-      '-e',
-      'ISTIO_OUTBOUND_METHOD=explicit',
-      '-e',
-      'ISTIO_SERVICES=198.18.100.0/24,198.18.0.10:443',
+  const initReadOnly = (env: Record<string, string>) =>
+    runForStatus('podman', [
+      ...['run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'],
+      ...['--read-only', '--read-only-tmpfs=false', ...Object.entries(env).flatMap(([name, value]) => ['-e', `${name}=${value}`])],
       'localhost/sidecar-redirect:dev',
     ])
+  for (const backend of ['nftables', 'iptables-nft', 'iptables-legacy']) {
+    const run = await initReadOnly({
+      ISTIO_BACKEND: backend,
+      ISTIO_OUTBOUND_METHOD: 'explicit',
+      ISTIO_SERVICES: '198.18.100.0/24,198.18.0.10:443',
+    })
     t.equal(run.exitCode, 0, `${backend}: init exits 0`, { output: run.output })
     t.match(run.output, /read back exactly as planned/)
   }
   // TPROXY's policy routing is written with the image's own `ip`, and read back exactly like the rules.
-  const tproxy = await runForStatus('podman', [
-    ...['run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'],
-    ...['--read-only', '--read-only-tmpfs=false', '-e', 'ISTIO_INBOUND_INTERCEPTION_MODE=TPROXY', '-e', 'ISTIO_VERIFY=rules'],
-    'localhost/sidecar-redirect:dev',
-  ])
+  const tproxy = await initReadOnly({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_VERIFY: 'rules' })
   t.equal(tproxy.exitCode, 0, 'TPROXY: init exits 0', { output: tproxy.output })
   t.match(tproxy.output, /read back exactly as planned/)
 })
