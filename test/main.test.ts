@@ -37,6 +37,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     argv: ['init'],
     script: [
       { run: 'iptables-nft-save', throws: () => new EnvironmentError('iptables-nft-save is not installed (the image needs the iptables package)') },
+      { run: 'nft list ruleset', stdout: '' },
     ],
     code: 3,
     says: /iptables-nft-save is not installed.*\[E_ENVIRONMENT\]/,
@@ -47,6 +48,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     script: [
       { run: 'iptables-nft-save', stdout: '' },
       { run: 'iptables-nft-restore --noflush -w 5', fails: { stderr: 'iptables-restore: line 4 failed\n', line: 4 } },
+      { run: 'nft list ruleset', stdout: '' },
     ],
     code: 4,
     says: /ipv4: the kernel refused the transaction at line 4 \(.*\): iptables-restore: line 4 failed \[E_APPLY\]/,
@@ -68,6 +70,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     env: { ISTIO_OUTBOUND_METHOD: 'cgroup' },
     script: [
       { run: 'iptables-nft-save', stdout: '' },
+      { run: 'nft list ruleset', stdout: '' },
       {
         run: 'iptables-nft-restore --noflush -w 5',
         fails: { stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `cgroup':No such file or directory\n" },

@@ -1,6 +1,8 @@
 // Reads every place netfilter evaluates before or beside our rules, for the whole-path check: native nftables
 // (one `nft list ruleset` for both families), and the iptables variant we do not use, where it holds tables.
 // Nothing is read that does not exist: legacy tables are listed in /proc first, because reading one creates it.
+// Reading (readElsewhere) is apart from choosing what counts for a family (otherTables, pure), so a backend can
+// read these places at the moment that costs least.
 
 import { EnvironmentError } from '../errors.js'
 import { seenTables } from '../path/from-iptables.js'
@@ -15,6 +17,12 @@ export interface Ruleset {
   readonly tables: readonly NftTableText[]
   /** Tables nft says iptables-nft manages (`ip nat`): they are read with iptables-nft-save instead. */
   readonly managed: ReadonlySet<string>
+}
+
+/** What lies outside the backend's own tables: the nft ruleset, and per family the other iptables variant's tables. */
+export interface Elsewhere {
+  readonly ruleset: Ruleset
+  readonly iptables: ReadonlyMap<Family, readonly SeenTable[]>
 }
 
 const NFT_FAMILY: Record<Family, string> = { ipv4: 'ip', ipv6: 'ip6' }
@@ -39,28 +47,40 @@ export const readRuleset = async (exec: Exec): Promise<Ruleset> => {
 const saveTool = (family: Family, variant: Variant): string => `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-save`
 const LEGACY_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names', ipv6: '/proc/net/ip6_tables_names' }
 
+const saved = async (exec: Exec, family: Family, variant: Variant): Promise<SeenTable[]> =>
+  seenTables((await exec(saveTool(family, variant), [])).stdout, family, `iptables-${variant}`)
+
 /**
- * otherTables reads, for one family, the iptables tables of the variant(s) we do not program with, and the native
- * nft tables. `own` is the backend in use; `ownTables` names nft tables already read another way (ours).
+ * readElsewhere reads, for each family, the iptables tables of the variant(s) we do not program with (`own` is the
+ * backend in use), and the nft ruleset unless the backend has just read it. The legacy reads need only /proc, so
+ * they run beside `nft list ruleset`; iptables-nft is read only where nft says it manages a table.
  */
-export const otherTables = async (
+export const readElsewhere = async (
   exec: Exec,
   fs: HostFs,
-  family: Family,
+  families: readonly Family[],
   own: Variant | 'nftables',
-  ruleset: Ruleset,
-  ownTables: ReadonlySet<string>,
-): Promise<SeenTable[]> => {
-  const found: SeenTable[] = []
-  if (own !== 'legacy' && ((await fs.readFile(LEGACY_NAMES[family])) ?? '').trim() !== '') {
-    found.push(...seenTables((await exec(saveTool(family, 'legacy'), [])).stdout, family, 'iptables-legacy'))
-  }
-  const managedHere = [...ruleset.managed].some(t => t.startsWith(`${NFT_FAMILY[family]} `))
-  if (own !== 'nft' && managedHere) found.push(...seenTables((await exec(saveTool(family, 'nft'), [])).stdout, family, 'iptables-nft'))
+  read?: Ruleset,
+): Promise<Elsewhere> => {
+  const legacy = families.map(async family =>
+    own !== 'legacy' && ((await fs.readFile(LEGACY_NAMES[family])) ?? '').trim() !== '' ? saved(exec, family, 'legacy') : [],
+  )
+  const [ruleset, ...legacyTables] = await Promise.all([read ?? readRuleset(exec), ...legacy])
+  const nftTables = await Promise.all(
+    families.map(family =>
+      own !== 'nft' && [...ruleset.managed].some(t => t.startsWith(`${NFT_FAMILY[family]} `)) ? saved(exec, family, 'nft') : [],
+    ),
+  )
+  return { ruleset, iptables: new Map(families.map((family, i) => [family, [...legacyTables[i]!, ...nftTables[i]!]])) }
+}
+
+/** otherTables: what the whole-path check sees for one family besides our own tables; `ownTables` names nft tables read another way (ours). Pure. */
+export const otherTables = (family: Family, elsewhere: Elsewhere, ownTables: ReadonlySet<string>): SeenTable[] => {
+  const { ruleset } = elsewhere
   const native = ruleset.tables.filter(t => {
     const key = `${t.family} ${t.name}`
     const ofThisFamily = t.family === 'inet' || t.family === NFT_FAMILY[family]
     return ofThisFamily && !ruleset.managed.has(key) && !ownTables.has(key)
   })
-  return [...found, ...seenNftTables(native).map(t => ({ ...t, families: t.families.filter(f => f === family) }))]
+  return [...(elsewhere.iptables.get(family) ?? []), ...seenNftTables(native).map(t => ({ ...t, families: t.families.filter(f => f === family) }))]
 }

@@ -9,6 +9,7 @@ import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { fakeExec } from '../helpers/fake-exec.js'
+import { EnvironmentError } from '../../src/errors.js'
 
 // A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
 const fs = {
@@ -44,6 +45,23 @@ t.test('fresh: read each family, one restore each, read back, and the ruleset on
   fake.done()
 })
 
+t.test('the ruleset is read beside the first reads: when it cannot be read, nothing is written', async t => {
+  const fake = fakeExec(t, [
+    { run: 'iptables-nft-save', stdout: '' },
+    { run: 'ip6tables-nft-save', stdout: '' },
+    { run: 'nft list ruleset', throws: () => new EnvironmentError('nft is not installed (the image needs the iptables package)') },
+  ])
+  await t.rejects(createIptablesRules(fake.exec, fs, 'nft').apply(plan), {
+    exitCode: 3,
+    message: /the whole-path check reads native nftables rules with nft, which is not installed/,
+  })
+  t.notOk(
+    fake.calls.some(c => c.includes('restore')),
+    'no restore ran',
+  )
+  fake.done()
+})
+
 t.test('re-run over exact rules: one read per family and the ruleset, nothing written', async t => {
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: saved(0) },
@@ -67,6 +85,7 @@ t.test('a foreign rule ahead of our jump: the jump is deleted and inserted first
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: ahead },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
+    { run: 'nft list ruleset', stdout: '' },
     {
       run: 'iptables-nft-restore --noflush -w 5',
       input:

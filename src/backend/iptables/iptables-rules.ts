@@ -26,7 +26,7 @@ import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from '../types.js'
-import { otherTables, readRuleset } from '../whole-path.js'
+import { otherTables, readElsewhere, type Elsewhere } from '../whole-path.js'
 import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
@@ -64,10 +64,15 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
   }
   let ipv4Pending = ipv4Saved
   const firstReads = new Map<Family, string>()
+  // The whole-path check's places outside our variant are read beside apply's first reads, not after the write:
+  // apply writes only our variant's tables (and our sets), never native nftables or the other variant, so a read
+  // after it would show the same, one round of processes later. An unchanged re-run is then one round in all.
+  // A family's first read waits for them too, so a failure to read them stops init before anything is written.
+  let elsewhere: Promise<Elsewhere> | undefined
   const firstRead = async (family: Family): Promise<string> => {
     const pending = family === 'ipv4' ? ipv4Pending : undefined
     ipv4Pending = undefined
-    const saved = pending ?? (await tables.save(family))
+    const [saved] = await Promise.all([pending ?? tables.save(family), elsewhere])
     firstReads.set(family, saved)
     return saved
   }
@@ -83,6 +88,12 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
       unchanged.clear()
+      elsewhere = readElsewhere(
+        exec,
+        fs,
+        plan.families.map(p => p.family),
+        variant,
+      )
       const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
@@ -117,20 +128,25 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const [want, have] = [ipsetMembers(set), live.get(name)]
         return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
       })
-      const [ruleset, saved] = await Promise.all([
-        readRuleset(exec),
+      const [found, saved] = await Promise.all([
+        elsewhere ??
+          readElsewhere(
+            exec,
+            fs,
+            plan.families.map(p => p.family),
+            variant,
+          ),
         Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family))),
       ])
       unchanged.clear()
-      const families = await Promise.all(
-        targetsOf(plan).map(async ({ plan: p, desired }, i) => {
-          const text = saved[i]!
-          const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
-          const seen = [...seenTables(text, p.family, tables.name), ...(await otherTables(exec, fs, p.family, variant, ruleset, ownTables))]
-          const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family)))
-          return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
-        }),
-      )
+      elsewhere = undefined
+      const families = targetsOf(plan).map(({ plan: p, desired }, i) => {
+        const text = saved[i]!
+        const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
+        const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
+        const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family)))
+        return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
+      })
       return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift }] : families
     },
     clean: async plan => {

@@ -11,7 +11,7 @@ import { diffSection, memberDiff } from '../compare.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import type { RuleBackend } from '../types.js'
-import { otherTables, readRuleset, type Ruleset } from '../whole-path.js'
+import { otherTables, readElsewhere, readRuleset, type Ruleset } from '../whole-path.js'
 
 const SCOPE = 'inet'
 
@@ -77,10 +77,14 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     ]
   }
   const escapes = async (plan: Plan, ruleset: Ruleset): Promise<string[]> => {
-    const found = await Promise.all(
-      plan.families.map(async p => findEscapes(p, await otherTables(exec, fs, p.family, 'nftables', ruleset, new Set([OURS])))),
+    const elsewhere = await readElsewhere(
+      exec,
+      fs,
+      plan.families.map(p => p.family),
+      'nftables',
+      ruleset,
     )
-    return describeEscapes(found.flat())
+    return describeEscapes(plan.families.flatMap(p => findEscapes(p, otherTables(p.family, elsewhere, new Set([OURS])))))
   }
   // When apply changed nothing, its read (made under the namespace lock in this same run) is the read-back too.
   let unchanged: Ruleset | undefined
