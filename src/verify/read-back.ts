@@ -2,6 +2,7 @@
 
 import type { Drift } from '../backend/types.js'
 import { VerifyError } from '../errors.js'
+import { loadLibc } from '../net/libc.js'
 import type { Plan } from '../plan/types.js'
 import type { VerifyMode } from '../settings/types.js'
 
@@ -13,7 +14,7 @@ export const describeDrift = (drifts: readonly Drift[]): string[] =>
  * rule tools, so the load runs while they do instead of after them. A failure is left for the probe to report.
  */
 export const warmUpProbe = (): Promise<void> =>
-  Promise.all([import('./probe.js'), import('../net/libc.js').then(m => void m.loadLibc())]).then(
+  Promise.all([import('./probe.js'), Promise.resolve().then(loadLibc)]).then(
     () => undefined,
     () => undefined,
   )
