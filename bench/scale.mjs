@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { dirname } from 'node:path'
 import { node24 } from './node24.mjs'
 
 const SIZES = (process.env.SIZES ?? '1000,10000,100000').split(',').map(Number)
@@ -31,10 +32,15 @@ const elapsed = run => {
 }
 
 const ourInit = backend => file => {
-  const args = [node, `${root}entrypoint`, 'init']
+  // As the image runs it: `entrypoint` by its first line, which finds this Node on PATH and passes its flags.
+  const args = [`${root}entrypoint`, 'init']
   const argv = timeTool ? [timeTool, '-f', 'peak-kb %M', ...args] : args
   let result
-  const options = { env: { ...env, ISTIO_BACKEND: backend, ISTIO_SERVICES_FILE: file }, encoding: 'utf8', maxBuffer: 1 << 30 }
+  const options = {
+    env: { ...env, ISTIO_BACKEND: backend, ISTIO_SERVICES_FILE: file, PATH: `${dirname(node)}:${process.env.PATH}` },
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+  }
   const wall = elapsed(() => (result = spawnSync('nsenter', [`--net=/run/netns/${ns}`, ...argv], options)))
   if (result.status !== 0) throw new Error(`init failed: ${result.stdout}${result.stderr}`)
   const report = JSON.parse(result.stdout.split('\n').find(l => l.startsWith('{')))
