@@ -5,6 +5,9 @@ import { createRequire } from 'node:module'
 
 export interface Libc {
   socket(domain: number, type: number, protocol: number): number
+  connect(fd: number, address: Buffer, length: number): number
+  bind(fd: number, address: Buffer, length: number): number
+  listen(fd: number, backlog: number): number
   setsockopt(fd: number, level: number, name: number, value: Buffer, length: number): number
   getsockopt(fd: number, level: number, name: number, value: Buffer, length: number[]): number
   close(fd: number): number
@@ -32,6 +35,9 @@ export const loadLibc = (): Libc => {
     const syscall = lib.func('long syscall(long number, ...)') as (number: number, ...typedArgs: unknown[]) => number
     libc = {
       socket: lib.func('int socket(int, int, int)'),
+      connect: lib.func('int connect(int, const uint8_t *address, uint32_t length)'),
+      bind: lib.func('int bind(int, const uint8_t *address, uint32_t length)'),
+      listen: lib.func('int listen(int, int)'),
       setsockopt: lib.func('int setsockopt(int, int, int, const uint8_t *value, uint32_t length)'),
       getsockopt: lib.func('int getsockopt(int, int, int, _Out_ uint8_t *value, _Inout_ uint32_t *length)'),
       close: lib.func('int close(int)'),

@@ -28,7 +28,7 @@ const parseIpv4 = (text: string): number[] | undefined => {
 }
 
 /** Parses IPv6 text into 16 bytes, or undefined. Accepts '::' compression and a trailing dotted IPv4. */
-const parseIpv6 = (text: string): number[] | undefined => {
+export const parseIpv6 = (text: string): number[] | undefined => {
   if (!/^[0-9a-fA-F:.]+$/.test(text) || text.split('::').length > 2) return undefined
   const [head = '', tail] = text.split('::')
   const groups = (part: string): number[] | undefined => {

@@ -9,7 +9,7 @@ import net from 'node:net'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
-import { openSocket, type SocketOptions } from '../net/socket.js'
+import { connectSocket, listenFd, type SocketOptions } from '../net/socket.js'
 import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
 import { DNS_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
@@ -78,6 +78,9 @@ const localAddresses = (family: Family): string[] =>
 
 const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
 
+/** The probe may not take another identity (no CAP_SETUID/CAP_SETGID, as in a NET_ADMIN-only init container). */
+class CannotAssume extends Error {}
+
 type Landing = { readonly on: 'proxy'; readonly originalDst: string } | { readonly on: 'direct' } | { readonly on: 'nowhere'; readonly why: string }
 
 // Each listener answers with one line saying who it is; the proxy listener adds SO_ORIGINAL_DST.
@@ -86,7 +89,7 @@ const listen = (port: number, family: Family, answer: (s: net.Socket) => string)
   new Promise((resolve, reject) => {
     const server = net.createServer(socket => socket.end(answer(socket)))
     server.once('error', reject)
-    server.listen({ port, host: family === 'ipv4' ? '0.0.0.0' : '::', ipv6Only: family === 'ipv6' }, () => resolve(server))
+    server.listen({ fd: listenFd(family, port) }, () => resolve(server))
   })
 
 const openDirect = (family: Family): Promise<net.Server> => listen(0, family, () => 'direct\n')
@@ -100,8 +103,16 @@ const openProxy = (family: Family, port: number): Promise<net.Server | undefined
 const closeAll = async (servers: readonly (net.Server | undefined)[]): Promise<void> =>
   void (await Promise.all(servers.map(s => s && new Promise(r => s.close(r)))))
 
-const land = (socket: net.Socket, host: string, port: number): Promise<Landing> =>
+/** Where a connection made by `connect` lands; a connection that cannot even start lands nowhere. */
+const land = (connect: () => net.Socket): Promise<Landing> =>
   new Promise(resolve => {
+    let socket: net.Socket
+    try {
+      socket = connect()
+    } catch (error) {
+      if (error instanceof CannotAssume) throw error
+      return resolve({ on: 'nowhere', why: messageOf(error) })
+    }
     let text = ''
     const done = (landing: Landing): void => {
       socket.destroy()
@@ -120,14 +131,10 @@ const land = (socket: net.Socket, host: string, port: number): Promise<Landing> 
       )
     })
     socket.on('error', error => done({ on: 'nowhere', why: error.message }))
-    socket.connect({ host, port })
   })
 
-/** The probe may not take another identity (no CAP_SETUID/CAP_SETGID, as in a NET_ADMIN-only init container). */
-class CannotAssume extends Error {}
-
-/** Makes a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
-const socketAs = (host: string, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
+/** Connects a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
+const socketAs = (host: string, port: number, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
   // Load the FFI while still root: under the other identity its files may not be readable.
   loadLibc()
   // Both exist on Linux; Node types them optional because Windows lacks them. glibc applies them to every thread.
@@ -140,14 +147,16 @@ const socketAs = (host: string, uid: number, gid: number, options: SocketOptions
     throw new CannotAssume(`cannot act as uid ${uid} gid ${gid} (${messageOf(error)}): give init CAP_SETUID and CAP_SETGID to probe this`)
   }
   try {
-    return openSocket(host, options)
+    return connectSocket(host, port, options)
   } finally {
     seteuid(0)
     setegid(0)
   }
 }
 
-type Expect = (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string) => Promise<void>
+/** A connection to host:port, made as the check needs. */
+type Connect = (host: string, port: number) => net.Socket
+type Expect = (name: string, socket: Connect, want: 'proxy' | 'direct', who: string) => Promise<void>
 type Skip = (name: string, detail: string) => void
 
 interface BypassContext {
@@ -160,10 +169,11 @@ interface BypassContext {
 
 // One prober per identity a plan can exempt the proxy by. A Record, so a new identity kind needs its probe.
 const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch, { kind: K }>, c: BypassContext) => Promise<void> } = {
-  'uid-owner': (m, c) => c.expect(c.name, () => socketAs(c.address, m.uid, m.uid), 'direct', `proxy uid ${m.uid}`),
-  'gid-owner': (m, c) => c.expect(c.name, () => socketAs(c.address, c.appUid, m.gid), 'direct', `gid ${m.gid}`),
+  'uid-owner': (m, c) => c.expect(c.name, (host, port) => socketAs(host, port, m.uid, m.uid), 'direct', `proxy uid ${m.uid}`),
+  'gid-owner': (m, c) => c.expect(c.name, (host, port) => socketAs(host, port, c.appUid, m.gid), 'direct', `gid ${m.gid}`),
   // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt by itself here.
-  mark: (m, c) => c.expect(c.name, () => openSocket(c.address, { mark: m.mark.value }), 'direct', `uid 0 with SO_MARK ${hex(m.mark.value)}`),
+  mark: (m, c) =>
+    c.expect(c.name, (host, port) => connectSocket(host, port, { mark: m.mark.value }), 'direct', `uid 0 with SO_MARK ${hex(m.mark.value)}`),
   cgroup: async (m, c) => {
     const root = await netClsMount()
     if (!root) return c.skip(c.name, 'the net_cls hierarchy is not mounted in this container')
@@ -179,7 +189,7 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
     // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
     // connection is made and answered before leaving the group.
     try {
-      await c.expect(c.name, () => openSocket(c.address), 'direct', `uid 0 in net_cls classid ${hex(m.classid)}`)
+      await c.expect(c.name, connectSocket, 'direct', `uid 0 in net_cls classid ${hex(m.classid)}`)
     } finally {
       await joinGroup(`${root}${home}`, process.pid)
     }
@@ -264,7 +274,7 @@ const probeDns = async (plan: FamilyPlan, who: string): Promise<Check[]> => {
   const server = await openProxy(family, tcp.port)
   if (!server) checks.push(check('dns-tcp', 'not checked', `TCP port ${tcp.port} is in use (is the proxy's DNS server already running?)`))
   else {
-    const landing = await land(openSocket(ns), ns, 53)
+    const landing = await land(() => connectSocket(ns, 53))
     await closeAll([server])
     const ok = landing.on === 'proxy' && landing.originalDst === to
     const seen =
@@ -307,10 +317,10 @@ const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly c
   const { address } = target
   const directPort = portOf(direct)
   const proxy = await openProxy(family, target.proxyPort)
-  const expect = async (name: string, socket: () => net.Socket, want: 'proxy' | 'direct', who: string, host = address): Promise<void> => {
+  const expect = async (name: string, connect: Connect, want: 'proxy' | 'direct', who: string, host = address): Promise<void> => {
     let landing: Landing
     try {
-      landing = await land(socket(), host, directPort)
+      landing = await land(() => connect(host, directPort))
     } catch (error) {
       if (error instanceof CannotAssume) return skip(name, error.message)
       landing = { on: 'nowhere', why: messageOf(error) }
@@ -326,7 +336,7 @@ const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly c
     checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${directPort} reached ${seen}` })
   }
   try {
-    if (proxy) await expect('capture', () => openSocket(address), 'proxy', who)
+    if (proxy) await expect('capture', connectSocket, 'proxy', who)
     else skip('capture', `port ${target.proxyPort} is in use (is the proxy already running?)`)
     if (only) return checks
     for (const { rule, match } of identityBypasses(plan)) {
@@ -334,7 +344,7 @@ const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly c
       await (BYPASS[match.kind] as (m: IdentityMatch, c: BypassContext) => Promise<void>)(match, context)
     }
     const loopback = family === 'ipv4' ? '127.0.0.1' : '::1'
-    await expect('loopback', () => openSocket(loopback), 'direct', `uid 0 from ${loopback}`, loopback)
+    await expect('loopback', connectSocket, 'direct', `uid 0 from ${loopback}`, loopback)
   } finally {
     await closeAll([direct, proxy])
   }
