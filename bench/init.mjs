@@ -1,14 +1,19 @@
 // Benchmark: what init adds to a pod's start, measured side by side in one run, alternating every contender so
 // machine noise hits them alike, under the image's Node 24 and under this machine's Node. Run as root after a
-// build: `npm run bench`. init runs as the image runs it, through `entrypoint` (which keeps Node's compile cache
-// in dist/.cache; the warm-up rounds fill it, as the image's build does).
+// build: `npm run bench`. init runs as the image runs it: `entrypoint` started by its own first line, with the Node
+// under test first on PATH (it keeps Node's compile cache in dist/.cache; the warm-up rounds fill it, as the
+// image's build does).
 //   node -e 0           an empty Node start: the floor for any Node entrypoint
 //   bare tools          what a compiled tool pays: iptables-restore and iptables-save of our payload, per family
 //   init (fresh)        init into a namespace without our rules (apply, read-back, whole-path check)
 //   init (re-run)       init over its own rules (one read per family and the ruleset, nothing written)
 //   init (fresh, live)  init (fresh) plus the live probe (ISTIO_VERIFY=live, the default)
+//   floor (fresh), floor (re-run)   bench/floor.mjs: Node starting init's processes in init's rounds, and nothing else
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname } from 'node:path'
 import { node24 } from './node24.mjs'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 30)
@@ -23,6 +28,9 @@ const cli = `${root}entrypoint`
 const nodes = { 'node 24': node24(), [`node ${process.versions.node.split('.')[0]}`]: process.execPath }
 const payload = execFileSync(process.execPath, [cli, 'plan'], { encoding: 'utf8', env }).split(/^# ipv6.*\n/m)
 const clean = () => inNs(process.execPath, [cli, 'clean'], { env })
+const payloadFile = `${tmpdir()}/${ns}-payload`
+writeFileSync(payloadFile, payload.join('# ipv6\n'))
+const floor = `${root}bench/floor.mjs`
 
 const contenders = {
   'bare tools': {
@@ -35,11 +43,15 @@ const contenders = {
     },
   },
 }
+// `entrypoint` finds Node through PATH (#!/usr/bin/env), so this picks the Node it runs under.
+const under = (node, base) => ({ ...base, PATH: `${dirname(node)}:${process.env.PATH}` })
 for (const [label, node] of Object.entries(nodes)) {
   contenders[`${label}: node -e 0`] = { before: () => undefined, run: () => inNs(node, ['-e', '0']) }
-  contenders[`${label}: init (fresh)`] = { before: clean, run: () => inNs(node, [cli, 'init'], { env }) }
-  contenders[`${label}: init (re-run)`] = { before: () => undefined, run: () => inNs(node, [cli, 'init'], { env }) }
-  contenders[`${label}: init (fresh, live)`] = { before: clean, run: () => inNs(node, [cli, 'init'], { env: liveEnv }) }
+  contenders[`${label}: floor (fresh)`] = { before: clean, run: () => inNs(node, [floor, 'fresh', payloadFile]) }
+  contenders[`${label}: floor (re-run)`] = { before: () => undefined, run: () => inNs(node, [floor, 're-run']) }
+  contenders[`${label}: init (fresh)`] = { before: clean, run: () => inNs(cli, ['init'], { env: under(node, env) }) }
+  contenders[`${label}: init (re-run)`] = { before: () => undefined, run: () => inNs(cli, ['init'], { env: under(node, env) }) }
+  contenders[`${label}: init (fresh, live)`] = { before: clean, run: () => inNs(cli, ['init'], { env: under(node, liveEnv) }) }
 }
 
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
@@ -74,8 +86,8 @@ try {
   }
   for (const [label, node] of Object.entries(nodes)) {
     clean()
-    const fresh = JSON.parse(inNs(node, [cli, 'init'], { env: liveEnv }))
-    const again = JSON.parse(inNs(node, [cli, 'init'], { env }))
+    const fresh = JSON.parse(inNs(cli, ['init'], { env: under(node, liveEnv) }))
+    const again = JSON.parse(inNs(cli, ['init'], { env: under(node, env) }))
     const t = fresh.timings
     console.log(
       `\n${label} (${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()}): processes fresh ${fresh.processes}, re-run ${again.processes}`,
@@ -86,4 +98,5 @@ try {
   }
 } finally {
   execFileSync('ip', ['netns', 'delete', ns])
+  rmSync(payloadFile, { force: true })
 }
