@@ -25,12 +25,14 @@ COPY src ./src
 COPY scripts/image/rootfs.sh ./
 RUN npm run build && bash rootfs.sh /rootfs
 # Warm Node's compile cache (the entrypoint keeps it in dist/.cache), inside the finished root so each module is
-# cached under the path it runs from: `plan` loads init's whole start-up path; the other chunks load on demand.
+# cached under the path it runs from: `plan` loads init's whole start-up path; the other chunks load on demand,
+# and so does koffi, which the live probe (init's default) loads: its CommonJS files are cached here too.
 RUN chroot /rootfs /usr/local/bin/node /app/entrypoint plan >/dev/null \
  && chroot /rootfs /usr/local/bin/node --input-type=module -e " \
       import module from 'node:module'; import { readdirSync } from 'node:fs'; \
       module.enableCompileCache('/app/dist/.cache'); \
-      for (const f of readdirSync('/app/dist')) if (/^(?!cli|peer).*\.mjs$/.test(f)) await import('/app/dist/' + f);"
+      for (const f of readdirSync('/app/dist')) if (/^(?!cli|peer).*\.mjs$/.test(f)) await import('/app/dist/' + f); \
+      module.createRequire('/app/dist/cli.mjs')('koffi').load('libc.so.6');"
 
 FROM scratch
 ARG VERSION=0.1.0

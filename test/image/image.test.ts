@@ -189,7 +189,8 @@ t.test('the image ships a warm compile cache, used from a read-only root: no mod
     ])
     const accepted = [...result.output.matchAll(/V8 code cache for ESM file:\/\/(\S+) was accepted/g)].map(m => m[1])
     t.ok(accepted.includes('/app/dist/cli.mjs'), `${command}: the bundle's entry comes from the cache`)
-    t.ok(accepted.length >= 5, `${command}: ${accepted.length} modules from the cache`)
+    // plan: cli.mjs and the two files of its static graph (test/bundle.test.ts); validate: those, its own and the probe's.
+    t.ok(accepted.length >= 3, `${command}: ${accepted.length} modules from the cache`)
     t.notMatch(result.output, /was not initialized|was rejected|mismatch/, `${command}: every module it loaded was in the cache`)
   }
 })
