@@ -27,8 +27,9 @@ RUN npm run build && bash rootfs.sh /rootfs
 # Warm Node's compile cache (the entrypoint keeps it in dist/.cache), inside the finished root so each module is
 # cached under the path it runs from: `plan` loads init's whole start-up path; the other chunks load on demand,
 # and so does koffi, which the live probe (init's default) loads: its CommonJS files are cached here too.
-RUN chroot /rootfs /usr/local/bin/node /app/entrypoint plan >/dev/null \
- && chroot /rootfs /usr/local/bin/node --input-type=module -e " \
+# Both run with the entrypoint's own V8 flag: a V8 whose cache key holds its flags would reject a cache made without.
+RUN chroot /rootfs /app/entrypoint plan >/dev/null \
+ && chroot /rootfs /usr/local/bin/node --max-semi-space-size=8 --input-type=module -e " \
       import module from 'node:module'; import { readdirSync } from 'node:fs'; \
       module.enableCompileCache('/app/dist/.cache'); \
       for (const f of readdirSync('/app/dist')) if (/^(?!cli|peer).*\.mjs$/.test(f)) await import('/app/dist/' + f); \

@@ -1,7 +1,7 @@
 // The bundle init starts from: every ES module Node loads costs it time (~0.25 ms each on Node 24), so the CLI's
 // static graph is kept in as few files as build.mjs can make it, and the libraries init never needs stay out of it.
 // Reads dist/ as `npm run build` left it.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { parse } from 'acorn'
 import t from 'tap'
 
@@ -55,4 +55,13 @@ t.test('every function init loads is wrapped in parentheses, so V8 compiles it w
   }
   t.ok(wrapped > 100, `${wrapped} functions wrapped`)
   t.equal(bare, 0, 'none left to compile lazily')
+})
+
+t.test("a lazily loaded module's map keeps its lines: the static graph's imports are added after its own text", async t => {
+  const probe = readdirSync(DIST).find(f => /^probe-.*\.mjs\.map$/.test(f))
+  t.ok(probe, 'the live probe is a chunk of its own')
+  const map = JSON.parse(readFileSync(`${DIST}${probe}`, 'utf8')) as { sources: string[]; sourcesContent: string[] }
+  const at = map.sources.findIndex(s => s.endsWith('src/verify/probe.ts'))
+  const original = readFileSync(new URL('../src/verify/probe.ts', import.meta.url), 'utf8')
+  t.ok(map.sourcesContent[at]?.startsWith(original), 'probe.ts as written, line for line, then the added imports')
 })

@@ -5,6 +5,7 @@
 // Node itself creates its fd lazily, inside connect, too late to control. SO_MARK needs CAP_NET_ADMIN.
 
 import net from 'node:net'
+import { getSystemErrorName } from 'node:util'
 import { parseIpv6 } from '../settings/cidr.js'
 import { loadLibc } from './libc.js'
 
@@ -26,9 +27,21 @@ export interface SocketOptions {
 
 const isV6 = (address: string): boolean => address.includes(':')
 
+// errno as Node names it (ECONNREFUSED), as its own socket errors do.
+const errnoName = (errno: number): string => (errno > 0 ? getSystemErrorName(-errno) : `errno ${errno}`)
+
+/** Hands a socket fd to Node, closing it if Node will not take it. */
+const adopt = (fd: number): net.Socket => {
+  try {
+    return new net.Socket({ fd, readable: true, writable: true })
+  } catch (error) {
+    loadLibc().close(fd)
+    throw error
+  }
+}
+
 /** openSocket returns an unconnected TCP socket for `address`'s family; throws with errno on refusal. */
-export const openSocket = (address: string, options: SocketOptions = {}): net.Socket =>
-  new net.Socket({ fd: socketFd(address, options, 0), readable: true, writable: true })
+export const openSocket = (address: string, options: SocketOptions = {}): net.Socket => adopt(socketFd(address, options, 0))
 
 /** The struct sockaddr_in or sockaddr_in6 of an IP address literal and a port. */
 const sockaddr = (address: string, port: number): Buffer => {
@@ -51,27 +64,27 @@ const sockaddr = (address: string, port: number): Buffer => {
  */
 export const connectSocket = (address: string, port: number, options: SocketOptions = {}): net.Socket => {
   const libc = loadLibc()
-  const fd = socketFd(address, options, SOCK_NONBLOCK)
   const to = sockaddr(address, port)
+  const fd = socketFd(address, options, SOCK_NONBLOCK)
   if (libc.connect(fd, to, to.length) !== 0 && libc.errno() !== EINPROGRESS) {
     const errno = libc.errno()
     libc.close(fd)
-    throw new Error(`connect() to ${isV6(address) ? `[${address}]` : address}:${port} failed, errno ${errno}`)
+    throw new Error(`connect ${errnoName(errno)} ${isV6(address) ? `[${address}]` : address}:${port}`)
   }
-  return new net.Socket({ fd, readable: true, writable: true })
+  return adopt(fd)
 }
 
 const socketFd = (address: string, options: SocketOptions, flags: number): number => {
   const libc = loadLibc()
   const fd = libc.socket(isV6(address) ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0)
-  if (fd < 0) throw new Error(`socket() failed, errno ${libc.errno()}`)
+  if (fd < 0) throw new Error(`socket() failed: ${errnoName(libc.errno())}`)
   if (options.mark !== undefined) {
     const value = Buffer.alloc(4)
     value.writeUInt32LE(options.mark >>> 0)
     if (libc.setsockopt(fd, SOL_SOCKET, SO_MARK, value, 4) !== 0) {
       const errno = libc.errno()
       libc.close(fd)
-      throw new Error(`setsockopt(SO_MARK) failed, errno ${errno}${errno === 1 ? ' (EPERM: SO_MARK needs CAP_NET_ADMIN)' : ''}`)
+      throw new Error(`setsockopt(SO_MARK) failed: ${errnoName(errno)}${errno === 1 ? ' (SO_MARK needs CAP_NET_ADMIN)' : ''}`)
     }
   }
   return fd
@@ -86,13 +99,13 @@ const setFlag = (fd: number, level: number, name: number): boolean => {
 /**
  * listenFd returns a listening TCP socket on the wildcard address of one family (IPv6 only for ipv6), for
  * net.Server's listen({ fd }); port 0 takes a free one. Node's listen with a host would test the host against its
- * IPv6 pattern (see connectSocket). Throws with errno, EADDRINUSE (98) when the port is taken.
+ * IPv6 pattern (see connectSocket). Throws naming the errno, EADDRINUSE when the port is taken.
  */
 export const listenFd = (family: 'ipv4' | 'ipv6', port: number): number => {
   const libc = loadLibc()
   const any = family === 'ipv4' ? '0.0.0.0' : '::'
-  const fd = socketFd(any, {}, SOCK_NONBLOCK)
   const at = sockaddr(any, port)
+  const fd = socketFd(any, {}, SOCK_NONBLOCK)
   const ok =
     setFlag(fd, SOL_SOCKET, SO_REUSEADDR) &&
     (family === 'ipv4' || setFlag(fd, IPPROTO_IPV6, IPV6_V6ONLY)) &&
@@ -101,7 +114,7 @@ export const listenFd = (family: 'ipv4' | 'ipv6', port: number): number => {
   if (!ok) {
     const errno = libc.errno()
     libc.close(fd)
-    throw new Error(`listening on ${family === 'ipv4' ? any : `[${any}]`}:${port} failed, errno ${errno}`)
+    throw new Error(`listen ${errnoName(errno)} ${family === 'ipv4' ? any : `[${any}]`}:${port}`)
   }
   return fd
 }

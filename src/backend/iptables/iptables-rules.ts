@@ -66,8 +66,10 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
   const firstReads = new Map<Family, string>()
   // The whole-path check's places outside our variant are read beside apply's first reads, not after the write:
   // apply writes only our variant's tables (and our sets), never native nftables or the other variant, so a read
-  // after it would show the same, one round of processes later. An unchanged re-run is then one round in all.
-  // A family's first read waits for them too, so a failure to read them stops init before anything is written.
+  // after it shows the same unless another program writes there meanwhile (a change the next `verify` sees, as
+  // it would one made after init exits), one round of processes later. An unchanged re-run is then one round.
+  // A family's first read waits for them too, so a failure to read them stops init before any rule is written
+  // (service sets swapped in and TPROXY routes added first are undone, as on any refusal).
   let elsewhere: Promise<Elsewhere> | undefined
   const firstRead = async (family: Family): Promise<string> => {
     const pending = family === 'ipv4' ? ipv4Pending : undefined
