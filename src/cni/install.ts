@@ -7,7 +7,7 @@
 
 import { createHash } from 'node:crypto'
 import { chmod, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { EnvironmentError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { chain, choosePrimary, hasOurs, isConfName, PLUGIN_TYPE, refuseVersion, unchain, type ConfFile } from './conflist.js'
@@ -43,8 +43,7 @@ const readOrAbsent = (path: string): Promise<Buffer | undefined> =>
 
 /** Writes via a temp file in the same directory and a rename, keeping `mode`. */
 const writeAtomic = async (path: string, bytes: Buffer | string, mode: number): Promise<void> => {
-  const dir = path.slice(0, path.lastIndexOf('/'))
-  const temp = join(dir, `.sidecar-redirect.tmp-${process.pid}`)
+  const temp = join(dirname(path), `.sidecar-redirect.tmp-${process.pid}`)
   await writeFile(temp, bytes, { mode }).catch(failed('write', temp))
   // writeFile's mode is filtered by the umask: set it exactly.
   await chmod(temp, mode).catch(failed('chmod', temp))

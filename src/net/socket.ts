@@ -6,7 +6,7 @@
 
 import net from 'node:net'
 import { getSystemErrorName } from 'node:util'
-import { parseIpv6 } from '../settings/cidr.js'
+import { parseIpv4, parseIpv6 } from '../settings/cidr.js'
 import { loadLibc } from './libc.js'
 
 const AF_INET = 2
@@ -40,15 +40,21 @@ const adopt = (fd: number): net.Socket => {
   }
 }
 
+/** setsockopt with a 32-bit value (a flag's 1, or SO_MARK's mark); false when refused (errno says why). */
+const setInt = (fd: number, level: number, name: number, value: number): boolean => {
+  const bytes = Buffer.alloc(4)
+  bytes.writeUInt32LE(value >>> 0)
+  return loadLibc().setsockopt(fd, level, name, bytes, 4) === 0
+}
+
 /** openSocket returns an unconnected TCP socket for `address`'s family; throws with errno on refusal. */
 export const openSocket = (address: string, options: SocketOptions = {}): net.Socket => adopt(socketFd(address, options, 0))
 
 /** The struct sockaddr_in or sockaddr_in6 of an IP address literal and a port. */
 const sockaddr = (address: string, port: number): Buffer => {
-  const v6 = isV6(address) ? parseIpv6(address) : undefined
-  const bytes = v6 ?? address.split('.').map(Number)
-  if (bytes.length !== (isV6(address) ? 16 : 4) || bytes.some(b => !(b >= 0 && b <= 255)))
-    throw new Error(`${JSON.stringify(address)} is not an IP address`)
+  const v6 = isV6(address)
+  const bytes = v6 ? parseIpv6(address) : parseIpv4(address)
+  if (bytes === undefined) throw new Error(`${JSON.stringify(address)} is not an IP address`)
   const addr = Buffer.alloc(v6 ? 28 : 16)
   addr.writeUInt16LE(v6 ? AF_INET6 : AF_INET, 0)
   addr.writeUInt16BE(port, 2)
@@ -79,21 +85,13 @@ const socketFd = (address: string, options: SocketOptions, flags: number): numbe
   const fd = libc.socket(isV6(address) ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0)
   if (fd < 0) throw new Error(`socket() failed: ${errnoName(libc.errno())}`)
   if (options.mark !== undefined) {
-    const value = Buffer.alloc(4)
-    value.writeUInt32LE(options.mark >>> 0)
-    if (libc.setsockopt(fd, SOL_SOCKET, SO_MARK, value, 4) !== 0) {
+    if (!setInt(fd, SOL_SOCKET, SO_MARK, options.mark)) {
       const errno = libc.errno()
       libc.close(fd)
       throw new Error(`setsockopt(SO_MARK) failed: ${errnoName(errno)}${errno === 1 ? ' (SO_MARK needs CAP_NET_ADMIN)' : ''}`)
     }
   }
   return fd
-}
-
-const setFlag = (fd: number, level: number, name: number): boolean => {
-  const one = Buffer.alloc(4)
-  one.writeUInt32LE(1)
-  return loadLibc().setsockopt(fd, level, name, one, 4) === 0
 }
 
 /**
@@ -107,8 +105,8 @@ export const listenFd = (family: 'ipv4' | 'ipv6', port: number): number => {
   const at = sockaddr(any, port)
   const fd = socketFd(any, {}, SOCK_NONBLOCK)
   const ok =
-    setFlag(fd, SOL_SOCKET, SO_REUSEADDR) &&
-    (family === 'ipv4' || setFlag(fd, IPPROTO_IPV6, IPV6_V6ONLY)) &&
+    setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1) &&
+    (family === 'ipv4' || setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1)) &&
     libc.bind(fd, at, at.length) === 0 &&
     libc.listen(fd, 511) === 0
   if (!ok) {

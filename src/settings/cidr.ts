@@ -7,7 +7,7 @@ import type { Cidr, Family } from './types.js'
  * Parses dotted IPv4 text (four decimal bytes, no leading zeros) into its bytes, or undefined. A hand-written scan
  * rather than a regex and four conversions: a services file runs to 100,000 addresses.
  */
-const parseIpv4 = (text: string): number[] | undefined => {
+export const parseIpv4 = (text: string): number[] | undefined => {
   const bytes: number[] = []
   let value = 0
   let digits = 0

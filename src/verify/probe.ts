@@ -83,6 +83,14 @@ class CannotAssume extends Error {}
 
 type Landing = { readonly on: 'proxy'; readonly originalDst: string } | { readonly on: 'direct' } | { readonly on: 'nowhere'; readonly why: string }
 
+/** Where a connection landed, for a check's detail; `proxy` names the listener that stands for the proxy. */
+const where = (landing: Landing, proxy: string): string =>
+  landing.on === 'proxy'
+    ? `${proxy} (SO_ORIGINAL_DST ${landing.originalDst})`
+    : landing.on === 'direct'
+      ? 'its destination'
+      : `nowhere: ${landing.why}`
+
 // Each listener answers with one line saying who it is; the proxy listener adds SO_ORIGINAL_DST.
 // One family per listener, so the two families' probes can hold the same port at once.
 const listen = (port: number, family: Family, answer: (s: net.Socket) => string): Promise<net.Server> =>
@@ -277,20 +285,13 @@ const probeDns = async (plan: FamilyPlan, who: string): Promise<Check[]> => {
     const landing = await land(() => connectSocket(ns, 53))
     await closeAll([server])
     const ok = landing.on === 'proxy' && landing.originalDst === to
-    const seen =
-      landing.on === 'proxy'
-        ? `the DNS port ${tcp.port} (SO_ORIGINAL_DST ${landing.originalDst})`
-        : landing.on === 'direct'
-          ? 'its destination'
-          : `nowhere: ${landing.why}`
-    checks.push(check('dns-tcp', ok ? 'passed' : 'failed', `${who} -> ${to} (TCP) reached ${seen}`))
+    checks.push(check('dns-tcp', ok ? 'passed' : 'failed', `${who} -> ${to} (TCP) reached ${where(landing, `the DNS port ${tcp.port}`)}`))
   }
   return checks
 }
 
-/** probeFamily runs one family's checks, with listeners of its own, from what that family's plan says. */
 /**
- * probeFamily runs one family's checks. `only` = 'capture' is the unprivileged form (validate): the app's own
+ * probeFamily runs one family's checks, with listeners of its own, from what that family's plan says. `only` = 'capture' is the unprivileged form (validate): the app's own
  * connection as this process is, no other identity taken.
  */
 const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly capture: Identity }): Promise<Check[]> => {
@@ -327,13 +328,12 @@ const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly c
     }
     const wantedDst = `${bracket(host)}:${directPort}`
     const ok = landing.on === want && (landing.on !== 'proxy' || landing.originalDst === wantedDst)
-    const seen =
-      landing.on === 'proxy'
-        ? `the proxy port (SO_ORIGINAL_DST ${landing.originalDst})`
-        : landing.on === 'direct'
-          ? 'its destination'
-          : `nowhere: ${landing.why}`
-    checks.push({ name, family, status: ok ? 'passed' : 'failed', detail: `${who} -> ${bracket(host)}:${directPort} reached ${seen}` })
+    checks.push({
+      name,
+      family,
+      status: ok ? 'passed' : 'failed',
+      detail: `${who} -> ${bracket(host)}:${directPort} reached ${where(landing, 'the proxy port')}`,
+    })
   }
   try {
     if (proxy) await expect('capture', connectSocket, 'proxy', who)

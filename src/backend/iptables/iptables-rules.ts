@@ -71,6 +71,13 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
   // A family's first read waits for them too, so a failure to read them stops init before any rule is written
   // (service sets swapped in and TPROXY routes added first are undone, as on any refusal).
   let elsewhere: Promise<Elsewhere> | undefined
+  const readOthers = (plan: Plan): Promise<Elsewhere> =>
+    readElsewhere(
+      exec,
+      fs,
+      plan.families.map(p => p.family),
+      variant,
+    )
   const firstRead = async (family: Family): Promise<string> => {
     const pending = family === 'ipv4' ? ipv4Pending : undefined
     ipv4Pending = undefined
@@ -90,12 +97,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
       unchanged.clear()
-      elsewhere = readElsewhere(
-        exec,
-        fs,
-        plan.families.map(p => p.family),
-        variant,
-      )
+      elsewhere = readOthers(plan)
       const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
@@ -131,13 +133,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
       })
       const [found, saved] = await Promise.all([
-        elsewhere ??
-          readElsewhere(
-            exec,
-            fs,
-            plan.families.map(p => p.family),
-            variant,
-          ),
+        elsewhere ?? readOthers(plan),
         Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family))),
       ])
       unchanged.clear()
