@@ -56,7 +56,7 @@ t.test('a hung ip6tables-restore is killed after ISTIO_EXEC_TIMEOUT: exit 3 nami
   t.equal(result.exitCode, 3, 'exit 3', { output: result.output })
   t.match(
     result.output,
-    /ip6tables-nft-restore --noflush -w 5 \(given a \d+-byte transaction on stdin\) was still running after 1 s \(ISTIO_EXEC_TIMEOUT\) and was killed \[E_ENVIRONMENT\]/,
+    /ip6tables-nft-restore --noflush -w 5 \(given a \d+-byte transaction on stdin\) was still running after 1 s \(ISTIO_EXEC_TIMEOUT\) and was killed with its process group \[E_ENVIRONMENT\]/,
   )
   t.ok(Date.now() - started < 60_000, 'init ended (a hang would hit the test timeout instead)')
   t.equal(await snapshot(box), before, 'the IPv4 transaction that went through was rolled back')
