@@ -12,12 +12,18 @@ const TIMEOUT_MS = 500
 const GRACE_MS = 3000
 
 /** Gone, or a zombie waiting for whoever adopted it: either way it runs no more. */
-const ended = (pid: number): boolean => {
+const isEnded = (pid: number): boolean => {
   try {
     return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
   } catch {
     return true
   }
+}
+
+/** SIGKILL is sent as the call returns; the kernel takes a moment to carry it out. */
+const ended = async (pid: number): Promise<boolean> => {
+  for (let tries = 0; tries < 50 && !isEnded(pid); tries++) await new Promise(resolve => setTimeout(resolve, 20))
+  return isEnded(pid)
 }
 
 const dir = mkdtempSync(`${tmpdir()}/sr-exec-`)
@@ -26,9 +32,13 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 const rows = [
   { name: 'a shell that waits on a sleep it forked', script: 'sleep 3600 & echo $! > "$0"; wait', killed: true },
   { name: 'a program that exits while a child it started holds its output', script: 'sleep 3600 & echo $! > "$0"; exit 0', killed: true },
-  { name: 'a child that ignores SIGTERM', script: "trap '' TERM; sleep 3600 & echo $! > \"$0\"; wait", killed: true },
+  { name: 'a child that ignores SIGTERM', script: 'trap \'\' TERM; sleep 3600 & echo $! > "$0"; wait', killed: true },
   // setsid: the child leaves the group, so no signal of ours reaches it; closing the pipes still frees init.
-  { name: 'a child that left the process group and holds the pipes', script: 'setsid sleep 3600 & sleep 0.2; pgrep -n -f "^sleep 3600" > "$0"; wait', killed: false },
+  {
+    name: 'a child that left the process group and holds the pipes',
+    script: 'setsid sh -c \'echo $$ > "$0"; exec sleep 3600\' "$0" & wait',
+    killed: false,
+  },
 ] as const
 
 for (const [i, row] of rows.entries()) {
@@ -38,13 +48,16 @@ for (const [i, row] of rows.entries()) {
     const error = await realExec('sh', ['-c', row.script, pidFile], undefined, { timeoutMs: TIMEOUT_MS }).catch((e: unknown) => e)
     const took = Date.now() - started
     t.type(error, EnvironmentError)
-    t.match((error as Error).message, /^sh -c .* \(given no input\) was still running after 0\.5 s \(ISTIO_EXEC_TIMEOUT\) and was killed with its process group$/)
+    t.match(
+      (error as Error).message,
+      /^sh -c .* \(given no input\) was still running after 0\.5 s \(ISTIO_EXEC_TIMEOUT\) and was killed with its process group$/,
+    )
     t.ok(took < TIMEOUT_MS + GRACE_MS, `ended after ${took} ms (a hold would last an hour)`)
     const pid = Number(readFileSync(pidFile, 'utf8').trim())
     t.ok(pid > 0, 'the child wrote its PID')
-    if (row.killed) t.ok(ended(pid), `the forked child ${pid} was killed with the group`)
+    if (row.killed) t.ok(await ended(pid), `the forked child ${pid} was killed with the group`)
     else {
-      t.notOk(ended(pid), 'the child that left the group still runs (nothing of ours can reach it) ...')
+      t.notOk(isEnded(pid), 'the child that left the group still runs (nothing of ours can reach it) ...')
       process.kill(pid, 'SIGKILL')
     }
   })
