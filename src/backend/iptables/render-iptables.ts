@@ -88,11 +88,15 @@ const renderTarget = (target: Target, family: Family): string => {
 const FIRST: readonly Match['kind'][] = ['source', 'destination', 'in-interface', 'out-interface']
 const isAddress = (m: Match): boolean => FIRST.includes(m.kind)
 
+// A family's table holds only that family's packets, so a /0 address match matches every one of them: iptables
+// stores it as no match at all and iptables-save prints nothing for it. It is written the way it is printed.
+const matchesAll = (m: Match): boolean => (m.kind === 'source' || m.kind === 'destination') && m.cidr.prefix === 0
+
 const renderRule = (chain: string, rule: Rule, family: Family): string =>
   [
     `-A ${chain}`,
     ...rule.matches
-      .filter(isAddress)
+      .filter(m => isAddress(m) && !matchesAll(m))
       .sort((a, b) => FIRST.indexOf(a.kind) - FIRST.indexOf(b.kind))
       .map(m => renderMatch(m, rule.protocol)),
     `-p ${rule.protocol}`,
