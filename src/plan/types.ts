@@ -33,7 +33,8 @@ export type Match =
 export type Target =
   | { readonly kind: 'return' }
   | { readonly kind: 'redirect'; readonly port: number }
-  /** Raw table only: the packet's connection is tracked in this conntrack zone (a later zone rule is ignored). */
+  /** Raw table only: a new connection's original direction is tracked in this zone, its reply direction in the
+   * default zone (a later zone rule is ignored). */
   | { readonly kind: 'ct-zone'; readonly zone: number }
   /** Mangle PREROUTING only: hand the packet to the local socket on `port`, unchanged, and mark it (all 32 bits). */
   | { readonly kind: 'tproxy'; readonly port: number; readonly mark: number }

@@ -73,7 +73,7 @@ const renderTarget = (target: Target, family: Family): string => {
     case 'redirect':
       return `-j REDIRECT --to-ports ${target.port}`
     case 'ct-zone':
-      return `-j CT --zone ${target.zone}`
+      return `-j CT --zone-orig ${target.zone}`
     case 'tproxy':
       return `-j TPROXY --on-port ${target.port} --on-ip ${family === 'ipv4' ? '0.0.0.0' : '::'} --tproxy-mark ${fullMark(target.mark)}`
     case 'connmark-set':
