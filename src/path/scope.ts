@@ -49,6 +49,7 @@ const implies = (c: Conditions, m: Match): boolean => {
     case 'service-set':
     case 'established':
     case 'non-local-source':
+    case 'sent-here':
     case 'connmark':
       return false
   }
@@ -79,6 +80,7 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
     case 'cgroup':
     case 'established':
     case 'non-local-source':
+    case 'sent-here':
     case 'connmark':
       return false
   }

@@ -27,6 +27,11 @@ export type Match =
   | { readonly kind: 'established' }
   /** The source address is not one of the namespace's own: only a transparent (IP_TRANSPARENT) socket sends so. */
   | { readonly kind: 'non-local-source' }
+  /**
+   * The packet's connection is one conntrack already confirmed: in PREROUTING on lo, one a socket of this namespace
+   * opened (its first packet was confirmed on the way out), never one that came in from outside and was moved onto lo.
+   */
+  | { readonly kind: 'sent-here' }
   /** The packet's connection carries this mark (all 32 bits). */
   | { readonly kind: 'connmark'; readonly mark: number }
 

@@ -353,9 +353,11 @@ const TPROXY_ROWS: { name: string; text: string; tool?: string; escapes: RegExp 
     escapes: false,
   },
   {
-    name: 'a TPROXY that only sees the loopback we exempt',
+    // Our exemption is lo's connections sent here; a packet moved onto lo from outside is new there, and diverted.
+    name: 'an ACCEPT of everything on lo ahead of our jump: more than the loopback we exempt',
     text: save('mangle', ['-A PREROUTING -i lo -p tcp -j ACCEPT', TPROXY_JUMP]),
-    escapes: false,
+    escapes: /it can end PREROUTING/,
+    fixable: true,
   },
 ]
 

@@ -58,6 +58,8 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return '-m conntrack --ctstate RELATED,ESTABLISHED'
     case 'non-local-source':
       return '-m addrtype ! --src-type LOCAL'
+    case 'sent-here':
+      return '-m conntrack --ctstatus CONFIRMED'
     case 'connmark':
       return `-m connmark --mark ${hex(match.mark)}`
   }

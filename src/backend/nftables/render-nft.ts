@@ -73,6 +73,8 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return `${addressKeyword(match.family)} daddr${match.withPorts ? ` . ${protocol} dport` : ''} @${nftSetName(match.family, match.withPorts)}`
     case 'established':
       return 'ct state established,related'
+    case 'sent-here':
+      return 'ct status confirmed'
     case 'non-local-source':
       return 'fib saddr type != local'
     case 'connmark':
