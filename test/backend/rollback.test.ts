@@ -113,8 +113,5 @@ t.test('a refused payload of several tables (raw committed, nat refused): that f
     .catch((e: unknown) => e)
   t.type(error, ApplyError)
   t.equal(restores.length, 2, 'the refused payload, then the undo of what it committed')
-  t.match(
-    restores[1],
-    /^\*raw\n:SIDECAR_DNS_ZONE_OUT - \[0:0\]\n-D OUTPUT .*\n-X SIDECAR_DNS_ZONE_OUT\nCOMMIT\n$/,
-  )
+  t.match(restores[1], /^\*raw\n:SIDECAR_DNS_ZONE_OUT - \[0:0\]\n-D OUTPUT .*\n-X SIDECAR_DNS_ZONE_OUT\nCOMMIT\n$/)
 })

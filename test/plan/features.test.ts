@@ -90,12 +90,7 @@ t.test('dns off: nothing but the nat capture chains', async t => {
 
 t.test('dns: a raw zone chain and a nat chain ahead of the TCP capture, UDP and TCP, per nameserver of the family', async t => {
   for (const p of dnsPlan({ ISTIO_DNS_CAPTURE: 'resolv-conf' })) {
-    t.same(p.chains, [
-      'raw OUTPUT SIDECAR_DNS_ZONE_OUT',
-      'nat OUTPUT SIDECAR_DNS',
-      'nat PREROUTING SIDECAR_INBOUND',
-      'nat OUTPUT SIDECAR_OUTBOUND',
-    ])
+    t.same(p.chains, ['raw OUTPUT SIDECAR_DNS_ZONE_OUT', 'nat OUTPUT SIDECAR_DNS', 'nat PREROUTING SIDECAR_INBOUND', 'nat OUTPUT SIDECAR_OUTBOUND'])
     const capture = p.byName('SIDECAR_DNS').filter(r => r.target.kind === 'redirect')
     t.same(
       capture.map(r => [r.protocol, r.matches]),
