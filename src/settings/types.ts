@@ -71,6 +71,8 @@ export interface Settings {
   readonly backend: BackendChoice
   readonly ipv6: Ipv6Mode
   readonly verify: VerifyMode
+  /** BPF programs on the pod's devices the whole-path check accepts unjudged: their tags, or all of them. */
+  readonly acceptBpfPrograms: 'all' | readonly string[]
   readonly logFormat: LogFormat
   /** Seconds a program init starts (iptables-restore, nft, ipset...) may run before it is killed. */
   readonly execTimeout: number

@@ -8,7 +8,7 @@ import { EMPTY_STATE, renderState, renderTransaction } from '../../src/backend/i
 import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
-import { fakeExec } from '../helpers/fake-exec.js'
+import { DEVICE_READS, fakeExec } from '../helpers/fake-exec.js'
 import { EnvironmentError } from '../../src/errors.js'
 
 // A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
@@ -31,6 +31,7 @@ t.test('fresh: read each family, one restore each, read back, and the ruleset on
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
   t.same(
@@ -50,6 +51,7 @@ t.test('the ruleset is read beside the first reads: when it cannot be read, noth
     { run: 'iptables-nft-save', stdout: '' },
     { run: 'ip6tables-nft-save', stdout: '' },
     { run: 'nft list ruleset', throws: () => new EnvironmentError('nft is not installed (the image needs the iptables package)') },
+    ...DEVICE_READS,
   ])
   await t.rejects(createIptablesRules(fake.exec, fs, 'nft').apply(plan), {
     exitCode: 3,
@@ -67,6 +69,7 @@ t.test('re-run over exact rules: one read per family and the ruleset, nothing wr
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
   t.same(
@@ -86,6 +89,7 @@ t.test('a foreign rule ahead of our jump: the jump is deleted and inserted first
     { run: 'iptables-nft-save', stdout: ahead },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
     {
       run: 'iptables-nft-restore --noflush -w 5',
       input:
@@ -105,6 +109,7 @@ t.test('the whole path reads the other variant only where /proc lists its tables
   const legacyFs = { ...fs, readFile: async (path: string) => (path === '/proc/net/ip_tables_names' ? 'nat\n' : undefined) }
   const fake = fakeExec(t, [
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     {
@@ -120,14 +125,14 @@ t.test('the whole path reads the other variant only where /proc lists its tables
 })
 
 t.test('nft: a table with our name but not our comment is refused before anything is written', async t => {
-  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: 'table inet sidecar_redirect {\n\tchain c {\n\t}\n}\n' }])
+  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: 'table inet sidecar_redirect {\n\tchain c {\n\t}\n}\n' }, ...DEVICE_READS])
   await t.rejects(createNftablesRules(fake.exec, fs).apply(plan), { exitCode: 3, message: /has our name but is not ours/ })
   fake.done()
 })
 
 t.test('nft: unchanged, the read made by apply is the read-back', async t => {
   const table = renderNftTable(plan)
-  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: table }])
+  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: table }, ...DEVICE_READS])
   const backend = createNftablesRules(fake.exec, fs)
   t.same(
     (await backend.apply(plan)).map(a => a.changed),

@@ -56,6 +56,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_BACKEND: ['', 'nft', 'nftables-legacy', 'legacy', 'AUTO'],
   ISTIO_IPV6: ['', 'yes', '1', 'TRUE', 'dual'],
   ISTIO_VERIFY: ['', 'none', 'all'],
+  ISTIO_ACCEPT_BPF_PROGRAMS: ['all', '59f4a931744dcdc', '59f4a931744dcdc6x', 'g9f4a931744dcdc6', '59f4a931744dcdc6,', '*,59f4a931744dcdc6'],
   ISTIO_LOG_FORMAT: ['', 'yaml', 'JSON'],
   ISTIO_EXEC_TIMEOUT: ['0', '', '1.5', '3601', '10s', '-1'],
   ISTIO_STRICT_ENV: ['', 'yes', '1', 'TRUE'],

@@ -3,7 +3,7 @@
 // it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { haproxyConfig } from '../helpers/haproxy.js'
+import { startRelays } from '../helpers/haproxy.js'
 import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from '../helpers/kernel.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
@@ -252,18 +252,10 @@ for (const backend of BACKENDS) {
       if (!kernelAvailable(t)) return
       const box = await withSandbox(t)
       await box.serve('pod', ['proxy=127.0.0.1:7001', 'foreign=127.0.0.1:7002', 'app=[::]:8080'])
-      for (const [port, to] of [
+      await startRelays(t, box, [
         [15006, 7001],
         [15999, 7002],
-      ] as const) {
-        // As the proxy runs: UID 1337 (so its replies are not outbound capture's) with CAP_NET_ADMIN for IP_TRANSPARENT.
-        const relay = box.start('pod', '/usr/bin/setpriv', [
-          ...['--reuid=1337', '--regid=1337', '--clear-groups', '--inh-caps=+net_admin', '--ambient-caps=+net_admin'],
-          ...['/usr/sbin/haproxy', '-db', '-f', haproxyConfig('relay', port, { v4: `127.0.0.1:${to}`, v6: `[::1]:${to}` })],
-        ])
-        t.teardown(() => relay.stop())
-      }
-      await waitListening(box, [15006, 15999])
+      ])
       const env = { ISTIO_BACKEND: backend, ...TPROXY_ENV }
       await initOk(t, box, env)
       await expectLands(t, box, 'proxy', 'before the foreign rule')
@@ -283,15 +275,6 @@ for (const backend of BACKENDS) {
       await expectExit(t, box, env, 'clean', 0)
       t.equal(foreignOf(await snapshot(box)), foreign, 'clean left the foreign rules byte-identical')
     })
-  }
-}
-
-/** Waits until haproxy has bound every port (both families), so a connection is not refused for being early. */
-async function waitListening(box: Sandbox, ports: readonly number[]): Promise<void> {
-  for (let tries = 0; tries < 100; tries++) {
-    const listening = await box.exec('pod', 'ss', ['-Htln', ...ports.flatMap((p, i) => [...(i ? ['or'] : []), `sport = :${p}`])])
-    if (listening.stdout.split('\n').filter(Boolean).length >= 2 * ports.length) return
-    await new Promise(resolve => setTimeout(resolve, 50))
   }
 }
 

@@ -63,6 +63,7 @@ t.test('defaults follow the design document', async t => {
     ISTIO_BACKEND: 'auto',
     ISTIO_IPV6: 'auto',
     ISTIO_VERIFY: 'live',
+    ISTIO_ACCEPT_BPF_PROGRAMS: '',
     ISTIO_LOG_FORMAT: 'text',
     ISTIO_EXEC_TIMEOUT: '30',
     ISTIO_STRICT_ENV: 'false',

@@ -46,7 +46,7 @@ export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved
   const own = ownRules(backend.name, plan.family)
   const fixable = findEscapes(plan, seenTables(saved, plan.family, backend.name), own).filter(f => f.fixable)
   const jumps = fixable.flatMap(f => {
-    const at = capturingChain(plan, f.hook)
+    const at = f.hook === 'prerouting' || f.hook === 'output' ? capturingChain(plan, f.hook) : undefined
     const home = at && own.capture[at.chain.name]
     return home ? [home.jump] : []
   })

@@ -3,7 +3,7 @@
 // method's service sets are ipsets, swapped in before the rules that match them and swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { describeEscapes, findEscapes } from '../../path/analyze.js'
+import { describeEscapes, findEscapes, type AcceptedPrograms } from '../../path/analyze.js'
 import { parseSave, seenTables } from '../../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../../plan/owned.js'
 import {
@@ -51,8 +51,17 @@ const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[
 const setNames = (sets: readonly ServiceSet[]): string[] =>
   sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
 
-/** `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice. */
-export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
+/**
+ * `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice; `accepted`
+ * are the BPF programs the whole-path check accepts unjudged.
+ */
+export const createIptablesRules = (
+  exec: Exec,
+  fs: HostFs,
+  variant: Variant,
+  ipv4Saved?: string,
+  accepted: AcceptedPrograms = new Set(),
+): RuleBackend => {
   const tables = createIptablesBackend(exec, variant)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
@@ -142,7 +151,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const text = saved[i]!
         const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
         const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
-        const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family)))
+        const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family), accepted))
         return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
       })
       return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift }] : families
