@@ -40,8 +40,10 @@ const serve = async (specs: readonly string[]): Promise<void> => {
   print({ ready: true })
 }
 
-const connect = (host: string, port: number, from: string | undefined, timeoutMs: number): void => {
-  const socket = net.connect({ host, port, ...(from && { localAddress: from }) })
+const connect = (host: string, port: number, from: string | undefined, timeoutMs: number, device?: string): void => {
+  // Bound to a device, the socket is made with libc (Node cannot set SO_BINDTODEVICE) before it connects.
+  const socket =
+    device === undefined ? net.connect({ host, port, ...(from && { localAddress: from }) }) : openSocket(host, { device }).connect({ host, port })
   let reply = ''
   socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
   socket.on('data', chunk => (reply += String(chunk)))
@@ -171,6 +173,7 @@ const main = (): void => {
     allowPositionals: true,
     options: {
       from: { type: 'string' },
+      device: { type: 'string' },
       timeout: { type: 'string', default: '2000' },
       mark: { type: 'string' },
       connect: { type: 'string' },
@@ -180,7 +183,7 @@ const main = (): void => {
   })
   const [verb, ...rest] = positionals
   if (verb === 'serve') void serve(rest)
-  else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
+  else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout), values.device)
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
@@ -190,7 +193,7 @@ const main = (): void => {
   else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
-      'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
+      'usage: peer serve label=host:port... | connect host port [--from addr] [--device name] | proxy port [--mark n]\n' +
         '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
         '       | flood socket count | hand-off socket classid\n',
     )

@@ -10,6 +10,7 @@ import { buildPlan } from '../plan/build.js'
 import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
+import { readPlanFacts } from '../backend/interface-routes.js'
 
 export interface Prepared {
   readonly facts: HostFacts
@@ -23,7 +24,8 @@ const untimed: Timed = (_phase, work) => work()
 
 export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> => {
   const facts = await timed('probe', () => probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
-  const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
+  const planFacts = await readPlanFacts(settings, facts.families.value, io.exec)
+  const plan = await timed('plan', async () => buildPlan(settings, facts.families.value, planFacts))
   const kind = facts.variant.value
   const routing = tproxyRouting(settings)
   const accepted = settings.acceptBpfPrograms === 'all' ? 'all' : new Set(settings.acceptBpfPrograms)

@@ -93,3 +93,12 @@ export interface FamilyPlan {
 export interface Plan {
   readonly families: readonly FamilyPlan[]
 }
+
+/**
+ * What of the host the plan depends on besides the families: the destinations each excluded interface's routes
+ * in the main table cover (both families), read at init when ISTIO_EXCLUDE_INTERFACES_SCOPE=routes. An interface
+ * absent here has no routes: nothing leaving by it is exempt.
+ */
+export interface PlanFacts {
+  readonly interfaceRoutes?: ReadonlyMap<string, readonly Cidr[]>
+}

@@ -174,6 +174,13 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     help: 'interfaces whose traffic, inbound or outbound, is never captured, comma-separated names',
     parse: parseInterfaceList,
   },
+  excludeInterfacesScope: {
+    env: 'ISTIO_EXCLUDE_INTERFACES_SCOPE',
+    flag: 'exclude-interfaces-scope',
+    default: 'routes',
+    help: 'what an excluded interface exempts outbound: routes (only destinations its own routes in the main table cover, read at init, so a socket bound to it or a policy rule through it reaches nothing else uncaptured) or all (everything that leaves by it, as Istio does)',
+    parse: (t, w) => parseChoice(t, w, ['routes', 'all']),
+  },
   dnsCapture: {
     env: 'ISTIO_DNS_CAPTURE',
     flag: 'dns-capture',

@@ -144,3 +144,18 @@ export const refusedThenClean = async (
   await initOk(t, box, env, ['clean'])
   t.equal(await snapshot(box), before, 'clean leaves exactly what was there before')
 }
+
+/** A second veth pair: `side0` in the pod, `side0r` in the remote, on a subnet of its own per family. */
+export const SIDE = { pod: '198.18.1.1', remote: '198.18.1.2', pod6: '2001:db8:1::1', remote6: '2001:db8:1::2' }
+
+export const addSidePair = async (box: Sandbox): Promise<void> => {
+  await box.exec('pod', 'ip', ['link', 'add', 'side0', 'type', 'veth', 'peer', 'name', 'side0r', 'netns', box.remoteNs])
+  for (const [where, link, v4, v6] of [
+    ['pod', 'side0', SIDE.pod, SIDE.pod6],
+    ['remote', 'side0r', SIDE.remote, SIDE.remote6],
+  ] as const) {
+    await box.exec(where, 'ip', ['addr', 'add', `${v4}/24`, 'dev', link])
+    await box.exec(where, 'ip', ['addr', 'add', `${v6}/64`, 'dev', link, 'nodad'])
+    await box.exec(where, 'ip', ['link', 'set', link, 'up'])
+  }
+}

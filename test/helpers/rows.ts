@@ -9,6 +9,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_PROXY_PORT: ['70000', '65536', '0', '-1', 'abc', '0x', '5001x', '', ' ', '50.1', '1e3', '+80', '0x10000', '08080'],
   ISTIO_INBOUND_CAPTURE_PORT: ['0', '70000', 'abc', '15006x', '-1'],
   ISTIO_DNS_CAPTURE: ['', 'on', 'true', 'resolv', 'ALL'],
+  ISTIO_EXCLUDE_INTERFACES_SCOPE: ['', 'route', 'ALL', 'none'],
   ISTIO_DNS_PORT: ['0', '65536', 'dns', '', '53x'],
   ISTIO_RESOLV_CONF: ['', 'resolv.conf', 'etc/resolv.conf'],
   ISTIO_PROXY_UID: ['0', '-1', 'abc', '', '0x', '1337x', '4294967295', '4294967296', 'envoy'],

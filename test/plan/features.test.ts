@@ -7,11 +7,13 @@ import { PURPOSES } from '../../src/plan/owned.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { FAMILIES, type Cidr } from '../../src/settings/types.js'
+import type { PlanFacts } from '../../src/plan/types.js'
+import { parseCidr } from '../../src/settings/cidr.js'
 import { loadSettings } from '../../src/settings/load.js'
 import { parseNameservers } from '../../src/settings/resolv-conf.js'
 
-const chains = (env: Record<string, string>) =>
-  buildPlan(parseSettings(env), FAMILIES).families.map(f => ({
+const chains = (env: Record<string, string>, facts: PlanFacts = {}) =>
+  buildPlan(parseSettings(env), FAMILIES, facts).families.map(f => ({
     family: f.family,
     inbound: f.chains.find(c => c.name === 'SIDECAR_INBOUND')!.rules,
     outbound: f.chains.find(c => c.name === 'SIDECAR_OUTBOUND')!.rules,
@@ -39,8 +41,9 @@ t.test('the inbound capture port takes inbound only; outbound stays on the proxy
   }
 })
 
-t.test('excluded interfaces are bypassed both ways, ahead of every capture, in both families', async t => {
-  for (const { family, inbound, outbound } of chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1, eth2,eth1', ISTIO_INBOUND_EXCLUDE_PORTS: '22' })) {
+t.test('excluded interfaces (scope all) are bypassed both ways, ahead of every capture, in both families', async t => {
+  const all = { ISTIO_EXCLUDE_INTERFACES_SCOPE: 'all' }
+  for (const { family, inbound, outbound } of chains({ ...all, ISTIO_EXCLUDE_INTERFACES: 'eth1, eth2,eth1', ISTIO_INBOUND_EXCLUDE_PORTS: '22' })) {
     const names = (rules: typeof inbound, kind: string) =>
       rules.flatMap(r => r.matches.flatMap(m => (m.kind === kind && 'name' in m ? [m.name] : [])))
     t.same(names(inbound, 'in-interface'), ['eth1', 'eth2'], `${family}: in by name, each once`)
@@ -50,9 +53,34 @@ t.test('excluded interfaces are bypassed both ways, ahead of every capture, in b
       t.ok(kinds.lastIndexOf('return') < kinds.indexOf('redirect'), `${family}: bypasses first`)
     }
   }
-  const table = renderNftTable(buildPlan(parseSettings({ ISTIO_EXCLUDE_INTERFACES: 'eth1' }), FAMILIES))
+  const table = renderNftTable(buildPlan(parseSettings({ ...all, ISTIO_EXCLUDE_INTERFACES: 'eth1' }), FAMILIES))
   t.match(table, /meta l4proto tcp iifname "eth1" return comment "sidecar-redirect\/inbound-exclude-interface"\n/)
   t.equal(table.split('oifname "eth1"').length, 2, 'nft: one rule for both families')
+})
+
+t.test("excluded interfaces (scope routes, the default): outbound exempt only to the interface's own routes, per family", async t => {
+  const routes = ['198.18.1.0/24', '198.18.9.9', '2001:db8:1::/64', '198.18.1.0/24'].map(c => parseCidr(c)!)
+  const facts: PlanFacts = { interfaceRoutes: new Map([['eth1', routes]]) }
+  const [v4, v6] = chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1,eth2' }, facts)
+  const exempt = (rules: NonNullable<typeof v4>['outbound']) =>
+    rules
+      .filter(r => r.purpose === 'outbound-exclude-interface')
+      .map(r => r.matches.map(m => (m.kind === 'destination' ? `${m.cidr.address}/${m.cidr.prefix}` : m.kind === 'out-interface' ? m.name : m.kind)))
+  t.same(
+    exempt(v4!.outbound),
+    [
+      ['198.18.1.0/24', 'eth1'],
+      ['198.18.9.9/32', 'eth1'],
+    ],
+    'ipv4: each route once, with the interface; eth2 has none',
+  )
+  t.same(exempt(v6!.outbound), [['2001:db8:1::/64', 'eth1']], 'ipv6: its own routes')
+  t.same(
+    v4!.inbound.filter(r => r.purpose === 'inbound-exclude-interface').map(r => r.matches),
+    [[{ kind: 'in-interface', name: 'eth1' }], [{ kind: 'in-interface', name: 'eth2' }]],
+    'inbound: by name, whatever the routes',
+  )
+  t.same(exempt(chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1' })[0]!.outbound), [], 'no routes read: nothing leaving by it is exempt')
 })
 
 t.test('with nothing captured inbound, no interface exclusion is written there', async t => {

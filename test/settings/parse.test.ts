@@ -55,6 +55,7 @@ t.test('defaults follow the design document', async t => {
     ISTIO_OUTBOUND_INCLUDE_CIDRS: '*',
     ISTIO_OUTBOUND_EXCLUDE_CIDRS: '',
     ISTIO_EXCLUDE_INTERFACES: '',
+    ISTIO_EXCLUDE_INTERFACES_SCOPE: 'routes',
     ISTIO_DNS_CAPTURE: 'off',
     ISTIO_DNS_PORT: '15053',
     ISTIO_RESOLV_CONF: '/etc/resolv.conf',
