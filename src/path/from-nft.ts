@@ -25,17 +25,25 @@ export interface NftTableText {
   readonly comment: string | undefined
   /** The table exactly as printed, first line to closing brace. */
   readonly text: string
-  readonly chains: readonly { readonly name: string; readonly header: string | undefined; readonly rules: readonly string[] }[]
+  readonly chains: readonly NftChainText[]
+}
+
+export interface NftChainText {
+  readonly name: string
+  /** The `type ... hook ... priority ...;` line of a base chain. */
+  readonly header: string | undefined
+  /** The chain's own comment, if any (a base chain we created carries one). */
+  readonly comment?: string
+  readonly rules: readonly string[]
 }
 
 /** splitRuleset cuts ruleset text into tables, and each table into chains with their header and rule lines. Pure. */
 export const splitRuleset = (text: string): NftTableText[] => {
   const tables: NftTableText[] = []
   let lines: string[] = []
-  let table:
-    | { family: string; name: string; comment: string | undefined; chains: { name: string; header: string | undefined; rules: string[] }[] }
-    | undefined
-  let chain: { name: string; header: string | undefined; rules: string[] } | undefined
+  type Chain = { name: string; header: string | undefined; comment?: string; rules: string[] }
+  let table: { family: string; name: string; comment: string | undefined; chains: Chain[] } | undefined
+  let chain: Chain | undefined
   for (const line of text.split('\n')) {
     const opened = /^table (\S+) (\S+) \{$/.exec(line)
     if (opened) {
@@ -54,6 +62,9 @@ export const splitRuleset = (text: string): NftTableText[] => {
     } else if (line === '\t}') chain = undefined
     else if (!chain && line.startsWith('\tcomment "')) table.comment = line.slice('\tcomment "'.length, -1)
     else if (chain && line.startsWith('\t\ttype ')) chain.header = line.trim()
+    // nft prints a chain's comment first, before its type line.
+    else if (chain && chain.header === undefined && chain.rules.length === 0 && line.startsWith('\t\tcomment "'))
+      chain.comment = line.trim().slice('comment "'.length, -1)
     else if (chain && line.startsWith('\t\t') && line.trim() !== '') chain.rules.push(line.trim())
   }
   return tables

@@ -103,6 +103,12 @@ export const OWNED_IPSETS: readonly string[] = (['ipv4', 'ipv6'] as const).flatM
 
 export const nftSetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `services${family === 'ipv4' ? 4 : 6}${withPorts ? '_ports' : ''}`
 
+/**
+ * iptables-nft creates the tables and built-in chains it writes into and never removes them; so init creates the
+ * ones missing itself, with this comment, and clean removes such a table or chain once it holds nothing.
+ */
+export const CREATED_COMMENT = `${COMMENT_PREFIX}created`
+
 export const NFT_TABLE = 'sidecar_redirect'
 /** Our nft table carries this comment, so a table of someone else's that happens to have our name is not taken over. */
 export const NFT_TABLE_COMMENT = `${COMMENT_PREFIX}table`

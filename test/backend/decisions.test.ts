@@ -21,11 +21,27 @@ const fs = {
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
 const saved = (family: 0 | 1): string => savedText(renderState(plan.families[family]!))
+/** What iptables-nft made in nf_tables for that, as nft lists it (the rules left out: only the chains matter here). */
+const NAT_RULESET = ['ip', 'ip6']
+  .map(
+    f =>
+      `table ${f} nat {\n\tchain PREROUTING {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t}\n\n\tchain OUTPUT {\n\t\ttype nat hook output priority -100; policy accept;\n\t}\n}\n`,
+  )
+  .join('')
+/** What init makes before the first restore in a namespace without nat tables: each marked as ours. */
+const MADE = ['ip', 'ip6']
+  .flatMap(f => [
+    `add table ${f} nat { comment "sidecar-redirect/created"; }`,
+    `add chain ${f} nat PREROUTING { type nat hook prerouting priority -100; policy accept; comment "sidecar-redirect/created"; }`,
+    `add chain ${f} nat OUTPUT { type nat hook output priority -100; policy accept; comment "sidecar-redirect/created"; }`,
+  ])
+  .join('\n')
 
-t.test('fresh: read each family, one restore each, read back, and the ruleset once', async t => {
+t.test('fresh: read each family, make the nat tables marked as ours, one restore each, read back, and the ruleset once', async t => {
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: '' },
     { run: 'ip6tables-nft-save', stdout: '' },
+    { run: 'nft -f -', input: `${MADE}\n` },
     { run: 'iptables-nft-restore --noflush -w 5', input: renderTransaction(renderState(plan.families[0]!), EMPTY_STATE) },
     { run: 'ip6tables-nft-restore --noflush -w 5', input: renderTransaction(renderState(plan.families[1]!), EMPTY_STATE) },
     { run: 'iptables-nft-save', stdout: saved(0) },
@@ -88,7 +104,7 @@ t.test('a foreign rule ahead of our jump: the jump is deleted and inserted first
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: ahead },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
-    { run: 'nft list ruleset', stdout: '' },
+    { run: 'nft list ruleset', stdout: NAT_RULESET },
     ...DEVICE_READS,
     {
       run: 'iptables-nft-restore --noflush -w 5',
