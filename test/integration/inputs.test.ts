@@ -73,7 +73,10 @@ for (const backend of BACKENDS) {
     ] as const) {
       const { rest, tables } = emptyLegacyTables(text)
       t.equal(rest, pristine, `${when}: nothing but empty legacy tables`)
-      t.ok(tables.every(name => ['raw', 'mangle', 'nat'].includes(name)), `${when}: and only the ones our rules use (${tables.join(', ')})`)
+      t.ok(
+        tables.every(name => ['raw', 'mangle', 'nat'].includes(name)),
+        `${when}: and only the ones our rules use (${tables.join(', ')})`,
+      )
     }
   })
 }
