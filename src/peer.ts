@@ -10,6 +10,7 @@ import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
 import { openSocket } from './net/socket.js'
+import { sendRawSyn } from './net/raw-syn.js'
 import { netClsPath } from './cgroup/net-cls.js'
 import { requestClassification } from './classifier/client.js'
 
@@ -190,12 +191,22 @@ const main = (): void => {
   else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]))
   else if (verb === 'hand-off') handOff(rest[0] ?? '', Number(rest[1]))
   else if (verb === 'hold') hold(Number(rest[0]))
-  else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
+  else if (verb === 'raw-syn') {
+    // raw-syn DEVICE MAC FROM TO PORT: one SYN on a packet socket, past every netfilter hook.
+    const [device = '', mac = '', from = '', to = '', port = '0'] = rest
+    try {
+      sendRawSyn(device, mac, from, to, Number(port))
+      print({ ok: true })
+    } catch (error) {
+      print({ ok: false, error: (error as Error).message })
+      process.exitCode = 1
+    }
+  } else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
       'usage: peer serve label=host:port... | connect host port [--from addr] [--device name] | proxy port [--mark n]\n' +
         '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
-        '       | flood socket count | hand-off socket classid\n',
+        '       | flood socket count | hand-off socket classid | raw-syn device mac from to port\n',
     )
     process.exitCode = 2
   }

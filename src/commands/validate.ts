@@ -9,6 +9,7 @@ import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { buildPlan } from '../plan/build.js'
 import type { Settings } from '../settings/types.js'
+import { appCapabilities, readStatus } from '../privilege/status.js'
 
 export const runValidate = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
   const uid = process.getuid?.() ?? 0
@@ -26,8 +27,17 @@ export const runValidate = async (settings: Settings, io: Io, logger: Logger): P
   const { probeAppCapture } = await import('../verify/probe.js')
   const checks = await probeAppCapture(plan, { uid, gid })
   const lines = checks.map(c => `${c.family} ${c.name}: ${c.status}, ${c.detail}`)
+  // Run as the app's identity, validate also tells what that identity could do past capture.
+  const capabilities = appCapabilities(readStatus('self'))
   if (!checks.some(c => c.status === 'passed') || checks.some(c => c.status === 'failed')) {
-    throw new NotCapturedError("the pod's traffic is not captured: an app connection did not reach the proxy port", lines)
+    throw new NotCapturedError("the pod's traffic is not captured: an app connection did not reach the proxy port", [
+      ...lines,
+      ...capabilities.map(c => `capabilities: ${c}`),
+    ])
   }
-  logger.report('validate', 'sidecar-redirect validate: ok', { families: `${families.value.join(', ')}: ${families.reason}`, live: lines })
+  logger.report('validate', 'sidecar-redirect validate: ok', {
+    families: `${families.value.join(', ')}: ${families.reason}`,
+    live: lines,
+    capabilities,
+  })
 }

@@ -87,7 +87,9 @@ const roundsFor = async (t: Test, backend: Backend): Promise<void> => {
     seen.set(outcome, (seen.get(outcome) ?? 0) + 1)
     await initOk(t, box, { ...env }, ['clean'])
   }
-  t.pass(`${ROUNDS} kills within the ${window} ms an init takes (writing from ${Math.round(applyAt)} ms for ${applyMs} ms), no table ever held part of ours`)
+  t.pass(
+    `${ROUNDS} kills within the ${window} ms an init takes (writing from ${Math.round(applyAt)} ms for ${applyMs} ms), no table ever held part of ours`,
+  )
   t.comment(`outcomes: ${[...seen].map(([o, n]) => `${n}x [${o}]`).join('; ')}`)
   if (backend !== 'iptables-legacy') t.equal(await snapshot(box), pristine, 'and clean left the namespace as it was')
 }
