@@ -4,9 +4,8 @@
 // process really gets, read from /proc and from inside the container. The containers run the project's image,
 // with small Node.js programs in place of real ones (the image has no shell).
 import t, { type Test } from 'tap'
+import { IMAGE, type Node, startNode, type ContainerReport, type Pod, type PodEvent, runPod } from '../helpers/cri/index.js'
 import { readStatus } from '../../src/privilege/status.js'
-import { IMAGE, type Node, startNode } from '../helpers/cri/containerd.js'
-import { type ContainerReport, type Pod, type PodEvent, runPod } from '../helpers/cri/pod.js'
 import { kernelAvailable } from '../helpers/kernel.js'
 
 const node = (code: string): string[] => ['/usr/local/bin/node', '-e', code]
