@@ -71,6 +71,7 @@ t.test(
 
     const expected = await exchange(t, node!, pod)
     t.same(relaysOf(pod), expected, 'each connection went through the proxy once, with its original destination, and nothing else did')
+    t.same(await node!.outside(), [], "while the pod runs: nothing of the node in the machine's namespace, /etc/cni, /run/containerd or /var/lib/cni")
 
     await pod.stop({ gracePeriodSeconds: 5 })
     const dels = agentLines(node!, pod.sandboxId!, 'DEL')

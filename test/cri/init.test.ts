@@ -125,6 +125,7 @@ t.test(
     await pod.waitForLog('app', 'first ')
     t.match(pod.logs('app')[0], /^first \{"ok":true,"reply":\{"label":"remote"/, "the app's first connection, made as it started, was answered")
     const expected = [relay(address, `${node!.gateways.ipv4}:${REMOTE_PORT}`), ...(await exchange(t, node!, pod))]
+    t.same(await node!.outside(), [], "while the pod runs: nothing of the node in the machine's namespace, /etc/cni, /run/containerd or /var/lib/cni")
 
     const final = byName(await pod.stop())
     t.match(

@@ -179,7 +179,7 @@ t.test('stop follows the kubelet: preStop hooks first, the app containers, then 
     ...(sidecar && { restartPolicy: 'Always' }),
     lifecycle: { preStop: preStop(name) },
     command: node(
-      `process.on('SIGTERM', () => { console.log('preStop ran first: ' + require('fs').existsSync('/work/prestop-${name}')); setTimeout(() => process.exit(0), 1000) }); setInterval(() => {}, 1000)`,
+      `process.on('SIGTERM', () => { console.log('preStop ran first: ' + require('fs').existsSync('/work/prestop-${name}')); setTimeout(() => process.exit(0), 1000) }); console.log('ready'); setInterval(() => {}, 1000)`,
     ),
   })
   const pod = await runPod(
@@ -192,9 +192,11 @@ t.test('stop follows the kubelet: preStop hooks first, the app containers, then 
     }),
   )
   t.equal(pod.status, 'Running')
+  // A container's first process is PID 1 of its namespace: until it handles SIGTERM, the signal is ignored.
+  for (const name of ['sidecar-1', 'sidecar-2', 'app-1', 'app-2']) await pod.waitForLog(name, 'ready')
   const final = byName(await pod.stop())
   for (const name of ['sidecar-1', 'sidecar-2', 'app-1', 'app-2']) {
-    t.same(pod.logs(name), ['preStop ran first: true'], `${name}: its preStop hook ran before the stop signal`)
+    t.same(pod.logs(name), ['ready', 'preStop ran first: true'], `${name}: its preStop hook ran before the stop signal`)
     t.equal(final[name]!.exitCode, 0, `${name} exited 0 on SIGTERM, within its grace period`)
   }
   const lastApp = Math.max(final['app-1']!.finishedAt!, final['app-2']!.finishedAt!)

@@ -74,7 +74,13 @@ export interface Node {
   spawn(file: string, args: readonly string[]): Started
   /** Removes every pod, stops containerd, its shims and the agent, deletes the netns, cgroups and temp dir. Idempotent. */
   stop(): Promise<void>
-  /** What of this node is left on the machine: empty after stop() when nothing leaked. */
+  /**
+   * What of this node shows outside its temp dir and netns, checkable while pods run: /etc/cni or /run/containerd
+   * changed, libcni results of its network in /var/lib/cni, a link, address, route or rule of its network in the
+   * machine's own namespace. Empty when the node keeps to itself.
+   */
+  outside(): Promise<string[]>
+  /** After stop(): outside(), and any process, mount, cgroup, netns or file of the node still there. */
   traces(): Promise<string[]>
 }
 
@@ -254,6 +260,31 @@ export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Nod
     await agent.waitForLine(line => line.includes('listening'), 15_000)
   }
 
+  const outside = async (): Promise<string[]> => {
+    const found: string[] = []
+    if (treeDigest('/etc/cni') !== etcCni) found.push('/etc/cni changed')
+    if (existsSync('/run/containerd') !== runContainerd) found.push(`/run/containerd ${runContainerd ? 'vanished' : 'appeared'}`)
+    if (existsSync('/var/lib/cni/results'))
+      for (const entry of readdirSync('/var/lib/cni/results')) if (entry.includes(name)) found.push(`/var/lib/cni/results/${entry}`)
+    // The machine's own namespace: no link, address, route, rule or netfilter line of this node's network.
+    const needles = [subnets.ipv4.replace(/0\/24$/, ''), subnets.ipv6.replace(/::\/64$/, ':'), name]
+    for (const [file, args] of [
+      ['ip', ['-o', 'link']],
+      ['ip', ['-o', 'addr']],
+      ['ip', ['-4', 'route', 'show', 'table', 'all']],
+      ['ip', ['-6', 'route', 'show', 'table', 'all']],
+      ['ip', ['-4', 'rule']],
+      ['ip', ['-6', 'rule']],
+      ['nft', ['list', 'ruleset']],
+      ['iptables-legacy-save', []],
+      ['ip6tables-legacy-save', []],
+    ] as const) {
+      for (const line of (await runForStatus(file, args)).output.split('\n')) {
+        if (needles.some(needle => line.includes(needle))) found.push(`${file} ${args.join(' ')}: ${line}`)
+      }
+    }
+    return found
+  }
   const inNode = (file: string, args: readonly string[]): [string, string[]] => ['nsenter', [`--net=${netns}`, file, ...args]]
   return {
     name,
@@ -269,15 +300,12 @@ export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Nod
     run: (file, args) => runForStatus(...inNode(file, args)),
     spawn: (file, args) => startProcess(...inNode(file, args)),
     stop,
+    outside,
     traces: async () => {
-      const found: string[] = []
-      if (treeDigest('/etc/cni') !== etcCni) found.push('/etc/cni changed')
-      if (existsSync('/run/containerd') !== runContainerd) found.push(`/run/containerd ${runContainerd ? 'vanished' : 'appeared'}`)
+      const found = await outside()
       if (existsSync(dir)) found.push(`${dir} is still there`)
       if (existsSync(netns)) found.push(`${netns} is still there`)
       for (const root of cgroupRoots()) if (existsSync(`${root}/${name}`)) found.push(`cgroup ${root}/${name}`)
-      if (existsSync('/var/lib/cni/results'))
-        for (const entry of readdirSync('/var/lib/cni/results')) if (entry.includes(name)) found.push(`/var/lib/cni/results/${entry}`)
       for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) if (line.includes(dir)) found.push(`mount: ${line}`)
       for (const pid of readdirSync('/proc').filter(entry => /^\d+$/.test(entry))) {
         const cmdline = (() => {
@@ -288,23 +316,6 @@ export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Nod
           }
         })()
         if (cmdline.includes(dir)) found.push(`process ${pid}: ${cmdline.replaceAll('\0', ' ')}`)
-      }
-      // The machine's own namespace: no link, address, route, rule or netfilter line of this node's network.
-      const needles = [subnets.ipv4.replace(/0\/24$/, ''), subnets.ipv6.replace(/::\/64$/, ':'), name]
-      for (const [file, args] of [
-        ['ip', ['-o', 'link']],
-        ['ip', ['-o', 'addr']],
-        ['ip', ['-4', 'route', 'show', 'table', 'all']],
-        ['ip', ['-6', 'route', 'show', 'table', 'all']],
-        ['ip', ['-4', 'rule']],
-        ['ip', ['-6', 'rule']],
-        ['nft', ['list', 'ruleset']],
-        ['iptables-legacy-save', []],
-        ['ip6tables-legacy-save', []],
-      ] as const) {
-        for (const line of (await runForStatus(file, args)).output.split('\n')) {
-          if (needles.some(needle => line.includes(needle))) found.push(`${file} ${args.join(' ')}: ${line}`)
-        }
       }
       return found
     },
