@@ -309,12 +309,23 @@ t.test('securityContext, env, args and volumes reach the process as the kubelet 
 
   const nonRoot = await runPod(
     nodeFor(t),
-    podOf('non-root', { containers: [{ name: 'app', image: IMAGE, command: lingering(0), securityContext: { runAsNonRoot: true } }] }),
+    podOf('non-root', {
+      containers: [
+        { name: 'app', image: IMAGE, command: lingering(0), securityContext: { runAsNonRoot: true } },
+        { name: 'other', image: IMAGE, command: lingering(0) },
+      ],
+    }),
   )
   t.equal(nonRoot.status, 'CreateContainerConfigError', 'runAsNonRoot with an image that runs as root is refused, as the kubelet refuses it')
+  t.same(nonRoot.failure?.container, 'app')
   t.match(nonRoot.failure?.message, /image will run as root/)
-  t.equal((await nonRoot.container('app')).state, 'not created')
-  await nonRoot.stop()
+  t.same(
+    (await nonRoot.containers()).map(r => r.state),
+    ['not created', 'running'],
+    'the app was not created; the kubelet still starts the next app container',
+  )
+  const stopped = await nonRoot.stop()
+  t.same(await nonRoot.containers(), stopped, 'after stop, the reports stay as they were when the pod was removed')
 })
 
 t.test('the node leaves no trace on the machine', async t => {

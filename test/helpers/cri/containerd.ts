@@ -117,17 +117,26 @@ const cgroupRoots = (): string[] =>
     .filter(([, , type]) => type === 'cgroup' || type === 'cgroup2')
     .map(([, path]) => path!)
 
-const processesIn = (mountNs: string): number[] =>
+// Processes in containerd's mount namespace (containerd, its shims, the agent) or in the node's cgroups (the
+// containers, which have mount namespaces of their own).
+const processesOf = (node: string, mountNs: string | undefined): number[] =>
   readdirSync('/proc')
-    .filter(entry => /^\d+$/.test(entry))
+    .filter(entry => /^\d+$/.test(entry) && Number(entry) !== process.pid)
     .filter(pid => {
       try {
-        return readlinkSync(`/proc/${pid}/ns/mnt`) === mountNs
+        return readlinkSync(`/proc/${pid}/ns/mnt`) === mountNs || readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`:/${node}/`)
       } catch {
         return false
       }
     })
     .map(Number)
+
+// A cgroup directory and those under it, deepest first (a cgroup holds only its subgroups once it has no process).
+const removeTree = (path: string): void => {
+  if (!existsSync(path)) return
+  for (const entry of readdirSync(path, { withFileTypes: true })) if (entry.isDirectory()) removeTree(`${path}/${entry.name}`)
+  rmdirSync(path)
+}
 
 /**
  * startNode starts a private containerd in a new node netns, imports the two archives, and registers its stop as
@@ -173,32 +182,30 @@ export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Nod
       }
       await containerd?.stop()
       await agent?.stop()
-      // The shims outlive containerd by design; they and anything else left in its mount namespace were started
-      // by this node and end with it, by pid.
-      if (mountNs) {
-        for (let tries = 0; tries < 50; tries++) {
-          const left = processesIn(mountNs)
-          if (left.length === 0) break
-          for (const pid of left) {
-            try {
-              process.kill(pid, 'SIGKILL')
-            } catch {}
-          }
-          await sleep(100)
+      // The shims outlive containerd by design, and a container outlives a shim killed under it: whatever is left
+      // in containerd's mount namespace or in the node's cgroups was started by this node and ends with it, by pid.
+      for (let tries = 0; tries < 50; tries++) {
+        const left = processesOf(name, mountNs)
+        if (left.length === 0) break
+        for (const pid of left) {
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {}
         }
+        await sleep(100)
       }
+      // Every step runs even if one before it failed; the first failure is reported at the end.
+      const failures: unknown[] = []
       for (const root of cgroupRoots()) {
-        const parent = `${root}/${name}`
-        if (!existsSync(parent)) continue
-        for (const pod of readdirSync(parent, { withFileTypes: true }).filter(e => e.isDirectory())) {
-          for (const leaf of readdirSync(`${parent}/${pod.name}`, { withFileTypes: true }).filter(e => e.isDirectory()))
-            rmdirSync(`${parent}/${pod.name}/${leaf.name}`)
-          rmdirSync(`${parent}/${pod.name}`)
+        try {
+          removeTree(`${root}/${name}`)
+        } catch (error) {
+          failures.push(error)
         }
-        rmdirSync(parent)
       }
       await runForStatus('ip', ['netns', 'del', name])
       rmSync(dir, { recursive: true, force: true })
+      if (failures.length > 0) throw failures[0]
     })())
   t.teardown(stop)
 
@@ -307,6 +314,7 @@ export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Nod
       if (existsSync(netns)) found.push(`${netns} is still there`)
       for (const root of cgroupRoots()) if (existsSync(`${root}/${name}`)) found.push(`cgroup ${root}/${name}`)
       for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) if (line.includes(dir)) found.push(`mount: ${line}`)
+      for (const pid of processesOf(name, undefined)) found.push(`process ${pid} in the node's cgroups`)
       for (const pid of readdirSync('/proc').filter(entry => /^\d+$/.test(entry))) {
         const cmdline = (() => {
           try {

@@ -10,7 +10,7 @@ import { cpus } from 'node:os'
 import { dirname } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { type ProcessStatus, readStatus } from '../../../src/privilege/status.js'
-import { type ContainerInfo, CriError, type PodSandboxConfig } from './client.js'
+import { type ContainerInfo, CriError, isNotFound, type PodSandboxConfig } from './client.js'
 import type { Node } from './containerd.js'
 import {
   admitPod,
@@ -35,7 +35,8 @@ const MINIMUM_GRACE_SECONDS = 2
 
 /**
  * Where a pod got to, in kubectl's words where it has them: Running once every app container has started (and
- * its postStart hook returned); otherwise the step that stopped it, prefixed with Init: during the init phase.
+ * its postStart hook returned); otherwise the first step that failed, prefixed with Init: during the init phase
+ * (which stops there; a failing app container does not keep the kubelet from starting the next one).
  * Init:StartupProbeFailed is a native sidecar whose startup probe reached its failure threshold (the kubelet
  * would restart it; the app never starts either way).
  */
@@ -246,6 +247,7 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
   const readyAt = new Map<string, number>()
   const stopRequestedAt = new Map<string, number>()
   const neverCreated = new Map<string, string>()
+  const lastReports = new Map<string, ContainerReport>()
   let status: PodStatus = 'Running'
   let failure: { container: string; message: string } | undefined
   let sandboxId: string | undefined
@@ -253,6 +255,12 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
   let ips: string[] = []
   let sandboxPid = 0
   let stopping = false
+  let wake = (): void => undefined
+  const stopSignal = new Promise<void>(resolve => {
+    wake = resolve
+  })
+  // A probe worker's wait, cut short when the pod is being stopped.
+  const pause = (ms: number) => Promise.race([sleep(ms), stopSignal])
   let stopped: Promise<ContainerReport[]> | undefined
   const background: Promise<void>[] = []
 
@@ -261,9 +269,12 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
     events.push(event)
     await options.onEvent?.(event, handle)
   }
+  // The first failure names the pod's status; an app container's failure does not keep the others from starting.
   const fail = async (next: PodStatus, container: string, message: string): Promise<void> => {
-    status = next
-    failure = { container, message }
+    if (status === 'Running') {
+      status = next
+      failure = { container, message }
+    }
     await emit('Failed', container, `${next}: ${message}`)
   }
   const specOf = (name: string): ContainerSpec => {
@@ -301,10 +312,16 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
         finishedAt: undefined,
       }
     }
-    const { status: s, info } = await cri.containerStatus(id)
+    // After stop() the runtime has removed it: its last report stands.
+    const found = await cri.containerStatus(id).catch((error: unknown) => {
+      if (isNotFound(error) && lastReports.has(name)) return undefined
+      throw error
+    })
+    if (!found) return lastReports.get(name)!
+    const { status: s, info } = found
     const state =
       ({ CONTAINER_CREATED: 'created', CONTAINER_RUNNING: 'running', CONTAINER_EXITED: 'exited' } as const)[s.state as string] ?? 'unknown'
-    return {
+    const current: ContainerReport = {
       ...base,
       state,
       exitCode: state === 'exited' ? s.exit_code : undefined,
@@ -315,6 +332,8 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
       startedAt: nsToMs(s.started_at),
       finishedAt: nsToMs(s.finished_at),
     }
+    lastReports.set(name, current)
+    return current
   }
 
   const waitForState = async (name: string, done: (r: ContainerReport) => boolean, what: string, limitMs = timeoutMs): Promise<ContainerReport> => {
@@ -369,7 +388,7 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
 
   /** The kubelet's startup probe worker: after the initial delay, one run per period until it passes or fails failureThreshold times. */
   const startupProbe = async (name: string, probe: StartupProbe): Promise<'passed' | 'failed' | 'exited' | 'stopped'> => {
-    await sleep(probe.initialDelaySeconds * 1000)
+    await pause(probe.initialDelaySeconds * 1000)
     let failures = 0
     for (let tick = Date.now(); ; ) {
       if (stopping) return 'stopped'
@@ -385,7 +404,7 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
       await emit('ProbeFailed', name, `${failures}/${probe.failureThreshold}: ${outcome.message}`)
       if (failures >= probe.failureThreshold) return 'failed'
       tick += probe.periodSeconds * 1000
-      await sleep(Math.max(0, tick - Date.now()))
+      await pause(Math.max(0, tick - Date.now()))
     }
   }
 
@@ -524,6 +543,7 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
 
   const stopPod = async (grace: number): Promise<ContainerReport[]> => {
     stopping = true
+    wake()
     await Promise.all(background)
     if (sandboxId) {
       const reports = await handle.containers()
@@ -610,7 +630,11 @@ export const runPod = async (node: Node, manifest: string | object, options: Run
 
   for (const spec of pod.containers) {
     const name = spec.spec.name
-    if (!(await start(spec))) break
+    if (!(await start(spec))) {
+      // The kubelet goes on to the next app container; the init phase stops at the first failure.
+      if (spec.role === 'app') continue
+      break
+    }
     if (spec.role === 'init') {
       const done = await waitForState(name, r => r.state === 'exited', 'run to completion')
       await emit('Exited', name, `exit ${done.exitCode}`)
