@@ -324,7 +324,7 @@ t.test('securityContext, env, args and volumes reach the process as the kubelet 
     ['not created', 'running'],
     'the app was not created; the kubelet still starts the next app container',
   )
-  const stopped = await nonRoot.stop()
+  const stopped = await nonRoot.stop({ gracePeriodSeconds: 2 })
   t.same(await nonRoot.containers(), stopped, 'after stop, the reports stay as they were when the pod was removed')
 })
 
