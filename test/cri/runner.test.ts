@@ -119,6 +119,22 @@ t.test('a native sidecar holds what comes after it until its startup probe passe
           ports: [{ name: 'admin', containerPort: 7000 }],
           startupProbe: { tcpSocket: { port: 'admin' }, periodSeconds: 1, failureThreshold: 30 },
         },
+        {
+          name: 'http-probed',
+          image: IMAGE,
+          restartPolicy: 'Always',
+          // Answers 503 to its first request, then 200, logging what it was asked.
+          command: lingering(
+            0,
+            `let n = 0; require('http').createServer((q, s) => { console.log(q.url + ' ' + q.headers['user-agent'] + ' ' + q.headers['x-probe']); s.statusCode = ++n < 2 ? 503 : 200; s.end() }).listen(7001)`,
+          ),
+          startupProbe: {
+            httpGet: { port: 7001, path: '/healthz', httpHeaders: [{ name: 'X-Probe', value: 'startup' }] },
+            periodSeconds: 1,
+            failureThreshold: 30,
+          },
+          lifecycle: { preStop: { sleep: { seconds: 1 } } },
+        },
         { name: 'after', image: IMAGE, command: node('process.exit(0)') },
       ],
       containers: [{ name: 'app', image: IMAGE, command: lingering(0) }],
@@ -134,18 +150,33 @@ t.test('a native sidecar holds what comes after it until its startup probe passe
   )
   t.equal(pod.status, 'Running')
   const r = byName(await pod.containers())
-  const passed = (name: string) => eventsOf(pod, 'ProbePassed', name)[0]!.at
+  const passed = (name: string) => eventsOf(pod, 'ProbePassed', name)[0]?.at ?? Number.POSITIVE_INFINITY
   t.equal(eventsOf(pod, 'ProbeFailed', 'exec-probed').length, 2, 'the exec probe failed twice, until the file was there')
   t.ok(eventsOf(pod, 'ProbeFailed', 'tcp-probed').length >= 1, 'the tcpSocket probe failed while nothing listened')
   t.ok(r['tcp-probed']!.createdAt! >= passed('exec-probed'), 'the next sidecar was created only after the first one started')
-  t.ok(r['after']!.createdAt! >= passed('tcp-probed'), 'the next init container was created only after the second sidecar started')
+  t.ok(r['http-probed']!.createdAt! >= passed('tcp-probed'), 'the third sidecar was created only after the second one started')
+  t.same(
+    eventsOf(pod, 'ProbeFailed', 'http-probed').map(e => e.message),
+    ['1/30: HTTP 503'],
+    'the httpGet probe failed on the 503, and passed on the 200',
+  )
+  t.same(
+    pod.logs('http-probed').slice(0, 2),
+    ['/healthz kube-probe/1.29 startup', '/healthz kube-probe/1.29 startup'],
+    "the kubelet's request: path, user agent, headers",
+  )
+  t.ok(r['after']!.createdAt! >= passed('http-probed'), 'the next init container was created only after the last sidecar started')
   t.ok(r['app']!.startedAt! >= r['after']!.finishedAt!, 'the app started after the init phase')
   t.same(
-    [r['exec-probed']!.state, r['tcp-probed']!.state, r['app']!.state],
-    ['running', 'running', 'running'],
+    [r['exec-probed']!.state, r['tcp-probed']!.state, r['http-probed']!.state, r['app']!.state],
+    ['running', 'running', 'running', 'running'],
     'the sidecars keep running beside the app',
   )
+  const stopAt = Date.now()
   await pod.stop({ gracePeriodSeconds: 5 })
+  const slept = eventsOf(pod, 'PreStopDone', 'http-probed')[0]
+  t.equal(slept?.message, 'slept 1 s', 'a sleep preStop hook')
+  t.ok((slept?.at ?? 0) - stopAt >= 1000, '... that took its second')
 
   const held = await runPod(
     nodeFor(t),
