@@ -48,8 +48,10 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     argv: ['init'],
     script: [
       { run: 'iptables-nft-save', stdout: '' },
+      // The nat table made, marked ours, before the restore; read again after the refusal, to remove it.
+      { run: 'nft -f -' },
       { run: 'iptables-nft-restore --noflush -w 5', fails: { stderr: 'iptables-restore: line 4 failed\n', line: 4 } },
-      { run: 'nft list ruleset', stdout: '' },
+      { run: 'nft list ruleset', stdout: '', times: 2 },
       ...DEVICE_READS,
     ],
     code: 4,
@@ -60,6 +62,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     argv: ['init'],
     script: [
       { run: 'iptables-nft-save', stdout: '', times: 2 },
+      { run: 'nft -f -' },
       { run: 'iptables-nft-restore --noflush -w 5' },
       { run: 'nft list ruleset', stdout: '' },
       ...DEVICE_READS,
@@ -73,8 +76,9 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     env: { ISTIO_OUTBOUND_METHOD: 'cgroup' },
     script: [
       { run: 'iptables-nft-save', stdout: '' },
-      { run: 'nft list ruleset', stdout: '' },
+      { run: 'nft list ruleset', stdout: '', times: 2 },
       ...DEVICE_READS,
+      { run: 'nft -f -' },
       {
         run: 'iptables-nft-restore --noflush -w 5',
         fails: { stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `cgroup':No such file or directory\n" },

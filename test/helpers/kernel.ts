@@ -106,6 +106,10 @@ export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
     .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT|TPROXY|TPROXY_MARK) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    // The built-in chains init made for iptables-nft (marked; a chain's lines are indented twice), and then the
+    // tables it made, once nothing else is in them.
+    .replace(/^\tchain \S+ \{\n\t\tcomment "sidecar-redirect\/created"\n(?:\t\t[^\n]*\n)*\t\}\n\n?/gm, '')
+    .replace(/^table \S+ \S+ \{\n\tcomment "sidecar-redirect\/created"\n\n?\}\n/gm, '')
     .split('\n')
     .filter(
       line =>

@@ -97,10 +97,17 @@ const ROWS: { name: string; env?: Record<string, string>; text: string; tool?: s
       escapes: /end OUTPUT/,
     },
     {
-      name: 'an interface we exclude anyway',
-      env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+      name: 'an interface we exclude anyway, all of its traffic (scope all)',
+      env: { ISTIO_EXCLUDE_INTERFACES: 'side0', ISTIO_EXCLUDE_INTERFACES_SCOPE: 'all' },
       text: save('nat', ['-A OUTPUT -o side0 -p tcp -j RETURN', JUMPS.OUTPUT]),
       escapes: false,
+    },
+    {
+      // By its routes, we exempt only what they cover; the rest leaving by it is ours to capture.
+      name: 'the same RETURN with scope routes: it lets go what we capture leaving by side0 beyond its routes',
+      env: { ISTIO_EXCLUDE_INTERFACES: 'side0' },
+      text: save('nat', ['-A OUTPUT -o side0 -p tcp -j RETURN', JUMPS.OUTPUT]),
+      escapes: /end OUTPUT/,
     },
     {
       name: 'a DNAT in the other variant on an inbound interface we exclude',
