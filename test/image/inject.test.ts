@@ -3,15 +3,14 @@
 // the kubelet's order (test/helpers/kubelet.ts), in the native and the classic layout. The app's traffic goes
 // through squid both ways: squid's own access log names each request's original destination, and the far end sees
 // squid's Via header. squid runs as the proxy UID with no capability and nothing of ours in its container.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
-import { execa } from 'execa'
 import t from 'tap'
-import { parse } from 'yaml'
 import { runForStatus } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 import { type Answer, HTTP_CLIENT, HTTP_SERVER } from '../helpers/http-peers.js'
+import { deployment, injectToPod } from '../helpers/injected.js'
 import { type Obj, playAsKubelet } from '../helpers/kubelet.js'
 import { addressOf, NETWORK, natRulesOf, podman, prepareNetwork, ROOT, runPodman, waitForLog } from '../helpers/podman.js'
 
@@ -20,47 +19,6 @@ const SQUID = 'localhost/sr-squid:bookworm'
 const SCRATCH = mkdtempSync(`${tmpdir()}/sr-inject-pod-`)
 t.teardown(() => rmSync(SCRATCH, { recursive: true, force: true }))
 const REMOTE = `sr-inj-${process.pid}-remote`
-
-/** The Deployment a user writes: an HTTP app, nothing of ours. */
-export const deployment = (name: string, image = IMAGE): Obj => ({
-  apiVersion: 'apps/v1',
-  kind: 'Deployment',
-  metadata: { name, namespace: 'shop' },
-  spec: {
-    selector: { matchLabels: { app: name } },
-    template: {
-      metadata: { labels: { app: name } },
-      spec: {
-        containers: [
-          {
-            name: 'app',
-            image,
-            imagePullPolicy: 'Never',
-            command: ['/usr/local/bin/node', '-e', HTTP_SERVER],
-            env: [
-              { name: 'LABEL', value: 'app' },
-              { name: 'PORT', value: '8080' },
-            ],
-            securityContext: { runAsUser: 1000, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-          },
-        ],
-      },
-    },
-  },
-})
-
-/** `entrypoint inject` as a user runs it, on a file; the Deployment's pod template back as a Pod named `pod`. */
-export const injectToPod = async (object: Obj, env: Record<string, string>, pod: string): Promise<Obj> => {
-  const file = `${SCRATCH}/${pod}.yaml`
-  writeFileSync(file, JSON.stringify(object))
-  const result = await execa(process.execPath, [`${ROOT}dist/cli.mjs`, 'inject', '-f', file], {
-    env: { PATH: process.env['PATH'], ...env },
-    extendEnv: false,
-  })
-  const injected = parse(result.stdout) as Obj
-  const template = injected['spec'].template
-  return { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, name: pod }, spec: template.spec }
-}
 
 const fromHost = (host: string, port: number): Promise<boolean> =>
   new Promise(resolve => {
@@ -107,6 +65,7 @@ for (const layout of ['native', 'classic'] as const) {
   t.test(`mode init, ${layout} layout: squid as the user's proxy, the app's traffic through it both ways`, async t => {
     const name = `sr-inj-${process.pid}-${layout}`
     const pod = await injectToPod(
+      SCRATCH,
       deployment('web'),
       {
         ISTIO_PROXY_PORT: '3128',
