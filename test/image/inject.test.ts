@@ -140,3 +140,22 @@ for (const layout of ['native', 'classic'] as const) {
     t.equal(log.split('\n').filter(l => l.includes('ORIGINAL_DST/')).length, 2, 'exactly those two: no loop, nothing else')
   })
 }
+
+t.test("with the defaults (the README's first path): our image's stand-in relay as the proxy, logging each connection", async t => {
+  const name = `sr-inj-${process.pid}-defaults`
+  const pod = await injectToPod(SCRATCH, deployment('web'), { ISTIO_INJECT_IMAGE: IMAGE, ISTIO_INJECT_PULL_POLICY: 'Never' }, name)
+  const played = await playAsKubelet(t, pod, { file: `${SCRATCH}/${name}.pod.yaml`, network: NETWORK, connect: fromHost, address: p => addressOf(p) })
+  t.same(played.steps, ['init sidecar-redirect-init', 'sidecar sidecar-redirect-proxy', 'probe sidecar-redirect-proxy', 'start app'])
+  await waitForLog(played.container('app'), '"ready":true')
+  const remote = await podman('inspect', REMOTE, '--format', `{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}`)
+  t.match(await fetchIn(played.container('app'), `http://${remote}:9090/out`), { status: 200, body: { label: 'remote', via: null } }, 'app -> remote')
+  t.match(await fetchIn(REMOTE, `http://${played.address}:8080/in`), { status: 200, body: { label: 'app' } }, 'remote -> app')
+  const relays = (await podman('logs', played.container('sidecar-redirect-proxy'))).split('\n').filter(l => l.includes('"relayed"'))
+  t.same(
+    relays,
+    [`{"relayed":{"from":"${played.address}","to":"${remote}:9090"}}`, `{"relayed":{"from":"${remote}","to":"${played.address}:8080"}}`],
+    '`kubectl logs <pod> -c sidecar-redirect-proxy`: one line per relayed connection, with its original destination',
+  )
+  const proxy = readStatus(Number(await podman('inspect', played.container('sidecar-redirect-proxy'), '--format', '{{.State.Pid}}')))
+  t.same([proxy.uids, proxy.capEff], [[1337, 1337, 1337, 1337], 0n], 'the relay: UID 1337, no capability')
+})
