@@ -65,7 +65,6 @@ export const captureEnv = (capture: Settings): Record<string, string> => {
 }
 
 const SECCOMP = { type: 'RuntimeDefault' }
-const SMALL = { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } }
 
 const unprivileged = (uid: number, gid: number, readOnlyRoot: boolean): JsonObject => ({
   runAsUser: uid,
@@ -86,7 +85,7 @@ export const captureContainer = (e: Effective): JsonObject => {
       ...common,
       args: ['validate'],
       env: envList(captureEnv(e.capture)),
-      resources: SMALL,
+      ...(e.inject.resources && { resources: e.inject.resources }),
       securityContext: unprivileged(e.inject.helperUid, e.inject.helperUid, true),
     }
   }
@@ -95,7 +94,7 @@ export const captureContainer = (e: Effective): JsonObject => {
     ...common,
     args: ['init'],
     env: envList(captureEnv(e.capture)),
-    resources: SMALL,
+    ...(e.inject.resources && { resources: e.inject.resources }),
     securityContext: {
       runAsUser: 0,
       runAsNonRoot: false,
@@ -175,6 +174,7 @@ export const proxyContainer = (e: Effective, layout: Layout): JsonObject => {
     ...(own && { imagePullPolicy: e.inject.pullPolicy }),
     ...(agent ? { command: ['/app/entrypoint'], args: ['run', '--', ...(line.command ?? []), ...(line.args ?? [])] } : line),
     ...(agent && { env: envList(agentEnv(e.capture, e.agent)) }),
+    ...(e.inject.proxyResources && { resources: e.inject.proxyResources }),
     ...(layout === 'native' && { restartPolicy: 'Always' }),
     ...(startup && { startupProbe: startup }),
     ...(readiness && { readinessProbe: readiness }),
@@ -206,7 +206,7 @@ export const holdContainer = (e: Effective): JsonObject => ({
   args: ['hold'],
   env: envList({ ISTIO_PROXY_PORT: String(e.capture.proxyPort), ISTIO_READY_SECONDS: String(e.agent.readySeconds) }),
   lifecycle: { postStart: { exec: { command: READY } } },
-  resources: SMALL,
+  ...(e.inject.resources && { resources: e.inject.resources }),
   securityContext: unprivileged(e.inject.helperUid, e.inject.helperUid, true),
 })
 

@@ -63,6 +63,35 @@ const parseProbe = (text: string, where: string): ProxyProbe => {
   return { kind: 'custom', probe: value as Readonly<Record<string, unknown>> }
 }
 
+const RESOURCES_ACCEPTED =
+  'a JSON Kubernetes ResourceRequirements, e.g. {"requests":{"cpu":"10m","memory":"32Mi"},"limits":{"memory":"128Mi"}}, or empty for none'
+
+// Quantities as Kubernetes writes them (100m, 32Mi, 1.5, 2e3); the API server checks them again.
+const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munk])?$/
+
+const parseResources = (text: string, where: string): Readonly<Record<string, Readonly<Record<string, string>>>> | undefined => {
+  if (text.trim() === '') return undefined
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw new ConfigError(where, text, RESOURCES_ACCEPTED)
+  }
+  const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+  if (!isMap(value) || !Object.entries(value).every(([k, v]) => ['requests', 'limits'].includes(k) && isMap(v)))
+    throw new ConfigError(where, text, RESOURCES_ACCEPTED)
+  const result: Record<string, Record<string, string>> = {}
+  for (const [kind, quantities] of Object.entries(value as Record<string, Record<string, unknown>>)) {
+    result[kind] = {}
+    for (const [name, quantity] of Object.entries(quantities)) {
+      const q = typeof quantity === 'number' ? String(quantity) : quantity
+      if (typeof q !== 'string' || !QUANTITY.test(q) || !/^[a-z0-9.\-/]+$/i.test(name)) throw new ConfigError(where, text, RESOURCES_ACCEPTED)
+      result[kind]![name] = q
+    }
+  }
+  return result
+}
+
 const KUBE_VERSION = /^v?(\d{1,3})\.(\d{1,3})(\.\d{1,5})?([-+][0-9A-Za-z.+-]*)?$/
 
 const parseKubeVersion = (text: string, where: string): KubeVersion | undefined => {
@@ -197,6 +226,20 @@ export const INJECT_OPTIONS: OptionTable<InjectSettings> = {
     default: 'true',
     help: "inject: give the proxy container a read-only root filesystem (false for a proxy that writes into its image's directories)",
     parse: (t, w) => parseChoice(t, w, ['true', 'false']) === 'true',
+  },
+  resources: {
+    env: 'ISTIO_INJECT_RESOURCES',
+    flag: 'inject-resources',
+    default: '{"requests":{"cpu":"10m","memory":"32Mi"},"limits":{"memory":"128Mi"}}',
+    help: "inject: the resources of this project's containers (init or validate, the classic hold), a JSON ResourceRequirements; empty for none",
+    parse: parseResources,
+  },
+  proxyResources: {
+    env: 'ISTIO_INJECT_PROXY_RESOURCES',
+    flag: 'proxy-resources',
+    default: '',
+    help: "inject: the proxy container's resources, a JSON ResourceRequirements; empty for none",
+    parse: parseResources,
   },
   hold: {
     env: 'ISTIO_INJECT_HOLD',

@@ -135,6 +135,9 @@ export interface KubeVersion {
   readonly minor: number
 }
 
+/** A container's ResourceRequirements: requests and limits by resource name, as quantities. */
+export type Resources = Readonly<Record<string, Readonly<Record<string, string>>>>
+
 /** The proxy's startup and readiness probe: a TCP connection to its port, none, or the user's own Probe. */
 export type ProxyProbe =
   | { readonly kind: 'tcp' }
@@ -159,6 +162,10 @@ export interface InjectSettings {
   readonly proxyAgent: 'auto' | 'true' | 'false'
   readonly proxyProbe: ProxyProbe
   readonly proxyReadOnlyRoot: boolean
+  /** Our containers' resources (a ResourceRequirements); undefined for none. */
+  readonly resources: Resources | undefined
+  /** The proxy container's resources; undefined for none. */
+  readonly proxyResources: Resources | undefined
   /** Classic layout: hold the app until the proxy accepts connections. */
   readonly hold: boolean
   /** An app container that keeps NET_RAW or has NET_ADMIN: a warning, or a refusal. */

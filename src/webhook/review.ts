@@ -58,7 +58,17 @@ export const reviewAdmission = (text: string, source: SettingsSource): Answer =>
     return respond({ allowed: true }, { decision: 'ignored', reason: 'not the creation of a Pod' })
   }
   if (namespace === 'kube-system') return respond({ allowed: true }, { decision: 'skipped', reason: 'kube-system is never injected' })
-  const result = transformObject({ ...object, apiVersion: 'v1', kind: 'Pod' } as Json, 'inject', source, namespace)
+  let result: ReturnType<typeof transformObject>
+  try {
+    result = transformObject({ ...object, apiVersion: 'v1', kind: 'Pod' } as Json, 'inject', source, namespace)
+  } catch (error) {
+    // A bug, not the pod's fault: answered as an error, so the API server applies the failure policy.
+    return {
+      status: 500,
+      body: 'injection failed\n',
+      log: { ...fields, decision: 'error', reason: error instanceof Error ? error.message : String(error) },
+    }
+  }
   const [outcome] = result.results.map(r => r.outcome)
   const warnings = result.warnings.slice(0, MAX_WARNINGS).map(w => clip(`${w.field} ${w.message}`, MAX_WARNING))
   const warned = warnings.length > 0 ? { warnings } : {}

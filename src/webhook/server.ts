@@ -96,10 +96,11 @@ export const startWebhook = async (settings: WebhookSettings, source: SettingsSo
       const started = performance.now()
       const result = reviewAdmission(Buffer.concat(chunks).toString('utf8'), source)
       const fields = { ...result.log, status: result.status, ms: Math.round((performance.now() - started) * 10) / 10 }
+      // Values as JSON: a pod's name or uid is the requester's text, and reaches this line before any validation.
       report(
         'admission',
         Object.entries(fields)
-          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
           .join(' '),
         fields,
       )

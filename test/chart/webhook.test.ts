@@ -12,7 +12,7 @@ import t from 'tap'
 import { runForStatus } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 import { transformObject } from '../../src/inject/workloads.js'
-import { parseInjectSettings } from '../../src/settings/parse.js'
+import { parseInjectSettings, parseWebhookSettings } from '../../src/settings/parse.js'
 import { helm, type K8sObject, objectsOf, validateObject } from '../helpers/helm.js'
 import { NETWORK, podman, prepareNetwork, ROOT, runPodman } from '../helpers/podman.js'
 import { KINDS, type Obj, podSpec, templateOf, unknownKeys } from '../helpers/workloads.js'
@@ -145,6 +145,7 @@ t.test("the values reach the webhook as the injector's settings, and it injects 
     webhook: { appCapabilities: 'refuse', annotations: ['proxy-image', 'outbound-exclude-ports'], timeoutSeconds: 7, replicas: 1 },
     outbound: { excludePorts: [22] },
     image: { repository: 'registry.example/sr', tag: '9.9.9', pullPolicy: 'Always' },
+    resources: { init: { requests: { cpu: '5m' } }, proxy: { limits: { memory: '256Mi' } } },
   }
   const objects = await render(values)
   t.notOk(
@@ -165,6 +166,11 @@ t.test("the values reach the webhook as the injector's settings, and it injects 
     ISTIO_OUTBOUND_EXCLUDE_PORTS: '22',
   })
   t.doesNotThrow(() => parseInjectSettings(env), 'every value parses as the injector reads it')
+  t.match(
+    parseWebhookSettings(envOf(webhookContainer(await render()))),
+    { maxBytes: 3145728, requestSeconds: 10, certCheckSeconds: 10 },
+    'the defaults, as the webhook reads them',
+  )
   const result = transformObject(KINDS['Deployment']!.make(podSpec()), 'inject', { env, flags: {} })
   t.same(result.refusals, [])
   const spec = templateOf(result.object as Obj)['spec']
@@ -184,6 +190,11 @@ t.test("the values reach the webhook as the injector's settings, and it injects 
     securityContext: { runAsUser: 1337, capabilities: { drop: ['ALL'] } },
   })
   t.notOk(proxy.securityContext.readOnlyRootFilesystem)
+  t.same(
+    [proxy.resources, spec.initContainers[1].resources],
+    [{ limits: { memory: '256Mi' } }, { requests: { cpu: '5m', memory: '32Mi' }, limits: { memory: '128Mi' } }],
+    'resources.proxy, and resources.init as Helm merges it with the defaults',
+  )
   t.match(hold, { image: 'registry.example/sr:9.9.9', imagePullPolicy: 'Always', securityContext: { runAsUser: 4242 } })
   t.match(spec.initContainers[1].env, [{ name: 'ISTIO_PROXY_PORT', value: '15001' }])
 })
@@ -337,5 +348,5 @@ t.test("the rendered webhook container runs from the image with the chart's secu
     [[65532, 65532, 65532, 65532], true, 0n, 0n, 0n],
     'the webhook process: UID 65532, no_new_privs, no capability at all, read from the host',
   )
-  t.match((await runForStatus('podman', ['logs', name])).output, /admission: uid=3b1f0c8e.* decision=injected/, 'its decision log line')
+  t.match((await runForStatus('podman', ['logs', name])).output, /admission: uid="3b1f0c8e[^"]*" .*decision="injected"/, 'its decision log line')
 })

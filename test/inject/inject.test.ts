@@ -406,3 +406,21 @@ t.test("the injector's image tag is this release: package.json's version and the
   t.equal(VERSION, pkg.version)
   t.match(chart, `appVersion: "${VERSION}"`)
 })
+
+t.test("resources: ours by default small, the proxy's none unless set; bad ones refused naming the setting", async t => {
+  const spec = (env: Record<string, string>) => {
+    const result = inject(KINDS['Pod']!.make(podSpec()), source(env))
+    return result.kind === 'injected' ? (result.template['spec'] as Obj) : {}
+  }
+  const defaults = spec({})
+  t.same(defaults.initContainers[0].resources, { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } })
+  t.notOk(defaults.initContainers[1].resources, 'no resources for the proxy unless set')
+  const set = spec({ ISTIO_INJECT_RESOURCES: '', ISTIO_INJECT_PROXY_RESOURCES: '{"limits":{"memory":"1Gi","cpu":2}}' })
+  t.same([set.initContainers[0].resources, set.initContainers[1].resources], [undefined, { limits: { memory: '1Gi', cpu: '2' } }])
+  for (const bad of ['{"limits":{"memory":"lots"}}', '{"limit":{}}', '[]', '{']) {
+    t.throws(
+      () => inject(KINDS['Pod']!.make(podSpec()), source({ ISTIO_INJECT_PROXY_RESOURCES: bad })),
+      /ISTIO_INJECT_PROXY_RESOURCES=.* is not valid: expected a JSON Kubernetes ResourceRequirements/,
+    )
+  }
+})

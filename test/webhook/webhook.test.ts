@@ -85,7 +85,7 @@ const secretVolume = (dir: string, files: Record<string, string>, generation: nu
 let ca: Ca
 let webhook: Webhook
 let dir: string
-const events: { event: string; fields: Obj }[] = []
+const events: { event: string; message: string; fields: Obj }[] = []
 
 t.before(async () => {
   ca = await makeCa()
@@ -94,7 +94,7 @@ t.before(async () => {
   webhook = await startWebhook(
     { port: 0, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key`, maxBytes: 256 * 1024, requestSeconds: 2, certCheckSeconds: 1 },
     source,
-    (event, _message, fields) => void events.push({ event, fields }),
+    (event, message, fields) => void events.push({ event, message, fields }),
   )
 })
 t.teardown(async () => {
@@ -175,6 +175,11 @@ t.test('refusals deny the pod naming the field; kube-system and our own pods pas
     t.same([response['allowed'], response['patch']], [true, undefined], `${what}: allowed as it is`)
     t.match(events.at(-1)?.fields['decision'], /skipped|ignored/, `${what}: logged as ${events.at(-1)?.fields['decision']}`)
   }
+
+  const hostile = pod(p => (p.metadata.generateName = 'web-\n[fake] decision=injected "x'))
+  t.equal(responseOf(await call(webhook.port, ca.cert, review(hostile)))['allowed'], true)
+  t.notMatch(events.at(-1)?.message, /\n/, "a pod's name with a newline in it stays inside its one log line, quoted")
+  t.match(events.at(-1)?.message, 'pod="web-\\n[fake] decision=injected \\"x*"')
 
   const warned = responseOf(await call(webhook.port, ca.cert, review(pod(p => delete p.spec.containers[0].securityContext.capabilities))))
   t.equal(warned['allowed'], true)

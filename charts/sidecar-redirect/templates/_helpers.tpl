@@ -354,6 +354,8 @@ postStart hook returns once the proxy accepts connections (the pod's network is 
 - { name: ISTIO_INJECT_PROXY_PROBE, value: {{ ternary (toJson .Values.proxy.probe) (toString .Values.proxy.probe) (kindIs "map" .Values.proxy.probe) | quote }} }
 - { name: ISTIO_INJECT_PROXY_READ_ONLY_ROOT, value: {{ .Values.proxy.readOnlyRootFilesystem | quote }} }
 - { name: ISTIO_INJECT_HOLD, value: {{ .Values.proxy.holdApplicationUntilReady | quote }} }
+- { name: ISTIO_INJECT_RESOURCES, value: {{ ternary (toJson .Values.resources.init) "" (not (empty .Values.resources.init)) | quote }} }
+- { name: ISTIO_INJECT_PROXY_RESOURCES, value: {{ ternary (toJson .Values.resources.proxy) "" (not (empty .Values.resources.proxy)) | quote }} }
 - { name: ISTIO_INJECT_APP_CAPABILITIES, value: {{ .Values.webhook.appCapabilities | quote }} }
 - { name: ISTIO_INJECT_HELPER_UID, value: {{ .Values.cni.validateRunAsUser | quote }} }
 - { name: ISTIO_INJECT_ANNOTATIONS, value: {{ join "," .Values.webhook.annotations | quote }} }
