@@ -107,9 +107,11 @@ export const runInject = (action: Action, inputs: readonly Input[], source: Sett
     logger.event('warning', `${w.label}: ${w.field} ${w.message}`, { object: w.label, field: w.field })
   if (refusals.length > 0) {
     throw new RefusedError(
-      `refused to ${action} ${refusals.length === 1 ? 'an object' : `${refusals.length} fields`}; nothing was written`,
+      `refused to ${action} ${new Set(refusals.map(r => r.label)).size} object(s), for the ${refusals.length} field(s) below; nothing was written`,
       refusals.map(r => `${r.label}: ${r.field} ${r.message}`),
     )
   }
-  out.write(transformed.map(t => (t.text.endsWith('\n') || t.text === '' ? t.text : `${t.text}\n`)).join('---\n'))
+  // One stream: inputs are separated by ---, unless the next one starts with its own.
+  const texts = transformed.map(t => (t.text.endsWith('\n') || t.text === '' ? t.text : `${t.text}\n`))
+  out.write(texts.map((text, i) => (i === 0 || /^---(\s|$)/.test(text) ? text : `---\n${text}`)).join(''))
 }

@@ -123,7 +123,7 @@ t.test('every workload kind, and a List of them, in YAML and in JSON', async t =
 
 t.test('directories, several -f, and settings from flags and env', async t => {
   const manifests = mkdtempSync(`${dir}/dir-`)
-  writeFileSync(`${manifests}/b.yaml`, JSON.stringify(KINDS['Job']!.make(podSpec())))
+  writeFileSync(`${manifests}/b.yaml`, `---\n${JSON.stringify(KINDS['Job']!.make(podSpec()))}`)
   writeFileSync(`${manifests}/a.yml`, JSON.stringify(KINDS['Pod']!.make(podSpec())))
   writeFileSync(`${manifests}/notes.txt`, 'not a manifest')
   const { code, out, err } = await cli(['inject', '-f', manifests, '-f', file(MANIFEST), '--inject-mode', 'cni', '--kube-version', '1.28'], {
@@ -131,6 +131,7 @@ t.test('directories, several -f, and settings from flags and env', async t => {
   })
   t.equal(code, 0, err)
   const results = docs(out)
+  t.notMatch(out, /---\n---\n/, 'one separator between inputs, however each begins')
   t.same(
     results.map(o => o['kind']),
     ['Pod', 'Job', 'Deployment', 'Service', 'ConfigMap'],
@@ -154,7 +155,7 @@ t.test('refusals exit 10, name every object and field, and write nothing', async
   const { code, out, err } = await cli(['inject', '-f', file(`${JSON.stringify(host)}\n---\n${MANIFEST}\n---\n${JSON.stringify(system)}`)])
   t.equal(code, 10)
   t.equal(out, '', 'nothing written')
-  t.match(err, /refused to inject .* nothing was written \[E_REFUSED\]/)
+  t.match(err, /refused to inject 2 object\(s\), for the 2 field\(s\) below; nothing was written \[E_REFUSED\]/)
   t.match(err, /DaemonSet shop\/web: spec\.template\.spec\.hostNetwork is true/)
   t.match(err, /Deployment kube-system\/web: metadata\.namespace is kube-system/)
   const optedOut = KINDS['DaemonSet']!.make(podSpec())
