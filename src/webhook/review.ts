@@ -4,7 +4,7 @@
 // pod, naming the field, since creating it without the capture its namespace asked for would be a silent hole.
 
 import type { Json } from '../inject/containers.js'
-import type { SettingsSource } from '../inject/settings.js'
+import { INJECT_ANNOTATION, INJECT_LABEL, type SettingsSource } from '../inject/settings.js'
 import { transformObject } from '../inject/workloads.js'
 
 /** What the webhook answers one request with: an HTTP status, the body, and the fields of its log line. */
@@ -23,8 +23,16 @@ const clip = (text: string, max: number): string => (text.length <= max ? text :
 
 const badRequest = (message: string): Answer => ({ status: 400, body: `${message}\n`, log: { decision: 'bad-request', reason: message } })
 
-/** reviewAdmission answers an AdmissionReview's JSON text. Never throws on any input. */
-export const reviewAdmission = (text: string, source: SettingsSource): Answer => {
+/** A pod's own opt-in: the label the API server's object selector can read, or the annotation, which it cannot. */
+const optsIn = (metadata: Record<string, unknown>): boolean =>
+  (isObject(metadata['labels']) && metadata['labels'][INJECT_LABEL] === 'enabled') ||
+  (isObject(metadata['annotations']) && metadata['annotations'][INJECT_ANNOTATION] === 'enabled')
+
+/**
+ * reviewAdmission answers an AdmissionReview's JSON text; with `requireOptIn` (pods outside opted-in namespaces)
+ * only a pod that opts in itself is injected. Never throws on any input.
+ */
+export const reviewAdmission = (text: string, source: SettingsSource, options: { requireOptIn?: boolean } = {}): Answer => {
   let review: unknown
   try {
     review = JSON.parse(text)
@@ -58,6 +66,12 @@ export const reviewAdmission = (text: string, source: SettingsSource): Answer =>
     return respond({ allowed: true }, { decision: 'ignored', reason: 'not the creation of a Pod' })
   }
   if (namespace === 'kube-system') return respond({ allowed: true }, { decision: 'skipped', reason: 'kube-system is never injected' })
+  if (options.requireOptIn && !optsIn(metadata)) {
+    return respond(
+      { allowed: true },
+      { decision: 'skipped', reason: `neither its namespace nor the pod opts in (${INJECT_LABEL} or ${INJECT_ANNOTATION})` },
+    )
+  }
   let result: ReturnType<typeof transformObject>
   try {
     result = transformObject({ ...object, apiVersion: 'v1', kind: 'Pod' } as Json, 'inject', source, namespace)

@@ -1,4 +1,4 @@
-// The admission webhook's HTTPS server: POST /inject answers AdmissionReviews, /healthz and /readyz answer
+// The admission webhook's HTTPS server: POST /inject (and /inject/opt-in) answers AdmissionReviews, /healthz and /readyz answer
 // probes. Bounded: a body over ISTIO_WEBHOOK_MAX_BYTES is refused (413) without being read, and a request that
 // has not arrived whole within ISTIO_WEBHOOK_REQUEST_SECONDS is cut off. The certificate and key are read from
 // files and read again when they change (cert-manager and Helm rewrite a Secret volume by swapping a symlink):
@@ -14,6 +14,9 @@ import type { SettingsSource } from '../inject/settings.js'
 import type { WebhookSettings } from '../settings/types.js'
 import { messageOf } from '../text.js'
 import { reviewAdmission } from './review.js'
+
+/** The path of the webhook for pods outside opted-in namespaces: injected only when they opt in themselves. */
+export const OPT_IN_PATH = '/inject/opt-in'
 
 /** Where the server reports: one line per admission decision, per certificate (re)load, per rejected request. */
 export type Report = (event: string, message: string, fields: Readonly<Record<string, unknown>>) => void
@@ -80,8 +83,9 @@ export const startWebhook = async (settings: WebhookSettings, source: SettingsSo
     }
     const path = (request.url ?? '').split('?')[0]
     if (path === '/healthz' || path === '/readyz') return answer(200, 'ok\n')
-    if (path !== '/inject') return answer(404, 'not found\n')
-    if (request.method !== 'POST') return refuse(405, 'only POST is served on /inject')
+    // /inject serves the namespaces that opted in; /inject/opt-in the pods that opt in themselves elsewhere.
+    if (path !== '/inject' && path !== OPT_IN_PATH) return answer(404, 'not found\n')
+    if (request.method !== 'POST') return refuse(405, `only POST is served on ${path}`)
     const declared = Number(request.headers['content-length'] ?? 0)
     if (declared > settings.maxBytes) return refuse(413, `the body is ${declared} bytes, over ISTIO_WEBHOOK_MAX_BYTES (${settings.maxBytes})`)
     const chunks: Buffer[] = []
@@ -94,7 +98,7 @@ export const startWebhook = async (settings: WebhookSettings, source: SettingsSo
     request.on('end', () => {
       if (refused) return
       const started = performance.now()
-      const result = reviewAdmission(Buffer.concat(chunks).toString('utf8'), source)
+      const result = reviewAdmission(Buffer.concat(chunks).toString('utf8'), source, { requireOptIn: path === OPT_IN_PATH })
       const fields = { ...result.log, status: result.status, ms: Math.round((performance.now() - started) * 10) / 10 }
       // Values as JSON: a pod's name or uid is the requester's text, and reaches this line before any validation.
       report(

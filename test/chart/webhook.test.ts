@@ -94,6 +94,17 @@ t.test(
       [{ key: 'sidecar-redirect.io/inject', operator: 'In', values: ['enabled'] }],
       'or a pod that opts in',
     )
+    t.same(
+      [byNamespace.clientConfig.service.path, byPod.clientConfig.service.path],
+      ['/inject', '/inject/opt-in'],
+      'the pod webhook asks the webhook to inject only pods that opt in themselves',
+    )
+    const byAnnotation = find(await render({ webhook: { podAnnotationOptIn: true } }), 'MutatingWebhookConfiguration')['webhooks'][1]
+    t.same(
+      byAnnotation.objectSelector.matchExpressions,
+      [{ key: 'sidecar-redirect.io/inject', operator: 'NotIn', values: ['disabled'] }],
+      'podAnnotationOptIn: every pod not opted out reaches /inject/opt-in, which reads the annotation',
+    )
     const deployment = find(objects, 'Deployment')
     t.match(deployment['spec'].template.metadata.labels, { 'sidecar-redirect.io/inject': 'disabled' }, 'the webhook never gets a proxy itself')
     const ca = new X509Certificate(Buffer.from(config['webhooks'][0].clientConfig.caBundle, 'base64'))

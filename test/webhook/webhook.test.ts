@@ -190,6 +190,26 @@ t.test('refusals deny the pod naming the field; kube-system and our own pods pas
   )
 })
 
+t.test('/inject/opt-in: a pod outside an opted-in namespace is injected only when it opts in, by label or annotation', async t => {
+  const pod = (metadata: Obj): Obj => {
+    const p = deepClone(RECORDED['request'].object)
+    Object.assign(p.metadata.labels, metadata['labels'] ?? {})
+    Object.assign(p.metadata.annotations, metadata['annotations'] ?? {})
+    return p
+  }
+  for (const [what, metadata, injected] of [
+    ['no opt-in', {}, false],
+    ['the label', { labels: { 'sidecar-redirect.io/inject': 'enabled' } }, true],
+    ['the annotation', { annotations: { 'inject.sidecar-redirect.io/inject': 'enabled' } }, true],
+  ] as const) {
+    const response = responseOf(await call(webhook.port, ca.cert, review(pod(metadata)), { path: '/inject/opt-in' }))
+    t.same([response['allowed'], response['patch'] !== undefined], [true, injected], `${what}: ${injected ? 'injected' : 'let through untouched'}`)
+    if (!injected) t.match(events.at(-1), { fields: { decision: 'skipped', reason: /neither its namespace nor the pod opts in/ } })
+  }
+  const plain = responseOf(await call(webhook.port, ca.cert, review(pod({}))))
+  t.ok(plain['patch'], '/inject (a labelled namespace): injected without the pod opting in')
+})
+
 t.test('bad requests are refused, and the webhook keeps serving', async t => {
   const good = JSON.stringify(RECORDED)
   const cases: [string, () => Promise<Reply>, number][] = [
