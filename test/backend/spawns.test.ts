@@ -1,6 +1,6 @@
 // init through the exec seam: every process it starts is recorded. The commands are forwarded into a sandbox
 // namespace with nsenter, so the kernel is real and only the counting is added.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { realExec, type Exec } from '../../src/exec/exec.js'
 import { runInit } from '../../src/commands/init.js'
 import { ApplyError, EnvironmentError } from '../../src/errors.js'
@@ -29,16 +29,22 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
   out: { write: text => void printed.push(text), error: text => void printed.push(text) },
 })
 
+/** A sandbox whose pod namespace runs every command of the seam, each recorded in `calls`. */
+const recordingSandbox = async (t: Test): Promise<{ calls: Call[]; exec: Exec }> => {
+  const box = await withSandbox(t)
+  const calls: Call[] = []
+  const exec: Exec = (file, args, input) => {
+    calls.push({ file, args, input })
+    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
+  }
+  return { calls, exec }
+}
+
 t.test(
   'init starts at most 3 processes per family plus the ruleset read, the tables it makes and two device reads, and 1 per family plus the reads when nothing changes',
   async t => {
     if (!kernelAvailable(t)) return
-    const box = await withSandbox(t)
-    const calls: Call[] = []
-    const exec: Exec = (file, args, input) => {
-      calls.push({ file, args, input })
-      return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
-    }
+    const { calls, exec } = await recordingSandbox(t)
     const printed: string[] = []
     const settings = parseSettings({ ISTIO_VERIFY: 'rules' })
     await runInit(settings, ioFor(exec, printed), createLogger('text', { write: s => void printed.push(s), error: s => void printed.push(s) }))
@@ -108,12 +114,7 @@ t.test('stderr that merely mentions a permission word is not a permission error'
 
 t.test('native nftables: the ruleset, one transaction and the read-back fresh; one read when nothing changes', async t => {
   if (!kernelAvailable(t)) return
-  const box = await withSandbox(t)
-  const calls: Call[] = []
-  const exec: Exec = (file, args, input) => {
-    calls.push({ file, args, input })
-    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
-  }
+  const { calls, exec } = await recordingSandbox(t)
   const settings = parseSettings({ ISTIO_VERIFY: 'rules', ISTIO_BACKEND: 'nftables' })
   const quiet = createLogger('text', { write: () => undefined, error: () => undefined })
   await runInit(settings, ioFor(exec, []), quiet)
