@@ -6,25 +6,11 @@ import { tmpdir } from 'node:os'
 import t from 'tap'
 import { realExec } from '../../src/exec/exec.js'
 import { EnvironmentError } from '../../src/errors.js'
+import { ended, isEnded } from '../helpers/processes.js'
 
 const TIMEOUT_MS = 500
-// SIGTERM, then SIGKILL a second later, then a little for the event loop: what "a short grace" means here.
-const GRACE_MS = 3000
-
-/** Gone, or a zombie waiting for whoever adopted it: either way it runs no more. */
-const isEnded = (pid: number): boolean => {
-  try {
-    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return true
-  }
-}
-
-/** SIGKILL is sent as the call returns; the kernel takes a moment to carry it out. */
-const ended = async (pid: number): Promise<boolean> => {
-  for (let tries = 0; tries < 50 && !isEnded(pid); tries++) await new Promise(resolve => setTimeout(resolve, 20))
-  return isEnded(pid)
-}
+// SIGTERM, then SIGKILL a second later, then the event loop on a loaded machine: short beside the hour a hold lasts.
+const GRACE_MS = 10_000
 
 const dir = mkdtempSync(`${tmpdir()}/sr-exec-`)
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
