@@ -1,6 +1,6 @@
 // The whole-path check on the pod's devices, without a kernel: tc filters and XDP programs as tc and ip print them
 // (JSON), nft netdev and inet ingress/egress chains as nft prints them, and which of them count. The kernel suite
-// (test/integration/devices.test.ts) proves the rows that matter with traffic on every backend.
+// (test/integration/devices/) proves the rows that matter with traffic on every backend.
 import t from 'tap'
 import { findEscapes } from '../../src/path/analyze.js'
 import { classIds, filterPlaces, readTcFilter, seenTcTables, seenXdpTables, type TcFilter } from '../../src/path/from-devices.js'

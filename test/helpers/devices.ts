@@ -1,17 +1,17 @@
-// The whole path down to the device, decided by traffic on every backend and in both families: a foreign hook that
-// sees packets before or after netfilter (an nft netdev or inet ingress/egress chain, a tc filter, a BPF program)
-// lets a real connection escape where we say it does, verify exits 5 naming it, and init refuses (only changing
-// the foreign hook would fix it); what cannot matter leaves capture intact with verify at exit 0; a BPF program,
-// which cannot be judged, fails closed until accepted by its tag. Every foreign hook stays byte-identical through
-// verify, init and clean.
+// The whole path down to the device, decided by traffic in both families, one backend per file of
+// test/integration/devices/ (so each stays well inside tap's time limit): a foreign hook that sees packets before or
+// after netfilter (an nft netdev or inet ingress/egress chain, a tc filter, a BPF program) lets a real connection
+// escape where we say it does, verify exits 5 naming it, and init refuses (only changing the foreign hook would fix
+// it); what cannot matter leaves capture intact with verify at exit 0; a BPF program, which cannot be judged, fails
+// closed until accepted by its tag. Every foreign hook stays byte-identical through verify, init and clean.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { PROGRAMS, writeBpfObject } from '../helpers/bpf-object.js'
-import { startRelays } from '../helpers/haproxy.js'
-import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { BACKENDS } from '../helpers/rows.js'
+import { PROGRAMS, writeBpfObject } from './bpf-object.js'
+import { startRelays } from './haproxy.js'
+import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from './kernel.js'
+import type { BACKENDS } from './rows.js'
 
 /** The pod's end of the sandbox's veth (see createSandbox): `sr<id>p` in namespace `sr-<id>-pod`. */
 const podLink = (box: Sandbox): string => box.podNs.replace(/^sr-(\w+)-pod$/, 'sr$1p')
@@ -197,7 +197,8 @@ const expectLanding = async (t: Test, box: Sandbox, landing: Landing, when: stri
 
 const TPROXY_ENV = { ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY', ISTIO_INBOUND_CAPTURE_PORT: '15006' }
 
-for (const backend of BACKENDS) {
+/** deviceTests runs every row on one backend. */
+export const deviceTests = (backend: (typeof BACKENDS)[number]): void => {
   for (const row of ROWS) {
     t.test(`${backend}: ${row.name}`, async t => {
       if (!kernelAvailable(t)) return
