@@ -28,7 +28,8 @@ const ping = async (client: Started): Promise<string> => {
   const seen = client.lines.length
   process.kill(client.pid, 'SIGUSR1')
   const fresh = (): string | undefined => client.lines.slice(seen).find(l => /^(echo|error|closed)/.test(l))
-  await client.waitForLine(() => fresh() !== undefined, 3000).catch(() => undefined)
+  // Any outcome ends the wait (a broken connection is reset at once): the bound is for a hang, not for speed.
+  await client.waitForLine(() => fresh() !== undefined, 30_000).catch(() => undefined)
   return fresh() ?? 'no answer'
 }
 

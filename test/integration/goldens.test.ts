@@ -1,0 +1,18 @@
+// Every golden plan (test/golden/) on real rules: the kernel accepts it and it reads back exactly, on every backend.
+import { readdirSync } from 'node:fs'
+import t from 'tap'
+import { GOLDEN_DIR, readEnvFile } from '../helpers/golden.js'
+import { initOk, kernelAvailable, withSandbox } from '../helpers/kernel.js'
+import { BACKENDS } from '../helpers/rows.js'
+
+for (const backend of BACKENDS) {
+  t.test(`${backend}: every golden plan is accepted by the kernel and reads back exactly`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    for (const file of readdirSync(GOLDEN_DIR).filter(f => f.endsWith('.env'))) {
+      const env = { ...readEnvFile(`${GOLDEN_DIR}/${file}`), ISTIO_BACKEND: backend }
+      await initOk(t, box, env)
+      await initOk(t, box, env, ['verify'])
+    }
+  })
+}
