@@ -1,5 +1,5 @@
-// Re-runs, clean, races and drift, on real rules in sandbox namespaces (refusals in refused.test.ts, the golden
-// plans in goldens.test.ts: each file stays well inside tap's time limit on a loaded machine).
+// Re-runs, clean, races and drift, on real rules in sandbox namespaces (refusals in refused/, the golden
+// plans in goldens/: each file stays well inside tap's time limit on a loaded machine).
 import t from 'tap'
 import { initOk, kernelAvailable, snapshot, withSandbox } from '../helpers/kernel.js'
 import { IPTABLES_BACKENDS as BACKENDS } from '../helpers/rows.js'

@@ -1,7 +1,7 @@
 // Golden payloads: the exact text `plan` prints (and init sends) per scenario, for the iptables backends (.rules,
 // with the ipset payload where the method uses sets) and for native nftables (.nft). Regenerate with
-// UPDATE_GOLDEN=1 and review the diff like code. The kernel test (goldens.test.ts) applies every scenario with
-// each backend and reads it back exactly, so they cannot drift from what the kernel accepts and prints.
+// UPDATE_GOLDEN=1 and review the diff like code. The kernel tests (test/integration/goldens/) apply every scenario with
+// each backend and read it back exactly, so they cannot drift from what the kernel accepts and prints.
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import t from 'tap'
 import { renderPlanText } from '../../src/commands/plan.js'

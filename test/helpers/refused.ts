@@ -1,9 +1,11 @@
 // Refusals on real rules: every refused setting exits 2 with one line, and the kernel is left byte-identical.
+// One backend per file of test/integration/refused/, so each stays well inside tap's time limit on a loaded machine.
 import t from 'tap'
-import { initOk, kernelAvailable, snapshot, withSandbox } from '../helpers/kernel.js'
-import { IPTABLES_BACKENDS as BACKENDS, REFUSED } from '../helpers/rows.js'
+import { initOk, kernelAvailable, snapshot, withSandbox } from './kernel.js'
+import { type IPTABLES_BACKENDS as BACKENDS, REFUSED } from './rows.js'
 
-for (const backend of BACKENDS) {
+/** refusedTests runs the test on one backend. */
+export const refusedTests = (backend: (typeof BACKENDS)[number]): void => {
   const env = { ISTIO_BACKEND: backend }
 
   t.test(`${backend}: every refused setting exits 2 with one line and leaves the kernel byte-identical`, async t => {
