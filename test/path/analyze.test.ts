@@ -1,5 +1,5 @@
 // The whole-path check on printed rule text, without a kernel: which foreign rules count, and why. The kernel
-// suite (test/integration/whole-path.test.ts) proves the same rows with traffic.
+// suite (test/integration/whole-path/) proves the same rows with traffic.
 import t from 'tap'
 import { findEscapes } from '../../src/path/analyze.js'
 import { seenTables } from '../../src/path/from-iptables.js'

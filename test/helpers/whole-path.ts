@@ -1,12 +1,13 @@
 // "Verified" means no captured TCP can escape: for each kind of foreign rule, in every place netfilter evaluates
 // before or beside ours, verify and init give the documented result, a real connection confirms it (where we say
-// it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean.
+// it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean. One backend per
+// file of test/integration/whole-path/, so each stays well inside tap's time limit on a loaded machine.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { startRelays } from '../helpers/haproxy.js'
-import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from '../helpers/kernel.js'
-import { BACKENDS } from '../helpers/rows.js'
-import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
+import { startRelays } from './haproxy.js'
+import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from './kernel.js'
+import type { BACKENDS } from './rows.js'
+import { expectBypassed, expectCaptured, type Path } from './traffic.js'
 
 type Backend = (typeof BACKENDS)[number]
 
@@ -126,7 +127,7 @@ const expectExit = async (t: Test, box: Sandbox, env: Record<string, string>, co
   return result.output
 }
 
-for (const backend of BACKENDS) {
+const rowsOn = (backend: Backend): void => {
   for (const row of ROWS.filter(r => !r.only || r.only.includes(backend))) {
     t.test(`${backend}: ${row.name}`, async t => {
       if (!kernelAvailable(t)) return
@@ -246,7 +247,7 @@ const TPROXY_ROWS: readonly TproxyRow[] = [
   },
 ]
 
-for (const backend of BACKENDS) {
+const tproxyRowsOn = (backend: Backend): void => {
   for (const row of TPROXY_ROWS.filter(r => !r.only || r.only.includes(backend))) {
     t.test(`${backend}, TPROXY mode: ${row.name}`, async t => {
       if (!kernelAvailable(t)) return
@@ -282,4 +283,10 @@ for (const backend of BACKENDS) {
 async function expectLands(t: Test, box: Sandbox, label: TproxyRow['lands'], when: string): Promise<void> {
   const result = await box.connect(IN4.from, IN4.host, IN4.port)
   t.equal(result.reply?.label, label, `${when}: remote -> ${POD}:8080 lands on ${label}`, { result })
+}
+
+/** wholePathTests runs every row, and every TPROXY row, on one backend. */
+export const wholePathTests = (backend: Backend): void => {
+  rowsOn(backend)
+  tproxyRowsOn(backend)
 }
