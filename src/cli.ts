@@ -3,7 +3,15 @@
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
 import { UsageError } from './errors.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
+import {
+  AGENT_OPTIONS,
+  CLASSIFIER_OPTIONS,
+  CNI_INSTALL_OPTIONS,
+  NODE_AGENT_OPTIONS,
+  OPTIONS,
+  type OptionSpec,
+  VALIDATE_OPTIONS,
+} from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
@@ -37,6 +45,7 @@ const SPECS: [string, OptionSpec<unknown>][] = [
   ...Object.entries(CLASSIFIER_OPTIONS),
   ...Object.entries(NODE_AGENT_OPTIONS),
   ...Object.entries(CNI_INSTALL_OPTIONS),
+  ...Object.entries(VALIDATE_OPTIONS),
 ]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS

@@ -1,8 +1,17 @@
 // Settings come from env vars and flags; a flag wins over its env var. Pure: the caller hands in both maps.
 
 import { ConfigError } from '../errors.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionTable } from './options.js'
-import type { AgentSettings, Cidr, ClassifierSettings, CniInstallSettings, NodeAgentSettings, OptionSettings, Settings } from './types.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionTable, VALIDATE_OPTIONS } from './options.js'
+import type {
+  AgentSettings,
+  Cidr,
+  ClassifierSettings,
+  CniInstallSettings,
+  NodeAgentSettings,
+  OptionSettings,
+  Settings,
+  ValidateSettings,
+} from './types.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 /** Flag values by option key, as given on the command line. */
@@ -30,6 +39,8 @@ export const parseAgentSettings = (env: Env, flags: Flags = {}): AgentSettings =
 export const parseClassifierSettings = (env: Env, flags: Flags = {}): ClassifierSettings => parseOptions(CLASSIFIER_OPTIONS, env, flags)
 
 export const parseNodeAgentSettings = (env: Env, flags: Flags = {}): NodeAgentSettings => parseOptions(NODE_AGENT_OPTIONS, env, flags)
+
+export const parseValidateSettings = (env: Env, flags: Flags = {}): ValidateSettings => parseOptions(VALIDATE_OPTIONS, env, flags)
 
 export const parseCniInstallSettings = (env: Env, flags: Flags = {}): CniInstallSettings => parseOptions(CNI_INSTALL_OPTIONS, env, flags)
 
