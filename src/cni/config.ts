@@ -54,6 +54,9 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
 const quoteName = (name: string): string =>
   /^[\w./-]{1,100}$/.test(name) ? name : JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}...` : name)
 
+/** A value from the request, always quoted, and cut short: the message goes into pod events. */
+const quoteValue = (value: string): string => JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}...` : value)
+
 const bytes = (text: string): number => Buffer.byteLength(text)
 
 /** What an environment costs a process's exec: NAME=value and its NUL, each. */
@@ -122,7 +125,7 @@ const parseNameserverList = (dns: unknown): string[] | undefined => {
   if (list.length > MAX_NAMESERVERS) throw invalid(`${where}.nameservers lists ${list.length}, more than ${MAX_NAMESERVERS}`)
   for (const [i, address] of list.entries()) {
     if (address.includes('/') || parseCidr(address) === undefined)
-      throw invalid(`${where}.nameservers[${i}]=${quoteName(address)} is not an IPv4 or IPv6 address (without a zone)`)
+      throw invalid(`${where}.nameservers[${i}]=${quoteValue(address)} is not an IPv4 or IPv6 address (without a zone)`)
   }
   return list
 }
@@ -215,7 +218,7 @@ export const decidePod = (conf: NetConf, cniArgs: string): PodDecision => {
     return { captured: false, reason: `namespace ${namespace} is in excludeNamespaces` }
   const capture = conf.annotations[CAPTURE_ANNOTATION]
   if (capture !== undefined && capture !== 'enabled' && capture !== 'disabled') {
-    throw invalid(`annotation ${CAPTURE_ANNOTATION}=${quoteName(capture)} is not valid: expected enabled or disabled`)
+    throw invalid(`annotation ${CAPTURE_ANNOTATION}=${quoteValue(capture)} is not valid: expected enabled or disabled`)
   }
   // Opting in only adds capture; opting out of captureAll takes the operator's word.
   if (capture === 'disabled' && conf.captureAll && !conf.allowedAnnotations.includes(CAPTURE_NAME))

@@ -146,7 +146,7 @@ t.test('resolv-conf DNS capture takes the runtime’s dns.nameservers, or is ref
   }
   t.throws(() => parseNetConf(conf({}, {}, { nameservers: ['198.19.7.1/24'] })), {
     code: 7,
-    message: /nameservers\[0\]=198.19.7.1\/24 is not an IPv4/,
+    message: /nameservers\[0\]="198.19.7.1\/24" is not an IPv4/,
   })
   t.throws(() => parseNetConf(conf({}, {}, { nameservers: ['fe80::1%eth0'] })), { code: 7 })
   t.throws(() => parseNetConf(conf({}, {}, { nameservers: Array(17).fill('198.19.7.1') })), { code: 7, message: /more than 16/ })
