@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { COMMANDS } from '../src/cli.js'
 import { ApplyError, ClassifierError, ConfigError, EnvironmentError, NotReadyError, PrivilegeError, VerifyError } from '../src/errors.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from '../src/settings/options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, VALIDATE_OPTIONS } from '../src/settings/options.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
@@ -13,6 +13,8 @@ t.test('every setting has its row: env, flag and default', async t => {
     ...Object.values(AGENT_OPTIONS),
     ...Object.values(CLASSIFIER_OPTIONS),
     ...Object.values(NODE_AGENT_OPTIONS),
+    ...Object.values(VALIDATE_OPTIONS),
+    ...Object.values(CNI_INSTALL_OPTIONS),
   ]) {
     const shown = spec.default === '' ? 'empty' : `\`${spec.default}\``
     t.ok(readme.includes(`| \`${spec.env}\` | \`--${spec.flag}\` | ${shown} |`), spec.env)

@@ -107,7 +107,8 @@ sidecar-redirect.io/capture: enabled
 
 {{/*
 CNI mode's first init container: `entrypoint validate` proves from inside the pod, with no capability at all, that
-the node's plugin captured its traffic (exit 9 if not, and the pod does not start).
+the node's plugin captured its traffic (exit 9 if not, and the pod does not start). It decides the pod's settings as
+the node did: these values plus the pod's annotations (a downward API volume) that cni.allowedAnnotations lets count.
 */}}
 {{- define "sidecar-redirect.validateContainer" -}}
 - name: sidecar-redirect-validate
@@ -116,6 +117,10 @@ the node's plugin captured its traffic (exit 9 if not, and the pod does not star
   args: ["validate"]
   env:
     {{- include "sidecar-redirect.env" . | nindent 4 }}
+    - { name: ISTIO_CNI_ALLOWED_ANNOTATIONS, value: {{ join "," .Values.cni.allowedAnnotations | quote }} }
+    - { name: ISTIO_POD_ANNOTATIONS_FILE, value: /etc/sidecar-redirect/pod/annotations }
+  volumeMounts:
+    - { name: sidecar-redirect-pod, mountPath: /etc/sidecar-redirect/pod, readOnly: true }
   resources:
     {{- toYaml .Values.resources.init | nindent 4 }}
   securityContext:
@@ -239,8 +244,14 @@ in the classic layout its postStart hook holds the next container until the prox
 {{- end }}
 {{- end }}
 
-{{/* The volumes the proxy container template mounts (cgroup method only). */}}
+{{/* The volumes the templates mount: the pod's annotations for validate (CNI mode), the cgroup method's. */}}
 {{- define "sidecar-redirect.volumes" -}}
+{{- if and .Values.enabled .Values.cni.enabled }}
+- name: sidecar-redirect-pod
+  downwardAPI:
+    items:
+      - { path: annotations, fieldRef: { fieldPath: metadata.annotations } }
+{{- end }}
 {{- if eq .Values.method "cgroup" }}
 {{- if .Values.classifier.enabled }}
 - name: sidecar-redirect-classifier
