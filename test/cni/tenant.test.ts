@@ -7,6 +7,7 @@
 // cgroup method leaves no net_cls group behind.
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
+import { groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { jsonLine, POD_ARGS, type Rig, startRig } from '../helpers/cni.js'
 import { kernelAvailable, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
@@ -289,10 +290,12 @@ t.test('the cgroup method with a live probe: ADD verifies, and no net_cls group 
   if (!kernelAvailable(t)) return
   const rig = await startRig(t)
   const box = await withSandbox(t)
-  const root = await withNetCls(t, box, 0x100001)
-  const group = `${root}/sidecar-redirect-100001`
+  // The net_cls hierarchy is one for the whole machine, however often it is mounted: a classid of this run's own.
+  const classid = 0xee0000 + (process.pid & 0xffff)
+  const root = await withNetCls(t, box, classid)
+  const group = `${root}/${groupName(classid)}`
   t.notOk(existsSync(group), 'no group before')
-  const settings = { ...BASE.settings, ISTIO_OUTBOUND_METHOD: 'cgroup', ISTIO_VERIFY: 'live' }
+  const settings = { ...BASE.settings, ISTIO_OUTBOUND_METHOD: 'cgroup', ISTIO_NET_CLS_ID: String(classid), ISTIO_VERIFY: 'live' }
   const list = rig.conflist({ ...BASE, settings }, net(11).ranges)
   await ok(t, rig, box, 'add', list)
   t.match(rig.agentLog(), /ADD \S+ \S+: exit 0/, 'ADD ran the live probe and passed')
