@@ -11,6 +11,7 @@ import { groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { jsonLine, POD_ARGS, type Rig, startRig } from '../helpers/cni.js'
 import { kernelAvailable, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
+import { DNS_CLIENT, DNSMASQ, DNSMASQ_COMMON, startRemoteDns } from '../helpers/dns.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
@@ -107,22 +108,22 @@ t.test('each weakening annotation is refused (7) by default, and lets traffic pa
   const strictNet = net(7)
   const strict = rig.conflist(BASE, strictNet.ranges)
   await ok(t, rig, box, 'add', strict)
-  for (const escape of ESCAPES) await expectCaptured(t, box, escape.path(strictNet))
+  for (const row of ESCAPES) await expectCaptured(t, box, row.path(strictNet))
   await ok(t, rig, box, 'del', strict)
   const before = await snapshot(box, 'netfilter')
-  for (const [i, escape] of ESCAPES.entries()) {
-    await t.test(`${escape.flag}`, async t => {
-      const key = `sidecar-redirect.io/${escape.flag}`
-      const refusedValue = { [key]: escape.value(strictNet.pod) }
+  for (const [i, row] of ESCAPES.entries()) {
+    await t.test(`${row.flag}`, async t => {
+      const key = `sidecar-redirect.io/${row.flag}`
+      const refusedValue = { [key]: row.value(strictNet.pod) }
       await refused(t, rig, box, strict, refusedValue, new RegExp(`annotation ${key} is refused: the operator's allowedAnnotations does not name`))
       t.equal(await snapshot(box, 'netfilter'), before, 'no rule was written')
       t.match((await direct(rig, box, BASE, refusedValue)).error, { code: 7 }, "the plugin's error object is code 7")
       await ok(t, rig, box, 'del', strict, refusedValue)
       const own = net(20 + i)
-      const value = { [key]: escape.value(own.pod) }
-      const allowing = rig.conflist({ ...BASE, allowedAnnotations: [escape.flag] }, own.ranges)
+      const value = { [key]: row.value(own.pod) }
+      const allowing = rig.conflist({ ...BASE, allowedAnnotations: [row.flag] }, own.ranges)
       await ok(t, rig, box, 'add', allowing, value)
-      await expectBypassed(t, box, escape.path(own), escape.label)
+      await expectBypassed(t, box, row.path(own), row.label)
       await ok(t, rig, box, 'del', allowing, value)
       t.equal(await snapshot(box, 'netfilter'), before, 'DEL leaves nothing of ours')
     })
@@ -224,10 +225,6 @@ t.test('an oversized annotation: ADD is refused with 7, DEL succeeds, and no add
   await ok(t, rig, box, 'del', list, {}, { id: 'normal' })
 })
 
-const DNSMASQ = '/usr/sbin/dnsmasq'
-const CLIENT = new URL('../fixtures/dns-query.mjs', import.meta.url).pathname
-const COMMON = ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces', '--pid-file=', '--cache-size=0', '--log-facility=-']
-
 t.test("resolv-conf DNS capture takes the runtime's dns.nameservers (a real query through dnsmasq); without them ADD is refused", async t => {
   if (!kernelAvailable(t)) return
   const rig = await startRig(t)
@@ -235,16 +232,7 @@ t.test("resolv-conf DNS capture takes the runtime's dns.nameservers (a real quer
   const list = rig.conflist({ ...BASE, settings: { ...BASE.settings, ISTIO_DNS_CAPTURE: 'resolv-conf' } }, net(10).ranges)
   await refused(t, rig, box, list, {}, /ISTIO_DNS_CAPTURE=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns/)
   await ok(t, rig, box, 'del', list)
-  const remote = box.start('remote', DNSMASQ, [
-    ...COMMON,
-    '--port=53',
-    `--listen-address=${REMOTE}`,
-    `--listen-address=${REMOTE6}`,
-    '--user=root',
-    '--address=/remote.test/198.18.5.5',
-    '--address=/remote.test/2001:db8::5:5',
-  ])
-  await remote.waitForLine(line => line.includes('started'))
+  await startRemoteDns(box)
   const dns = { dns: { nameservers: [REMOTE, REMOTE6] } }
   await ok(t, rig, box, 'add', list, {}, { capabilities: dns })
   // Started once ADD is done: the loopback plugin's DEL (after the refused ADD) took lo down, ::1 with it.
@@ -254,7 +242,7 @@ t.test("resolv-conf DNS capture takes the runtime's dns.nameservers (a real quer
     '--regid=1337',
     '--clear-groups',
     DNSMASQ,
-    ...COMMON,
+    ...DNSMASQ_COMMON,
     '--port=15053',
     '--listen-address=127.0.0.1',
     '--listen-address=::1',
@@ -264,7 +252,7 @@ t.test("resolv-conf DNS capture takes the runtime's dns.nameservers (a real quer
   ])
   await pod.waitForLine(line => line.includes('started'))
   const query = async (args: string[]) => {
-    const result = await box.tryExec('pod', 'setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, CLIENT, ...args])
+    const result = await box.tryExec('pod', 'setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, DNS_CLIENT, ...args])
     return jsonLine(result.output) ?? { output: result.output }
   }
   for (const [ns, type, answer] of [
