@@ -33,7 +33,7 @@ export interface NetConf {
   /** The annotation names (flag names, or `capture`) a pod may set; empty by default. */
   readonly allowedAnnotations: readonly string[]
   readonly annotations: Readonly<Record<string, string>>
-  /** The runtime's dns.nameservers (the `dns` capability), when it passed any. */
+  /** The runtime's dns.servers (the `dns` capability), when it passed any. */
   readonly nameservers: readonly string[] | undefined
   /** Absent when ours is the first plugin of the list (nothing to pass on). */
   readonly prevResult?: unknown
@@ -120,12 +120,14 @@ const parseNameserverList = (dns: unknown): string[] | undefined => {
   if (dns === undefined) return undefined
   const where = `runtimeConfig.${DNS_CAPABILITY}`
   if (!isRecord(dns)) throw invalid(`${where} must be an object`)
-  if (dns['nameservers'] === undefined) return undefined
-  const list = stringList(dns['nameservers'], `${where}.nameservers`)
-  if (list.length > MAX_NAMESERVERS) throw invalid(`${where}.nameservers lists ${list.length}, more than ${MAX_NAMESERVERS}`)
+  // The CNI conventions' dns capability: {servers, searches, options}, as kubelet, CRI-O and containerd (go-cni) pass
+  // the pod's DNS config; the nameservers are `servers` (the result's dns has `nameservers`, this does not).
+  if (dns['servers'] === undefined) return undefined
+  const list = stringList(dns['servers'], `${where}.servers`)
+  if (list.length > MAX_NAMESERVERS) throw invalid(`${where}.servers lists ${list.length}, more than ${MAX_NAMESERVERS}`)
   for (const [i, address] of list.entries()) {
     if (address.includes('/') || parseCidr(address) === undefined)
-      throw invalid(`${where}.nameservers[${i}]=${quoteValue(address)} is not an IPv4 or IPv6 address (without a zone)`)
+      throw invalid(`${where}.servers[${i}]=${quoteValue(address)} is not an IPv4 or IPv6 address (without a zone)`)
   }
   return list
 }
@@ -239,10 +241,10 @@ export const decidePod = (conf: NetConf, cniArgs: string): PodDecision => {
   if ((env[OPTIONS.dnsCapture.env] ?? OPTIONS.dnsCapture.default).trim() === 'resolv-conf') {
     if (conf.nameservers === undefined || conf.nameservers.length === 0)
       throw invalid(
-        `${sources.get(OPTIONS.dnsCapture.env)}=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns (the dns capability), and this request has none; the node's resolv.conf is never read`,
+        `${sources.get(OPTIONS.dnsCapture.env)}=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns.servers (the dns capability), and this request has none; the node's resolv.conf is never read`,
       )
     env[OPTIONS.dnsServers.env] = conf.nameservers.join(',')
-    sources.set(OPTIONS.dnsServers.env, `runtimeConfig.${DNS_CAPABILITY}.nameservers`)
+    sources.set(OPTIONS.dnsServers.env, `runtimeConfig.${DNS_CAPABILITY}.servers`)
   }
   const total = envBytes(env)
   if (total > MAX_ENV_BYTES)

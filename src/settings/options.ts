@@ -226,7 +226,7 @@ export const OPTIONS: PodOptionTable<OptionSettings> = {
     env: 'ISTIO_DNS_SERVERS',
     flag: 'dns-servers',
     default: '',
-    help: "with ISTIO_DNS_CAPTURE=resolv-conf: the nameservers to capture, comma-separated addresses, instead of reading ISTIO_RESOLV_CONF (CNI mode sets it from the runtime's dns.nameservers)",
+    help: "with ISTIO_DNS_CAPTURE=resolv-conf: the nameservers to capture, comma-separated addresses, instead of reading ISTIO_RESOLV_CONF (CNI mode sets it from the runtime's dns.servers)",
     parse: (t, w) =>
       parseList(t, p => {
         const cidr = p.includes('/') ? undefined : parseCidr(p)

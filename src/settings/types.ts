@@ -63,7 +63,7 @@ export interface Settings {
   readonly dnsPort: number
   /** The resolv.conf whose nameservers ISTIO_DNS_CAPTURE=resolv-conf captures. */
   readonly resolvConf: string
-  /** Nameservers given outright (CNI mode: the runtime's dns.nameservers); when set, ISTIO_RESOLV_CONF is not read. */
+  /** Nameservers given outright (CNI mode: the runtime's dns.servers); when set, ISTIO_RESOLV_CONF is not read. */
   readonly dnsServers: readonly Cidr[]
   /** The nameserver addresses (hosts) captured: dnsServers, else read by loadSettings from resolvConf; empty unless resolv-conf. */
   readonly nameservers: readonly Cidr[]

@@ -225,15 +225,15 @@ t.test('an oversized annotation: ADD is refused with 7, DEL succeeds, and no add
   await ok(t, rig, box, 'del', list, {}, { id: 'normal' })
 })
 
-t.test("resolv-conf DNS capture takes the runtime's dns.nameservers (a real query through dnsmasq); without them ADD is refused", async t => {
+t.test("resolv-conf DNS capture takes the runtime's dns.servers (a real query through dnsmasq); without them ADD is refused", async t => {
   if (!kernelAvailable(t)) return
   const rig = await startRig(t)
   const box = await withSandbox(t)
   const list = rig.conflist({ ...BASE, settings: { ...BASE.settings, ISTIO_DNS_CAPTURE: 'resolv-conf' } }, net(10).ranges)
-  await refused(t, rig, box, list, {}, /ISTIO_DNS_CAPTURE=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns/)
+  await refused(t, rig, box, list, {}, /ISTIO_DNS_CAPTURE=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns.servers/)
   await ok(t, rig, box, 'del', list)
   await startRemoteDns(box)
-  const dns = { dns: { nameservers: [REMOTE, REMOTE6] } }
+  const dns = { dns: { servers: [REMOTE, REMOTE6], searches: ['svc.cluster.local'], options: ['ndots:5'] } }
   await ok(t, rig, box, 'add', list, {}, { capabilities: dns })
   // Started once ADD is done: the loopback plugin's DEL (after the refused ADD) took lo down, ::1 with it.
   // The proxy's DNS server: UID 1337, on the DNS port, forwarding what it does not know to the nameservers.

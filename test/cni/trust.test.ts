@@ -130,34 +130,38 @@ t.test('sizes are capped: an oversized annotation or setting is refused with 7 w
   t.same(chooseCleanEnv('{', ''), {}, 'a config that is not JSON: the defaults')
 })
 
-t.test('resolv-conf DNS capture takes the runtime’s dns.nameservers, or is refused with 7; the node’s file is never named', async t => {
-  const settings = { ISTIO_DNS_CAPTURE: 'resolv-conf' }
-  t.match(decide(conf({ settings }, {}, { nameservers: ['198.19.7.1', '2001:db8::53'] })), {
-    captured: true,
-    env: { ISTIO_DNS_SERVERS: '198.19.7.1,2001:db8::53' },
-    sources: new Map([['ISTIO_DNS_SERVERS', 'runtimeConfig.dns.nameservers']]),
-  })
-  for (const dns of [undefined, {}, { nameservers: [] }]) {
-    t.throws(
-      () => decide(conf({ settings }, {}, dns)),
-      { code: 7, message: /settings.ISTIO_DNS_CAPTURE=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns/ },
-      JSON.stringify(dns),
+t.test(
+  'resolv-conf DNS capture takes the runtime’s dns.servers (the CNI conventions’ key), or is refused with 7; the node’s file is never named',
+  async t => {
+    const settings = { ISTIO_DNS_CAPTURE: 'resolv-conf' }
+    t.match(decide(conf({ settings }, {}, { servers: ['198.19.7.1', '2001:db8::53'], searches: ['svc.cluster.local'], options: ['ndots:5'] })), {
+      captured: true,
+      env: { ISTIO_DNS_SERVERS: '198.19.7.1,2001:db8::53' },
+      sources: new Map([['ISTIO_DNS_SERVERS', 'runtimeConfig.dns.servers']]),
+    })
+    // `nameservers` is the result's key, not the capability's: not taken.
+    for (const dns of [undefined, {}, { servers: [] }, { nameservers: ['198.19.7.1'] }]) {
+      t.throws(
+        () => decide(conf({ settings }, {}, dns)),
+        { code: 7, message: /settings.ISTIO_DNS_CAPTURE=resolv-conf needs the nameservers the runtime passes in runtimeConfig.dns.servers/ },
+        JSON.stringify(dns),
+      )
+    }
+    t.throws(() => parseNetConf(conf({}, {}, { servers: ['198.19.7.1/24'] })), {
+      code: 7,
+      message: /servers\[0\]="198.19.7.1\/24" is not an IPv4/,
+    })
+    t.throws(() => parseNetConf(conf({}, {}, { servers: ['fe80::1%eth0'] })), { code: 7 })
+    t.throws(() => parseNetConf(conf({}, {}, { servers: Array(17).fill('198.19.7.1') })), { code: 7, message: /more than 16/ })
+    for (const name of ['ISTIO_RESOLV_CONF', 'ISTIO_DNS_SERVERS'])
+      t.throws(() => parseNetConf(conf({ settings: { [name]: '/etc/resolv.conf' } })), { code: 7, message: /is not used in CNI mode/ }, name)
+    t.match(
+      decide(conf({ settings: { ISTIO_DNS_CAPTURE: 'all' } })),
+      { captured: true, env: { ISTIO_DNS_CAPTURE: 'all' } },
+      'capture of all DNS needs no nameserver',
     )
-  }
-  t.throws(() => parseNetConf(conf({}, {}, { nameservers: ['198.19.7.1/24'] })), {
-    code: 7,
-    message: /nameservers\[0\]="198.19.7.1\/24" is not an IPv4/,
-  })
-  t.throws(() => parseNetConf(conf({}, {}, { nameservers: ['fe80::1%eth0'] })), { code: 7 })
-  t.throws(() => parseNetConf(conf({}, {}, { nameservers: Array(17).fill('198.19.7.1') })), { code: 7, message: /more than 16/ })
-  for (const name of ['ISTIO_RESOLV_CONF', 'ISTIO_DNS_SERVERS'])
-    t.throws(() => parseNetConf(conf({ settings: { [name]: '/etc/resolv.conf' } })), { code: 7, message: /is not used in CNI mode/ }, name)
-  t.match(
-    decide(conf({ settings: { ISTIO_DNS_CAPTURE: 'all' } })),
-    { captured: true, env: { ISTIO_DNS_CAPTURE: 'all' } },
-    'capture of all DNS needs no nameserver',
-  )
-})
+  },
+)
 
 const SECRET = 'SECRET-7f3a9c'
 
