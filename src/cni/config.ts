@@ -120,10 +120,13 @@ const parseNameserverList = (dns: unknown): string[] | undefined => {
   if (dns === undefined) return undefined
   const where = `runtimeConfig.${DNS_CAPABILITY}`
   if (!isRecord(dns)) throw invalid(`${where} must be an object`)
-  // The CNI conventions' dns capability: {servers, searches, options}, as kubelet, CRI-O and containerd (go-cni) pass
-  // the pod's DNS config; the nameservers are `servers` (the result's dns has `nameservers`, this does not).
-  if (dns['servers'] === undefined) return undefined
-  const list = stringList(dns['servers'], `${where}.servers`)
+  // The CNI conventions' dns capability: {servers, searches, options}, as kubelet, CRI-O and containerd pass the pod's
+  // DNS config; the nameservers are `servers` (the result's dns has `nameservers`, this does not). containerd's go-cni
+  // marshals a struct without JSON tags, so its key is `Servers`: Go plugins read it because Go's decoder matches
+  // keys case-insensitively, and so does this.
+  const key = Object.keys(dns).find(k => k.toLowerCase() === 'servers')
+  if (key === undefined) return undefined
+  const list = stringList(dns[key], `${where}.servers`)
   if (list.length > MAX_NAMESERVERS) throw invalid(`${where}.servers lists ${list.length}, more than ${MAX_NAMESERVERS}`)
   for (const [i, address] of list.entries()) {
     if (address.includes('/') || parseCidr(address) === undefined)

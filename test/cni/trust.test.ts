@@ -147,6 +147,11 @@ t.test(
         JSON.stringify(dns),
       )
     }
+    t.match(
+      decide(conf({ settings }, {}, { Servers: ['198.19.7.1'], Searches: null, Options: null })),
+      { env: { ISTIO_DNS_SERVERS: '198.19.7.1' } },
+      "containerd's key, Servers (go-cni's DNS struct has no JSON tags), as Go's decoder reads it",
+    )
     t.throws(() => parseNetConf(conf({}, {}, { servers: ['198.19.7.1/24'] })), {
       code: 7,
       message: /servers\[0\]="198.19.7.1\/24" is not an IPv4/,
