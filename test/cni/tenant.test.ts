@@ -11,7 +11,7 @@ import { groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { jsonLine, POD_ARGS, type Rig, startRig } from '../helpers/cni.js'
 import { kernelAvailable, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { DNS_CLIENT, DNSMASQ, DNSMASQ_COMMON, startRemoteDns } from '../helpers/dns.js'
+import { DNS_CLIENT, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
@@ -237,19 +237,7 @@ t.test("resolv-conf DNS capture takes the runtime's dns.servers (a real query th
   await ok(t, rig, box, 'add', list, {}, { capabilities: dns })
   // Started once ADD is done: the loopback plugin's DEL (after the refused ADD) took lo down, ::1 with it.
   // The proxy's DNS server: UID 1337, on the DNS port, forwarding what it does not know to the nameservers.
-  const pod = box.start('pod', 'setpriv', [
-    '--reuid=1337',
-    '--regid=1337',
-    '--clear-groups',
-    DNSMASQ,
-    ...DNSMASQ_COMMON,
-    '--port=15053',
-    '--listen-address=127.0.0.1',
-    '--listen-address=::1',
-    `--server=${REMOTE}`,
-    '--address=/pod.test/198.18.7.7',
-    '--address=/pod.test/2001:db8::7:7',
-  ])
+  const pod = box.start('pod', 'setpriv', proxyDnsArgs(15053, [`--server=${REMOTE}`]))
   await pod.waitForLine(line => line.includes('started'))
   const query = async (args: string[]) => {
     const result = await box.tryExec('pod', 'setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, DNS_CLIENT, ...args])

@@ -9,7 +9,7 @@ import { type Node, startNode, runPod, agentAndProxy, exchange, privilegesOf, re
 import { parse } from 'yaml'
 import { runForStatus, startProcess } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN, hasCapability, readStatus } from '../../src/privilege/status.js'
-import { DNS_CLIENT, DNSMASQ, DNSMASQ_COMMON } from '../helpers/dns.js'
+import { DNS_CLIENT, proxyDnsArgs } from '../helpers/dns.js'
 import { kernelAvailable } from '../helpers/kernel.js'
 import { ROOT } from '../helpers/podman.js'
 
@@ -135,20 +135,7 @@ t.test(
       `UDP to ${nameservers[0]}:53 goes to the DNS port`,
     )
     // The proxy's DNS server: UID 1337, on the DNS port in the pod's netns, knowing pod.test.
-    const server = startProcess('nsenter', [
-      `--net=${pod.netns}`,
-      'setpriv',
-      '--reuid=1337',
-      '--regid=1337',
-      '--clear-groups',
-      DNSMASQ,
-      ...DNSMASQ_COMMON,
-      '--port=15053',
-      '--listen-address=127.0.0.1',
-      '--listen-address=::1',
-      '--address=/pod.test/198.18.7.7',
-      '--address=/pod.test/2001:db8::7:7',
-    ])
+    const server = startProcess('nsenter', [`--net=${pod.netns}`, 'setpriv', ...proxyDnsArgs(15053)])
     t.teardown(() => server.stop())
     await server.waitForLine(line => line.includes('started'))
     for (const [ns, type, answer] of [

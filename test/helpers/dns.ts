@@ -30,3 +30,21 @@ export const startRemoteDns = async (box: Sandbox): Promise<void> => {
   ])
   await server.waitForLine(line => line.includes('cleared cache') || line.includes('started'))
 }
+
+/**
+ * The proxy's DNS server as `setpriv` arguments: the proxy's UID (1337), loopback only on `port`, answering pod.test
+ * itself (198.18.7.7 and 2001:db8::7:7); `options` go before the answers (e.g. where to forward the rest).
+ */
+export const proxyDnsArgs = (port: number, options: readonly string[] = []): string[] => [
+  '--reuid=1337',
+  '--regid=1337',
+  '--clear-groups',
+  DNSMASQ,
+  ...DNSMASQ_COMMON,
+  `--port=${port}`,
+  '--listen-address=127.0.0.1',
+  '--listen-address=::1',
+  ...options,
+  '--address=/pod.test/198.18.7.7',
+  '--address=/pod.test/2001:db8::7:7',
+]

@@ -9,9 +9,8 @@ import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, snapshot, withSandbox } from '../helpers/kernel.js'
 import { BACKENDS } from '../helpers/rows.js'
-import { DNS_CLIENT, DNSMASQ, DNSMASQ_COMMON, startRemoteDns } from '../helpers/dns.js'
+import { DNS_CLIENT, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
 
-const PROXY_UID = 1337
 // The pod server sends its forwarded queries from this port, and an app query uses it first: the same 5-tuple.
 const SHARED_PORT = 40053
 const FAMILIES = [
@@ -35,21 +34,7 @@ const query = async (box: Sandbox, args: string[]): Promise<Answer> => {
 
 /** The proxy's DNS server: the proxy UID, loopback only, forwarding to the remote nameserver from SHARED_PORT. */
 const startPodServer = async (box: Sandbox, port: number): Promise<void> => {
-  const server = box.start('pod', 'setpriv', [
-    `--reuid=${PROXY_UID}`,
-    `--regid=${PROXY_UID}`,
-    '--clear-groups',
-    DNSMASQ,
-    ...DNSMASQ_COMMON,
-    `--port=${port}`,
-    '--listen-address=127.0.0.1',
-    '--listen-address=::1',
-    `--query-port=${SHARED_PORT}`,
-    `--server=${REMOTE}`,
-    `--server=${REMOTE6}`,
-    '--address=/pod.test/198.18.7.7',
-    '--address=/pod.test/2001:db8::7:7',
-  ])
+  const server = box.start('pod', 'setpriv', proxyDnsArgs(port, [`--query-port=${SHARED_PORT}`, `--server=${REMOTE}`, `--server=${REMOTE6}`]))
   await server.waitForLine(line => line.includes('cleared cache') || line.includes('started'))
 }
 
