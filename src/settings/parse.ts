@@ -47,7 +47,22 @@ export const parseValidateSettings = (env: Env, flags: Flags = {}): ValidateSett
 
 export const parseCniInstallSettings = (env: Env, flags: Flags = {}): CniInstallSettings => parseOptions(CNI_INSTALL_OPTIONS, env, flags)
 
-export const parseInjectSettings = (env: Env, flags: Flags = {}): InjectSettings => parseOptions(INJECT_OPTIONS, env, flags)
+export const parseInjectSettings = (env: Env, flags: Flags = {}): InjectSettings => {
+  const settings = parseOptions(INJECT_OPTIONS, env, flags)
+  // In mode cni the node's plugin reads the same annotations and refuses these, whatever it is told: a pod the
+  // injector let set one would never start. One allow-list, one meaning: refuse it here too.
+  const operatorOnly =
+    settings.mode === 'cni' ? Object.values(OPTIONS).find(s => s.trust === 'operator' && settings.annotations.includes(s.flag)) : undefined
+  if (operatorOnly !== undefined) {
+    const spec = INJECT_OPTIONS.annotations
+    throw new ConfigError(
+      sourceName(spec, flags['annotations']),
+      flags['annotations'] ?? env[spec.env] ?? spec.default,
+      `in mode cni, no setting only the node's operator sets (${operatorOnly.flag}: ${operatorOnly.env} names a node path or decides how the node agent runs, so the CNI plugin refuses it as an annotation)`,
+    )
+  }
+  return settings
+}
 
 export const parseWebhookSettings = (env: Env, flags: Flags = {}): WebhookSettings => parseOptions(WEBHOOK_OPTIONS, env, flags)
 
