@@ -10,7 +10,7 @@ import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
 import { connectSocket, listenFd, type SocketOptions } from '../net/socket.js'
-import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
+import { enterNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
 import { DNS_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
@@ -187,10 +187,8 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
     if (!root) return c.skip(c.name, 'the net_cls hierarchy is not mounted in this container')
     const home = ((await netClsPath('self')) ?? '/').replace(/\/$/, '')
     // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
-    let group: string
     try {
-      group = await ensureNetClsGroup(root, m.classid)
-      await joinGroup(group, process.pid)
+      await enterNetClsGroup(root, m.classid, process.pid)
     } catch (error) {
       return c.skip(c.name, `could not join a net_cls group with classid ${hex(m.classid)}: ${messageOf(error)}`)
     }

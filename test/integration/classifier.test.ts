@@ -49,6 +49,8 @@ const setUp = async (t: Test): Promise<{ box: Sandbox; socket: string; classifie
     socket,
     '--allowed-uids',
     '1337,1338',
+    '--net-cls-root',
+    hierarchy,
     '--log-format',
     'json',
   ])
@@ -77,6 +79,7 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
     {
       ISTIO_OUTBOUND_METHOD: 'cgroup',
       ISTIO_CLASSIFIER_SOCKET: socket,
+      ISTIO_NET_CLS_ROOT: hierarchy,
     },
   )
   const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, 10_000)
@@ -85,7 +88,7 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
     const pid = (JSON.parse(agent.lines.filter(l => l.includes('"ready"'))[start]!) as { pid: number }).pid
     const status = readStatus(pid)
     t.same([status.uids[0], status.capEff, status.capPrm, status.capBnd], [1337, 0n, 0n, 0n], `proxy start ${start + 1}: UID 1337, no capabilities`)
-    t.equal(await classidOf(pid), CLASSID, `proxy start ${start + 1}: classified`)
+    t.equal(await classidOf(pid, hierarchy), CLASSID, `proxy start ${start + 1}: classified`)
     for (const [from, host, port, label] of [
       ['pod', REMOTE, 9090, 'remote'],
       ['remote', POD, 8080, 'app'],
@@ -103,15 +106,16 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
 
 t.test('the classifier refuses other UIDs, other classids and bad messages, and keeps serving', async t => {
   if (!kernelAvailable(t)) return
-  const { box, socket, classifier } = await setUp(t)
+  const { box, socket, classifier, hierarchy } = await setUp(t)
+  const root = ['--net-cls-root', hierarchy]
   await initOk(t, box, { ISTIO_OUTBOUND_METHOD: 'cgroup' })
   await box.serve('pod', ['proxy=[::]:5001'])
   await box.serve('remote', ['remote=[::]:9090'])
-  const [refused, traffic] = await peerAs(box, 1000, ['classify', socket, String(CLASSID), '--connect', `${REMOTE}:9090`])
+  const [refused, traffic] = await peerAs(box, 1000, ['classify', socket, String(CLASSID), '--connect', `${REMOTE}:9090`, ...root])
   t.match(refused, { ok: false, error: /UID 1000 is not an allowed proxy UID/ }, 'another UID is refused')
   t.notMatch(refused?.path ?? '', groupName(CLASSID), '... and not moved')
   t.match(traffic, { reply: { label: 'proxy' } }, '... and its traffic stays captured')
-  const [otherClassid] = await peerAs(box, 1337, ['classify', socket, '42'])
+  const [otherClassid] = await peerAs(box, 1337, ['classify', socket, '42', ...root])
   t.match(otherClassid, { ok: false, error: /classid 0x2a is not allowed/ })
   const bad: [string, string[], RegExp][] = [
     ['garbage', ['hello\\n'], /not JSON/],
@@ -123,7 +127,7 @@ t.test('the classifier refuses other UIDs, other classids and bad messages, and 
     const [reply] = await peerAs(box, 1337, ['send', socket, ...args])
     t.match(JSON.parse(String(reply?.reply)), { ok: false, error: message }, `${what} gets an error reply`)
   }
-  const clients = await Promise.all(Array.from({ length: 20 }, () => peerAs(box, 1337, ['classify', socket, String(CLASSID)])))
+  const clients = await Promise.all(Array.from({ length: 20 }, () => peerAs(box, 1337, ['classify', socket, String(CLASSID), ...root])))
   const served = clients.map(([c]) => c).filter(c => c?.ok === true && c.path?.endsWith(groupName(CLASSID)))
   t.equal(served.length, 20, '20 concurrent clients are each moved into the group', { clients })
   t.equal(new Set(served.map(c => c!.pid)).size, 20, '... each one itself')

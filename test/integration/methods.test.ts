@@ -87,8 +87,8 @@ for (const backend of BACKENDS) {
       async t => {
         if (!kernelAvailable(t)) return
         const box = await withSandbox(t)
-        if (method === 'cgroup') await withNetCls(t, box, CLASSID)
-        const env = { ISTIO_BACKEND: backend, ...spec.env }
+        const root = method === 'cgroup' ? await withNetCls(t, box, CLASSID) : undefined
+        const env = { ISTIO_BACKEND: backend, ...spec.env, ...(root !== undefined && { ISTIO_NET_CLS_ROOT: root }) }
         const report = await initOk(t, box, { ...env, ISTIO_VERIFY: 'live' })
         for (const family of ['ipv4', 'ipv6']) {
           for (const check of ['capture', 'bypass', 'loopback'])
@@ -101,7 +101,7 @@ for (const backend of BACKENDS) {
           const pid = await readyPid(agent, restart)
           expectPrivileges(t, pid, `proxy (start ${restart + 1})`, spec.caps)
           expectPrivileges(t, agent.pid, 'the agent itself', spec.caps)
-          if (method === 'cgroup') t.equal(await classidOf(pid), CLASSID, 'the proxy is in the net_cls group')
+          if (root !== undefined) t.equal(await classidOf(pid, root), CLASSID, 'the proxy is in the net_cls group')
           await expectRelayed(t, box, agent, 'pod', REMOTE, 9090, 'remote')
           await expectRelayed(t, box, agent, 'pod', REMOTE6, 9090, 'remote')
           await expectRelayed(t, box, agent, 'remote', POD, 8080, 'app')
