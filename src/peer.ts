@@ -75,9 +75,9 @@ const proxy = (port: number, mark: number | undefined): void => {
 }
 
 /** Asks the classifier for `classid`, prints the outcome and this process's net_cls path, then connects if asked. */
-const classify = async (socketPath: string, classid: number, then: string | undefined): Promise<void> => {
+const classify = async (socketPath: string, classid: number, then: string | undefined, netClsRoot: string | undefined): Promise<void> => {
   const started = performance.now()
-  const outcome = await requestClassification(socketPath, classid).then(
+  const outcome = await requestClassification(socketPath, classid, netClsRoot).then(
     group => ({ ok: true, group }),
     (error: Error) => ({ ok: false, error: error.message }),
   )
@@ -114,9 +114,10 @@ const send = (socketPath: string, text: string, keepOpen: boolean): void => {
 
 /**
  * Opens `count` connections at once and sends nothing on them, never closing one itself; a connect refused
- * because the listen queue is full is retried. Prints how they ended once all have.
+ * because the listen queue is full is retried. Prints how they ended once all have; with `renew`, each one that
+ * ends is opened again, so the flood holds as many as it can until it is killed.
  */
-const flood = (socketPath: string, count: number): void => {
+const flood = (socketPath: string, count: number, renew: boolean): void => {
   const ended = { answered: 0, failed: 0 }
   let pending = count
   let retries = 0
@@ -135,6 +136,7 @@ const flood = (socketPath: string, count: number): void => {
         return
       }
       ended[reply.includes('"ok":false') ? 'answered' : 'failed'] += 1
+      if (renew) return void setImmediate(open)
       if (--pending === 0) print({ ...ended, retries })
     })
   }
@@ -176,23 +178,25 @@ const main = (): void => {
       connect: { type: 'string' },
       repeat: { type: 'string', default: '1' },
       'keep-open': { type: 'boolean', default: false },
+      'net-cls-root': { type: 'string' },
+      renew: { type: 'boolean', default: false },
     },
   })
   const [verb, ...rest] = positionals
   if (verb === 'serve') void serve(rest)
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
-  else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
+  else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect, values['net-cls-root'])
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
-  else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]))
+  else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]), values.renew)
   else if (verb === 'hand-off') handOff(rest[0] ?? '', Number(rest[1]))
   else if (verb === 'hold') hold(Number(rest[0]))
   else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
       'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
-        '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
-        '       | flood socket count | hand-off socket classid\n',
+        '       | classify socket classid [--connect host:port] [--net-cls-root dir] | send socket text [--repeat n] [--keep-open]\n' +
+        '       | flood socket count [--renew] | hand-off socket classid\n',
     )
     process.exitCode = 2
   }

@@ -1,0 +1,49 @@
+// The agent's classifier client against a scripted classifier on a unix socket (no root): "busy" is asked again
+// with backoff until the deadline, anything else is final, and the deadline bounds the whole request.
+import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import t, { type Test } from 'tap'
+import { requestClassification } from '../../src/classifier/client.js'
+import type { Reply } from '../../src/classifier/protocol.js'
+
+/** A classifier that answers the n-th connection with replies[n] (the last one again after the end). */
+const scripted = async (t: Test, replies: readonly Reply[]): Promise<{ socket: string; asked: () => number }> => {
+  const dir = mkdtempSync(`${tmpdir()}/sr-client-`)
+  const socket = `${dir}/c.sock`
+  let asked = 0
+  const server = net.createServer(connection => {
+    const reply = replies[Math.min(asked, replies.length - 1)]!
+    asked += 1
+    connection.once('data', () => connection.end(`${JSON.stringify(reply)}\n`))
+  })
+  await new Promise<void>(resolve => server.listen(socket, resolve))
+  t.teardown(() => {
+    server.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { socket, asked: () => asked }
+}
+
+const BUSY: Reply = { ok: false, error: 'busy: 4 requests of this peer are being served; try again', busy: true }
+
+t.test('"busy" is asked again, and the next answer counts', async t => {
+  const { socket, asked } = await scripted(t, [BUSY, BUSY, BUSY, { ok: false, error: 'classid 0x2a is not allowed' }])
+  await t.rejects(requestClassification(socket, 42), { message: /refused: classid 0x2a is not allowed$/ })
+  t.equal(asked(), 4, 'three busy answers, then the final one')
+})
+
+t.test('a refusal that is not "busy" is final: asked once', async t => {
+  const { socket, asked } = await scripted(t, [{ ok: false, error: 'UID 1000 is not an allowed proxy UID (1337)' }])
+  await t.rejects(requestClassification(socket, 42), { message: /refused: UID 1000 is not an allowed proxy UID/ })
+  t.equal(asked(), 1)
+})
+
+t.test('always "busy": the client gives up within its deadline and says so', async t => {
+  const { socket, asked } = await scripted(t, [BUSY])
+  const started = Date.now()
+  await t.rejects(requestClassification(socket, 42, undefined, 600), { message: /refused: busy: .* \(still busy after 600 ms\)$/ })
+  const took = Date.now() - started
+  t.ok(took >= 500 && took <= 600 + 1000, `gave up after ${took} ms, having used its deadline of 600 ms`)
+  t.ok(asked() >= 3, `asked ${asked()} times meanwhile, backing off`)
+})
