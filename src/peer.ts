@@ -145,25 +145,38 @@ const flood = (socketPath: string, count: number, renew: boolean): void => {
 }
 
 /**
- * Connects, hands the connected socket to a child (as its fd 3) and exits: the connection's credentials name a
- * PID that is free again once this process is reaped. The child sends the request when it gets SIGUSR1.
+ * Connects, hands the connected socket to a child and exits: the connection's credentials name a PID that is free
+ * again once this process is reaped. The child is started first and gets the socket over its IPC channel, so the
+ * request's clock (the classifier's deadline) starts only when the slow part, a Node start, is over. The child
+ * sends the request when it gets SIGUSR1.
  */
 const handOff = (socketPath: string, classid: number): void => {
-  const socket = net.connect(socketPath)
-  socket.on('connect', () => {
-    const child = spawn(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)], { stdio: ['ignore', 'inherit', 'inherit', socket] })
-    print({ asker: process.pid, holder: child.pid })
-    process.exit(0)
+  const child = spawn(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  child.once('message', () => {
+    const socket = net.connect(socketPath)
+    socket.on('connect', () => {
+      child.send('socket', socket)
+      child.once('message', () => {
+        print({ asker: process.pid, holder: child.pid })
+        process.exit(0)
+      })
+    })
   })
 }
 
 const hold = (classid: number): void => {
-  const socket = new net.Socket({ fd: 3, readable: true, writable: true })
-  let reply = ''
-  socket.on('data', chunk => (reply += String(chunk)))
-  socket.on('close', () => print({ reply: reply.trim() }))
-  process.on('SIGUSR1', () => socket.write(`${JSON.stringify({ classid })}\n`))
-  print({ holding: process.pid })
+  process.once('message', (_message, handle) => {
+    const socket = handle as net.Socket
+    let reply = ''
+    socket.on('data', chunk => (reply += String(chunk)))
+    socket.on('close', () => print({ reply: reply.trim() }))
+    process.on('SIGUSR1', () => socket.write(`${JSON.stringify({ classid })}\n`))
+    print({ holding: process.pid })
+    process.send?.('holding')
+    // The parent's exit closes the channel; the socket alone keeps this process alive.
+    process.channel?.unref()
+  })
+  process.send?.('ready')
 }
 
 const main = (): void => {

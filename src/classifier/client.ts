@@ -12,7 +12,11 @@ import { messageOf } from '../text.js'
 export const TIMEOUT_MS = 5000
 
 // A unix socket whose listen queue is full refuses connect() with EAGAIN at once; the classifier drains it fast.
+// And a classifier that answered "busy" on accepting, then closed before our request went out (it waits a grace
+// period, but a loaded node may hold us up longer), makes the write fail with EPIPE or ECONNRESET and takes its
+// answer with it. Each is asked again (so is a close with no answer at all): a request is idempotent.
 const RETRY_MS = 20
+const TRANSIENT = new Set(['EAGAIN', 'EPIPE', 'ECONNRESET'])
 // After "busy", the wait before asking again doubles from this up to BUSY_MAX_MS, with jitter, so agents that
 // were turned away together do not come back together.
 const BUSY_FIRST_MS = 25
@@ -24,21 +28,34 @@ const ask = (socketPath: string, classid: number, deadline: number): Promise<Rep
   new Promise((resolve, reject) => {
     const socket = net.connect(socketPath)
     let text = ''
+    let settled = false
+    const settle = (fn: () => void): void => {
+      if (settled) return
+      settled = true
+      fn()
+    }
     const waitMs = Math.max(1, deadline - Date.now())
     socket.setTimeout(waitMs, () => socket.destroy(new Error(`no answer within ${waitMs} ms`)))
     socket.on('connect', () => socket.write(`${JSON.stringify({ classid })}\n`))
     socket.on('data', chunk => (text += String(chunk)))
-    socket.on('end', () => {
-      try {
-        resolve(JSON.parse(text) as Reply)
-      } catch {
-        reject(new Error(`an answer that is not JSON: ${JSON.stringify(text.slice(0, 200))}`))
-      }
-    })
-    socket.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EAGAIN' || Date.now() + RETRY_MS > deadline) return reject(error)
-      setTimeout(() => ask(socketPath, classid, deadline).then(resolve, reject), RETRY_MS)
-    })
+    const again = (): void => void setTimeout(() => ask(socketPath, classid, deadline).then(resolve, reject), RETRY_MS)
+    socket.on('end', () =>
+      settle(() => {
+        // Closed with no answer at all: dropped like a reset, and asked again the same way.
+        if (text === '' && Date.now() + RETRY_MS <= deadline) return again()
+        try {
+          resolve(JSON.parse(text) as Reply)
+        } catch {
+          reject(new Error(`an answer that is not JSON: ${JSON.stringify(text.slice(0, 200))}`))
+        }
+      }),
+    )
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      settle(() => {
+        if (!TRANSIENT.has(error.code ?? '') || Date.now() + RETRY_MS > deadline) return reject(error)
+        again()
+      }),
+    )
   })
 
 /** Asks until the answer is not "busy" or the deadline leaves no room for another try. */

@@ -29,7 +29,7 @@ export const BACKLOG = 128
 // Closing a unix socket with unread input resets it, and the peer may then lose the answer: so after answering,
 // what the peer still sends is read and dropped until it closes, for at most this long, and by at most
 // MAX_CLOSING connections at once (beyond that, a flood, they are closed at once).
-const CLOSE_GRACE_MS = 100
+const CLOSE_GRACE_MS = 1000
 const MAX_CLOSING = 256
 
 export interface ClassifierOptions {

@@ -7,14 +7,18 @@ import t, { type Test } from 'tap'
 import { requestClassification } from '../../src/classifier/client.js'
 import type { Reply } from '../../src/classifier/protocol.js'
 
-/** A classifier that answers the n-th connection with replies[n] (the last one again after the end). */
-const scripted = async (t: Test, replies: readonly Reply[]): Promise<{ socket: string; asked: () => number }> => {
+/**
+ * A classifier that answers the n-th connection with replies[n] (the last one again after the end); 'drop' closes
+ * it at once, unread, as a classifier that answered on accepting and closed before the request came.
+ */
+const scripted = async (t: Test, replies: readonly (Reply | 'drop')[]): Promise<{ socket: string; asked: () => number }> => {
   const dir = mkdtempSync(`${tmpdir()}/sr-client-`)
   const socket = `${dir}/c.sock`
   let asked = 0
   const server = net.createServer(connection => {
     const reply = replies[Math.min(asked, replies.length - 1)]!
     asked += 1
+    if (reply === 'drop') return void connection.destroy()
     connection.once('data', () => connection.end(`${JSON.stringify(reply)}\n`))
   })
   await new Promise<void>(resolve => server.listen(socket, resolve))
@@ -46,4 +50,10 @@ t.test('always "busy": the client gives up within its deadline and says so', asy
   const took = Date.now() - started
   t.ok(took >= 500 && took <= 600 + 1000, `gave up after ${took} ms, having used its deadline of 600 ms`)
   t.ok(asked() >= 3, `asked ${asked()} times meanwhile, backing off`)
+})
+
+t.test('a connection closed before the request went out (EPIPE, ECONNRESET) is asked again', async t => {
+  const { socket, asked } = await scripted(t, ['drop', 'drop', 'drop', { ok: false, error: 'classid 0x2a is not allowed' }])
+  await t.rejects(requestClassification(socket, 42), { message: /refused: classid 0x2a is not allowed$/ })
+  t.equal(asked(), 4)
 })

@@ -9,8 +9,11 @@ import type { Sandbox } from '../../src/commands/sandbox.js'
 import { readStatus } from '../../src/privilege/status.js'
 import { initOk, kernelAvailable, POD, programs, REMOTE, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
+import { inCgroup, withCgroups } from '../helpers/cgroup2.js'
 
 const CLASSID = 0x100001
+// How long a process may take to start and say so: on a loaded 2-core machine, seconds. Not a measurement.
+const START_MS = 30_000
 const UNPRIVILEGED = (uid: number): string[] => [
   `--reuid=${uid}`,
   `--regid=${uid}`,
@@ -28,8 +31,10 @@ interface Outcome {
   readonly pid?: number
 }
 
-const peerAs = async (box: Sandbox, uid: number, args: string[]): Promise<Outcome[]> => {
-  const result = await box.tryExec('pod', 'setpriv', [...UNPRIVILEGED(uid), process.execPath, programs().peer, ...args])
+const peerAs = async (box: Sandbox, uid: number, args: string[], cgroup?: string): Promise<Outcome[]> => {
+  const argv = ['setpriv', ...UNPRIVILEGED(uid), process.execPath, programs().peer, ...args]
+  const [file, rest] = cgroup === undefined ? [argv[0]!, argv.slice(1)] : inCgroup(cgroup, argv)
+  const result = await box.tryExec('pod', file, rest)
   return result.output
     .split('\n')
     .filter(l => l.startsWith('{'))
@@ -54,7 +59,7 @@ const setUp = async (t: Test): Promise<{ box: Sandbox; socket: string; classifie
     '--log-format',
     'json',
   ])
-  await classifier.waitForLine(l => l.includes('"listening"'))
+  await classifier.waitForLine(l => l.includes('"listening"'), START_MS)
   return { box, socket, classifier, hierarchy }
 }
 
@@ -82,7 +87,7 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
       ISTIO_NET_CLS_ROOT: hierarchy,
     },
   )
-  const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, 10_000)
+  const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, START_MS)
   for (const start of [0, 1]) {
     await ready(start)
     const pid = (JSON.parse(agent.lines.filter(l => l.includes('"ready"'))[start]!) as { pid: number }).pid
@@ -127,9 +132,17 @@ t.test('the classifier refuses other UIDs, other classids and bad messages, and 
     const [reply] = await peerAs(box, 1337, ['send', socket, ...args])
     t.match(JSON.parse(String(reply?.reply)), { ok: false, error: message }, `${what} gets an error reply`)
   }
-  const clients = await Promise.all(Array.from({ length: 20 }, () => peerAs(box, 1337, ['classify', socket, String(CLASSID), ...root])))
+  // Each in a cgroup of its own, as the agents of 20 pods are: one pod's are served a few at a time.
+  const pods = Object.values(
+    await withCgroups(
+      t,
+      box,
+      Array.from({ length: 20 }, (_, i) => `pod-${i}`),
+    ),
+  )
+  const clients = await Promise.all(pods.map(pod => peerAs(box, 1337, ['classify', socket, String(CLASSID), ...root], pod)))
   const served = clients.map(([c]) => c).filter(c => c?.ok === true && c.path?.endsWith(groupName(CLASSID)))
-  t.equal(served.length, 20, '20 concurrent clients are each moved into the group', { clients })
+  t.equal(served.length, 20, '20 concurrent clients of 20 pods are each moved into the group', { clients })
   t.equal(new Set(served.map(c => c!.pid)).size, 20, '... each one itself')
   t.equal(classifier.lines.filter(l => l.includes('"outcome":"refused"')).length, 6, 'every refusal is logged')
 })
