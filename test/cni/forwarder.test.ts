@@ -48,7 +48,7 @@ const agent = async (t: Test, behaviour: { readBytes: number; reply?: Buffer }):
   return { socket, seen }
 }
 
-const run = (socket: string, stdin: string | Buffer, env: Record<string, string> = {}) =>
+const run = (stdin: string | Buffer, env: Record<string, string> = {}) =>
   execa(PLUGIN, [], {
     env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/nonexistent', CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', ...env },
     extendEnv: false,
@@ -73,14 +73,14 @@ const expectError = (t: Test, result: Awaited<ReturnType<typeof run>>, code: num
 
 t.test('2 MiB of stdin is refused with code 7 before the agent is asked, never cut at 1 MiB and sent', async t => {
   const a = await agent(t, { readBytes: 1, reply: Buffer.from('0 2\n{}') })
-  const result = await run(a.socket, configOf(a.socket, 2 * LIMIT))
+  const result = await run(configOf(a.socket, 2 * LIMIT))
   expectError(t, result, 7, /the network config on stdin is larger than the node agent accepts/)
   t.equal(a.seen.connections, 0, 'the agent was not asked')
 })
 
 t.test('stdin and the CNI variables together over the limit: code 4, the agent not asked', async t => {
   const a = await agent(t, { readBytes: 1, reply: Buffer.from('0 2\n{}') })
-  const result = await run(a.socket, configOf(a.socket, LIMIT - 100), { CNI_ARGS: 'K8S_POD_NAME=x;'.repeat(20) })
+  const result = await run(configOf(a.socket, LIMIT - 100), { CNI_ARGS: 'K8S_POD_NAME=x;'.repeat(20) })
   expectError(t, result, 4, /the CNI variables and the network config together are larger/)
   t.equal(a.seen.connections, 0)
 })
@@ -89,7 +89,7 @@ t.test('a request just within the limit is sent whole and the reply passed on', 
   const stdout = '{"cniVersion":"1.0.0"}\n'
   const a = await agent(t, { readBytes: LIMIT, reply: Buffer.from(`0 ${stdout.length}\n${stdout}a log line\n`) })
   const config = configOf(a.socket, LIMIT - 200)
-  const result = await run(a.socket, config)
+  const result = await run(config)
   t.equal(result.exitCode, 0)
   t.equal(result.stdout, stdout, "the agent's stdout, byte for byte")
   t.equal(result.stderr, 'a log line\n', 'its stderr on stderr')
@@ -104,7 +104,7 @@ t.test('the agent drops the connection: an error object with code 11 on stdout, 
   ] as const) {
     await t.test(what, async t => {
       const a = await agent(t, { readBytes })
-      const result = await run(a.socket, configOf(a.socket, size))
+      const result = await run(configOf(a.socket, size))
       expectError(t, result, 11, /could not send the request to the node agent|reply was cut short, too long or not understood/)
       t.equal(a.seen.connections, 1, 'the agent was asked')
     })
@@ -113,12 +113,12 @@ t.test('the agent drops the connection: an error object with code 11 on stdout, 
 
 t.test('a reply that is not the wire format is an error object, not passed on', async t => {
   const a = await agent(t, { readBytes: 1, reply: Buffer.from('garbage') })
-  expectError(t, await run(a.socket, configOf(a.socket, 300)), 11, /reply was cut short, too long or not understood/)
+  expectError(t, await run(configOf(a.socket, 300)), 11, /reply was cut short, too long or not understood/)
 })
 
 t.test('details naming a path are escaped into valid JSON', async t => {
   // No agent: the connect fails and the details name the socket path, which holds a control character here.
-  const result = await run('/x', '{"cniVersion":"1.0.0","name":"n","agentSocket":"/nonexistent/agent\u0001.sock"}')
+  const result = await run('{"cniVersion":"1.0.0","name":"n","agentSocket":"/nonexistent/agent\u0001.sock"}')
   expectError(t, result, 11, /node agent is not reachable/)
   t.match(JSON.parse(result.stdout), { details: '/nonexistent/agent\u0001.sock' })
 })
