@@ -9,6 +9,7 @@ import {
   closeSync,
   ftruncateSync,
   lstatSync,
+  lutimesSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -17,13 +18,14 @@ import {
   readlinkSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import t, { type Test } from 'tap'
-import { type InstallTarget, reconcile, STATE_FILE, uninstall } from '../../src/cni/install.js'
+import { type InstallTarget, reconcile, removeLeftovers, STATE_FILE, uninstall } from '../../src/cni/install.js'
 import type { Logger } from '../../src/log.js'
 
 interface Host {
@@ -348,4 +350,25 @@ t.test('install then uninstall: Latin-1 bytes, a non-root owner and mode, and a 
     'the .conf back, with owner and mode',
   )
   t.same(readdirSync(g.conf), ['10-nameless.conf'])
+})
+
+t.test('temp files a crash left are removed after 10 minutes: our names only, a link never followed', async t => {
+  const h = host(t)
+  const old = `${h.conf}/.sidecar-redirect.tmp-${'a'.repeat(32)}`
+  const young = `${h.conf}/.sidecar-redirect.tmp-${'b'.repeat(32)}`
+  const link = `${h.conf}/.sidecar-redirect.tmp-${'c'.repeat(32)}`
+  const similar = `${h.conf}/.sidecar-redirect.tmp-${process.pid}`
+  for (const path of [old, young, similar]) writeFileSync(path, 'x')
+  symlinkSync(`${h.outside}/shadow`, link)
+  const hourAgo = Date.now() / 1000 - 3600
+  for (const path of [old, similar]) utimesSync(path, hourAgo, hourAgo)
+  lutimesSync(link, hourAgo, hourAgo)
+  const before = identities([h.outside])
+  await removeLeftovers(h.conf)
+  t.same(
+    readdirSync(h.conf).sort(),
+    [similar, young].map(p => p.slice(h.conf.length + 1)).sort(),
+    'the old ones of our pattern are gone; a young one and another name stay',
+  )
+  t.same(identities([h.outside]), before, 'what the link pointed at is untouched')
 })
