@@ -96,19 +96,24 @@ const needsRoot = (t: Test): boolean => {
 
 t.test('planted state files are ignored with a log line, never followed; nothing outside the installer’s own changes', async t => {
   const evil = Buffer.from('#!/bin/sh\necho pwned\n')
+  // A state as this installer writes one, holding `evil` as the original, with some fields planted.
+  const plant = (h: Host, fields: { file?: string; written?: string; name?: string; sha256?: string; mode?: number }): void =>
+    writeFileSync(
+      `${h.conf}/${STATE_FILE}`,
+      JSON.stringify({
+        version: 1,
+        file: fields.file ?? '10-k8s.conflist',
+        written: fields.written ?? '0'.repeat(64),
+        original: {
+          name: fields.name ?? '10-k8s.conflist',
+          file: { bytes: evil.toString('base64'), sha256: fields.sha256 ?? sha256(evil), mode: fields.mode ?? 0o644, uid: 0, gid: 0 },
+        },
+      }),
+    )
   const rows: [string, (h: Host) => void | Promise<void>][] = [
     [
       'names reaching into the bin dir (the report: bridge deleted, an executable written)',
-      h =>
-        writeFileSync(
-          `${h.conf}/${STATE_FILE}`,
-          JSON.stringify({
-            version: 1,
-            file: '../bin/bridge',
-            written: sha256(readFileSync(`${h.bin}/bridge`)),
-            original: { name: '../bin/bridge', file: { bytes: evil.toString('base64'), sha256: sha256(evil), mode: 0o755, uid: 0, gid: 0 } },
-          }),
-        ),
+      h => plant(h, { file: '../bin/bridge', name: '../bin/bridge', written: sha256(readFileSync(`${h.bin}/bridge`)), mode: 0o755 }),
     ],
     [
       'an absolute name',
@@ -124,32 +129,8 @@ t.test('planted state files are ignored with a log line, never followed; nothing
           JSON.stringify({ file: '10-k8s.conflist', original: { name: '10-k8s.conflist', bytes: '' }, written: '' }),
         ),
     ],
-    [
-      'bytes that do not match their hash',
-      h =>
-        writeFileSync(
-          `${h.conf}/${STATE_FILE}`,
-          JSON.stringify({
-            version: 1,
-            file: '10-k8s.conflist',
-            written: '0'.repeat(64),
-            original: { name: '10-k8s.conflist', file: { bytes: evil.toString('base64'), sha256: '0'.repeat(64), mode: 0o644, uid: 0, gid: 0 } },
-          }),
-        ),
-    ],
-    [
-      'a set-user-ID mode',
-      h =>
-        writeFileSync(
-          `${h.conf}/${STATE_FILE}`,
-          JSON.stringify({
-            version: 1,
-            file: '10-k8s.conflist',
-            written: '0'.repeat(64),
-            original: { name: '10-k8s.conflist', file: { bytes: evil.toString('base64'), sha256: sha256(evil), mode: 0o4755, uid: 0, gid: 0 } },
-          }),
-        ),
-    ],
+    ['bytes that do not match their hash', h => plant(h, { sha256: '0'.repeat(64) })],
+    ['a set-user-ID mode', h => plant(h, { mode: 0o4755 })],
     ['a link to a file outside', h => symlinkSync(`${h.outside}/shadow`, `${h.conf}/${STATE_FILE}`)],
     ['a FIFO', async h => void (await execa('mkfifo', [`${h.conf}/${STATE_FILE}`]))],
     ['8 MiB', h => writeFileSync(`${h.conf}/${STATE_FILE}`, Buffer.alloc(8 << 20, 0x20))],
