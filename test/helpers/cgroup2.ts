@@ -24,7 +24,18 @@ export const withCgroups = async (t: Test, box: Sandbox, names: readonly string[
   for (const dir of Object.values(dirs)) mkdirSync(dir)
   t.teardown(async () => {
     await box.destroy()
-    for (const dir of Object.values(dirs)) rmdirSync(dir)
+    // A process just killed may hold its cgroup for a moment more (EBUSY).
+    for (const dir of Object.values(dirs)) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          rmdirSync(dir)
+          break
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EBUSY' || attempt >= 100) throw error
+          await new Promise(resolve => setTimeout(resolve, 50))
+        }
+      }
+    }
     if (own !== undefined) {
       await realExec('umount', [own])
       rmdirSync(own)
