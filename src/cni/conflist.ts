@@ -9,7 +9,7 @@
 // UTF-8 included, stays the owner's.
 
 import { SUPPORTED_VERSIONS } from './config.js'
-import { decodeString, type Located, type Member, scanJson } from './json-text.js'
+import { decodeString, KIND_BITS, type Located, type Member, type Outline, scanJson } from './json-text.js'
 
 export const PLUGIN_TYPE = 'sidecar-redirect'
 export const CONF_EXTENSIONS = ['.conf', '.conflist', '.json'] as const
@@ -77,13 +77,15 @@ const stringField =
   (_bytes, value) =>
     value.kind === 'string' || value.kind === 'null' ? undefined : typeError('a string', value, field)
 
+const STRING_OR_NULL = KIND_BITS.string | KIND_BITS.null
+const BOOLEAN_OR_NULL = KIND_BITS.true | KIND_BITS.false | KIND_BITS.null
+
 const stringList =
   (field: string): Check =>
   (_bytes, value) => {
     if (value.kind === 'null') return undefined
     if (value.kind !== 'array') return typeError('a list of strings', value, field)
-    const bad = value.items.find(item => item.kind !== 'string' && item.kind !== 'null')
-    return bad === undefined ? undefined : typeError('a string', bad, `${field}[]`)
+    return (value.holds & ~STRING_OR_NULL) === 0 ? undefined : `"${field}" holds a value that is not a string`
   }
 
 const struct =
@@ -92,7 +94,8 @@ const struct =
     if (value.kind === 'null') return undefined
     if (value.kind !== 'object') return typeError('an object', value, field)
     for (const member of membersIn(value, order)) {
-      const error = fields[fold(member.key)]?.(bytes, member.value, order)
+      const field = fold(member.key)
+      const error = Object.hasOwn(fields, field) ? fields[field]!(bytes, member.value, order) : undefined
       if (error !== undefined) return error
     }
     return undefined
@@ -105,8 +108,7 @@ const NET_CONF_FIELDS: Readonly<Record<string, Check>> = {
   capabilities: (_bytes, value) => {
     if (value.kind === 'null') return undefined
     if (value.kind !== 'object') return typeError('an object', value, 'capabilities')
-    const bad = value.members.find(m => !['true', 'false', 'null'].includes(m.value.kind))
-    return bad === undefined ? undefined : typeError('a boolean', bad.value, `capabilities.${bad.key}`)
+    return (value.holds & ~BOOLEAN_OR_NULL) === 0 ? undefined : '"capabilities" holds a value that is not a boolean'
   },
   ipam: struct('ipam', { type: stringField('ipam.type') }),
   dns: struct('dns', {
@@ -117,6 +119,30 @@ const NET_CONF_FIELDS: Readonly<Record<string, Check>> = {
   }),
   prevresult: (_bytes, value) => (value.kind === 'object' || value.kind === 'null' ? undefined : typeError('an object', value, 'prevResult')),
 }
+
+// What the scan keeps: only the members these checks read (by folded name), so a file full of other values costs
+// no more than its bytes.
+const LEAF: Outline = {}
+const keepFolded =
+  (fields: Readonly<Record<string, Outline>>) =>
+  (key: string): Outline | undefined => {
+    const field = fold(key)
+    // Own keys only: a key such as "constructor" is not a field.
+    return Object.hasOwn(fields, field) ? fields[field] : undefined
+  }
+const PLUGIN_OUTLINE: Outline = {
+  keep: keepFolded({
+    cniversion: LEAF,
+    name: LEAF,
+    type: LEAF,
+    capabilities: LEAF,
+    prevresult: LEAF,
+    ipam: { keep: keepFolded({ type: LEAF }) },
+    dns: { keep: keepFolded({ nameservers: LEAF, domain: LEAF, search: LEAF, options: LEAF }) },
+  }),
+}
+const LIST_KEYS: Readonly<Record<string, Outline>> = { name: LEAF, cniVersion: LEAF, disableCheck: LEAF, plugins: { items: PLUGIN_OUTLINE } }
+const LIST_OUTLINE: Outline = { keep: key => (Object.hasOwn(LIST_KEYS, key) ? LIST_KEYS[key] : undefined) }
 
 interface NetConf {
   readonly cniVersion: string
@@ -134,7 +160,7 @@ const decodeNetConf = (bytes: Buffer, value: Located, order: Order): NetConf | s
   const found: Record<string, string> = { cniversion: '', name: '', type: '' }
   for (const member of membersIn(value, order)) {
     const field = fold(member.key)
-    if (field in found && member.value.kind === 'string') found[field] = decodeString(bytes, member.value)
+    if (Object.hasOwn(found, field) && member.value.kind === 'string') found[field] = decodeString(bytes, member.value)
   }
   return { cniVersion: found['cniversion']!, name: found['name']!, type: found['type']! }
 }
@@ -190,9 +216,10 @@ const loadSingle = (name: string, bytes: Buffer, root: Located): Loaded => {
 
 /** loadConfig says whether libcni loads these bytes under this name, and what it reads. Pure. */
 export const loadConfig = (name: string, bytes: Buffer): Loaded => {
-  const scanned = scanJson(bytes)
+  const list = extensionOf(name) === '.conflist'
+  const scanned = scanJson(bytes, list ? LIST_OUTLINE : PLUGIN_OUTLINE)
   if (!scanned.ok) return { name, reason: `not valid JSON (${scanned.reason} at byte ${scanned.offset})` }
-  return extensionOf(name) === '.conflist' ? loadList(name, bytes, scanned.root) : loadSingle(name, bytes, scanned.root)
+  return list ? loadList(name, bytes, scanned.root) : loadSingle(name, bytes, scanned.root)
 }
 
 /** A file whose contents cannot be judged here (too large, unreadable): the runtime might load it. */
@@ -239,7 +266,7 @@ const isOurs = (bytes: Buffer, item: Located): boolean => {
 }
 
 const listItems = (bytes: Buffer): readonly Located[] | undefined => {
-  const scanned = scanJson(bytes)
+  const scanned = scanJson(bytes, LIST_OUTLINE)
   return scanned.ok ? pluginItems(scanned.root) : undefined
 }
 
@@ -287,7 +314,7 @@ export const refuseChain = (config: Config): string | undefined => {
 }
 
 const isOursSingle = (bytes: Buffer): boolean => {
-  const scanned = scanJson(bytes)
+  const scanned = scanJson(bytes, PLUGIN_OUTLINE)
   return scanned.ok && isOurs(bytes, scanned.root)
 }
 

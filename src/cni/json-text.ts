@@ -1,8 +1,9 @@
 // Where each value of a JSON text lies, in bytes, so the installer can add or remove one element of a conflist's
 // "plugins" and leave every other byte as its owner wrote it, invalid UTF-8 included. Pure. The whole text is
 // checked as Go's encoding/json (libcni's decoder) checks it: RFC 8259 syntax and nesting at most 10,000 deep
-// (encoding/json's maxNestingDepth). The scan never recurses, so a deeply nested text costs no stack, and only the
-// first `outline` levels are kept as values, so what it returns stays small whatever lies below.
+// (encoding/json's maxNestingDepth). The scan never recurses, so a deeply nested text costs no stack, and it keeps
+// only the values an outline asks for (and, of every container, which kinds of value it holds), so what it returns
+// stays small whatever else the text holds.
 
 export interface Span {
   /** Offset of the value's first byte. */
@@ -17,11 +18,25 @@ export interface Member {
   readonly value: Located
 }
 
-/** An object's members and an array's items are listed only within the outline; deeper, they are empty. */
+export type Kind = 'object' | 'array' | 'string' | 'number' | 'true' | 'false' | 'null'
+
+/** The kinds of value a container holds directly, as a bit set: KIND_BITS[kind] for each. */
+export const KIND_BITS: Readonly<Record<Kind, number>> = { object: 1, array: 2, string: 4, number: 8, true: 16, false: 32, null: 64 }
+
+/**
+ * An object's members and an array's items are listed only where the outline asks for them (else they are
+ * empty); `holds` is always there.
+ */
 export type Located =
-  | (Span & { readonly kind: 'object'; readonly members: readonly Member[] })
-  | (Span & { readonly kind: 'array'; readonly items: readonly Located[] })
+  | (Span & { readonly kind: 'object'; readonly members: readonly Member[]; readonly holds: number })
+  | (Span & { readonly kind: 'array'; readonly items: readonly Located[]; readonly holds: number })
   | (Span & { readonly kind: 'string' | 'number' | 'true' | 'false' | 'null' })
+
+/** Which values to keep: of an object, the members `keep` gives an outline for; of an array, every item if `items`. */
+export interface Outline {
+  readonly keep?: (key: string) => Outline | undefined
+  readonly items?: Outline
+}
 
 export type Scanned = { readonly ok: true; readonly root: Located } | { readonly ok: false; readonly offset: number; readonly reason: string }
 
@@ -31,8 +46,16 @@ export const MAX_DEPTH = 10_000
 type Expect = 'value' | 'value-or-close' | 'key' | 'key-or-close' | 'after' | 'end'
 
 type Frame =
-  | { readonly kind: 'object'; readonly start: number; readonly members: Member[]; readonly outlined: boolean; key: string }
-  | { readonly kind: 'array'; readonly start: number; readonly items: Located[]; readonly outlined: boolean }
+  | {
+      readonly kind: 'object'
+      readonly start: number
+      readonly members: Member[]
+      readonly outline: Outline | undefined
+      holds: number
+      key: Outline | undefined
+      name: string
+    }
+  | { readonly kind: 'array'; readonly start: number; readonly items: Located[]; readonly outline: Outline | undefined; holds: number }
 
 const isSpace = (b: number | undefined): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d
 const isDigit = (b: number | undefined): boolean => b !== undefined && b >= 0x30 && b <= 0x39
@@ -45,8 +68,8 @@ const LITERALS = { t: 'true', f: 'false', n: 'null' } as const
 export const decodeString = (bytes: Uint8Array, span: Span): string =>
   JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + span.start, span.end - span.start).toString('utf8')) as string
 
-/** scanJson checks a JSON text and locates its values down to `outline` levels. Pure; never throws. */
-export const scanJson = (bytes: Uint8Array, outline = 5): Scanned => {
+/** scanJson checks a JSON text and locates the values `outline` asks for. Pure; never throws. */
+export const scanJson = (bytes: Uint8Array, outline: Outline): Scanned => {
   const n = bytes.length
   const stack: Frame[] = []
   let i = 0
@@ -62,10 +85,9 @@ export const scanJson = (bytes: Uint8Array, outline = 5): Scanned => {
       root = value
       return 'end'
     }
-    if (top.outlined) {
-      if (top.kind === 'object') top.members.push({ key: top.key, value })
-      else top.items.push(value)
-    }
+    top.holds |= KIND_BITS[value.kind]
+    if (top.kind === 'object' && top.key !== undefined) top.members.push({ key: top.name, value })
+    if (top.kind === 'array' && top.outline?.items !== undefined) top.items.push(value)
     return 'after'
   }
 
@@ -122,8 +144,8 @@ export const scanJson = (bytes: Uint8Array, outline = 5): Scanned => {
     i++
     return emit(
       frame.kind === 'object'
-        ? { kind: 'object', start: frame.start, end: i, members: frame.members }
-        : { kind: 'array', start: frame.start, end: i, items: frame.items },
+        ? { kind: 'object', start: frame.start, end: i, members: frame.members, holds: frame.holds }
+        : { kind: 'array', start: frame.start, end: i, items: frame.items, holds: frame.holds },
     )
   }
 
@@ -150,7 +172,9 @@ export const scanJson = (bytes: Uint8Array, outline = 5): Scanned => {
       const end = stringEnd(i)
       if (end === undefined) return fail('invalid string literal')
       const top = stack.at(-1) as Extract<Frame, { kind: 'object' }>
-      if (top.outlined) top.key = decodeString(bytes, { start: i, end })
+      // Keys are decoded only where the outline may keep a member.
+      top.name = top.outline?.keep === undefined ? '' : decodeString(bytes, { start: i, end })
+      top.key = top.outline?.keep?.(top.name)
       i = end
       while (isSpace(bytes[i])) i++
       if (bytes[i] !== 0x3a) return fail('invalid character after object key')
@@ -165,8 +189,13 @@ export const scanJson = (bytes: Uint8Array, outline = 5): Scanned => {
     }
     if (b === 0x7b || b === 0x5b) {
       if (stack.length >= MAX_DEPTH) return fail(`exceeded max depth (${MAX_DEPTH})`)
-      const outlined = stack.length < outline && (stack.length === 0 || stack.at(-1)!.outlined)
-      stack.push(b === 0x7b ? { kind: 'object', start: i, members: [], outlined, key: '' } : { kind: 'array', start: i, items: [], outlined })
+      const parent = stack.at(-1)
+      const own = parent === undefined ? outline : parent.kind === 'object' ? parent.key : parent.outline?.items
+      stack.push(
+        b === 0x7b
+          ? { kind: 'object', start: i, members: [], outline: own, holds: 0, key: undefined, name: '' }
+          : { kind: 'array', start: i, items: [], outline: own, holds: 0 },
+      )
       i++
       expect = b === 0x7b ? 'key-or-close' : 'value-or-close'
       continue

@@ -59,6 +59,13 @@ export const CONF_CASES: readonly ConfCase[] = [
     true,
     'a',
   ),
+  row(
+    'keys that name JavaScript object properties',
+    '10-a.conflist',
+    '{"name":"a","constructor":1,"__proto__":{},"plugins":[{"type":"bridge","constructor":"x","toString":5,"ipam":{"__proto__":1}}]}',
+    true,
+    'a',
+  ),
   row('a list that is a JSON array', '10-a.conflist', '[{"type":"bridge"}]', false),
   row('a truncated list', '10-a.conflist', '{"name":"a","plugins":[{"type":"bridge"}', false),
   row('text after the object', '10-a.conflist', '{"name":"a","plugins":[{"type":"bridge"}]} x', false),
