@@ -94,8 +94,8 @@ const struct =
     if (value.kind === 'null') return undefined
     if (value.kind !== 'object') return typeError('an object', value, field)
     for (const member of membersIn(value, order)) {
-      const field = fold(member.key)
-      const error = Object.hasOwn(fields, field) ? fields[field]!(bytes, member.value, order) : undefined
+      const folded = fold(member.key)
+      const error = Object.hasOwn(fields, folded) ? fields[folded]!(bytes, member.value, order) : undefined
       if (error !== undefined) return error
     }
     return undefined
