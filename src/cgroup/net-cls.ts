@@ -70,18 +70,24 @@ export const ensureNetClsGroup = async (root: string, classid: number): Promise<
 /** joinGroup moves a whole process (every thread) into the group. */
 export const joinGroup = (group: string, pid: number): Promise<void> => writeFile(`${group}/cgroup.procs`, String(pid))
 
+// A group being removed is gone within milliseconds; this many tries, 10 ms apart, is ample.
+const REMADE_ATTEMPTS = 20
+
 /**
  * enterNetClsGroup makes our group for `classid` (if need be) and moves `pid` into it; returns the group's
- * directory. An empty group may be removed by someone else between the two steps (ENOENT): it is made again.
+ * directory. An empty group may be removed by someone else at any moment: gone (ENOENT), or still being torn down
+ * (ENODEV: its files refuse writes until it is gone), it is made again.
  */
 export const enterNetClsGroup = async (root: string, classid: number, pid: number): Promise<string> => {
   for (let attempt = 1; ; attempt++) {
-    const group = await ensureNetClsGroup(root, classid)
     try {
+      const group = await ensureNetClsGroup(root, classid)
       await joinGroup(group, pid)
       return group
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw error
+      const code = (error as NodeJS.ErrnoException).code
+      if ((code !== 'ENOENT' && code !== 'ENODEV') || attempt >= REMADE_ATTEMPTS) throw error
+      await new Promise(resolve => setTimeout(resolve, 10))
     }
   }
 }

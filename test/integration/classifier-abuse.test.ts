@@ -265,3 +265,18 @@ t.test('a hierarchy unmounted under a running classifier gets a refusal, never a
   })
   t.same(readdirSync(doomed), [], 'nothing was written where the hierarchy was')
 })
+
+t.test('a group removed again and again while agents ask (another run, an admin): each agent is still moved', async t => {
+  if (!kernelAvailable(t)) return
+  const box = await withSandbox(t)
+  const root = await withNetCls(t, box, CLASSID)
+  const socket = `${socketDir(t)}/run/c.sock`
+  await startClassifierIn(t, box, socket, root)
+  // Removes the group whenever it is empty, as fast as it can: between the classifier's mkdir and its write.
+  const remover = box.start('pod', 'sh', ['-c', `while :; do rmdir "${root}/${groupName(CLASSID)}" 2>/dev/null; done`])
+  t.teardown(() => remover.stop())
+  const replies = []
+  for (let i = 0; i < 15; i++) replies.push((await peerAs(box, 1337, ['classify', socket, String(CLASSID), '--net-cls-root', root]))[0])
+  const moved = replies.filter(r => r?.['ok'] === true && r['path'] === `/${groupName(CLASSID)}`)
+  t.equal(moved.length, 15, 'every agent moved', { failed: replies.filter(r => r?.['ok'] !== true) })
+})
