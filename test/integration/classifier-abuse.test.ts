@@ -161,6 +161,8 @@ HOLDER=$(sed -n 's/.*"holding":\\([0-9]*\\).*/\\1/p' "$OUT")
 echo $((A - 1)) > /proc/sys/kernel/ns_last_pid
 setpriv $U sleep 600 &
 C=$!
+# C is the asker's UID, as well as its PID, before the request goes: setpriv has dropped once it runs sleep.
+until [ "$(awk '/^Uid:/ {print $2}' /proc/$C/status)" = 1337 ]; do sleep 0.01; done
 kill -USR1 "$HOLDER"
 until grep -q reply "$OUT"; do sleep 0.05; done
 echo "{\\"asker\\":$A,\\"reused\\":$C,\\"reusedUid\\":$(awk '/^Uid:/ {print $2}' /proc/$C/status)}"
