@@ -15,6 +15,7 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
+import { parseState } from '../../src/cni/install-state.js'
 import { startProcess, type Started } from '../../src/exec/processes.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -341,6 +342,14 @@ t.test('what crashed it before is a log line each, and the installer goes on run
   let exited = false
   void child.exited.then(() => (exited = true))
   const state = `${h.conf}/.sidecar-redirect.state`
+  const stateSettled = (): boolean => {
+    try {
+      return typeof parseState(readFileSync(state)) !== 'string'
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true
+      throw error
+    }
+  }
   const steps: [string, () => void, RegExp][] = [
     ['a state of null', () => writeFileSync(state, 'null'), /ignored: .* \(not a JSON object\)/],
     ['a state naming only a file', () => writeFileSync(state, '{"file":"10-x.conflist"}'), /ignored: .* \(not version 1\)/],
@@ -367,15 +376,15 @@ t.test('what crashed it before is a log line each, and the installer goes on run
   for (const [what, step, said] of steps) {
     const before = child.lines.length
     step()
-    await child.waitForLine(() => child.lines.slice(before).some(l => said.test(l)), 8000).catch(() => undefined)
+    await child.waitForLine(() => child.lines.slice(before).some(l => said.test(l)), 30_000).catch(() => undefined)
     t.ok(
       child.lines.slice(before).some(l => said.test(l)),
       `${what}: ${said.source}`,
       { lines: child.lines.slice(before) },
     )
     t.notOk(exited, '  and the installer is still running')
-    // Let the check that logged it finish (it may write the state again) before the next step plants anything.
-    await new Promise(resolve => setTimeout(resolve, 1200))
+    // The check that logged it may write the state again: the next step plants nothing before it has.
+    t.ok(await until(stateSettled, 30_000), '  and its check ended with a state of its own, or none')
   }
   t.equal(await stop(child), 0, 'SIGTERM: exit 0')
   t.equal(readFileSync(primary, 'utf8'), PRIMARY, 'uninstalled: the primary as the last step left it')
