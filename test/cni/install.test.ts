@@ -342,6 +342,12 @@ t.test('what crashed it before is a log line each, and the installer goes on run
   let exited = false
   void child.exited.then(() => (exited = true))
   const state = `${h.conf}/.sidecar-redirect.state`
+  // Whole, in one rename: a check that read a file half-written would see another case (and a state read so it
+  // would write its own state back over).
+  const plant = (path: string, text: string): void => {
+    writeFileSync(`${h.conf}/.planted`, text)
+    renameSync(`${h.conf}/.planted`, path)
+  }
   const stateSettled = (): boolean => {
     try {
       return typeof parseState(readFileSync(state)) !== 'string'
@@ -351,16 +357,16 @@ t.test('what crashed it before is a log line each, and the installer goes on run
     }
   }
   const steps: [string, () => void, RegExp][] = [
-    ['a state of null', () => writeFileSync(state, 'null'), /ignored: .* \(not a JSON object\)/],
-    ['a state naming only a file', () => writeFileSync(state, '{"file":"10-x.conflist"}'), /ignored: .* \(not version 1\)/],
+    ['a state of null', () => plant(state, 'null'), /ignored: .* \(not a JSON object\)/],
+    ['a state naming only a file', () => plant(state, '{"file":"10-x.conflist"}'), /ignored: .* \(not version 1\)/],
     [
       'a primary whose only plugin is ours',
-      () => writeFileSync(primary, '{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"sidecar-redirect"}]}'),
+      () => plant(primary, '{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"sidecar-redirect"}]}'),
       /waiting: 10-k8s\.conflist holds no plugin but sidecar-redirect/,
     ],
     [
       'a primary nested 6,000 deep',
-      () => writeFileSync(primary, PRIMARY.replace('"bridge": "cni0"', `"bridge": "cni0", "x": ${'['.repeat(6000)}${']'.repeat(6000)}`)),
+      () => plant(primary, PRIMARY.replace('"bridge": "cni0"', `"bridge": "cni0", "x": ${'['.repeat(6000)}${']'.repeat(6000)}`)),
       /chained: sidecar-redirect chained as the last plugin of 10-k8s\.conflist/,
     ],
     [
@@ -368,7 +374,7 @@ t.test('what crashed it before is a log line each, and the installer goes on run
       () => {
         writeFileSync(`${h.conf}/99-huge.conflist`, '')
         truncateSync(`${h.conf}/99-huge.conflist`, 600e6)
-        writeFileSync(primary, PRIMARY)
+        plant(primary, PRIMARY)
       },
       /chained: sidecar-redirect chained as the last plugin of 10-k8s\.conflist/,
     ],
