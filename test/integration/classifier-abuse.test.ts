@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { groupName } from '../../src/cgroup/net-cls.js'
-import { kernelAvailable, programs, withSandbox } from '../helpers/kernel.js'
+import { kernelAvailable, programs, START_MS, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { inCgroup, withCgroups } from '../helpers/cgroup2.js'
 
@@ -18,9 +18,6 @@ const AS = (uid: number): string[] => [
   '--bounding-set=-all',
   '--no-new-privs',
 ]
-
-// How long a process may take to start and say so: on a loaded 2-core machine, seconds. Not a measurement.
-const START_MS = 30_000
 
 const socketDir = (t: Test): string => {
   const dir = mkdtempSync(`${tmpdir()}/sr-classifier-`)

@@ -7,13 +7,11 @@ import type { Started } from '../../src/exec/processes.js'
 import { classidOf, groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { readStatus } from '../../src/privilege/status.js'
-import { initOk, kernelAvailable, POD, programs, REMOTE, withSandbox } from '../helpers/kernel.js'
+import { initOk, kernelAvailable, POD, programs, REMOTE, START_MS, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { inCgroup, withCgroups } from '../helpers/cgroup2.js'
 
 const CLASSID = 0x100001
-// How long a process may take to start and say so: on a loaded 2-core machine, seconds. Not a measurement.
-const START_MS = 30_000
 const UNPRIVILEGED = (uid: number): string[] => [
   `--reuid=${uid}`,
   `--regid=${uid}`,

@@ -6,7 +6,7 @@ import type { Started } from '../../src/exec/processes.js'
 import { classidOf } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { CAP_NET_ADMIN, readStatus } from '../../src/privilege/status.js'
-import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, withSandbox } from '../helpers/kernel.js'
+import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, START_MS, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { BACKENDS } from '../helpers/rows.js'
 
@@ -45,7 +45,7 @@ const isReady = (line: string): boolean => line.includes('"ready"')
 
 /** The pid the proxy reported in its `skip`-th ready line (0 for the first start, 1 after a restart). */
 const readyPid = async (agent: Started, skip = 0): Promise<number> => {
-  await agent.waitForLine(() => agent.lines.filter(isReady).length > skip, 10_000)
+  await agent.waitForLine(() => agent.lines.filter(isReady).length > skip, START_MS)
   return (JSON.parse(agent.lines.filter(isReady)[skip]!) as { pid: number }).pid
 }
 
