@@ -1,9 +1,11 @@
 // A small CNI runtime for the tests: it drives a conflist through libcni, the CNI project's own library (Debian's
 // golang-github-appc-cni-dev), as containerd and CRI-O do. Usage:
 //
-//	harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON
+//	harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]
 //	harness load CONF_DIR
 //
+// CAPABILITIES_JSON adds capability args (e.g. {"dns": {"nameservers": [...]}}), as containerd passes the pod's DNS.
+// ANNOTATIONS_JSON may be @FILE: an argument over 128 KiB is more than exec takes (E2BIG), and annotations may be.
 // ADD prints the final result; errors print the plugin's error and exit 1. load loads every config file of the
 // directory in the runtime's order, as containerd's go-cni does (a .conflist as a list, any other as a single
 // plugin made into a list), and prints one JSON line per file: the network's name and plugin types, or the error.
@@ -63,8 +65,8 @@ func main() {
 		load(os.Args[2])
 		return
 	}
-	if len(os.Args) != 7 {
-		fmt.Fprintln(os.Stderr, "usage: harness add|check|del|version CONFLIST NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON")
+	if len(os.Args) != 7 && len(os.Args) != 8 {
+		fmt.Fprintln(os.Stderr, "usage: harness add|check|del|version CONFLIST NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]")
 		os.Exit(2)
 	}
 	command, conflist, netns, id, cniArgs, annotations := os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6]
@@ -89,16 +91,30 @@ func main() {
 			pairs = append(pairs, [2]string{k, v})
 		}
 	}
+	if strings.HasPrefix(annotations, "@") {
+		text, err := os.ReadFile(annotations[1:])
+		if err != nil {
+			fail(err)
+		}
+		annotations = string(text)
+	}
 	anno := map[string]string{}
 	if err := json.Unmarshal([]byte(annotations), &anno); err != nil {
 		fail(err)
 	}
+	capabilities := map[string]interface{}{}
+	if len(os.Args) == 8 {
+		if err := json.Unmarshal([]byte(os.Args[7]), &capabilities); err != nil {
+			fail(err)
+		}
+	}
+	capabilities["io.kubernetes.cri.pod-annotations"] = anno
 	rt := &libcni.RuntimeConf{
 		ContainerID:    id,
 		NetNS:          netns,
 		IfName:         "eth0",
 		Args:           pairs,
-		CapabilityArgs: map[string]interface{}{"io.kubernetes.cri.pod-annotations": anno},
+		CapabilityArgs: capabilities,
 	}
 	switch command {
 	case "add":
