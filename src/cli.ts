@@ -20,6 +20,8 @@ export const COMMANDS = {
     "the CNI plugin's installer on the node: copies the plugin into the host's CNI bin dir, chains it last in the primary conflist, keeps it chained, and removes both on SIGTERM or SIGINT",
   'node-agent': 'the node side of the CNI plugin: serves the requests dist/cni/sidecar-redirect forwards on ISTIO_NODE_AGENT_SOCKET',
   classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
+  'istio-iptables':
+    "Istio's init command with Istio's flags, environment and exit codes, verified as init is; plan, verify and clean take it too (`verify istio-iptables ...`); see istio-iptables --help",
 } as const
 
 export type Command = keyof typeof COMMANDS | 'help'

@@ -23,6 +23,8 @@ const IPV6_V6ONLY = 26
 
 export interface SocketOptions {
   readonly mark?: number
+  /** The local address to bind before connecting (e.g. 127.0.0.6, as a proxy's passthrough does). */
+  readonly from?: string
 }
 
 const isV6 = (address: string): boolean => address.includes(':')
@@ -72,6 +74,12 @@ export const connectSocket = (address: string, port: number, options: SocketOpti
   const libc = loadLibc()
   const to = sockaddr(address, port)
   const fd = socketFd(address, options, SOCK_NONBLOCK)
+  const local = options.from === undefined ? undefined : sockaddr(options.from, 0)
+  if (local && libc.bind(fd, local, local.length) !== 0) {
+    const errno = libc.errno()
+    libc.close(fd)
+    throw new Error(`bind ${errnoName(errno)} ${options.from}`)
+  }
   if (libc.connect(fd, to, to.length) !== 0 && libc.errno() !== EINPROGRESS) {
     const errno = libc.errno()
     libc.close(fd)

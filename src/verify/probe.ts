@@ -70,16 +70,16 @@ export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port:
   return { none: why }
 }
 
-const localAddresses = (family: Family): string[] =>
+export const localAddresses = (family: Family): string[] =>
   Object.values(networkInterfaces())
     .flat()
     .filter((i): i is NetworkInterfaceInfo => !!i && !i.internal && i.family === (family === 'ipv4' ? 'IPv4' : 'IPv6'))
     .map(i => i.address)
 
-const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
+export const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
 
 /** The probe may not take another identity (no CAP_SETUID/CAP_SETGID, as in a NET_ADMIN-only init container). */
-class CannotAssume extends Error {}
+export class CannotAssume extends Error {}
 
 type Landing = { readonly on: 'proxy'; readonly originalDst: string } | { readonly on: 'direct' } | { readonly on: 'nowhere'; readonly why: string }
 
@@ -142,7 +142,7 @@ const land = (connect: () => net.Socket): Promise<Landing> =>
   })
 
 /** Connects a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
-const socketAs = (host: string, port: number, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
+export const socketAs = (host: string, port: number, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
   // Load the FFI while still root: under the other identity its files may not be readable.
   loadLibc()
   // Both exist on Linux; Node types them optional because Windows lacks them. glibc applies them to every thread.
