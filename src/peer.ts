@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
-import { openSocket } from './net/socket.js'
+import { listenFd, openSocket } from './net/socket.js'
 import { netClsPath } from './cgroup/net-cls.js'
 import { requestClassification } from './classifier/client.js'
 
@@ -22,22 +22,56 @@ const describe = (label: string, socket: net.Socket) => ({
   originalDst: originalDestination(socket) ?? null,
 })
 
-/** Listens on each `label=host:port`; every connection gets one JSON line, echoed to stdout too. */
-const serve = async (specs: readonly string[]): Promise<void> => {
+/**
+ * Listens on each `label=host:port`; every connection gets one JSON line, echoed to stdout too. `transparent`
+ * listens on the port in both families with IP_TRANSPARENT instead, as a TPROXY proxy must (the host is ignored).
+ */
+const serve = async (specs: readonly string[], transparent: boolean): Promise<void> => {
   await Promise.all(
-    specs.map(spec => {
+    specs.flatMap(spec => {
       const [label = '', endpoint = ''] = spec.split('=')
       const at = endpoint.lastIndexOf(':')
       const host = endpoint.slice(0, at).replace(/^\[|\]$/g, '')
-      const server = net.createServer(socket => {
+      const port = Number(endpoint.slice(at + 1))
+      const answer = (socket: net.Socket): void => {
         const report = describe(label, socket)
         print(report)
         socket.end(`${JSON.stringify(report)}\n`)
-      })
-      return new Promise<void>(resolve => server.listen({ host, port: Number(endpoint.slice(at + 1)) }, resolve))
+      }
+      if (!transparent) return [new Promise<void>(resolve => net.createServer(answer).listen({ host, port }, resolve))]
+      return (['ipv4', 'ipv6'] as const).map(
+        family => new Promise<void>(resolve => net.createServer(answer).listen({ fd: listenFd(family, port, { transparent: true }) }, resolve)),
+      )
     }),
   )
   print({ ready: true })
+}
+
+/**
+ * Dials each `host:port` (or `host:port@from`, bound to that source) one after another and prints one JSON line per
+ * target, `{ target, ok, reply }` or `{ target, ok: false, error }`: many connections for one process start.
+ */
+const connectMany = async (targets: readonly string[], timeoutMs: number): Promise<void> => {
+  for (const target of targets) {
+    const [endpoint = '', from] = target.split('@')
+    const at = endpoint.lastIndexOf(':')
+    const host = endpoint.slice(0, at).replace(/^\[|\]$/g, '')
+    const line = await new Promise<Record<string, unknown>>(resolve => {
+      const socket = net.connect({ host, port: Number(endpoint.slice(at + 1)), ...(from && { localAddress: from }) })
+      let reply = ''
+      socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
+      socket.on('data', chunk => (reply += String(chunk)))
+      socket.on('end', () => {
+        try {
+          resolve({ target, ok: true, reply: JSON.parse(reply) as unknown })
+        } catch {
+          resolve({ target, ok: false, error: `unexpected answer ${JSON.stringify(reply)}` })
+        }
+      })
+      socket.on('error', error => resolve({ target, ok: false, error: error.message }))
+    })
+    print(line)
+  }
 }
 
 const connect = (host: string, port: number, from: string | undefined, timeoutMs: number): void => {
@@ -176,11 +210,13 @@ const main = (): void => {
       connect: { type: 'string' },
       repeat: { type: 'string', default: '1' },
       'keep-open': { type: 'boolean', default: false },
+      transparent: { type: 'boolean', default: false },
     },
   })
   const [verb, ...rest] = positionals
-  if (verb === 'serve') void serve(rest)
+  if (verb === 'serve') void serve(rest, values.transparent)
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
+  else if (verb === 'connect-many') void connectMany(rest, Number(values.timeout))
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
@@ -190,7 +226,8 @@ const main = (): void => {
   else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
-      'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
+      'usage: peer serve [--transparent] label=host:port... | connect host port [--from addr] | connect-many host:port[@from]...\n' +
+        '       | proxy port [--mark n]\n' +
         '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
         '       | flood socket count | hand-off socket classid\n',
     )
