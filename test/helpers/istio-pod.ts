@@ -141,7 +141,7 @@ export const withIstioPod = async (t: Test): Promise<IstioPod> => {
     },
     connectMany: async (where, targets, as) => {
       const drop = as === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups']
-      const argv = [...drop, process.execPath, peer, 'connect-many', '--timeout', '600', ...targets]
+      const argv = [...drop, process.execPath, peer, 'connect-many', '--timeout', '3000', ...targets]
       const status = await runForStatus(...inNs(ns(where), argv[0]!, argv.slice(1)))
       return status.output
         .split('\n')
