@@ -5,7 +5,7 @@
 // 126 when --run-validation finds capture missing, 255 for a command line pilot-agent would refuse. `plan`,
 // `verify` and `clean` take the same command line after `istio-iptables` and exit with our own codes.
 
-import { readFileSync, statSync } from 'node:fs'
+import { statSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { NotCapturedError, UsageError, VerifyError, isSidecarError } from '../errors.js'
 import { spawnInherited } from '../exec/processes.js'
@@ -66,20 +66,12 @@ const writerFor =
     }
   }
 
-const readOptional = (path: string): string | undefined => {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch {
-    return undefined
-  }
-}
-
-/** The configuration as Istio would hold it, from the pod's files and addresses. */
-const configure = (values: IstioValues, env: Env): IstioConfig =>
+/** The configuration as Istio would hold it, from the pod's files (a missing one is absent) and addresses. */
+const configure = async (values: IstioValues, env: Env, io: Io): Promise<IstioConfig> =>
   resolveIstioConfig(values, env, {
-    passwd: readOptional('/etc/passwd'),
-    group: readOptional('/etc/group'),
-    resolvConf: needsResolvConf(values) ? readOptional('/etc/resolv.conf') : undefined,
+    passwd: await io.fs.readFile('/etc/passwd'),
+    group: await io.fs.readFile('/etc/group'),
+    resolvConf: needsResolvConf(values) ? await io.fs.readFile('/etc/resolv.conf') : undefined,
     addresses: Object.values(networkInterfaces())
       .flat()
       .flatMap(i => (i ? [i.address] : [])),
@@ -242,7 +234,7 @@ export const runIstioIptables = async (argv: readonly string[], env: Env, io: Io
     logger = createIstioLogger({ json: logging.json, level: logging.level, write: writerFor(logging.targets, io) })
     const netns = values.text['networkNamespace']?.trim()
     if (netns && elsewhere(netns)) return await reRunIn(netns, argv, action)
-    const config = configure(values, env)
+    const config = await configure(values, env, io)
     if (isTrue(values.text['redirectDns']) && config.dns === 'off')
       logger.event(
         'warning',

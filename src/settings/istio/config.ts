@@ -191,12 +191,12 @@ const cidrs = (text: string, where: string): { list: Cidr[]; loopback: boolean }
   return { list, loopback }
 }
 
+// An IPv4-mapped IPv6 address is its IPv4 address, as Go unmaps it.
+const unmapped = (address: string): string => address.toLowerCase().replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1')
+
 // Go's net.IP classes Istio skips when it picks the pod's address: loopback and link-local.
-const isGlobal = (address: string): boolean => {
-  const a = address.toLowerCase().replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1')
-  if (a.includes('.')) return !a.startsWith('127.') && !a.startsWith('169.254.')
-  return a !== '::1' && !/^fe[89ab]/.test(a) && !/^ff[0-9a-f]2:/.test(a)
-}
+const isGlobal = (a: string): boolean =>
+  a.includes(':') ? a !== '::1' && !/^fe[89ab]/.test(a) && !/^ff[0-9a-f]2:/.test(a) : !a.startsWith('127.') && !a.startsWith('169.254.')
 
 /**
  * Istio's choice of IPv6: the kernel lists every IPv4 address before any IPv6 one, and Istio takes the first
@@ -204,9 +204,9 @@ const isGlobal = (address: string): boolean => {
  * global IPv6 address. No global address at all is an error, as in Istio.
  */
 const chooseIpv6 = (addresses: readonly string[], dualStack: boolean): { enableIpv6: boolean; hostIp: string } => {
-  const global = addresses.filter(isGlobal)
-  const v4 = global.find(a => a.includes('.') && !a.includes(':'))
-  const v6 = global.find(a => a.includes(':') && !/^::ffff:\d/.test(a))
+  const global = addresses.map(unmapped).filter(isGlobal)
+  const v4 = global.find(a => !a.includes(':'))
+  const v6 = global.find(a => a.includes(':'))
   const hostIp = v4 ?? v6
   if (hostIp === undefined)
     throw new ConfigError(
