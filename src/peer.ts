@@ -86,15 +86,20 @@ const connect = (host: string, port: number, from: string | undefined, timeoutMs
   })
 }
 
-/** Accepts redirected connections and relays each to its original destination, marking the upstream if asked. */
-const proxy = (port: number, mark: number | undefined): void => {
-  const server = net.createServer(downstream => {
+/**
+ * Accepts redirected connections on each port and relays each to its original destination, marking the upstream if
+ * asked. A connection taken on the `passthrough` port (Istio's inbound 15006) is relayed from 127.0.0.6 (::6), as
+ * Envoy's inbound passthrough binds it, so Istio's rules let the relay through instead of redirecting it again.
+ */
+const proxy = (ports: readonly number[], mark: number | undefined, passthrough: number | undefined): void => {
+  const relay = (port: number) => (downstream: net.Socket) => {
     const target = originalDestination(downstream)
     if (!target) {
       downstream.end(`${JSON.stringify({ label: 'proxy', error: 'not a redirected connection' })}\n`)
       return
     }
-    const options = { host: target.address, port: target.port }
+    const v6 = target.address.includes(':')
+    const options = { host: target.address, port: target.port, ...(port === passthrough && { localAddress: v6 ? '::6' : '127.0.0.6' }) }
     print({ relayed: { from: (downstream.remoteAddress ?? '').replace(/^::ffff:/, ''), to: `${target.address}:${target.port}` } })
     const upstream = mark === undefined ? net.connect(options) : openSocket(target.address, { mark }).connect(options)
     downstream.pipe(upstream).pipe(downstream)
@@ -104,8 +109,13 @@ const proxy = (port: number, mark: number | undefined): void => {
     }
     upstream.on('error', close)
     downstream.on('error', close)
-  })
-  server.listen({ host: '::', port }, () => print({ ready: true, pid: process.pid }))
+  }
+  let listening = 0
+  for (const port of ports) {
+    net.createServer(relay(port)).listen({ host: '::', port }, () => {
+      if (++listening === ports.length) print({ ready: true, pid: process.pid })
+    })
+  }
 }
 
 /** Asks the classifier for `classid`, prints the outcome and this process's net_cls path, then connects if asked. */
@@ -211,13 +221,19 @@ const main = (): void => {
       repeat: { type: 'string', default: '1' },
       'keep-open': { type: 'boolean', default: false },
       transparent: { type: 'boolean', default: false },
+      passthrough: { type: 'string' },
     },
   })
   const [verb, ...rest] = positionals
   if (verb === 'serve') void serve(rest, values.transparent)
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
   else if (verb === 'connect-many') void connectMany(rest, Number(values.timeout))
-  else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
+  else if (verb === 'proxy')
+    proxy(
+      rest.map(Number),
+      values.mark === undefined ? undefined : Number(values.mark),
+      values.passthrough === undefined ? undefined : Number(values.passthrough),
+    )
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
   else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]))
@@ -227,7 +243,7 @@ const main = (): void => {
   else {
     process.stderr.write(
       'usage: peer serve [--transparent] label=host:port... | connect host port [--from addr] | connect-many host:port[@from]...\n' +
-        '       | proxy port [--mark n]\n' +
+        '       | proxy port... [--mark n] [--passthrough port]\n' +
         '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
         '       | flood socket count | hand-off socket classid\n',
     )
