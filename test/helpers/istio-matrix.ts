@@ -629,4 +629,25 @@ export const CASES: readonly IstioCase[] = [
 ]
 
 export const RESOLV_DEFAULT = RESOLV_127053
+
+/** The injector's istio-init arguments: Istio's injection template with its default values. */
+export const INJECTOR_ARGS = [
+  '-p',
+  '15001',
+  '-z',
+  '15006',
+  '-u',
+  '1337',
+  '-m',
+  'REDIRECT',
+  '-i',
+  '*',
+  '-x',
+  '',
+  '-b',
+  '*',
+  '-d',
+  '15090,15021,15020',
+  '--log_output_level=default:info',
+]
 export const BASE_ISTIO_ARGS = BASE_ARGS

@@ -5,31 +5,13 @@ import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import type { Status } from '../../src/exec/processes.js'
 import { foreignOf, kernelAvailable, programs, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
+import { INJECTOR_ARGS } from '../helpers/istio-matrix.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
 
 type Backend = (typeof BACKENDS)[number]
 
-/** The injector's istio-init arguments (Istio's injection template with its defaults). */
-export const INIT_ARGS = [
-  '-p',
-  '15001',
-  '-z',
-  '15006',
-  '-u',
-  '1337',
-  '-m',
-  'REDIRECT',
-  '-i',
-  '*',
-  '-x',
-  '',
-  '-b',
-  '*',
-  '-d',
-  '15090,15021,15020',
-  '--log_output_level=default:info',
-]
+const INIT_ARGS = INJECTOR_ARGS
 const BACKEND_ARGS: Record<Backend, string[]> = {
   'iptables-nft': ['--force-iptables-binary', 'nft'],
   'iptables-legacy': ['--force-iptables-binary', 'legacy'],

@@ -6,6 +6,7 @@ import { ConfigError, UsageError } from '../../src/errors.js'
 import { parseArgv } from '../../src/settings/istio/argv.js'
 import { readIstioLogging, readIstioValues, resolveIstioConfig, type IstioFacts } from '../../src/settings/istio/config.js'
 import { ALL_ISTIO_FLAGS, ISTIO_FLAGS } from '../../src/settings/istio/options.js'
+import { INJECTOR_ARGS } from '../helpers/istio-matrix.js'
 
 const FACTS: IstioFacts = {
   passwd: 'root:x:0:0::/root:/bin/sh\nenvoy:x:2000:2000::/:/sbin/nologin\n',
@@ -44,25 +45,7 @@ t.test("Istio's defaults", async t => {
 })
 
 t.test("the injector's own command line", async t => {
-  const c = configure([
-    '-p',
-    '15001',
-    '-z',
-    '15006',
-    '-u',
-    '1337',
-    '-m',
-    'REDIRECT',
-    '-i',
-    '*',
-    '-x',
-    '',
-    '-b',
-    '*',
-    '-d',
-    '15090,15021,15020',
-    '--log_output_level=default:info',
-  ])
+  const c = configure(INJECTOR_ARGS)
   t.match(c, {
     outboundInclude: 'all',
     inboundPorts: 'all',
