@@ -5,9 +5,9 @@
 // 126 when --run-validation finds capture missing, 255 for a command line pilot-agent would refuse. `plan`,
 // `verify` and `clean` take the same command line after `istio-iptables` and exit with our own codes.
 
-import { statSync } from 'node:fs'
+import { appendFileSync, statSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
-import { NotCapturedError, UsageError, VerifyError, isSidecarError } from '../errors.js'
+import { ConfigError, NotCapturedError, UsageError, VerifyError, isSidecarError } from '../errors.js'
 import { spawnInherited } from '../exec/processes.js'
 import type { Io } from '../io.js'
 import { createIstioLogger, type Logger } from '../log.js'
@@ -17,9 +17,18 @@ import { PASSTHROUGH_SOURCE } from '../plan/modes/istio.js'
 import { TPROXY_RULE_PRIORITY } from '../plan/owned.js'
 import type { Plan } from '../plan/types.js'
 import { parseArgv } from '../settings/istio/argv.js'
-import { needsResolvConf, readIstioLogging, readIstioValues, resolveIstioConfig, type Env, type IstioValues } from '../settings/istio/config.js'
+import {
+  isGoTrue,
+  needsResolvConf,
+  readIstioLogging,
+  readIstioValues,
+  resolveIstioConfig,
+  type Env,
+  type IstioValues,
+} from '../settings/istio/config.js'
 import { ALL_ISTIO_FLAGS, ISTIO_ENV_ONLY } from '../settings/istio/options.js'
 import type { IstioConfig } from '../settings/istio/types.js'
+import { OPTIONS } from '../settings/options.js'
 import type { BackendChoice } from '../settings/types.js'
 import { messageOf } from '../text.js'
 import { probeIstioPaths, provesCapture, type IstioCheck, type Who } from '../verify/istio-probe.js'
@@ -35,6 +44,8 @@ export type IstioAction = 'run' | 'plan' | 'verify' | 'clean'
 // The exit codes of Istio's run: pilot-agent exits -1 (255) when cobra refuses the command line or the logging
 // options, istio-iptables 1 on any error, and 126 when validation fails (Istio's CNI repair controller keys on it).
 const ISTIO_EXIT = { usage: 255, error: 1, notCaptured: 126 } as const
+
+const EXEC_TIMEOUT_MS = Number(OPTIONS.execTimeout.default) * 1000
 
 const usage = (): string => {
   const lines = Object.values(ALL_ISTIO_FLAGS).map(f => {
@@ -60,8 +71,12 @@ const writerFor =
       if (target === 'stdout') io.out.write(line)
       else if (target === 'stderr') io.out.error(line)
       else {
-        // A log file that cannot be written is not a reason to fail the pod: the line still goes to stderr.
-        import('node:fs').then(fs => fs.appendFileSync(target, line)).catch(() => io.out.error(line))
+        // A log file that cannot be written is not a reason to fail the pod: the line goes to stderr instead.
+        try {
+          appendFileSync(target, line)
+        } catch {
+          io.out.error(line)
+        }
       }
     }
   }
@@ -157,9 +172,14 @@ const validate = async (config: IstioConfig, logger: Logger): Promise<void> => {
 }
 
 /** When the command runs from another network namespace than --network-namespace: the same command, run inside it. */
-const elsewhere = (netns: string): boolean => {
+const elsewhere = (netns: string, from: string): boolean => {
   const here = statSync('/proc/self/ns/net')
-  const there = statSync(netns)
+  let there: ReturnType<typeof statSync>
+  try {
+    there = statSync(netns)
+  } catch (error) {
+    throw new ConfigError(from, netns, `the path of an existing network namespace (${(error as NodeJS.ErrnoException).code ?? messageOf(error)})`)
+  }
   return here.ino !== there.ino || here.dev !== there.dev
 }
 
@@ -208,7 +228,8 @@ const act = async (action: IstioAction, config: IstioConfig, values: IstioValues
 }
 
 /** runIstioIptables runs Istio's command line (`argv` follows `istio-iptables`); returns the exit code. */
-export const runIstioIptables = async (argv: readonly string[], env: Env, io: Io, action: IstioAction = 'run'): Promise<number> => {
+export const runIstioIptables = async (argv: readonly string[], env: Env, ioIn: Io, action: IstioAction = 'run'): Promise<number> => {
+  let io = ioIn
   const ours = action !== 'run'
   let logger = createIstioLogger({ json: false, level: 'info', write: io.out.error })
   const exitFor = (error: unknown): number => {
@@ -233,9 +254,11 @@ export const runIstioIptables = async (argv: readonly string[], env: Env, io: Io
     const logging = readIstioLogging(values)
     logger = createIstioLogger({ json: logging.json, level: logging.level, write: writerFor(logging.targets, io) })
     const netns = values.text['networkNamespace']?.trim()
-    if (netns && elsewhere(netns)) return await reRunIn(netns, argv, action)
+    if (netns && elsewhere(netns, values.from['networkNamespace'] ?? '--network-namespace')) return await reRunIn(netns, argv, action)
+    // As ours: a rule tool that hangs is killed after ISTIO_EXEC_TIMEOUT's default, and the run fails naming it.
+    io = { ...ioIn, exec: (file, args, input, options) => ioIn.exec(file, args, input, { timeoutMs: EXEC_TIMEOUT_MS, ...options }) }
     const config = await configure(values, env, io)
-    if (isTrue(values.text['redirectDns']) && config.dns === 'off')
+    if (isGoTrue(values.text['redirectDns']) && config.dns === 'off')
       logger.event(
         'warning',
         'DNS redirection is on, but DNS capture of every address is off and /etc/resolv.conf lists no nameserver: DNS is not redirected',
@@ -246,5 +269,3 @@ export const runIstioIptables = async (argv: readonly string[], env: Env, io: Io
     return exitFor(error)
   }
 }
-
-const isTrue = (text: string | undefined): boolean => ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(text ?? '')

@@ -12,16 +12,16 @@
 // them, so there the proxy's paths are "not checked", and its validation container, which runs as the proxy,
 // checks them.
 
-import type net from 'node:net'
+import net from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { originalDestination } from '../net/original-dst.js'
 import { connectSocket, listenFd } from '../net/socket.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
-import { parseCidr, cidrRange } from '../settings/cidr.js'
-import type { Family } from '../settings/types.js'
+import { cidrRange, formatIpv6 } from '../settings/cidr.js'
+import type { Cidr, Family } from '../settings/types.js'
 import { messageOf } from '../text.js'
 import { natOutputFate, type ProbePacket } from './fate.js'
-import { bracket, CannotAssume, socketAs, type Check } from './probe.js'
+import type { Check } from './probe.js'
 
 /** A check, and whether the plan sends its connection to a redirect port (a pass then proves capture). */
 export interface IstioCheck extends Check {
@@ -76,22 +76,13 @@ const addressesOf = (family: Family): { pod: string | undefined; onLo: (a: strin
   return { pod, onLo: a => ofFamily.some(i => i.name === 'lo' && i.address === a) }
 }
 
-/** An address inside a CIDR and not its network address, to stand for a remote host there. */
-const inside = (cidr: string): string | undefined => {
-  const parsed = parseCidr(cidr)
-  if (!parsed) return undefined
-  const [low, high] = cidrRange(parsed)
+/** An address inside a range, not its network address (unless it is a host), to stand for a remote host there. */
+const inside = (cidr: Cidr): string => {
+  const [low, high] = cidrRange(cidr)
   const value = low === high ? low : low + 1n
-  const bytes = parsed.family === 'ipv4' ? 4 : 16
-  const out = [...Array(bytes)].map((_, i) => Number((value >> BigInt(8 * (bytes - 1 - i))) & 0xffn))
-  return parsed.family === 'ipv4'
-    ? out.join('.')
-    : parseCidr(
-        `${out
-          .map(b => b.toString(16).padStart(2, '0'))
-          .join('')
-          .replace(/(.{4})(?!$)/g, '$1:')}/128`,
-      )?.address
+  const size = cidr.family === 'ipv4' ? 4 : 16
+  const bytes = [...Array(size)].map((_, i) => Number((value >> BigInt(8 * (size - 1 - i))) & 0xffn))
+  return cidr.family === 'ipv4' ? bytes.join('.') : formatIpv6(bytes)
 }
 
 const packet = (path: Path, who: Who, pod: string): ProbePacket => ({
@@ -111,30 +102,31 @@ const remoteTarget = (plan: FamilyPlan, who: Who, port: number, pod: string): st
   const includes = plan.chains
     .flatMap(c => c.rules)
     .filter(r => r.target.kind === 'redirect')
-    .flatMap(r =>
-      r.matches.flatMap(m => (m.kind === 'destination' && !m.cidr.address.startsWith('127.') ? [inside(`${m.cidr.address}/${m.cidr.prefix}`)] : [])),
-    )
-  const candidates = [...DOCUMENTATION[plan.family], ...includes].filter((a): a is string => a !== undefined)
+    .flatMap(r => r.matches.flatMap(m => (m.kind === 'destination' && !m.cidr.address.startsWith('127.') ? [inside(m.cidr)] : [])))
+  const candidates = [...DOCUMENTATION[plan.family], ...includes]
   return candidates.find(to => natOutputFate(plan, packet({ name: '', who: 'app', to, port, local: false }, who, pod)).kind === 'redirect')
 }
 
+// The live probe's socket helpers, loaded as init loads them (probe.ts stays a chunk of its own, reached only
+// lazily: a static import here would fold it into a chunk shared with this command).
+type ProbeModule = typeof import('./probe.js')
+let probe: ProbeModule | undefined
+const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
+
+/** A listener on the port (0: a free one) that answers with its port and SO_ORIGINAL_DST; undefined when taken. */
 const listen = (family: Family, port: number): Promise<net.Server | undefined> =>
-  import('node:net').then(
-    ({ default: net }) =>
-      new Promise(resolve => {
-        let server: net.Server
-        try {
-          server = net.createServer(s => {
-            const dst = originalDestination(s)
-            s.end(`${s.localPort} ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`)
-          })
-          server.once('error', () => resolve(undefined))
-          server.listen({ fd: listenFd(family, port) }, () => resolve(server))
-        } catch {
-          resolve(undefined)
-        }
-      }),
-  )
+  new Promise(resolve => {
+    const server = net.createServer(s => {
+      const dst = originalDestination(s)
+      s.end(`${s.localPort} ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`)
+    })
+    server.once('error', () => resolve(undefined))
+    try {
+      server.listen({ fd: listenFd(family, port) }, () => resolve(server))
+    } catch {
+      resolve(undefined)
+    }
+  })
 
 const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port
 
@@ -142,7 +134,7 @@ const connectAs = (path: Path, who: Who, self: Who): net.Socket => {
   const options = path.from === undefined ? {} : { from: path.from }
   return who.uid === self.uid && who.gid === self.gid
     ? connectSocket(path.to, path.port, options)
-    : socketAs(path.to, path.port, who.uid, who.gid, options)
+    : probe!.socketAs(path.to, path.port, who.uid, who.gid, options)
 }
 
 /** Where one connection lands: on a listener of ours (which reports its port and SO_ORIGINAL_DST), away, or nowhere. */
@@ -152,7 +144,7 @@ const land = (connect: () => net.Socket, local: boolean, captured: boolean, away
     try {
       socket = connect()
     } catch (error) {
-      if (error instanceof CannotAssume) return reject(error)
+      if (error instanceof probe!.CannotAssume) return reject(error)
       // Route lookup comes before nat: with no route to a remote address, nothing can be said of its capture.
       return resolve({ on: 'nowhere', why: messageOf(error) })
     }
@@ -284,6 +276,7 @@ export const provesCapture = (check: IstioCheck): boolean => check.status === 'p
 
 /** probeIstioPaths runs every family's paths, one family after the other (they share listener ports). */
 export const probeIstioPaths = async (input: IstioProbeInput): Promise<IstioCheck[]> => {
+  probe ??= await import('./probe.js')
   const checks: IstioCheck[] = []
   for (const family of input.plan.families) checks.push(...(await probeFamily(family, input)))
   return checks

@@ -70,13 +70,13 @@ export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port:
   return { none: why }
 }
 
-export const localAddresses = (family: Family): string[] =>
+const localAddresses = (family: Family): string[] =>
   Object.values(networkInterfaces())
     .flat()
     .filter((i): i is NetworkInterfaceInfo => !!i && !i.internal && i.family === (family === 'ipv4' ? 'IPv4' : 'IPv6'))
     .map(i => i.address)
 
-export const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
+const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
 
 /** The probe may not take another identity (no CAP_SETUID/CAP_SETGID, as in a NET_ADMIN-only init container). */
 export class CannotAssume extends Error {}

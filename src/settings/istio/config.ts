@@ -85,7 +85,8 @@ export const readIstioValues = (parsed: ParsedArgv, env: Env): IstioValues => {
   return { text, from, targets }
 }
 
-const isTrue = (text: string): boolean => GO_TRUE.includes(text)
+/** A boolean's text as Go reads it is true. */
+export const isGoTrue = (text: string | undefined): boolean => GO_TRUE.includes(text ?? '')
 
 const durationMs = (text: string): number => {
   if (text === '0') return 0
@@ -111,7 +112,7 @@ export const readIstioLogging = (values: IstioValues): IstioLogging => {
   }
   const level = levelOf('log_output_level', values.text['logOutputLevel'] ?? '')
   levelOf('log_stacktrace_level', values.text['logStacktraceLevel'] ?? '')
-  return { json: isTrue(values.text['logAsJson'] ?? 'false'), level, targets: values.targets.flatMap(t => t.split(',')).filter(t => t !== '') }
+  return { json: isGoTrue(values.text['logAsJson'] ?? 'false'), level, targets: values.targets.flatMap(t => t.split(',')).filter(t => t !== '') }
 }
 
 /** What of the pod the configuration needs: the user and group databases, resolv.conf, the interfaces' addresses. */
@@ -128,7 +129,7 @@ const flagName = (key: IstioFlagKey): string => `--${ALL_ISTIO_FLAGS[key].long}`
 
 /** needsResolvConf: Istio reads /etc/resolv.conf only for DNS redirection to its nameservers. Pure. */
 export const needsResolvConf = (values: IstioValues): boolean =>
-  isTrue(values.text['redirectDns'] ?? '') && !isTrue(values.text['captureAllDns'] ?? '')
+  isGoTrue(values.text['redirectDns'] ?? '') && !isGoTrue(values.text['captureAllDns'] ?? '')
 
 const split = (text: string): string[] =>
   text
@@ -235,7 +236,7 @@ const LOOPBACK_CIDR = 'an IPv4 loopback CIDR (in 127.0.0.0/8) with a prefix of 8
 export const resolveIstioConfig = (values: IstioValues, env: Env, facts: IstioFacts): IstioConfig => {
   const t = (key: IstioFlagKey): string => values.text[key] ?? ''
   const where = (key: IstioFlagKey): string => (values.from[key]?.startsWith('the default') ? flagName(key) : (values.from[key] ?? flagName(key)))
-  const bool = (key: IstioFlagKey): boolean => isTrue(t(key))
+  const bool = (key: IstioFlagKey): boolean => isGoTrue(t(key))
   const envOnly = (key: keyof typeof ISTIO_ENV_ONLY): string => env[ISTIO_ENV_ONLY[key].env] ?? ISTIO_ENV_ONLY[key].default
 
   const uidText = t('proxyUid').trim()
