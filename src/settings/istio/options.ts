@@ -37,7 +37,13 @@ export const ISTIO_FLAGS = {
     '15006',
     "the port inbound TCP (and the proxy's own connections to this pod) is redirected to",
   ),
-  inboundTunnelPort: flag('inbound-tunnel-port', 'e', 'string', '15008', 'the HBONE tunnel port: inbound TCP to it is never redirected'),
+  inboundTunnelPort: flag(
+    'inbound-tunnel-port',
+    'e',
+    'string',
+    '15008',
+    "the HBONE tunnel port: inbound TCP to it is not redirected (by REDIRECT; Istio's TPROXY rules take it)",
+  ),
   proxyUid: flag(
     'proxy-uid',
     'u',
