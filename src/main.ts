@@ -33,8 +33,13 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
   // Errors found before the settings are read still honour the requested format when it is valid.
   let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
   try {
-    const { command, flags, rest } = await parseCommandLine(argv, io.out.write)
+    const { command, flags, rest, files } = await parseCommandLine(argv, io.out.write)
     if (command === 'help') return 0
+    if (command === 'inject' || command === 'uninject' || command === 'webhook') {
+      // They build pods rather than rules: a file a setting names is the pod's to read, not the injector's.
+      const { runInjector } = await import('./commands/injector.js')
+      return await runInjector(command, { env, flags }, files, io, logger)
+    }
     const settingsStart = io.now()
     const settings = await loadSettings(env, flags, readServicesFile)
     const settingsMs = Math.round((io.now() - settingsStart) * 10) / 10
@@ -89,6 +94,10 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         const { runValidate } = await import('./commands/validate.js')
         await runValidate(settings, io, logger)
         break
+      }
+      case 'hold': {
+        const { runHold } = await import('./commands/hold.js')
+        return await runHold(logger)
       }
       case 'run': {
         const { runAgent } = await import('./commands/run.js')

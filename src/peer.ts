@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
 import { listenFd, openSocket } from './net/socket.js'
@@ -86,6 +87,8 @@ const connect = (host: string, port: number, from: string | undefined, timeoutMs
   })
 }
 
+const ownAddresses = (): Set<string> => new Set(Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address)))
+
 /**
  * Accepts redirected connections on each port and relays each to its original destination, marking the upstream if
  * asked. A connection taken on the `passthrough` port (Istio's inbound 15006) is relayed from 127.0.0.6 (::6), as
@@ -96,6 +99,12 @@ const proxy = (ports: readonly number[], mark: number | undefined, passthrough: 
     const target = originalDestination(downstream)
     if (!target) {
       downstream.end(`${JSON.stringify({ label: 'proxy', error: 'not a redirected connection' })}\n`)
+      return
+    }
+    // A connection to this very port on one of the pod's own addresses is meant for the proxy itself (the
+    // kubelet's TCP probe, redirected inbound to the same port): answered, not relayed back to itself.
+    if (target.port === port && ownAddresses().has(target.address)) {
+      downstream.end()
       return
     }
     const v6 = target.address.includes(':')
