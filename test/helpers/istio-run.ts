@@ -3,6 +3,7 @@
 // it exits non-zero), every cell's real connection compared with its expectation, then `clean istio-iptables`,
 // after which the pod's netfilter and routing are exactly as before the first configuration.
 import type { Test } from 'tap'
+import { BACKEND_ARGS, type Backend } from './istio-box.js'
 import { snapshot } from './kernel.js'
 import {
   BASE_ISTIO_ARGS,
@@ -17,14 +18,6 @@ import {
   type Landing,
 } from './istio-matrix.js'
 import { withIstioPod, type Family, type IstioPod } from './istio-pod.js'
-
-export type Backend = 'iptables-nft' | 'iptables-legacy' | 'nftables'
-
-const BACKEND_ARGS: Record<Backend, string[]> = {
-  'iptables-nft': ['--force-iptables-binary', 'nft'],
-  'iptables-legacy': ['--force-iptables-binary', 'legacy'],
-  nftables: ['--native-nftables'],
-}
 
 interface Reply {
   readonly label?: string

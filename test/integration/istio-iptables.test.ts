@@ -1,48 +1,10 @@
 // `entrypoint istio-iptables` as Istio's init and validation containers run it: the exit codes Istio's tooling
-// keys on, validation as the proxy UID with no capability (126 without capture, 0 with it), verify after it, and
-// each kind of escape the whole-path check knows, in this mode too, confirmed by a real connection.
-import t, { type Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
-import type { Status } from '../../src/exec/processes.js'
-import { foreignOf, kernelAvailable, programs, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { INJECTOR_ARGS } from '../helpers/istio-matrix.js'
+// keys on, validation as the proxy UID with no capability (126 without capture, 0 with it), verify after it.
+// Each kind of escape the whole-path check knows, in this mode too: istio-escapes-*.test.ts.
+import t from 'tap'
+import { kernelAvailable, programs, snapshot } from '../helpers/kernel.js'
+import { BACKEND_ARGS, expectCode, INIT_ARGS, pod } from '../helpers/istio-box.js'
 import { BACKENDS } from '../helpers/rows.js'
-import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
-
-type Backend = (typeof BACKENDS)[number]
-
-const INIT_ARGS = INJECTOR_ARGS
-const BACKEND_ARGS: Record<Backend, string[]> = {
-  'iptables-nft': ['--force-iptables-binary', 'nft'],
-  'iptables-legacy': ['--force-iptables-binary', 'legacy'],
-  nftables: ['--native-nftables'],
-}
-const OWN: Record<Backend, string | undefined> = { 'iptables-nft': 'iptables-nft', 'iptables-legacy': 'iptables-legacy', nftables: undefined }
-const OTHER: Record<Backend, string> = { 'iptables-nft': 'iptables-legacy', 'iptables-legacy': 'iptables-nft', nftables: 'iptables-legacy' }
-
-/** Runs the CLI in the pod, as root or (uid given) as that UID with every capability set empty. */
-const entrypoint = (box: Sandbox, args: readonly string[], as?: { uid: number; gid: number }): Promise<Status> => {
-  const { cli } = programs()
-  if (!as) return box.tryExec('pod', process.execPath, [cli, ...args])
-  const drop = [`--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
-  return box.tryExec('pod', 'setpriv', [...drop, process.execPath, cli, ...args])
-}
-
-const expectCode = async (t: Test, box: Sandbox, args: readonly string[], code: number, as?: { uid: number; gid: number }): Promise<string> => {
-  const result = await entrypoint(box, args, as)
-  t.equal(result.exitCode, code, `${args.slice(0, 2).join(' ')}${as ? ` as uid ${as.uid}` : ''} exits ${code}`, { output: result.output })
-  return result.output
-}
-
-const pod = async (t: Test): Promise<Sandbox> => {
-  const box = await withSandbox(t)
-  // A default route, as a pod has: the live probe's outbound check dials a documentation address through it.
-  await box.exec('pod', 'ip', ['route', 'add', 'default', 'via', REMOTE])
-  await box.exec('pod', 'ip', ['-6', 'route', 'add', 'default', 'via', REMOTE6])
-  return box
-}
-
-const OUT: Path = { from: 'pod', host: REMOTE, port: 9090, as: { uid: 1000 } }
 
 t.test("the command line: pilot-agent's refusals exit 255, Istio's errors 1, help 0", async t => {
   if (!kernelAvailable(t)) return
@@ -123,93 +85,6 @@ for (const backend of BACKENDS) {
     await expectCode(t, box, ['istio-iptables', ...args, '--cleanup-only'], 0)
     t.equal(await snapshot(box), before, 'cleanup-only leaves what was there')
   })
-}
-
-interface Escape {
-  readonly name: string
-  readonly only?: readonly Backend[]
-  readonly add: (box: Sandbox, backend: Backend) => Promise<unknown>
-  readonly escapes: 'fixable' | 'foreign' | false
-  readonly escapedTo: string
-}
-
-const ESCAPES: readonly Escape[] = [
-  {
-    name: 'a RETURN ahead of the ISTIO_OUTPUT jump',
-    only: ['iptables-nft', 'iptables-legacy'],
-    add: (box, b) => box.exec('pod', OWN[b]!, ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'tcp', '-d', `${REMOTE}/32`, '-j', 'RETURN']),
-    escapes: 'fixable',
-    escapedTo: 'remote',
-  },
-  {
-    name: 'a DNAT in the other iptables variant',
-    add: (box, b) =>
-      box.exec('pod', OTHER[b], ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '-j', 'DNAT', '--to-destination', `${REMOTE}:9091`]),
-    escapes: 'foreign',
-    escapedTo: 'remote-9091',
-  },
-  {
-    name: 'a raw NOTRACK',
-    // Both ways: a reply tracked as a new connection would meet the inbound capture.
-    add: async (box, b) => {
-      await box.exec('pod', OWN[b] ?? 'iptables-nft', ['-t', 'raw', '-A', 'OUTPUT', '-p', 'tcp', '-d', REMOTE, '-j', 'CT', '--notrack'])
-      await box.exec('pod', OWN[b] ?? 'iptables-nft', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'tcp', '-s', REMOTE, '-j', 'CT', '--notrack'])
-    },
-    escapes: 'foreign',
-    escapedTo: 'remote',
-  },
-  {
-    name: 'a native nft nat chain at an earlier priority',
-    add: async box => {
-      await box.exec('pod', 'nft', ['add table inet foreign'])
-      await box.exec('pod', 'nft', ['add chain inet foreign early { type nat hook output priority -150; }'])
-      await box.exec('pod', 'nft', [`add rule inet foreign early ip daddr ${REMOTE} tcp dport 9090 dnat ip to ${REMOTE}:9091`])
-    },
-    escapes: 'foreign',
-    escapedTo: 'remote-9091',
-  },
-  {
-    name: 'harmless: UDP ahead, a RETURN in the other variant, a later native DNAT',
-    add: async (box, b) => {
-      if (OWN[b]) await box.exec('pod', OWN[b]!, ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'udp', '-j', 'RETURN'])
-      await box.exec('pod', OTHER[b], ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'RETURN'])
-      await box.exec('pod', 'nft', ['add table inet foreign'])
-      await box.exec('pod', 'nft', ['add chain inet foreign late { type nat hook output priority 0; }'])
-      await box.exec('pod', 'nft', [`add rule inet foreign late ip daddr ${REMOTE} tcp dport 9090 dnat ip to ${REMOTE}:9091`])
-    },
-    escapes: false,
-    escapedTo: 'remote',
-  },
-]
-
-for (const backend of BACKENDS) {
-  const args = [...INIT_ARGS, ...BACKEND_ARGS[backend]]
-  for (const row of ESCAPES.filter(r => !r.only || r.only.includes(backend))) {
-    t.test(`${backend}: ${row.name}`, async t => {
-      if (!kernelAvailable(t)) return
-      const box = await pod(t)
-      await expectCode(t, box, ['istio-iptables', ...args], 0)
-      await box.serve('pod', ['proxy=[::]:15001', 'inbound=[::]:15006', 'app=[::]:8080'])
-      await box.serve('remote', ['remote=[::]:9090', 'remote-9091=[::]:9091'])
-      await expectCaptured(t, box, OUT)
-      await row.add(box, backend)
-      const foreign = foreignOf(await snapshot(box))
-      const verified = await expectCode(t, box, ['verify', 'istio-iptables', ...args], row.escapes ? 5 : 0)
-      if (row.escapes) {
-        t.match(verified, /whole path: rules that can keep TCP we capture from reaching our redirect/)
-        await expectBypassed(t, box, OUT, row.escapedTo)
-      } else await expectCaptured(t, box, OUT)
-      // Istio's run: the fixable one is fixed (our jump first, theirs untouched); a foreign one fails it, exit 1.
-      await expectCode(t, box, ['istio-iptables', ...args], row.escapes === 'foreign' ? 1 : 0)
-      if (row.escapes === 'fixable') {
-        await expectCaptured(t, box, OUT)
-        await expectCode(t, box, ['verify', 'istio-iptables', ...args], 0)
-      }
-      t.equal(foreignOf(await snapshot(box)), foreign, 'the foreign rules are byte-identical')
-      await expectCode(t, box, ['clean', 'istio-iptables', ...BACKEND_ARGS[backend]], 0)
-      t.equal(foreignOf(await snapshot(box)), foreign, '... after clean too')
-    })
-  }
 }
 
 t.test('--network-namespace: run from another namespace, the rules land in the one named', async t => {
