@@ -47,7 +47,10 @@ export interface IstioProbeInput {
   readonly awayMs: number
 }
 
-const LOCAL_MS = 300
+// How long a connection that should land on a listener in this very process is waited for. It lands (or is refused)
+// at once; the bound only ends a hang, and it is generous because a process descheduled on a loaded node runs its
+// timers before the I/O that arrived meanwhile. Only a capture that is missing waits it out.
+const LOCAL_MS = 3000
 
 interface Path {
   readonly name: string
@@ -117,6 +120,8 @@ const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : ho
 const listen = (family: Family, port: number): Promise<net.Server | undefined> =>
   new Promise(resolve => {
     const server = net.createServer(s => {
+      // A client that gave up resets its connection: what it saw is its answer, not an error of this process.
+      s.on('error', () => s.destroy())
       const dst = originalDestination(s)
       s.end(`${s.localPort} ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`)
     })
