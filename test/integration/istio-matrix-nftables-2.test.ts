@@ -1,4 +1,4 @@
-// Istio's configurations, each with its traffic matrix, on nftables: half 2 of them (see test/helpers/istio-matrix.ts).
+// Istio's configurations, each with its traffic matrix, on nftables: part 2 of 4 (see test/helpers/istio-matrix.ts).
 import t from 'tap'
 import { kernelAvailable } from '../helpers/kernel.js'
 import { runMatrix } from '../helpers/istio-run.js'
