@@ -12,7 +12,14 @@ import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
 import { findMisspelt } from './settings/misspelt.js'
 import { readServicesFile } from './settings/services-file.js'
-import { parseAgentSettings, parseClassifierSettings, parseCniInstallSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
+import {
+  parseAgentSettings,
+  parseClassifierSettings,
+  parseCniInstallSettings,
+  parseNodeAgentSettings,
+  parseValidateSettings,
+  type Env,
+} from './settings/parse.js'
 
 /** Istio's command line, alone (`istio-iptables ...`) or after one of our commands (`verify istio-iptables ...`). */
 const istioCommandLine = (argv: readonly string[]): { action: IstioAction; rest: readonly string[] } | undefined => {
@@ -92,7 +99,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       }
       case 'validate': {
         const { runValidate } = await import('./commands/validate.js')
-        await runValidate(settings, io, logger)
+        await runValidate(settings, env, flags, parseValidateSettings(env, flags), io, logger)
         break
       }
       case 'hold': {
