@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path'
 import { EnvironmentError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { chain, choosePrimary, hasOurs, isConfName, PLUGIN_TYPE, refuseVersion, unchain, type ConfFile } from './conflist.js'
+import { missingRight } from '../exec/refusal.js'
 
 export const STATE_FILE = '.sidecar-redirect.state'
 
@@ -35,7 +36,8 @@ interface State {
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex')
 
 const failed = (what: string, path: string) => (error: NodeJS.ErrnoException) => {
-  throw new EnvironmentError(`cni-install: cannot ${what} ${path}: ${error.code ?? error.message}`, { cause: error })
+  const missing = missingRight(error.code, 'the installer runs as root on the node, with the host directories mounted writable')
+  throw new EnvironmentError(`cni-install: cannot ${what} ${path}: ${missing ?? error.code ?? error.message}`, { cause: error })
 }
 
 const readOrAbsent = (path: string): Promise<Buffer | undefined> =>

@@ -11,6 +11,12 @@ import { describeBackend, describeFamilies, prepare } from './prepare.js'
 export const runVerify = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
   const prepared = await prepare(settings, io)
   const drifts = await prepared.backend.readBack(prepared.plan)
+  // A namespace where init never ran (or clean ran) is one fact, not a diff of everything planned.
+  if (drifts.length > 0 && drifts.every(d => d.absent === true)) {
+    throw new VerifyError(
+      `nothing of sidecar-redirect is installed in this network namespace (${prepared.backend.name}: ${drifts.map(d => d.scope).join(', ')}): init has not run here, or clean has`,
+    )
+  }
   const drift = describeDrift(drifts)
   // Traffic is probed even when the rules drifted: it shows what the drift does to packets.
   const live = await liveChecks(settings.verify, prepared.plan).catch((error: unknown) => {

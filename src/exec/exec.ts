@@ -38,9 +38,10 @@ const blamedLine = (stderr: string): number | undefined => {
   return found === undefined ? undefined : Number(found)
 }
 
-// iptables exits 4 (a resource problem) when it may not read or change the tables; the text says which.
+// A tool refused for want of the right: iptables exits 4 (a resource problem), nft and ipset exit 1, ip exits 2;
+// only the text says which, and it says it the same way for each (the kernel's EPERM or EACCES).
 const DENIED = /Permission denied|Operation not permitted/
-const isDenied = (exitCode: number | undefined, stderr: string): boolean => exitCode === 4 && DENIED.test(stderr)
+const isDenied = (stderr: string): boolean => DENIED.test(stderr)
 
 interface Finished {
   readonly code: number | null
@@ -99,8 +100,8 @@ export const realExec: Exec = async (file, args, input, options = {}) => {
   })
   if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)
   if (result.code !== 0) {
-    if (isDenied(result.code ?? undefined, result.stderr)) {
-      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${result.stderr.trim()}`)
+    if (isDenied(result.stderr)) {
+      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${firstLine(result.stderr)}`)
     }
     throw new CommandFailed(command, result.stderr || `exited with ${result.code ?? 'a signal'}`, blamedLine(result.stderr))
   }

@@ -102,7 +102,8 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     readBack: async plan => {
       const ruleset = unchanged ?? (await readRuleset(exec))
       unchanged = undefined
-      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset))] }]
+      const ours = ourTable(ruleset)
+      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ours), ...(await escapes(plan, ruleset))], absent: ours === undefined }]
     },
     clean: async () => {
       const existed = ourTable(await readRuleset(exec)) !== undefined
