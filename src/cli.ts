@@ -155,6 +155,9 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
           requiresArg: true,
           describe: 'a file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable',
         })
+      } else {
+        // Parsed (not listed) for every other command too, so that its -f is refused by name.
+        command.string(FILE_FLAG).array(FILE_FLAG).alias('f', FILE_FLAG)
       }
       for (const spec of commandFlags(name)) {
         command.option(spec.flag, {
@@ -168,7 +171,6 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
   }
   // Flags of other commands are still parsed as text (not numbers), so the refusal can quote them as given.
   for (const [, spec] of SPECS) parser.string(spec.flag)
-  parser.string(FILE_FLAG)
   const parsed = parser.parseSync()
   if (parsed['help'] === true) {
     parser.showHelp(help => print(`${help}\n`))

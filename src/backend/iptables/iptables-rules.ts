@@ -144,9 +144,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
         const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family)))
         const owned = ownedIn(tables, p.family, text)
-        return { scope: p.family, drift: [...compareState(desired, owned), ...whole], absent: owned.size === 0 }
+        return { scope: p.family, drift: [...compareState(desired, owned), ...whole], ...(owned.size === 0 && { absent: true }) }
       })
-      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift, absent: live.size === 0 }] : families
+      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift, ...(live.size === 0 && { absent: true }) }] : families
     },
     clean: async plan => {
       // Everything is read and checked before anything is removed, so a refusal changes nothing in any family.

@@ -103,7 +103,13 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
       const ruleset = unchanged ?? (await readRuleset(exec))
       unchanged = undefined
       const ours = ourTable(ruleset)
-      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ours), ...(await escapes(plan, ruleset))], absent: ours === undefined }]
+      return [
+        {
+          scope: SCOPE,
+          drift: [...diff(renderNftTable(plan), ours), ...(await escapes(plan, ruleset))],
+          ...(ours === undefined && { absent: true }),
+        },
+      ]
     },
     clean: async () => {
       const existed = ourTable(await readRuleset(exec)) !== undefined
