@@ -13,7 +13,14 @@ import { loadSettings } from './settings/load.js'
 import { foreignNames } from './settings/istio-names.js'
 import { findMisspelt } from './settings/misspelt.js'
 import { readServicesFile } from './settings/services-file.js'
-import { parseAgentSettings, parseClassifierSettings, parseCniInstallSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
+import {
+  parseAgentSettings,
+  parseClassifierSettings,
+  parseCniInstallSettings,
+  parseNodeAgentSettings,
+  parseValidateSettings,
+  type Env,
+} from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
   let io = ioIn
@@ -81,7 +88,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       }
       case 'validate': {
         const { runValidate } = await import('./commands/validate.js')
-        await runValidate(settings, io, logger)
+        await runValidate(settings, env, flags, parseValidateSettings(env, flags), io, logger)
         break
       }
       case 'hold': {

@@ -2,8 +2,6 @@
 // stderr (pipes that close early included), and the kernel's own refusals in throwaway network namespaces
 // (`unshare -n`: the namespace goes when the process does, so runs side by side cannot meet).
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import t from 'tap'
 import { COMMANDS, commandFlags } from '../src/cli.js'
 import { ISTIO_NAMES } from '../src/settings/istio-names.js'
@@ -123,26 +121,6 @@ t.test('refusals by the kernel and the system are one line naming what is missin
     nobody.stderr,
     /^sidecar-redirect: cannot read \S+: permission denied to uid 65534, not root \(init, verify and clean run as root with CAP_NET_ADMIN\) \[E_ENVIRONMENT\]\n/,
   )
-  // cni-install into a host directory mounted read-only: a mount namespace of its own, gone with the process.
-  const dir = mkdtempSync(`${tmpdir()}/sr-ro-`)
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  spawn('mkdir', [`${dir}/bin`, `${dir}/net.d`])
-  const conflist = JSON.stringify({ cniVersion: '1.0.0', name: 'k8s', plugins: [{ type: 'bridge' }] })
-  writeFileSync(`${dir}/net.d/10-k8s.conflist`, conflist)
-  const readOnly = spawn(
-    'unshare',
-    ['-m', 'sh', '-c', 'mount --bind -o ro "$1" "$1" && exec "$2" "$3" cni-install', 'sh', `${dir}/bin`, process.execPath, CLI],
-    {
-      ISTIO_CNI_BIN_DIR: `${dir}/bin`,
-      ISTIO_CNI_CONF_DIR: `${dir}/net.d`,
-    },
-  )
-  t.equal(readOnly.code, 3, 'cni-install into a read-only bin dir: exit 3', { stderr: readOnly.stderr })
-  t.match(
-    readOnly.stderr,
-    /^sidecar-redirect: cni-install: cannot write \S+: the filesystem is read-only: mount a writable volume there \[E_ENVIRONMENT\]\n/,
-  )
-  t.equal(readFileSync(`${dir}/net.d/10-k8s.conflist`, 'utf8'), conflist, 'the conflist is as it was')
 })
 
 t.test('verify where nothing of ours is installed says so in one line, exit 5; a partial install is still a diff', async t => {

@@ -19,12 +19,16 @@ const answer = async (data: Buffer, io: AgentIo, logger: Logger): Promise<Buffer
   if (request === undefined)
     return encodeReply(errorReply('1.1.0', new CniError(CNI_CODES.decoding, "the forwarded request is not in the agent's format"), ''))
   const reply = await handleRequest(request, io).catch((error: unknown) =>
-    errorReply('1.1.0', new CniError(PLUGIN_CODE_BASE + 1, `the node agent failed unexpectedly (a bug; please report it): ${messageOf(error)}`), ''),
+    errorReply(
+      '1.1.0',
+      new CniError(PLUGIN_CODE_BASE + 1, 'the node agent failed unexpectedly (a bug; please report it): its log has the error', '', messageOf(error)),
+      '',
+    ),
   )
   const command = request.env['CNI_COMMAND'] ?? '?'
   logger.event(
     'cni',
-    `${command} ${request.env['CNI_CONTAINERID'] ?? '-'} ${request.env['CNI_NETNS'] ?? '-'}: exit ${reply.exitCode}${reply.stderr ? `: ${reply.stderr.trim()}` : ''}`,
+    `${command} ${request.env['CNI_CONTAINERID'] ?? '-'} ${request.env['CNI_NETNS'] ?? '-'}: exit ${reply.exitCode}${reply.stderr ? `: ${reply.stderr.trim()}` : ''}${reply.log ? `\n${reply.log.trim()}` : ''}`,
     {
       command,
       container: request.env['CNI_CONTAINERID'] ?? null,

@@ -18,8 +18,12 @@ export interface Libc {
   pidfdOpen(pid: number): number
   /** pidfd_send_signal(2) with no siginfo and no flags; signal 0 only asks whether the process still exists. */
   pidfdSendSignal(pidfd: number, signal: number): number
+  /** renameat2(2) with AT_FDCWD: RENAME_NOREPLACE and RENAME_EXCHANGE, which rename(2) cannot ask for. */
+  renameat2(from: string, to: string, flags: number): number
   errno(): number
 }
+
+const AT_FDCWD = -100
 
 const F_SETFD = 2
 const SYS_PIDFD_SEND_SIGNAL = 424
@@ -33,6 +37,13 @@ export const loadLibc = (): Libc => {
     const lib = koffi.load('libc.so.6')
     const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, value: number) => number
     const syscall = lib.func('long syscall(long number, ...)') as (number: number, ...typedArgs: unknown[]) => number
+    const renameat2 = lib.func('int renameat2(int, const char *, int, const char *, unsigned int)') as (
+      fromDir: number,
+      from: string,
+      toDir: number,
+      to: string,
+      flags: number,
+    ) => number
     libc = {
       socket: lib.func('int socket(int, int, int)'),
       connect: lib.func('int connect(int, const uint8_t *address, uint32_t length)'),
@@ -46,6 +57,7 @@ export const loadLibc = (): Libc => {
       pidfdOpen: (pid: number) => syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0),
       pidfdSendSignal: (pidfd: number, signal: number) =>
         syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
+      renameat2: (from: string, to: string, flags: number) => renameat2(AT_FDCWD, from, AT_FDCWD, to, flags),
       errno: () => koffi.errno(),
     } as Libc
   }

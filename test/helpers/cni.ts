@@ -40,7 +40,7 @@ export interface Rig {
     command: 'add' | 'check' | 'del' | 'version',
     list: string,
     annotations?: Record<string, string>,
-    options?: { netns?: string; args?: string },
+    options?: { netns?: string; args?: string; id?: string; capabilities?: Record<string, unknown> },
   ): Promise<Status>
   /**
    * Runs the plugin alone, as a runtime does, with a PATH that has neither node nor iptables; with `chroot`, in a
@@ -48,10 +48,12 @@ export interface Rig {
    */
   plugin(command: string, config: Record<string, unknown>, options?: { env?: Record<string, string>; chroot?: boolean }): Promise<Direct>
   stopAgent(): Promise<void>
+  /** What the node agent has logged so far. */
+  agentLog(): string
 }
 
-/** startRig starts a node agent and a CNI bin dir holding Debian's plugins and ours. */
-export const startRig = async (t: Test): Promise<Rig> => {
+/** startRig starts a node agent (with `agentEnv` added to its environment) and a CNI bin dir holding Debian's plugins and ours. */
+export const startRig = async (t: Test, agentEnv: Record<string, string> = {}): Promise<Rig> => {
   const dir = mkdtempSync(`${tmpdir()}/sr-cni-`)
   chmodSync(dir, 0o755)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -61,10 +63,15 @@ export const startRig = async (t: Test): Promise<Rig> => {
   copyFileSync(PLUGIN, `${bin}/sidecar-redirect`)
   chmodSync(`${bin}/sidecar-redirect`, 0o755)
   const socket = `${dir}/run/agent.sock`
-  const agent = startProcess(process.execPath, [programs().cli, 'node-agent'], { PATH: process.env['PATH'], ISTIO_NODE_AGENT_SOCKET: socket })
+  const agent = startProcess(process.execPath, [programs().cli, 'node-agent'], {
+    PATH: process.env['PATH'],
+    ISTIO_NODE_AGENT_SOCKET: socket,
+    ...agentEnv,
+  })
   t.teardown(() => agent.stop())
   await agent.waitForLine(line => line.includes('listening'), 15000)
   let lists = 0
+  let files = 0
   const bare = { PATH: '/nonexistent', CNI_PATH: bin, CNI_CACHE_DIR: `${dir}/cache` }
   return {
     dir,
@@ -79,8 +86,15 @@ export const startRig = async (t: Test): Promise<Rig> => {
       writeFileSync(path, JSON.stringify({ cniVersion: '1.0.0', name: `sr-test-${lists}`, plugins }))
       return path
     },
-    runtime: (box, command, list, annotations = {}, options = {}) =>
-      runForStatus(
+    runtime: (box, command, list, annotations = {}, options = {}) => {
+      // A large annotation goes by file: exec refuses one argument over 128 KiB (E2BIG).
+      let json = JSON.stringify(annotations)
+      if (json.length > 64 * 1024) {
+        const file = `${dir}/annotations-${++files}.json`
+        writeFileSync(file, json)
+        json = `@${file}`
+      }
+      return runForStatus(
         '/usr/bin/nsenter',
         [
           `--net=/run/netns/${box.remoteNs}`,
@@ -88,12 +102,14 @@ export const startRig = async (t: Test): Promise<Rig> => {
           command,
           list,
           options.netns ?? `/run/netns/${box.podNs}`,
-          `c-${box.podNs}`,
+          options.id ?? `c-${box.podNs}`,
           options.args ?? POD_ARGS,
-          JSON.stringify(annotations),
+          json,
+          ...(options.capabilities ? [JSON.stringify(options.capabilities)] : []),
         ],
         bare,
-      ),
+      )
+    },
     plugin: async (command, config, options = {}) => {
       const env = { ...bare, CNI_COMMAND: command, ...options.env }
       const [file, args] = options.chroot ? ['/usr/sbin/chroot', [dir, '/bin/sidecar-redirect']] : [`${bin}/sidecar-redirect`, []]
@@ -101,6 +117,7 @@ export const startRig = async (t: Test): Promise<Rig> => {
       return { exitCode: result.exitCode ?? 128, stdout: result.stdout, stderr: result.stderr }
     },
     stopAgent: () => agent.stop(),
+    agentLog: () => agent.lines.join('\n'),
   }
 }
 

@@ -40,6 +40,10 @@ export const programs = (): Programs => {
   return { cli: `${root}/dist/cli.mjs`, peer: `${root}/dist/peer.mjs` }
 }
 
+// How long a process started in a test may take to say it is up: on a loaded 2-core machine (load 30 seen), tens
+// of seconds. It bounds a hang, not speed.
+export const START_MS = 60_000
+
 export const POD = '198.18.0.1'
 export const REMOTE = '198.18.0.2'
 export const POD6 = '2001:db8::1'
