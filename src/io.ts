@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import type { HostFs } from './backend/detect.js'
 import { realExec, type Exec } from './exec/exec.js'
 import { onPath } from './exec/on-path.js'
+import { missingRight } from './exec/refusal.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'
@@ -27,7 +28,7 @@ const absentOr = <T>(path: string, absent: T, read: () => T): T => {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return absent
-    throw new EnvironmentError(`cannot read ${path}: ${code ?? (error as Error).message}`, { cause: error })
+    throw new EnvironmentError(`cannot read ${path}: ${missingRight(code) ?? code ?? (error as Error).message}`, { cause: error })
   }
 }
 

@@ -7,9 +7,11 @@ import { runPlan } from './commands/plan.js'
 import { runVerify } from './commands/verify.js'
 import { isSidecarError, UsageError } from './errors.js'
 import type { IstioAction } from './commands/istio-iptables.js'
+import { classifyEscaped } from './exec/refusal.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
+import { foreignNames } from './settings/istio-names.js'
 import { findMisspelt } from './settings/misspelt.js'
 import { readServicesFile } from './settings/services-file.js'
 import {
@@ -53,6 +55,8 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
     logger = createLogger(settings.logFormat, io.out)
     const timeoutMs = settings.execTimeout * 1000
     io = { ...ioIn, exec: (file, args, input, options) => ioIn.exec(file, args, input, { timeoutMs, ...options }) }
+    // Istio's names are not typos of ours, and strict mode is about typos: a warning each, never a silent difference.
+    for (const { variable, message } of foreignNames(env)) logger.event('warning', message, { variable })
     for (const { variable, suggestion, message } of findMisspelt(env)) {
       if (settings.strictEnv) throw new UsageError(`${message} (ISTIO_STRICT_ENV=true)`)
       logger.event('warning', message, { variable, suggestion })
@@ -115,7 +119,8 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         throw new UsageError("istio-iptables takes only Istio's flags, after it: entrypoint istio-iptables -p 15001 ...")
     }
     return 0
-  } catch (error) {
+  } catch (escaped) {
+    const error = classifyEscaped(escaped)
     if (!isSidecarError(error)) {
       io.out.error(`sidecar-redirect: unexpected failure (a bug; please report it):\n${error instanceof Error ? error.stack : String(error)}\n`)
       return 1

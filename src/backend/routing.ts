@@ -156,6 +156,7 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting)
           const f = found[i]!
           return {
             scope: `${w.family} routing`,
+            ...(!f.rule && !f.route && { absent: true }),
             drift: [
               ...(f.rule ? [] : [`- ip rule: ${ruleLine(w.routing)}`]),
               ...(f.route ? [] : [`- ip route table ${w.routing.table}: ${ROUTE_LINE[w.family]}`]),

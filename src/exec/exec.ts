@@ -38,9 +38,13 @@ const blamedLine = (stderr: string): number | undefined => {
   return found === undefined ? undefined : Number(found)
 }
 
-// iptables exits 4 (a resource problem) when it may not read or change the tables; the text says which.
+// A tool refused for want of the right. iptables exits 4 (a resource problem) and says why; nft and ipset exit 1,
+// so only their own words tell it from a failure whose text merely holds the word (a rule's comment): nft's
+// "(you must be root)" or its netlink error, ipset's "Kernel error received", ip's "RTNETLINK answers".
 const DENIED = /Permission denied|Operation not permitted/
-const isDenied = (exitCode: number | undefined, stderr: string): boolean => exitCode === 4 && DENIED.test(stderr)
+const TOOL_DENIED =
+  /\(you must be root\)|^netlink: Error: .*Operation not permitted|Kernel error received: Operation not permitted|^RTNETLINK answers: Operation not permitted/m
+const isDenied = (exitCode: number | null, stderr: string): boolean => (exitCode === 4 && DENIED.test(stderr)) || TOOL_DENIED.test(stderr)
 
 interface Finished {
   readonly code: number | null
@@ -139,8 +143,8 @@ export const realExec: Exec = async (file, args, input, options = {}) => {
   })
   if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)
   if (result.code !== 0) {
-    if (isDenied(result.code ?? undefined, result.stderr)) {
-      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${result.stderr.trim()}`)
+    if (isDenied(result.code, result.stderr)) {
+      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${firstLine(result.stderr)}`)
     }
     throw new CommandFailed(command, result.stderr || `exited with ${result.code ?? 'a signal'}`, blamedLine(result.stderr))
   }

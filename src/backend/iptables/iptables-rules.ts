@@ -192,9 +192,10 @@ export const createIptablesRules = (
         const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
         const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
         const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family), accepted))
-        return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
+        const owned = ownedIn(tables, p.family, text)
+        return { scope: p.family, drift: [...compareState(desired, owned), ...whole], ...(owned.size === 0 && { absent: true }) }
       })
-      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift }] : families
+      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift, ...(live.size === 0 && { absent: true }) }] : families
     },
     clean: async plan => {
       // Everything is read and checked before anything is removed, so a refusal changes nothing in any family.
