@@ -18,6 +18,10 @@ export interface Libc {
   pidfdOpen(pid: number): number
   /** pidfd_send_signal(2) with no siginfo and no flags; signal 0 only asks whether the process still exists. */
   pidfdSendSignal(pidfd: number, signal: number): number
+  /** setns(2): moves the calling thread only into the namespace `fd` names. */
+  setns(fd: number, nstype: number): number
+  /** ioctl(2) without an argument (the nsfs requests NS_GET_USERNS and NS_GET_NSTYPE). */
+  ioctl(fd: number, request: number): number
   errno(): number
 }
 
@@ -33,6 +37,7 @@ export const loadLibc = (): Libc => {
     const lib = koffi.load('libc.so.6')
     const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, value: number) => number
     const syscall = lib.func('long syscall(long number, ...)') as (number: number, ...typedArgs: unknown[]) => number
+    const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (fd: number, request: number) => number
     libc = {
       socket: lib.func('int socket(int, int, int)'),
       connect: lib.func('int connect(int, const uint8_t *address, uint32_t length)'),
@@ -46,6 +51,8 @@ export const loadLibc = (): Libc => {
       pidfdOpen: (pid: number) => syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0),
       pidfdSendSignal: (pidfd: number, signal: number) =>
         syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
+      setns: lib.func('int setns(int fd, int nstype)'),
+      ioctl: (fd: number, request: number) => ioctl(fd, request),
       errno: () => koffi.errno(),
     } as Libc
   }
