@@ -14,7 +14,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ['cgroup', 'plan', 'privilege'],
   ['path'],
   ['backend', 'classifier'],
-  ['verify', 'agent', 'io.ts', 'cni'],
+  // What a command may do to the world: the node agent's engine (cni) builds one per pod.
+  ['io.ts'],
+  ['verify', 'agent', 'cni'],
   ['commands', 'cli.ts', 'peer.ts'],
   ['main.ts'],
   ['bin.ts'],

@@ -15,15 +15,37 @@ export interface CliOutcome {
   readonly output: string
 }
 
+/** What a CNI_NETNS path names, seen from the agent. */
+export type NetnsState =
+  /** `id` tells this netns from a later one at the same path. */
+  | { readonly kind: 'netns'; readonly id: string }
+  | { readonly kind: 'gone' }
+  | { readonly kind: 'not-netns'; readonly what: string }
+  /** The agent's own netns, or PID 1's (the node's, in the chart's DaemonSet): never a pod's. */
+  | { readonly kind: 'own'; readonly whose: string }
+
+/** A pod ADD captured, as the agent keeps it captured (see keeper.ts). */
+export interface CapturedPod {
+  readonly container: string
+  readonly netns: string
+  /** The ISTIO_* environment its rules were made from. */
+  readonly env: Readonly<Record<string, string>>
+}
+
 export interface AgentIo {
-  /** Runs our CLI inside the netns at `netns` with exactly `env` (plus PATH). */
+  /** Runs init, verify or clean for the netns at `netns` with exactly `env`, as the CLI would there. */
   runCli(netns: string, command: CliCommand, env: Readonly<Record<string, string>>): Promise<CliOutcome>
-  netnsExists(netns: string): Promise<boolean>
+  /** What the path names; changes nothing. */
+  inspectNetns(netns: string): Promise<NetnsState>
   /** Lines of ours (chains, rules, our nft table) found in the netns, by any backend. */
   ownedRules(netns: string): Promise<readonly string[]>
   /** The tools ADD needs that this node-side process cannot run. */
   missingTools(): Promise<readonly string[]>
   readonly readServices: ReadServices
+  /** ADD captured the pod: keep it so. Never throws. */
+  keep(pod: CapturedPod): Promise<void>
+  /** DEL: stop keeping the pod of this container (and netns, when the runtime still names one). Never throws. */
+  forget(container: string, netns: string): Promise<void>
 }
 
 // Whole-path verification by read-back is what ADD waits for: it needs no process in the pod.
@@ -63,6 +85,17 @@ const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniErro
   )
 }
 
+/** The netns a captured pod's ADD or CHECK names must be one the agent may work in; throws CniError 4 if not. */
+const requireTarget = async (netns: string, io: AgentIo): Promise<void> => {
+  const state = await io.inspectNetns(netns)
+  const shown = `CNI_NETNS=${JSON.stringify(netns)}`
+  if (state.kind === 'gone') throw new CniError(CNI_CODES.invalidEnvironment, `${shown} names nothing: no such network namespace`)
+  if (state.kind === 'not-netns') throw new CniError(CNI_CODES.invalidEnvironment, `${shown} is ${state.what}, not a network namespace`)
+  if (state.kind === 'own') {
+    throw new CniError(CNI_CODES.invalidEnvironment, `${shown} is ${state.whose} network namespace, not a pod's: refusing to change it`)
+  }
+}
+
 const passThrough = (conf: NetConf): string => `${JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion })}\n`
 
 const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply> => {
@@ -71,6 +104,7 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
   const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
   if (!decision.captured) return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: not captured (${decision.reason}); nothing changed\n`)
   const env = await validate(decision, io)
+  await requireTarget(netns, io)
   const outcome = await io.runCli(netns, 'init', env)
   if (outcome.exitCode !== 0) {
     // The sandbox will not start: take ours out again (init's apply is atomic, but a failed verify leaves the rules
@@ -80,6 +114,7 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
       cleaned.exitCode === 0 ? 'nothing of ours was left in the netns' : `and removing our rules failed too (clean exited ${cleaned.exitCode})`
     throw failed('init', outcome, `capture could not be set up, so the sandbox must not start (${after})`)
   }
+  await io.keep({ container: request.env['CNI_CONTAINERID'] ?? '', netns, env })
   return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: captured (${decision.reason}); rules applied and verified\n`)
 }
 
@@ -87,6 +122,7 @@ const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Repl
   requireVariables(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
   const netns = request.env['CNI_NETNS'] ?? ''
   const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
+  await requireTarget(netns, io)
   if (decision.captured) {
     const outcome = await io.runCli(netns, 'verify', await validate(decision, io))
     if (outcome.exitCode !== 0) throw failed('verify', outcome, 'the pod is captured, but its rules are not the ones planned')
@@ -103,11 +139,17 @@ const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Repl
   return success('', `sidecar-redirect: CHECK ${netns}: not captured and no rules of ours\n`)
 }
 
-// DEL must succeed whatever is left: a netns already gone, or settings that ADD refused (then nothing was applied).
+// DEL must succeed whatever is left: a netns already gone, a path that is no netns (nothing of ours can be there),
+// or settings that ADD refused (then nothing was applied). A DEL that failed for these would fail forever, and the
+// runtime would never run the other plugins' DEL (an IPAM address would leak).
 const del = async (request: Request, io: AgentIo): Promise<Reply> => {
   const netns = request.env['CNI_NETNS'] ?? ''
-  if (netns === '' || !(await io.netnsExists(netns)))
-    return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
+  await io.forget(request.env['CNI_CONTAINERID'] ?? '', netns)
+  const state: NetnsState = netns === '' ? { kind: 'gone' } : await io.inspectNetns(netns)
+  if (state.kind === 'gone') return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
+  if (state.kind === 'not-netns') return success('', `sidecar-redirect: DEL: ${netns} is ${state.what}, not a network namespace; nothing to remove\n`)
+  if (state.kind === 'own')
+    return success('', `sidecar-redirect: DEL: ${netns} is ${state.whose} network namespace, never a pod's; nothing changed\n`)
   let env: Readonly<Record<string, string>> = {}
   try {
     const decision = decidePod(parseNetConf(request.stdin), request.env['CNI_ARGS'] ?? '')
