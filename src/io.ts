@@ -7,6 +7,7 @@ import { onPath } from './exec/on-path.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'
+import { ownsOwnNetns } from './net/namespace.js'
 import type { Output } from './log.js'
 
 export interface Io {
@@ -44,6 +45,7 @@ export const realFs: HostFs = {
   readDir: async path => listOrAbsent(path),
   canOpenIpv6: () => canOpenIpv6(),
   onPath,
+  ownsNetns: async () => ownsOwnNetns(),
 }
 
 export const realIo = (startedAt = performance.now()): Io => ({

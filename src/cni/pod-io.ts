@@ -48,6 +48,8 @@ export const createPodIo = (target: PodTarget, netns: NetnsSwitch, out: Output):
       // Whether the kernel has IPv6 at all is the same in every namespace.
       canOpenIpv6: realFs.canOpenIpv6,
       onPath: realFs.onPath,
+      // The tools run in the user namespace that owns the netns: the agent's own, or the pod's, entered for them.
+      ownsNetns: async () => true,
     },
     lock: () => acquireNetnsLock(10_000, inPod),
     // The report's timings start with the request.

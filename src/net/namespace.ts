@@ -93,6 +93,18 @@ export const foreignOwner = (netns: OpenNamespace): OpenNamespace | undefined =>
   return { fd, id }
 }
 
+/** Whether this process's user namespace owns the netns its thread is in. Throws EnvironmentError if the kernel will not say. */
+export const ownsOwnNetns = (): boolean => {
+  const fd = openSync('/proc/thread-self/ns/net', constants.O_RDONLY)
+  try {
+    const owner = foreignOwner({ fd, id: idOf(fstatSync(fd)) })
+    if (owner) closeSync(owner.fd)
+    return owner === undefined
+  } finally {
+    closeSync(fd)
+  }
+}
+
 export interface NetnsSwitch {
   /** Runs `work` with this thread in the netns `fd`, and returns to the agent's own before anything else runs. */
   enter<T>(fd: number, work: () => T): T

@@ -53,7 +53,7 @@ const setNames = (sets: readonly ServiceSet[]): string[] =>
 
 /** `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice. */
 export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
-  const tables = createIptablesBackend(exec, variant)
+  const tables = createIptablesBackend(exec, variant, fs.ownsNetns)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
       return (await exec('ipset', args, input)).stdout
