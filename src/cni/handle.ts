@@ -21,6 +21,8 @@ export type NetnsState =
   | { readonly kind: 'netns'; readonly id: string }
   | { readonly kind: 'gone' }
   | { readonly kind: 'not-netns'; readonly what: string }
+  /** The agent may not open it (e.g. EACCES): it cannot have changed it, and will not. */
+  | { readonly kind: 'closed'; readonly why: string }
   /** The agent's own netns, or PID 1's (the node's, in the chart's DaemonSet): never a pod's. */
   | { readonly kind: 'own'; readonly whose: string }
 
@@ -85,15 +87,26 @@ const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniErro
   )
 }
 
+/** Why the agent will not work in what CNI_NETNS names, or undefined when it is a pod's netns. Pure. */
+const refusal = (shown: string, state: NetnsState): string | undefined => {
+  switch (state.kind) {
+    case 'netns':
+      return undefined
+    case 'gone':
+      return `${shown} names nothing: no such network namespace`
+    case 'not-netns':
+      return `${shown} is ${state.what}, not a network namespace`
+    case 'closed':
+      return `${shown} cannot be opened by the node agent (${state.why})`
+    case 'own':
+      return `${shown} is ${state.whose} network namespace, not a pod's: refusing to change it`
+  }
+}
+
 /** The netns a captured pod's ADD or CHECK names must be one the agent may work in; throws CniError 4 if not. */
 const requireTarget = async (netns: string, io: AgentIo): Promise<void> => {
-  const state = await io.inspectNetns(netns)
-  const shown = `CNI_NETNS=${JSON.stringify(netns)}`
-  if (state.kind === 'gone') throw new CniError(CNI_CODES.invalidEnvironment, `${shown} names nothing: no such network namespace`)
-  if (state.kind === 'not-netns') throw new CniError(CNI_CODES.invalidEnvironment, `${shown} is ${state.what}, not a network namespace`)
-  if (state.kind === 'own') {
-    throw new CniError(CNI_CODES.invalidEnvironment, `${shown} is ${state.whose} network namespace, not a pod's: refusing to change it`)
-  }
+  const refused = refusal(`CNI_NETNS=${JSON.stringify(netns)}`, await io.inspectNetns(netns))
+  if (refused !== undefined) throw new CniError(CNI_CODES.invalidEnvironment, refused)
 }
 
 const passThrough = (conf: NetConf): string => `${JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion })}\n`
@@ -146,10 +159,9 @@ const del = async (request: Request, io: AgentIo): Promise<Reply> => {
   const netns = request.env['CNI_NETNS'] ?? ''
   await io.forget(request.env['CNI_CONTAINERID'] ?? '', netns)
   const state: NetnsState = netns === '' ? { kind: 'gone' } : await io.inspectNetns(netns)
-  if (state.kind === 'gone') return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
-  if (state.kind === 'not-netns') return success('', `sidecar-redirect: DEL: ${netns} is ${state.what}, not a network namespace; nothing to remove\n`)
-  if (state.kind === 'own')
-    return success('', `sidecar-redirect: DEL: ${netns} is ${state.whose} network namespace, never a pod's; nothing changed\n`)
+  // Nothing of ours can be in what the agent may not work in: it never put anything there.
+  const refused = refusal(netns || 'CNI_NETNS (empty)', state)
+  if (refused !== undefined) return success('', `sidecar-redirect: DEL: ${refused}; nothing to remove\n`)
   let env: Readonly<Record<string, string>> = {}
   try {
     const decision = decidePod(parseNetConf(request.stdin), request.env['CNI_ARGS'] ?? '')

@@ -82,7 +82,7 @@ export const createEngine = ({ run, cli, stateDir, timeoutMs }: EngineOptions): 
   const withPod = async <T>(path: string, work: (target: PodTarget) => Promise<T>): Promise<T> => {
     const found = openNetns(path)
     // handle.ts looked first; a path that changed since is refused, never worked in.
-    if (found.kind !== 'netns') throw new Error(`${path} no longer names a network namespace (${found.kind === 'gone' ? 'gone' : found.what})`)
+    if (found.kind !== 'netns') throw new Error(`${path} no longer names a network namespace it may open (${JSON.stringify(found)})`)
     const opened: number[] = [found.netns.fd]
     try {
       if (own.has(found.netns.id)) throw new Error(`${path} is ${own.get(found.netns.id)} network namespace: refusing to change it`)

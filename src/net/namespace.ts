@@ -29,11 +29,12 @@ export interface OpenNamespace {
   readonly id: NamespaceId
 }
 
-/** What a path names: a network namespace (now open), nothing, or something else. */
+/** What a path names: a network namespace (now open), nothing, something else, or something this process may not open. */
 export type NetnsLookup =
   | { readonly kind: 'netns'; readonly netns: OpenNamespace }
   | { readonly kind: 'gone' }
   | { readonly kind: 'not-netns'; readonly what: string }
+  | { readonly kind: 'closed'; readonly why: string }
 
 const describeFile = (stats: Stats): string =>
   stats.isDirectory()
@@ -48,8 +49,7 @@ const describeFile = (stats: Stats): string =>
 
 /**
  * openNetns opens what `path` names and says whether it is a network namespace; close the fd when done.
- * O_NONBLOCK: a FIFO planted at the path must not block the agent. Throws EnvironmentError only when the path
- * cannot be looked at (e.g. EACCES), which is not evidence of anything.
+ * O_NONBLOCK: a FIFO planted at the path must not block the agent.
  */
 export const openNetns = (path: string): NetnsLookup => {
   let fd: number
@@ -58,7 +58,8 @@ export const openNetns = (path: string): NetnsLookup => {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'gone' }
-    throw new EnvironmentError(`cannot open ${path}: ${code ?? String(error)}`, { cause: error })
+    // e.g. EACCES for /proc/1/ns/net where PID 1 is not ours to look into: not evidence of anything either way.
+    return { kind: 'closed', why: code ?? String(error) }
   }
   const stats = fstatSync(fd)
   // nsfs files are regular files to stat; only the kernel's ioctl tells them from a planted one.

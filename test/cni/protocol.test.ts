@@ -170,6 +170,15 @@ t.test('each command runs what it must in the netns, and nothing else', async t 
       0,
       '',
     ],
+    [
+      'DEL of a netns the agent may not open runs nothing and succeeds',
+      { ...POD, CNI_COMMAND: 'DEL' },
+      conf({ captureAll: true }),
+      { inspectNetns: async () => ({ kind: 'closed', why: 'EACCES' }) },
+      ['forget c /run/netns/p'],
+      0,
+      '',
+    ],
     ...(['a regular file', 'a directory'] as const).map(
       (what): Row => [
         `DEL of ${what} runs nothing and succeeds`,
