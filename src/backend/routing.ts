@@ -166,12 +166,18 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting)
       ]
     },
     clean: async plan => {
-      const lines = await inner.clean(plan)
-      // Only ip writes the routing: where it is missing (the init image has none), no init here can have written any.
-      const found = await Promise.all(plan.families.map(p => readRouting(exec, p.family, owned))).catch((error: unknown) => {
-        if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
-        throw error
-      })
+      // The routing is read beside the rules' own reads (one round of processes), and removed after them.
+      const [cleaned, read] = await Promise.allSettled([
+        inner.clean(plan),
+        // Only ip writes the routing: where it is missing (the init image has none), no init here can have written any.
+        Promise.all(plan.families.map(p => readRouting(exec, p.family, owned))).catch((error: unknown) => {
+          if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
+          throw error
+        }),
+      ])
+      if (cleaned.status === 'rejected') throw cleaned.reason
+      if (read.status === 'rejected') throw read.reason
+      const [lines, found] = [cleaned.value, read.value]
       if (found === undefined) return [...lines, 'routing: not checked, ip (iproute2) is not installed here, so no run here wrote any']
       for (const [i, p] of plan.families.entries()) await remove(exec, p.family, owned, found[i]!)
       return [
