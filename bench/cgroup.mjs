@@ -27,7 +27,9 @@ export const createCgroup = name => {
       resetPeak: () => writeFileSync(`${memory}/memory.max_usage_in_bytes`, '0'),
       ooms: () => Number(/oom_kill (\d+)/.exec(readFileSync(`${memory}/memory.oom_control`, 'utf8'))?.[1] ?? 0),
       cpuNs: () => (cpu ? Number(readFileSync(`${cpu}/cpuacct.usage`, 'utf8')) : Number.NaN),
-      remove: () => [memory, cpu].filter(Boolean).forEach(dir => rmdirSync(dir)),
+      remove: () => {
+        for (const dir of [memory, cpu].filter(Boolean)) rmdirSync(dir)
+      },
     }
   }
   const v2 = `/sys/fs/cgroup${ownPath('') ?? '/'}/${name}`.replace(/\/+/g, '/')

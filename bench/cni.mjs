@@ -140,8 +140,9 @@ try {
     const contenders = { ours, floor }
     const cells = {}
     const record = (kind, n, command, figures) => {
-      const cell = (cells[`${kind} ${n} ${command}`] ??= Object.fromEntries(FIGURES.map(f => [f, []])))
-      for (const f of FIGURES) cell[f].push(figures[f])
+      const key = `${kind} ${n} ${command}`
+      cells[key] ??= Object.fromEntries(FIGURES.map(f => [f, []]))
+      for (const f of FIGURES) cells[key][f].push(figures[f])
     }
     for (let round = 0; round < ROUNDS + 1; round++) {
       const order = round % 2 === 0 ? ['ours', 'floor'] : ['floor', 'ours']
