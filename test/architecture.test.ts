@@ -83,6 +83,21 @@ t.test('no files import each other in a circle', async t => {
   t.same(circles, [], 'no circles')
 })
 
+// The node agent runs every pod's init, verify and clean in one process: a module-level variable would be state
+// shared between pods' requests. The one allowed is libc's, a cache of FFI bindings that never changes once made.
+t.test("no module keeps mutable state at its top level (one pod's request cannot leave any for another)", async t => {
+  const found = [...graph.keys()].flatMap(file =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .flatMap((line, i) => (/^(export )?(let|var) /.test(line) ? [`${relative(SRC, file)}:${i + 1}: ${line}`] : [])),
+  )
+  t.same(
+    found.filter(l => !l.startsWith('net/libc.ts:')),
+    [],
+    'no top-level let or var outside net/libc.ts',
+  )
+})
+
 t.test('the check sees imports at all', async t => {
   t.ok([...graph.values()].flat().length > 100, 'imports were read')
 })

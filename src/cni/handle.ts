@@ -199,7 +199,10 @@ export const handleRequest = async (request: Request, io: AgentIo): Promise<Repl
         return await status(io)
       case 'GC':
         parseNetConf(request.stdin)
-        return success('', "sidecar-redirect: GC: nothing is kept outside the pods' netns (no files, no state), so there is nothing to collect\n")
+        return success(
+          '',
+          "sidecar-redirect: GC: nothing is kept outside the pods' netns but the agent's records of the pods it keeps captured, and each goes at DEL or when its netns does: nothing to collect\n",
+        )
       default:
         throw new CniError(
           CNI_CODES.invalidEnvironment,
