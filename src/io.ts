@@ -7,7 +7,6 @@ import { onPath } from './exec/on-path.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'
-import { ownsOwnNetns } from './net/namespace.js'
 import type { Output } from './log.js'
 
 export interface Io {
@@ -45,7 +44,8 @@ export const realFs: HostFs = {
   readDir: async path => listOrAbsent(path),
   canOpenIpv6: () => canOpenIpv6(),
   onPath,
-  ownsNetns: async () => ownsOwnNetns(),
+  // Asked only to explain a refusal: loaded then (with its FFI), not on every init's start.
+  ownsNetns: async () => (await import('./net/namespace.js')).ownsOwnNetns(),
 }
 
 export const realIo = (startedAt = performance.now()): Io => ({
