@@ -35,6 +35,8 @@ export interface EngineOptions {
   readonly stateDir: string
   /** Each tool run of its own (CHECK's look for our rules) is bounded by this, as the commands' are by their settings. */
   readonly timeoutMs: number
+  /** The live probe's process is killed after this long. */
+  readonly childTimeoutMs: number
 }
 
 export type Engine = Pick<AgentIo, 'runCli' | 'inspectNetns' | 'ownedRules' | 'missingTools'>
@@ -66,7 +68,7 @@ const makeXtablesLock = (netns: OpenNamespace, sw: NetnsSwitch, stateDir: string
 }
 
 /** createEngine: the AgentIo's work in pods' netns, done in this process. */
-export const createEngine = ({ run, cli, stateDir, timeoutMs }: EngineOptions): Engine => {
+export const createEngine = ({ run, cli, stateDir, timeoutMs, childTimeoutMs }: EngineOptions): Engine => {
   const sw = createNetnsSwitch()
   // Never a pod's: requests naming them are refused (PID 1's is the node's in the chart's DaemonSet, with hostPID
   // or not, as the agent shares the node's netns).
@@ -104,12 +106,12 @@ export const createEngine = ({ run, cli, stateDir, timeoutMs }: EngineOptions): 
   const runChild = async (target: PodTarget, command: CliCommand, env: Readonly<Record<string, string>>): Promise<CliOutcome> => {
     const [nsenter = 'nsenter', ...enter] = nsenterArgs(target)
     const lock = target.xtablesLock ? { XTABLES_LOCKFILE: target.xtablesLock } : {}
-    const result = await runForStatus(nsenter, [...enter, '--wd=/', '--', process.execPath, cli, command], {
-      PATH: process.env['PATH'],
-      ...env,
-      ...lock,
-    })
-    return { exitCode: result.exitCode, output: result.output }
+    const argv = [...enter, '--wd=/', '--', process.execPath, cli, command]
+    const result = await runForStatus(nsenter, argv, { PATH: process.env['PATH'], ...env, ...lock }, { timeoutMs: childTimeoutMs })
+    if (!result.timedOut) return { exitCode: result.exitCode, output: result.output }
+    // Reported as the CLI reports an environment that cannot do the job (exit 3): the plugin's code is 103.
+    const killed = `sidecar-redirect: ${command} in the pod (a process of its own, for the live probe) was still running after ${childTimeoutMs / 1000} s (ISTIO_NODE_AGENT_DEADLINE_SECONDS) and was killed [E_ENVIRONMENT]`
+    return { exitCode: 3, output: `${result.output}\n${killed}\n` }
   }
 
   const runInProcess = async (target: PodTarget, command: CliCommand, env: Readonly<Record<string, string>>): Promise<CliOutcome> => {

@@ -28,7 +28,7 @@ export const runNodeAgent = async (settings: Settings, agent: NodeAgentSettings,
   const deadlineMs = agent.deadlineSeconds * 1000
   const limit = createLimit(slots)
   const serial = createSerial()
-  const engine = createEngine({ run: runRuleCommand, cli, stateDir, timeoutMs: settings.execTimeout * 1000 })
+  const engine = createEngine({ run: runRuleCommand, cli, stateDir, timeoutMs: settings.execTimeout * 1000, childTimeoutMs: deadlineMs })
   let captured = (): number => 0
   const metrics = createMetrics({ captured: () => captured(), running: () => limit.running, waiting: () => limit.waiting })
   const keeper = createKeeper({ engine, limit, serial, store: createFileStore(`${stateDir}/pods`), logger, metrics, deadlineMs })
