@@ -386,7 +386,7 @@ export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
     env: 'ISTIO_NODE_AGENT_DEADLINE_SECONDS',
     flag: 'node-agent-deadline-seconds',
     default: '60',
-    help: 'node-agent: how long a request may take to arrive and wait for its turn; then the connection is closed, or the plugin answers code 11 (try again later). Each tool run is bounded by ISTIO_EXEC_TIMEOUT, the live probe’s process by this',
+    help: 'node-agent: how long a request may take to arrive and wait for its turn; then the connection is closed, or the plugin answers code 11 (try again later). Each tool run is bounded by ISTIO_EXEC_TIMEOUT and the live probe process by this',
     parse: (t, w) => parseInteger(t, w, 1, 3600, 'whole seconds from 1 to 3600'),
   },
   recheckSeconds: {
