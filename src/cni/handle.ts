@@ -3,6 +3,7 @@
 // decides what to run and turns the outcome into the spec's result or error object.
 
 import { ConfigError } from '../errors.js'
+import type { NetnsLookup } from '../net/namespace.js'
 import { loadSettings, type ReadServices } from '../settings/load.js'
 import { configVersion, decidePod, parseNetConf, SUPPORTED_VERSIONS, type NetConf, type PodDecision } from './config.js'
 import { CNI_CODES, CniError, errorReply, PLUGIN_CODE_BASE, success, type Reply } from './result.js'
@@ -15,15 +16,14 @@ export interface CliOutcome {
   readonly output: string
 }
 
-/** What a CNI_NETNS path names, seen from the agent. */
+/**
+ * What a CNI_NETNS path names, seen from the agent: as openNetns says (gone, not a netns, not openable), except
+ * that a netns is named by its identity (`id` tells it from a later one at the same path) and the agent's own or
+ * PID 1's (the node's, in the chart's DaemonSet) is never a pod's.
+ */
 export type NetnsState =
-  /** `id` tells this netns from a later one at the same path. */
+  | Exclude<NetnsLookup, { readonly kind: 'netns' }>
   | { readonly kind: 'netns'; readonly id: string }
-  | { readonly kind: 'gone' }
-  | { readonly kind: 'not-netns'; readonly what: string }
-  /** The agent may not open it (e.g. EACCES): it cannot have changed it, and will not. */
-  | { readonly kind: 'closed'; readonly why: string }
-  /** The agent's own netns, or PID 1's (the node's, in the chart's DaemonSet): never a pod's. */
   | { readonly kind: 'own'; readonly whose: string }
 
 /** A pod ADD captured, as the agent keeps it captured (see keeper.ts). */

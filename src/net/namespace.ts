@@ -34,6 +34,7 @@ export type NetnsLookup =
   | { readonly kind: 'netns'; readonly netns: OpenNamespace }
   | { readonly kind: 'gone' }
   | { readonly kind: 'not-netns'; readonly what: string }
+  /** This process may not open it (e.g. EACCES): it cannot have changed it, and will not. */
   | { readonly kind: 'closed'; readonly why: string }
 
 const describeFile = (stats: Stats): string =>
