@@ -26,8 +26,8 @@ export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed
   const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
   const kind = facts.variant.value
   const routing = tproxyRouting(settings)
-  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs), io.exec, routing) }
-  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind]), io.exec, routing) }
+  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs), io.exec, routing, io.fs) }
+  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind]), io.exec, routing, io.fs) }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`
