@@ -122,7 +122,8 @@ export const createEngine = ({ run, cli, stateDir, timeoutMs, childTimeoutMs }: 
   }
 
   return {
-    runCli: (path, command, env) => withPod(path, target => (wantsLive(env) ? runChild : runInProcess)(target, command, env)),
+    // clean never probes, whatever ISTIO_VERIFY says (a DEL of a pod that was not captured has no settings at all).
+    runCli: (path, command, env) => withPod(path, target => (command !== 'clean' && wantsLive(env) ? runChild : runInProcess)(target, command, env)),
     inspectNetns: async (path): Promise<NetnsState> => {
       const found = openNetns(path)
       if (found.kind !== 'netns') return found
