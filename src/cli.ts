@@ -3,6 +3,7 @@
 // runs with no flags at all (settings come from env), and then yargs is not even loaded: it is a third of a
 // bundled start-up (see bench/).
 import { UsageError } from './errors.js'
+import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from './settings/inject-options.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
@@ -20,6 +21,11 @@ export const COMMANDS = {
     "the CNI plugin's installer on the node: copies the plugin into the host's CNI bin dir, chains it last in the primary conflist, keeps it chained, and removes both on SIGTERM or SIGINT",
   'node-agent': 'the node side of the CNI plugin: serves the requests dist/cni/sidecar-redirect forwards on ISTIO_NODE_AGENT_SOCKET',
   classifier: 'the node-level net_cls classifier: puts proxy agents that ask on its socket into their net_cls group',
+  inject:
+    'inject [-f FILE|DIR|-]...: add the capture init container (or validate) and your proxy to every pod template of the Kubernetes YAML or JSON read; other objects pass through',
+  uninject: 'uninject [-f FILE|DIR|-]...: take away exactly what inject added',
+  webhook: 'the mutating admission webhook: injects pods of opted-in namespaces over HTTPS (AdmissionReview v1)',
+  hold: "the classic layout's hold container: its postStart (ready) holds the app until the proxy listens; then it idles",
 } as const
 
 export type Command = keyof typeof COMMANDS | 'help'
@@ -29,7 +35,13 @@ export interface CommandLine {
   readonly flags: Flags
   /** What follows `--`: the proxy command for `run`. */
   readonly rest: readonly string[]
+  /** inject and uninject: the `-f` arguments, in order. */
+  readonly files: readonly string[]
 }
+
+// Not a setting: where inject and uninject read their manifests from, as kubectl's -f.
+const FILE_FLAG = 'filename'
+const FILE_COMMANDS: readonly string[] = ['inject', 'uninject']
 
 const SPECS: [string, OptionSpec<unknown>][] = [
   ...Object.entries(OPTIONS),
@@ -37,6 +49,8 @@ const SPECS: [string, OptionSpec<unknown>][] = [
   ...Object.entries(CLASSIFIER_OPTIONS),
   ...Object.entries(NODE_AGENT_OPTIONS),
   ...Object.entries(CNI_INSTALL_OPTIONS),
+  ...Object.entries(INJECT_OPTIONS),
+  ...Object.entries(WEBHOOK_OPTIONS),
 ]
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
@@ -50,7 +64,10 @@ const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; reado
     throw new UsageError(`unknown command ${JSON.stringify(first)}; commands: ${Object.keys(COMMANDS).join(', ')}`)
   }
   if (second !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(second)} after the command ${first}; one command at a time`)
-  const unknown = Object.keys(parsed).find(key => !['_', '$0', '--', 'help'].includes(key) && !FLAGS.has(key))
+  if (parsed[FILE_FLAG] !== undefined && !FILE_COMMANDS.includes(String(first))) {
+    throw new UsageError(`-f/--${FILE_FLAG} is a flag of ${FILE_COMMANDS.join(' and ')} only`)
+  }
+  const unknown = Object.keys(parsed).find(key => !['_', '$0', '--', 'help', FILE_FLAG, 'f'].includes(key) && !FLAGS.has(key))
   if (unknown !== undefined) {
     throw new UsageError(
       `unknown flag ${JSON.stringify(`${unknown.length === 1 ? '-' : '--'}${unknown}`)}; flags: ${[...FLAGS].map(f => `--${f}`).join(', ')}, --help`,
@@ -61,10 +78,18 @@ const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; reado
 /** parseCommandLine reads argv into a command and the flags given; throws ConfigError on unknown input. */
 export const parseCommandLine = async (argv: readonly string[], print: (text: string) => void): Promise<CommandLine> => {
   const [only, ...more] = argv
-  if (more.length === 0 && (only === undefined || isCommand(only))) return { command: only ?? 'init', flags: {}, rest: [] }
+  if (more.length === 0 && (only === undefined || isCommand(only))) return { command: only ?? 'init', flags: {}, rest: [], files: [] }
   const { default: yargs } = await import('yargs')
   let helpShown = false
-  const parser = yargs([...argv])
+  // yargs takes a lone "-" for a positional argument; as kubectl's, "-f -" means stdin.
+  const args = argv.flatMap((arg, i) =>
+    arg === '-' && ['-f', `--${FILE_FLAG}`].includes(argv[i - 1] ?? '')
+      ? []
+      : ['-f', `--${FILE_FLAG}`].includes(arg) && argv[i + 1] === '-'
+        ? [`--${FILE_FLAG}=-`]
+        : [arg],
+  )
+  const parser = yargs(args)
     .scriptName('entrypoint')
     .usage('$0 [command] [flags]\n\nEvery flag can also be given as the environment variable shown; a flag wins.')
     .command(['init', '$0'], COMMANDS.init)
@@ -73,9 +98,17 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
     .version(false)
     .wrap(Math.min(120, process.stdout.columns ?? 120))
     .fail((message, error) => {
-      throw error ?? new UsageError(`command line ${JSON.stringify(argv.join(' '))}: ${message}`)
+      // yargs' own complaints (its YError) are about the command line, like ours.
+      throw error !== undefined && error.name !== 'YError' ? error : new UsageError(`command line ${JSON.stringify(argv.join(' '))}: ${message}`)
     })
   for (const [name, description] of Object.entries(COMMANDS)) if (name !== 'init') parser.command(name, description)
+  parser.option(FILE_FLAG, {
+    alias: 'f',
+    type: 'string',
+    array: true,
+    requiresArg: true,
+    describe: 'inject, uninject: a file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable',
+  })
   // One flag may serve two commands (--classifier-socket): register it once.
   for (const spec of new Map(SPECS.map(([, spec]) => [spec.flag, spec])).values()) {
     parser.option(spec.flag, {
@@ -91,7 +124,7 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
       print(`${text}\n`)
     }
   })
-  if (helpShown) return { command: 'help', flags: {}, rest: [] }
+  if (helpShown) return { command: 'help', flags: {}, rest: [], files: [] }
   refuseUnknown(parsed)
   const [first] = parsed._
   const flags: Flags = Object.fromEntries(
@@ -101,5 +134,6 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
     }),
   )
   const rest = ((parsed['--'] ?? []) as unknown[]).map(String)
-  return { command: isCommand(first) ? first : 'init', flags, rest }
+  const files = ((parsed[FILE_FLAG] ?? []) as unknown[]).map(String)
+  return { command: isCommand(first) ? first : 'init', flags, rest, files }
 }

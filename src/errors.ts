@@ -108,3 +108,15 @@ export class NotCapturedError extends SidecarError {
 }
 
 export const isSidecarError = (error: unknown): error is SidecarError => error instanceof SidecarError
+
+/** inject: a workload that must not get a proxy (kube-system, the host's network, an app on the proxy UID...). */
+export class RefusedError extends SidecarError {
+  readonly code = 'E_REFUSED'
+  readonly exitCode = 10
+  constructor(
+    message: string,
+    override readonly details: readonly string[] = [],
+  ) {
+    super(message)
+  }
+}

@@ -9,8 +9,13 @@ import { parseAgentSettings, parseClassifierSettings, parseCniInstallSettings, p
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
   let logger = earlyLogger(env, ioIn.out)
   try {
-    const { command, flags, rest } = await parseCommandLine(argv, ioIn.out.write)
+    const { command, flags, rest, files } = await parseCommandLine(argv, ioIn.out.write)
     if (command === 'help') return 0
+    if (command === 'inject' || command === 'uninject' || command === 'webhook') {
+      // They build pods rather than rules: a file a setting names is the pod's to read, not the injector's.
+      const { runInjector } = await import('./commands/injector.js')
+      return await runInjector(command, { env, flags }, files, ioIn, logger)
+    }
     // init, verify and clean: the path the node agent runs for each pod too.
     if (isRuleCommand(command)) return await runRuleCommand(command, env, flags, ioIn)
     const session = await openSession(env, flags, ioIn)
@@ -51,6 +56,10 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         const { runValidate } = await import('./commands/validate.js')
         await runValidate(settings, io, logger)
         break
+      }
+      case 'hold': {
+        const { runHold } = await import('./commands/hold.js')
+        return await runHold(logger)
       }
       case 'run': {
         const { runAgent } = await import('./commands/run.js')

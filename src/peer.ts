@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
 import { openSocket } from './net/socket.js'
@@ -52,12 +53,20 @@ const connect = (host: string, port: number, from: string | undefined, timeoutMs
   })
 }
 
+const ownAddresses = (): Set<string> => new Set(Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address)))
+
 /** Accepts redirected connections and relays each to its original destination, marking the upstream if asked. */
 const proxy = (port: number, mark: number | undefined): void => {
   const server = net.createServer(downstream => {
     const target = originalDestination(downstream)
     if (!target) {
       downstream.end(`${JSON.stringify({ label: 'proxy', error: 'not a redirected connection' })}\n`)
+      return
+    }
+    // A connection to this very port on one of the pod's own addresses is meant for the proxy itself (the
+    // kubelet's TCP probe, redirected inbound to the same port): answered, not relayed back to itself.
+    if (target.port === port && ownAddresses().has(target.address)) {
+      downstream.end()
       return
     }
     const options = { host: target.address, port: target.port }

@@ -27,7 +27,10 @@ const runCaptured = async (argv: string[], env: Record<string, string> = {}): Pr
 
 t.test('an unknown command or flag is one line naming it and the valid ones, exit 2', async t => {
   const rows: [string[], RegExp][] = [
-    [['bogus'], /^sidecar-redirect: unknown command "bogus"; commands: init, plan, verify, clean, .*classifier \[E_CONFIG\]\n$/],
+    [
+      ['bogus'],
+      /^sidecar-redirect: unknown command "bogus"; commands: init, plan, verify, clean, .*classifier, inject, uninject, webhook, hold \[E_CONFIG\]\n$/,
+    ],
     [['bogus', '--proxy-port', '5002'], /unknown command "bogus"/],
     [['plan', '--proxy-prot', '5002'], /^sidecar-redirect: unknown flag "--proxy-prot"; flags: --proxy-port, --proxy-uid, .*--help \[E_CONFIG\]\n$/],
     [['plan', '-x'], /unknown flag "-x"/],

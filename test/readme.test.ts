@@ -2,7 +2,17 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { COMMANDS } from '../src/cli.js'
-import { ApplyError, ClassifierError, ConfigError, EnvironmentError, NotReadyError, PrivilegeError, VerifyError } from '../src/errors.js'
+import {
+  ApplyError,
+  ClassifierError,
+  ConfigError,
+  EnvironmentError,
+  NotReadyError,
+  PrivilegeError,
+  RefusedError,
+  VerifyError,
+} from '../src/errors.js'
+import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from '../src/settings/inject-options.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from '../src/settings/options.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -13,6 +23,8 @@ t.test('every setting has its row: env, flag and default', async t => {
     ...Object.values(AGENT_OPTIONS),
     ...Object.values(CLASSIFIER_OPTIONS),
     ...Object.values(NODE_AGENT_OPTIONS),
+    ...Object.values(INJECT_OPTIONS),
+    ...Object.values(WEBHOOK_OPTIONS),
   ]) {
     const shown = spec.default === '' ? 'empty' : `\`${spec.default}\``
     t.ok(readme.includes(`| \`${spec.env}\` | \`--${spec.flag}\` | ${shown} |`), spec.env)
@@ -29,6 +41,7 @@ t.test('every command and exit code is documented', async t => {
     new PrivilegeError(''),
     new ClassifierError(''),
     new NotReadyError(''),
+    new RefusedError(''),
   ]
   for (const error of errors) t.ok(readme.includes(`| ${error.exitCode} | \`${error.code}\` |`), error.code)
 })

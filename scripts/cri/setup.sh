@@ -29,7 +29,9 @@ save_images() {
   printf 'FROM scratch\nCOPY catatonit /catatonit\nENTRYPOINT ["/catatonit", "-P"]\n' >"$ctx/Containerfile"
   podman build -q -t localhost/sr-cri-pause:1 "$ctx" >/dev/null
   # Written beside, then renamed: a run reading the archives never sees half of one.
-  for pair in localhost/sidecar-redirect:dev=image localhost/sr-cri-pause:1=pause; do
+  # The injection tests' proxy image that is not ours: Debian's squid.
+  bash scripts/image/squid.sh >/dev/null
+  for pair in localhost/sidecar-redirect:dev=image localhost/sr-cri-pause:1=pause localhost/sr-squid:bookworm=squid; do
     rm -f "$out/${pair#*=}.partial"
     podman save -q --format oci-archive -o "$out/${pair#*=}.partial" "${pair%=*}"
     mv "$out/${pair#*=}.partial" "$out/${pair#*=}.tar"

@@ -2,6 +2,7 @@
 // other components set ISTIO_* variables of their own, so only a name within two edits of one of ours is taken
 // for a typo, and ISTIO_META_* (proxy metadata) never is.
 
+import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from './inject-options.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from './options.js'
 import type { Env } from './parse.js'
 
@@ -10,7 +11,7 @@ const NOT_OURS = /^ISTIO_META_/
 
 export const SETTING_NAMES: readonly string[] = [
   ...new Set(
-    [OPTIONS, AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, CNI_INSTALL_OPTIONS].flatMap(table =>
+    [OPTIONS, AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, CNI_INSTALL_OPTIONS, INJECT_OPTIONS, WEBHOOK_OPTIONS].flatMap(table =>
       Object.values(table).map(spec => spec.env),
     ),
   ),

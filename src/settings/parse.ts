@@ -2,7 +2,18 @@
 
 import { ConfigError } from '../errors.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionTable } from './options.js'
-import type { AgentSettings, Cidr, ClassifierSettings, CniInstallSettings, NodeAgentSettings, OptionSettings, Settings } from './types.js'
+import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from './inject-options.js'
+import type {
+  AgentSettings,
+  Cidr,
+  ClassifierSettings,
+  CniInstallSettings,
+  InjectSettings,
+  NodeAgentSettings,
+  OptionSettings,
+  Settings,
+  WebhookSettings,
+} from './types.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 /** Flag values by option key, as given on the command line. */
@@ -32,6 +43,10 @@ export const parseClassifierSettings = (env: Env, flags: Flags = {}): Classifier
 export const parseNodeAgentSettings = (env: Env, flags: Flags = {}): NodeAgentSettings => parseOptions(NODE_AGENT_OPTIONS, env, flags)
 
 export const parseCniInstallSettings = (env: Env, flags: Flags = {}): CniInstallSettings => parseOptions(CNI_INSTALL_OPTIONS, env, flags)
+
+export const parseInjectSettings = (env: Env, flags: Flags = {}): InjectSettings => parseOptions(INJECT_OPTIONS, env, flags)
+
+export const parseWebhookSettings = (env: Env, flags: Flags = {}): WebhookSettings => parseOptions(WEBHOOK_OPTIONS, env, flags)
 
 const firstIpv6 = (cidrs: 'all' | readonly Cidr[]): Cidr | undefined => (cidrs === 'all' ? undefined : cidrs.find(c => c.family === 'ipv6'))
 

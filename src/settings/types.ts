@@ -146,3 +146,63 @@ export interface CniInstallSettings {
   /** Seconds between checks of the config directory, besides the change notifications. */
   readonly checkSeconds: number
 }
+
+/** A Kubernetes version, as far as the injector's choices depend on it. */
+export interface KubeVersion {
+  readonly major: number
+  readonly minor: number
+}
+
+/** A container's ResourceRequirements: requests and limits by resource name, as quantities. */
+export type Resources = Readonly<Record<string, Readonly<Record<string, string>>>>
+
+/** The proxy's startup and readiness probe: a TCP connection to its port, none, or the user's own Probe. */
+export type ProxyProbe =
+  | { readonly kind: 'tcp' }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'custom'; readonly probe: Readonly<Record<string, unknown>> }
+
+/** What `inject` and the webhook add to a pod template, beyond the capture Settings they pass on. */
+export interface InjectSettings {
+  /** This project's image: the init or validate container's, the classic hold's, and the default proxy's. */
+  readonly image: string
+  readonly pullPolicy: 'Always' | 'IfNotPresent' | 'Never'
+  /** init: an init container with NET_ADMIN programs the rules; cni: the node's plugin does, the pod validates. */
+  readonly mode: 'init' | 'cni'
+  readonly layout: 'auto' | 'native' | 'classic'
+  /** For layout auto; undefined means a supported release (native sidecars are on from 1.29). */
+  readonly kubeVersion: KubeVersion | undefined
+  /** undefined: this project's image, running its stand-in relay. */
+  readonly proxyImage: string | undefined
+  readonly proxyCommand: readonly string[] | undefined
+  readonly proxyArgs: readonly string[] | undefined
+  /** Whether the proxy's image holds our agent; auto: only our own image does. */
+  readonly proxyAgent: 'auto' | 'true' | 'false'
+  readonly proxyProbe: ProxyProbe
+  readonly proxyReadOnlyRoot: boolean
+  /** Our containers' resources (a ResourceRequirements); undefined for none. */
+  readonly resources: Resources | undefined
+  /** The proxy container's resources; undefined for none. */
+  readonly proxyResources: Resources | undefined
+  /** Classic layout: hold the app until the proxy accepts connections. */
+  readonly hold: boolean
+  /** An app container that keeps NET_RAW or has NET_ADMIN: a warning, or a refusal. */
+  readonly appCapabilities: 'warn' | 'refuse'
+  /** The UID and GID of our unprivileged helpers (validate, the classic hold): an identity the rules capture. */
+  readonly helperUid: number
+  /** Flag names of the settings a pod's annotations may set. */
+  readonly annotations: readonly string[]
+}
+
+/** What the admission webhook needs beyond the injector's settings. */
+export interface WebhookSettings {
+  readonly port: number
+  readonly certFile: string
+  readonly keyFile: string
+  /** The largest request body it reads. */
+  readonly maxBytes: number
+  /** How long one request may take to arrive and be answered. */
+  readonly requestSeconds: number
+  /** How often the certificate files are read for a change, besides change notifications. */
+  readonly certCheckSeconds: number
+}

@@ -7,73 +7,17 @@
 // agent): its bridge, addresses and routes live there, and the machine's own namespace gets nothing. Needs the
 // image (npm run test:cni builds it).
 import { readFileSync, writeFileSync } from 'node:fs'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { runForStatus, startProcess } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
-import { type Ranges, type Rig, startRig } from '../helpers/cni.js'
 import { kernelAvailable, programs } from '../helpers/kernel.js'
-import { addressOf, connect, natRulesOf, playInOrder, podman, ROOT, runPodman, runPodmanIn, waitForLog } from '../helpers/podman.js'
+import { addressOf, connect, natRulesOf, playInOrder, podman, ROOT, runPodman, waitForLog } from '../helpers/podman.js'
+import { type Node, podmanNetwork, startPodmanNode } from '../helpers/podman-cni.js'
 
 const POD = 'sidecar-cni-demo'
 const FILE = `${ROOT}examples/pod-cni.yaml`
-const IMAGE = 'localhost/sidecar-redirect:dev'
-const SYSTEM_CONF = '/etc/containers/containers.conf'
 // The port examples/pod-cni.yaml's proxy listens on and its validate expects.
 const SETTINGS = { ISTIO_PROXY_PORT: '5001' }
-
-let nodes = 0
-
-interface Node {
-  readonly rig: Rig
-  /** The node namespace's path, for nsenter. */
-  readonly netns: string
-}
-
-/**
- * A node: an agent and a CNI bin dir (the rig), a namespace playing the node, where every podman command of this
- * file runs, and a private containers.conf that is the machine's with the CNI backend and the rig's dirs. Deleted
- * after the test, once its pod is down (tap runs teardowns last first).
- */
-const startNode = async (t: Test): Promise<Node> => {
-  const rig = await startRig(t)
-  const name = `sr-node-${process.pid}-${++nodes}`
-  t.teardown(() => runForStatus('ip', ['netns', 'del', name]))
-  for (const args of [
-    ['netns', 'add', name],
-    ['-n', name, 'link', 'set', 'lo', 'up'],
-  ]) {
-    const result = await runForStatus('ip', args)
-    if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')} exited ${result.exitCode}: ${result.output}`)
-  }
-  const system = readFileSync(SYSTEM_CONF, 'utf8')
-  const backend = /^network_backend = .*$/m
-  if (!backend.test(system)) throw new Error(`${SYSTEM_CONF} has no network_backend line: run scripts/image/podman-setup.sh`)
-  const conf = `${rig.dir}/containers.conf`
-  writeFileSync(
-    conf,
-    system.replace(
-      backend,
-      `network_backend = "cni"\ncni_plugin_dirs = [${JSON.stringify(rig.bin)}]\nnetwork_config_dir = ${JSON.stringify(rig.dir)}`,
-    ),
-  )
-  process.env['CONTAINERS_CONF'] = conf
-  const netns = `/run/netns/${name}`
-  runPodmanIn(netns)
-  t.equal(await podman('info', '--format', '{{.Host.NetworkBackend}}'), 'cni', "podman uses its CNI backend, from the test's containers.conf")
-  if ((await runPodman(['image', 'exists', IMAGE])).exitCode !== 0) throw new Error(`no ${IMAGE}: build it with scripts/image/build.sh`)
-  // Leftovers of an interrupted run.
-  await runPodman(['pod', 'rm', '-f', POD])
-  return { rig, netns }
-}
-
-/** Writes the conflist podman sees as network sr-test-N; returns that name and its bridge's. */
-const network = (rig: Rig, ours: Record<string, unknown>, ranges: Ranges): { name: string; bridge: string } => {
-  const list = JSON.parse(readFileSync(rig.conflist({ settings: SETTINGS, ...ours }, ranges), 'utf8')) as {
-    name: string
-    plugins: { type: string; bridge?: string }[]
-  }
-  return { name: list.name, bridge: list.plugins.find(plugin => plugin.type === 'bridge')?.bridge ?? '' }
-}
 
 /** Runs a peer command in the node namespace (outside the pod) and returns what it printed. */
 const fromNode = async (node: Node, args: string[]): Promise<string> =>
@@ -107,8 +51,11 @@ t.test(
   'podman with its CNI backend runs the pod with no capability in any container; validate passes, and app traffic goes through the proxy both ways, in both families',
   async t => {
     if (!kernelAvailable(t)) return
-    const node = await startNode(t)
-    const { name, bridge } = network(node.rig, { captureAll: true }, [[{ subnet: '198.19.20.0/24' }], [{ subnet: '2001:db8:20::/64' }]])
+    const node = await startPodmanNode(t, [POD])
+    const { name, bridge } = podmanNetwork(node.rig, { settings: SETTINGS, captureAll: true }, [
+      [{ subnet: '198.19.20.0/24' }],
+      [{ subnet: '2001:db8:20::/64' }],
+    ])
     const remote = startProcess('nsenter', [`--net=${node.netns}`, process.execPath, programs().peer, 'serve', 'remote=[::]:9090'])
     t.teardown(() => remote.stop())
     await remote.waitForLine(line => line.includes('"ready":true'), 10_000)
@@ -181,8 +128,11 @@ t.test(
 
 t.test('with captureAll false the plugin captures nothing, validate exits 9, and the app and proxy never start', async t => {
   if (!kernelAvailable(t)) return
-  const node = await startNode(t)
-  const { name } = network(node.rig, { captureAll: false }, [[{ subnet: '198.19.21.0/24' }], [{ subnet: '2001:db8:21::/64' }]])
+  const node = await startPodmanNode(t, [POD])
+  const { name } = podmanNetwork(node.rig, { settings: SETTINGS, captureAll: false }, [
+    [{ subnet: '198.19.21.0/24' }],
+    [{ subnet: '2001:db8:21::/64' }],
+  ])
   // Never: otherwise the failing init container would be restarted, as the policy says.
   const file = `${node.rig.dir}/pod.yaml`
   writeFileSync(file, readFileSync(FILE, 'utf8').replace('restartPolicy: OnFailure', 'restartPolicy: Never'))

@@ -5,6 +5,10 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { inflateRawSync } from 'node:zlib'
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1'
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1'
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1'
+import { Pod, Secret, Service } from 'kubernetes-models/v1'
 import { parseAllDocuments } from 'yaml'
 import { runForStatus } from '../../src/exec/processes.js'
 import { ROOT } from './podman.js'
@@ -61,3 +65,21 @@ export const objectsOf = (manifest: string): K8sObject[] =>
   parseAllDocuments(manifest)
     .map(d => d.toJS() as K8sObject)
     .filter(Boolean)
+
+// kubernetes-models' class for each kind the chart renders.
+const MODELS: Record<string, new (o: never) => { validate(): void }> = {
+  Pod,
+  DaemonSet,
+  Deployment,
+  Service,
+  Secret,
+  PodDisruptionBudget,
+  MutatingWebhookConfiguration,
+}
+
+/** Validates a rendered object against Kubernetes' schema for its kind; throws if invalid or of a kind not known here. */
+export const validateObject = (object: K8sObject): void => {
+  const model = MODELS[object.kind]
+  if (!model) throw new Error(`no schema here for kind ${object.kind}`)
+  new model(object as never).validate()
+}

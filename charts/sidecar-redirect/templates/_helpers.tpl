@@ -155,21 +155,54 @@ the node's plugin captured its traffic (exit 9 if not, and the pod does not star
 {{- end }}
 {{- end }}
 
+{{/* "true" when the proxy's image is this chart's (or proxy.agent says it holds our agent at /app/entrypoint). */}}
+{{- define "sidecar-redirect.ownProxy" -}}
+{{- if or (not .Values.proxy.image) (eq .Values.proxy.image (include "sidecar-redirect.image" .)) (eq (toString .Values.proxy.agent) "true") }}true{{ end -}}
+{{- end }}
+
+{{/* The proxy's probe as the kubelet runs it, for a proxy image without our `ready`: tcp, none, or the user's own. */}}
+{{- define "sidecar-redirect.probe" -}}
+{{- if kindIs "map" .Values.proxy.probe -}}
+{{ toYaml .Values.proxy.probe }}
+{{- else if eq .Values.proxy.probe "tcp" -}}
+tcpSocket: { port: {{ .Values.proxy.port }} }
+periodSeconds: 1
+timeoutSeconds: 1
+failureThreshold: {{ max 1 .Values.proxy.readyTimeoutSeconds }}
+{{- end }}
+{{- end }}
+
 {{/*
-The proxy container, started through the agent. It runs as the proxy UID with every capability dropped, except
-for method mark (the agent starts as root to hand the proxy exactly CAP_NET_ADMIN) and method cgroup without the
-classifier (the agent starts as root to join the net_cls group, then drops everything). As a native sidecar it is
-an init container that keeps running (restartPolicy Always) and counts as started once its startupProbe passes;
-in the classic layout its postStart hook holds the next container until the proxy listens.
+The proxy container. With this chart's image (or one proxy.agent says holds our agent) it is started through the
+agent and runs as the proxy UID with every capability dropped, except for method mark (the agent starts as root
+to hand the proxy exactly CAP_NET_ADMIN) and method cgroup without the classifier (the agent starts as root to
+join the net_cls group, then drops everything). Any other image is your proxy as it is: its own command (or
+proxy.command and proxy.args), as the proxy UID with every capability dropped, probed on its port; methods that
+need the agent are refused for it. As a native sidecar it is an init container that keeps running (restartPolicy
+Always) and counts as started once its startupProbe passes; in the classic layout a postStart hook holds the next
+container until the proxy listens.
 */}}
 {{- define "sidecar-redirect.proxyContainer" -}}
 {{- $rootStart := or (eq .Values.method "mark") (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
 {{- $native := include "sidecar-redirect.native" . -}}
+{{- $own := include "sidecar-redirect.ownProxy" . -}}
+{{- if and (not $own) (has .Values.method (list "mark" "cgroup")) -}}
+{{- fail (printf "sidecar-redirect: method %s with proxy.image %s: the proxy must be started by this chart's agent (entrypoint run), which that image does not have. Build your proxy's image FROM this chart's image with your proxy in it and set proxy.agent=true and proxy.command, or use method uid." .Values.method .Values.proxy.image) -}}
+{{- end -}}
+{{- $command := .Values.proxy.command -}}
+{{- if and $own (not $command) -}}
+{{- /* This chart's stand-in relay; with mark it sets the SO_MARK itself. */ -}}
+{{- $command = list "/usr/local/bin/node" "/app/dist/peer.mjs" "proxy" (toString .Values.proxy.port) -}}
+{{- if eq .Values.method "mark" }}{{ $command = concat $command (list "--mark" (toString (int64 (first (splitList "/" .Values.mark))))) }}{{ end -}}
+{{- end -}}
 - name: proxy
   image: {{ .Values.proxy.image | default (include "sidecar-redirect.image" .) }}
+  {{- if $own }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- end }}
   {{- if $native }}
   restartPolicy: Always
+  {{- if $own }}
   # One run of `ready` waits up to proxy.readyTimeoutSeconds itself; if the proxy is still not listening, the
   # kubelet restarts it.
   startupProbe:
@@ -177,14 +210,23 @@ in the classic layout its postStart hook holds the next container until the prox
     periodSeconds: 1
     timeoutSeconds: {{ add .Values.proxy.readyTimeoutSeconds 5 }}
     failureThreshold: 1
-  {{- else if .Values.proxy.holdApplicationUntilReady }}
+  {{- else if ne (toString .Values.proxy.probe) "none" }}
+  startupProbe:
+    {{- include "sidecar-redirect.probe" . | nindent 4 }}
+  {{- end }}
+  {{- else if and .Values.proxy.holdApplicationUntilReady $own }}
   # The kubelet starts the next container only when this hook has returned.
   lifecycle:
     postStart:
       exec: { command: ["/app/entrypoint", "ready"] }
   {{- end }}
+  {{- if and (not $own) (ne (toString .Values.proxy.probe) "none") }}
+  readinessProbe:
+    {{- include "sidecar-redirect.probe" . | nindent 4 }}
+  {{- end }}
+  {{- if $own }}
   command: ["/app/entrypoint"]
-  args: {{ concat (list "run" "--") .Values.proxy.command | toJson }}
+  args: {{ concat (list "run" "--") $command .Values.proxy.args | toJson }}
   env:
     {{- include "sidecar-redirect.env" . | nindent 4 }}
     - { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
@@ -193,10 +235,18 @@ in the classic layout its postStart hook holds the next container until the prox
     {{- if and (eq .Values.method "cgroup") .Values.classifier.enabled }}
     - { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
     {{- end }}
+  {{- else }}
+  {{- with $command }}
+  command: {{ toJson . }}
+  {{- end }}
+  {{- with .Values.proxy.args }}
+  args: {{ toJson . }}
+  {{- end }}
+  {{- end }}
   resources:
     {{- toYaml .Values.resources.proxy | nindent 4 }}
   securityContext:
-    {{- if $rootStart }}
+    {{- if and $own $rootStart }}
     runAsUser: 0
     runAsNonRoot: false
     {{- else }}
@@ -205,16 +255,18 @@ in the classic layout its postStart hook holds the next container until the prox
     runAsNonRoot: true
     {{- end }}
     allowPrivilegeEscalation: false
+    {{- if .Values.proxy.readOnlyRootFilesystem }}
     readOnlyRootFilesystem: true
+    {{- end }}
     capabilities:
       drop: [ALL]
-      {{- if eq .Values.method "mark" }}
+      {{- if and $own (eq .Values.method "mark") }}
       add: [NET_ADMIN, SETUID, SETGID, SETPCAP]
-      {{- else if $rootStart }}
+      {{- else if and $own $rootStart }}
       add: [SETUID, SETGID, SETPCAP]
       {{- end }}
     seccompProfile: { type: RuntimeDefault }
-  {{- if eq .Values.method "cgroup" }}
+  {{- if and $own (eq .Values.method "cgroup") }}
   volumeMounts:
     {{- if .Values.classifier.enabled }}
     - { name: sidecar-redirect-classifier, mountPath: {{ .Values.classifier.socketDir | quote }}, readOnly: true }
@@ -222,6 +274,33 @@ in the classic layout its postStart hook holds the next container until the prox
     - { name: sidecar-redirect-net-cls, mountPath: {{ .Values.classifier.netClsRoot | quote }} }
     {{- end }}
   {{- end }}
+{{- end }}
+
+{{/*
+The classic layout's hold for a proxy image without our `ready`: right after the proxy, a container of ours whose
+postStart hook returns once the proxy accepts connections (the pod's network is shared), then idles.
+*/}}
+{{- define "sidecar-redirect.holdContainer" -}}
+- name: sidecar-redirect-hold
+  image: {{ include "sidecar-redirect.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["hold"]
+  env:
+    - { name: ISTIO_PROXY_PORT, value: {{ .Values.proxy.port | quote }} }
+    - { name: ISTIO_READY_SECONDS, value: {{ .Values.proxy.readyTimeoutSeconds | quote }} }
+  lifecycle:
+    postStart:
+      exec: { command: ["/app/entrypoint", "ready"] }
+  resources:
+    {{- toYaml .Values.resources.init | nindent 4 }}
+  securityContext:
+    runAsUser: {{ .Values.cni.validateRunAsUser }}
+    runAsGroup: {{ .Values.cni.validateRunAsUser }}
+    runAsNonRoot: true
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    capabilities: { drop: [ALL] }
+    seccompProfile: { type: RuntimeDefault }
 {{- end }}
 
 {{/* The init containers, in order: the redirect init, then the proxy when it is a native sidecar. */}}
@@ -232,16 +311,19 @@ in the classic layout its postStart hook holds the next container until the prox
 {{- end }}
 {{- end }}
 
-{{/* The proxy in the classic layout (nothing for a native sidecar): list it before the app. */}}
+{{/* The proxy in the classic layout (nothing for a native sidecar), and its hold if needed: list them before the app. */}}
 {{- define "sidecar-redirect.containers" -}}
 {{- if and .Values.enabled (not (include "sidecar-redirect.native" .)) }}
 {{- include "sidecar-redirect.proxyContainer" . }}
+{{- if and .Values.proxy.holdApplicationUntilReady (not (include "sidecar-redirect.ownProxy" .)) }}
+{{ include "sidecar-redirect.holdContainer" . }}
+{{- end }}
 {{- end }}
 {{- end }}
 
-{{/* The volumes the proxy container template mounts (cgroup method only). */}}
+{{/* The volumes the proxy container template mounts (cgroup method only, through our agent). */}}
 {{- define "sidecar-redirect.volumes" -}}
-{{- if eq .Values.method "cgroup" }}
+{{- if and (eq .Values.method "cgroup") (include "sidecar-redirect.ownProxy" .) }}
 {{- if .Values.classifier.enabled }}
 - name: sidecar-redirect-classifier
   hostPath: { path: {{ .Values.classifier.socketDir | quote }}, type: Directory }
@@ -249,5 +331,39 @@ in the classic layout its postStart hook holds the next container until the prox
 - name: sidecar-redirect-net-cls
   hostPath: { path: {{ .Values.classifier.netClsRoot | quote }}, type: Directory }
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The webhook's names: its Service (the name its certificate is for) and its TLS Secret. */}}
+{{- define "sidecar-redirect.webhookName" -}}
+{{ printf "%s-webhook" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* What the webhook reads beyond the capture settings: the injector's settings, from the same values as the templates. */}}
+{{- define "sidecar-redirect.injectorEnv" -}}
+{{- $layout := dict "auto" "auto" "true" "native" "false" "classic" -}}
+- { name: ISTIO_INJECT_IMAGE, value: {{ include "sidecar-redirect.image" . | quote }} }
+- { name: ISTIO_INJECT_PULL_POLICY, value: {{ .Values.image.pullPolicy | quote }} }
+- { name: ISTIO_INJECT_MODE, value: {{ ternary "cni" "init" .Values.cni.enabled | quote }} }
+- { name: ISTIO_INJECT_LAYOUT, value: {{ index $layout (toString .Values.proxy.nativeSidecar) | quote }} }
+- { name: ISTIO_INJECT_KUBE_VERSION, value: {{ .Capabilities.KubeVersion.Version | quote }} }
+- { name: ISTIO_INJECT_PROXY_IMAGE, value: {{ .Values.proxy.image | quote }} }
+- { name: ISTIO_INJECT_PROXY_COMMAND, value: {{ ternary (toJson .Values.proxy.command) "" (gt (len .Values.proxy.command) 0) | quote }} }
+- { name: ISTIO_INJECT_PROXY_ARGS, value: {{ ternary (toJson .Values.proxy.args) "" (gt (len .Values.proxy.args) 0) | quote }} }
+- { name: ISTIO_INJECT_PROXY_AGENT, value: {{ .Values.proxy.agent | toString | quote }} }
+- { name: ISTIO_INJECT_PROXY_PROBE, value: {{ ternary (toJson .Values.proxy.probe) (toString .Values.proxy.probe) (kindIs "map" .Values.proxy.probe) | quote }} }
+- { name: ISTIO_INJECT_PROXY_READ_ONLY_ROOT, value: {{ .Values.proxy.readOnlyRootFilesystem | quote }} }
+- { name: ISTIO_INJECT_HOLD, value: {{ .Values.proxy.holdApplicationUntilReady | quote }} }
+- { name: ISTIO_INJECT_RESOURCES, value: {{ ternary (toJson .Values.resources.init) "" (not (empty .Values.resources.init)) | quote }} }
+- { name: ISTIO_INJECT_PROXY_RESOURCES, value: {{ ternary (toJson .Values.resources.proxy) "" (not (empty .Values.resources.proxy)) | quote }} }
+- { name: ISTIO_INJECT_APP_CAPABILITIES, value: {{ .Values.webhook.appCapabilities | quote }} }
+- { name: ISTIO_INJECT_HELPER_UID, value: {{ .Values.cni.validateRunAsUser | quote }} }
+- { name: ISTIO_INJECT_ANNOTATIONS, value: {{ join "," .Values.webhook.annotations | quote }} }
+- { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
+- { name: ISTIO_DRAIN_SECONDS, value: {{ .Values.proxy.drainSeconds | quote }} }
+- { name: ISTIO_READY_SECONDS, value: {{ .Values.proxy.readyTimeoutSeconds | quote }} }
+- { name: ISTIO_NET_CLS_ROOT, value: {{ .Values.classifier.netClsRoot | quote }} }
+{{- if and (eq .Values.method "cgroup") .Values.classifier.enabled }}
+- { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
 {{- end }}
 {{- end }}

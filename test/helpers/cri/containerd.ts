@@ -47,6 +47,8 @@ export interface CniMode {
 
 export interface NodeOptions {
   readonly cni?: CniMode
+  /** More OCI archives to import besides ARCHIVES (e.g. a proxy image that is not ours). */
+  readonly archives?: readonly string[]
 }
 
 /** A running private containerd and the namespace playing its node. */
@@ -139,12 +141,13 @@ const removeTree = (path: string): void => {
 }
 
 /**
- * startNode starts a private containerd in a new node netns, imports the two archives, and registers its stop as
+ * startNode starts a private containerd in a new node netns, imports the two archives (and `options.archives`), and registers its stop as
  * a teardown of `t`. In CNI mode it also starts a node agent from this checkout and chains our plugin last.
  * Throws when containerd does not answer or an image does not import.
  */
 export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Node> => {
-  for (const archive of Object.values(ARCHIVES)) {
+  const archives = [...Object.values(ARCHIVES), ...(options.archives ?? [])]
+  for (const archive of archives) {
     if (!existsSync(archive)) throw new Error(`no ${archive}: run scripts/cri/setup.sh (npm run test:cri does)`)
   }
   const n = ++nodes
@@ -256,7 +259,7 @@ export const startNode = async (t: Test, options: NodeOptions = {}): Promise<Nod
       throw new Error(`containerd did not answer on ${socket} within 20 s: ${containerd.lines.slice(-20).join('\n')}`)
   }
   mountNs = readlinkSync(`/proc/${containerd.pid}/ns/mnt`)
-  for (const archive of Object.values(ARCHIVES)) await must('ctr', ['-a', socket, '-n', 'k8s.io', 'images', 'import', archive])
+  for (const archive of archives) await must('ctr', ['-a', socket, '-n', 'k8s.io', 'images', 'import', archive])
 
   if (options.cni) {
     const { cli } = programs()
