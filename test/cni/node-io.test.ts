@@ -6,6 +6,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
 import { createEngine, type RunCommand } from '../../src/cni/node-io.js'
+import { runRuleCommand } from '../../src/commands/rules.js'
 import { realExec } from '../../src/exec/exec.js'
 import type { Io } from '../../src/io.js'
 import { kernelAvailable } from '../helpers/kernel.js'
@@ -93,4 +94,30 @@ t.test('inspectNetns: a netns, nothing, a file, a directory, and the agent’s o
   t.same(await engine.inspectNetns(`${dir}/dir`), { kind: 'not-netns', what: 'a directory' })
   t.same(await engine.inspectNetns('/proc/self/ns/user'), { kind: 'not-netns', what: 'a namespace of another kind' })
   t.same(await engine.inspectNetns('/proc/self/ns/net'), { kind: 'own', whose: "the node agent's own" })
+})
+
+t.test('requests side by side in one process keep their own settings, rules, output and exit code', async t => {
+  if (!kernelAvailable(t)) return
+  const [a, b, c] = await Promise.all([withNetns(t), withNetns(t), withNetns(t)])
+  const engine = createEngine({ run: runRuleCommand, cli: '/nonexistent/cli.mjs', stateDir: stateDir(t), timeoutMs: 10_000, childTimeoutMs: 10_000 })
+  const env = (port: string) => ({ ISTIO_PROXY_PORT: port, ISTIO_VERIFY: 'rules' })
+  const [ra, rb, rc] = await Promise.all([
+    engine.runCli(a, 'init', env('15001')),
+    engine.runCli(b, 'init', { ...env('15006'), ISTIO_LOG_FORMAT: 'json' }),
+    engine.runCli(c, 'init', env('0')),
+  ])
+  t.equal(ra.exitCode, 0, 'the first pod is captured', { output: ra.output })
+  t.equal(rb.exitCode, 0, 'so is the second', { output: rb.output })
+  t.equal(rc.exitCode, 2, "the third's refused setting is its own failure (E_CONFIG)")
+  t.match(rc.output, /ISTIO_PROXY_PORT="0".*\[E_CONFIG\]/, 'named in its own output')
+  t.notMatch(ra.output + rb.output, /E_CONFIG/, "and in no one else's")
+  t.notMatch(ra.output, /^\{/m, 'the first reports as text')
+  t.match(rb.output, /^\{"event":/m, 'the second as the JSON it asked for')
+  const rules = async (netns: string) => (await realExec('nsenter', [`--net=${netns}`, 'iptables-nft-save', '-t', 'nat'])).stdout
+  const [sa, sb, sc] = await Promise.all([rules(a), rules(b), rules(c)])
+  t.match(sa, /--to-ports 15001/, "the first pod's rules redirect to its proxy port")
+  t.notMatch(sa, /15006/)
+  t.match(sb, /--to-ports 15006/, "the second's to its own")
+  t.notMatch(sb, /15001/)
+  t.notMatch(sc, /SIDECAR_/, 'the refused pod has nothing of ours')
 })
