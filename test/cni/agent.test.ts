@@ -38,7 +38,7 @@ t.test('a rule of ours deleted from a captured pod is back within the recheck pe
   await box.exec('pod', 'iptables-nft', ['-t', 'nat', '-D', 'SIDECAR_OUTBOUND', '2'])
   t.notMatch(await ours(box), OWNER_RULE, 'the rule is gone')
   const agent = rig.agent()
-  const line = await agent.waitForLine(l => l.includes('sidecar-redirect drift:'), 10_000)
+  const line = await agent.waitForLine(l => l.includes('sidecar-redirect drift:'), 60_000)
   t.match(
     line,
     new RegExp(
@@ -70,16 +70,16 @@ t.test('after a restart the agent finds its captured pods again and repairs what
   await realExec('ip', ['netns', 'delete', gone.podNs])
   await rig.startAgent()
   const agent = rig.agent()
-  t.match(await agent.waitForLine(l => l.includes('sidecar-redirect resumed:'), 5000), /keeping 1 captured pods/, 'one pod is kept')
+  t.match(await agent.waitForLine(l => l.includes('sidecar-redirect resumed:'), 60_000), /keeping 1 captured pods/, 'one pod is kept')
   t.ok(
     agent.lines.some(l => l.includes(`sidecar-redirect forgotten: /run/netns/${gone.podNs}`) && l.includes('went while the agent was not running')),
     'the other is forgotten, saying why',
   )
-  await agent.waitForLine(l => l.includes('sidecar-redirect drift:') && l.includes(kept.podNs) && l.includes('repaired in place'), 10_000)
+  await agent.waitForLine(l => l.includes('sidecar-redirect drift:') && l.includes(kept.podNs) && l.includes('repaired in place'), 60_000)
   t.match(await ours(kept), OWNER_RULE, 'the rule deleted while the agent was down is back')
   t.equal(readdirSync(`${rig.dir}/run/state/pods`).length, 1, 'the forgotten pod has no record')
   await realExec('ip', ['netns', 'delete', kept.podNs])
-  const forgotten = await agent.waitForLine(l => l.includes(`sidecar-redirect forgotten: /run/netns/${kept.podNs}`), 10_000)
+  const forgotten = await agent.waitForLine(l => l.includes(`sidecar-redirect forgotten: /run/netns/${kept.podNs}`), 60_000)
   t.match(forgotten, /its network namespace is gone/, 'a netns deleted while running is noticed at the next recheck')
   t.same(readdirSync(`${rig.dir}/run/state/pods`), [], 'and its record removed')
 })

@@ -110,7 +110,7 @@ t.test(
       ISTIO_NODE_AGENT_RECHECK_SECONDS: '0',
     })
     t.teardown(() => agent.stop())
-    await agent.waitForLine(l => l.includes('listening'), 15_000)
+    await agent.waitForLine(l => l.includes('listening'), 60_000)
 
     for (const command of ['ADD', 'DEL'] as const) {
       writeFileSync(log, '')

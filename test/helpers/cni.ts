@@ -78,7 +78,7 @@ export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> 
     const [file = '', ...args] = launch([process.execPath, programs().cli, 'node-agent'])
     const started = startProcess(file, args, { PATH: process.env['PATH'], ISTIO_NODE_AGENT_SOCKET: socket, ...options.env })
     agent = started
-    await started.waitForLine(line => line.includes('listening'), 15000)
+    await started.waitForLine(line => line.includes('listening'), 60_000)
   }
   t.teardown(() => agent?.stop())
   await startAgent()

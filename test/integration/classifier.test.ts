@@ -79,7 +79,7 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
       ISTIO_CLASSIFIER_SOCKET: socket,
     },
   )
-  const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, 10_000)
+  const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, 60_000)
   for (const start of [0, 1]) {
     await ready(start)
     const pid = (JSON.parse(agent.lines.filter(l => l.includes('"ready"'))[start]!) as { pid: number }).pid

@@ -34,7 +34,7 @@ const startAgent = (t: Test, box: Awaited<ReturnType<typeof withSandbox>>, env: 
   return agent
 }
 
-const proxyPid = async (agent: Started): Promise<number> => Number((await agent.waitForLine(l => l.startsWith('proxy-pid '), 10_000)).split(' ')[1])
+const proxyPid = async (agent: Started): Promise<number> => Number((await agent.waitForLine(l => l.startsWith('proxy-pid '), 60_000)).split(' ')[1])
 
 t.test('with istio-proxy listed in root, disk and shadow, the proxy gets exactly its configured groups', async t => {
   if (!kernelAvailable(t)) return

@@ -45,7 +45,7 @@ const isReady = (line: string): boolean => line.includes('"ready"')
 
 /** The pid the proxy reported in its `skip`-th ready line (0 for the first start, 1 after a restart). */
 const readyPid = async (agent: Started, skip = 0): Promise<number> => {
-  await agent.waitForLine(() => agent.lines.filter(isReady).length > skip, 10_000)
+  await agent.waitForLine(() => agent.lines.filter(isReady).length > skip, 60_000)
   return (JSON.parse(agent.lines.filter(isReady)[skip]!) as { pid: number }).pid
 }
 

@@ -9,7 +9,7 @@ import { initOk, kernelAvailable, POD_USERNS_MAP, programs, withSandbox } from '
 const runAgent = async (box: Sandbox): Promise<{ exitCode: number | undefined; lines: readonly string[] }> => {
   const { cli, peer } = programs()
   const agent = box.start('pod', process.execPath, [cli, 'run', '--', process.execPath, peer, 'proxy', '5001'], { ISTIO_PROXY_PORT: '5001' })
-  const ended = await Promise.race([agent.exited, agent.waitForLine(l => l.includes('"ready"'), 15_000).then(() => undefined)])
+  const ended = await Promise.race([agent.exited, agent.waitForLine(l => l.includes('"ready"'), 60_000).then(() => undefined)])
   await agent.stop()
   return { exitCode: ended, lines: agent.lines }
 }

@@ -36,7 +36,7 @@ const envFor = (backend: string, mode: keyof typeof MODES): Record<string, strin
 /** haproxy through `entrypoint run`, as the proxy container runs it; resolves with the agent and the proxy's pid. */
 const startProxy = async (box: Sandbox, env: Record<string, string>, kind: ProxyKind): Promise<{ agent: Started; pid: number }> => {
   const agent = box.start('pod', process.execPath, [programs().cli, 'run', '--', 'haproxy', '-db', '-f', haproxyConfig(kind, INBOUND_PORT, APP)], env)
-  await agent.waitForLine(line => /proxy started, pid \d+/.test(line), 10_000)
+  await agent.waitForLine(line => /proxy started, pid \d+/.test(line), 60_000)
   const pid = Number(/proxy started, pid (\d+)/.exec(agent.lines.join('\n'))![1])
   // haproxy listens once its frontends are bound; a connection before that would be refused.
   for (let tries = 0; tries < 100; tries++) {
