@@ -4,7 +4,15 @@
 // bundled start-up (see bench/).
 import { UsageError } from './errors.js'
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from './settings/inject-options.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './settings/options.js'
+import {
+  AGENT_OPTIONS,
+  CLASSIFIER_OPTIONS,
+  CNI_INSTALL_OPTIONS,
+  NODE_AGENT_OPTIONS,
+  OPTIONS,
+  type OptionSpec,
+  VALIDATE_OPTIONS,
+} from './settings/options.js'
 import type { Flags } from './settings/parse.js'
 
 export const COMMANDS = {
@@ -49,6 +57,7 @@ const SPECS: [string, OptionSpec<unknown>][] = [
   ...Object.entries(CLASSIFIER_OPTIONS),
   ...Object.entries(NODE_AGENT_OPTIONS),
   ...Object.entries(CNI_INSTALL_OPTIONS),
+  ...Object.entries(VALIDATE_OPTIONS),
   ...Object.entries(INJECT_OPTIONS),
   ...Object.entries(WEBHOOK_OPTIONS),
 ]

@@ -25,6 +25,13 @@ export class ConfigError extends SidecarError {
   }
 }
 
+/**
+ * A setting that names a file was refused for what the file is or holds (a line, its size, its type, that it is
+ * missing). The message quotes the file, so it stays with whoever may read the file: CNI mode keeps it in the node
+ * agent's log and answers the runtime with the setting's name only.
+ */
+export class FileConfigError extends ConfigError {}
+
 /** The command line names a command or flag that does not exist, or a setting is misspelt under ISTIO_STRICT_ENV. */
 export class UsageError extends SidecarError {
   readonly code = 'E_CONFIG'

@@ -4,7 +4,14 @@ import { parseCommandLine } from './cli.js'
 import { runPlan } from './commands/plan.js'
 import { earlyLogger, isRuleCommand, openSession, reportFailure, runRuleCommand } from './commands/rules.js'
 import type { Io } from './io.js'
-import { parseAgentSettings, parseClassifierSettings, parseCniInstallSettings, parseNodeAgentSettings, type Env } from './settings/parse.js'
+import {
+  parseAgentSettings,
+  parseClassifierSettings,
+  parseCniInstallSettings,
+  parseNodeAgentSettings,
+  parseValidateSettings,
+  type Env,
+} from './settings/parse.js'
 
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
   let logger = earlyLogger(env, ioIn.out)
@@ -54,7 +61,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
       }
       case 'validate': {
         const { runValidate } = await import('./commands/validate.js')
-        await runValidate(settings, io, logger)
+        await runValidate(settings, env, flags, parseValidateSettings(env, flags), io, logger)
         break
       }
       case 'hold': {

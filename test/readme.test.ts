@@ -13,7 +13,7 @@ import {
   VerifyError,
 } from '../src/errors.js'
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from '../src/settings/inject-options.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from '../src/settings/options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, VALIDATE_OPTIONS } from '../src/settings/options.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
@@ -23,6 +23,8 @@ t.test('every setting has its row: env, flag and default', async t => {
     ...Object.values(AGENT_OPTIONS),
     ...Object.values(CLASSIFIER_OPTIONS),
     ...Object.values(NODE_AGENT_OPTIONS),
+    ...Object.values(VALIDATE_OPTIONS),
+    ...Object.values(CNI_INSTALL_OPTIONS),
     ...Object.values(INJECT_OPTIONS),
     ...Object.values(WEBHOOK_OPTIONS),
   ]) {

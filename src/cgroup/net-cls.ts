@@ -2,7 +2,7 @@
 // classid, and `-m cgroup --cgroup ID` matches it. Membership is inherited at fork, so a process that joins the
 // group before starting the proxy has every proxy process (restarts too) classified from its first instruction.
 
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises'
 import type { Exec } from '../exec/exec.js'
 import { PrivilegeError } from '../errors.js'
 
@@ -45,6 +45,16 @@ export const ensureNetClsGroup = async (root: string, classid: number): Promise<
   await writeFile(`${group}/net_cls.classid`, String(classid))
   return group
 }
+
+/** hasNetClsGroup says whether our group for `classid` exists in the hierarchy at `root`. */
+export const hasNetClsGroup = (root: string, classid: number): Promise<boolean> =>
+  stat(`${root}/${groupName(classid)}`).then(
+    () => true,
+    () => false,
+  )
+
+/** removeNetClsGroup removes our group for `classid` if it is empty; one in use (EBUSY) or gone stays as it is. */
+export const removeNetClsGroup = (root: string, classid: number): Promise<void> => rmdir(`${root}/${groupName(classid)}`).catch(() => undefined)
 
 /** joinGroup moves a whole process (every thread) into the group. */
 export const joinGroup = (group: string, pid: number): Promise<void> => writeFile(`${group}/cgroup.procs`, String(pid))

@@ -1,10 +1,14 @@
 // One CNI request, per the spec (1.0.0 and 1.1.0). The work in the pod's netns is done by our own CLI run there
 // (init, verify, clean), so CNI mode applies and verifies exactly as an init container does; this module only
-// decides what to run and turns the outcome into the spec's result or error object.
+// decides what to run and turns the outcome into the spec's result or error object. What a reply says reaches the
+// pod's events, which a tenant reads: it carries our own words, the request's values and the pod's own rules, never
+// what a file on the node holds or is; that goes to the agent's log (CniError.log).
 
-import { ConfigError } from '../errors.js'
+import { ConfigError, FileConfigError } from '../errors.js'
 import type { NetnsLookup } from '../net/namespace.js'
 import { loadSettings, type ReadServices } from '../settings/load.js'
+import { OPTIONS } from '../settings/options.js'
+import { parseSettings } from '../settings/parse.js'
 import { configVersion, decidePod, parseNetConf, SUPPORTED_VERSIONS, type NetConf, type PodDecision } from './config.js'
 import { CNI_CODES, CniError, errorReply, PLUGIN_CODE_BASE, success, type Reply } from './result.js'
 import type { Request } from './wire.js'
@@ -53,12 +57,18 @@ export interface AgentIo {
 // Whole-path verification by read-back is what ADD waits for: it needs no process in the pod.
 const ADD_DEFAULTS = { ISTIO_VERIFY: 'rules' }
 
+// clean removes whatever of ours it finds, whatever the services or nameservers: reading them could only fail it.
+const CLEAN_IGNORES: ReadonlySet<string> = new Set(
+  [OPTIONS.servicesFile, OPTIONS.services, OPTIONS.resolvConf, OPTIONS.dnsServers, OPTIONS.dnsCapture, OPTIONS.outboundMethod].map(o => o.env),
+)
+
 const requireVariables = (env: Request['env'], names: readonly string[]): void => {
   const missing = names.filter(name => !env[name])
   if (missing.length > 0) throw new CniError(CNI_CODES.invalidEnvironment, `${missing.join(', ')} must be set for ${env['CNI_COMMAND']}`)
 }
 
-// A setting refused by src/settings names the env variable; the message names where it was written instead.
+// A setting refused by src/settings names the env variable; the message names where it was written instead. A
+// refusal for what a file is or holds names only the setting: the file is the node's, the reply the tenant's.
 const validate = async (decision: PodDecision & { captured: true }, io: AgentIo): Promise<Record<string, string>> => {
   const env = { ...ADD_DEFAULTS, ...decision.env }
   try {
@@ -66,25 +76,30 @@ const validate = async (decision: PodDecision & { captured: true }, io: AgentIo)
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     const source = decision.sources.get(error.variable) ?? error.variable
+    if (error instanceof FileConfigError)
+      throw new CniError(
+        CNI_CODES.invalidConfig,
+        `${source}: the file it names was refused (the node agent's log says why)`,
+        '',
+        `${source}: ${error.message}`,
+      )
     throw new CniError(CNI_CODES.invalidConfig, `${source}: ${error.message}`)
   }
   return env
 }
 
+// What init, verify and clean print when they fail is the pod's own rules for E_APPLY (4) and E_VERIFY (5), and
+// may be anything else for the others (a file the settings name, for E_CONFIG): those are named by code only.
+const TOLD: ReadonlySet<number> = new Set([4, 5])
+
 const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniError => {
   const code = /\bE_[A-Z]+\b/.exec(outcome.output)?.[0] ?? 'an unexpected failure'
-  const first =
-    outcome.output
-      .trim()
-      .split('\n')
-      .find(line => line.includes(code)) ??
-    outcome.output.trim().split('\n')[0] ??
-    ''
-  return new CniError(
-    PLUGIN_CODE_BASE + outcome.exitCode,
-    `${what}: ${command} in the pod's netns exited ${outcome.exitCode} (${code}): ${first}`,
-    outcome.output,
-  )
+  const lines = outcome.output.trim().split('\n')
+  const first = lines.find(line => line.includes(code)) ?? lines[0] ?? ''
+  const head = `${what}: ${command} in the pod's netns exited ${outcome.exitCode} (${code})`
+  return TOLD.has(outcome.exitCode)
+    ? new CniError(PLUGIN_CODE_BASE + outcome.exitCode, `${head}: ${first}`, outcome.output)
+    : new CniError(PLUGIN_CODE_BASE + outcome.exitCode, `${head}; the node agent's log has its output`, '', outcome.output)
 }
 
 /** Why the agent will not work in what CNI_NETNS names, or undefined when it is a pod's netns. Pure. */
@@ -152,6 +167,36 @@ const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Repl
   return success('', `sidecar-redirect: CHECK ${netns}: not captured and no rules of ours\n`)
 }
 
+/**
+ * The environment DEL cleans with: the pod's as ADD decided it; if that is refused now (an annotation or a size that
+ * ADD refused too, so nothing of it was applied), the operator's settings alone; if those are refused, the defaults.
+ * Only the settings that decide where clean looks (the backend, TPROXY's routing) matter to it, and no file is named:
+ * clean plans no service and no nameserver. Pure.
+ */
+export const chooseCleanEnv = (stdin: string, cniArgs: string): Readonly<Record<string, string>> => {
+  const candidates: (() => Readonly<Record<string, string>>)[] = []
+  try {
+    const conf = parseNetConf(stdin)
+    const decided = (annotations: NetConf['annotations']) => () => {
+      const decision = decidePod({ ...conf, annotations }, cniArgs)
+      return decision.captured ? decision.env : conf.settings
+    }
+    candidates.push(decided(conf.annotations), decided({}), () => conf.settings)
+  } catch {
+    // a config DEL cannot read: the defaults
+  }
+  for (const candidate of candidates) {
+    try {
+      const env = Object.fromEntries(Object.entries(candidate()).filter(([name]) => !CLEAN_IGNORES.has(name)))
+      parseSettings(env)
+      return env
+    } catch {
+      // the next, narrower choice
+    }
+  }
+  return {}
+}
+
 // DEL must succeed whatever is left: a netns already gone, a path that is no netns (nothing of ours can be there),
 // or settings that ADD refused (then nothing was applied). A DEL that failed for these would fail forever, and the
 // runtime would never run the other plugins' DEL (an IPAM address would leak).
@@ -162,13 +207,7 @@ const del = async (request: Request, io: AgentIo): Promise<Reply> => {
   // Nothing of ours can be in what the agent may not work in: it never put anything there.
   const refused = refusal(netns || 'CNI_NETNS (empty)', state)
   if (refused !== undefined) return success('', `sidecar-redirect: DEL: ${refused}; nothing to remove\n`)
-  let env: Readonly<Record<string, string>> = {}
-  try {
-    const decision = decidePod(parseNetConf(request.stdin), request.env['CNI_ARGS'] ?? '')
-    if (decision.captured) env = await validate(decision, io)
-  } catch {
-    env = {}
-  }
+  const env = chooseCleanEnv(request.stdin, request.env['CNI_ARGS'] ?? '')
   const outcome = await io.runCli(netns, 'clean', env)
   if (outcome.exitCode !== 0) throw failed('clean', outcome, 'our rules could not be removed')
   return success('', `sidecar-redirect: DEL ${netns}: no rules of ours left\n`)

@@ -14,11 +14,17 @@ export const CNI_CODES = {
 /** The offset of our own codes: 100 + the exit code of init, verify or clean in the pod's netns. */
 export const PLUGIN_CODE_BASE = 100
 
+/**
+ * A refusal or failure to answer with. `message` and `details` go to the runtime, which shows them to whoever can
+ * read the pod's events: a tenant. `log` is for the node agent's own log only (what a file held, a command's whole
+ * output), never part of the reply.
+ */
 export class CniError extends Error {
   constructor(
     readonly code: number,
     message: string,
     readonly details = '',
+    readonly log = '',
   ) {
     super(message)
   }
@@ -28,6 +34,8 @@ export interface Reply {
   readonly exitCode: number
   readonly stdout: string
   readonly stderr: string
+  /** For the node agent's log only: never sent to the plugin. */
+  readonly log?: string
 }
 
 export const success = (stdout: string, stderr: string): Reply => ({ exitCode: 0, stdout, stderr })
@@ -37,4 +45,5 @@ export const errorReply = (cniVersion: string, error: CniError, stderr: string):
   exitCode: 1,
   stdout: `${JSON.stringify({ cniVersion, code: error.code, msg: error.message.replace(/\s*\n\s*/g, ' '), details: error.details })}\n`,
   stderr,
+  ...(error.log !== '' && { log: error.log }),
 })

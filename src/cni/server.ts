@@ -60,14 +60,19 @@ const answer = async (data: Buffer, deps: AgentDeps, accepted: number): Promise<
       ? errorReply('1.1.0', new CniError(CNI_CODES.tryAgainLater, `${error.message}; try again later`), '')
       : errorReply(
           '1.1.0',
-          new CniError(PLUGIN_CODE_BASE + 1, `the node agent failed unexpectedly (a bug; please report it): ${messageOf(error)}`),
+          new CniError(
+            PLUGIN_CODE_BASE + 1,
+            'the node agent failed unexpectedly (a bug; please report it): its log has the error',
+            '',
+            messageOf(error),
+          ),
           '',
         ),
   )
   deps.metrics.request(command, codeOf(reply), (performance.now() - accepted) / 1000)
   deps.logger.event(
     'cni',
-    `${command} ${request.env['CNI_CONTAINERID'] ?? '-'} ${request.env['CNI_NETNS'] ?? '-'}: exit ${reply.exitCode}${reply.stderr ? `: ${reply.stderr.trim()}` : ''}`,
+    `${command} ${request.env['CNI_CONTAINERID'] ?? '-'} ${request.env['CNI_NETNS'] ?? '-'}: exit ${reply.exitCode}${reply.stderr ? `: ${reply.stderr.trim()}` : ''}${reply.log ? `\n${reply.log.trim()}` : ''}`,
     {
       command,
       container: request.env['CNI_CONTAINERID'] ?? null,

@@ -7,7 +7,7 @@
 
 import { watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { parseNetConf, SUPPORTED_VERSIONS } from '../cni/config.js'
+import { ANNOTATIONS_CAPABILITY, DNS_CAPABILITY, parseNetConf, SUPPORTED_VERSIONS } from '../cni/config.js'
 import { PLUGIN_TYPE } from '../cni/conflist.js'
 import { reconcile, uninstall, type InstallTarget } from '../cni/install.js'
 import { ConfigError, EnvironmentError, isSidecarError } from '../errors.js'
@@ -21,8 +21,10 @@ export const buildEntry = (options: CniInstallSettings): Record<string, unknown>
   agentSocket: options.agentSocket,
   settings: options.podSettings,
   captureAll: options.captureAll,
+  allowedAnnotations: options.allowedAnnotations,
   excludeNamespaces: options.excludeNamespaces,
-  capabilities: { 'io.kubernetes.cri.pod-annotations': true },
+  // The pod's annotations (containerd and CRI-O pass them), and its DNS config for ISTIO_DNS_CAPTURE=resolv-conf.
+  capabilities: { [ANNOTATIONS_CAPABILITY]: true, [DNS_CAPABILITY]: true },
 })
 
 // The plugin's own checks (parseNetConf), then the settings as the env would be: what every ADD would refuse.

@@ -2,7 +2,17 @@
 // README table are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { AgentSettings, ClassifierSettings, CniInstallSettings, Mark, MetricsAddress, NodeAgentSettings, OptionSettings } from './types.js'
+import type {
+  AgentSettings,
+  ClassifierSettings,
+  CniInstallSettings,
+  Mark,
+  MetricsAddress,
+  NodeAgentSettings,
+  OptionSettings,
+  ValidateSettings,
+} from './types.js'
+import { parseCidr } from './cidr.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
 
@@ -15,6 +25,21 @@ export interface OptionSpec<T> {
 }
 
 export type OptionTable<S> = { readonly [K in keyof S]: OptionSpec<S[K]> }
+
+/**
+ * Who may set one of the main settings in CNI mode, where a pod's annotations reach the root node agent.
+ * `operator`: the plugin config's settings (the chart's values) only; an annotation naming it is refused, and so is
+ * an allow-list naming it. For every setting that names a node path or decides how the agent runs.
+ * `allow-listed`: the operator's settings, or a pod's annotation when the operator's allowedAnnotations names it.
+ */
+export type Trust = 'operator' | 'allow-listed'
+
+/** A row of the main table: an option that also says who may set it (required, so a new row must decide). */
+export interface PodOptionSpec<T> extends OptionSpec<T> {
+  readonly trust: Trust
+}
+
+export type PodOptionTable<S> = { readonly [K in keyof S]: PodOptionSpec<S[K]> }
 
 const UINT32 = 0xffffffff
 // (uid_t)-1 means "no change" to the kernel, so it can never be a process's UID.
@@ -46,8 +71,9 @@ const parseMark = (text: string, where: string): Mark => {
 // them would swallow every packet of the namespace, marked or not.
 const RESERVED_TABLES: readonly number[] = [253, 254, 255]
 
-export const OPTIONS: OptionTable<OptionSettings> = {
+export const OPTIONS: PodOptionTable<OptionSettings> = {
   proxyPort: {
+    trust: 'allow-listed',
     env: 'ISTIO_PROXY_PORT',
     flag: 'proxy-port',
     default: '5001',
@@ -55,6 +81,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535'),
   },
   proxyUid: {
+    trust: 'allow-listed',
     env: 'ISTIO_PROXY_UID',
     flag: 'proxy-uid',
     default: '1337',
@@ -62,6 +89,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parseId,
   },
   proxyGid: {
+    trust: 'allow-listed',
     env: 'ISTIO_PROXY_GID',
     flag: 'proxy-gid',
     default: '',
@@ -69,6 +97,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => (t.trim() === '' ? undefined : parseId(t, w)),
   },
   outboundMethod: {
+    trust: 'allow-listed',
     env: 'ISTIO_OUTBOUND_METHOD',
     flag: 'outbound-method',
     default: 'uid',
@@ -76,6 +105,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['uid', 'mark', 'cgroup', 'explicit']),
   },
   mark: {
+    trust: 'allow-listed',
     env: 'ISTIO_SO_MARK',
     flag: 'so-mark',
     default: '0x1',
@@ -83,6 +113,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parseMark,
   },
   netClsId: {
+    trust: 'allow-listed',
     env: 'ISTIO_NET_CLS_ID',
     flag: 'net-cls-id',
     default: '0x100001',
@@ -90,6 +121,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseInteger(t, w, 1, UINT32, 'a non-zero 32-bit classid in decimal or 0x hex, e.g. 0x100001 for 10:1'),
   },
   inboundPorts: {
+    trust: 'allow-listed',
     env: 'ISTIO_INBOUND_PORTS',
     flag: 'inbound-ports',
     default: '*',
@@ -97,6 +129,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parsePortSelection,
   },
   inboundExcludePorts: {
+    trust: 'allow-listed',
     env: 'ISTIO_INBOUND_EXCLUDE_PORTS',
     flag: 'inbound-exclude-ports',
     default: '',
@@ -104,6 +137,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parsePortList,
   },
   inboundCapturePort: {
+    trust: 'allow-listed',
     env: 'ISTIO_INBOUND_CAPTURE_PORT',
     flag: 'inbound-capture-port',
     default: '',
@@ -111,6 +145,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 65535, 'a TCP port from 1 to 65535, or empty for ISTIO_PROXY_PORT')),
   },
   inboundInterceptionMode: {
+    trust: 'allow-listed',
     env: 'ISTIO_INBOUND_INTERCEPTION_MODE',
     flag: 'inbound-interception-mode',
     default: 'REDIRECT',
@@ -118,6 +153,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['REDIRECT', 'TPROXY']),
   },
   inboundTproxyMark: {
+    trust: 'allow-listed',
     env: 'ISTIO_INBOUND_TPROXY_MARK',
     flag: 'inbound-tproxy-mark',
     default: '1337',
@@ -125,6 +161,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseInteger(t, w, 1, UINT32, 'a non-zero 32-bit mark in decimal or 0x hex'),
   },
   inboundTproxyRouteTable: {
+    trust: 'allow-listed',
     env: 'ISTIO_INBOUND_TPROXY_ROUTE_TABLE',
     flag: 'inbound-tproxy-route-table',
     default: '133',
@@ -137,6 +174,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     },
   },
   outboundExcludePorts: {
+    trust: 'allow-listed',
     env: 'ISTIO_OUTBOUND_EXCLUDE_PORTS',
     flag: 'outbound-exclude-ports',
     default: '',
@@ -144,6 +182,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parsePortList,
   },
   outboundIncludeCidrs: {
+    trust: 'allow-listed',
     env: 'ISTIO_OUTBOUND_INCLUDE_CIDRS',
     flag: 'outbound-include-cidrs',
     default: '*',
@@ -151,6 +190,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parseCidrSelection,
   },
   outboundExcludeCidrs: {
+    trust: 'allow-listed',
     env: 'ISTIO_OUTBOUND_EXCLUDE_CIDRS',
     flag: 'outbound-exclude-cidrs',
     default: '',
@@ -158,6 +198,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parseCidrList,
   },
   excludeInterfaces: {
+    trust: 'allow-listed',
     env: 'ISTIO_EXCLUDE_INTERFACES',
     flag: 'exclude-interfaces',
     default: '',
@@ -165,6 +206,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: parseInterfaceList,
   },
   dnsCapture: {
+    trust: 'allow-listed',
     env: 'ISTIO_DNS_CAPTURE',
     flag: 'dns-capture',
     default: 'off',
@@ -172,6 +214,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['off', 'resolv-conf', 'all']),
   },
   dnsPort: {
+    trust: 'allow-listed',
     env: 'ISTIO_DNS_PORT',
     flag: 'dns-port',
     default: '15053',
@@ -179,13 +222,30 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseInteger(t, w, 1, 65535, 'a port from 1 to 65535'),
   },
   resolvConf: {
+    trust: 'operator',
     env: 'ISTIO_RESOLV_CONF',
     flag: 'resolv-conf',
     default: '/etc/resolv.conf',
     help: 'with ISTIO_DNS_CAPTURE=resolv-conf: the file whose nameserver lines are the addresses captured, read once at init',
     parse: parsePath,
   },
+  dnsServers: {
+    // Set by the node agent from the runtime's dns config (CNI mode), or by the operator; never by an annotation.
+    trust: 'operator',
+    env: 'ISTIO_DNS_SERVERS',
+    flag: 'dns-servers',
+    default: '',
+    help: "with ISTIO_DNS_CAPTURE=resolv-conf: the nameservers to capture, comma-separated addresses, instead of reading ISTIO_RESOLV_CONF (CNI mode sets it from the runtime's dns.servers)",
+    parse: (t, w) =>
+      parseList(t, p => {
+        const cidr = p.includes('/') ? undefined : parseCidr(p)
+        if (cidr === undefined)
+          throw new ConfigError(w, t, `comma-separated IPv4 or IPv6 addresses (no prefix, no zone); ${JSON.stringify(p)} is not one`)
+        return cidr
+      }),
+  },
   services: {
+    trust: 'allow-listed',
     env: 'ISTIO_SERVICES',
     flag: 'services',
     default: '',
@@ -203,6 +263,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     },
   },
   servicesFile: {
+    trust: 'operator',
     env: 'ISTIO_SERVICES_FILE',
     flag: 'services-file',
     default: '',
@@ -210,6 +271,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: t => (t.trim() === '' ? undefined : t.trim()),
   },
   backend: {
+    trust: 'operator',
     env: 'ISTIO_BACKEND',
     flag: 'backend',
     default: 'auto',
@@ -217,6 +279,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['auto', 'iptables-nft', 'iptables-legacy', 'nftables']),
   },
   ipv6: {
+    trust: 'allow-listed',
     env: 'ISTIO_IPV6',
     flag: 'ipv6',
     default: 'auto',
@@ -224,6 +287,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['auto', 'true', 'false']),
   },
   verify: {
+    trust: 'operator',
     env: 'ISTIO_VERIFY',
     flag: 'verify',
     default: 'live',
@@ -231,6 +295,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['rules', 'live']),
   },
   logFormat: {
+    trust: 'operator',
     env: 'ISTIO_LOG_FORMAT',
     flag: 'log-format',
     default: 'text',
@@ -238,6 +303,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseChoice(t, w, ['text', 'json']),
   },
   execTimeout: {
+    trust: 'operator',
     env: 'ISTIO_EXEC_TIMEOUT',
     flag: 'exec-timeout',
     default: '30',
@@ -245,6 +311,7 @@ export const OPTIONS: OptionTable<OptionSettings> = {
     parse: (t, w) => parseInteger(t, w, 1, 3600, 'whole seconds from 1 to 3600'),
   },
   strictEnv: {
+    trust: 'operator',
     env: 'ISTIO_STRICT_ENV',
     flag: 'strict-env',
     default: 'false',
@@ -432,6 +499,50 @@ const parseEnvObject = (text: string, where: string): Record<string, string> => 
   return value as Record<string, string>
 }
 
+/** The capture annotation's name in an allow-list: `capture: disabled` under captureAll. */
+export const CAPTURE_ANNOTATION_NAME = 'capture'
+
+/** What an allow-list of annotations may name: capture, and every setting the table lets a pod set. */
+export const allowableAnnotations = (): string[] => [
+  CAPTURE_ANNOTATION_NAME,
+  ...Object.values(OPTIONS)
+    .filter(spec => spec.trust === 'allow-listed')
+    .map(spec => spec.flag),
+]
+
+const parseAllowedAnnotations = (t: string, w: string): string[] =>
+  parseList(t, name => {
+    if (allowableAnnotations().includes(name)) return name
+    const spec = Object.values(OPTIONS).find(s => s.flag === name)
+    throw new ConfigError(
+      w,
+      t,
+      spec
+        ? `names of settings a pod may be let set (${name} is not one: only the operator sets ${spec.env}, which names a node path or decides how the node agent runs)`
+        : `comma-separated names from: ${allowableAnnotations().join(', ')}`,
+    )
+  })
+
+const ALLOWED_ANNOTATIONS: OptionSpec<string[]> = {
+  env: 'ISTIO_CNI_ALLOWED_ANNOTATIONS',
+  flag: 'cni-allowed-annotations',
+  default: '',
+  help: "cni-install: the entry's allowedAnnotations; validate: the same list. The sidecar-redirect.io/<name> annotations a pod may set, comma-separated names (empty: none)",
+  parse: parseAllowedAnnotations,
+}
+
+/** Settings of `validate` only: what it needs to decide the pod's settings as the node agent did. */
+export const VALIDATE_OPTIONS: OptionTable<ValidateSettings> = {
+  annotationsFile: {
+    env: 'ISTIO_POD_ANNOTATIONS_FILE',
+    flag: 'pod-annotations-file',
+    default: '',
+    help: "validate: the pod's annotations as a downward API volume holds them; empty: none, so validate checks the operator's settings alone",
+    parse: (t, w) => (t.trim() === '' ? undefined : parsePath(t, w)),
+  },
+  allowedAnnotations: ALLOWED_ANNOTATIONS,
+}
+
 /** Settings of the CNI installer (`cni-install`) only. */
 export const CNI_INSTALL_OPTIONS: OptionTable<CniInstallSettings> = {
   confDir: {
@@ -476,6 +587,7 @@ export const CNI_INSTALL_OPTIONS: OptionTable<CniInstallSettings> = {
     help: "cni-install: the entry's captureAll: capture pods without the sidecar-redirect.io/capture annotation",
     parse: (t, w) => parseChoice(t, w, ['true', 'false']) === 'true',
   },
+  allowedAnnotations: ALLOWED_ANNOTATIONS,
   excludeNamespaces: {
     env: 'ISTIO_CNI_EXCLUDE_NAMESPACES',
     flag: 'cni-exclude-namespaces',

@@ -1,7 +1,7 @@
 // Settings come from env vars and flags; a flag wins over its env var. Pure: the caller hands in both maps.
 
 import { ConfigError } from '../errors.js'
-import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionTable } from './options.js'
+import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS, type OptionTable, VALIDATE_OPTIONS } from './options.js'
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from './inject-options.js'
 import type {
   AgentSettings,
@@ -12,6 +12,7 @@ import type {
   NodeAgentSettings,
   OptionSettings,
   Settings,
+  ValidateSettings,
   WebhookSettings,
 } from './types.js'
 
@@ -42,9 +43,26 @@ export const parseClassifierSettings = (env: Env, flags: Flags = {}): Classifier
 
 export const parseNodeAgentSettings = (env: Env, flags: Flags = {}): NodeAgentSettings => parseOptions(NODE_AGENT_OPTIONS, env, flags)
 
+export const parseValidateSettings = (env: Env, flags: Flags = {}): ValidateSettings => parseOptions(VALIDATE_OPTIONS, env, flags)
+
 export const parseCniInstallSettings = (env: Env, flags: Flags = {}): CniInstallSettings => parseOptions(CNI_INSTALL_OPTIONS, env, flags)
 
-export const parseInjectSettings = (env: Env, flags: Flags = {}): InjectSettings => parseOptions(INJECT_OPTIONS, env, flags)
+export const parseInjectSettings = (env: Env, flags: Flags = {}): InjectSettings => {
+  const settings = parseOptions(INJECT_OPTIONS, env, flags)
+  // In mode cni the node's plugin reads the same annotations and refuses these, whatever it is told: a pod the
+  // injector let set one would never start. One allow-list, one meaning: refuse it here too.
+  const operatorOnly =
+    settings.mode === 'cni' ? Object.values(OPTIONS).find(s => s.trust === 'operator' && settings.annotations.includes(s.flag)) : undefined
+  if (operatorOnly !== undefined) {
+    const spec = INJECT_OPTIONS.annotations
+    throw new ConfigError(
+      sourceName(spec, flags['annotations']),
+      flags['annotations'] ?? env[spec.env] ?? spec.default,
+      `in mode cni, no setting only the node's operator sets (${operatorOnly.flag}: ${operatorOnly.env} names a node path or decides how the node agent runs, so the CNI plugin refuses it as an annotation)`,
+    )
+  }
+  return settings
+}
 
 export const parseWebhookSettings = (env: Env, flags: Flags = {}): WebhookSettings => parseOptions(WEBHOOK_OPTIONS, env, flags)
 

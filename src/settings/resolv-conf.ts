@@ -3,9 +3,9 @@
 // that cannot be read, or lists no nameserver, is refused: capturing nothing while the setting says DNS is captured
 // would be a silent failure.
 
-import { ConfigError } from '../errors.js'
+import { ConfigError, FileConfigError } from '../errors.js'
 import { parseCidr } from './cidr.js'
-import { openRegular } from './services-file.js'
+import { asFileError, openRegular } from './services-file.js'
 import type { Cidr } from './types.js'
 
 // A resolv.conf is a few lines; anything this large is not one.
@@ -31,13 +31,13 @@ export const parseNameservers = (text: string, path: string, variable: string): 
 
 /** readNameservers reads ISTIO_RESOLV_CONF's nameservers; throws ConfigError naming `variable`, the file and why. */
 export const readNameservers = async (path: string, variable: string): Promise<Cidr[]> => {
-  const refuse = (why: string): ConfigError => new ConfigError(variable, path, `${ACCEPTED} (${why})`)
+  const refuse = (why: string): ConfigError => new FileConfigError(variable, path, `${ACCEPTED} (${why})`)
   const handle = await openRegular(path, refuse)
   try {
     const buffer = Buffer.alloc(MAX_BYTES + 1)
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0)
     if (bytesRead > MAX_BYTES) throw refuse(`it is over ${MAX_BYTES} bytes`)
-    return parseNameservers(buffer.subarray(0, bytesRead).toString('utf8'), path, variable)
+    return asFileError(() => parseNameservers(buffer.subarray(0, bytesRead).toString('utf8'), path, variable))
   } finally {
     await handle.close()
   }

@@ -6,7 +6,7 @@
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { StringDecoder } from 'node:string_decoder'
-import { ConfigError } from '../errors.js'
+import { ConfigError, FileConfigError } from '../errors.js'
 import { parseServiceLine, type Located } from './services.js'
 
 export const MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -56,9 +56,19 @@ export const openRegular = async (path: string, refuse: (why: string) => ConfigE
   return handle
 }
 
+/** asFileError runs a parse of a file's text, so that a refusal quoting it is a FileConfigError. */
+export const asFileError = <T>(parse: () => T): T => {
+  try {
+    return parse()
+  } catch (error) {
+    if (error instanceof ConfigError && !(error instanceof FileConfigError)) throw new FileConfigError(error.variable, error.value, error.accepted)
+    throw error
+  }
+}
+
 /** readServicesFile returns the file's services; throws ConfigError naming the file and why it was refused. */
 export const readServicesFile = async (path: string, variable: string): Promise<Located[]> => {
-  const refuse = (why: string): ConfigError => new ConfigError(variable, path, `${ACCEPTED} (${why})`)
+  const refuse = (why: string): ConfigError => new FileConfigError(variable, path, `${ACCEPTED} (${why})`)
   const handle = await openRegular(path, refuse)
   const found: Located[] = []
   const decoder = new StringDecoder('utf8')
@@ -69,7 +79,7 @@ export const readServicesFile = async (path: string, variable: string): Promise<
   const take = (line: string): void => {
     number += 1
     if (Buffer.byteLength(line) > MAX_LINE_BYTES) throw refuse(`line ${number} is longer than ${MAX_LINE_BYTES} bytes`)
-    const located = parseServiceLine(line, `${path} line ${number}: `, variable)
+    const located = asFileError(() => parseServiceLine(line, `${path} line ${number}: `, variable))
     if (located !== undefined && found.push(located) > MAX_SERVICES) throw refuse(`it lists more than ${MAX_SERVICES} services`)
   }
   try {

@@ -63,7 +63,9 @@ export interface Settings {
   readonly dnsPort: number
   /** The resolv.conf whose nameservers ISTIO_DNS_CAPTURE=resolv-conf captures. */
   readonly resolvConf: string
-  /** Its nameserver addresses (hosts), read by loadSettings when DNS capture is resolv-conf; otherwise empty. */
+  /** Nameservers given outright (CNI mode: the runtime's dns.servers); when set, ISTIO_RESOLV_CONF is not read. */
+  readonly dnsServers: readonly Cidr[]
+  /** The nameserver addresses (hosts) captured: dnsServers, else read by loadSettings from resolvConf; empty unless resolv-conf. */
   readonly nameservers: readonly Cidr[]
   /** Method explicit: the services to capture (from ISTIO_SERVICES and ISTIO_SERVICES_FILE). */
   readonly services: readonly Service[]
@@ -115,6 +117,14 @@ export interface MetricsAddress {
   readonly path: string
 }
 
+/** What `validate` needs beyond Settings to decide the pod's effective settings as the node agent did. */
+export interface ValidateSettings {
+  /** The pod's annotations, as a downward API volume holds them; undefined: none. */
+  readonly annotationsFile: string | undefined
+  /** The operator's allow-list: the sidecar-redirect.io/<name> annotations a pod may set. */
+  readonly allowedAnnotations: readonly string[]
+}
+
 export interface NodeAgentSettings {
   readonly socket: string
   /** Requests (ADD, CHECK, DEL) and repairs worked on at once; undefined means twice the CPUs it may use. */
@@ -142,6 +152,8 @@ export interface CniInstallSettings {
   /** The entry's settings: ISTIO_* variables as strings, validated as the env is. */
   readonly podSettings: Readonly<Record<string, string>>
   readonly captureAll: boolean
+  /** The entry's allowedAnnotations: the sidecar-redirect.io/<name> annotations a pod may set. */
+  readonly allowedAnnotations: readonly string[]
   readonly excludeNamespaces: readonly string[]
   /** Seconds between checks of the config directory, besides the change notifications. */
   readonly checkSeconds: number

@@ -5,26 +5,32 @@
 // the pod even if a rule is wrong: the destination is always local.
 
 import dgram from 'node:dgram'
-import net from 'node:net'
+import type net from 'node:net'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
-import { originalDestination } from '../net/original-dst.js'
 import { loadLibc } from '../net/libc.js'
-import { connectSocket, listenFd, type SocketOptions } from '../net/socket.js'
-import { ensureNetClsGroup, joinGroup, netClsMount, netClsPath } from '../cgroup/net-cls.js'
+import { connectSocket, type SocketOptions } from '../net/socket.js'
+import { ensureNetClsGroup, groupName, hasNetClsGroup, joinGroup, netClsMount, netClsPath, removeNetClsGroup } from '../cgroup/net-cls.js'
 import { DNS_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
 import { fateOf, identityBypasses, type IdentityMatch, type ProbePacket } from './fate.js'
+import {
+  bracket,
+  CannotAssume,
+  type Check,
+  closeAll,
+  type Identity,
+  land,
+  openDirect,
+  openProxy,
+  TIMEOUT_MS,
+  where,
+  type Landing,
+} from './landing.js'
 
-export interface Check {
-  readonly name: string
-  readonly family: Family
-  readonly status: 'passed' | 'failed' | 'not checked'
-  readonly detail: string
-}
+export type { Check, Identity } from './landing.js'
 
-const TIMEOUT_MS = 300
 const NOBODY = 65534
 
 /** A connection made by `uid` (root stands for the app in init) to one of the pod's addresses, leaving by lo. */
@@ -38,12 +44,6 @@ const appPacket = (address: string, port: number, uid = 0, gid = uid): ProbePack
   classid: 0,
   outInterface: 'lo',
 })
-
-/** Who makes the probe's app connections. */
-export interface Identity {
-  readonly uid: number
-  readonly gid: number
-}
 
 const ROOT: Identity = { uid: 0, gid: 0 }
 
@@ -75,71 +75,6 @@ const localAddresses = (family: Family): string[] =>
     .flat()
     .filter((i): i is NetworkInterfaceInfo => !!i && !i.internal && i.family === (family === 'ipv4' ? 'IPv4' : 'IPv6'))
     .map(i => i.address)
-
-const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
-
-/** The probe may not take another identity (no CAP_SETUID/CAP_SETGID, as in a NET_ADMIN-only init container). */
-class CannotAssume extends Error {}
-
-type Landing = { readonly on: 'proxy'; readonly originalDst: string } | { readonly on: 'direct' } | { readonly on: 'nowhere'; readonly why: string }
-
-/** Where a connection landed, for a check's detail; `proxy` names the listener that stands for the proxy. */
-const where = (landing: Landing, proxy: string): string =>
-  landing.on === 'proxy'
-    ? `${proxy} (SO_ORIGINAL_DST ${landing.originalDst})`
-    : landing.on === 'direct'
-      ? 'its destination'
-      : `nowhere: ${landing.why}`
-
-// Each listener answers with one line saying who it is; the proxy listener adds SO_ORIGINAL_DST.
-// One family per listener, so the two families' probes can hold the same port at once.
-const listen = (port: number, family: Family, answer: (s: net.Socket) => string): Promise<net.Server> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer(socket => socket.end(answer(socket)))
-    server.once('error', reject)
-    server.listen({ fd: listenFd(family, port) }, () => resolve(server))
-  })
-
-const openDirect = (family: Family): Promise<net.Server> => listen(0, family, () => 'direct\n')
-
-const openProxy = (family: Family, port: number): Promise<net.Server | undefined> =>
-  listen(port, family, s => {
-    const dst = originalDestination(s)
-    return `proxy ${dst ? `${bracket(dst.address)}:${dst.port}` : '-'}\n`
-  }).catch(() => undefined)
-
-const closeAll = async (servers: readonly (net.Server | undefined)[]): Promise<void> =>
-  void (await Promise.all(servers.map(s => s && new Promise(r => s.close(r)))))
-
-/** Where a connection made by `connect` lands; a connection that cannot even start lands nowhere. */
-const land = (connect: () => net.Socket): Promise<Landing> =>
-  new Promise(resolve => {
-    let socket: net.Socket
-    try {
-      socket = connect()
-    } catch (error) {
-      if (error instanceof CannotAssume) throw error
-      return resolve({ on: 'nowhere', why: messageOf(error) })
-    }
-    let text = ''
-    const done = (landing: Landing): void => {
-      socket.destroy()
-      resolve(landing)
-    }
-    socket.setTimeout(TIMEOUT_MS, () => done({ on: 'nowhere', why: `no answer within ${TIMEOUT_MS} ms` }))
-    socket.on('data', chunk => (text += String(chunk)))
-    socket.on('end', () => {
-      const [who, dst = '-'] = text.trim().split(' ')
-      done(
-        who === 'proxy'
-          ? { on: 'proxy', originalDst: dst }
-          : who === 'direct'
-            ? { on: 'direct' }
-            : { on: 'nowhere', why: `unexpected answer "${text.trim()}"` },
-      )
-    })
-    socket.on('error', error => done({ on: 'nowhere', why: error.message }))
-  })
 
 /** Connects a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
 const socketAs = (host: string, port: number, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
@@ -186,20 +121,27 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
     const root = await netClsMount()
     if (!root) return c.skip(c.name, 'the net_cls hierarchy is not mounted in this container')
     const home = ((await netClsPath('self')) ?? '/').replace(/\/$/, '')
-    // The same group the agent will use: made here if need be, so init can probe before the proxy exists.
-    let group: string
+    // The same group the agent will use, made here if need be so init can probe before the proxy exists; a group
+    // made here goes again afterwards (the agent makes its own when it starts): run from the node (CNI mode), the
+    // hierarchy is the node's, and nothing of a probe may stay there.
+    const made = !(await hasNetClsGroup(root, m.classid))
+    const group = `${root}/${groupName(m.classid)}`
     try {
-      group = await ensureNetClsGroup(root, m.classid)
-      await joinGroup(group, process.pid)
-    } catch (error) {
-      return c.skip(c.name, `could not join a net_cls group with classid ${hex(m.classid)}: ${messageOf(error)}`)
-    }
-    // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
-    // connection is made and answered before leaving the group.
-    try {
-      await c.expect(c.name, connectSocket, 'direct', `uid 0 in net_cls classid ${hex(m.classid)}`)
+      try {
+        await ensureNetClsGroup(root, m.classid)
+        await joinGroup(group, process.pid)
+      } catch (error) {
+        return c.skip(c.name, `could not join a net_cls group with classid ${hex(m.classid)}: ${messageOf(error)}`)
+      }
+      // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
+      // connection is made and answered before leaving the group.
+      try {
+        await c.expect(c.name, connectSocket, 'direct', `uid 0 in net_cls classid ${hex(m.classid)}`)
+      } finally {
+        await joinGroup(`${root}${home}`, process.pid)
+      }
     } finally {
-      await joinGroup(`${root}${home}`, process.pid)
+      if (made) await removeNetClsGroup(root, m.classid)
     }
   },
 }
@@ -367,12 +309,30 @@ export const probeCapture = async (plan: Plan): Promise<Check[]> => {
   return checks
 }
 
+const hasInboundCapture = (plan: FamilyPlan): boolean =>
+  plan.chains.some(c => c.hook === 'PREROUTING' && c.rules.some(r => r.target.kind === 'redirect' || r.target.kind === 'tproxy'))
+
+// What validate cannot show, said where it reports: it does not pretend to have checked inbound.
+const INBOUND_UNPROVEN =
+  'not proven from inside the pod: no unprivileged process can make a packet arrive on an interface of its own pod; inbound capture rests on the exact read-back of these same rules by whoever applied them (init, or the node at CNI ADD)'
+
 /**
  * probeAppCapture is the unprivileged live check (validate): per family, a connection made by this process, as it
- * is, to one of the pod's addresses must land on the port the plan redirects to, with the right SO_ORIGINAL_DST.
+ * is, to one of the pod's addresses, then to destinations routed out of each interface (see reach.ts), must land
+ * on the port the plan redirects to, with the right SO_ORIGINAL_DST. Inbound is reported as not checked.
  */
-export const probeAppCapture = async (plan: Plan, as: Identity): Promise<Check[]> =>
-  (await Promise.all(plan.families.map(f => probeFamily(f, as.uid, { capture: as })))).flat()
+export const probeAppCapture = async (plan: Plan, as: Identity): Promise<Check[]> => {
+  const { probeReach } = await import('./reach.js')
+  const perFamily = await Promise.all(
+    plan.families.map(async f => {
+      const local = await probeFamily(f, as.uid, { capture: as })
+      const reach = await probeReach(f, as, `uid ${as.uid} (this process, an app identity)`)
+      const inbound: Check[] = hasInboundCapture(f) ? [{ name: 'inbound', family: f.family, status: 'not checked', detail: INBOUND_UNPROVEN }] : []
+      return [...local, ...reach, ...inbound]
+    }),
+  )
+  return perFamily.flat()
+}
 
 /**
  * probeProxyBypass is `run`'s check before it starts the proxy, made by this process as the proxy's identity (and

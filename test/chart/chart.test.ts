@@ -7,6 +7,7 @@ import { DaemonSet } from 'kubernetes-models/apps/v1'
 import { Pod } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
 import { parse } from 'yaml'
+import { allowableAnnotations } from '../../src/settings/options.js'
 import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
 import { helm, objectsOf, type K8sObject, validateObject } from '../helpers/helm.js'
 import { addressOf, expectCapturedPod, playInOrder, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
@@ -404,6 +405,13 @@ t.test('CNI mode: pods get validate first, no NET_ADMIN and no added capability 
       t.notMatch(JSON.stringify(pod.spec), /NET_ADMIN/, 'NET_ADMIN appears nowhere in the pod spec')
       t.match(inits[0]!.securityContext, { runAsUser: 65532, runAsNonRoot: true, capabilities: { drop: ['ALL'] } })
       t.same((pod.metadata as Values)['annotations'], { 'sidecar-redirect.io/capture': 'enabled' }, 'annotated for capture')
+      // validate decides the pod's settings as the node does: the values, and the annotations the allow-list names.
+      t.match(envOf(inits[0]!), { ISTIO_CNI_ALLOWED_ANNOTATIONS: '', ISTIO_POD_ANNOTATIONS_FILE: '/etc/sidecar-redirect/pod/annotations' })
+      t.same(
+        (pod.spec['volumes'] as Values[]).find(v => v['name'] === 'sidecar-redirect-pod'),
+        { name: 'sidecar-redirect-pod', downwardAPI: { items: [{ path: 'annotations', fieldRef: { fieldPath: 'metadata.annotations' } }] } },
+        "the pod's annotations reach validate through the downward API",
+      )
       const volumes = (pod.spec['volumes'] ?? []) as Values[]
       const violations = [...inits, ...containers(pod, 'containers')].flatMap(c => restrictedViolations(c, volumes).map(v => `${c.name} ${v}`))
       t.equal(violations.length === 0, restricted, `${values.method}: every container 'restricted': ${restricted} (${violations.join(', ')})`)
@@ -420,6 +428,7 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
       netnsDir: '/run/netns',
       socketDir: '/var/run/sr',
       captureAll: true,
+      allowedAnnotations: ['inbound-exclude-ports', 'capture'],
       excludeNamespaces: ['kube-system', 'monitoring'],
       checkSeconds: 3,
       concurrency: 8,
@@ -442,6 +451,7 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
   t.match(env, {
     ISTIO_NODE_AGENT_SOCKET: '/var/run/sr/agent.sock',
     ISTIO_CNI_CAPTURE_ALL: 'true',
+    ISTIO_CNI_ALLOWED_ANNOTATIONS: 'inbound-exclude-ports,capture',
     ISTIO_CNI_EXCLUDE_NAMESPACES: 'kube-system,monitoring',
     ISTIO_CNI_CHECK_SECONDS: '3',
   })
@@ -488,6 +498,9 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
     [{ cni: { checkSeconds: 0 } }, 'cni/checkSeconds'],
     [{ cni: { metricsPort: 70000 } }, 'cni/metricsPort'],
     [{ cni: { recheckSeconds: -1 } }, 'cni/recheckSeconds'],
+    // A setting that names a node path or decides how the agent runs is never a pod's to set.
+    [{ cni: { allowedAnnotations: ['services-file'] } }, 'cni/allowedAnnotations/0'],
+    [{ cni: { allowedAnnotations: ['capture', 'capture'] } }, 'cni/allowedAnnotations'],
     [{ cni: { bogus: 1 } }, 'cni'],
   ] as const) {
     const { error: refused } = await render(bad)
@@ -601,6 +614,11 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
     t.match(await podman('logs', 'parent-app'), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
     t.match(await podman('logs', 'parent-proxy'), `"relayed":{"from":"${await addressOf('parent')}","to":"${remote}:9090"}`, 'through the proxy')
   })
+})
+
+t.test('the schema lets cni.allowedAnnotations name exactly what the option table lets a pod set', async t => {
+  const schema = JSON.parse(readFileSync(`${CHART}/values.schema.json`, 'utf8')) as Values
+  t.same(schema['properties']['cni']['properties']['allowedAnnotations']['items']['enum'], allowableAnnotations())
 })
 
 t.test("this chart's appVersion is the one its templates use, and the README lists every value", async t => {

@@ -12,6 +12,7 @@ import t from 'tap'
 import { runForStatus } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 import { transformObject } from '../../src/inject/workloads.js'
+import { annotatableFlags } from '../../src/settings/inject-options.js'
 import { parseInjectSettings, parseWebhookSettings } from '../../src/settings/parse.js'
 import { helm, type K8sObject, objectsOf, validateObject } from '../helpers/helm.js'
 import { NETWORK, podman, prepareNetwork, ROOT, runPodman } from '../helpers/podman.js'
@@ -172,7 +173,8 @@ t.test("the values reach the webhook as the injector's settings, and it injects 
     ISTIO_INJECT_KUBE_VERSION: 'v1.33',
     ISTIO_INJECT_PROXY_PROBE: '{"httpGet":{"path":"/ready","port":15021}}',
     ISTIO_INJECT_HELPER_UID: '4242',
-    ISTIO_INJECT_ANNOTATIONS: 'proxy-image,outbound-exclude-ports',
+    // CNI mode: the capture settings are the node's allow-list, not webhook.annotations (see the test below).
+    ISTIO_INJECT_ANNOTATIONS: 'proxy-image',
     ISTIO_WEBHOOK_REQUEST_SECONDS: '7',
     ISTIO_OUTBOUND_EXCLUDE_PORTS: '22',
   })
@@ -208,6 +210,37 @@ t.test("the values reach the webhook as the injector's settings, and it injects 
   )
   t.match(hold, { image: 'registry.example/sr:9.9.9', imagePullPolicy: 'Always', securityContext: { runAsUser: 4242 } })
   t.match(spec.initContainers[1].env, [{ name: 'ISTIO_PROXY_PORT', value: '15001' }])
+})
+
+t.test('one allow-list per choice: in CNI mode the webhook lets pods set the capture settings the node does, no others', async t => {
+  const schema = JSON.parse(readFileSync(`${CHART}/values.schema.json`, 'utf8')) as Obj
+  const names: string[] = schema['properties']['webhook']['properties']['annotations']['items']['enum']
+  const kinds = annotatableFlags()
+  const own = names.filter(name => kinds.get(name) === 'inject')
+  t.ok(own.length > 0 && own.length < names.length, 'the schema names both kinds')
+  const allowed = async (values: Obj) => envOf(webhookContainer(await render(values)))['ISTIO_INJECT_ANNOTATIONS']
+  const cni = { enabled: true, allowedAnnotations: ['capture', 'outbound-exclude-ports', 'inbound-ports'] }
+  t.equal(
+    await allowed({ webhook: { annotations: names }, cni }),
+    [...own, 'outbound-exclude-ports', 'inbound-ports'].join(','),
+    "every one of the injector's own settings as webhook.annotations says; of the capture settings, the node's list",
+  )
+  t.equal(
+    await allowed({ cni: { enabled: true } }),
+    'proxy-image,proxy-command,proxy-args,proxy-probe,inject-layout',
+    'the defaults: no capture setting in CNI mode',
+  )
+  t.equal(
+    await allowed({ webhook: { annotations: names }, cni: { ...cni, enabled: false } }),
+    names.join(','),
+    'init mode: webhook.annotations as it is',
+  )
+  // Through the injector: a pod annotated with a capture setting the node would refuse is refused at admission.
+  const env = envOf(webhookContainer(await render({ cni: { enabled: true } })))
+  const pod = KINDS['Pod']!.make(podSpec())
+  ;(pod as Obj)['metadata'].annotations = { 'sidecar-redirect.io/outbound-exclude-ports': '443' }
+  const result = transformObject(pod, 'inject', { env, flags: {} })
+  t.match(result.refusals, [{ message: /does not let pods set/ }], 'refused by the webhook, as the node would refuse it')
 })
 
 t.test("the chart's include-able templates take a foreign proxy image as it is", async t => {

@@ -77,10 +77,11 @@ const expectOurs = (t: Test, plugin: Plugin | undefined): void => {
       agentSocket: '/run/sidecar-redirect/agent.sock',
       settings: ENTRY_SETTINGS,
       captureAll: false,
+      allowedAnnotations: [],
       excludeNamespaces: ['kube-system'],
-      capabilities: { 'io.kubernetes.cri.pod-annotations': true },
+      capabilities: { 'io.kubernetes.cri.pod-annotations': true, dns: true },
     },
-    'our entry, with the settings, annotations capability and defaults',
+    'our entry, with the settings, the annotations and dns capabilities, and defaults (no annotation allowed)',
   )
 }
 

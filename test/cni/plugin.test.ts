@@ -108,7 +108,12 @@ const NOT_CAPTURED = [
     annotations: { 'sidecar-redirect.io/capture': 'enabled' },
     args: POD_ARGS.replace('=shop', '=kube-system'),
   },
-  { name: 'a pod annotated capture: disabled', conf: CAPTURED, annotations: { 'sidecar-redirect.io/capture': 'disabled' }, args: POD_ARGS },
+  {
+    name: 'a pod annotated capture: disabled, which the allow-list lets it say',
+    conf: { ...CAPTURED, allowedAnnotations: ['capture'] },
+    annotations: { 'sidecar-redirect.io/capture': 'disabled' },
+    args: POD_ARGS,
+  },
   { name: 'a pod not annotated while captureAll is false (the default)', conf: { settings: CAPTURED.settings }, annotations: {}, args: POD_ARGS },
 ]
 
@@ -136,9 +141,10 @@ t.test('a pod that is not captured is passed through untouched; CHECK then fails
 
 const REFUSED = [
   {
-    name: 'a bad value in an annotation',
+    name: 'a bad value in an allowed annotation',
     annotations: { 'sidecar-redirect.io/outbound-exclude-ports': '9090,x' },
     settings: {},
+    allowed: ['outbound-exclude-ports'],
     names: /annotation sidecar-redirect\.io\/outbound-exclude-ports: ISTIO_OUTBOUND_EXCLUDE_PORTS="9090,x" is not valid/,
   },
   {
@@ -173,7 +179,8 @@ t.test('a refused setting or annotation fails ADD with code 7 (invalid network c
   const before = await snapshot(box, 'netfilter')
   for (const row of REFUSED) {
     await t.test(row.name, async t => {
-      const list = rig.conflist({ ...CAPTURED, settings: { ...CAPTURED.settings, ...row.settings } })
+      const allowedAnnotations = 'allowed' in row ? row.allowed : []
+      const list = rig.conflist({ ...CAPTURED, allowedAnnotations, settings: { ...CAPTURED.settings, ...row.settings } })
       const add = await rig.runtime(box, 'add', list, row.annotations)
       t.not(add.exitCode, 0, 'ADD fails through libcni')
       t.match(add.output, row.names, 'naming the setting and its value', { output: add.output })
@@ -185,6 +192,7 @@ t.test('a refused setting or annotation fails ADD with code 7 (invalid network c
         type: 'sidecar-redirect',
         agentSocket: rig.socket,
         ...CAPTURED,
+        allowedAnnotations,
         settings: { ...CAPTURED.settings, ...row.settings },
         runtimeConfig: { 'io.kubernetes.cri.pod-annotations': row.annotations },
       }

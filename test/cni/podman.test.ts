@@ -146,3 +146,42 @@ t.test('with captureAll false the plugin captures nothing, validate exits 9, and
   t.match(states, new RegExp(`${POD}-app (created|configured)`, 'i'), 'the app container never ran')
   t.match(states, new RegExp(`${POD}-proxy (created|configured)`, 'i'), 'the proxy container never ran')
 })
+
+t.test(
+  'method explicit in CNI mode: validate passes with the listed services, and a connection to one goes through the proxy while others go direct',
+  async t => {
+    if (!kernelAvailable(t)) return
+    const node = await startPodmanNode(t, [POD])
+    const services = '198.19.22.1/32:9090,[2001:db8:22::1/128]:9090'
+    const settings = { ...SETTINGS, ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: services }
+    const { name } = podmanNetwork(node.rig, { captureAll: true, settings }, [[{ subnet: '198.19.22.0/24' }], [{ subnet: '2001:db8:22::/64' }]])
+    const remote = startProcess('nsenter', [`--net=${node.netns}`, process.execPath, programs().peer, 'serve', 'remote=[::]:9090', 'other=[::]:9091'])
+    t.teardown(() => remote.stop())
+    await remote.waitForLine(line => line.includes('"ready":true'))
+    // The example pod, with validate told the same method and services as the node (as the chart renders both).
+    const file = `${node.rig.dir}/pod-explicit.yaml`
+    writeFileSync(
+      file,
+      readFileSync(FILE, 'utf8').replace(
+        '        - { name: ISTIO_PROXY_PORT, value: "5001" }\n',
+        `        - { name: ISTIO_PROXY_PORT, value: "5001" }\n        - { name: ISTIO_OUTBOUND_METHOD, value: explicit }\n        - { name: ISTIO_SERVICES, value: "${services}" }\n`,
+      ),
+    )
+    await playInOrder(t, file, name)
+    t.match(
+      await podman('logs', `${POD}-validate`),
+      /validate: ok[\s\S]*ipv4 out eth0: passed, uid 1000 .* -> 198\.19\.22\.1:9090[\s\S]*ipv6 out eth0: passed, .* -> \[2001:db8:22::1\]:9090/,
+    )
+    await waitForLog(`${POD}-app`, '"ready":true')
+    for (const gateway of ['198.19.22.1', '2001:db8:22::1']) {
+      t.equal((await connect(`${POD}-app`, gateway, 9090)).label, 'remote', `${gateway}:9090, a listed service, answered`)
+      t.equal((await connect(`${POD}-app`, gateway, 9091)).label, 'other', `${gateway}:9091, not listed, answered`)
+    }
+    const relayed = (await podman('logs', `${POD}-proxy`)).split('\n').filter(line => line.includes('"relayed"'))
+    t.equal(relayed.length, 2, 'only the listed service went through the proxy', { relayed })
+    t.ok(
+      relayed.every(line => /"to":"(198\.19\.22\.1|2001:db8:22::1):9090"/.test(line)),
+      'to its original destination',
+    )
+  },
+)

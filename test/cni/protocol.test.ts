@@ -15,11 +15,12 @@ t.test('who is captured: captureAll, the capture annotation, and excluded namesp
     ['captureAll true', conf({ captureAll: true }), 'K8S_POD_NAMESPACE=shop', true],
     ['annotation enabled overrides captureAll false', annotated({ 'sidecar-redirect.io/capture': 'enabled' }), 'K8S_POD_NAMESPACE=shop', true],
     [
-      'annotation disabled overrides captureAll true',
-      annotated({ 'sidecar-redirect.io/capture': 'disabled' }, { captureAll: true }),
+      'annotation disabled overrides captureAll true where the allow-list names capture',
+      annotated({ 'sidecar-redirect.io/capture': 'disabled' }, { captureAll: true, allowedAnnotations: ['capture'] }),
       'K8S_POD_NAMESPACE=shop',
       false,
     ],
+    ['annotation disabled with captureAll false', annotated({ 'sidecar-redirect.io/capture': 'disabled' }), 'K8S_POD_NAMESPACE=shop', false],
     [
       'kube-system is excluded by default, even annotated',
       annotated({ 'sidecar-redirect.io/capture': 'enabled' }, { captureAll: true }),
@@ -31,12 +32,16 @@ t.test('who is captured: captureAll, the capture annotation, and excluded namesp
   for (const [name, stdin, args, captured] of rows) t.equal(decidePod(parseNetConf(stdin), args).captured, captured, name)
 })
 
-t.test('settings, then annotations, become the ISTIO_* environment, each named by where it was written', async t => {
+t.test('settings, then the allowed annotations, become the ISTIO_* environment, each named by where it was written', async t => {
   const decision = decidePod(
     parseNetConf(
       annotated(
         { 'sidecar-redirect.io/outbound-exclude-ports': '9090', other: 'x' },
-        { captureAll: true, settings: { ISTIO_PROXY_PORT: '15001', ISTIO_OUTBOUND_EXCLUDE_PORTS: '1' } },
+        {
+          captureAll: true,
+          settings: { ISTIO_PROXY_PORT: '15001', ISTIO_OUTBOUND_EXCLUDE_PORTS: '1' },
+          allowedAnnotations: ['outbound-exclude-ports'],
+        },
       ),
     ),
     '',

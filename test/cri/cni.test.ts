@@ -7,12 +7,13 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { type Node, startNode, runPod, agentAndProxy, exchange, privilegesOf, relaysOf, startRemote } from '../helpers/cri/index.js'
 import { parse } from 'yaml'
-import { runForStatus } from '../../src/exec/processes.js'
+import { runForStatus, startProcess } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN, hasCapability, readStatus } from '../../src/privilege/status.js'
+import { DNS_CLIENT, proxyDnsArgs } from '../helpers/dns.js'
 import { kernelAvailable } from '../helpers/kernel.js'
 import { ROOT } from '../helpers/podman.js'
 
-const EXAMPLE = parse(readFileSync(`${ROOT}examples/pod-cni.yaml`, 'utf8')) as { metadata: Record<string, unknown> }
+const EXAMPLE = parse(readFileSync(`${ROOT}examples/pod-cni.yaml`, 'utf8')) as { metadata: Record<string, unknown>; spec: Record<string, unknown> }
 // What examples/pod-cni.yaml's proxy listens on and its validate expects.
 const SETTINGS = { ISTIO_PROXY_PORT: '5001' }
 const CAPTURE = 'sidecar-redirect.io/capture'
@@ -31,7 +32,8 @@ let node: Node | undefined
 t.before(async () => {
   if (process.getuid?.() !== 0) return
   // captureAll false: only the annotation can capture a pod.
-  node = await startNode(t, { cni: { settings: SETTINGS, captureAll: false } })
+  // The operator lets pods choose DNS capture (the test below asks for resolv-conf); nothing else may be annotated.
+  node = await startNode(t, { cni: { settings: SETTINGS, captureAll: false, allowedAnnotations: ['dns-capture'] } })
   await startRemote(t, node)
 })
 
@@ -112,6 +114,61 @@ for (const [what, annotations, namespace, reason] of [
     await pod.stop()
   })
 }
+
+t.test(
+  "resolv-conf DNS capture under containerd: the pod's dnsConfig nameservers reach the plugin as the dns capability, and a real query to one is answered by the proxy's DNS server",
+  async t => {
+    if (!kernelAvailable(t)) return
+    // The node's bridge addresses, which the pod reaches on its own subnet, as a cluster DNS service's: nothing
+    // listens on port 53 there, so only capture can answer.
+    const nameservers = [node!.gateways.ipv4, node!.gateways.ipv6]
+    const pod = await runPod(node!, {
+      ...annotated({ [CAPTURE]: 'enabled', 'sidecar-redirect.io/dns-capture': 'resolv-conf' }),
+      spec: { ...EXAMPLE.spec, dnsPolicy: 'None', dnsConfig: { nameservers } },
+    })
+    t.equal(pod.status, 'Running', JSON.stringify(pod.failure))
+    t.match(agentLines(node!, pod.sandboxId!, 'ADD')[0], /exit 0: sidecar-redirect: ADD \S+: captured/)
+    const rules = await natRules(pod.netns)
+    t.match(
+      rules,
+      new RegExp(`-d ${nameservers[0]}/32 -p udp .*--dport 53 .*REDIRECT --to-ports 15053`),
+      `UDP to ${nameservers[0]}:53 goes to the DNS port`,
+    )
+    // The proxy's DNS server: UID 1337, on the DNS port in the pod's netns, knowing pod.test.
+    const server = startProcess('nsenter', [`--net=${pod.netns}`, 'setpriv', ...proxyDnsArgs(15053)])
+    t.teardown(() => server.stop())
+    await server.waitForLine(line => line.includes('started'))
+    for (const [ns, type, answer] of [
+      [nameservers[0], 'A', '198.18.7.7'],
+      [nameservers[1], 'AAAA', '2001:db8::7:7'],
+    ] as const) {
+      // env -u NODE_OPTIONS: the test runner's hook would fail at exit in a child that changed UID.
+      const query = await runForStatus('nsenter', [
+        `--net=${pod.netns}`,
+        'env',
+        '-u',
+        'NODE_OPTIONS',
+        'setpriv',
+        '--reuid=1000',
+        '--regid=1000',
+        '--clear-groups',
+        process.execPath,
+        DNS_CLIENT,
+        'udp',
+        ns!,
+        'pod.test',
+        type,
+      ])
+      t.match(
+        JSON.parse(query.output.split('\n').find(line => line.startsWith('{')) ?? '{}'),
+        { ok: true, answers: [answer], from: { address: ns, port: 53 } },
+        `an app query to ${ns}:53 is answered by the pod's DNS server, from ${ns}:53`,
+        { output: query.output },
+      )
+    }
+    await pod.stop()
+  },
+)
 
 t.test('the node leaves no trace on the machine', async t => {
   if (!kernelAvailable(t) || !node) return

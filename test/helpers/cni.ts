@@ -47,7 +47,7 @@ export interface Rig {
     command: 'add' | 'check' | 'del' | 'version',
     list: string,
     annotations?: Record<string, string>,
-    options?: { netns?: string; args?: string },
+    options?: { netns?: string; args?: string; id?: string; capabilities?: Record<string, unknown> },
   ): Promise<Status>
   /**
    * Runs the plugin alone, as a runtime does, with a PATH that has neither node nor iptables; with `chroot`, in a
@@ -59,6 +59,8 @@ export interface Rig {
   startAgent(): Promise<void>
   /** The running agent: its PID and what it printed. */
   readonly agent: () => Started
+  /** What the node agent has logged so far. */
+  agentLog(): string
 }
 
 /** startRig starts a node agent and a CNI bin dir holding Debian's plugins and ours. */
@@ -83,6 +85,7 @@ export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> 
   t.teardown(() => agent?.stop())
   await startAgent()
   let lists = 0
+  let files = 0
   const bare = { PATH: '/nonexistent', CNI_PATH: bin, CNI_CACHE_DIR: `${dir}/cache` }
   return {
     dir,
@@ -97,8 +100,15 @@ export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> 
       writeFileSync(path, JSON.stringify({ cniVersion: '1.0.0', name: `sr-test-${lists}`, plugins }))
       return path
     },
-    runtime: (box, command, list, annotations = {}, options = {}) =>
-      runForStatus(
+    runtime: (box, command, list, annotations = {}, options = {}) => {
+      // A large annotation goes by file: exec refuses one argument over 128 KiB (E2BIG).
+      let json = JSON.stringify(annotations)
+      if (json.length > 64 * 1024) {
+        const file = `${dir}/annotations-${++files}.json`
+        writeFileSync(file, json)
+        json = `@${file}`
+      }
+      return runForStatus(
         '/usr/bin/nsenter',
         [
           `--net=/run/netns/${box.remoteNs}`,
@@ -106,12 +116,14 @@ export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> 
           command,
           list,
           options.netns ?? `/run/netns/${box.podNs}`,
-          `c-${box.podNs}`,
+          options.id ?? `c-${box.podNs}`,
           options.args ?? POD_ARGS,
-          JSON.stringify(annotations),
+          json,
+          ...(options.capabilities ? [JSON.stringify(options.capabilities)] : []),
         ],
         bare,
-      ),
+      )
+    },
     plugin: async (command, config, options = {}) => {
       const env = { ...bare, CNI_COMMAND: command, ...options.env }
       const [file, args] = options.chroot ? ['/usr/sbin/chroot', [dir, '/bin/sidecar-redirect']] : [`${bin}/sidecar-redirect`, []]
@@ -124,6 +136,7 @@ export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> 
       if (!agent) throw new Error('the agent was not started')
       return agent
     },
+    agentLog: () => agent?.lines.join('\n') ?? '',
   }
 }
 

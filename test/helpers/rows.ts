@@ -11,6 +11,8 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_DNS_CAPTURE: ['', 'on', 'true', 'resolv', 'ALL'],
   ISTIO_DNS_PORT: ['0', '65536', 'dns', '', '53x'],
   ISTIO_RESOLV_CONF: ['', 'resolv.conf', 'etc/resolv.conf'],
+  // An address with a prefix or a zone, a name; and any at all without resolv-conf DNS capture, which alone reads it.
+  ISTIO_DNS_SERVERS: ['198.18.0.1/32', 'dns.example', '198.18.0.1,fe80::1%eth0', '198.18.0.1'],
   ISTIO_PROXY_UID: ['0', '-1', 'abc', '', '0x', '1337x', '4294967295', '4294967296', 'envoy'],
   ISTIO_PROXY_GID: ['0', '-5', 'abc', '0x', '1.5', 'proxy'],
   ISTIO_OUTBOUND_METHOD: ['', 'UID', 'owner', 'tproxy', 'explicit-please'],

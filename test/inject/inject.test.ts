@@ -7,6 +7,7 @@ import { inject, uninject } from '../../src/inject/inject.js'
 import { STATUS_ANNOTATION } from '../../src/inject/settings.js'
 import { transformObject } from '../../src/inject/workloads.js'
 import { KINDS, type Obj, podSpec, templateOf, unknownKeys } from '../helpers/workloads.js'
+import { parseInjectSettings } from '../../src/settings/parse.js'
 
 const { applyPatch, deepClone } = fastJsonPatch
 
@@ -195,6 +196,12 @@ t.test("a pod's annotations set what the allow-list lets them, named as the anno
   }
   const operator = inject(withAnnotations({ 'sidecar-redirect.io/backend': 'nftables' }), source({ ISTIO_INJECT_ANNOTATIONS: 'backend' }))
   t.equal(operator.kind, 'injected', 'the operator may allow more')
+  t.throws(
+    () => parseInjectSettings({ ISTIO_INJECT_MODE: 'cni', ISTIO_INJECT_ANNOTATIONS: 'proxy-image,backend' }),
+    { message: /ISTIO_INJECT_ANNOTATIONS=.*in mode cni, no setting only the node's operator sets \(backend: ISTIO_BACKEND/ },
+    "... but not in mode cni what the node's plugin refuses as an annotation",
+  )
+  t.doesNotThrow(() => parseInjectSettings({ ISTIO_INJECT_MODE: 'cni', ISTIO_INJECT_ANNOTATIONS: 'proxy-image,outbound-exclude-ports' }))
   const none = inject(withAnnotations({ 'inject.sidecar-redirect.io/proxy-image': 'x:1' }), source({ ISTIO_INJECT_ANNOTATIONS: '' }))
   t.equal(none.kind, 'refused', '... or nothing')
   const off = inject(withAnnotations({ 'inject.sidecar-redirect.io/inject': 'disabled' }), source())

@@ -9,10 +9,8 @@ import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, snapshot, withSandbox } from '../helpers/kernel.js'
 import { BACKENDS } from '../helpers/rows.js'
+import { DNS_CLIENT, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
 
-const DNSMASQ = '/usr/sbin/dnsmasq'
-const CLIENT = new URL('../fixtures/dns-query.mjs', import.meta.url).pathname
-const PROXY_UID = 1337
 // The pod server sends its forwarded queries from this port, and an app query uses it first: the same 5-tuple.
 const SHARED_PORT = 40053
 const FAMILIES = [
@@ -29,43 +27,14 @@ interface Answer {
 }
 
 const query = async (box: Sandbox, args: string[]): Promise<Answer> => {
-  const result = await box.tryExec('pod', process.execPath, [CLIENT, ...args])
+  const result = await box.tryExec('pod', process.execPath, [DNS_CLIENT, ...args])
   const line = result.output.split('\n').find(l => l.startsWith('{'))
   return line ? (JSON.parse(line) as Answer) : { ok: false, error: result.output }
 }
 
-const common = ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces', '--pid-file=', '--cache-size=0', '--log-facility=-']
-
-const startRemote = async (box: Sandbox): Promise<void> => {
-  const server = box.start('remote', DNSMASQ, [
-    ...common,
-    '--port=53',
-    `--listen-address=${REMOTE}`,
-    `--listen-address=${REMOTE6}`,
-    '--user=root',
-    '--address=/remote.test/198.18.5.5',
-    '--address=/remote.test/2001:db8::5:5',
-  ])
-  await server.waitForLine(line => line.includes('cleared cache') || line.includes('started'))
-}
-
 /** The proxy's DNS server: the proxy UID, loopback only, forwarding to the remote nameserver from SHARED_PORT. */
 const startPodServer = async (box: Sandbox, port: number): Promise<void> => {
-  const server = box.start('pod', 'setpriv', [
-    `--reuid=${PROXY_UID}`,
-    `--regid=${PROXY_UID}`,
-    '--clear-groups',
-    DNSMASQ,
-    ...common,
-    `--port=${port}`,
-    '--listen-address=127.0.0.1',
-    '--listen-address=::1',
-    `--query-port=${SHARED_PORT}`,
-    `--server=${REMOTE}`,
-    `--server=${REMOTE6}`,
-    '--address=/pod.test/198.18.7.7',
-    '--address=/pod.test/2001:db8::7:7',
-  ])
+  const server = box.start('pod', 'setpriv', proxyDnsArgs(port, [`--query-port=${SHARED_PORT}`, `--server=${REMOTE}`, `--server=${REMOTE6}`]))
   await server.waitForLine(line => line.includes('cleared cache') || line.includes('started'))
 }
 
@@ -94,7 +63,7 @@ for (const backend of BACKENDS) {
       }
     }
     const before = await snapshot(box)
-    await startRemote(box)
+    await startRemoteDns(box)
     const env = { ISTIO_BACKEND: backend, ISTIO_DNS_CAPTURE: 'resolv-conf', ISTIO_RESOLV_CONF: resolv }
     await initOk(t, box, env)
     // An app query from SHARED_PORT while no DNS server listens yet: it leaves its conntrack entry, NATed to the

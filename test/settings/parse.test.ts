@@ -58,6 +58,7 @@ t.test('defaults follow the design document', async t => {
     ISTIO_DNS_CAPTURE: 'off',
     ISTIO_DNS_PORT: '15053',
     ISTIO_RESOLV_CONF: '/etc/resolv.conf',
+    ISTIO_DNS_SERVERS: '',
     ISTIO_SERVICES: '',
     ISTIO_SERVICES_FILE: '',
     ISTIO_BACKEND: 'auto',
@@ -145,4 +146,20 @@ t.test('with ISTIO_IPV6=false an IPv6 service is refused, from the list or the f
   t.match(fromFile.message, /line 3: 2001:db8::\/32/)
   const kept = await loadSettings({ ISTIO_IPV6: 'auto', ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: '/s' }, {}, file)
   t.equal(kept.services.length, 2, 'accepted while IPv6 is captured')
+})
+
+t.test('ISTIO_DNS_SERVERS names the resolv-conf nameservers outright: ISTIO_RESOLV_CONF is then never opened', async t => {
+  const refuse = async (): Promise<never> => {
+    throw new Error('the resolv.conf was read')
+  }
+  const settings = await loadSettings(
+    { ISTIO_DNS_CAPTURE: 'resolv-conf', ISTIO_DNS_SERVERS: '198.18.0.53, 2001:db8::53', ISTIO_RESOLV_CONF: '/nonexistent' },
+    {},
+    readServicesFile,
+    refuse,
+  )
+  t.same(
+    settings.nameservers.map(c => `${c.address}/${c.prefix}`),
+    ['198.18.0.53/32', '2001:db8::53/128'],
+  )
 })

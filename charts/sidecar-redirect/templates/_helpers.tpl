@@ -107,7 +107,8 @@ sidecar-redirect.io/capture: enabled
 
 {{/*
 CNI mode's first init container: `entrypoint validate` proves from inside the pod, with no capability at all, that
-the node's plugin captured its traffic (exit 9 if not, and the pod does not start).
+the node's plugin captured its traffic (exit 9 if not, and the pod does not start). It decides the pod's settings as
+the node did: these values plus the pod's annotations (a downward API volume) that cni.allowedAnnotations lets count.
 */}}
 {{- define "sidecar-redirect.validateContainer" -}}
 - name: sidecar-redirect-validate
@@ -116,6 +117,10 @@ the node's plugin captured its traffic (exit 9 if not, and the pod does not star
   args: ["validate"]
   env:
     {{- include "sidecar-redirect.env" . | nindent 4 }}
+    - { name: ISTIO_CNI_ALLOWED_ANNOTATIONS, value: {{ join "," .Values.cni.allowedAnnotations | quote }} }
+    - { name: ISTIO_POD_ANNOTATIONS_FILE, value: /etc/sidecar-redirect/pod/annotations }
+  volumeMounts:
+    - { name: sidecar-redirect-pod, mountPath: /etc/sidecar-redirect/pod, readOnly: true }
   resources:
     {{- toYaml .Values.resources.init | nindent 4 }}
   securityContext:
@@ -321,8 +326,14 @@ postStart hook returns once the proxy accepts connections (the pod's network is 
 {{- end }}
 {{- end }}
 
-{{/* The volumes the proxy container template mounts (cgroup method only, through our agent). */}}
+{{/* The volumes the templates mount: the pod's annotations for validate (CNI mode), the cgroup method's (through our agent). */}}
 {{- define "sidecar-redirect.volumes" -}}
+{{- if and .Values.enabled .Values.cni.enabled }}
+- name: sidecar-redirect-pod
+  downwardAPI:
+    items:
+      - { path: annotations, fieldRef: { fieldPath: metadata.annotations } }
+{{- end }}
 {{- if and (eq .Values.method "cgroup") (include "sidecar-redirect.ownProxy" .) }}
 {{- if .Values.classifier.enabled }}
 - name: sidecar-redirect-classifier
@@ -358,7 +369,7 @@ postStart hook returns once the proxy accepts connections (the pod's network is 
 - { name: ISTIO_INJECT_PROXY_RESOURCES, value: {{ ternary (toJson .Values.resources.proxy) "" (not (empty .Values.resources.proxy)) | quote }} }
 - { name: ISTIO_INJECT_APP_CAPABILITIES, value: {{ .Values.webhook.appCapabilities | quote }} }
 - { name: ISTIO_INJECT_HELPER_UID, value: {{ .Values.cni.validateRunAsUser | quote }} }
-- { name: ISTIO_INJECT_ANNOTATIONS, value: {{ join "," .Values.webhook.annotations | quote }} }
+- { name: ISTIO_INJECT_ANNOTATIONS, value: {{ include "sidecar-redirect.injectAnnotations" . | quote }} }
 - { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
 - { name: ISTIO_DRAIN_SECONDS, value: {{ .Values.proxy.drainSeconds | quote }} }
 - { name: ISTIO_READY_SECONDS, value: {{ .Values.proxy.readyTimeoutSeconds | quote }} }
@@ -367,3 +378,21 @@ postStart hook returns once the proxy accepts connections (the pod's network is 
 - { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
 {{- end }}
 {{- end }}
+
+{{/*
+The settings a pod's annotations may set through the webhook. In CNI mode the node's plugin decides which capture
+settings count (cni.allowedAnnotations) and refuses a pod with any other, so the webhook takes that same list for
+them: one choice, one meaning, and a pod the node would refuse is refused at admission instead. The injector's own
+settings (below, as the injector's table marks them) come from webhook.annotations in both modes.
+*/}}
+{{- define "sidecar-redirect.injectAnnotations" -}}
+{{- $own := list "proxy-image" "proxy-command" "proxy-args" "proxy-agent" "proxy-probe" "proxy-read-only-root" "inject-layout" "inject-resources" "proxy-resources" "inject-hold" -}}
+{{- $names := list -}}
+{{- range .Values.webhook.annotations -}}
+{{- if or (not $.Values.cni.enabled) (has . $own) }}{{ $names = append $names . }}{{ end -}}
+{{- end -}}
+{{- if .Values.cni.enabled -}}
+{{- range .Values.cni.allowedAnnotations }}{{ if ne . "capture" }}{{ $names = append $names . }}{{ end }}{{ end -}}
+{{- end -}}
+{{- join "," (uniq $names) -}}
+{{- end -}}

@@ -1,6 +1,8 @@
 // A small CNI runtime for the tests: it drives a conflist through libcni, the CNI project's own library (Debian's
 // golang-github-appc-cni-dev), as containerd and CRI-O do. Usage:
-//   harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON
+//   harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]
+// CAPABILITIES_JSON adds capability args (e.g. {"dns": {"nameservers": [...]}}), as containerd passes the pod's DNS.
+// ANNOTATIONS_JSON may be @FILE: an argument over 128 KiB is more than exec takes (E2BIG), and annotations may be.
 // ADD prints the final result; errors print the plugin's error and exit 1.
 package main
 
@@ -21,8 +23,8 @@ func fail(err error) {
 }
 
 func main() {
-	if len(os.Args) != 7 {
-		fmt.Fprintln(os.Stderr, "usage: harness add|check|del|version CONFLIST NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON")
+	if len(os.Args) != 7 && len(os.Args) != 8 {
+		fmt.Fprintln(os.Stderr, "usage: harness add|check|del|version CONFLIST NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]")
 		os.Exit(2)
 	}
 	command, conflist, netns, id, cniArgs, annotations := os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6]
@@ -47,16 +49,30 @@ func main() {
 			pairs = append(pairs, [2]string{k, v})
 		}
 	}
+	if strings.HasPrefix(annotations, "@") {
+		text, err := os.ReadFile(annotations[1:])
+		if err != nil {
+			fail(err)
+		}
+		annotations = string(text)
+	}
 	anno := map[string]string{}
 	if err := json.Unmarshal([]byte(annotations), &anno); err != nil {
 		fail(err)
 	}
+	capabilities := map[string]interface{}{}
+	if len(os.Args) == 8 {
+		if err := json.Unmarshal([]byte(os.Args[7]), &capabilities); err != nil {
+			fail(err)
+		}
+	}
+	capabilities["io.kubernetes.cri.pod-annotations"] = anno
 	rt := &libcni.RuntimeConf{
 		ContainerID:    id,
 		NetNS:          netns,
 		IfName:         "eth0",
 		Args:           pairs,
-		CapabilityArgs: map[string]interface{}{"io.kubernetes.cri.pod-annotations": anno},
+		CapabilityArgs: capabilities,
 	}
 	switch command {
 	case "add":

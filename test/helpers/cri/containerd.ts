@@ -42,6 +42,8 @@ export interface CniMode {
   /** The pods' ISTIO_* settings (the entry's `settings`). */
   readonly settings: Readonly<Record<string, string>>
   readonly captureAll?: boolean
+  /** The annotations pods may set (the entry's `allowedAnnotations`); none by default, as the installer's. */
+  readonly allowedAnnotations?: readonly string[]
   readonly excludeNamespaces?: readonly string[]
 }
 
@@ -342,6 +344,7 @@ const cniEntry = (mode: CniMode, agentSocket: string): Record<string, unknown> =
     agentSocket,
     podSettings: mode.settings,
     captureAll: mode.captureAll ?? false,
+    allowedAnnotations: mode.allowedAnnotations ?? [],
     excludeNamespaces: mode.excludeNamespaces ?? ['kube-system'],
     checkSeconds: 10,
   })
