@@ -84,9 +84,9 @@ const proxy = (port: number, mark: number | undefined): void => {
 }
 
 /** Asks the classifier for `classid`, prints the outcome and this process's net_cls path, then connects if asked. */
-const classify = async (socketPath: string, classid: number, then: string | undefined): Promise<void> => {
+const classify = async (socketPath: string, classid: number, then: string | undefined, netClsRoot: string | undefined): Promise<void> => {
   const started = performance.now()
-  const outcome = await requestClassification(socketPath, classid).then(
+  const outcome = await requestClassification(socketPath, classid, netClsRoot).then(
     group => ({ ok: true, group }),
     (error: Error) => ({ ok: false, error: error.message }),
   )
@@ -123,9 +123,10 @@ const send = (socketPath: string, text: string, keepOpen: boolean): void => {
 
 /**
  * Opens `count` connections at once and sends nothing on them, never closing one itself; a connect refused
- * because the listen queue is full is retried. Prints how they ended once all have.
+ * because the listen queue is full is retried. Prints how they ended once all have; with `renew`, each one that
+ * ends is opened again, so the flood holds as many as it can until it is killed.
  */
-const flood = (socketPath: string, count: number): void => {
+const flood = (socketPath: string, count: number, renew: boolean): void => {
   const ended = { answered: 0, failed: 0 }
   let pending = count
   let retries = 0
@@ -144,6 +145,7 @@ const flood = (socketPath: string, count: number): void => {
         return
       }
       ended[reply.includes('"ok":false') ? 'answered' : 'failed'] += 1
+      if (renew) return void setImmediate(open)
       if (--pending === 0) print({ ...ended, retries })
     })
   }
@@ -152,25 +154,38 @@ const flood = (socketPath: string, count: number): void => {
 }
 
 /**
- * Connects, hands the connected socket to a child (as its fd 3) and exits: the connection's credentials name a
- * PID that is free again once this process is reaped. The child sends the request when it gets SIGUSR1.
+ * Connects, hands the connected socket to a child and exits: the connection's credentials name a PID that is free
+ * again once this process is reaped. The child is started first and gets the socket over its IPC channel, so the
+ * request's clock (the classifier's deadline) starts only when the slow part, a Node start, is over. The child
+ * sends the request when it gets SIGUSR1.
  */
 const handOff = (socketPath: string, classid: number): void => {
-  const socket = net.connect(socketPath)
-  socket.on('connect', () => {
-    const child = spawn(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)], { stdio: ['ignore', 'inherit', 'inherit', socket] })
-    print({ asker: process.pid, holder: child.pid })
-    process.exit(0)
+  const child = spawn(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  child.once('message', () => {
+    const socket = net.connect(socketPath)
+    socket.on('connect', () => {
+      child.send('socket', socket)
+      child.once('message', () => {
+        print({ asker: process.pid, holder: child.pid })
+        process.exit(0)
+      })
+    })
   })
 }
 
 const hold = (classid: number): void => {
-  const socket = new net.Socket({ fd: 3, readable: true, writable: true })
-  let reply = ''
-  socket.on('data', chunk => (reply += String(chunk)))
-  socket.on('close', () => print({ reply: reply.trim() }))
-  process.on('SIGUSR1', () => socket.write(`${JSON.stringify({ classid })}\n`))
-  print({ holding: process.pid })
+  process.once('message', (_message, handle) => {
+    const socket = handle as net.Socket
+    let reply = ''
+    socket.on('data', chunk => (reply += String(chunk)))
+    socket.on('close', () => print({ reply: reply.trim() }))
+    process.on('SIGUSR1', () => socket.write(`${JSON.stringify({ classid })}\n`))
+    print({ holding: process.pid })
+    process.send?.('holding')
+    // The parent's exit closes the channel; the socket alone keeps this process alive.
+    process.channel?.unref()
+  })
+  process.send?.('ready')
 }
 
 const main = (): void => {
@@ -185,23 +200,25 @@ const main = (): void => {
       connect: { type: 'string' },
       repeat: { type: 'string', default: '1' },
       'keep-open': { type: 'boolean', default: false },
+      'net-cls-root': { type: 'string' },
+      renew: { type: 'boolean', default: false },
     },
   })
   const [verb, ...rest] = positionals
   if (verb === 'serve') void serve(rest)
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
-  else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect)
+  else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect, values['net-cls-root'])
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
-  else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]))
+  else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]), values.renew)
   else if (verb === 'hand-off') handOff(rest[0] ?? '', Number(rest[1]))
   else if (verb === 'hold') hold(Number(rest[0]))
   else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
       'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
-        '       | classify socket classid [--connect host:port] | send socket text [--repeat n] [--keep-open]\n' +
-        '       | flood socket count | hand-off socket classid\n',
+        '       | classify socket classid [--connect host:port] [--net-cls-root dir] | send socket text [--repeat n] [--keep-open]\n' +
+        '       | flood socket count [--renew] | hand-off socket classid\n',
     )
     process.exitCode = 2
   }

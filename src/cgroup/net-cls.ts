@@ -2,29 +2,49 @@
 // classid, and `-m cgroup --cgroup ID` matches it. Membership is inherited at fork, so a process that joins the
 // group before starting the proxy has every proxy process (restarts too) classified from its first instruction.
 
-import { mkdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rmdir, stat, statfs, writeFile } from 'node:fs/promises'
 import type { Exec } from '../exec/exec.js'
 import { PrivilegeError } from '../errors.js'
 
-/** findNetClsMount returns where the net_cls hierarchy is mounted, from /proc/self/mountinfo text. Pure. */
-export const findNetClsMount = (mountinfo: string): string | undefined => {
+/** findNetClsMounts lists where the net_cls hierarchy is mounted, in /proc/self/mountinfo order. Pure. */
+export const findNetClsMounts = (mountinfo: string): string[] => {
+  const mounts: string[] = []
   for (const line of mountinfo.split('\n')) {
     // mount-id parent major:minor root mount-point options [optional...] - fstype source super-options
     const [left = '', right = ''] = line.split(' - ')
     const [fstype, , superOptions = ''] = right.split(' ')
-    if (fstype === 'cgroup' && superOptions.split(',').includes('net_cls')) return left.split(' ')[4]?.replace(/\\040/g, ' ')
+    const point = left.split(' ')[4]?.replace(/\\040/g, ' ')
+    if (fstype === 'cgroup' && superOptions.split(',').includes('net_cls') && point !== undefined) mounts.push(point)
   }
-  return undefined
+  return mounts
 }
+
+/** findNetClsMount returns the first place the net_cls hierarchy is mounted, from /proc/self/mountinfo text. Pure. */
+export const findNetClsMount = (mountinfo: string): string | undefined => findNetClsMounts(mountinfo)[0]
+
+// statfs(2)'s f_type of a cgroup v1 filesystem (linux/magic.h).
+const CGROUP_SUPER_MAGIC = 0x27e0eb
+
+// A mount point listed a moment ago may be unmounted by now, and is then a plain directory where writing
+// cgroup.procs creates a file and moves nobody: so every write into the hierarchy first checks it is one.
+const isCgroupFs = async (path: string): Promise<boolean> => (await statfs(path).catch(() => undefined))?.type === CGROUP_SUPER_MAGIC
 
 export const groupName = (classid: number): string => `sidecar-redirect-${classid.toString(16)}`
 
-/** netClsMount is where this process sees the net_cls hierarchy mounted, if anywhere. */
-export const netClsMount = async (): Promise<string | undefined> => findNetClsMount(await readFile('/proc/self/mountinfo', 'utf8'))
+/**
+ * netClsMount is where this process sees the net_cls hierarchy mounted, if anywhere: `preferred` when it is one of
+ * its mount points, else the first listed, skipping any that is no longer a cgroup filesystem.
+ */
+export const netClsMount = async (preferred?: string): Promise<string | undefined> => {
+  const listed = findNetClsMounts(await readFile('/proc/self/mountinfo', 'utf8'))
+  const candidates = preferred !== undefined && listed.includes(preferred) ? [preferred, ...listed] : listed
+  for (const path of candidates) if (await isCgroupFs(path)) return path
+  return undefined
+}
 
-/** mountNetCls returns where the hierarchy is mounted, mounting it at `root` if it is mounted nowhere. */
+/** mountNetCls returns where the hierarchy is mounted (`root` first, if it is a mount of it), mounting it at `root` if it is mounted nowhere. */
 export const mountNetCls = async (root: string, exec: Exec): Promise<string> => {
-  const mounted = await netClsMount()
+  const mounted = await netClsMount(root)
   if (mounted) return mounted
   try {
     await mkdir(root, { recursive: true })
@@ -40,6 +60,7 @@ export const mountNetCls = async (root: string, exec: Exec): Promise<string> => 
 
 /** ensureNetClsGroup makes sure our group exists in the hierarchy at `root` with `classid`; returns its directory. */
 export const ensureNetClsGroup = async (root: string, classid: number): Promise<string> => {
+  if (!(await isCgroupFs(root))) throw new Error(`${root} is not (or no longer) a cgroup filesystem: was the net_cls hierarchy unmounted?`)
   const group = `${root}/${groupName(classid)}`
   await mkdir(group, { recursive: true })
   await writeFile(`${group}/net_cls.classid`, String(classid))
@@ -59,6 +80,28 @@ export const removeNetClsGroup = (root: string, classid: number): Promise<void> 
 /** joinGroup moves a whole process (every thread) into the group. */
 export const joinGroup = (group: string, pid: number): Promise<void> => writeFile(`${group}/cgroup.procs`, String(pid))
 
+// A group being removed is gone within milliseconds; this many tries, 10 ms apart, is ample.
+const REMADE_ATTEMPTS = 20
+
+/**
+ * enterNetClsGroup makes our group for `classid` (if need be) and moves `pid` into it; returns the group's
+ * directory. An empty group may be removed by someone else at any moment: gone (ENOENT), or still being torn down
+ * (ENODEV: its files refuse writes until it is gone), it is made again.
+ */
+export const enterNetClsGroup = async (root: string, classid: number, pid: number): Promise<string> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const group = await ensureNetClsGroup(root, classid)
+      await joinGroup(group, pid)
+      return group
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if ((code !== 'ENOENT' && code !== 'ENODEV') || attempt >= REMADE_ATTEMPTS) throw error
+      await new Promise(resolve => setTimeout(resolve, 10))
+    }
+  }
+}
+
 /** netClsPath is a process's path in the net_cls hierarchy, read from /proc (no cgroupfs needed). */
 export const netClsPath = async (pid: number | 'self'): Promise<string | undefined> =>
   /^\d+:(?:[^:]*,)?net_cls(?:,[^:]*)?:(.*)$/m.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8'))?.[1]
@@ -77,8 +120,8 @@ export const classidOf = async (pid: number | 'self', root?: string): Promise<nu
  * isInGroupFor says whether a process is classified with `classid`: by the group's classid file where the
  * hierarchy is mounted here, else by the group's name (a process without cgroupfs, served by the classifier).
  */
-export const isInGroupFor = async (pid: number | 'self', classid: number): Promise<boolean> => {
-  const root = await netClsMount()
+export const isInGroupFor = async (pid: number | 'self', classid: number, preferred?: string): Promise<boolean> => {
+  const root = await netClsMount(preferred)
   if (root) return (await classidOf(pid, root)) === classid
   return (await netClsPath(pid))?.endsWith(`/${groupName(classid)}`) ?? false
 }

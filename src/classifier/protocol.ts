@@ -9,7 +9,10 @@ export interface Request {
   readonly classid: number
 }
 
-export type Reply = { readonly ok: true; readonly classid: number; readonly group: string } | { readonly ok: false; readonly error: string }
+/** A refusal with `busy` set is for now only: the same request may succeed if sent again a little later. */
+export type Reply =
+  | { readonly ok: true; readonly classid: number; readonly group: string }
+  | { readonly ok: false; readonly error: string; readonly busy?: true }
 
 /** parseRequest validates one request line; returns an error text for anything else. Pure. */
 export const parseRequest = (line: string): Request | { readonly error: string } => {
@@ -41,4 +44,27 @@ export const decide = (policy: Policy, peerUid: number, classid: number): string
   if (uidRefused) return uidRefused
   if (!policy.classids.includes(classid)) return `classid ${hex(classid)} is not allowed (${policy.classids.map(hex).join(', ')})`
   return undefined
+}
+
+// kubelet names a pod's cgroup after the pod's UID: pod<uid> (cgroupfs driver) or ...-pod<uid_with_underscores>.slice
+// (systemd driver); every container of the pod, and every cgroup it may make below, is under it.
+const POD_SEGMENT = /(?:^|[-_])pod[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}(?:\.slice)?$/i
+
+/**
+ * peerGroup names the group a peer's connections are counted in, from its /proc/PID/cgroup text: its pod's cgroup
+ * where the path shows one, else its own cgroup (v2, else the first v1 hierarchy not at the root; never net_cls,
+ * which the classifier itself changes); undefined when every path is the root, which tells peers apart by nothing.
+ * Pure.
+ */
+export const peerGroup = (procCgroup: string): string | undefined => {
+  const lines = procCgroup.split('\n').flatMap(l => {
+    const m = /^(\d+):([^:]*):(.+)$/.exec(l)
+    return m === null || m[2]!.split(',').includes('net_cls') ? [] : [{ v2: m[1] === '0' && m[2] === '', path: m[3]! }]
+  })
+  // v2 first; on a hybrid host whose v2 tree is unused, the v1 hierarchies hold the pods.
+  const path = [...lines.filter(l => l.v2), ...lines.filter(l => !l.v2)].find(l => l.path !== '/')?.path
+  if (path === undefined) return undefined
+  const segments = path.split('/')
+  const pod = segments.findIndex(segment => POD_SEGMENT.test(segment))
+  return pod < 0 ? path : segments.slice(0, pod + 1).join('/')
 }

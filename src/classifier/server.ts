@@ -3,13 +3,14 @@
 // the kernel (SO_PEERCRED, and a pidfd so a reused PID is never mistaken for the asker); only that process is
 // moved, never a PID named in a message, and only once its whole request is read and allowed.
 
+import { readFileSync } from 'node:fs'
 import { chmod } from 'node:fs/promises'
 import net from 'node:net'
-import { ensureNetClsGroup, joinGroup, netClsPath } from '../cgroup/net-cls.js'
+import { enterNetClsGroup, groupName, joinGroup, netClsPath } from '../cgroup/net-cls.js'
 import type { Logger } from '../log.js'
 import { peerCredentials, type PeerCredentials } from '../net/peercred.js'
 import { peerPidfd, type Pidfd } from '../net/pidfd.js'
-import { decide, MAX_REQUEST_BYTES, parseRequest, refuseUid, type Policy, type Reply } from './protocol.js'
+import { decide, MAX_REQUEST_BYTES, parseRequest, peerGroup, refuseUid, type Policy, type Reply } from './protocol.js'
 import { requireNofile } from '../privilege/rlimit.js'
 import { prepareSocketPath } from './socket-path.js'
 import { hex, messageOf } from '../text.js'
@@ -18,13 +19,17 @@ import { hex, messageOf } from '../text.js'
 export const REQUEST_DEADLINE_MS = 2000
 // Connections from allowed UIDs being served at once; more are refused. Refused UIDs never hold one.
 export const MAX_CONNECTIONS = 64
+// ...and at most this many of them from one peer: one pod (its cgroup), or one process where cgroups tell peers
+// apart by nothing. Not per UID: every proxy on the node is 1337, so one pod could otherwise hold every slot. An
+// agent asks once per start; a peer at its limit is told it is busy, and the agent asks again.
+export const MAX_PER_PEER = 4
 // The kernel queues at most this many connections not yet accepted, so at most this many are open before the
 // refusal of each can close it: with the cap above, this bounds the descriptors the classifier needs.
 export const BACKLOG = 128
 // Closing a unix socket with unread input resets it, and the peer may then lose the answer: so after answering,
 // what the peer still sends is read and dropped until it closes, for at most this long, and by at most
 // MAX_CLOSING connections at once (beyond that, a flood, they are closed at once).
-const CLOSE_GRACE_MS = 100
+const CLOSE_GRACE_MS = 1000
 const MAX_CLOSING = 256
 
 export interface ClassifierOptions {
@@ -40,8 +45,21 @@ interface Asker extends PeerCredentials {
 
 const hexOrDash = (n: number | undefined): string => (n === undefined ? '-' : hex(n))
 
+// The peer a connection is counted against (see MAX_PER_PEER). Read when it connects; a peer gone by then is its PID.
+const peerKey = (pid: number): string => {
+  let text = ''
+  try {
+    text = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+  } catch {
+    // exited already: the PID is all there is
+  }
+  const group = peerGroup(text)
+  return group === undefined ? `pid ${pid}` : `cgroup ${group}`
+}
+
 const createHandler = (options: ClassifierOptions) => {
   let serving = 0
+  const perPeer = new Map<string, number>()
   let closing = 0
   return (socket: net.Socket): void => {
     let peer: PeerCredentials | undefined
@@ -76,6 +94,7 @@ const createHandler = (options: ClassifierOptions) => {
       socket.resume()
     }
     const refuse = (reason: string, classid?: number): void => finish({ ok: false, error: reason }, 'refused', classid, reason)
+    const busy = (reason: string): void => finish({ ok: false, error: reason, busy: true }, 'busy', undefined, reason)
 
     const move = async (line: string): Promise<void> => {
       state = 'deciding'
@@ -86,15 +105,18 @@ const createHandler = (options: ClassifierOptions) => {
       if (denied) return refuse(denied, classid)
       if (!asker!.pidfd.alive()) return refuse('the asker has exited (its PID may already be another process)', classid)
       try {
-        const group = await ensureNetClsGroup(options.hierarchy, classid)
         const before = await netClsPath(asker!.pid)
-        await joinGroup(group, asker!.pid)
+        const group = await enterNetClsGroup(options.hierarchy, classid, asker!.pid)
         // Alive after the write too: then the PID written was the asker's all along. If it exited meanwhile, the
         // PID may have been reused, so whatever now has it goes back where the asker was.
         if (!asker!.pidfd.alive()) {
           if (before !== undefined) await joinGroup(`${options.hierarchy}${before === '/' ? '' : before}`, asker!.pid).catch(() => undefined)
           return refuse('the asker exited during the move; the PID was moved back', classid)
         }
+        // Yes only on the kernel's word: the asker's own /proc entry names the group.
+        const now = await netClsPath(asker!.pid)
+        if (!now?.endsWith(`/${groupName(classid)}`))
+          return refuse(`the move did not take: the kernel shows the asker in net_cls group ${now ?? '(none)'}`, classid)
         finish({ ok: true, classid, group: group.slice(options.hierarchy.length) }, 'moved', classid)
       } catch (error) {
         refuse(`could not move the process: ${messageOf(error)}`, classid)
@@ -102,10 +124,15 @@ const createHandler = (options: ClassifierOptions) => {
     }
 
     socket.on('error', () => undefined)
+    let key = ''
     socket.on('close', () => {
       clearTimeout(deadline)
       asker?.pidfd.close()
-      if (counted) serving -= 1
+      if (!counted) return
+      serving -= 1
+      const left = (perPeer.get(key) ?? 1) - 1
+      if (left === 0) perPeer.delete(key)
+      else perPeer.set(key, left)
     })
     const deadline = setTimeout(
       () => state === 'reading' && refuse(`no complete request within ${REQUEST_DEADLINE_MS} ms of connecting`),
@@ -123,10 +150,17 @@ const createHandler = (options: ClassifierOptions) => {
       return
     }
     if (serving >= MAX_CONNECTIONS) {
-      refuse(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+      busy(`busy: ${MAX_CONNECTIONS} requests are being served; try again`)
+      return
+    }
+    key = peerKey(peer.pid)
+    const own = perPeer.get(key) ?? 0
+    if (own >= MAX_PER_PEER) {
+      busy(`busy: ${MAX_PER_PEER} requests of this peer (${key}) are being served; try again`)
       return
     }
     serving += 1
+    perPeer.set(key, own + 1)
     counted = true
     try {
       asker = { ...peer, pidfd: peerPidfd(socket, peer.pid) }

@@ -1,8 +1,10 @@
 /* The CNI plugin on the host: a static forwarder, so a node with neither Node.js nor iptables can run it. It sends
  * the CNI variables and the network config to the node agent's socket (the config's "agentSocket", else the
  * default) in the format of src/cni/wire.ts, then prints the agent's stdout and stderr and exits with its code.
- * VERSION is answered here; without the agent, STATUS says "not available" (code 50) and ADD fails closed. */
+ * VERSION is answered here; without the agent, STATUS says "not available" (code 50) and ADD fails closed. Every
+ * failure, a dropped connection included, is an error object on stdout and exit 1: the runtime reads stdout. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,11 @@
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/sidecar-redirect/agent.sock"
-#define MAX_BYTES (1 << 20)
+/* The node agent reads at most this much of a request (src/cni/server.ts) and drops the connection beyond it, so a
+ * request that could not fit is refused here, before connecting. */
+#define MAX_REQUEST_BYTES (1 << 20)
+/* The agent's reply: a CNI result and its log lines. */
+#define MAX_REPLY_BYTES (16 << 20)
 /* Longer than any init the agent runs (ISTIO_EXEC_TIMEOUT bounds each tool); a hung agent must not hang the runtime. */
 #define TIMEOUT_SECONDS 120
 
@@ -21,9 +27,26 @@ static const char *VARIABLES[] = {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS",
 
 static char version[32] = "1.1.0";
 
+/* Prints text as a JSON string: details may hold a path from the config. */
+static void print_json_string(const char *text) {
+  putchar('"');
+  for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+    if (*c == '"' || *c == '\\') printf("\\%c", *c);
+    else if (*c < 0x20) printf("\\u%04x", *c);
+    else putchar(*c);
+  }
+  putchar('"');
+}
+
+/* The spec's error object on stdout (where the runtime reads it), the same line on stderr, and exit status 1. */
 static int fail(int code, const char *msg, const char *details) {
-  /* msg and details are ours and hold no quote or backslash, so they need no JSON escaping. */
-  printf("{\"cniVersion\":\"%s\",\"code\":%d,\"msg\":\"%s\",\"details\":\"%s\"}\n", version, code, msg, details);
+  printf("{\"cniVersion\":");
+  print_json_string(version);
+  printf(",\"code\":%d,\"msg\":", code);
+  print_json_string(msg);
+  printf(",\"details\":");
+  print_json_string(details);
+  printf("}\n");
   fprintf(stderr, "sidecar-redirect: %s: %s\n", msg, details);
   return 1;
 }
@@ -90,10 +113,13 @@ static int scan_config(const char *json, char *socket_path, size_t size) {
   }
 }
 
-static char *read_all(int fd, size_t *length) {
+/* Reads fd to its end, NUL-terminated; NULL on a read error. Past `max` bytes it stops reading and sets *over:
+ * never a silent cut. */
+static char *read_all(int fd, size_t max, size_t *length, int *over) {
   size_t cap = 65536, n = 0;
   char *buf = malloc(cap + 1);
   ssize_t got;
+  *over = 0;
   while (buf && (got = read(fd, buf + n, cap - n)) != 0) {
     if (got < 0) {
       if (errno == EINTR) continue;
@@ -101,9 +127,12 @@ static char *read_all(int fd, size_t *length) {
       return NULL;
     }
     n += (size_t)got;
+    if (n > max) {
+      *over = 1;
+      break;
+    }
     if (n == cap) {
-      if (cap >= MAX_BYTES) break;
-      cap *= 2;
+      cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
       char *bigger = realloc(buf, cap + 1);
       if (!bigger) free(buf);
       buf = bigger;
@@ -138,12 +167,22 @@ static int agent_unreachable(const char *command, const char *socket_path) {
 int main(void) {
   const char *command = getenv("CNI_COMMAND");
   char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)] = DEFAULT_SOCKET;
-  size_t stdin_length = 0;
-  char *config = read_all(0, &stdin_length);
+  size_t stdin_length = 0, request_length = 1;
+  int over = 0;
+  /* A connection the agent drops (or a runtime that closes our stdout) is an error to report, not a signal to die of. */
+  signal(SIGPIPE, SIG_IGN);
+  char *config = read_all(0, MAX_REQUEST_BYTES, &stdin_length, &over);
   if (!config) return fail(5, "could not read the network config on stdin", "");
-  if (scan_config(config, socket_path, sizeof socket_path) != 0)
-    return fail(7, "agentSocket must be an absolute path of at most 107 bytes with no quote or backslash", "");
+  int scanned = scan_config(config, socket_path, sizeof socket_path);
+  if (over) return fail(7, "the network config on stdin is larger than the node agent accepts", "limit: 1048576 bytes");
+  if (scanned != 0) return fail(7, "agentSocket must be an absolute path of at most 107 bytes with no quote or backslash", "");
   if (command == NULL) return fail(4, "CNI_COMMAND is not set", "");
+  for (size_t i = 0; i < sizeof VARIABLES / sizeof *VARIABLES; i++) {
+    const char *value = getenv(VARIABLES[i]);
+    if (value) request_length += strlen(VARIABLES[i]) + 1 + strlen(value) + 1;
+  }
+  if (request_length + stdin_length > MAX_REQUEST_BYTES)
+    return fail(4, "the CNI variables and the network config together are larger than the node agent accepts", "limit: 1048576 bytes");
   if (strcmp(command, "VERSION") == 0) {
     printf("{\"cniVersion\":\"%s\",\"supportedVersions\":[\"1.0.0\",\"1.1.0\"]}\n", version);
     return 0;
@@ -168,12 +207,12 @@ int main(void) {
     return fail(11, "could not send the request to the node agent", socket_path);
 
   size_t reply_length = 0;
-  char *reply = read_all(fd, &reply_length);
+  char *reply = read_all(fd, MAX_REPLY_BYTES, &reply_length, &over);
   int exit_code = 0;
   size_t stdout_length = 0;
-  char *body = reply ? memchr(reply, '\n', reply_length) : NULL;
+  char *body = reply && !over ? memchr(reply, '\n', reply_length) : NULL;
   if (!body || sscanf(reply, "%d %zu", &exit_code, &stdout_length) != 2 || stdout_length > reply_length - (size_t)(body + 1 - reply))
-    return fail(11, "the node agent's reply was cut short or not understood", socket_path);
+    return fail(11, "the node agent's reply was cut short, too long or not understood", socket_path);
   body++;
   write_all(1, body, stdout_length);
   write_all(2, body + stdout_length, reply_length - (size_t)(body - reply) - stdout_length);

@@ -1,18 +1,33 @@
-// The installer's I/O: the plugin into the host's CNI bin directory, our entry into the primary config file, and
-// both out again. Every write is a temp file in the same directory renamed over the target, so the runtime never
-// reads half a file. What the file held before we chained it is kept, byte for byte, in a state file beside it,
-// `.sidecar-redirect.state` (no .conf/.conflist/.json suffix, so the runtime never reads it), which survives a
-// restart of the installer: uninstall puts those bytes back when the file is still exactly what we wrote, and
-// otherwise (the primary CNI rewrote it since) takes out only our entry. No other file of the directory is touched.
+// The installer's work: the plugin into the host's CNI bin directory, our entry into the config the runtime uses,
+// and both out again. It touches only its own names: the state file, its temp files, the file it chains into (or
+// the list it makes of a single-plugin file) and the plugin's file; each write a compare-and-swap (host-files.ts).
+// It chains only into a file its own next check accepts unchanged, by libcni's loading rules (conflist.ts), so it
+// never cycles; whatever it cannot judge (too large, not readable), and whatever sorts after that, is left alone
+// with a reason. What the file was before, bytes, mode and owner or the link it was, is kept in the state file,
+// which survives a restart: uninstall puts it back when the file is still exactly what we wrote, and otherwise (the
+// primary CNI rewrote it since) takes out only our entry.
 
-import { createHash } from 'node:crypto'
-import { chmod, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { EnvironmentError } from '../errors.js'
+import { lstat, readdir, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Logger } from '../log.js'
-import { chain, choosePrimary, hasOurs, isConfName, PLUGIN_TYPE, refuseVersion, unchain, type ConfFile } from './conflist.js'
+import {
+  type Config,
+  type Skipped,
+  type Undecided,
+  chain,
+  choosePrimary,
+  extensionOf,
+  hasOurs,
+  isConfName,
+  othersIn,
+  PLUGIN_TYPE,
+  refuseChain,
+  unchain,
+} from './conflist.js'
+import { type Content, type Entry, readEntry, removeIfUnchanged, replaceIfUnchanged, sha256, type Swap, TEMP_PREFIX, writeOwn } from './host-files.js'
+import { type Original, parseState, renderState, STATE_FILE, type State } from './install-state.js'
 
-export const STATE_FILE = '.sidecar-redirect.state'
+export { STATE_FILE }
 
 export interface InstallTarget {
   readonly confDir: string
@@ -23,165 +38,310 @@ export interface InstallTarget {
   readonly entry: Readonly<Record<string, unknown>>
 }
 
-interface State {
-  /** The file we wrote our entry into. */
-  readonly file: string
-  /** What was there before: its name (a .conf we turned into a .conflist) and bytes, base64. */
-  readonly original: { readonly name: string; readonly bytes: string }
-  /** sha256 of the bytes we wrote: equal means nobody rewrote the file since. */
-  readonly written: string
-}
+// Bounds on what one check reads, whatever the directory holds: a file larger than this is not judged; more files
+// than this before one that loads are not read.
+export const MAX_CONF_BYTES = 1 << 20
+const MAX_STATE_BYTES = 4 * MAX_CONF_BYTES
+const MAX_FILES = 1000
+const MAX_PLUGIN_BYTES = 256 << 20
+// A check that finds its files changed under it (a compare-and-swap lost) starts over, at most this many times.
+const ATTEMPTS = 5
 
-const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex')
-
-const failed = (what: string, path: string) => (error: NodeJS.ErrnoException) => {
-  throw new EnvironmentError(`cni-install: cannot ${what} ${path}: ${error.code ?? error.message}`, { cause: error })
-}
-
-const readOrAbsent = (path: string): Promise<Buffer | undefined> =>
-  readFile(path).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? undefined : failed('read', path)(error)))
-
-/** Writes via a temp file in the same directory and a rename, keeping `mode`. */
-const writeAtomic = async (path: string, bytes: Buffer | string, mode: number): Promise<void> => {
-  const temp = join(dirname(path), `.sidecar-redirect.tmp-${process.pid}`)
-  await writeFile(temp, bytes, { mode }).catch(failed('write', temp))
-  // writeFile's mode is filtered by the umask: set it exactly.
-  await chmod(temp, mode).catch(failed('chmod', temp))
-  await rename(temp, path).catch(failed('rename into', path))
-}
-
-const modeOf = async (path: string, fallback: number): Promise<number> => {
-  const info = await stat(path).catch(() => undefined)
-  return info === undefined ? fallback : info.mode & 0o7777
+/** What one check finds is logged when the last check did not find it: the periodic check does not repeat it. */
+class Findings {
+  private readonly now = new Set<string>()
+  constructor(
+    private readonly logger: Logger,
+    private readonly said: Set<string>,
+  ) {}
+  note(event: string, message: string): void {
+    if (!this.said.has(message) && !this.now.has(message)) this.logger.event(event, message)
+    this.now.add(message)
+  }
+  done(): void {
+    this.said.clear()
+    for (const message of this.now) this.said.add(message)
+  }
+  event(event: string, message: string): void {
+    this.logger.event(event, message)
+  }
 }
 
 const statePath = (target: InstallTarget): string => join(target.confDir, STATE_FILE)
-
-const readState = async (target: InstallTarget): Promise<State | undefined> => {
-  const bytes = await readOrAbsent(statePath(target))
-  if (bytes === undefined) return undefined
-  try {
-    return JSON.parse(bytes.toString('utf8')) as State
-  } catch {
-    throw new EnvironmentError(`cni-install: ${statePath(target)} is not the state this installer writes (not JSON): move it away to start afresh`)
-  }
-}
-
-const writeState = (target: InstallTarget, state: State): Promise<void> => writeAtomic(statePath(target), `${JSON.stringify(state)}\n`, 0o600)
-
 const pluginPath = (target: InstallTarget): string => join(target.binDir, PLUGIN_TYPE)
 
-/** The config files of the directory, as the runtime lists them (regular files, or links to them). */
-const readConfFiles = async (dir: string): Promise<ConfFile[]> => {
-  const names = (await readdir(dir).catch(failed('list', dir))).filter(isConfName)
-  const files = await Promise.all(
-    names.map(async name => {
-      const info = await stat(join(dir, name)).catch(() => undefined)
-      if (!info?.isFile()) return undefined
-      const bytes = await readOrAbsent(join(dir, name))
-      return bytes === undefined ? undefined : { name, text: bytes.toString('utf8') }
-    }),
-  )
-  return files.filter(f => f !== undefined)
+const describe = (entry: Entry): string =>
+  entry.kind === 'symlink'
+    ? `a symbolic link (to ${JSON.stringify(entry.target)})`
+    : entry.kind === 'other'
+      ? entry.what
+      : entry.kind === 'large'
+        ? `${entry.size} bytes or more`
+        : entry.kind === 'absent'
+          ? 'gone'
+          : 'a file'
+
+/** The state file, if it is one this installer wrote; anything else is noted and ignored, never followed. */
+const readState = async (target: InstallTarget, findings: Findings): Promise<State | undefined> => {
+  const entry = await readEntry(statePath(target), MAX_STATE_BYTES)
+  if (entry.kind === 'absent') return undefined
+  const why = entry.kind === 'file' ? parseState(entry.bytes) : describe(entry)
+  if (typeof why !== 'string') return why
+  findings.note('ignored', `${statePath(target)} is not the state this installer writes (${why}): ignored, and replaced when it next chains`)
+  return undefined
 }
 
-/** Puts back what the state recorded: the original bytes if the file is still ours as written, else takes out our entry. */
-const restore = async (target: InstallTarget, state: State, logger: Logger): Promise<void> => {
-  const path = join(target.confDir, state.file)
-  const current = await readOrAbsent(path)
-  const originalPath = join(target.confDir, state.original.name)
-  const renamed = state.original.name !== state.file
-  if (current !== undefined && renamed && (await readOrAbsent(originalPath)) !== undefined) {
-    // The primary CNI wrote its single-plugin file again: that is the file now, and our list of the old one goes.
-    await unlink(path).catch(failed('remove', path))
-    logger.event('unchained', `${state.original.name} was written again by its owner: ${state.file}, our list made from it, removed`)
-  } else if (current !== undefined && sha256(current) === state.written) {
-    await writeAtomic(originalPath, Buffer.from(state.original.bytes, 'base64'), await modeOf(path, 0o644))
-    if (renamed) await unlink(path).catch(failed('remove', path))
-    logger.event('restored', `${state.original.name} restored byte-identical to what it was before ${PLUGIN_TYPE} was chained`)
-  } else if (current !== undefined && hasOurs(current.toString('utf8'))) {
-    await writeAtomic(path, unchain(current.toString('utf8')), await modeOf(path, 0o644))
-    logger.event('unchained', `${state.file} was rewritten since it was chained: only the ${PLUGIN_TYPE} entry was taken out`)
+const removeState = async (target: InstallTarget): Promise<void> => {
+  await unlink(statePath(target)).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error
+  })
+}
+
+/** The config file names of the directory, as libcni's ConfFiles lists them (not directories), and any that are not UTF-8. */
+const listConfNames = async (dir: string): Promise<{ names: string[]; odd: Set<string> }> => {
+  const names: string[] = []
+  const odd = new Set<string>()
+  for (const dirent of await readdir(dir, { withFileTypes: true, encoding: 'buffer' })) {
+    if (dirent.isDirectory()) continue
+    const raw = dirent.name as unknown as Buffer
+    const name = raw.toString('utf8')
+    if (!isConfName(name)) continue
+    names.push(name)
+    if (!Buffer.from(name).equals(raw)) odd.add(name)
   }
-  await unlink(statePath(target)).catch(failed('remove', statePath(target)))
+  return { names, odd }
 }
 
-const installPlugin = async (target: InstallTarget, logger: Logger): Promise<void> => {
+/** Reads config files for choosePrimary, within the check's bounds, keeping what it read. */
+const loader = (dir: string, odd: ReadonlySet<string>, entries: Map<string, Entry>) => {
+  let files = 0
+  return async (name: string): Promise<Buffer | Undecided | Skipped> => {
+    if (odd.has(name)) return { name, undecided: 'named in bytes that are not UTF-8, which this installer does not read' }
+    const known = entries.get(name)
+    if (known === undefined && ++files > MAX_FILES) {
+      return { name, undecided: `past the first ${MAX_FILES} config files, more than this installer reads in one check` }
+    }
+    const entry = known ?? (await readEntry(join(dir, name), MAX_CONF_BYTES))
+    entries.set(name, entry)
+    const read = entry.kind === 'symlink' ? entry.followed : entry
+    if (read.kind === 'file') return read.bytes
+    if (read.kind === 'large') return { name, undecided: `${describe(read)}, more than the ${MAX_CONF_BYTES} bytes this installer reads` }
+    return { name, reason: entry.kind === 'symlink' ? `a link to what is ${describe(read)}` : describe(read) }
+  }
+}
+
+/** The regular file a config entry stands for (the link's target for a link). */
+const fileOf = (entry: Entry | undefined): Extract<Entry, { kind: 'file' }> | undefined => {
+  const read = entry?.kind === 'symlink' ? entry.followed : entry
+  return read?.kind === 'file' ? read : undefined
+}
+
+/** What a file was before we chained it: a link stays a link; a file keeps its bytes (without any entry of ours). */
+const originalOf = (name: string, entry: Entry): Original => {
+  if (entry.kind === 'symlink') return { name, symlink: { target: entry.target, uid: entry.uid, gid: entry.gid } }
+  const file = fileOf(entry)!
+  return { name, file: { bytes: hasOurs(file.bytes) ? unchain(file.bytes) : file.bytes, mode: file.mode & 0o777, uid: file.uid, gid: file.gid } }
+}
+
+const contentOf = (original: Original): Content =>
+  'file' in original ? original.file : { symlink: original.symlink.target, uid: original.symlink.uid, gid: original.symlink.gid }
+
+/** Puts back what the state recorded, if the file is still what we wrote; else takes out only our entry. */
+const restore = async (target: InstallTarget, state: State, findings: Findings): Promise<Swap> => {
+  const dir = target.confDir
+  const path = join(dir, state.file)
+  const current = await readEntry(path, MAX_CONF_BYTES)
+  const renamed = state.original.name !== state.file
+  const originalPath = join(dir, state.original.name)
+  const ours = current.kind === 'file' && sha256(current.bytes) === state.written
+  if (renamed && ours && (await readEntry(originalPath, 0)).kind !== 'absent') {
+    // The primary CNI wrote its single-plugin file again: that is the file now, and our list made from it goes.
+    if ((await removeIfUnchanged(path, current, MAX_CONF_BYTES)) === 'changed') return 'changed'
+    findings.event('unchained', `${state.original.name} was written again by its owner: ${state.file}, our list made from it, removed`)
+  } else if (ours) {
+    const content = contentOf(state.original)
+    if (!renamed) {
+      if ((await replaceIfUnchanged(path, current, content, MAX_CONF_BYTES)) === 'changed') return 'changed'
+    } else {
+      if ((await replaceIfUnchanged(originalPath, { kind: 'absent' }, content, MAX_CONF_BYTES)) === 'changed') return 'changed'
+      if ((await removeIfUnchanged(path, current, MAX_CONF_BYTES)) === 'changed') return 'changed'
+    }
+    findings.event(
+      'restored',
+      'file' in state.original
+        ? `${state.original.name} restored byte-identical (mode 0${state.original.file.mode.toString(8)}, owner ${state.original.file.uid}:${state.original.file.gid}) to what it was before ${PLUGIN_TYPE} was chained`
+        : `${state.original.name} restored as the symbolic link to ${JSON.stringify(state.original.symlink.target)} it was before ${PLUGIN_TYPE} was chained`,
+    )
+  } else if (current.kind === 'file' && hasOurs(current.bytes)) {
+    if (othersIn(current.bytes) === 0) {
+      findings.event(
+        'kept',
+        `${state.file} holds no plugin but ${PLUGIN_TYPE} now: left as it is, since without it the runtime would not load the file`,
+      )
+    } else {
+      const content = { bytes: unchain(current.bytes), mode: current.mode, uid: current.uid, gid: current.gid }
+      if ((await replaceIfUnchanged(path, current, content, MAX_CONF_BYTES)) === 'changed') return 'changed'
+      findings.event('unchained', `${state.file} was rewritten since it was chained: only the ${PLUGIN_TYPE} entry was taken out`)
+    }
+  }
+  await removeState(target)
+  return 'done'
+}
+
+const installPlugin = async (target: InstallTarget, findings: Findings): Promise<void> => {
   const path = pluginPath(target)
-  const current = await readOrAbsent(path)
-  if (current?.equals(target.plugin) && (await modeOf(path, 0)) === 0o755) return
-  await writeAtomic(path, target.plugin, 0o755)
-  logger.event('installed', `${path} written (${target.plugin.length} bytes, mode 0755)`)
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    const current = await readEntry(path, MAX_PLUGIN_BYTES)
+    if (current.kind === 'file' && current.bytes.equals(target.plugin) && current.mode === 0o755) return
+    if ((await replaceIfUnchanged(path, current, { bytes: target.plugin, mode: 0o755 }, MAX_PLUGIN_BYTES)) === 'done') {
+      findings.event('installed', `${path} written (${target.plugin.length} bytes, mode 0755)`)
+      return
+    }
+  }
+  findings.note('failed', `${path} kept changing while it was written: trying again at the next check`)
+}
+
+/** Why chaining `wanted` in would not be what the next check finds and keeps, or undefined. */
+const refuseUnstable = async (
+  target: InstallTarget,
+  names: readonly string[],
+  read: ReturnType<typeof loader>,
+  primary: Config,
+  wanted: { name: string; bytes: Buffer },
+): Promise<string | undefined> => {
+  const renamed = wanted.name !== primary.name
+  const after = [...names.filter(n => !(renamed && n === primary.name)), ...(names.includes(wanted.name) ? [] : [wanted.name])]
+  const next = await choosePrimary(after, async name => (name === wanted.name ? wanted.bytes : read(name)))
+  const pick = next.primary
+  if (pick?.name !== wanted.name) {
+    return `turning ${primary.name} into ${wanted.name} would make ${pick?.name ?? next.undecided?.name ?? 'no file'} the runtime's pick instead, so it is left alone`
+  }
+  const again = refuseChain(pick) === undefined ? chain(pick, target.entry) : undefined
+  if (again?.name !== wanted.name || !again.bytes.equals(wanted.bytes))
+    return `${wanted.name} as chained would not be accepted by the next check unchanged, so it is left alone`
+  return undefined
 }
 
 export type Outcome = 'chained' | 'unchanged' | 'waiting'
 
-/**
- * reconcile makes the node as it should be: the plugin in the bin directory, our entry last in the primary file
- * (and in no other). Idempotent: when all is in place it writes nothing. Logs what it finds and does; throws
- * EnvironmentError when a read or write fails. `said` holds what the last check found, so a finding is logged
- * once while it lasts, not at every periodic check.
- */
-export const reconcile = async (target: InstallTarget, logger: Logger, said: Set<string>): Promise<Outcome> => {
-  await installPlugin(target, logger)
-  const { primary, skipped } = choosePrimary(await readConfFiles(target.confDir))
-  const reason =
-    primary === undefined
-      ? `no CNI config in ${target.confDir} yet (no *.conflist, *.conf or *.json that loads): waiting for the primary CNI to write one`
-      : refuseVersion(primary)
-  // What this check finds is logged when it was not found by the last one: the periodic check does not repeat it.
-  const found = [
-    ...skipped.map(s => ['skipped', `${s.name} in ${target.confDir} is ${s.reason}: the runtime skips it too`] as const),
-    ...(reason === undefined ? [] : [['waiting', reason] as const]),
-  ]
-  for (const [event, message] of found) if (!said.has(message)) logger.event(event, message)
-  said.clear()
-  for (const [, message] of found) said.add(message)
-  let state = await readState(target)
+const reconcileOnce = async (target: InstallTarget, findings: Findings): Promise<Outcome | 'again'> => {
+  const dir = target.confDir
+  const state = await readState(target, findings)
+  const { names, odd } = await listConfNames(dir)
+  const entries = new Map<string, Entry>()
+  const read = loader(dir, odd, entries)
+  const { primary, skipped, undecided } = await choosePrimary(names, read)
+  for (const s of skipped) findings.note('skipped', `${s.name} in ${dir} is ${s.reason}: the runtime skips it too`)
+  const wanted = primary === undefined || refuseChain(primary) !== undefined ? undefined : chain(primary, target.entry)
+  const exists = wanted !== undefined && wanted.name !== primary?.name && names.includes(wanted.name)
+  const reason = undecided
+    ? `${undecided.name} in ${dir} is ${undecided.undecided}: whether the runtime loads it cannot be told, so nothing is chained while it sorts first`
+    : primary === undefined
+      ? `no CNI config in ${dir} yet (no *.conflist, *.conf or *.json that loads): waiting for the primary CNI to write one`
+      : (refuseChain(primary) ??
+        (exists ? `${primary.name} would become ${wanted!.name}, but a file of that name is there already, not ours: left alone` : undefined) ??
+        (await refuseUnstable(target, names, read, primary, wanted!)))
   // Our entry goes where the runtime reads: out of a file that is no longer the primary (or that we cannot serve).
   if (state !== undefined && (reason !== undefined || state.file !== primary?.name)) {
-    await restore(target, state, logger)
-    state = undefined
+    await restore(target, state, findings)
+    return 'again'
   }
-  if (primary === undefined || reason !== undefined) return 'waiting'
-  const wanted = chain(primary, target.entry)
-  if (wanted.name === primary.name && wanted.text === primary.text) return 'unchanged'
+  if (reason !== undefined) {
+    findings.note('waiting', reason)
+    return 'waiting'
+  }
+  const entry = entries.get(primary!.name)!
+  const file = fileOf(entry)!
+  const path = join(dir, primary!.name)
   // Untouched since we wrote it (only our entry changed): what it was before stays the original. Otherwise the
-  // primary CNI wrote this text, and that (without any entry of ours it kept) is what uninstall puts back.
-  const untouched = state !== undefined && sha256(primary.text) === state.written
-  const original = untouched
-    ? state!.original
-    : { name: primary.name, bytes: Buffer.from(hasOurs(primary.text) ? unchain(primary.text) : primary.text).toString('base64') }
-  const from = join(target.confDir, primary.name)
-  const mode = await modeOf(from, 0o644)
-  await writeAtomic(join(target.confDir, wanted.name), wanted.text, mode)
-  if (wanted.name !== primary.name) await unlink(from).catch(failed('remove', from))
-  await writeState(target, { file: wanted.name, original, written: sha256(wanted.text) })
-  logger.event(
+  // primary CNI wrote these bytes, and they (without any entry of ours they kept) are what uninstall puts back.
+  const untouched = state !== undefined && entry.kind === 'file' && sha256(file.bytes) === state.written
+  const original = untouched ? state.original : originalOf(primary!.name, entry)
+  if (wanted!.name === primary!.name && wanted!.bytes.equals(primary!.bytes)) {
+    // In place already; a lost state is written again, so uninstall knows what to put back.
+    if (state === undefined) await writeOwn(statePath(target), renderState({ file: primary!.name, written: sha256(file.bytes), original }), 0o600)
+    return 'unchanged'
+  }
+  // The state first: a crash after it leaves a state that says what to undo; one before it, nothing written.
+  await writeOwn(statePath(target), renderState({ file: wanted!.name, written: sha256(wanted!.bytes), original }), 0o600)
+  const content = { bytes: wanted!.bytes, mode: file.mode & 0o777, uid: file.uid, gid: file.gid }
+  if (wanted!.name === primary!.name) {
+    if ((await replaceIfUnchanged(path, entry, content, MAX_CONF_BYTES)) === 'changed') return 'again'
+  } else {
+    if ((await replaceIfUnchanged(join(dir, wanted!.name), { kind: 'absent' }, content, MAX_CONF_BYTES)) === 'changed') return 'again'
+    if ((await removeIfUnchanged(path, entry, MAX_CONF_BYTES)) === 'changed') return 'again'
+  }
+  findings.event(
     'chained',
-    wanted.name === primary.name
-      ? `${PLUGIN_TYPE} chained as the last plugin of ${wanted.name}`
-      : `${primary.name} (one plugin) turned into the list ${wanted.name} with ${PLUGIN_TYPE} chained last`,
+    wanted!.name === primary!.name
+      ? `${PLUGIN_TYPE} chained as the last plugin of ${wanted!.name}${entry.kind === 'symlink' ? ` (it was a link to ${JSON.stringify(entry.target)}, left untouched; uninstall puts the link back)` : ''}`
+      : `${primary!.name} (one plugin) turned into the list ${wanted!.name} with ${PLUGIN_TYPE} chained last`,
   )
   return 'chained'
 }
 
-/** uninstall takes our entry out of every config file (restoring the original bytes where it can) and removes the plugin if it is ours. */
+/**
+ * reconcile makes the node as it should be: the plugin in the bin directory, our entry last in the config the
+ * runtime uses (and in no other), or nothing chained and a reason logged. Idempotent: when all is in place it
+ * writes nothing. A finding is logged once while it lasts (`said` holds what the last check found), not at every
+ * periodic check. Throws when a read or write fails; the directory's contents alone never make it throw.
+ */
+export const reconcile = async (target: InstallTarget, logger: Logger, said: Set<string>): Promise<Outcome> => {
+  const findings = new Findings(logger, said)
+  try {
+    await installPlugin(target, findings)
+    let outcome: Outcome | 'again' = 'again'
+    for (let attempt = 1; attempt <= ATTEMPTS && outcome === 'again'; attempt++) outcome = await reconcileOnce(target, findings)
+    if (outcome !== 'again') return outcome
+    findings.note('waiting', `${target.confDir} kept changing during the check: trying again at the next change or check`)
+    return 'waiting'
+  } finally {
+    findings.done()
+  }
+}
+
+/** uninstall takes our entry out of every config file (restoring the original where it can) and removes the plugin if it is ours. */
 export const uninstall = async (target: InstallTarget, logger: Logger): Promise<void> => {
-  const state = await readState(target)
-  if (state !== undefined) await restore(target, state, logger)
-  for (const file of await readConfFiles(target.confDir)) {
-    if (!hasOurs(file.text)) continue
-    const path = join(target.confDir, file.name)
-    await writeAtomic(path, unchain(file.text), await modeOf(path, 0o644))
-    logger.event('unchained', `the ${PLUGIN_TYPE} entry taken out of ${file.name}`)
+  const findings = new Findings(logger, new Set())
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    const state = await readState(target, findings)
+    if (state === undefined || (await restore(target, state, findings)) === 'done') break
+  }
+  // Entries of ours the state does not name (a state lost, a copy the primary CNI made): regular lists only.
+  for (const name of (await listConfNames(target.confDir)).names.filter(n => extensionOf(n) === '.conflist')) {
+    const path = join(target.confDir, name)
+    const current = await readEntry(path, MAX_CONF_BYTES)
+    if (current.kind !== 'file' || !hasOurs(current.bytes)) continue
+    if (othersIn(current.bytes) === 0) {
+      findings.event('kept', `${name} holds no plugin but ${PLUGIN_TYPE}: left as it is, since without it the runtime would not load the file`)
+      continue
+    }
+    const content = { bytes: unchain(current.bytes), mode: current.mode, uid: current.uid, gid: current.gid }
+    if ((await replaceIfUnchanged(path, current, content, MAX_CONF_BYTES)) === 'done')
+      findings.event('unchained', `the ${PLUGIN_TYPE} entry taken out of ${name}`)
   }
   const path = pluginPath(target)
-  const current = await readOrAbsent(path)
-  if (current?.equals(target.plugin)) {
-    await unlink(path).catch(failed('remove', path))
-    logger.event('removed', `${path} removed`)
-  } else if (current !== undefined) {
-    logger.event('kept', `${path} is not the plugin this installer copied (its bytes differ): left in place`)
+  const current = await readEntry(path, MAX_PLUGIN_BYTES)
+  if (current.kind === 'file' && current.bytes.equals(target.plugin)) {
+    if ((await removeIfUnchanged(path, current, MAX_PLUGIN_BYTES)) === 'done') findings.event('removed', `${path} removed`)
+  } else if (current.kind !== 'absent') {
+    findings.event(
+      'kept',
+      `${path} is not the plugin this installer copied (it is ${describe(current)}${current.kind === 'file' ? ' with other bytes' : ''}): left in place`,
+    )
+  }
+}
+
+// A temp file of ours older than this was left by an installer that died mid-write (a live one is done in
+// milliseconds; an overlapping one, as in a rolling update, must not lose its own).
+const LEFTOVER_MS = 10 * 60 * 1000
+const OUR_TEMP = new RegExp(`^${TEMP_PREFIX.replace(/\./g, '\\.')}[0-9a-f]{32}$`)
+
+/** removeLeftovers removes temp files of ours that a crash left in `dir`: our names only, never through a link. */
+export const removeLeftovers = async (dir: string, now = Date.now()): Promise<void> => {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!OUR_TEMP.test(name)) continue
+    const s = await lstat(join(dir, name)).catch(() => undefined)
+    if (s !== undefined && (s.isFile() || s.isSymbolicLink()) && now - s.mtimeMs > LEFTOVER_MS) await unlink(join(dir, name)).catch(() => undefined)
   }
 }

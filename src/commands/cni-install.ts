@@ -9,11 +9,12 @@ import { watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { ANNOTATIONS_CAPABILITY, DNS_CAPABILITY, parseNetConf, SUPPORTED_VERSIONS } from '../cni/config.js'
 import { PLUGIN_TYPE } from '../cni/conflist.js'
-import { reconcile, uninstall, type InstallTarget } from '../cni/install.js'
+import { type InstallTarget, reconcile, removeLeftovers, uninstall } from '../cni/install.js'
 import { ConfigError, EnvironmentError, isSidecarError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { parseSettings } from '../settings/parse.js'
 import type { CniInstallSettings } from '../settings/types.js'
+import { messageOf } from '../text.js'
 
 /** The entry chained into the conflist, from the installer's settings. Pure. */
 export const buildEntry = (options: CniInstallSettings): Record<string, unknown> => ({
@@ -51,9 +52,12 @@ export const runCniInstall = async (options: CniInstallSettings, logger: Logger)
     throw new EnvironmentError(`cni-install: cannot read the plugin ${source}: ${error.code ?? error.message} (set ISTIO_CNI_PLUGIN)`)
   })
   const target: InstallTarget = { confDir: options.confDir, binDir: options.binDir, plugin, entry }
+  for (const dir of [options.confDir, options.binDir]) await removeLeftovers(dir)
   const said = new Set<string>()
-  await reconcile(target, logger, said)
-  // Checks run one at a time; a change seen during one runs another after it.
+  let lastFailure = ''
+  // Checks run one at a time; a change seen during one runs another after it. Whatever a check meets (a write
+  // that fails, a file it cannot read, a bug), it is logged and the next check tries again: the installer keeps the
+  // node's config as it should be for as long as it runs, and uninstalls on SIGTERM.
   let running: Promise<unknown> = Promise.resolve()
   let pending = false
   const check = () => {
@@ -61,12 +65,17 @@ export const runCniInstall = async (options: CniInstallSettings, logger: Logger)
     pending = true
     running = running.then(async () => {
       pending = false
-      await reconcile(target, logger, said).catch((error: unknown) => {
-        if (!isSidecarError(error)) throw error
-        logger.event('failed', `${error.message}; trying again at the next change or check`)
-      })
+      try {
+        await reconcile(target, logger, said)
+        lastFailure = ''
+      } catch (error) {
+        const message = `${isSidecarError(error) ? error.message : messageOf(error)}; trying again at the next change or check`
+        if (message !== lastFailure) logger.event('failed', message)
+        lastFailure = message
+      }
     })
   }
+  check()
   const watcher = watch(options.confDir, check)
   watcher.on('error', error => logger.event('failed', `watching ${options.confDir}: ${error.message}; the periodic check goes on`))
   const timer = setInterval(check, options.checkSeconds * 1000)

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module'
 import { chooseFamilies, readIpv6 } from '../backend/detect.js'
 import { spawnInherited } from '../exec/processes.js'
-import { ensureNetClsGroup, isInGroupFor, joinGroup, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
+import { enterNetClsGroup, isInGroupFor, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
 import { requestClassification } from '../classifier/client.js'
 import { ConfigError, PrivilegeError } from '../errors.js'
 import type { Io } from '../io.js'
@@ -43,8 +43,7 @@ const dropAndReexec = async (settings: Settings, agent: AgentSettings, io: Io, l
   const done: string[] = []
   if (agent.nofile !== undefined) done.push(raiseNofile(agent.nofile))
   if (settings.outboundMethod === 'cgroup') {
-    const group = await ensureNetClsGroup(await mountNetCls(agent.netClsRoot, io.exec), settings.netClsId)
-    await joinGroup(group, process.pid)
+    const group = await enterNetClsGroup(await mountNetCls(agent.netClsRoot, io.exec), settings.netClsId, process.pid)
     done.push(`joined net_cls group ${group}`)
   }
   const needs = netAdminNeeds(settings)
@@ -67,7 +66,7 @@ const byUid = async (settings: Settings, status: ProcessStatus): Promise<void> =
 
 // What each method needs of the proxy's identity, so that its own traffic is exempt. A Record, so a new method
 // cannot be left unchecked.
-const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: ProcessStatus) => Promise<void>> = {
+const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: ProcessStatus, agent: AgentSettings) => Promise<void>> = {
   uid: byUid,
   explicit: byUid,
   mark: async (_settings, status) => {
@@ -77,8 +76,8 @@ const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: Proce
       )
     }
   },
-  cgroup: async settings => {
-    if (!(await isInGroupFor('self', settings.netClsId))) {
+  cgroup: async (settings, _status, agent) => {
+    if (!(await isInGroupFor('self', settings.netClsId, agent.netClsRoot))) {
       throw new PrivilegeError(
         `method cgroup: this process is in no net_cls group with classid ${hex(settings.netClsId)} (it is in ${(await netClsPath('self')) ?? 'none'}), and without root it cannot join one: run the agent as root, or set ISTIO_CLASSIFIER_SOCKET`,
       )
@@ -87,7 +86,7 @@ const IDENTITY_CHECKS: Record<OutboundMethod, (settings: Settings, status: Proce
 }
 
 /** checkIdentity refuses to start a proxy whose traffic the rules would capture, which would loop. */
-const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> => {
+const checkIdentity = async (settings: Settings, agent: AgentSettings, logger: Logger): Promise<void> => {
   const status = readStatus('self')
   // Read back from the kernel, not from what was asked for: this is what the proxy inherits.
   logger.event('identity', `running as ${describeStatus(status)}`, {
@@ -104,7 +103,7 @@ const checkIdentity = async (settings: Settings, logger: Logger): Promise<void> 
     noNewPrivs: status.noNewPrivs,
   })
   if (status.uids[0] === 0) throw new PrivilegeError('refusing to run the proxy as root')
-  await IDENTITY_CHECKS[settings.outboundMethod](settings, status)
+  await IDENTITY_CHECKS[settings.outboundMethod](settings, status, agent)
   if (settings.inboundInterceptionMode === 'TPROXY' && !hasCapability(status.capAmb, CAP_NET_ADMIN)) {
     throw new PrivilegeError(
       'TPROXY: the proxy needs CAP_NET_ADMIN for IP_TRANSPARENT; start the agent as root with NET_ADMIN and it hands the proxy exactly that',
@@ -137,10 +136,10 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
   if (command === undefined) throw new ConfigError('run', '', 'a proxy command after --, e.g. run -- envoy -c /etc/envoy/envoy.yaml')
   if (process.getuid?.() === 0) return dropAndReexec(settings, agent, io, logger)
   if (settings.outboundMethod === 'cgroup' && agent.classifierSocket !== undefined) {
-    const group = await requestClassification(agent.classifierSocket, settings.netClsId)
+    const group = await requestClassification(agent.classifierSocket, settings.netClsId, agent.netClsRoot)
     logger.event('classified', `the node classifier put this agent into net_cls group ${group}`)
   }
-  await checkIdentity(settings, logger)
+  await checkIdentity(settings, agent, logger)
   await checkBypass(settings, readStatus('self'), io, logger)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]

@@ -177,7 +177,8 @@ export const createSandbox = async (
       const [command, args] = enter(where, process.execPath, [files.peer, 'serve', ...specs])
       const peer = startProcess(command, args)
       started.push(peer)
-      await peer.waitForLine(line => line.includes('"ready"'))
+      // A bound for a hang, not a measure: a Node start on a loaded machine takes seconds.
+      await peer.waitForLine(line => line.includes('"ready"'), 30_000)
       return peer
     },
     start: (where, file, args, env) => {

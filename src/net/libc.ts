@@ -22,8 +22,12 @@ export interface Libc {
   setns(fd: number, nstype: number): number
   /** ioctl(2) without an argument (the nsfs requests NS_GET_USERNS and NS_GET_NSTYPE). */
   ioctl(fd: number, request: number): number
+  /** renameat2(2) with AT_FDCWD: RENAME_NOREPLACE and RENAME_EXCHANGE, which rename(2) cannot ask for. */
+  renameat2(from: string, to: string, flags: number): number
   errno(): number
 }
+
+const AT_FDCWD = -100
 
 const F_SETFD = 2
 const SYS_PIDFD_SEND_SIGNAL = 424
@@ -38,6 +42,13 @@ export const loadLibc = (): Libc => {
     const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, value: number) => number
     const syscall = lib.func('long syscall(long number, ...)') as (number: number, ...typedArgs: unknown[]) => number
     const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (fd: number, request: number) => number
+    const renameat2 = lib.func('int renameat2(int, const char *, int, const char *, unsigned int)') as (
+      fromDir: number,
+      from: string,
+      toDir: number,
+      to: string,
+      flags: number,
+    ) => number
     libc = {
       socket: lib.func('int socket(int, int, int)'),
       connect: lib.func('int connect(int, const uint8_t *address, uint32_t length)'),
@@ -53,6 +64,7 @@ export const loadLibc = (): Libc => {
         syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
       setns: lib.func('int setns(int fd, int nstype)'),
       ioctl: (fd: number, request: number) => ioctl(fd, request),
+      renameat2: (from: string, to: string, flags: number) => renameat2(AT_FDCWD, from, AT_FDCWD, to, flags),
       errno: () => koffi.errno(),
     } as Libc
   }

@@ -7,7 +7,10 @@ import { listenFd } from '../net/socket.js'
 import type { Family } from '../settings/types.js'
 import { messageOf } from '../text.js'
 
-export const TIMEOUT_MS = 300
+// How long a probe waits for an answer. Every path the probe tests ends at a listener of its own, so a healthy probe
+// never waits this long; only a packet that goes nowhere does. A node busy starting pods can delay a loopback answer
+// by hundreds of ms, and a timeout there is a false exit 5, so this is generous.
+export const TIMEOUT_MS = 1500
 
 export interface Check {
   readonly name: string

@@ -9,7 +9,7 @@ import type net from 'node:net'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import { loadLibc } from '../net/libc.js'
 import { connectSocket, type SocketOptions } from '../net/socket.js'
-import { ensureNetClsGroup, groupName, hasNetClsGroup, joinGroup, netClsMount, netClsPath, removeNetClsGroup } from '../cgroup/net-cls.js'
+import { enterNetClsGroup, hasNetClsGroup, joinGroup, netClsMount, netClsPath, removeNetClsGroup } from '../cgroup/net-cls.js'
 import { DNS_CHAIN, OUTBOUND_CHAIN } from '../plan/owned.js'
 import type { FamilyPlan, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
@@ -125,11 +125,9 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
     // made here goes again afterwards (the agent makes its own when it starts): run from the node (CNI mode), the
     // hierarchy is the node's, and nothing of a probe may stay there.
     const made = !(await hasNetClsGroup(root, m.classid))
-    const group = `${root}/${groupName(m.classid)}`
     try {
       try {
-        await ensureNetClsGroup(root, m.classid)
-        await joinGroup(group, process.pid)
+        await enterNetClsGroup(root, m.classid, process.pid)
       } catch (error) {
         return c.skip(c.name, `could not join a net_cls group with classid ${hex(m.classid)}: ${messageOf(error)}`)
       }

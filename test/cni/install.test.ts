@@ -1,8 +1,21 @@
 // The CNI installer, run as the real entrypoint process against temp directories standing in for the host's
 // /etc/cni/net.d and /opt/cni/bin (no root needed): what it writes is read back as bytes, parsed and compared.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  watch,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
+import { parseState } from '../../src/cni/install-state.js'
 import { startProcess, type Started } from '../../src/exec/processes.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -51,7 +64,7 @@ const snapshot = (dir: string) =>
 const bytesOf = (dir: string) => Object.fromEntries(Object.entries(snapshot(dir)).map(([name, s]) => [name, s.bytes]))
 
 /** Waits for the n-th log line matching `pattern` (counting from the start of the process). */
-const nth = async (child: Started, pattern: RegExp, n = 1, timeoutMs = 8000): Promise<void> => {
+const nth = async (child: Started, pattern: RegExp, n = 1, timeoutMs = 30_000): Promise<void> => {
   await child.waitForLine(() => child.lines.filter(l => pattern.test(l)).length >= n, timeoutMs)
 }
 
@@ -259,4 +272,127 @@ t.test('a bad entry setting is refused with exit 2 before anything is written', 
     t.match(child.lines.join('\n'), message)
     t.same([readdirSync(h.conf), readdirSync(h.bin)], [['10-k8s.conflist'], []], 'nothing written')
   }
+})
+
+const until = async (done: () => boolean, timeoutMs: number): Promise<boolean> => {
+  const end = Date.now() + timeoutMs
+  while (!done()) {
+    if (Date.now() > end) return false
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+  return true
+}
+
+t.test('a writer replacing the primary twice in quick succession, 300 times, never loses its last write', async t => {
+  const h = host(t)
+  const primary = `${h.conf}/10-k8s.conflist`
+  const version = (round: number, which: string) => PRIMARY.replace('"cni0"', `"cni-${round}-${which}"`)
+  // As a CNI's own installer writes: a temp file renamed over the config.
+  const replace = (text: string) => {
+    writeFileSync(`${h.conf}/.tmp-primary`, text)
+    renameSync(`${h.conf}/.tmp-primary`, primary)
+  }
+  writeFileSync(primary, version(0, 'b'))
+  const child = install(t, h)
+  await nth(child, /chained:/)
+  const lost: string[] = []
+  for (let round = 1; round <= 300; round++) {
+    replace(version(round, 'a'))
+    replace(version(round, 'b'))
+    const settled = await until(() => {
+      const text = readFileSync(primary, 'utf8')
+      return text.includes(`"cni-${round}-`) && pluginsOf(text).at(-1)?.['type'] === 'sidecar-redirect'
+    }, 15_000)
+    const text = readFileSync(primary, 'utf8')
+    if (!settled || !text.startsWith(version(round, 'b').slice(0, -TAIL.length)))
+      lost.push(`round ${round}: ${settled ? 'chained the first write' : 'never chained'}`)
+  }
+  t.same(lost, [], "every round ends with the writer's last write chained")
+  t.equal(await stop(child), 0)
+  t.equal(readFileSync(primary, 'utf8'), version(300, 'b'), 'and uninstall restores that last write')
+})
+
+t.test('a nameless .conf is chained in one check, and neither the watch nor the periodic check writes again', async t => {
+  const h = host(t)
+  const conf = '{"cniVersion":"1.0.0","type":"bridge","bridge":"cni0"}\n'
+  writeFileSync(`${h.conf}/10-nameless.conf`, conf)
+  const child = install(t, h)
+  await nth(child, /chained: 10-nameless\.conf \(one plugin\) turned into the list 10-nameless\.conflist/)
+  const settled = snapshot(h.conf)
+  // Everything that happens in the directory from now: a rewrite cycle (the report: 4,174 log lines in 6 s) shows.
+  const events: string[] = []
+  const watcher = watch(h.conf, (kind, name) => events.push(`${kind} ${name}`))
+  t.teardown(() => watcher.close())
+  // Three periodic checks (every second here), each of which would chain again if it found the list refused.
+  await new Promise(resolve => setTimeout(resolve, 3500))
+  watcher.close()
+  t.same(events, [], 'no file in the conf dir was written, renamed or removed')
+  t.same(snapshot(h.conf), settled, 'same bytes, inodes and mtimes')
+  t.equal(child.lines.filter(l => /chained:|restored:|unchained:/.test(l)).length, 1, 'one write logged in all')
+  t.equal(await stop(child), 0)
+  t.same(readdirSync(h.conf), ['10-nameless.conf'])
+  t.equal(readFileSync(`${h.conf}/10-nameless.conf`, 'utf8'), conf)
+})
+
+t.test('what crashed it before is a log line each, and the installer goes on running, then uninstalls', async t => {
+  const h = host(t)
+  const primary = `${h.conf}/10-k8s.conflist`
+  writeFileSync(primary, PRIMARY)
+  const child = install(t, h)
+  await nth(child, /chained:/)
+  let exited = false
+  void child.exited.then(() => (exited = true))
+  const state = `${h.conf}/.sidecar-redirect.state`
+  // Whole, in one rename: a check that read a file half-written would see another case (and a state read so it
+  // would write its own state back over).
+  const plant = (path: string, text: string): void => {
+    writeFileSync(`${h.conf}/.planted`, text)
+    renameSync(`${h.conf}/.planted`, path)
+  }
+  const stateSettled = (): boolean => {
+    try {
+      return typeof parseState(readFileSync(state)) !== 'string'
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true
+      throw error
+    }
+  }
+  const steps: [string, () => void, RegExp][] = [
+    ['a state of null', () => plant(state, 'null'), /ignored: .* \(not a JSON object\)/],
+    ['a state naming only a file', () => plant(state, '{"file":"10-x.conflist"}'), /ignored: .* \(not version 1\)/],
+    [
+      'a primary whose only plugin is ours',
+      () => plant(primary, '{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"sidecar-redirect"}]}'),
+      /waiting: 10-k8s\.conflist holds no plugin but sidecar-redirect/,
+    ],
+    [
+      'a primary nested 6,000 deep',
+      () => plant(primary, PRIMARY.replace('"bridge": "cni0"', `"bridge": "cni0", "x": ${'['.repeat(6000)}${']'.repeat(6000)}`)),
+      /chained: sidecar-redirect chained as the last plugin of 10-k8s\.conflist/,
+    ],
+    [
+      'a 600 MB list sorted after the primary',
+      () => {
+        writeFileSync(`${h.conf}/99-huge.conflist`, '')
+        truncateSync(`${h.conf}/99-huge.conflist`, 600e6)
+        plant(primary, PRIMARY)
+      },
+      /chained: sidecar-redirect chained as the last plugin of 10-k8s\.conflist/,
+    ],
+  ]
+  for (const [what, step, said] of steps) {
+    const before = child.lines.length
+    step()
+    await child.waitForLine(() => child.lines.slice(before).some(l => said.test(l)), 30_000).catch(() => undefined)
+    t.ok(
+      child.lines.slice(before).some(l => said.test(l)),
+      `${what}: ${said.source}`,
+      { lines: child.lines.slice(before) },
+    )
+    t.notOk(exited, '  and the installer is still running')
+    // The check that logged it may write the state again: the next step plants nothing before it has.
+    t.ok(await until(stateSettled, 30_000), '  and its check ended with a state of its own, or none')
+  }
+  t.equal(await stop(child), 0, 'SIGTERM: exit 0')
+  t.equal(readFileSync(primary, 'utf8'), PRIMARY, 'uninstalled: the primary as the last step left it')
 })

@@ -43,6 +43,10 @@ export const programs = (): Programs => {
 /** A pod with hostUsers: false as Kubernetes maps it: the pod's 0-65535 are the node's 327680-393215. */
 export const POD_USERNS_MAP = '0 327680 65536'
 
+// How long a process started in a test may take to say it is up: on a loaded 2-core machine (load 30 seen), tens
+// of seconds. It bounds a hang, not speed.
+export const START_MS = 60_000
+
 export const POD = '198.18.0.1'
 export const REMOTE = '198.18.0.2'
 export const POD6 = '2001:db8::1'

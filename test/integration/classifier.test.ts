@@ -7,8 +7,9 @@ import type { Started } from '../../src/exec/processes.js'
 import { classidOf, groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { readStatus } from '../../src/privilege/status.js'
-import { initOk, kernelAvailable, POD, programs, REMOTE, withSandbox } from '../helpers/kernel.js'
+import { initOk, kernelAvailable, POD, programs, REMOTE, START_MS, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
+import { inCgroup, withCgroups } from '../helpers/cgroup2.js'
 
 const CLASSID = 0x100001
 const UNPRIVILEGED = (uid: number): string[] => [
@@ -28,8 +29,10 @@ interface Outcome {
   readonly pid?: number
 }
 
-const peerAs = async (box: Sandbox, uid: number, args: string[]): Promise<Outcome[]> => {
-  const result = await box.tryExec('pod', 'setpriv', [...UNPRIVILEGED(uid), process.execPath, programs().peer, ...args])
+const peerAs = async (box: Sandbox, uid: number, args: string[], cgroup?: string): Promise<Outcome[]> => {
+  const argv = ['setpriv', ...UNPRIVILEGED(uid), process.execPath, programs().peer, ...args]
+  const [file, rest] = cgroup === undefined ? [argv[0]!, argv.slice(1)] : inCgroup(cgroup, argv)
+  const result = await box.tryExec('pod', file, rest)
   return result.output
     .split('\n')
     .filter(l => l.startsWith('{'))
@@ -49,10 +52,12 @@ const setUp = async (t: Test): Promise<{ box: Sandbox; socket: string; classifie
     socket,
     '--allowed-uids',
     '1337,1338',
+    '--net-cls-root',
+    hierarchy,
     '--log-format',
     'json',
   ])
-  await classifier.waitForLine(l => l.includes('"listening"'))
+  await classifier.waitForLine(l => l.includes('"listening"'), START_MS)
   return { box, socket, classifier, hierarchy }
 }
 
@@ -77,15 +82,16 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
     {
       ISTIO_OUTBOUND_METHOD: 'cgroup',
       ISTIO_CLASSIFIER_SOCKET: socket,
+      ISTIO_NET_CLS_ROOT: hierarchy,
     },
   )
-  const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, 60_000)
+  const ready = (n: number) => agent.waitForLine(() => agent.lines.filter(l => l.includes('"ready"')).length > n, START_MS)
   for (const start of [0, 1]) {
     await ready(start)
     const pid = (JSON.parse(agent.lines.filter(l => l.includes('"ready"'))[start]!) as { pid: number }).pid
     const status = readStatus(pid)
     t.same([status.uids[0], status.capEff, status.capPrm, status.capBnd], [1337, 0n, 0n, 0n], `proxy start ${start + 1}: UID 1337, no capabilities`)
-    t.equal(await classidOf(pid), CLASSID, `proxy start ${start + 1}: classified`)
+    t.equal(await classidOf(pid, hierarchy), CLASSID, `proxy start ${start + 1}: classified`)
     for (const [from, host, port, label] of [
       ['pod', REMOTE, 9090, 'remote'],
       ['remote', POD, 8080, 'app'],
@@ -103,15 +109,16 @@ t.test('an agent as UID 1337 with no capabilities and no cgroupfs runs a classif
 
 t.test('the classifier refuses other UIDs, other classids and bad messages, and keeps serving', async t => {
   if (!kernelAvailable(t)) return
-  const { box, socket, classifier } = await setUp(t)
+  const { box, socket, classifier, hierarchy } = await setUp(t)
+  const root = ['--net-cls-root', hierarchy]
   await initOk(t, box, { ISTIO_OUTBOUND_METHOD: 'cgroup' })
   await box.serve('pod', ['proxy=[::]:5001'])
   await box.serve('remote', ['remote=[::]:9090'])
-  const [refused, traffic] = await peerAs(box, 1000, ['classify', socket, String(CLASSID), '--connect', `${REMOTE}:9090`])
+  const [refused, traffic] = await peerAs(box, 1000, ['classify', socket, String(CLASSID), '--connect', `${REMOTE}:9090`, ...root])
   t.match(refused, { ok: false, error: /UID 1000 is not an allowed proxy UID/ }, 'another UID is refused')
   t.notMatch(refused?.path ?? '', groupName(CLASSID), '... and not moved')
   t.match(traffic, { reply: { label: 'proxy' } }, '... and its traffic stays captured')
-  const [otherClassid] = await peerAs(box, 1337, ['classify', socket, '42'])
+  const [otherClassid] = await peerAs(box, 1337, ['classify', socket, '42', ...root])
   t.match(otherClassid, { ok: false, error: /classid 0x2a is not allowed/ })
   const bad: [string, string[], RegExp][] = [
     ['garbage', ['hello\\n'], /not JSON/],
@@ -123,9 +130,17 @@ t.test('the classifier refuses other UIDs, other classids and bad messages, and 
     const [reply] = await peerAs(box, 1337, ['send', socket, ...args])
     t.match(JSON.parse(String(reply?.reply)), { ok: false, error: message }, `${what} gets an error reply`)
   }
-  const clients = await Promise.all(Array.from({ length: 20 }, () => peerAs(box, 1337, ['classify', socket, String(CLASSID)])))
+  // Each in a cgroup of its own, as the agents of 20 pods are: one pod's are served a few at a time.
+  const pods = Object.values(
+    await withCgroups(
+      t,
+      box,
+      Array.from({ length: 20 }, (_, i) => `pod-${i}`),
+    ),
+  )
+  const clients = await Promise.all(pods.map(pod => peerAs(box, 1337, ['classify', socket, String(CLASSID), ...root], pod)))
   const served = clients.map(([c]) => c).filter(c => c?.ok === true && c.path?.endsWith(groupName(CLASSID)))
-  t.equal(served.length, 20, '20 concurrent clients are each moved into the group', { clients })
+  t.equal(served.length, 20, '20 concurrent clients of 20 pods are each moved into the group', { clients })
   t.equal(new Set(served.map(c => c!.pid)).size, 20, '... each one itself')
   t.equal(classifier.lines.filter(l => l.includes('"outcome":"refused"')).length, 6, 'every refusal is logged')
 })

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
 import type { Started } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
-import { kernelAvailable, programs, withSandbox } from '../helpers/kernel.js'
+import { kernelAvailable, programs, START_MS, withSandbox } from '../helpers/kernel.js'
 
 const PRIVILEGED_GROUPS = 'root:x:0:istio-proxy\ndisk:x:6:istio-proxy\nshadow:x:42:istio-proxy\nistio-proxy:x:1337:\nextra:x:2000:\n'
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nistio-proxy:x:1337:1337::/nonexistent:/bin/false\n'
@@ -34,7 +34,7 @@ const startAgent = (t: Test, box: Awaited<ReturnType<typeof withSandbox>>, env: 
   return agent
 }
 
-const proxyPid = async (agent: Started): Promise<number> => Number((await agent.waitForLine(l => l.startsWith('proxy-pid '), 60_000)).split(' ')[1])
+const proxyPid = async (agent: Started): Promise<number> => Number((await agent.waitForLine(l => l.startsWith('proxy-pid '), START_MS)).split(' ')[1])
 
 t.test('with istio-proxy listed in root, disk and shadow, the proxy gets exactly its configured groups', async t => {
   if (!kernelAvailable(t)) return

@@ -6,7 +6,7 @@ import type { Started } from '../../src/exec/processes.js'
 import { classidOf } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { CAP_NET_ADMIN, readStatus } from '../../src/privilege/status.js'
-import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, withSandbox } from '../helpers/kernel.js'
+import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, START_MS, withSandbox } from '../helpers/kernel.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { BACKENDS } from '../helpers/rows.js'
 
@@ -45,7 +45,7 @@ const isReady = (line: string): boolean => line.includes('"ready"')
 
 /** The pid the proxy reported in its `skip`-th ready line (0 for the first start, 1 after a restart). */
 const readyPid = async (agent: Started, skip = 0): Promise<number> => {
-  await agent.waitForLine(() => agent.lines.filter(isReady).length > skip, 60_000)
+  await agent.waitForLine(() => agent.lines.filter(isReady).length > skip, START_MS)
   return (JSON.parse(agent.lines.filter(isReady)[skip]!) as { pid: number }).pid
 }
 
@@ -87,8 +87,8 @@ for (const backend of BACKENDS) {
       async t => {
         if (!kernelAvailable(t)) return
         const box = await withSandbox(t)
-        if (method === 'cgroup') await withNetCls(t, box, CLASSID)
-        const env = { ISTIO_BACKEND: backend, ...spec.env }
+        const root = method === 'cgroup' ? await withNetCls(t, box, CLASSID) : undefined
+        const env = { ISTIO_BACKEND: backend, ...spec.env, ...(root !== undefined && { ISTIO_NET_CLS_ROOT: root }) }
         const report = await initOk(t, box, { ...env, ISTIO_VERIFY: 'live' })
         for (const family of ['ipv4', 'ipv6']) {
           for (const check of ['capture', 'bypass', 'loopback'])
@@ -101,7 +101,7 @@ for (const backend of BACKENDS) {
           const pid = await readyPid(agent, restart)
           expectPrivileges(t, pid, `proxy (start ${restart + 1})`, spec.caps)
           expectPrivileges(t, agent.pid, 'the agent itself', spec.caps)
-          if (method === 'cgroup') t.equal(await classidOf(pid), CLASSID, 'the proxy is in the net_cls group')
+          if (root !== undefined) t.equal(await classidOf(pid, root), CLASSID, 'the proxy is in the net_cls group')
           await expectRelayed(t, box, agent, 'pod', REMOTE, 9090, 'remote')
           await expectRelayed(t, box, agent, 'pod', REMOTE6, 9090, 'remote')
           await expectRelayed(t, box, agent, 'remote', POD, 8080, 'app')

@@ -10,7 +10,7 @@ import type { Sandbox } from '../../src/commands/sandbox.js'
 import type { Started } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN, readStatus } from '../../src/privilege/status.js'
 import { haproxyConfig, type ProxyKind } from '../helpers/haproxy.js'
-import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
+import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, snapshot, START_MS, withSandbox } from '../helpers/kernel.js'
 import { refusingIpv6Path, refusingNftPath } from '../helpers/paths.js'
 import { BACKENDS } from '../helpers/rows.js'
 import { expectBypassed } from '../helpers/traffic.js'
@@ -36,7 +36,7 @@ const envFor = (backend: string, mode: keyof typeof MODES): Record<string, strin
 /** haproxy through `entrypoint run`, as the proxy container runs it; resolves with the agent and the proxy's pid. */
 const startProxy = async (box: Sandbox, env: Record<string, string>, kind: ProxyKind): Promise<{ agent: Started; pid: number }> => {
   const agent = box.start('pod', process.execPath, [programs().cli, 'run', '--', 'haproxy', '-db', '-f', haproxyConfig(kind, INBOUND_PORT, APP)], env)
-  await agent.waitForLine(line => /proxy started, pid \d+/.test(line), 60_000)
+  await agent.waitForLine(line => /proxy started, pid \d+/.test(line), START_MS)
   const pid = Number(/proxy started, pid (\d+)/.exec(agent.lines.join('\n'))![1])
   // haproxy listens once its frontends are bound; a connection before that would be refused.
   for (let tries = 0; tries < 100; tries++) {

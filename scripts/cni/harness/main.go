@@ -1,9 +1,14 @@
 // A small CNI runtime for the tests: it drives a conflist through libcni, the CNI project's own library (Debian's
 // golang-github-appc-cni-dev), as containerd and CRI-O do. Usage:
-//   harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]
+//
+//	harness add|check|del|version CONFLIST_OR_PLUGIN NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]
+//	harness load CONF_DIR
+//
 // CAPABILITIES_JSON adds capability args (e.g. {"dns": {"nameservers": [...]}}), as containerd passes the pod's DNS.
 // ANNOTATIONS_JSON may be @FILE: an argument over 128 KiB is more than exec takes (E2BIG), and annotations may be.
-// ADD prints the final result; errors print the plugin's error and exit 1.
+// ADD prints the final result; errors print the plugin's error and exit 1. load loads every config file of the
+// directory in the runtime's order, as containerd's go-cni does (a .conflist as a list, any other as a single
+// plugin made into a list), and prints one JSON line per file: the network's name and plugin types, or the error.
 package main
 
 import (
@@ -12,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
@@ -22,7 +28,43 @@ func fail(err error) {
 	os.Exit(1)
 }
 
+// load prints what the runtime makes of each file of dir, in its order; the first that loads is the one it uses.
+func load(dir string) {
+	files, err := libcni.ConfFiles(dir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		fail(err)
+	}
+	sort.Strings(files)
+	for _, file := range files {
+		var list *libcni.NetworkConfigList
+		if strings.HasSuffix(file, ".conflist") {
+			list, err = libcni.ConfListFromFile(file)
+		} else {
+			var conf *libcni.NetworkConfig
+			if conf, err = libcni.ConfFromFile(file); err == nil {
+				list, err = libcni.ConfListFromConf(conf)
+			}
+		}
+		line := map[string]interface{}{"file": filepath.Base(file)}
+		if err != nil {
+			line["error"] = err.Error()
+		} else {
+			types := []string{}
+			for _, plugin := range list.Plugins {
+				types = append(types, plugin.Network.Type)
+			}
+			line["network"], line["cniVersion"], line["types"] = list.Name, list.CNIVersion, types
+		}
+		out, _ := json.Marshal(line)
+		fmt.Println(string(out))
+	}
+}
+
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "load" {
+		load(os.Args[2])
+		return
+	}
 	if len(os.Args) != 7 && len(os.Args) != 8 {
 		fmt.Fprintln(os.Stderr, "usage: harness add|check|del|version CONFLIST NETNS CONTAINER_ID CNI_ARGS ANNOTATIONS_JSON [CAPABILITIES_JSON]")
 		os.Exit(2)
