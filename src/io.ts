@@ -32,13 +32,21 @@ const absentOr = <T>(path: string, absent: T, read: () => T): T => {
   }
 }
 
+/** A file's text, or undefined when it does not exist; synchronous (see realFs). Throws EnvironmentError. */
+export const readTextOrAbsent = (path: string): string | undefined => absentOr<string | undefined>(path, undefined, () => readFileSync(path, 'utf8'))
+
+/** A directory's entries, or none when it does not exist; synchronous (see realFs). Throws EnvironmentError. */
+export const listOrAbsent = (path: string): string[] => absentOr<string[]>(path, [], () => readdirSync(path))
+
 // Synchronous inside: these are small /proc files, read in microseconds, where a round trip through libuv's thread
 // pool (and starting the pool) cost init milliseconds before its first process.
-const realFs: HostFs = {
-  readFile: async path => absentOr<string | undefined>(path, undefined, () => readFileSync(path, 'utf8')),
-  readDir: async path => absentOr<string[]>(path, [], () => readdirSync(path)),
+export const realFs: HostFs = {
+  readFile: async path => readTextOrAbsent(path),
+  readDir: async path => listOrAbsent(path),
   canOpenIpv6: () => canOpenIpv6(),
   onPath,
+  // Asked only to explain a refusal: loaded then (with its FFI), not on every init's start.
+  ownsNetns: async () => (await import('./net/namespace.js')).ownsOwnNetns(),
 }
 
 export const realIo = (startedAt = performance.now()): Io => ({
