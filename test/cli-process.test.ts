@@ -27,8 +27,10 @@ const spawn = (file: string, args: readonly string[], env: Record<string, string
 const cli = (args: readonly string[], env: Record<string, string> = {}): Ran => spawn(process.execPath, [CLI, ...args], env)
 
 /** The CLI in a network namespace of its own, created for this run and gone with it; `wrap` goes before node. */
+// tap puts its NODE_OPTIONS hook back into every child it sees spawned, whatever env is given; `env -u` drops it
+// where the program starts (the hook lives in the checkout, which a dropped UID may not read).
 const isolated = (args: readonly string[], env: Record<string, string> = {}, wrap: readonly string[] = [], cli = CLI): Ran =>
-  spawn('unshare', ['-n', ...wrap, process.execPath, cli, ...args], env)
+  spawn('unshare', ['-n', ...wrap, 'env', '-u', 'NODE_OPTIONS', process.execPath, cli, ...args], env)
 
 const flagsIn = (help: string): string[] => [...help.matchAll(/^ {2}(?:-\w, )? *--([\w-]+)/gm)].map(m => m[1]!).sort()
 
