@@ -11,7 +11,7 @@ import { groupName } from '../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { jsonLine, POD_ARGS, type Rig, startRig } from '../helpers/cni.js'
 import { kernelAvailable, REMOTE, REMOTE6, snapshot, withSandbox } from '../helpers/kernel.js'
-import { DNS_CLIENT, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
+import { dnsClient, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
 import { withNetCls } from '../helpers/netcls.js'
 import { expectBypassed, expectCaptured } from '../helpers/traffic.js'
 
@@ -244,7 +244,7 @@ t.test("resolv-conf DNS capture takes the runtime's dns.servers (a real query th
   const pod = box.start('pod', 'setpriv', proxyDnsArgs(15053, [`--server=${REMOTE}`]))
   await pod.waitForLine(line => line.includes('started'))
   const query = async (args: string[]) => {
-    const result = await box.tryExec('pod', 'setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, DNS_CLIENT, ...args])
+    const result = await box.tryExec('pod', 'setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, dnsClient(), ...args])
     return jsonLine(result.output) ?? { output: result.output }
   }
   for (const [ns, type, answer] of [

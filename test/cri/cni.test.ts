@@ -9,7 +9,7 @@ import { type Node, startNode, runPod, agentAndProxy, exchange, privilegesOf, re
 import { parse } from 'yaml'
 import { runForStatus, startProcess } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN, hasCapability, readStatus } from '../../src/privilege/status.js'
-import { DNS_CLIENT, proxyDnsArgs } from '../helpers/dns.js'
+import { dnsClient, proxyDnsArgs } from '../helpers/dns.js'
 import { kernelAvailable } from '../helpers/kernel.js'
 import { ROOT } from '../helpers/podman.js'
 
@@ -153,7 +153,7 @@ t.test(
         '--regid=1000',
         '--clear-groups',
         process.execPath,
-        DNS_CLIENT,
+        dnsClient(),
         'udp',
         ns!,
         'pod.test',

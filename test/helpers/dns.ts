@@ -1,11 +1,11 @@
 // Real DNS servers for the DNS capture tests: dnsmasq (Debian's dnsmasq-base, no system service) in the remote
 // namespace, as the nameserver a pod's resolv.conf or its runtime names, answering remote.test itself.
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { REMOTE, REMOTE6 } from './kernel.js'
+import { REMOTE, REMOTE6, runtimeRoot } from './kernel.js'
 
 export const DNSMASQ = '/usr/sbin/dnsmasq'
-/** The one-query client (see the fixture's header). */
-export const DNS_CLIENT = new URL('../fixtures/dns-query.mjs', import.meta.url).pathname
+/** The one-query client (see the fixture's header), where a dropped UID can read it. */
+export const dnsClient = (): string => `${runtimeRoot()}/test/fixtures/dns-query.mjs`
 /** In the foreground, no files, no cache, logging to stderr: every answer is given fresh, and the test sees it start. */
 export const DNSMASQ_COMMON = [
   '--keep-in-foreground',

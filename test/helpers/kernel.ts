@@ -21,11 +21,12 @@ const readableByOthers = (path: string): boolean => {
 
 let staged: string | undefined
 
-const runtimeRoot = (): string => {
+/** Where programs run under a dropped UID are read from: the checkout, or a world-readable copy of what they need. */
+export const runtimeRoot = (): string => {
   if (readableByOthers(ROOT)) return ROOT
   if (!staged) {
     const dir = mkdtempSync(`${tmpdir()}/sr-runtime-`)
-    for (const part of ['dist', 'entrypoint', 'package.json', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix']) {
+    for (const part of ['dist', 'entrypoint', 'package.json', 'node_modules/koffi', 'node_modules/@koromix', 'node_modules/posix', 'test/fixtures']) {
       cpSync(`${ROOT}/${part}`, `${dir}/${part}`, { recursive: true })
     }
     chmodSync(dir, 0o755)

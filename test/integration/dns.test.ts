@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, snapshot, withSandbox } from '../helpers/kernel.js'
 import { BACKENDS } from '../helpers/rows.js'
-import { DNS_CLIENT, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
+import { dnsClient, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
 
 const UDP = new URL('../fixtures/udp.mjs', import.meta.url).pathname
 // The pod server sends its forwarded queries from this port, and an app query uses it first: the same 5-tuple.
@@ -28,7 +28,7 @@ interface Answer {
 }
 
 const query = async (box: Sandbox, args: string[]): Promise<Answer> => {
-  const result = await box.tryExec('pod', process.execPath, [DNS_CLIENT, ...args])
+  const result = await box.tryExec('pod', process.execPath, [dnsClient(), ...args])
   const line = result.output.split('\n').find(l => l.startsWith('{'))
   return line ? (JSON.parse(line) as Answer) : { ok: false, error: result.output }
 }
