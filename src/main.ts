@@ -47,7 +47,7 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         await runInit(settings, io, logger, { settingsMs })
         break
       case 'plan':
-        runPlan(settings, io.out)
+        await runPlan(settings, io)
         break
       case 'verify':
         await runVerify(settings, io, logger)

@@ -11,6 +11,7 @@ import { networkInterfaces } from 'node:os'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
 import { openSocket } from './net/socket.js'
+import { sendRawSyn } from './net/raw-syn.js'
 import { netClsPath } from './cgroup/net-cls.js'
 import { requestClassification } from './classifier/client.js'
 
@@ -41,8 +42,10 @@ const serve = async (specs: readonly string[]): Promise<void> => {
   print({ ready: true })
 }
 
-const connect = (host: string, port: number, from: string | undefined, timeoutMs: number): void => {
-  const socket = net.connect({ host, port, ...(from && { localAddress: from }) })
+const connect = (host: string, port: number, from: string | undefined, timeoutMs: number, device?: string): void => {
+  // Bound to a device, the socket is made with libc (Node cannot set SO_BINDTODEVICE) before it connects.
+  const socket =
+    device === undefined ? net.connect({ host, port, ...(from && { localAddress: from }) }) : openSocket(host, { device }).connect({ host, port })
   let reply = ''
   socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
   socket.on('data', chunk => (reply += String(chunk)))
@@ -195,6 +198,7 @@ const main = (): void => {
     allowPositionals: true,
     options: {
       from: { type: 'string' },
+      device: { type: 'string' },
       timeout: { type: 'string', default: '2000' },
       mark: { type: 'string' },
       connect: { type: 'string' },
@@ -206,19 +210,29 @@ const main = (): void => {
   })
   const [verb, ...rest] = positionals
   if (verb === 'serve') void serve(rest)
-  else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout))
+  else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout), values.device)
   else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect, values['net-cls-root'])
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
   else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]), values.renew)
   else if (verb === 'hand-off') handOff(rest[0] ?? '', Number(rest[1]))
   else if (verb === 'hold') hold(Number(rest[0]))
-  else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
+  else if (verb === 'raw-syn') {
+    // raw-syn DEVICE MAC FROM TO PORT: one SYN on a packet socket, past every netfilter hook.
+    const [device = '', mac = '', from = '', to = '', port = '0'] = rest
+    try {
+      sendRawSyn(device, mac, from, to, Number(port))
+      print({ ok: true })
+    } catch (error) {
+      print({ ok: false, error: (error as Error).message })
+      process.exitCode = 1
+    }
+  } else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
-      'usage: peer serve label=host:port... | connect host port [--from addr] | proxy port [--mark n]\n' +
+      'usage: peer serve label=host:port... | connect host port [--from addr] [--device name] | proxy port [--mark n]\n' +
         '       | classify socket classid [--connect host:port] [--net-cls-root dir] | send socket text [--repeat n] [--keep-open]\n' +
-        '       | flood socket count [--renew] | hand-off socket classid\n',
+        '       | flood socket count [--renew] | hand-off socket classid | raw-syn device mac from to port\n',
     )
     process.exitCode = 2
   }

@@ -4,7 +4,7 @@ import t from 'tap'
 import { EnvironmentError } from '../src/errors.js'
 import type { Io } from '../src/io.js'
 import { run } from '../src/main.js'
-import { fakeExec, type Expected } from './helpers/fake-exec.js'
+import { DEVICE_READS, fakeExec, type Expected } from './helpers/fake-exec.js'
 
 const ioWith = (exec: Io['exec'], captured: { out: string; err: string }): Io => ({
   exec,
@@ -38,6 +38,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     script: [
       { run: 'iptables-nft-save', throws: () => new EnvironmentError('iptables-nft-save is not installed (the image needs the iptables package)') },
       { run: 'nft list ruleset', stdout: '' },
+      ...DEVICE_READS,
     ],
     code: 3,
     says: /iptables-nft-save is not installed.*\[E_ENVIRONMENT\]/,
@@ -47,8 +48,11 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     argv: ['init'],
     script: [
       { run: 'iptables-nft-save', stdout: '' },
+      // The nat table made, marked ours, before the restore; read again after the refusal, to remove it.
+      { run: 'nft -f -' },
       { run: 'iptables-nft-restore --noflush -w 5', fails: { stderr: 'iptables-restore: line 4 failed\n', line: 4 } },
-      { run: 'nft list ruleset', stdout: '' },
+      { run: 'nft list ruleset', stdout: '', times: 2 },
+      ...DEVICE_READS,
     ],
     code: 4,
     says: /ipv4: the kernel refused the transaction at line 4 \(.*\): iptables-restore: line 4 failed \[E_APPLY\]/,
@@ -58,8 +62,10 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     argv: ['init'],
     script: [
       { run: 'iptables-nft-save', stdout: '', times: 2 },
+      { run: 'nft -f -' },
       { run: 'iptables-nft-restore --noflush -w 5' },
       { run: 'nft list ruleset', stdout: '' },
+      ...DEVICE_READS,
     ],
     code: 5,
     says: /the rules read back differ from the plan.*\[E_VERIFY\]\n {2}ipv4:\n {4}jumps from built-in chains:\n {4}- -A OUTPUT .*-j SIDECAR_OUTBOUND/,
@@ -70,7 +76,9 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     env: { ISTIO_OUTBOUND_METHOD: 'cgroup' },
     script: [
       { run: 'iptables-nft-save', stdout: '' },
-      { run: 'nft list ruleset', stdout: '' },
+      { run: 'nft list ruleset', stdout: '', times: 2 },
+      ...DEVICE_READS,
+      { run: 'nft -f -' },
       {
         run: 'iptables-nft-restore --noflush -w 5',
         fails: { stderr: "iptables-restore v1.8.9 (nf_tables): Couldn't load match `cgroup':No such file or directory\n" },

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gathers the init image's whole root filesystem into $1, run inside the Dockerfile's build stage: Node, the built
 # CLI and its two native modules (and the CNI plugin in dist/cni), iptables (nf_tables and legacy, every extension), nft,
-# ipset, ip (TPROXY's policy routing), setpriv, env and nsenter (the CNI node agent enters pods' netns with it), and exactly
+# ipset, ip (TPROXY's policy routing) and tc (the whole-path check), setpriv, env and nsenter (the CNI node agent enters pods' netns with it), and exactly
 # the shared libraries those load (from ldd). No shell, no package manager: small, and nothing to exec but these.
 set -euo pipefail
 R=$1
@@ -45,8 +45,10 @@ add_binary /usr/bin/setpriv
 # The CNI node agent runs our CLI in a pod's network namespace through it (nsenter --net=...).
 add_binary /usr/bin/nsenter
 add_binary /usr/bin/env
-# TPROXY's policy routing (ip rule, ip route).
+# TPROXY's policy routing (ip rule, ip route); the whole-path check reads the devices' XDP programs (ip) and tc
+# filters (tc).
 add_binary /usr/sbin/ip
+add_binary /usr/sbin/tc
 for multi in xtables-nft-multi xtables-legacy-multi; do add_binary "/usr/sbin/$multi"; done
 # The native nftables backend and the explicit method's ipsets with the iptables backends.
 add_binary /usr/sbin/nft

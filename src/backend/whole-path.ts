@@ -1,5 +1,6 @@
-// Reads every place netfilter evaluates before or beside our rules, for the whole-path check: native nftables
-// (one `nft list ruleset` for both families), and the iptables variant we do not use, where it holds tables.
+// Reads every place that sees a packet before, beside or instead of our rules, for the whole-path check: native
+// nftables (one `nft list ruleset` for both families, netdev tables included), the iptables variant we do not use,
+// where it holds tables, and the pod's devices (tc filters, XDP programs: see devices.ts).
 // Nothing is read that does not exist: legacy tables are listed in /proc first, because reading one creates it.
 // Reading (readElsewhere) is apart from choosing what counts for a family (otherTables, pure), so a backend can
 // read these places at the moment that costs least.
@@ -12,6 +13,7 @@ import type { Family } from '../settings/types.js'
 import type { HostFs } from './detect.js'
 import { CommandFailed, type Exec } from '../exec/exec.js'
 import type { Variant } from './iptables/iptables.js'
+import { readDeviceHooks } from './devices.js'
 
 export interface Ruleset {
   readonly tables: readonly NftTableText[]
@@ -23,6 +25,8 @@ export interface Ruleset {
 export interface Elsewhere {
   readonly ruleset: Ruleset
   readonly iptables: ReadonlyMap<Family, readonly SeenTable[]>
+  /** tc filters and XDP programs, for both families. */
+  readonly devices: readonly SeenTable[]
 }
 
 const NFT_FAMILY: Record<Family, string> = { ipv4: 'ip', ipv6: 'ip6' }
@@ -52,7 +56,7 @@ const saved = async (exec: Exec, family: Family, variant: Variant): Promise<Seen
 
 /**
  * readElsewhere reads, for each family, the iptables tables of the variant(s) we do not program with (`own` is the
- * backend in use), and the nft ruleset unless the backend has just read it. The legacy reads need only /proc, so
+ * backend in use), the pod's devices, and the nft ruleset, each unless the backend has just read it. The legacy reads need only /proc, so
  * they run beside `nft list ruleset`; iptables-nft is read only where nft says it manages a table.
  */
 export const readElsewhere = async (
@@ -61,17 +65,18 @@ export const readElsewhere = async (
   families: readonly Family[],
   own: Variant | 'nftables',
   read?: Ruleset,
+  devicesRead?: readonly SeenTable[],
 ): Promise<Elsewhere> => {
   const legacy = families.map(async family =>
     own !== 'legacy' && ((await fs.readFile(LEGACY_NAMES[family])) ?? '').trim() !== '' ? saved(exec, family, 'legacy') : [],
   )
-  const [ruleset, ...legacyTables] = await Promise.all([read ?? readRuleset(exec), ...legacy])
+  const [ruleset, devices, ...legacyTables] = await Promise.all([read ?? readRuleset(exec), devicesRead ?? readDeviceHooks(exec), ...legacy])
   const nftTables = await Promise.all(
     families.map(family =>
       own !== 'nft' && [...ruleset.managed].some(t => t.startsWith(`${NFT_FAMILY[family]} `)) ? saved(exec, family, 'nft') : [],
     ),
   )
-  return { ruleset, iptables: new Map(families.map((family, i) => [family, [...legacyTables[i]!, ...nftTables[i]!]])) }
+  return { ruleset, iptables: new Map(families.map((family, i) => [family, [...legacyTables[i]!, ...nftTables[i]!]])), devices }
 }
 
 /** otherTables: what the whole-path check sees for one family besides our own tables; `ownTables` names nft tables read another way (ours). Pure. */
@@ -79,8 +84,11 @@ export const otherTables = (family: Family, elsewhere: Elsewhere, ownTables: Rea
   const { ruleset } = elsewhere
   const native = ruleset.tables.filter(t => {
     const key = `${t.family} ${t.name}`
-    const ofThisFamily = t.family === 'inet' || t.family === NFT_FAMILY[family]
+    const ofThisFamily = t.family === 'inet' || t.family === 'netdev' || t.family === NFT_FAMILY[family]
     return ofThisFamily && !ruleset.managed.has(key) && !ownTables.has(key)
   })
-  return [...(elsewhere.iptables.get(family) ?? []), ...seenNftTables(native).map(t => ({ ...t, families: t.families.filter(f => f === family) }))]
+  return [
+    ...(elsewhere.iptables.get(family) ?? []),
+    ...[...seenNftTables(native), ...elsewhere.devices].map(t => ({ ...t, families: t.families.filter(f => f === family) })),
+  ]
 }

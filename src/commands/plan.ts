@@ -1,13 +1,15 @@
 // plan: print exactly the payload init would send, with the chosen backend, into a namespace that holds none of
-// our rules. Runs nothing and reads nothing, so it works without root, on a laptop, in CI.
+// our rules. Runs nothing and reads nothing (but the routes of excluded interfaces, with `ip route show`, when
+// their scope is routes: init's plan depends on them), so it works without root, on a laptop, in CI.
 
-import type { Output } from '../log.js'
+import type { Io } from '../io.js'
 import { buildPlan } from '../plan/build.js'
 import { renderIpsetSwap } from '../backend/iptables/render-ipset.js'
 import { EMPTY_STATE, renderState, renderTransaction } from '../backend/iptables/render-iptables.js'
 import { renderNftTable, renderNftTransaction } from '../backend/nftables/render-nft.js'
 import { renderRoutingCommands } from '../backend/routing.js'
-import type { Plan } from '../plan/types.js'
+import type { Plan, PlanFacts } from '../plan/types.js'
+import { readPlanFacts } from '../backend/interface-routes.js'
 import { FAMILIES, type Settings } from '../settings/types.js'
 
 const RESTORE = { ipv4: 'iptables-restore', ipv6: 'ip6tables-restore' } as const
@@ -20,9 +22,8 @@ const renderRouting = (plan: Plan): string =>
     .join('')
 
 /** renderPlanText is the whole plan output. Pure. */
-export const renderPlanText = (settings: Settings): string => {
-  const families = settings.ipv6 === 'false' ? FAMILIES.filter(f => f === 'ipv4') : FAMILIES
-  const plan = buildPlan(settings, families)
+export const renderPlanText = (settings: Settings, facts: PlanFacts = {}): string => {
+  const plan = buildPlan(settings, planFamilies(settings), facts)
   if (settings.backend === 'nftables') return `# nft -f -\n${renderNftTransaction(renderNftTable(plan))}${renderRouting(plan)}`
   // The iptables backends: the explicit method's sets first (the rules refer to them), then one restore per family.
   const sets = plan.families.flatMap(f => f.sets)
@@ -31,4 +32,7 @@ export const renderPlanText = (settings: Settings): string => {
   return [...ipset, ...rules].join('\n') + renderRouting(plan)
 }
 
-export const runPlan = (settings: Settings, out: Output): void => out.write(renderPlanText(settings))
+const planFamilies = (settings: Settings) => (settings.ipv6 === 'false' ? FAMILIES.filter(f => f === 'ipv4') : FAMILIES)
+
+export const runPlan = async (settings: Settings, io: Io): Promise<void> =>
+  void io.out.write(renderPlanText(settings, await readPlanFacts(settings, planFamilies(settings), io.exec)))

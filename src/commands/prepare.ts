@@ -10,6 +10,7 @@ import { buildPlan } from '../plan/build.js'
 import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
+import { readPlanFacts } from '../backend/interface-routes.js'
 
 export interface Prepared {
   readonly facts: HostFacts
@@ -23,11 +24,13 @@ const untimed: Timed = (_phase, work) => work()
 
 export const prepare = async (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> => {
   const facts = await timed('probe', () => probeHost(settings.backend, settings.ipv6, io.exec, io.fs))
-  const plan = await timed('plan', async () => buildPlan(settings, facts.families.value))
+  const planFacts = await readPlanFacts(settings, facts.families.value, io.exec)
+  const plan = await timed('plan', async () => buildPlan(settings, facts.families.value, planFacts))
   const kind = facts.variant.value
   const routing = tproxyRouting(settings)
-  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs), io.exec, routing) }
-  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind]), io.exec, routing) }
+  const accepted = settings.acceptBpfPrograms === 'all' ? 'all' : new Set(settings.acceptBpfPrograms)
+  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs, accepted), io.exec, routing) }
+  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind], accepted), io.exec, routing) }
 }
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`

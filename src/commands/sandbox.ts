@@ -43,6 +43,8 @@ export interface ConnectOptions {
   /** Primary GID for the connecting process; defaults to the UID. */
   readonly gid?: number
   readonly from?: string
+  /** Bind the socket to this interface (SO_BINDTODEVICE). */
+  readonly device?: string
 }
 
 export interface Sandbox {
@@ -134,7 +136,17 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
     connect: async (where, host, port, options = {}) => {
       const drop = options.uid === undefined ? [] : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.gid ?? options.uid}`, '--clear-groups']
       const from = options.from === undefined ? [] : ['--from', options.from]
-      const argv = [...drop, process.execPath, options.uid === undefined ? files.peer : `${shared}/peer.mjs`, 'connect', host, String(port), ...from]
+      const device = options.device === undefined ? [] : ['--device', options.device]
+      const argv = [
+        ...drop,
+        process.execPath,
+        options.uid === undefined ? files.peer : `${shared}/peer.mjs`,
+        'connect',
+        host,
+        String(port),
+        ...from,
+        ...device,
+      ]
       const result = await tryExec(where, argv[0] ?? '', argv.slice(1))
       const line = result.output.split('\n').find(l => l.startsWith('{'))
       return line ? (JSON.parse(line) as Reply) : { ok: false, error: result.output }

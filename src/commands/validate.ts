@@ -5,6 +5,7 @@
 // connections, as whatever UID it runs as: to one of the pod's addresses, and to destinations routed out of each of
 // its interfaces, in every family; each must land on the port the plan redirects to, with the right SO_ORIGINAL_DST.
 
+import { readPlanFacts } from '../backend/interface-routes.js'
 import { readFile } from 'node:fs/promises'
 import { readIpv6, chooseFamilies } from '../backend/detect.js'
 import { decidePod, type NetConf } from '../cni/config.js'
@@ -14,6 +15,7 @@ import { ConfigError, NotCapturedError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { buildPlan } from '../plan/build.js'
+import { appCapabilities, readStatus } from '../privilege/status.js'
 import { loadSettings } from '../settings/load.js'
 import { OPTIONS } from '../settings/options.js'
 import type { Env, Flags } from '../settings/parse.js'
@@ -78,12 +80,22 @@ export const runValidate = async (base: Settings, env: Env, flags: Flags, option
     )
   }
   const families = chooseFamilies(settings.ipv6, await readIpv6(io.fs))
-  const plan = buildPlan(settings, families.value)
+  // The plan as init made it: with the excluded interfaces' routes when their scope is routes, read the same way.
+  const plan = buildPlan(settings, families.value, await readPlanFacts(settings, families.value, io.exec))
   const { probeAppCapture } = await import('../verify/probe.js')
   const checks = await probeAppCapture(plan, { uid, gid })
   const lines = checks.map(c => `${c.family} ${c.name}: ${c.status}, ${c.detail}`)
+  // Run as the app's identity, validate also tells what that identity could do past capture.
+  const capabilities = appCapabilities(readStatus('self'))
   if (!checks.some(c => c.status === 'passed') || checks.some(c => c.status === 'failed')) {
-    throw new NotCapturedError("the pod's traffic is not captured: an app connection did not reach the proxy port", lines)
+    throw new NotCapturedError("the pod's traffic is not captured: an app connection did not reach the proxy port", [
+      ...lines,
+      ...capabilities.map(c => `capabilities: ${c}`),
+    ])
   }
-  logger.report('validate', 'sidecar-redirect validate: ok', { families: `${families.value.join(', ')}: ${families.reason}`, live: lines })
+  logger.report('validate', 'sidecar-redirect validate: ok', {
+    families: `${families.value.join(', ')}: ${families.reason}`,
+    live: lines,
+    capabilities,
+  })
 }

@@ -49,43 +49,83 @@ interface Finished {
   readonly timedOut: boolean
 }
 
-// A program still running at the timeout gets SIGTERM, then SIGKILL this much later if it ignores that.
+// At the timeout the program's whole process group gets SIGTERM, then SIGKILL this much later, and our ends of its
+// pipes are closed then: a child it started (a wrapper's `sleep`), or one that left the group, cannot hold init.
 const KILL_AFTER_MS = 1000
+
+/** Signals a process group, which may already be gone. */
+const signalGroup = (pid: number | undefined, signal: NodeJS.Signals): void => {
+  if (pid === undefined) return
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // ESRCH: every process of the group has ended.
+  }
+}
 
 const runToEnd = (file: string, args: readonly string[], input: string | undefined, timeoutMs: number | undefined): Promise<Finished> =>
   new Promise((resolve, reject) => {
     // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
     // A tool with nothing to read gets no stdin pipe: one pipe less to make for each read.
-    const child = spawn(file, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    // detached: the program leads a process group (and session) of its own, so the timeout reaches all it started.
+    const child = spawn(file, args, {
+      env: { ...process.env, LC_ALL: 'C' },
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      detached: true,
+    })
     const out: Buffer[] = []
     const err: Buffer[] = []
     let timedOut = false
+    let code: number | null = null
+    let settled = false
     const timers: NodeJS.Timeout[] = []
+    const finish = (): void => {
+      if (settled) return
+      settled = true
+      for (const timer of timers) clearTimeout(timer)
+      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), timedOut })
+    }
     if (timeoutMs !== undefined) {
       timers.push(
         setTimeout(() => {
+          // Running, or exited while something it started still holds its output: either way it is over now.
           timedOut = true
-          child.kill('SIGTERM')
-          timers.push(setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS))
+          signalGroup(child.pid, 'SIGTERM')
+          timers.push(
+            setTimeout(() => {
+              signalGroup(child.pid, 'SIGKILL')
+              for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy()
+              finish()
+            }, KILL_AFTER_MS),
+          )
         }, timeoutMs),
       )
     }
     child.stdout?.on('data', (chunk: Buffer) => out.push(chunk))
     child.stderr?.on('data', (chunk: Buffer) => err.push(chunk))
-    child.once('error', reject)
-    child.once('close', code => {
+    child.once('error', error => {
       for (const timer of timers) clearTimeout(timer)
-      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), timedOut })
+      settled = true
+      reject(error)
+    })
+    child.once('exit', exitCode => {
+      code = exitCode
+    })
+    // 'close' comes once the program has exited and every holder of its output pipes has closed them.
+    child.once('close', exitCode => {
+      code = exitCode
+      finish()
     })
     // A tool that exits before reading all of its input closes the pipe: its exit status says what happened.
     child.stdin?.on('error', () => undefined)
     child.stdin?.end(input)
   })
 
-// What a killed program was doing, as far as this seam knows: its argv and the size of what it was fed.
+// What a killed program was doing, as far as this seam knows: its argv and the size of what it was fed. "Still
+// running" covers a program that exited while a process it started still held its output.
 const timedOut = (command: string, input: string | undefined, timeoutMs: number): EnvironmentError =>
   new EnvironmentError(
-    `${command} (${input ? `given a ${Buffer.byteLength(input)}-byte transaction on stdin` : 'given no input'}) was still running after ${timeoutMs / 1000} s (ISTIO_EXEC_TIMEOUT) and was killed`,
+    `${command} (${input ? `given a ${Buffer.byteLength(input)}-byte transaction on stdin` : 'given no input'}) was still running after ${timeoutMs / 1000} s (ISTIO_EXEC_TIMEOUT) and was killed with its process group`,
   )
 
 export const realExec: Exec = async (file, args, input, options = {}) => {

@@ -38,7 +38,8 @@ export const startProcess = (file: string, args: readonly string[], env?: Readon
     pid: child.pid ?? -1,
     exited,
     lines,
-    waitForLine: (accept, timeoutMs = 5000) =>
+    // The default bounds a hang, not a start: a Node listener took over 5 s to say ready on a loaded 2-core machine.
+    waitForLine: (accept, timeoutMs = 30_000) =>
       new Promise((resolve, reject) => {
         const check = (): void => {
           const found = lines.find(accept)

@@ -10,6 +10,8 @@ export interface Libc {
   listen(fd: number, backlog: number): number
   setsockopt(fd: number, level: number, name: number, value: Buffer, length: number): number
   getsockopt(fd: number, level: number, name: number, value: Buffer, length: number[]): number
+  sendto(fd: number, data: Buffer, length: number, flags: number, address: Buffer, addressLength: number): number
+  if_nametoindex(name: string): number
   close(fd: number): number
   execve(path: string, argv: (string | null)[], envp: (string | null)[]): number
   /** fcntl(fd, F_SETFD, flags): the only fcntl use here. */
@@ -51,6 +53,8 @@ export const loadLibc = (): Libc => {
       listen: lib.func('int listen(int, int)'),
       setsockopt: lib.func('int setsockopt(int, int, int, const uint8_t *value, uint32_t length)'),
       getsockopt: lib.func('int getsockopt(int, int, int, _Out_ uint8_t *value, _Inout_ uint32_t *length)'),
+      sendto: lib.func('long sendto(int, const uint8_t *data, size_t length, int flags, const uint8_t *address, uint32_t addressLength)'),
+      if_nametoindex: lib.func('unsigned int if_nametoindex(const char *name)'),
       close: lib.func('int close(int)'),
       execve: lib.func('int execve(const char *path, const char **argv, const char **envp)'),
       setFdFlags: (fd: number, flags: number) => fcntl(fd, F_SETFD, 'int', flags),

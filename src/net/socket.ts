@@ -18,11 +18,14 @@ const EINPROGRESS = 115
 const SOL_SOCKET = 1
 const SO_REUSEADDR = 2
 const SO_MARK = 36
+const SO_BINDTODEVICE = 25
 const IPPROTO_IPV6 = 41
 const IPV6_V6ONLY = 26
 
 export interface SocketOptions {
   readonly mark?: number
+  /** SO_BINDTODEVICE: the socket sends only through this interface (no capability needed since Linux 5.7). */
+  readonly device?: string
 }
 
 const isV6 = (address: string): boolean => address.includes(':')
@@ -89,6 +92,14 @@ const socketFd = (address: string, options: SocketOptions, flags: number): numbe
       const errno = libc.errno()
       libc.close(fd)
       throw new Error(`setsockopt(SO_MARK) failed: ${errnoName(errno)}${errno === 1 ? ' (SO_MARK needs CAP_NET_ADMIN)' : ''}`)
+    }
+  }
+  if (options.device !== undefined) {
+    const name = Buffer.from(`${options.device}\0`)
+    if (libc.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length) !== 0) {
+      const errno = libc.errno()
+      libc.close(fd)
+      throw new Error(`setsockopt(SO_BINDTODEVICE ${options.device}) failed: ${errnoName(errno)}`)
     }
   }
   return fd

@@ -7,13 +7,14 @@
 //   (init can fix that by moving our jump first);
 // - in any other nat chain at our priority or earlier, a rule that binds the connection wins over us;
 // - before conntrack (raw), a NOTRACK or a zone change makes nat skip the packet or see another connection;
-// - before nat, a rewritten destination, a TPROXY, or (for the mark method) a set mark changes what we see.
-// Where it captures inbound by TPROXY (mangle, -150), see tproxyEscape. Pure.
+// - before nat, a rewritten destination, a TPROXY, a copy, or (for the mark method) a set mark changes what we see.
+// Where it captures inbound by TPROXY (mangle, -150), see tproxyEscape. On the devices (nft netdev and inet ingress
+// and egress chains, tc filters, XDP), before and after all of netfilter, see deviceEscape. Pure.
 
 import { hasOwnedComment } from '../plan/owned.js'
 import type { FamilyPlan, Rule } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
-import { OUR_NAT_PRIORITY, PRIORITY, type Effect, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
+import { OUR_NAT_PRIORITY, PRIORITY, type DeviceHook, type Effect, type Hook, type SeenChain, type SeenRule, type SeenTable } from './model.js'
 import { canAffect, capturingChain, type Capture } from './scope.js'
 
 export interface Finding {
@@ -25,7 +26,12 @@ export interface Finding {
   readonly why: string
   /** True when init can fix it by moving our own jump; false when only changing someone else's rule would. */
   readonly fixable: boolean
+  /** Set when what the rule does cannot be judged (BPF programs): the programs an operator may accept. */
+  readonly programs?: readonly string[]
 }
+
+/** BPF programs the operator accepts (ISTIO_ACCEPT_BPF_PROGRAMS): their tags, or every one. */
+export type AcceptedPrograms = 'all' | ReadonlySet<string>
 
 /** What of the iptables tables is ours, for the iptables backends (native nftables leaves our table out instead). */
 export interface OwnRules {
@@ -99,6 +105,8 @@ const redirectEscape = (r: Reached, { base, priority, hook, plan }: At): string 
   }
   if (priority < OUR_NAT_PRIORITY && has(r, 'rewrite'))
     return `it can rewrite the destination of TCP we capture before our nat (priority ${priority})`
+  if (priority < OUR_NAT_PRIORITY && has(r, 'duplicate'))
+    return `it can send a copy of TCP we capture elsewhere before our nat (priority ${priority})`
   if (priority < OUR_NAT_PRIORITY && hook === 'prerouting' && has(r, 'tproxy')) {
     return `it can hand inbound TCP we capture to another socket before our nat (priority ${priority})`
   }
@@ -133,7 +141,77 @@ const tproxyEscape = (r: Reached, { priority }: At): string | undefined => {
   if (priority <= ours && has(r, 'rewrite')) {
     return `it can rewrite the destination of inbound TCP we capture ${order} our TPROXY (priority ${priority}), so our rules judge another destination`
   }
+  if (priority <= ours && has(r, 'duplicate'))
+    return `it can send a copy of inbound TCP we capture elsewhere ${order} our TPROXY (priority ${priority})`
   return undefined
+}
+
+// What a rule on a device can do to a packet that moves it past the proxy: change where it goes, send it out of or
+// into another device, or copy it. (Marks, drops and verdicts there decide nothing about capture.)
+const DEVICE_EFFECTS: readonly Effect[] = ['rewrite', 'forward', 'duplicate', 'bind', 'tproxy']
+
+const verbs = (r: Reached): string =>
+  [
+    ...(has(r, 'rewrite', 'bind', 'tproxy') ? ['rewrite'] : []),
+    ...(has(r, 'forward') ? ['redirect'] : []),
+    ...(has(r, 'duplicate') ? ['copy'] : []),
+  ].join(', ')
+
+/**
+ * What a rule on a device does to TCP we capture, if it can make it escape. Ingress runs before the IP stack, egress
+ * after it: both on lo see every connection we redirect locally (to the proxy's port), in whatever family; ingress
+ * on another device sees inbound TCP before our prerouting rules judge it (a port rewritten into an excluded one
+ * reaches the app; a packet redirected onto another device arrives there instead); egress on another device sees
+ * what our rules let go (an excluded destination or port, the proxy's own connections), which a rewrite can send to
+ * any destination we would have captured.
+ */
+const deviceEscape = (r: Reached, hook: DeviceHook, devices: readonly string[], plan: FamilyPlan): string | undefined => {
+  if (!has(r, ...DEVICE_EFFECTS)) return undefined
+  const inbound = capturingChain(plan, 'prerouting')
+  const outbound = capturingChain(plan, 'output')
+  // A chain without a device list (or an unknown one) may be on lo.
+  if ((devices.length === 0 || devices.includes('lo')) && (inbound || outbound)) {
+    return `it can ${verbs(r)} TCP on lo, which carries every connection we redirect to the proxy, ${hook === 'ingress' ? 'before' : 'after'} netfilter sees it`
+  }
+  if (hook === 'ingress' && inbound) {
+    const reached = devices.find(d => canAffect({ ...r.rule.conditions, iif: r.rule.conditions.iif ?? d }, plan.family, inbound.chain, plan))
+    if (reached !== undefined) return `it can ${verbs(r)} inbound TCP we capture as it arrives on ${reached}, before our rules judge it`
+  }
+  if (hook === 'egress' && outbound) {
+    return `it can ${verbs(r)} TCP leaving by ${devices.join(', ')} after our rules let it go (excluded destinations and ports, the proxy's own), so it can reach what we capture past the proxy`
+  }
+  return undefined
+}
+
+const accepts = (accepted: AcceptedPrograms, programs: readonly string[]): boolean => accepted === 'all' || programs.every(p => accepted.has(p))
+
+/** Rules on the pod's devices (ingress, egress) that can let TCP we capture escape, or that cannot be judged. */
+const deviceFindings = (plan: FamilyPlan, tables: readonly SeenTable[], accepted: AcceptedPrograms): Finding[] => {
+  const family = plan.family
+  if (!capturingChain(plan, 'prerouting') && !capturingChain(plan, 'output')) return []
+  const tcp = (r: SeenRule): boolean => r.conditions.protocol !== 'other' && (r.conditions.family === undefined || r.conditions.family === family)
+  return tables
+    .filter(t => t.families.includes(family))
+    .flatMap(table =>
+      [...table.chains.values()]
+        .filter((c): c is SeenChain & { hook: DeviceHook } => c.hook === 'ingress' || c.hook === 'egress')
+        .flatMap(base =>
+          reach(table, base, tcp, false).flatMap((r): Finding[] => {
+            const at = { family, hook: base.hook, where: `${table.where} ${base.name} rule ${r.position}`, rule: r.rule.text, fixable: false }
+            const why = deviceEscape(r, base.hook, base.devices ?? [], plan)
+            if (why) return [{ ...at, why }]
+            const programs = r.rule.programs ?? []
+            if (!has(r, 'opaque') || accepts(accepted, programs)) return []
+            return [
+              {
+                ...at,
+                why: `it runs a BPF program (${programs.join(', ')}) on ${(base.devices ?? []).join(', ') || 'a device'} at ${base.hook}: what it does to TCP we capture cannot be judged from here; if you trust it, accept it with ISTIO_ACCEPT_BPF_PROGRAMS`,
+                programs,
+              },
+            ]
+          }),
+        ),
+    )
 }
 
 /** Per way of capturing: what ends the chain holding our jump ahead of it, and what counts in other base chains. */
@@ -143,8 +221,11 @@ const JUDGES: Readonly<Record<Capture['by'], { readonly ahead: readonly Effect[]
   tproxy: { ahead: ['accept', 'tproxy'], elsewhere: tproxyEscape },
 }
 
-/** findEscapes lists every rule, in any table, that can keep a captured TCP connection away from our capture. */
-export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?: OwnRules): Finding[] => {
+/**
+ * findEscapes lists every rule, in any table or on any device, that can keep a captured TCP connection away from
+ * our capture, and every BPF program there that cannot be judged and is not `accepted`.
+ */
+export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?: OwnRules, accepted: AcceptedPrograms = new Set()): Finding[] => {
   const family = plan.family
   const findings: Finding[] = []
   for (const hook of ['prerouting', 'output'] as const) {
@@ -182,7 +263,7 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
       }
     }
   }
-  return findings
+  return [...findings, ...deviceFindings(plan, tables, accepted)]
 }
 
 /** describeFinding is the drift text for one finding: where, the rule as printed, and why it matters. Pure. */
@@ -193,7 +274,9 @@ const describeFinding = (f: Finding): string[] => {
     ? ''
     : leftover
       ? '; it is ours, left by another backend: run clean with that ISTIO_BACKEND'
-      : '; init cannot change it without touching a rule that is not ours'
+      : f.programs
+        ? `=${f.programs.join(',')}`
+        : '; init cannot change it without touching a rule that is not ours'
   return [`${f.where}: ${f.rule}`, `  ${f.why}${fix}`]
 }
 

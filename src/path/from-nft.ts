@@ -1,6 +1,6 @@
-// Reads `nft list ruleset` text into the whole-path model: every table of the ip, ip6 and inet families, each
-// base chain with its hook and priority. As with iptables, only matches that can rule a packet out are read, and
-// a statement we do not know is taken to do anything.
+// Reads `nft list ruleset` text into the whole-path model: every table of the ip, ip6, inet and netdev families,
+// each base chain with its hook, priority and (at ingress and egress) devices. As with iptables, only matches that
+// can rule a packet out are read, and a statement we do not know is taken to do anything.
 
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr, Family, PortRange } from '../settings/types.js'
@@ -25,17 +25,25 @@ export interface NftTableText {
   readonly comment: string | undefined
   /** The table exactly as printed, first line to closing brace. */
   readonly text: string
-  readonly chains: readonly { readonly name: string; readonly header: string | undefined; readonly rules: readonly string[] }[]
+  readonly chains: readonly NftChainText[]
+}
+
+export interface NftChainText {
+  readonly name: string
+  /** The `type ... hook ... priority ...;` line of a base chain. */
+  readonly header: string | undefined
+  /** The chain's own comment, if any (a base chain we created carries one). */
+  readonly comment?: string
+  readonly rules: readonly string[]
 }
 
 /** splitRuleset cuts ruleset text into tables, and each table into chains with their header and rule lines. Pure. */
 export const splitRuleset = (text: string): NftTableText[] => {
   const tables: NftTableText[] = []
   let lines: string[] = []
-  let table:
-    | { family: string; name: string; comment: string | undefined; chains: { name: string; header: string | undefined; rules: string[] }[] }
-    | undefined
-  let chain: { name: string; header: string | undefined; rules: string[] } | undefined
+  type Chain = { name: string; header: string | undefined; comment?: string; rules: string[] }
+  let table: { family: string; name: string; comment: string | undefined; chains: Chain[] } | undefined
+  let chain: Chain | undefined
   for (const line of text.split('\n')) {
     const opened = /^table (\S+) (\S+) \{$/.exec(line)
     if (opened) {
@@ -54,6 +62,9 @@ export const splitRuleset = (text: string): NftTableText[] => {
     } else if (line === '\t}') chain = undefined
     else if (!chain && line.startsWith('\tcomment "')) table.comment = line.slice('\tcomment "'.length, -1)
     else if (chain && line.startsWith('\t\ttype ')) chain.header = line.trim()
+    // nft prints a chain's comment first, before its type line.
+    else if (chain && chain.header === undefined && chain.rules.length === 0 && line.startsWith('\t\tcomment "'))
+      chain.comment = line.trim().slice('comment "'.length, -1)
     else if (chain && line.startsWith('\t\t') && line.trim() !== '') chain.rules.push(line.trim())
   }
   return tables
@@ -70,10 +81,11 @@ export const parsePriority = (text: string): number | undefined => {
   return base === undefined ? undefined : base + (m[3] === '-' ? -1 : 1) * Number(m[4] ?? 0)
 }
 
-const HOOKS: Readonly<Record<string, Hook>> = { prerouting: 'prerouting', output: 'output' }
+const HOOKS: Readonly<Record<string, Hook>> = { ingress: 'ingress', prerouting: 'prerouting', output: 'output', egress: 'egress' }
 const TYPES: Readonly<Record<string, SeenChain['type']>> = { nat: 'nat', filter: 'filter', route: 'route' }
 
-const FAMILIES: Readonly<Record<string, readonly Family[]>> = { ip: ['ipv4'], ip6: ['ipv6'], inet: ['ipv4', 'ipv6'] }
+// A netdev table sees every frame of its devices, IPv4 and IPv6 alike.
+const FAMILIES: Readonly<Record<string, readonly Family[]>> = { ip: ['ipv4'], ip6: ['ipv6'], inet: ['ipv4', 'ipv6'], netdev: ['ipv4', 'ipv6'] }
 
 const OTHER_PROTOCOLS = new Set(['udp', 'udplite', 'sctp', 'dccp', 'icmp', 'icmpv6', 'esp', 'ah', 'comp', 'igmp', 'gre'])
 
@@ -98,7 +110,10 @@ const STATEMENTS: readonly [RegExp, Effect][] = [
   [/\bct (?:original |reply )?zone set\b/, 'zone'],
   [/(?<!ct )\bmark set\b/, 'mark'],
   [/\btproxy\b/, 'tproxy'],
-  [/\b(?:ip6?|tcp|th) (?:daddr|dport) set\b/, 'rewrite'],
+  // A raw payload write (`@nh,128,32 set ...`) can change any header field, the destination among them.
+  [/\b(?:ip6?|tcp|th) (?:daddr|dport) set\b|@(?:ll|nh|th|ih),\d+,\d+ set\b/, 'rewrite'],
+  [/\bfwd to\b/, 'forward'],
+  [/\bdup to\b/, 'duplicate'],
   [/ (?:accept|queue)\b/, 'accept'],
   [/ (?:drop|reject)\b/, 'drop'],
 ]
@@ -141,17 +156,27 @@ export const readNftRule = (text: string): SeenRule => {
   return { text, conditions: { protocol, ...found }, effects: unknown ? ANY_EFFECT : effects, flow }
 }
 
-/** seenNftTables turns split tables into the model; tables of other families (arp, bridge, netdev) see no IP hook of ours. */
+/** The devices of `device "eth0"` or `devices = { eth0, "lo" }`, as nft prints them. */
+const deviceNames = (text: string): string[] =>
+  text
+    .replace(/^devices? =? ?\{?|\}$/g, '')
+    .replace(/^device /, '')
+    .split(',')
+    .map(d => d.trim().replace(/^"|"$/g, ''))
+    .filter(Boolean)
+
+/** seenNftTables turns split tables into the model; tables of other families (arp, bridge) see no hook of ours. */
 export const seenNftTables = (tables: readonly NftTableText[]): SeenTable[] =>
   tables.flatMap(table => {
     const families = FAMILIES[table.family]
     if (!families) return []
     const chains = new Map<string, SeenChain>(
       table.chains.map(chain => {
-        const header = chain.header && /^type (\w+) hook (\w+)(?: device \S+)? priority ([^;]+);/.exec(chain.header)
+        const header = chain.header && /^type (\w+) hook (\w+)(?: (device "[^"]*"|devices = \{[^}]*\}))? priority ([^;]+);/.exec(chain.header)
         const hook = header ? HOOKS[header[2]!] : undefined
-        const priority = header ? parsePriority(header[3]!) : undefined
-        const base = hook && { hook, type: TYPES[header![1]!] ?? 'filter', priority: priority ?? Number.NEGATIVE_INFINITY }
+        const priority = header ? parsePriority(header[4]!) : undefined
+        const devices = header?.[3] === undefined ? {} : { devices: deviceNames(header[3]) }
+        const base = hook && { hook, type: TYPES[header![1]!] ?? 'filter', priority: priority ?? Number.NEGATIVE_INFINITY, ...devices }
         return [chain.name, { name: chain.name, ...base, rules: chain.rules.filter(r => !r.startsWith('policy ')).map(readNftRule) }]
       }),
     )

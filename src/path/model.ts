@@ -1,10 +1,18 @@
-// A netfilter rule as the whole-path check sees it, whichever tool printed it: what it can match (only what we can
-// reason about; a match we do not understand is left out, which makes the rule match more, never less) and what it
-// does to a packet. Both iptables-save text and `nft list ruleset` text are read into this one model.
+// A rule as the whole-path check sees it, whichever tool printed it: what it can match (only what we can reason
+// about; a match we do not understand is left out, which makes the rule match more, never less) and what it does to
+// a packet. iptables-save text, `nft list ruleset` text, tc filters and XDP programs are all read into this model.
 
 import type { Cidr, Family, PortRange } from '../settings/types.js'
 
-export type Hook = 'prerouting' | 'output'
+/**
+ * Where a chain sees packets. `ingress` (nft netdev and inet ingress chains, tc ingress filters, XDP) comes before
+ * prerouting for what arrives on a device; `egress` (nft netdev egress chains, tc egress filters) after everything
+ * for what leaves by one. Both see a device's packets: those of `lo` include every connection we redirect locally.
+ */
+export type Hook = DeviceHook | IpHook
+/** The hooks of the IP stack where our own rules run. */
+export type IpHook = 'prerouting' | 'output'
+export type DeviceHook = 'ingress' | 'egress'
 
 export interface Conditions {
   /** 'other': the rule provably matches only protocols other than TCP. */
@@ -39,6 +47,12 @@ export type Effect =
   /** hands the packet to another local socket before nat */
   | 'tproxy'
   | 'drop'
+  /** sends the packet on through another device, or into another device's ingress (nft fwd, tc mirred redirect) */
+  | 'forward'
+  /** sends a copy of the packet elsewhere (nft dup, tc mirred mirror) */
+  | 'duplicate'
+  /** runs a BPF program, which can do any of the above: what it does cannot be judged from here */
+  | 'opaque'
 
 /** Where evaluation goes after the rule: on, back to the caller, or into another chain of the same table. */
 export type Flow = { readonly kind: 'next' } | { readonly kind: 'return' } | { readonly kind: 'jump' | 'goto'; readonly chain: string }
@@ -46,7 +60,7 @@ export type Flow = { readonly kind: 'next' } | { readonly kind: 'return' } | { r
 export const NEXT: Flow = { kind: 'next' }
 
 /** Every effect there is: what a rule we cannot read may do. */
-export const ANY_EFFECT: readonly Effect[] = ['accept', 'bind', 'notrack', 'zone', 'mark', 'rewrite', 'tproxy']
+export const ANY_EFFECT: readonly Effect[] = ['accept', 'bind', 'notrack', 'zone', 'mark', 'rewrite', 'tproxy', 'forward', 'duplicate']
 
 export interface SeenRule {
   /** The rule as its tool printed it, for the report. */
@@ -55,6 +69,8 @@ export interface SeenRule {
   /** What it does to a matching packet; 'accept', 'bind' and 'drop' also end the chain. */
   readonly effects: readonly Effect[]
   readonly flow: Flow
+  /** With the 'opaque' effect: the BPF programs it runs, by the tag tc and ip print (`id N` where there is none). */
+  readonly programs?: readonly string[]
 }
 
 export interface SeenChain {
@@ -63,6 +79,8 @@ export interface SeenChain {
   readonly hook?: Hook
   readonly priority?: number
   readonly type?: 'nat' | 'filter' | 'route'
+  /** At ingress and egress: the devices it is attached to (one chain may name several). */
+  readonly devices?: readonly string[]
   readonly rules: readonly SeenRule[]
 }
 

@@ -6,7 +6,7 @@ import { cidrRange } from '../settings/cidr.js'
 import type { Cidr, Family, PortRange } from '../settings/types.js'
 import { INBOUND_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN } from '../plan/owned.js'
 import type { Chain, FamilyPlan, Match, Rule, Table } from '../plan/types.js'
-import { OUR_NAT_PRIORITY, PRIORITY, type Conditions, type Hook } from './model.js'
+import { OUR_NAT_PRIORITY, PRIORITY, type Conditions, type IpHook } from './model.js'
 
 const within = (inner: Cidr, outer: Cidr): boolean => {
   if (inner.family !== outer.family || inner.prefix < outer.prefix) return false
@@ -49,6 +49,7 @@ const implies = (c: Conditions, m: Match): boolean => {
     case 'service-set':
     case 'established':
     case 'non-local-source':
+    case 'sent-here':
     case 'connmark':
       return false
   }
@@ -79,6 +80,7 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
     case 'cgroup':
     case 'established':
     case 'non-local-source':
+    case 'sent-here':
     case 'connmark':
       return false
   }
@@ -115,10 +117,10 @@ export interface Capture {
 const TABLE_PRIORITY: Readonly<Record<Table, number>> = { raw: PRIORITY.raw, mangle: PRIORITY.mangle, nat: OUR_NAT_PRIORITY }
 
 // Inbound is captured by one of the two chains, whichever the plan holds; DNS's REDIRECT is not TCP capture.
-const CAPTURE_CHAINS: Readonly<Record<Hook, readonly string[]>> = { prerouting: [INBOUND_CHAIN, TPROXY_CHAIN], output: [OUTBOUND_CHAIN] }
+const CAPTURE_CHAINS: Readonly<Record<IpHook, readonly string[]>> = { prerouting: [INBOUND_CHAIN, TPROXY_CHAIN], output: [OUTBOUND_CHAIN] }
 
 /** The plan's TCP capture at a hook, if it captures anything there. Pure. */
-export const capturingChain = (plan: FamilyPlan, hook: Hook): Capture | undefined => {
+export const capturingChain = (plan: FamilyPlan, hook: IpHook): Capture | undefined => {
   for (const chain of plan.chains.filter(c => CAPTURE_CHAINS[hook].includes(c.name))) {
     const by = chain.rules.map(captureBy).find(b => b !== undefined)
     if (by) return { chain, by, priority: TABLE_PRIORITY[chain.table] }

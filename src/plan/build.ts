@@ -6,7 +6,7 @@ import { INBOUND_CHAIN, OUTBOUND_CHAIN, type Purpose } from './owned.js'
 import { chainOf, proxyIdentities } from './parts.js'
 import { contributions, type Contributions } from './features/index.js'
 import type { InboundCapture } from './features/types.js'
-import type { Chain, FamilyPlan, Plan, Rule, ServiceSet, Target } from './types.js'
+import type { Chain, FamilyPlan, Plan, PlanFacts, Rule, ServiceSet, Target } from './types.js'
 
 const LOOPBACK: Record<Family, Cidr> = {
   ipv4: { family: 'ipv4', address: '127.0.0.1', prefix: 32 },
@@ -103,10 +103,13 @@ const outboundChain = (settings: Settings, family: Family, features: Contributio
   return chainOf(OUTBOUND_CHAIN, [...bypass, ...capture])
 }
 
-/** buildPlan turns settings into the rules to install for each family. Pure: no I/O, env or clock. */
-export const buildPlan = (settings: Settings, families: readonly Family[]): Plan => ({
+/**
+ * buildPlan turns settings and host facts (the families; the excluded interfaces' routes) into the rules to install
+ * for each family. Pure: no I/O, env or clock.
+ */
+export const buildPlan = (settings: Settings, families: readonly Family[], facts: PlanFacts = {}): Plan => ({
   families: families.map((family): FamilyPlan => {
-    const features = contributions(settings, family)
+    const features = contributions(settings, family, undefined, facts)
     return {
       family,
       chains: [...features.chains, inboundChain(settings, features), outboundChain(settings, family, features)],

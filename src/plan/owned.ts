@@ -6,7 +6,6 @@ export const INBOUND_CHAIN = 'SIDECAR_INBOUND'
 export const OUTBOUND_CHAIN = 'SIDECAR_OUTBOUND'
 export const DNS_CHAIN = 'SIDECAR_DNS'
 export const DNS_ZONE_OUT_CHAIN = 'SIDECAR_DNS_ZONE_OUT'
-export const DNS_ZONE_IN_CHAIN = 'SIDECAR_DNS_ZONE_IN'
 /** TPROXY inbound: diverts inbound TCP to the proxy (mangle PREROUTING), and marks its transparent connections. */
 export const TPROXY_CHAIN = 'SIDECAR_TPROXY'
 export const TPROXY_MARK_CHAIN = 'SIDECAR_TPROXY_MARK'
@@ -34,7 +33,6 @@ export interface ChainHome {
  * Within one table and hook, chains run in the order the plan lists them.
  */
 export const CHAIN_HOMES = {
-  [DNS_ZONE_IN_CHAIN]: { table: 'raw', hook: 'PREROUTING', jump: 'dns-zone' },
   [DNS_ZONE_OUT_CHAIN]: { table: 'raw', hook: 'OUTPUT', jump: 'dns-zone' },
   [TPROXY_CHAIN]: { table: 'mangle', hook: 'PREROUTING', jump: 'tproxy', protocol: 'tcp' },
   [TPROXY_MARK_CHAIN]: { table: 'mangle', hook: 'OUTPUT', jump: 'tproxy-mark', protocol: 'tcp' },
@@ -69,9 +67,7 @@ export const PURPOSES = [
   'outbound-exclude-interface',
   'dns-capture',
   'dns-proxy-query',
-  'dns-proxy-answer',
   'dns-app-query',
-  'dns-upstream-answer',
   'tproxy',
   'tproxy-mark',
   'tproxy-loopback',
@@ -106,6 +102,12 @@ export const ipsetNextName = (name: string): string => `${name}-next`
 export const OWNED_IPSETS: readonly string[] = (['ipv4', 'ipv6'] as const).flatMap(f => [false, true].map(p => ipsetName(f, p)))
 
 export const nftSetName = (family: 'ipv4' | 'ipv6', withPorts: boolean): string => `services${family === 'ipv4' ? 4 : 6}${withPorts ? '_ports' : ''}`
+
+/**
+ * iptables-nft creates the tables and built-in chains it writes into and never removes them; so init creates the
+ * ones missing itself, with this comment, and clean removes such a table or chain once it holds nothing.
+ */
+export const CREATED_COMMENT = `${COMMENT_PREFIX}created`
 
 export const NFT_TABLE = 'sidecar_redirect'
 /** Our nft table carries this comment, so a table of someone else's that happens to have our name is not taken over. */

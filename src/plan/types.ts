@@ -27,13 +27,19 @@ export type Match =
   | { readonly kind: 'established' }
   /** The source address is not one of the namespace's own: only a transparent (IP_TRANSPARENT) socket sends so. */
   | { readonly kind: 'non-local-source' }
+  /**
+   * The packet's connection is one conntrack already confirmed: in PREROUTING on lo, one a socket of this namespace
+   * opened (its first packet was confirmed on the way out), never one that came in from outside and was moved onto lo.
+   */
+  | { readonly kind: 'sent-here' }
   /** The packet's connection carries this mark (all 32 bits). */
   | { readonly kind: 'connmark'; readonly mark: number }
 
 export type Target =
   | { readonly kind: 'return' }
   | { readonly kind: 'redirect'; readonly port: number }
-  /** Raw table only: the packet's connection is tracked in this conntrack zone (a later zone rule is ignored). */
+  /** Raw table only: a new connection's original direction is tracked in this zone, its reply direction in the
+   * default zone (a later zone rule is ignored). */
   | { readonly kind: 'ct-zone'; readonly zone: number }
   /** Mangle PREROUTING only: hand the packet to the local socket on `port`, unchanged, and mark it (all 32 bits). */
   | { readonly kind: 'tproxy'; readonly port: number; readonly mark: number }
@@ -86,4 +92,13 @@ export interface FamilyPlan {
 
 export interface Plan {
   readonly families: readonly FamilyPlan[]
+}
+
+/**
+ * What of the host the plan depends on besides the families: the destinations each excluded interface's routes
+ * in the main table cover (both families), read at init when ISTIO_EXCLUDE_INTERFACES_SCOPE=routes. An interface
+ * absent here has no routes: nothing leaving by it is exempt.
+ */
+export interface PlanFacts {
+  readonly interfaceRoutes?: ReadonlyMap<string, readonly Cidr[]>
 }

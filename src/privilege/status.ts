@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs'
 
 export const CAP_NET_ADMIN = 12
+export const CAP_NET_RAW = 13
 
 export interface ProcessStatus {
   readonly uids: readonly number[]
@@ -39,7 +40,7 @@ export const readStatus = (pid: number | 'self'): ProcessStatus => parseStatus(r
 
 export const hasCapability = (set: bigint, cap: number): boolean => (set & (1n << BigInt(cap))) !== 0n
 
-const CAP_NAMES: Readonly<Record<number, string>> = { [CAP_NET_ADMIN]: 'net_admin' }
+const CAP_NAMES: Readonly<Record<number, string>> = { [CAP_NET_ADMIN]: 'net_admin', [CAP_NET_RAW]: 'net_raw' }
 
 const describeCaps = (set: bigint): string => {
   if (set === 0n) return 'none'
@@ -57,3 +58,25 @@ export const describeStatus = (s: ProcessStatus): string =>
     `capabilities effective ${describeCaps(s.capEff)}, permitted ${describeCaps(s.capPrm)}, inheritable ${describeCaps(s.capInh)}, ambient ${describeCaps(s.capAmb)}, bounding ${describeCaps(s.capBnd)}`,
     `no_new_privs ${s.noNewPrivs ? 'set' : 'not set'}`,
   ].join('; ')
+
+/**
+ * appCapabilities: what a process running as the app may do past capture, from its own capability sets. NET_RAW
+ * sends whole frames on a packet socket, which no netfilter hook sees; NET_ADMIN changes the rules themselves. In
+ * the effective or permitted set the process has them now; in the bounding set only, a program with file
+ * capabilities it executes could get them. Pure.
+ */
+export const appCapabilities = (s: ProcessStatus): string[] => {
+  const sets = `effective ${describeCaps(s.capEff)}, permitted ${describeCaps(s.capPrm)}, ambient ${describeCaps(s.capAmb)}, bounding ${describeCaps(s.capBnd)}`
+  const risky = [
+    [CAP_NET_RAW, 'NET_RAW', 'its packet sockets send TCP that no rule sees'],
+    [CAP_NET_ADMIN, 'NET_ADMIN', 'it can change the rules'],
+  ] as const
+  const notes = risky.flatMap(([cap, name, why]) =>
+    hasCapability(s.capEff | s.capPrm | s.capAmb, cap)
+      ? [`${name} held: ${why}; a captured app must not have it (drop it in the container's securityContext)`]
+      : hasCapability(s.capBnd, cap) && !s.noNewPrivs
+        ? [`${name} in the bounding set: a program with file capabilities could get it (${why}); drop it`]
+        : [],
+  )
+  return [sets, ...notes]
+}

@@ -58,6 +58,16 @@ const parseMark = (text: string, where: string): Mark => {
   return { value, mask: mask === UINT32 ? undefined : mask }
 }
 
+const TAGS = 'BPF program tags as tc and ip print them (16 hex digits), comma-separated, or * for any'
+
+const parseProgramTags = (text: string, where: string): 'all' | readonly string[] => {
+  if (text.trim() === '*') return 'all'
+  return parseList(text, tag => {
+    if (!/^[0-9a-f]{16}$/i.test(tag)) throw new ConfigError(where, text, `${TAGS}; ${JSON.stringify(tag)} is not one`)
+    return tag.toLowerCase()
+  })
+}
+
 // The kernel's own routing tables: default (253), main (254) and local (255). A local default route in one of
 // them would swallow every packet of the namespace, marked or not.
 const RESERVED_TABLES: readonly number[] = [253, 254, 255]
@@ -196,6 +206,15 @@ export const OPTIONS: PodOptionTable<OptionSettings> = {
     help: 'interfaces whose traffic, inbound or outbound, is never captured, comma-separated names',
     parse: parseInterfaceList,
   },
+  excludeInterfacesScope: {
+    // `all` lets an app that picks the interface reach anything uncaptured: the operator's choice, never a pod's.
+    trust: 'operator',
+    env: 'ISTIO_EXCLUDE_INTERFACES_SCOPE',
+    flag: 'exclude-interfaces-scope',
+    default: 'routes',
+    help: 'what an excluded interface exempts outbound: routes (only destinations its own routes in the main table cover, read at init, so a socket bound to it or a policy rule through it reaches nothing else uncaptured) or all (everything that leaves by it, as Istio does)',
+    parse: (t, w) => parseChoice(t, w, ['routes', 'all']),
+  },
   dnsCapture: {
     trust: 'allow-listed',
     env: 'ISTIO_DNS_CAPTURE',
@@ -284,6 +303,15 @@ export const OPTIONS: PodOptionTable<OptionSettings> = {
     default: 'live',
     help: 'after applying: rules (exact read-back) or live (read-back plus probes with real connections)',
     parse: (t, w) => parseChoice(t, w, ['rules', 'live']),
+  },
+  acceptBpfPrograms: {
+    // Accepting what cannot be judged is the operator's call, never a pod's.
+    trust: 'operator',
+    env: 'ISTIO_ACCEPT_BPF_PROGRAMS',
+    flag: 'accept-bpf-programs',
+    default: '',
+    help: "BPF programs on the pod's devices (tc filters and actions, XDP) that the whole-path check accepts though it cannot judge them: their tags as tc and ip print them (16 hex digits), comma-separated, or * for any; others are drift (exit 5)",
+    parse: parseProgramTags,
   },
   logFormat: {
     trust: 'operator',

@@ -58,6 +58,8 @@ export interface Settings {
   readonly outboundExcludeCidrs: readonly Cidr[]
   /** Interfaces whose traffic, in or out, is never captured. */
   readonly excludeInterfaces: readonly string[]
+  /** Outbound, what an excluded interface exempts: the destinations of its own main-table routes, or everything. */
+  readonly excludeInterfacesScope: 'routes' | 'all'
   /** Which DNS (UDP and TCP to port 53) goes to the proxy's DNS port: none, to the resolv.conf nameservers, or all. */
   readonly dnsCapture: DnsCapture
   readonly dnsPort: number
@@ -73,6 +75,8 @@ export interface Settings {
   readonly backend: BackendChoice
   readonly ipv6: Ipv6Mode
   readonly verify: VerifyMode
+  /** BPF programs on the pod's devices the whole-path check accepts unjudged: their tags, or all of them. */
+  readonly acceptBpfPrograms: 'all' | readonly string[]
   readonly logFormat: LogFormat
   /** Seconds a program init starts (iptables-restore, nft, ipset...) may run before it is killed. */
   readonly execTimeout: number

@@ -55,6 +55,7 @@ const matches = (m: Match, p: ProbePacket, plan: FamilyPlan): boolean => {
     // TPROXY's matches, in mangle chains the probe's walk of SIDECAR_OUTBOUND never meets.
     case 'established':
     case 'non-local-source':
+    case 'sent-here':
     case 'connmark':
       return false
   }

@@ -8,7 +8,7 @@ import { EMPTY_STATE, renderState, renderTransaction } from '../../src/backend/i
 import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
-import { fakeExec } from '../helpers/fake-exec.js'
+import { DEVICE_READS, fakeExec } from '../helpers/fake-exec.js'
 import { EnvironmentError } from '../../src/errors.js'
 
 // A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
@@ -21,16 +21,33 @@ const fs = {
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
 const saved = (family: 0 | 1): string => savedText(renderState(plan.families[family]!))
+/** What iptables-nft made in nf_tables for that, as nft lists it (the rules left out: only the chains matter here). */
+const NAT_RULESET = ['ip', 'ip6']
+  .map(
+    f =>
+      `table ${f} nat {\n\tchain PREROUTING {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t}\n\n\tchain OUTPUT {\n\t\ttype nat hook output priority -100; policy accept;\n\t}\n}\n`,
+  )
+  .join('')
+/** What init makes before the first restore in a namespace without nat tables: each marked as ours. */
+const MADE = ['ip', 'ip6']
+  .flatMap(f => [
+    `add table ${f} nat { comment "sidecar-redirect/created"; }`,
+    `add chain ${f} nat PREROUTING { type nat hook prerouting priority -100; policy accept; comment "sidecar-redirect/created"; }`,
+    `add chain ${f} nat OUTPUT { type nat hook output priority -100; policy accept; comment "sidecar-redirect/created"; }`,
+  ])
+  .join('\n')
 
-t.test('fresh: read each family, one restore each, read back, and the ruleset once', async t => {
+t.test('fresh: read each family, make the nat tables marked as ours, one restore each, read back, and the ruleset once', async t => {
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: '' },
     { run: 'ip6tables-nft-save', stdout: '' },
+    { run: 'nft -f -', input: `${MADE}\n` },
     { run: 'iptables-nft-restore --noflush -w 5', input: renderTransaction(renderState(plan.families[0]!), EMPTY_STATE) },
     { run: 'ip6tables-nft-restore --noflush -w 5', input: renderTransaction(renderState(plan.families[1]!), EMPTY_STATE) },
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
   t.same(
@@ -50,6 +67,7 @@ t.test('the ruleset is read beside the first reads: when it cannot be read, noth
     { run: 'iptables-nft-save', stdout: '' },
     { run: 'ip6tables-nft-save', stdout: '' },
     { run: 'nft list ruleset', throws: () => new EnvironmentError('nft is not installed (the image needs the iptables package)') },
+    ...DEVICE_READS,
   ])
   await t.rejects(createIptablesRules(fake.exec, fs, 'nft').apply(plan), {
     exitCode: 3,
@@ -67,6 +85,7 @@ t.test('re-run over exact rules: one read per family and the ruleset, nothing wr
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
   t.same(
@@ -85,7 +104,8 @@ t.test('a foreign rule ahead of our jump: the jump is deleted and inserted first
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: ahead },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
-    { run: 'nft list ruleset', stdout: '' },
+    { run: 'nft list ruleset', stdout: NAT_RULESET },
+    ...DEVICE_READS,
     {
       run: 'iptables-nft-restore --noflush -w 5',
       input:
@@ -105,6 +125,7 @@ t.test('the whole path reads the other variant only where /proc lists its tables
   const legacyFs = { ...fs, readFile: async (path: string) => (path === '/proc/net/ip_tables_names' ? 'nat\n' : undefined) }
   const fake = fakeExec(t, [
     { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
     { run: 'iptables-nft-save', stdout: saved(0) },
     { run: 'ip6tables-nft-save', stdout: saved(1) },
     {
@@ -120,14 +141,14 @@ t.test('the whole path reads the other variant only where /proc lists its tables
 })
 
 t.test('nft: a table with our name but not our comment is refused before anything is written', async t => {
-  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: 'table inet sidecar_redirect {\n\tchain c {\n\t}\n}\n' }])
+  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: 'table inet sidecar_redirect {\n\tchain c {\n\t}\n}\n' }, ...DEVICE_READS])
   await t.rejects(createNftablesRules(fake.exec, fs).apply(plan), { exitCode: 3, message: /has our name but is not ours/ })
   fake.done()
 })
 
 t.test('nft: unchanged, the read made by apply is the read-back', async t => {
   const table = renderNftTable(plan)
-  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: table }])
+  const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: table }, ...DEVICE_READS])
   const backend = createNftablesRules(fake.exec, fs)
   t.same(
     (await backend.apply(plan)).map(a => a.changed),

@@ -134,7 +134,11 @@ const SECRET = `SECRET-${process.pid}-c4f1`
 const MARKER = `AGENT-ENV-${process.pid}-9d2e`
 
 // Every setting that names a node path or decides how the agent runs.
-const OPERATOR_ONLY = ['services-file', 'resolv-conf', 'dns-servers', 'backend', 'exec-timeout', 'verify', 'log-format', 'strict-env']
+const OPERATOR_ONLY = [
+  ...['services-file', 'resolv-conf', 'dns-servers', 'backend', 'exec-timeout', 'verify', 'log-format', 'strict-env'],
+  // And what widens what capture lets past: an excluded interface's whole reach, BPF programs taken unjudged.
+  ...['exclude-interfaces-scope', 'accept-bpf-programs'],
+]
 
 t.test('operator-only annotations are refused naming the key, without the path being read; no secret or agent env in any answer', async t => {
   if (!kernelAvailable(t)) return

@@ -23,7 +23,11 @@ const conf = (extra: Record<string, unknown> = {}, annotations: Record<string, s
 const decide = (stdin: string) => decidePod(parseNetConf(stdin), 'K8S_POD_NAMESPACE=shop')
 
 // Every setting that names a node path or decides how the agent runs: the table must say operator for each.
-const OPERATOR_ONLY = ['services-file', 'resolv-conf', 'dns-servers', 'backend', 'exec-timeout', 'verify', 'log-format', 'strict-env']
+const OPERATOR_ONLY = [
+  ...['services-file', 'resolv-conf', 'dns-servers', 'backend', 'exec-timeout', 'verify', 'log-format', 'strict-env'],
+  // And what widens what capture lets past: an excluded interface's whole reach, BPF programs taken unjudged.
+  ...['exclude-interfaces-scope', 'accept-bpf-programs'],
+]
 
 t.test('the option table says who may set each setting; node paths and how the agent runs are the operator’s alone', async t => {
   const operator = Object.values(OPTIONS)

@@ -59,3 +59,12 @@ export const fakeExec = (t: Test, script: readonly Expected[]): FakeExec => {
     },
   }
 }
+
+/** The whole-path check's reads of the devices, in a pod whose devices hold nothing: no XDP, default qdiscs only. */
+export const DEVICE_READS: readonly Expected[] = [
+  { run: 'ip -j link show', stdout: '[{"ifindex":1,"ifname":"lo"},{"ifindex":2,"ifname":"eth0"}]' },
+  {
+    run: 'tc -j qdisc show',
+    stdout: '[{"kind":"noqueue","handle":"0:","dev":"lo","root":true},{"kind":"noqueue","handle":"0:","dev":"eth0","root":true}]',
+  },
+]

@@ -1,5 +1,8 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import type { PlanFacts } from '../../src/plan/types.js'
+import { parseCidr } from '../../src/settings/cidr.js'
+import type { Cidr } from '../../src/settings/types.js'
 
 export const GOLDEN_DIR = new URL('../golden', import.meta.url).pathname
 
@@ -13,4 +16,17 @@ export const readEnvFile = (path: string): Record<string, string> => {
   )
   const resolv = env['ISTIO_RESOLV_CONF']
   return resolv === undefined || resolv.startsWith('/') ? env : { ...env, ISTIO_RESOLV_CONF: resolve(dirname(path), resolv) }
+}
+
+/** The routes a case stands for (`NAME.routes` beside `NAME.env`: `interface destination` lines), as init reads them. */
+export const readRoutesFile = (envPath: string): PlanFacts => {
+  const path = envPath.replace(/\.env$/, '.routes')
+  if (!existsSync(path)) return {}
+  const routes = new Map<string, Cidr[]>()
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (line.trim() === '' || line.startsWith('#')) continue
+    const [name = '', cidr = ''] = line.trim().split(/\s+/)
+    routes.set(name, [...(routes.get(name) ?? []), parseCidr(cidr)!])
+  }
+  return { interfaceRoutes: routes }
 }

@@ -5,6 +5,8 @@
 
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import type { Test } from 'tap'
+import type { Sandbox } from '../../src/commands/sandbox.js'
 
 /**
  * transparent: takes diverted connections and connects on from the client's address; plain: a REDIRECT-mode proxy;
@@ -65,4 +67,32 @@ export const haproxyConfig = (kind: ProxyKind, port: number, app: { v4: string; 
   writeFileSync(file, HEAD + BODY[kind](port, app))
   chmodSync(file, 0o644)
   return file
+}
+
+/** Waits until haproxy has bound every port (both families), so a connection is not refused for being early. */
+export const waitListening = async (box: Sandbox, ports: readonly number[]): Promise<void> => {
+  for (let tries = 0; tries < 100; tries++) {
+    const listening = await box.exec('pod', 'ss', ['-Htln', ...ports.flatMap((p, i) => [...(i ? ['or'] : []), `sport = :${p}`])])
+    if (listening.stdout.split('\n').filter(Boolean).length >= 2 * ports.length) return
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+/**
+ * Starts a transparent relay per [port, to] pair in the pod, as the proxy runs (UID 1337, so its replies are not
+ * outbound capture's, with CAP_NET_ADMIN for IP_TRANSPARENT): each takes diverted connections on `port` and relays
+ * them to the listener on `to` (127.0.0.1 and ::1), so a client's answer says who took its connection.
+ */
+export const startRelays = async (t: Test, box: Sandbox, pairs: readonly (readonly [number, number])[]): Promise<void> => {
+  for (const [port, to] of pairs) {
+    const relay = box.start('pod', '/usr/bin/setpriv', [
+      ...['--reuid=1337', '--regid=1337', '--clear-groups', '--inh-caps=+net_admin', '--ambient-caps=+net_admin'],
+      ...['/usr/sbin/haproxy', '-db', '-f', haproxyConfig('relay', port, { v4: `127.0.0.1:${to}`, v6: `[::1]:${to}` })],
+    ])
+    t.teardown(() => relay.stop())
+  }
+  await waitListening(
+    box,
+    pairs.map(([port]) => port),
+  )
 }

@@ -110,6 +110,10 @@ export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
     .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT|TPROXY|TPROXY_MARK) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    // The built-in chains init made for iptables-nft (marked; a chain's lines are indented twice), and then the
+    // tables it made, once nothing else is in them.
+    .replace(/^\tchain \S+ \{\n\t\tcomment "sidecar-redirect\/created"\n(?:\t\t[^\n]*\n)*\t\}\n\n?/gm, '')
+    .replace(/^table \S+ \S+ \{\n\tcomment "sidecar-redirect\/created"\n\n?\}\n/gm, '')
     .split('\n')
     .filter(
       line =>
@@ -147,4 +151,19 @@ export const refusedThenClean = async (
   t.equal(await snapshot(box), earlier, 'what was applied before is back, in every table and both families')
   await initOk(t, box, env, ['clean'])
   t.equal(await snapshot(box), before, 'clean leaves exactly what was there before')
+}
+
+/** A second veth pair: `side0` in the pod, `side0r` in the remote, on a subnet of its own per family. */
+export const SIDE = { pod: '198.18.1.1', remote: '198.18.1.2', pod6: '2001:db8:1::1', remote6: '2001:db8:1::2' }
+
+export const addSidePair = async (box: Sandbox): Promise<void> => {
+  await box.exec('pod', 'ip', ['link', 'add', 'side0', 'type', 'veth', 'peer', 'name', 'side0r', 'netns', box.remoteNs])
+  for (const [where, link, v4, v6] of [
+    ['pod', 'side0', SIDE.pod, SIDE.pod6],
+    ['remote', 'side0r', SIDE.remote, SIDE.remote6],
+  ] as const) {
+    await box.exec(where, 'ip', ['addr', 'add', `${v4}/24`, 'dev', link])
+    await box.exec(where, 'ip', ['addr', 'add', `${v6}/64`, 'dev', link, 'nodad'])
+    await box.exec(where, 'ip', ['link', 'set', link, 'up'])
+  }
 }

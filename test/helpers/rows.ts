@@ -9,6 +9,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_PROXY_PORT: ['70000', '65536', '0', '-1', 'abc', '0x', '5001x', '', ' ', '50.1', '1e3', '+80', '0x10000', '08080'],
   ISTIO_INBOUND_CAPTURE_PORT: ['0', '70000', 'abc', '15006x', '-1'],
   ISTIO_DNS_CAPTURE: ['', 'on', 'true', 'resolv', 'ALL'],
+  ISTIO_EXCLUDE_INTERFACES_SCOPE: ['', 'route', 'ALL', 'none'],
   ISTIO_DNS_PORT: ['0', '65536', 'dns', '', '53x'],
   ISTIO_RESOLV_CONF: ['', 'resolv.conf', 'etc/resolv.conf'],
   // An address with a prefix or a zone, a name; and any at all without resolv-conf DNS capture, which alone reads it.
@@ -19,7 +20,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_SO_MARK: ['0', '', 'abc', '0x', '0x1/0', '0x3/0x1', '1/2/3', '0x100000000', '-1'],
   ISTIO_NET_CLS_ID: ['0', '0x0', '', 'abc', '0x100000000', '10:1', '-1'],
   ISTIO_INBOUND_PORTS: ['70000', '0', '80,', ',80', '80,,90', '9100-9000', '80-', '-80', '1-2-3', 'http', '**', '* ,80', '0x50'],
-  // Each row is one init run per iptables backend in lifecycle.test.ts: the kernel's three tables and the bounds.
+  // Each row is one init run per iptables backend in test/integration/refused/: the kernel's three tables and the bounds.
   ISTIO_INBOUND_INTERCEPTION_MODE: ['', 'tproxy'],
   ISTIO_INBOUND_TPROXY_MARK: ['0', '0x100000000', '1337/0xffff'],
   ISTIO_INBOUND_TPROXY_ROUTE_TABLE: ['0', '253', '254', '255', 'main', '4294967296'],
@@ -58,6 +59,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_BACKEND: ['', 'nft', 'nftables-legacy', 'legacy', 'AUTO'],
   ISTIO_IPV6: ['', 'yes', '1', 'TRUE', 'dual'],
   ISTIO_VERIFY: ['', 'none', 'all'],
+  ISTIO_ACCEPT_BPF_PROGRAMS: ['all', '59f4a931744dcdc', '59f4a931744dcdc6x', 'g9f4a931744dcdc6', '59f4a931744dcdc6,', '*,59f4a931744dcdc6'],
   ISTIO_LOG_FORMAT: ['', 'yaml', 'JSON'],
   ISTIO_EXEC_TIMEOUT: ['0', '', '1.5', '3601', '10s', '-1'],
   ISTIO_STRICT_ENV: ['', 'yes', '1', 'TRUE'],

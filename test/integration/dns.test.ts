@@ -11,6 +11,7 @@ import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, 
 import { BACKENDS } from '../helpers/rows.js'
 import { DNS_CLIENT, proxyDnsArgs, startRemoteDns } from '../helpers/dns.js'
 
+const UDP = new URL('../fixtures/udp.mjs', import.meta.url).pathname
 // The pod server sends its forwarded queries from this port, and an app query uses it first: the same 5-tuple.
 const SHARED_PORT = 40053
 const FAMILIES = [
@@ -130,6 +131,29 @@ t.test('all: DNS to any address is answered by the pod server, from the address 
     await expectAnswer(t, box, ['udp', ns, 'pod.test', type], answer, ns, `UDP to ${ns}, which no host has`)
   }
 })
+
+// The app's own UDP service, asked by a client whose source port is 53: the app's reply goes to port 53 like a
+// query would, but it belongs to the client's connection and must reach the client, not the proxy's DNS server.
+for (const backend of BACKENDS) {
+  t.test(`${backend}: with DNS capture all, the reply of the app's own UDP service to a client on port 53 reaches it`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    const env = { ISTIO_BACKEND: backend, ISTIO_DNS_CAPTURE: 'all' }
+    await initOk(t, box, env)
+    await startPodServer(box, 15053)
+    const app = box.start('pod', process.execPath, [UDP, 'serve', '7053', 'app'])
+    await app.waitForLine(line => line.includes('"ready"'))
+    for (const pod of [POD, POD6]) {
+      const result = await box.tryExec('remote', process.execPath, [UDP, 'ask', pod, '7053', '53'])
+      const got = JSON.parse(result.output.split('\n').find(l => l.startsWith('{')) ?? '{}') as { answer?: string; from?: unknown }
+      t.same({ answer: got.answer, from: got.from }, { answer: 'app hello', from: { address: pod, port: 7053 } }, `client ${pod}:53 -> app`, {
+        got,
+      })
+    }
+    // And the app's own query still reaches the proxy's DNS server.
+    await expectAnswer(t, box, ['udp', REMOTE, 'pod.test', 'A'], '198.18.7.7', REMOTE, 'an app query is still captured')
+  })
+}
 
 t.test('resolv-conf with a missing or empty file is refused, naming the variable and the file, nothing changed', async t => {
   if (!kernelAvailable(t)) return

@@ -7,11 +7,13 @@ import { PURPOSES } from '../../src/plan/owned.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { FAMILIES, type Cidr } from '../../src/settings/types.js'
+import type { PlanFacts } from '../../src/plan/types.js'
+import { parseCidr } from '../../src/settings/cidr.js'
 import { loadSettings } from '../../src/settings/load.js'
 import { parseNameservers } from '../../src/settings/resolv-conf.js'
 
-const chains = (env: Record<string, string>) =>
-  buildPlan(parseSettings(env), FAMILIES).families.map(f => ({
+const chains = (env: Record<string, string>, facts: PlanFacts = {}) =>
+  buildPlan(parseSettings(env), FAMILIES, facts).families.map(f => ({
     family: f.family,
     inbound: f.chains.find(c => c.name === 'SIDECAR_INBOUND')!.rules,
     outbound: f.chains.find(c => c.name === 'SIDECAR_OUTBOUND')!.rules,
@@ -39,8 +41,9 @@ t.test('the inbound capture port takes inbound only; outbound stays on the proxy
   }
 })
 
-t.test('excluded interfaces are bypassed both ways, ahead of every capture, in both families', async t => {
-  for (const { family, inbound, outbound } of chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1, eth2,eth1', ISTIO_INBOUND_EXCLUDE_PORTS: '22' })) {
+t.test('excluded interfaces (scope all) are bypassed both ways, ahead of every capture, in both families', async t => {
+  const all = { ISTIO_EXCLUDE_INTERFACES_SCOPE: 'all' }
+  for (const { family, inbound, outbound } of chains({ ...all, ISTIO_EXCLUDE_INTERFACES: 'eth1, eth2,eth1', ISTIO_INBOUND_EXCLUDE_PORTS: '22' })) {
     const names = (rules: typeof inbound, kind: string) =>
       rules.flatMap(r => r.matches.flatMap(m => (m.kind === kind && 'name' in m ? [m.name] : [])))
     t.same(names(inbound, 'in-interface'), ['eth1', 'eth2'], `${family}: in by name, each once`)
@@ -50,9 +53,34 @@ t.test('excluded interfaces are bypassed both ways, ahead of every capture, in b
       t.ok(kinds.lastIndexOf('return') < kinds.indexOf('redirect'), `${family}: bypasses first`)
     }
   }
-  const table = renderNftTable(buildPlan(parseSettings({ ISTIO_EXCLUDE_INTERFACES: 'eth1' }), FAMILIES))
+  const table = renderNftTable(buildPlan(parseSettings({ ...all, ISTIO_EXCLUDE_INTERFACES: 'eth1' }), FAMILIES))
   t.match(table, /meta l4proto tcp iifname "eth1" return comment "sidecar-redirect\/inbound-exclude-interface"\n/)
   t.equal(table.split('oifname "eth1"').length, 2, 'nft: one rule for both families')
+})
+
+t.test("excluded interfaces (scope routes, the default): outbound exempt only to the interface's own routes, per family", async t => {
+  const routes = ['198.18.1.0/24', '198.18.9.9', '2001:db8:1::/64', '198.18.1.0/24'].map(c => parseCidr(c)!)
+  const facts: PlanFacts = { interfaceRoutes: new Map([['eth1', routes]]) }
+  const [v4, v6] = chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1,eth2' }, facts)
+  const exempt = (rules: NonNullable<typeof v4>['outbound']) =>
+    rules
+      .filter(r => r.purpose === 'outbound-exclude-interface')
+      .map(r => r.matches.map(m => (m.kind === 'destination' ? `${m.cidr.address}/${m.cidr.prefix}` : m.kind === 'out-interface' ? m.name : m.kind)))
+  t.same(
+    exempt(v4!.outbound),
+    [
+      ['198.18.1.0/24', 'eth1'],
+      ['198.18.9.9/32', 'eth1'],
+    ],
+    'ipv4: each route once, with the interface; eth2 has none',
+  )
+  t.same(exempt(v6!.outbound), [['2001:db8:1::/64', 'eth1']], 'ipv6: its own routes')
+  t.same(
+    v4!.inbound.filter(r => r.purpose === 'inbound-exclude-interface').map(r => r.matches),
+    [[{ kind: 'in-interface', name: 'eth1' }], [{ kind: 'in-interface', name: 'eth2' }]],
+    'inbound: by name, whatever the routes',
+  )
+  t.same(exempt(chains({ ISTIO_EXCLUDE_INTERFACES: 'eth1' })[0]!.outbound), [], 'no routes read: nothing leaving by it is exempt')
 })
 
 t.test('with nothing captured inbound, no interface exclusion is written there', async t => {
@@ -88,15 +116,9 @@ t.test('dns off: nothing but the nat capture chains', async t => {
   for (const p of dnsPlan({})) t.same(p.chains, ['nat PREROUTING SIDECAR_INBOUND', 'nat OUTPUT SIDECAR_OUTBOUND'])
 })
 
-t.test('dns: raw zone chains and a nat chain ahead of the TCP capture, UDP and TCP, per nameserver of the family', async t => {
+t.test('dns: a raw zone chain and a nat chain ahead of the TCP capture, UDP and TCP, per nameserver of the family', async t => {
   for (const p of dnsPlan({ ISTIO_DNS_CAPTURE: 'resolv-conf' })) {
-    t.same(p.chains, [
-      'raw PREROUTING SIDECAR_DNS_ZONE_IN',
-      'raw OUTPUT SIDECAR_DNS_ZONE_OUT',
-      'nat OUTPUT SIDECAR_DNS',
-      'nat PREROUTING SIDECAR_INBOUND',
-      'nat OUTPUT SIDECAR_OUTBOUND',
-    ])
+    t.same(p.chains, ['raw OUTPUT SIDECAR_DNS_ZONE_OUT', 'nat OUTPUT SIDECAR_DNS', 'nat PREROUTING SIDECAR_INBOUND', 'nat OUTPUT SIDECAR_OUTBOUND'])
     const capture = p.byName('SIDECAR_DNS').filter(r => r.target.kind === 'redirect')
     t.same(
       capture.map(r => [r.protocol, r.matches]),
@@ -112,11 +134,11 @@ t.test('dns: raw zone chains and a nat chain ahead of the TCP capture, UDP and T
     const zones = p.byName('SIDECAR_DNS_ZONE_OUT').map(r => [r.purpose, r.target])
     t.same(
       zones.map(([purpose]) => purpose),
-      ['dns-proxy-query', 'dns-proxy-answer', 'dns-app-query'],
+      ['dns-proxy-query', 'dns-app-query'],
       `${p.family}: the proxy's query is zoned before the app's rule, which it also matches`,
     )
     t.ok(
-      [...p.byName('SIDECAR_DNS_ZONE_OUT'), ...p.byName('SIDECAR_DNS_ZONE_IN')].every(r => r.protocol === 'udp'),
+      p.byName('SIDECAR_DNS_ZONE_OUT').every(r => r.protocol === 'udp'),
       `${p.family}: UDP only (SO_ORIGINAL_DST finds TCP in the default zone only)`,
     )
   }
@@ -136,7 +158,7 @@ t.test('dns: the proxy is told apart by the active method, and by its GID too', 
 
 t.test('dns resolv-conf: a family without a nameserver gets no DNS chains; all: no address at all', async t => {
   const [v4, v6] = dnsPlan({ ISTIO_DNS_CAPTURE: 'resolv-conf' }, NS.slice(0, 1))
-  t.equal(v4!.chains.length, 5)
+  t.equal(v4!.chains.length, 4)
   t.same(v6!.chains, ['nat PREROUTING SIDECAR_INBOUND', 'nat OUTPUT SIDECAR_OUTBOUND'])
   for (const p of dnsPlan({ ISTIO_DNS_CAPTURE: 'all' })) {
     t.notOk(

@@ -104,7 +104,7 @@ t.test('several tables: a section each, in netfilter order; jumps at one hook in
   t.match(text, /^\*raw\n:SIDECAR_DNS_ZONE_OUT - \[0:0\]\n-I OUTPUT 1 -m comment --comment "sidecar-redirect\/dns-zone" -j SIDECAR_DNS_ZONE_OUT\n/)
   t.match(
     text,
-    /-A SIDECAR_DNS_ZONE_OUT -p udp -m udp --sport 15053 -m comment --comment "sidecar-redirect\/dns-zone" -j CT --zone 2\nCOMMIT\n\*nat\n/,
+    /-A SIDECAR_DNS_ZONE_OUT -p udp -m udp --sport 15053 -m comment --comment "sidecar-redirect\/dns-zone" -j CT --zone-orig 2\nCOMMIT\n\*nat\n/,
   )
   const inserts = text.split('\n').filter(l => l.startsWith('-I OUTPUT') && !l.includes('ZONE'))
   t.same(inserts, [
@@ -138,7 +138,7 @@ t.test('nft: each chain of ours is a base chain at its hook, raw before conntrac
   const text = renderNftTable({ families: [zoned] })
   t.match(
     text,
-    /\tchain dns_zone_output \{\n\t\ttype filter hook output priority raw; policy accept;\n\t\tmeta nfproto ipv6 return comment "sidecar-redirect\/leave-ipv6-alone"\n\t\tudp sport 15053 ct zone set 2 comment "sidecar-redirect\/dns-zone"\n\t\}/,
+    /\tchain dns_zone_output \{\n\t\ttype filter hook output priority raw; policy accept;\n\t\tmeta nfproto ipv6 return comment "sidecar-redirect\/leave-ipv6-alone"\n\t\tudp sport 15053 ct original zone set 2 comment "sidecar-redirect\/dns-zone"\n\t\}/,
   )
   t.match(
     text,

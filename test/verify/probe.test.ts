@@ -57,5 +57,6 @@ t.test("the bypass checks are the plan's identity rules, whatever the method is 
   )
   t.match(fateOf(planOf({}), { ...packet, uid: 1337 }), { kind: 'return' })
   t.same(fateOf(planOf({}), packet), { kind: 'redirect', port: 5001 })
-  t.match(fateOf(planOf({ ISTIO_EXCLUDE_INTERFACES: 'lo' }), packet), { kind: 'return' })
+  t.match(fateOf(planOf({ ISTIO_EXCLUDE_INTERFACES: 'lo', ISTIO_EXCLUDE_INTERFACES_SCOPE: 'all' }), packet), { kind: 'return' })
+  t.same(fateOf(planOf({ ISTIO_EXCLUDE_INTERFACES: 'lo' }), packet), { kind: 'redirect', port: 5001 }, 'lo has no main-table routes to exempt')
 })

@@ -46,7 +46,7 @@ export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved
   const own = ownRules(backend.name, plan.family)
   const fixable = findEscapes(plan, seenTables(saved, plan.family, backend.name), own).filter(f => f.fixable)
   const jumps = fixable.flatMap(f => {
-    const at = capturingChain(plan, f.hook)
+    const at = f.hook === 'prerouting' || f.hook === 'output' ? capturingChain(plan, f.hook) : undefined
     const home = at && own.capture[at.chain.name]
     return home ? [home.jump] : []
   })
@@ -55,13 +55,15 @@ export const misplacedJumps = (backend: IptablesBackend, plan: FamilyPlan, saved
 
 /**
  * applyFamilies brings every family to its desired state. A family already exactly right is not touched at all.
- * On a refusal, families that were changed are restored to what they held before, then the refusal is rethrown;
- * if a restore fails too, the error says so and what state each family is left in.
+ * `prepare` runs before the first write, with the families that will change. On a refusal, families that were
+ * changed are restored to what they held before, then the refusal is rethrown; if a restore fails too, the error
+ * says so and what state each family is left in.
  */
 export const applyFamilies = async (
   backend: IptablesBackend,
   targets: readonly FamilyTarget[],
   read: (family: Family) => Promise<string>,
+  prepare: (changing: readonly FamilyTarget[]) => Promise<void> = async () => undefined,
 ): Promise<FamilyOutcome[]> => {
   const befores = await Promise.all(
     targets.map(async t => {
@@ -71,6 +73,7 @@ export const applyFamilies = async (
     }),
   )
   const changes = targets.map((t, i) => compareState(t.desired, befores[i]!.state).length > 0 || befores[i]!.misplaced.length > 0)
+  await prepare(targets.filter((_, i) => changes[i]))
   const results = await Promise.allSettled(
     targets.map((t, i) =>
       changes[i] ? backend.restore(t.plan.family, renderTransaction(t.desired, befores[i]!.state, befores[i]!.misplaced)) : Promise.resolve(),

@@ -3,7 +3,7 @@
 // method's service sets are ipsets, swapped in before the rules that match them and swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { describeEscapes, findEscapes } from '../../path/analyze.js'
+import { describeEscapes, findEscapes, type AcceptedPrograms } from '../../path/analyze.js'
 import { parseSave, seenTables } from '../../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../../plan/owned.js'
 import {
@@ -26,7 +26,8 @@ import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from '../types.js'
-import { otherTables, readElsewhere, type Elsewhere } from '../whole-path.js'
+import { otherTables, readElsewhere, readRuleset, type Elsewhere } from '../whole-path.js'
+import { neededBy, renderEmptyCreated, renderMissing } from './created.js'
 import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
@@ -51,8 +52,17 @@ const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[
 const setNames = (sets: readonly ServiceSet[]): string[] =>
   sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
 
-/** `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice. */
-export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
+/**
+ * `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice; `accepted`
+ * are the BPF programs the whole-path check accepts unjudged.
+ */
+export const createIptablesRules = (
+  exec: Exec,
+  fs: HostFs,
+  variant: Variant,
+  ipv4Saved?: string,
+  accepted: AcceptedPrograms = new Set(),
+): RuleBackend => {
   const tables = createIptablesBackend(exec, variant)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
@@ -61,6 +71,39 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       if (error instanceof CommandFailed) throw new ApplyError(`ipset ${args[0]} refused: ${firstLine(error.stderr)}`, { cause: error })
       throw error
     }
+  }
+  const nft = async (script: string): Promise<void> => {
+    try {
+      await exec('nft', ['-f', '-'], script)
+    } catch (error) {
+      if (error instanceof CommandFailed)
+        throw new ApplyError(`nft refused to make the tables iptables-nft writes into: ${firstLine(error.stderr)}`, { cause: error })
+      throw error
+    }
+  }
+  // iptables-nft only (see created.ts): make, marked, the tables and built-in chains a restore would make, from the
+  // ruleset read beside the first reads; later, delete the marked ones that hold nothing.
+  let made = false
+  const makeMissing = async (changing: readonly FamilyTarget[]): Promise<void> => {
+    if (variant !== 'nft' || changing.length === 0 || !elsewhere) return
+    const script = renderMissing(
+      changing.flatMap(t => neededBy(t.plan.family, t.desired)),
+      (await elsewhere).ruleset.tables,
+    )
+    if (script === undefined) return
+    made = true
+    await nft(script)
+  }
+  /** Returns what went, as `delete ...` lines. */
+  const dropEmptyCreated = async (plan: Plan): Promise<string[]> => {
+    if (variant !== 'nft') return []
+    const script = renderEmptyCreated(
+      (await readRuleset(exec)).tables,
+      plan.families.map(p => p.family),
+    )
+    if (script === undefined) return []
+    await nft(script)
+    return script.trim().split('\n')
   }
   let ipv4Pending = ipv4Saved
   const firstReads = new Map<Family, string>()
@@ -97,8 +140,14 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
       unchanged.clear()
+      made = false
       elsewhere = readOthers(plan)
-      const outcomes = await applyFamilies(tables, targets, firstRead).catch(async (error: unknown) => {
+      const outcomes = await applyFamilies(tables, targets, firstRead, makeMissing).catch(async (error: unknown) => {
+        // The tables and chains made for rules that were refused (or rolled back) go again, if empty.
+        if (made)
+          await dropEmptyCreated(plan).catch((undo: unknown) => {
+            throw new ApplyError(`${messageOf(error)}; then removing the empty tables we made failed too: ${messageOf(undo)}`, { cause: error })
+          })
         // The rules that would match the new sets were not applied (or were rolled back): so go the new sets.
         if (sets.length > 0) {
           await ipset(['restore'], renderIpsetUndo(sets, new Set(before.keys()))).catch((undo: unknown) => {
@@ -142,7 +191,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         const text = saved[i]!
         const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
         const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
-        const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family)))
+        const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family), accepted))
         return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
       })
       return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift }] : families
@@ -168,6 +217,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
         if (chains + jumps > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
         lines.push(`${family}: ${chains + jumps === 0 ? 'nothing of ours was there' : `removed ${chains} chains and ${jumps} jumps`}`)
       }
+      const dropped = await dropEmptyCreated(plan)
+      if (dropped.length > 0)
+        lines.push(`nf_tables: removed what init made for iptables-nft and left empty: ${dropped.map(l => l.replace(/^delete /, '')).join(', ')}`)
       // Sets of an earlier explicit run go too, now that no rule matches them. Without ipset there are none.
       const saved = await exec('ipset', ['save']).then(
         r => r.stdout,

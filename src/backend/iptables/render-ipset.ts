@@ -8,6 +8,13 @@ import type { ServiceSet } from '../../plan/types.js'
 const hostless = (address: string, prefix: number, family: string): string =>
   prefix === (family === 'ipv4' ? 32 : 128) ? address : `${address}/${prefix}`
 
+// ipset's hash:net takes prefixes from 1 up ("The value of the CIDR parameter ... is invalid" for /0), so a /0
+// service is stored as the two halves of its family's space.
+const HALVES: Readonly<Record<string, readonly string[]>> = { ipv4: ['0.0.0.0/1', '128.0.0.0/1'], ipv6: ['::/1', '8000::/1'] }
+
+const addresses = (cidr: ServiceSet['services'][number]['cidr']): readonly string[] =>
+  cidr.prefix === 0 ? HALVES[cidr.family]! : [hostless(cidr.address, cidr.prefix, cidr.family)]
+
 // Apply renders, counts and reads back the same members: listed and sorted once per set (100,000 of them took
 // ~0.3 s each time).
 const listed = new WeakMap<ServiceSet, readonly string[]>()
@@ -17,11 +24,11 @@ export const ipsetMembers = (set: ServiceSet): readonly string[] => {
   const known = listed.get(set)
   if (known !== undefined) return known
   const members = set.services
-    .flatMap(s => {
-      const address = hostless(s.cidr.address, s.cidr.prefix, s.cidr.family)
-      if (!s.ports) return [address]
-      return Array.from({ length: s.ports.to - s.ports.from + 1 }, (_, i) => `${address},tcp:${s.ports!.from + i}`)
-    })
+    .flatMap(s =>
+      addresses(s.cidr).flatMap(address =>
+        s.ports ? Array.from({ length: s.ports.to - s.ports.from + 1 }, (_, i) => `${address},tcp:${s.ports!.from + i}`) : [address],
+      ),
+    )
     .sort(byCodeUnits)
   listed.set(set, members)
   return members

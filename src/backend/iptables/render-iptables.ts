@@ -58,6 +58,8 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return '-m conntrack --ctstate RELATED,ESTABLISHED'
     case 'non-local-source':
       return '-m addrtype ! --src-type LOCAL'
+    case 'sent-here':
+      return '-m conntrack --ctstatus CONFIRMED'
     case 'connmark':
       return `-m connmark --mark ${hex(match.mark)}`
   }
@@ -73,7 +75,7 @@ const renderTarget = (target: Target, family: Family): string => {
     case 'redirect':
       return `-j REDIRECT --to-ports ${target.port}`
     case 'ct-zone':
-      return `-j CT --zone ${target.zone}`
+      return `-j CT --zone-orig ${target.zone}`
     case 'tproxy':
       return `-j TPROXY --on-port ${target.port} --on-ip ${family === 'ipv4' ? '0.0.0.0' : '::'} --tproxy-mark ${fullMark(target.mark)}`
     case 'connmark-set':
@@ -88,11 +90,15 @@ const renderTarget = (target: Target, family: Family): string => {
 const FIRST: readonly Match['kind'][] = ['source', 'destination', 'in-interface', 'out-interface']
 const isAddress = (m: Match): boolean => FIRST.includes(m.kind)
 
+// A family's table holds only that family's packets, so a /0 address match matches every one of them: iptables
+// stores it as no match at all and iptables-save prints nothing for it. It is written the way it is printed.
+const matchesAll = (m: Match): boolean => (m.kind === 'source' || m.kind === 'destination') && m.cidr.prefix === 0
+
 const renderRule = (chain: string, rule: Rule, family: Family): string =>
   [
     `-A ${chain}`,
     ...rule.matches
-      .filter(isAddress)
+      .filter(m => isAddress(m) && !matchesAll(m))
       .sort((a, b) => FIRST.indexOf(a.kind) - FIRST.indexOf(b.kind))
       .map(m => renderMatch(m, rule.protocol)),
     `-p ${rule.protocol}`,

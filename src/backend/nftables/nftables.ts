@@ -3,7 +3,7 @@
 // is read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { describeEscapes, findEscapes } from '../../path/analyze.js'
+import { describeEscapes, findEscapes, type AcceptedPrograms } from '../../path/analyze.js'
 import { NFT_TABLE, NFT_TABLE_COMMENT } from '../../plan/owned.js'
 import { renderNftTable, renderNftTransaction } from './render-nft.js'
 import type { Plan } from '../../plan/types.js'
@@ -12,6 +12,8 @@ import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import type { RuleBackend } from '../types.js'
 import { otherTables, readElsewhere, readRuleset, type Ruleset } from '../whole-path.js'
+import { readDeviceHooks } from '../devices.js'
+import type { SeenTable } from '../../path/model.js'
 
 const SCOPE = 'inet'
 
@@ -58,7 +60,7 @@ const ourTable = (ruleset: Ruleset): string | undefined => {
   return table?.text
 }
 
-export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
+export const createNftablesRules = (exec: Exec, fs: HostFs, accepted: AcceptedPrograms = new Set()): RuleBackend => {
   const run = async (payload: string): Promise<void> => {
     try {
       await exec('nft', ['-f', '-'], payload)
@@ -76,23 +78,28 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
       ...sets.flatMap(set => memberDiff(`set ${set} elements:`, want.elements.get(set) ?? [], have.elements.get(set) ?? [])),
     ]
   }
-  const escapes = async (plan: Plan, ruleset: Ruleset): Promise<string[]> => {
+  const escapes = async (plan: Plan, ruleset: Ruleset, devices?: readonly SeenTable[]): Promise<string[]> => {
     const elsewhere = await readElsewhere(
       exec,
       fs,
       plan.families.map(p => p.family),
       'nftables',
       ruleset,
+      devices,
     )
-    return describeEscapes(plan.families.flatMap(p => findEscapes(p, otherTables(p.family, elsewhere, new Set([OURS])))))
+    return describeEscapes(plan.families.flatMap(p => findEscapes(p, otherTables(p.family, elsewhere, new Set([OURS])), undefined, accepted)))
   }
   // When apply changed nothing, its read (made under the namespace lock in this same run) is the read-back too.
   let unchanged: Ruleset | undefined
+  // The devices are read beside apply's first read (our transaction never touches them), and a failure to read
+  // them stops init before anything is written.
+  let devices: readonly SeenTable[] | undefined
   return {
     name: 'nftables',
     apply: async plan => {
       const desired = renderNftTable(plan)
-      const before = await readRuleset(exec)
+      const [before, read] = await Promise.all([readRuleset(exec), readDeviceHooks(exec)])
+      devices = read
       const changed = diff(desired, ourTable(before)).length > 0
       unchanged = changed ? undefined : before
       if (changed) await run(renderNftTransaction(desired))
@@ -101,8 +108,9 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
     },
     readBack: async plan => {
       const ruleset = unchanged ?? (await readRuleset(exec))
-      unchanged = undefined
-      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset))] }]
+      const read = devices
+      unchanged = devices = undefined
+      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset, read))] }]
     },
     clean: async () => {
       const existed = ourTable(await readRuleset(exec)) !== undefined

@@ -17,7 +17,6 @@ import { portRangeText } from '../../text.js'
 // raw (-300), before conntrack; mangle chains run at mangle (-150), `type route` at output (a changed mark
 // re-routes the packet), `type filter` at prerouting.
 const BASE_CHAINS: Record<ChainName, { readonly chain: string; readonly header: string }> = {
-  SIDECAR_DNS_ZONE_IN: { chain: 'dns_zone_prerouting', header: 'type filter hook prerouting priority raw; policy accept;' },
   SIDECAR_DNS_ZONE_OUT: { chain: 'dns_zone_output', header: 'type filter hook output priority raw; policy accept;' },
   SIDECAR_TPROXY: { chain: 'tproxy_prerouting', header: 'type filter hook prerouting priority mangle; policy accept;' },
   SIDECAR_TPROXY_MARK: { chain: 'tproxy_output', header: 'type route hook output priority mangle; policy accept;' },
@@ -74,6 +73,8 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return `${addressKeyword(match.family)} daddr${match.withPorts ? ` . ${protocol} dport` : ''} @${nftSetName(match.family, match.withPorts)}`
     case 'established':
       return 'ct state established,related'
+    case 'sent-here':
+      return 'ct status confirmed'
     case 'non-local-source':
       return 'fib saddr type != local'
     case 'connmark':
@@ -92,7 +93,7 @@ const renderTarget = (target: Target): string => {
     case 'redirect':
       return `redirect to :${target.port}`
     case 'ct-zone':
-      return `ct zone set ${target.zone}`
+      return `ct original zone set ${target.zone}`
     // An inet table's tproxy needs no family for a port alone; it does not end the rule, so accept does.
     case 'tproxy':
       return `tproxy to :${target.port} meta mark set ${hex8(target.mark)} accept`

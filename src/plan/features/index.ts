@@ -2,7 +2,7 @@
 // buildPlan asks each of them, in this order, what it adds.
 
 import type { Family, Settings } from '../../settings/types.js'
-import type { Chain, LocalRouting, Rule } from '../types.js'
+import type { Chain, LocalRouting, PlanFacts, Rule } from '../types.js'
 import { dns } from './dns.js'
 import { excludeInterfaces } from './exclude-interfaces.js'
 import { inboundPort } from './inbound-port.js'
@@ -28,8 +28,13 @@ export interface Contributions {
 }
 
 /** Every feature's contribution for one family, merged. Pure; two features deciding the inbound port is a bug. */
-export const contributions = (settings: Settings, family: Family, features: Readonly<Record<string, Feature>> = FEATURES): Contributions => {
-  const all = Object.entries(features).map(([name, feature]) => [name, feature(settings, family)] as [string, Contribution])
+export const contributions = (
+  settings: Settings,
+  family: Family,
+  features: Readonly<Record<string, Feature>> = FEATURES,
+  facts: PlanFacts = {},
+): Contributions => {
+  const all = Object.entries(features).map(([name, feature]) => [name, feature(settings, family, facts)] as [string, Contribution])
   const ports = all.filter(([, c]) => c.inboundPort !== undefined)
   if (ports.length > 1) throw new Error(`features ${ports.map(([n]) => n).join(' and ')} both decide the inbound port`)
   const [routing, inboundCapture] = (['routing', 'inboundCapture'] as const).map(key => {

@@ -1,6 +1,7 @@
 // ISTIO_INBOUND_INTERCEPTION_MODE=TPROXY: inbound TCP reaches the proxy without NAT, so its accepted socket's local
 // address is the original destination, and it may connect on to the app from the client's own address. In mangle:
-// - PREROUTING (SIDECAR_TPROXY): nothing that arrives on lo (the proxy's own connections to the app), nothing of an
+// - PREROUTING (SIDECAR_TPROXY): nothing this namespace sent itself over lo (the proxy's own connections to the app,
+//   transparent or not, and the app's loopback connections, captured outbound ones included), nothing of an
 //   established connection (else the replies to the proxy's own outbound connections are handed to TPROXY, which
 //   drops a packet whose socket is not transparent), then the inbound exclusions, then TPROXY to the inbound port
 //   with the mark;
@@ -8,6 +9,11 @@
 //   ones: mark it, and give its packets (the app's replies) the mark, so they are routed to the proxy's socket
 //   instead of out to the client's address.
 // Beside the rules, policy routing: marked packets look up a table whose one route delivers everything locally.
+// The lo exemption asks for a connection conntrack already confirmed, not just the interface: a packet moved onto
+// lo from outside (a tc mirred or nft fwd from eth0's ingress) is new there, so it is diverted like any other; one
+// our own sockets sent was confirmed on its way out, before lo handed it back. Why not only the proxy's packets,
+// by a mark: the app's own loopback connections (and its outbound ones, redirected to the proxy's port on lo)
+// arrive on lo as new connections too, and must not be diverted to the inbound port.
 
 import type { Settings } from '../../settings/types.js'
 import { CHAIN_HOMES, TPROXY_CHAIN, TPROXY_MARK_CHAIN, TPROXY_RULE_PRIORITY } from '../owned.js'
@@ -22,7 +28,12 @@ export const tproxyRouting = (settings: Settings): LocalRouting => ({
 })
 
 const LEAD: readonly Rule[] = [
-  { purpose: 'tproxy-loopback', protocol: 'tcp', matches: [{ kind: 'in-interface', name: 'lo' }], target: { kind: 'return' } },
+  {
+    purpose: 'tproxy-loopback',
+    protocol: 'tcp',
+    matches: [{ kind: 'in-interface', name: 'lo' }, { kind: 'sent-here' }],
+    target: { kind: 'return' },
+  },
   { purpose: 'tproxy-established', protocol: 'tcp', matches: [{ kind: 'established' }], target: { kind: 'return' } },
 ]
 

@@ -3,7 +3,7 @@
 
 import type { Family, Settings } from '../../settings/types.js'
 import type { ChainName } from '../owned.js'
-import type { Chain, LocalRouting, Rule, Target } from '../types.js'
+import type { Chain, LocalRouting, PlanFacts, Rule, Target } from '../types.js'
 
 export interface Contribution {
   /** The port inbound captures redirect to, when the feature decides it (at most one active feature may). */
@@ -29,4 +29,4 @@ export interface InboundCapture {
   readonly target: (port: number) => Target
 }
 
-export type Feature = (settings: Settings, family: Family) => Contribution
+export type Feature = (settings: Settings, family: Family, facts: PlanFacts) => Contribution

@@ -1,12 +1,13 @@
 // "Verified" means no captured TCP can escape: for each kind of foreign rule, in every place netfilter evaluates
 // before or beside ours, verify and init give the documented result, a real connection confirms it (where we say
-// it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean.
+// it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean. One backend per
+// file of test/integration/whole-path/, so each stays well inside tap's time limit on a loaded machine.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { haproxyConfig } from '../helpers/haproxy.js'
-import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from '../helpers/kernel.js'
-import { BACKENDS } from '../helpers/rows.js'
-import { expectBypassed, expectCaptured, type Path } from '../helpers/traffic.js'
+import { startRelays } from './haproxy.js'
+import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from './kernel.js'
+import type { BACKENDS } from './rows.js'
+import { expectBypassed, expectCaptured, type Path } from './traffic.js'
 
 type Backend = (typeof BACKENDS)[number]
 
@@ -126,7 +127,7 @@ const expectExit = async (t: Test, box: Sandbox, env: Record<string, string>, co
   return result.output
 }
 
-for (const backend of BACKENDS) {
+const rowsOn = (backend: Backend): void => {
   for (const row of ROWS.filter(r => !r.only || r.only.includes(backend))) {
     t.test(`${backend}: ${row.name}`, async t => {
       if (!kernelAvailable(t)) return
@@ -246,24 +247,16 @@ const TPROXY_ROWS: readonly TproxyRow[] = [
   },
 ]
 
-for (const backend of BACKENDS) {
+const tproxyRowsOn = (backend: Backend): void => {
   for (const row of TPROXY_ROWS.filter(r => !r.only || r.only.includes(backend))) {
     t.test(`${backend}, TPROXY mode: ${row.name}`, async t => {
       if (!kernelAvailable(t)) return
       const box = await withSandbox(t)
       await box.serve('pod', ['proxy=127.0.0.1:7001', 'foreign=127.0.0.1:7002', 'app=[::]:8080'])
-      for (const [port, to] of [
+      await startRelays(t, box, [
         [15006, 7001],
         [15999, 7002],
-      ] as const) {
-        // As the proxy runs: UID 1337 (so its replies are not outbound capture's) with CAP_NET_ADMIN for IP_TRANSPARENT.
-        const relay = box.start('pod', '/usr/bin/setpriv', [
-          ...['--reuid=1337', '--regid=1337', '--clear-groups', '--inh-caps=+net_admin', '--ambient-caps=+net_admin'],
-          ...['/usr/sbin/haproxy', '-db', '-f', haproxyConfig('relay', port, { v4: `127.0.0.1:${to}`, v6: `[::1]:${to}` })],
-        ])
-        t.teardown(() => relay.stop())
-      }
-      await waitListening(box, [15006, 15999])
+      ])
       const env = { ISTIO_BACKEND: backend, ...TPROXY_ENV }
       await initOk(t, box, env)
       await expectLands(t, box, 'proxy', 'before the foreign rule')
@@ -286,17 +279,14 @@ for (const backend of BACKENDS) {
   }
 }
 
-/** Waits until haproxy has bound every port (both families), so a connection is not refused for being early. */
-async function waitListening(box: Sandbox, ports: readonly number[]): Promise<void> {
-  for (let tries = 0; tries < 100; tries++) {
-    const listening = await box.exec('pod', 'ss', ['-Htln', ...ports.flatMap((p, i) => [...(i ? ['or'] : []), `sport = :${p}`])])
-    if (listening.stdout.split('\n').filter(Boolean).length >= 2 * ports.length) return
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
 /** One real inbound connection from the remote namespace to the app's port; the answer says who took it. */
 async function expectLands(t: Test, box: Sandbox, label: TproxyRow['lands'], when: string): Promise<void> {
   const result = await box.connect(IN4.from, IN4.host, IN4.port)
   t.equal(result.reply?.label, label, `${when}: remote -> ${POD}:8080 lands on ${label}`, { result })
+}
+
+/** wholePathTests runs every row, and every TPROXY row, on one backend. */
+export const wholePathTests = (backend: Backend): void => {
+  rowsOn(backend)
+  tproxyRowsOn(backend)
 }
