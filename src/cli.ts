@@ -34,6 +34,8 @@ export const COMMANDS = {
   uninject: 'uninject [-f FILE|DIR|-]...: take away exactly what inject added',
   webhook: 'the mutating admission webhook: injects pods of opted-in namespaces over HTTPS (AdmissionReview v1)',
   hold: "the classic layout's hold container: its postStart (ready) holds the app until the proxy listens; then it idles",
+  'istio-iptables':
+    "Istio's init command with Istio's flags, environment and exit codes, verified as init is; plan, verify and clean take it too (`verify istio-iptables ...`); see istio-iptables --help",
 } as const
 
 export type Command = keyof typeof COMMANDS | 'help'

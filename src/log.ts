@@ -57,3 +57,38 @@ export const createLogger = (format: LogFormat, out: Output): Logger =>
         error: (code, message, details = []) =>
           out.error(`${[`sidecar-redirect: ${escapeControl(message)} [${code}]`, ...details.map(d => `  ${escapeDetail(d)}`)].join('\n')}\n`),
       }
+
+/** The levels of Istio's logs, least severe first; `none` logs nothing. */
+const ISTIO_LEVEL_ORDER = ['debug', 'info', 'warn', 'error', 'fatal', 'none'] as const
+
+export interface IstioLogOptions {
+  readonly json: boolean
+  /** The least level written. */
+  readonly level: (typeof ISTIO_LEVEL_ORDER)[number]
+  /** Writes one finished line (with its newline) to every target. */
+  readonly write: (line: string) => void
+  readonly now?: () => Date
+}
+
+// Istio's log lines (pilot-agent's): `2006-01-02T15:04:05.000000Z<TAB>level<TAB>message` in text, or one JSON object
+// with `level`, `time` and `msg` per line; with --log_as_json every field of a report is a key of its line.
+const istioTime = (date: Date): string => `${date.toISOString().slice(0, 23)}000Z`
+
+/** createIstioLogger is a Logger writing in Istio's log format, for the `istio-iptables` command. */
+export const createIstioLogger = ({ json, level, write, now = () => new Date() }: IstioLogOptions): Logger => {
+  const least = ISTIO_LEVEL_ORDER.indexOf(level)
+  const line = (lvl: 'info' | 'warn' | 'error', msg: string, fields: Fields = {}): void => {
+    if (ISTIO_LEVEL_ORDER.indexOf(lvl) < least) return
+    const time = istioTime(now())
+    if (json) write(`${JSON.stringify({ level: lvl, time, msg, ...fields })}\n`)
+    else {
+      const extra = Object.entries(fields).map(([k, v]) => indentSection(k, v))
+      write(`${[`${time}\t${lvl}\t${escapeControl(msg)}`, ...extra].join('\n')}\n`)
+    }
+  }
+  return {
+    report: (_event, title, sections) => line('info', title, sections),
+    event: (event, message, fields = {}) => line(event === 'warning' ? 'warn' : 'info', message, fields),
+    error: (code, message, details = []) => line('error', `${message} [${code}]`, details.length > 0 ? { details: details.map(escapeDetail) } : {}),
+  }
+}

@@ -6,6 +6,7 @@ import { runInit } from './commands/init.js'
 import { runPlan } from './commands/plan.js'
 import { runVerify } from './commands/verify.js'
 import { isSidecarError, UsageError } from './errors.js'
+import type { IstioAction } from './commands/istio-iptables.js'
 import type { Io } from './io.js'
 import { createLogger } from './log.js'
 import { loadSettings } from './settings/load.js'
@@ -20,7 +21,21 @@ import {
   type Env,
 } from './settings/parse.js'
 
+/** Istio's command line, alone (`istio-iptables ...`) or after one of our commands (`verify istio-iptables ...`). */
+const istioCommandLine = (argv: readonly string[]): { action: IstioAction; rest: readonly string[] } | undefined => {
+  const [first, second, ...rest] = argv
+  if (first === 'istio-iptables') return { action: 'run', rest: argv.slice(1) }
+  if ((first === 'plan' || first === 'verify' || first === 'clean') && second === 'istio-iptables') return { action: first, rest }
+  return undefined
+}
+
 export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<number> => {
+  // Istio's mode has its own command line, environment and exit codes: none of ours applies to it.
+  const istio = istioCommandLine(argv)
+  if (istio) {
+    const { runIstioIptables } = await import('./commands/istio-iptables.js')
+    return runIstioIptables(istio.rest, env, ioIn, istio.action)
+  }
   let io = ioIn
   // Errors found before the settings are read still honour the requested format when it is valid.
   let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
@@ -95,6 +110,9 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
         const { runAgent } = await import('./commands/run.js')
         return await runAgent(settings, parseAgentSettings(env, flags), rest, io, logger)
       }
+      case 'istio-iptables':
+        // Reached only when our flags came first: Istio's command line starts with its name.
+        throw new UsageError("istio-iptables takes only Istio's flags, after it: entrypoint istio-iptables -p 15001 ...")
     }
     return 0
   } catch (error) {

@@ -10,7 +10,7 @@ import net from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { parseArgs } from 'node:util'
 import { originalDestination } from './net/original-dst.js'
-import { openSocket } from './net/socket.js'
+import { listenFd, openSocket } from './net/socket.js'
 import { sendRawSyn } from './net/raw-syn.js'
 import { netClsPath } from './cgroup/net-cls.js'
 import { requestClassification } from './classifier/client.js'
@@ -24,22 +24,56 @@ const describe = (label: string, socket: net.Socket) => ({
   originalDst: originalDestination(socket) ?? null,
 })
 
-/** Listens on each `label=host:port`; every connection gets one JSON line, echoed to stdout too. */
-const serve = async (specs: readonly string[]): Promise<void> => {
+/**
+ * Listens on each `label=host:port`; every connection gets one JSON line, echoed to stdout too. `transparent`
+ * listens on the port in both families with IP_TRANSPARENT instead, as a TPROXY proxy must (the host is ignored).
+ */
+const serve = async (specs: readonly string[], transparent: boolean): Promise<void> => {
   await Promise.all(
-    specs.map(spec => {
+    specs.flatMap(spec => {
       const [label = '', endpoint = ''] = spec.split('=')
       const at = endpoint.lastIndexOf(':')
       const host = endpoint.slice(0, at).replace(/^\[|\]$/g, '')
-      const server = net.createServer(socket => {
+      const port = Number(endpoint.slice(at + 1))
+      const answer = (socket: net.Socket): void => {
         const report = describe(label, socket)
         print(report)
         socket.end(`${JSON.stringify(report)}\n`)
-      })
-      return new Promise<void>(resolve => server.listen({ host, port: Number(endpoint.slice(at + 1)) }, resolve))
+      }
+      if (!transparent) return [new Promise<void>(resolve => net.createServer(answer).listen({ host, port }, resolve))]
+      return (['ipv4', 'ipv6'] as const).map(
+        family => new Promise<void>(resolve => net.createServer(answer).listen({ fd: listenFd(family, port, { transparent: true }) }, resolve)),
+      )
     }),
   )
   print({ ready: true })
+}
+
+/**
+ * Dials each `host:port` (or `host:port@from`, bound to that source) one after another and prints one JSON line per
+ * target, `{ target, ok, reply }` or `{ target, ok: false, error }`: many connections for one process start.
+ */
+const connectMany = async (targets: readonly string[], timeoutMs: number): Promise<void> => {
+  for (const target of targets) {
+    const [endpoint = '', from] = target.split('@')
+    const at = endpoint.lastIndexOf(':')
+    const host = endpoint.slice(0, at).replace(/^\[|\]$/g, '')
+    const line = await new Promise<Record<string, unknown>>(resolve => {
+      const socket = net.connect({ host, port: Number(endpoint.slice(at + 1)), ...(from && { localAddress: from }) })
+      let reply = ''
+      socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
+      socket.on('data', chunk => (reply += String(chunk)))
+      socket.on('end', () => {
+        try {
+          resolve({ target, ok: true, reply: JSON.parse(reply) as unknown })
+        } catch {
+          resolve({ target, ok: false, error: `unexpected answer ${JSON.stringify(reply)}` })
+        }
+      })
+      socket.on('error', error => resolve({ target, ok: false, error: error.message }))
+    })
+    print(line)
+  }
 }
 
 const connect = (host: string, port: number, from: string | undefined, timeoutMs: number, device?: string): void => {
@@ -58,9 +92,13 @@ const connect = (host: string, port: number, from: string | undefined, timeoutMs
 
 const ownAddresses = (): Set<string> => new Set(Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address)))
 
-/** Accepts redirected connections and relays each to its original destination, marking the upstream if asked. */
-const proxy = (port: number, mark: number | undefined): void => {
-  const server = net.createServer(downstream => {
+/**
+ * Accepts redirected connections on each port and relays each to its original destination, marking the upstream if
+ * asked. A connection taken on the `passthrough` port (Istio's inbound 15006) is relayed from 127.0.0.6 (::6), as
+ * Envoy's inbound passthrough binds it, so Istio's rules let the relay through instead of redirecting it again.
+ */
+const proxy = (ports: readonly number[], mark: number | undefined, passthrough: number | undefined): void => {
+  const relay = (port: number) => (downstream: net.Socket) => {
     const target = originalDestination(downstream)
     if (!target) {
       downstream.end(`${JSON.stringify({ label: 'proxy', error: 'not a redirected connection' })}\n`)
@@ -72,7 +110,8 @@ const proxy = (port: number, mark: number | undefined): void => {
       downstream.end()
       return
     }
-    const options = { host: target.address, port: target.port }
+    const v6 = target.address.includes(':')
+    const options = { host: target.address, port: target.port, ...(port === passthrough && { localAddress: v6 ? '::6' : '127.0.0.6' }) }
     print({ relayed: { from: (downstream.remoteAddress ?? '').replace(/^::ffff:/, ''), to: `${target.address}:${target.port}` } })
     const upstream = mark === undefined ? net.connect(options) : openSocket(target.address, { mark }).connect(options)
     downstream.pipe(upstream).pipe(downstream)
@@ -82,8 +121,13 @@ const proxy = (port: number, mark: number | undefined): void => {
     }
     upstream.on('error', close)
     downstream.on('error', close)
-  })
-  server.listen({ host: '::', port }, () => print({ ready: true, pid: process.pid }))
+  }
+  let listening = 0
+  for (const port of ports) {
+    net.createServer(relay(port)).listen({ host: '::', port }, () => {
+      if (++listening === ports.length) print({ ready: true, pid: process.pid })
+    })
+  }
 }
 
 /** Asks the classifier for `classid`, prints the outcome and this process's net_cls path, then connects if asked. */
@@ -204,14 +248,22 @@ const main = (): void => {
       connect: { type: 'string' },
       repeat: { type: 'string', default: '1' },
       'keep-open': { type: 'boolean', default: false },
+      transparent: { type: 'boolean', default: false },
+      passthrough: { type: 'string' },
       'net-cls-root': { type: 'string' },
       renew: { type: 'boolean', default: false },
     },
   })
   const [verb, ...rest] = positionals
-  if (verb === 'serve') void serve(rest)
+  if (verb === 'serve') void serve(rest, values.transparent)
   else if (verb === 'connect') connect(rest[0] ?? '', Number(rest[1]), values.from, Number(values.timeout), values.device)
-  else if (verb === 'proxy') proxy(Number(rest[0]), values.mark === undefined ? undefined : Number(values.mark))
+  else if (verb === 'connect-many') void connectMany(rest, Number(values.timeout))
+  else if (verb === 'proxy')
+    proxy(
+      rest.map(Number),
+      values.mark === undefined ? undefined : Number(values.mark),
+      values.passthrough === undefined ? undefined : Number(values.passthrough),
+    )
   else if (verb === 'classify') void classify(rest[0] ?? '', Number(rest[1]), values.connect, values['net-cls-root'])
   else if (verb === 'loop') void loop(rest[0] ?? '', Number(rest[1]), Number(rest[2]))
   else if (verb === 'flood') flood(rest[0] ?? '', Number(rest[1]), values.renew)
@@ -230,7 +282,8 @@ const main = (): void => {
   } else if (verb === 'send') send(rest[0] ?? '', (rest[1] ?? '').repeat(Number(values.repeat)).replace(/\\n/g, '\n'), values['keep-open'])
   else {
     process.stderr.write(
-      'usage: peer serve label=host:port... | connect host port [--from addr] [--device name] | proxy port [--mark n]\n' +
+      'usage: peer serve [--transparent] label=host:port... | connect host port [--from addr] [--device name] | connect-many host:port[@from]...\n' +
+        '       | proxy port... [--mark n] [--passthrough port]\n' +
         '       | classify socket classid [--connect host:port] [--net-cls-root dir] | send socket text [--repeat n] [--keep-open]\n' +
         '       | flood socket count [--renew] | hand-off socket classid | raw-syn device mac from to port\n',
     )

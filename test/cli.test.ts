@@ -29,7 +29,7 @@ t.test('an unknown command or flag is one line naming it and the valid ones, exi
   const rows: [string[], RegExp][] = [
     [
       ['bogus'],
-      /^sidecar-redirect: unknown command "bogus"; commands: init, plan, verify, clean, .*classifier, inject, uninject, webhook, hold \[E_CONFIG\]\n$/,
+      /^sidecar-redirect: unknown command "bogus"; commands: init, plan, verify, clean, .*classifier, inject, uninject, webhook, hold, istio-iptables \[E_CONFIG\]\n$/,
     ],
     [['bogus', '--proxy-port', '5002'], /unknown command "bogus"/],
     [['plan', '--proxy-prot', '5002'], /^sidecar-redirect: unknown flag "--proxy-prot"; flags: --proxy-port, --proxy-uid, .*--help \[E_CONFIG\]\n$/],

@@ -125,9 +125,10 @@ const iptablesNftMissing = async (
   return missing.length === 0 ? undefined : `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not on PATH`
 }
 
-/** probeHost gathers what the choices need. Reads /proc, and runs -save only when legacy tables exist. */
-export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exec, fs: HostFs): Promise<HostFacts> => {
-  const families = chooseFamilies(ipv6, await readIpv6(fs))
+/** probeHost gathers what the choices need. Reads /proc, and runs -save only when legacy tables exist; `fixed` families are taken as decided. */
+export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exec, fs: HostFs, fixed?: Decision<Family[]>): Promise<HostFacts> => {
+  // A mode that fixes its families (Istio's decides from the pod's addresses) needs no look at /proc for them.
+  const families = fixed ?? chooseFamilies(ipv6, await readIpv6(fs))
   const [v4Names, v6Names] = await Promise.all([TABLE_NAMES.ipv4, TABLE_NAMES.ipv6].map(p => fs.readFile(p)))
   const legacyTables = [v4Names, v6Names].flatMap(text => (text ?? '').split('\n').filter(Boolean))
   // A node without working iptables (an nft-only one) gets native nftables under auto. Legacy tables prove iptables

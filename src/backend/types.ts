@@ -7,8 +7,8 @@ import type { Plan } from '../plan/types.js'
 export interface Applied {
   readonly scope: string
   readonly count: number
-  /** What was counted: rules, or the members of service sets. */
-  readonly unit: 'rules' | 'members'
+  /** What was counted: rules, the members of service sets, or addresses (on lo). */
+  readonly unit: 'rules' | 'members' | 'addresses'
   /** Where they live, for the report: our chains, our table, our sets. */
   readonly where: string
   /** False when the kernel already held exactly the plan, and nothing was written. */

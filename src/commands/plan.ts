@@ -22,9 +22,12 @@ const renderRouting = (plan: Plan): string =>
     .join('')
 
 /** renderPlanText is the whole plan output. Pure. */
-export const renderPlanText = (settings: Settings, facts: PlanFacts = {}): string => {
-  const plan = buildPlan(settings, planFamilies(settings), facts)
-  if (settings.backend === 'nftables') return `# nft -f -\n${renderNftTransaction(renderNftTable(plan))}${renderRouting(plan)}`
+export const renderPlanText = (settings: Settings, facts: PlanFacts = {}): string =>
+  renderPayloads(buildPlan(settings, planFamilies(settings), facts), settings.backend === 'nftables')
+
+/** renderPayloads: what init sends for a plan into a namespace without our rules, for nft or the iptables tools. Pure. */
+export const renderPayloads = (plan: Plan, nft: boolean): string => {
+  if (nft) return `# nft -f -\n${renderNftTransaction(renderNftTable(plan))}${renderRouting(plan)}`
   // The iptables backends: the explicit method's sets first (the rules refer to them), then one restore per family.
   const sets = plan.families.flatMap(f => f.sets)
   const ipset = sets.length === 0 ? [] : [`# ipset restore\n${renderIpsetSwap(sets)}`]

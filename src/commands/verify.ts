@@ -4,29 +4,33 @@
 import { VerifyError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
+import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
 import { describeDrift, liveChecks } from '../verify/read-back.js'
-import { describeBackend, describeFamilies, prepare } from './prepare.js'
+import { describeBackend, describeFamilies, prepare, type Prepared } from './prepare.js'
 
-export const runVerify = async (settings: Settings, io: Io, logger: Logger): Promise<void> => {
-  const prepared = await prepare(settings, io)
+/** verifyPrepared reads back what `prepared` plans, probes with `live`, and reports; throws VerifyError on drift. */
+export const verifyPrepared = async (prepared: Prepared, live: (plan: Plan) => Promise<string[]>, logger: Logger): Promise<void> => {
   const drifts = await prepared.backend.readBack(prepared.plan)
   const drift = describeDrift(drifts)
   // Traffic is probed even when the rules drifted: it shows what the drift does to packets.
-  const live = await liveChecks(settings.verify, prepared.plan).catch((error: unknown) => {
+  const lines = await live(prepared.plan).catch((error: unknown) => {
     if (error instanceof VerifyError && drift.length > 0) return ['live probe:', ...error.details]
     throw error
   })
   if (drift.length > 0) {
     throw new VerifyError(
       `the rules in ${prepared.backend.name} differ from the plan, or rules elsewhere let captured TCP escape (- planned but missing, + present but not planned)`,
-      [...drift, ...live],
+      [...drift, ...lines],
     )
   }
   logger.report('verify', 'sidecar-redirect verify: ok', {
     backend: describeBackend(prepared),
     families: describeFamilies(prepared),
     verified: drifts.map(d => `${d.scope}: the rules match the plan exactly`),
-    live,
+    live: lines,
   })
 }
+
+export const runVerify = async (settings: Settings, io: Io, logger: Logger): Promise<void> =>
+  verifyPrepared(await prepare(settings, io), plan => liveChecks(settings.verify, plan), logger)

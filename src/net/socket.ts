@@ -21,11 +21,16 @@ const SO_MARK = 36
 const SO_BINDTODEVICE = 25
 const IPPROTO_IPV6 = 41
 const IPV6_V6ONLY = 26
+const SOL_IP = 0
+const IP_TRANSPARENT = 19
+const IPV6_TRANSPARENT = 75
 
 export interface SocketOptions {
   readonly mark?: number
   /** SO_BINDTODEVICE: the socket sends only through this interface (no capability needed since Linux 5.7). */
   readonly device?: string
+  /** The local address to bind before connecting (e.g. 127.0.0.6, as a proxy's passthrough does). */
+  readonly from?: string
 }
 
 const isV6 = (address: string): boolean => address.includes(':')
@@ -75,6 +80,12 @@ export const connectSocket = (address: string, port: number, options: SocketOpti
   const libc = loadLibc()
   const to = sockaddr(address, port)
   const fd = socketFd(address, options, SOCK_NONBLOCK)
+  const local = options.from === undefined ? undefined : sockaddr(options.from, 0)
+  if (local && libc.bind(fd, local, local.length) !== 0) {
+    const errno = libc.errno()
+    libc.close(fd)
+    throw new Error(`bind ${errnoName(errno)} ${options.from}`)
+  }
   if (libc.connect(fd, to, to.length) !== 0 && libc.errno() !== EINPROGRESS) {
     const errno = libc.errno()
     libc.close(fd)
@@ -108,9 +119,10 @@ const socketFd = (address: string, options: SocketOptions, flags: number): numbe
 /**
  * listenFd returns a listening TCP socket on the wildcard address of one family (IPv6 only for ipv6), for
  * net.Server's listen({ fd }); port 0 takes a free one. Node's listen with a host would test the host against its
- * IPv6 pattern (see connectSocket). Throws naming the errno, EADDRINUSE when the port is taken.
+ * IPv6 pattern (see connectSocket). Throws naming the errno, EADDRINUSE when the port is taken. `transparent`
+ * sets IP_TRANSPARENT (IPV6_TRANSPARENT), which TPROXY's diverted connections need.
  */
-export const listenFd = (family: 'ipv4' | 'ipv6', port: number): number => {
+export const listenFd = (family: 'ipv4' | 'ipv6', port: number, options: { readonly transparent?: boolean } = {}): number => {
   const libc = loadLibc()
   const any = family === 'ipv4' ? '0.0.0.0' : '::'
   const at = sockaddr(any, port)
@@ -118,6 +130,8 @@ export const listenFd = (family: 'ipv4' | 'ipv6', port: number): number => {
   const ok =
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1) &&
     (family === 'ipv4' || setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1)) &&
+    // A TPROXY target only hands packets to a transparent listener (CAP_NET_ADMIN).
+    (!options.transparent || (family === 'ipv4' ? setInt(fd, SOL_IP, IP_TRANSPARENT, 1) : setInt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, 1))) &&
     libc.bind(fd, at, at.length) === 0 &&
     libc.listen(fd, 511) === 0
   if (!ok) {

@@ -4,7 +4,7 @@
 
 import { cidrRange } from '../settings/cidr.js'
 import type { Cidr, Family, PortRange } from '../settings/types.js'
-import { INBOUND_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN } from '../plan/owned.js'
+import { INBOUND_CHAIN, ISTIO_INBOUND_CHAIN, ISTIO_INBOUND_MANGLE_CHAIN, ISTIO_OUTPUT_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN } from '../plan/owned.js'
 import type { Chain, FamilyPlan, Match, Rule, Table } from '../plan/types.js'
 import { OUR_NAT_PRIORITY, PRIORITY, type Conditions, type IpHook } from './model.js'
 
@@ -51,6 +51,8 @@ const implies = (c: Conditions, m: Match): boolean => {
     case 'non-local-source':
     case 'sent-here':
     case 'connmark':
+    case 'invalid':
+    case 'not':
       return false
   }
 }
@@ -82,6 +84,8 @@ const excludes = (c: Conditions, m: Match, plan: FamilyPlan): boolean => {
     case 'non-local-source':
     case 'sent-here':
     case 'connmark':
+    case 'invalid':
+    case 'not':
       return false
   }
 }
@@ -116,8 +120,12 @@ export interface Capture {
 /** The priority each table of ours runs at, in every backend (nft's named priorities are the iptables tables'). */
 const TABLE_PRIORITY: Readonly<Record<Table, number>> = { raw: PRIORITY.raw, mangle: PRIORITY.mangle, nat: OUR_NAT_PRIORITY }
 
-// Inbound is captured by one of the two chains, whichever the plan holds; DNS's REDIRECT is not TCP capture.
-const CAPTURE_CHAINS: Readonly<Record<IpHook, readonly string[]>> = { prerouting: [INBOUND_CHAIN, TPROXY_CHAIN], output: [OUTBOUND_CHAIN] }
+// Inbound is captured by one of these chains, whichever the plan holds (Istio's mode's TPROXY chain first: with
+// reroute interfaces its nat chain redirects too); DNS's REDIRECT is not TCP capture.
+const CAPTURE_CHAINS: Readonly<Record<IpHook, readonly string[]>> = {
+  prerouting: [INBOUND_CHAIN, TPROXY_CHAIN, ISTIO_INBOUND_MANGLE_CHAIN, ISTIO_INBOUND_CHAIN],
+  output: [OUTBOUND_CHAIN, ISTIO_OUTPUT_CHAIN],
+}
 
 /** The plan's TCP capture at a hook, if it captures anything there. Pure. */
 export const capturingChain = (plan: FamilyPlan, hook: IpHook): Capture | undefined => {

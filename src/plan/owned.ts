@@ -10,6 +10,15 @@ export const DNS_ZONE_OUT_CHAIN = 'SIDECAR_DNS_ZONE_OUT'
 export const TPROXY_CHAIN = 'SIDECAR_TPROXY'
 export const TPROXY_MARK_CHAIN = 'SIDECAR_TPROXY_MARK'
 
+// Istio's mode (`istio-iptables`) keeps Istio's chain names where one chain of Istio's is one chain here; where
+// Istio writes into a built-in chain or reuses a name across tables, the name says the table (see plan/modes/istio.ts).
+export const ISTIO_INBOUND_CHAIN = 'ISTIO_INBOUND'
+export const ISTIO_OUTPUT_CHAIN = 'ISTIO_OUTPUT'
+export const ISTIO_INBOUND_MANGLE_CHAIN = 'ISTIO_INBOUND_MANGLE'
+export const ISTIO_OUTPUT_MANGLE_CHAIN = 'ISTIO_OUTPUT_MANGLE'
+export const ISTIO_INBOUND_DNS_CHAIN = 'ISTIO_INBOUND_DNS'
+export const ISTIO_OUTPUT_DNS_CHAIN = 'ISTIO_OUTPUT_DNS'
+
 /** The netfilter tables a chain of ours can live in: raw runs before conntrack, mangle before nat. */
 export type Table = 'raw' | 'mangle' | 'nat'
 /** The order netfilter runs them in at a hook; a restore payload writes its sections in this order too. */
@@ -34,11 +43,17 @@ export interface ChainHome {
  */
 export const CHAIN_HOMES = {
   [DNS_ZONE_OUT_CHAIN]: { table: 'raw', hook: 'OUTPUT', jump: 'dns-zone' },
+  [ISTIO_INBOUND_DNS_CHAIN]: { table: 'raw', hook: 'PREROUTING', jump: 'istio-inbound-dns' },
+  [ISTIO_OUTPUT_DNS_CHAIN]: { table: 'raw', hook: 'OUTPUT', jump: 'istio-output-dns' },
   [TPROXY_CHAIN]: { table: 'mangle', hook: 'PREROUTING', jump: 'tproxy', protocol: 'tcp' },
   [TPROXY_MARK_CHAIN]: { table: 'mangle', hook: 'OUTPUT', jump: 'tproxy-mark', protocol: 'tcp' },
+  [ISTIO_INBOUND_MANGLE_CHAIN]: { table: 'mangle', hook: 'PREROUTING', jump: 'istio-inbound-mangle' },
+  [ISTIO_OUTPUT_MANGLE_CHAIN]: { table: 'mangle', hook: 'OUTPUT', jump: 'istio-output-mangle', protocol: 'tcp' },
   [INBOUND_CHAIN]: { table: 'nat', hook: 'PREROUTING', jump: 'inbound', protocol: 'tcp' },
+  [ISTIO_INBOUND_CHAIN]: { table: 'nat', hook: 'PREROUTING', jump: 'istio-inbound', protocol: 'tcp' },
   [DNS_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'dns' },
   [OUTBOUND_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'outbound', protocol: 'tcp' },
+  [ISTIO_OUTPUT_CHAIN]: { table: 'nat', hook: 'OUTPUT', jump: 'istio-output' },
 } as const satisfies Record<string, ChainHome>
 
 export type ChainName = keyof typeof CHAIN_HOMES
@@ -76,6 +91,44 @@ export const PURPOSES = [
   'tproxy-reply',
   'leave-ipv4-alone',
   'leave-ipv6-alone',
+  // Istio's mode: the jumps, then its rules by what each does in Istio's layout.
+  'istio-inbound',
+  'istio-output',
+  'istio-inbound-mangle',
+  'istio-output-mangle',
+  'istio-inbound-dns',
+  'istio-output-dns',
+  'istio-exclude-interface',
+  'istio-reroute-interface',
+  'istio-reroute-interface-skip',
+  'istio-tunnel-port',
+  'istio-inbound-exclude-port',
+  'istio-inbound-capture',
+  'istio-outbound-exclude-port',
+  'istio-passthrough-source',
+  'istio-proxy-to-self',
+  'istio-app-loopback',
+  'istio-proxy-uid',
+  'istio-proxy-gid',
+  'istio-owner-groups',
+  'istio-owner-group-exclude',
+  'istio-dns-capture',
+  'istio-loopback-destination',
+  'istio-outbound-exclude-cidr',
+  'istio-outbound-port-capture',
+  'istio-outbound-capture',
+  'istio-drop-invalid',
+  'istio-save-mark',
+  'istio-marked',
+  'istio-loopback',
+  'istio-divert-mark',
+  'istio-divert',
+  'istio-proxy-to-self-mark',
+  'istio-restore-mark',
+  'istio-dns-proxy-query',
+  'istio-dns-proxy-answer',
+  'istio-dns-app-query',
+  'istio-dns-upstream-answer',
 ] as const
 
 export type Purpose = (typeof PURPOSES)[number]

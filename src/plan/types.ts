@@ -9,6 +9,9 @@ import type { Cidr, Family, Mark, PortRange } from '../settings/types.js'
 
 export type { ChainName, Hook, Protocol, Table } from './owned.js'
 
+/** A rule's protocol: one, or every protocol (no protocol match at all). */
+export type RuleProtocol = Protocol | 'any'
+
 export type Match =
   | { readonly kind: 'source'; readonly cidr: Cidr }
   | { readonly kind: 'destination'; readonly cidr: Cidr }
@@ -34,25 +37,43 @@ export type Match =
   | { readonly kind: 'sent-here' }
   /** The packet's connection carries this mark (all 32 bits). */
   | { readonly kind: 'connmark'; readonly mark: number }
+  /** conntrack could not place the packet in any connection (ctstate INVALID). */
+  | { readonly kind: 'invalid' }
+  /** The inner match does not hold (iptables' `!`, nft's `!=`). */
+  | { readonly kind: 'not'; readonly match: NegatableMatch }
+
+/** The matches a rule may negate: those iptables and nft both negate in place. */
+export type NegatableMatch = Extract<
+  Match,
+  { kind: 'source' | 'destination' | 'dport' | 'uid-owner' | 'gid-owner' | 'mark' | 'in-interface' | 'out-interface' }
+>
 
 export type Target =
   | { readonly kind: 'return' }
   | { readonly kind: 'redirect'; readonly port: number }
   /** Raw table only: a new connection's original direction is tracked in this zone, its reply direction in the
    * default zone (a later zone rule is ignored). */
-  | { readonly kind: 'ct-zone'; readonly zone: number }
+  // `original`: the zone applies to the original direction only (ours: a reply to the app's own UDP service keeps the
+  // default zone); `both`: Istio's CT --zone, as its rules write it.
+  | { readonly kind: 'ct-zone'; readonly zone: number; readonly direction: 'original' | 'both' }
   /** Mangle PREROUTING only: hand the packet to the local socket on `port`, unchanged, and mark it (all 32 bits). */
   | { readonly kind: 'tproxy'; readonly port: number; readonly mark: number }
   /** Mark the packet's connection (all 32 bits). */
   | { readonly kind: 'connmark-set'; readonly mark: number }
   /** Mark the packet (all 32 bits); in mangle OUTPUT the kernel routes it again with the new mark. */
   | { readonly kind: 'mark-set'; readonly mark: number }
+  /** Copy the packet's mark to its connection (CONNMARK --save-mark), and back (--restore-mark). */
+  | { readonly kind: 'connmark-save' }
+  | { readonly kind: 'connmark-restore' }
+  /** End the table's processing of the packet at this hook: it goes on to the next table. */
+  | { readonly kind: 'accept' }
+  | { readonly kind: 'drop' }
 
 export interface Rule {
   /** Why the rule exists; it becomes the rule's comment, so a reader of iptables-save sees it too. */
   readonly purpose: Purpose
-  /** The one protocol the rule matches. */
-  readonly protocol: Protocol
+  /** The one protocol the rule matches, or any (Istio's mode has rules for every protocol). */
+  readonly protocol: RuleProtocol
   readonly matches: readonly Match[]
   readonly target: Target
 }

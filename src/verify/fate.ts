@@ -3,7 +3,7 @@
 // switch is exhaustive, so a new kind cannot be forgotten here.
 
 import { OUTBOUND_CHAIN } from '../plan/owned.js'
-import type { Chain, FamilyPlan, Match, Rule } from '../plan/types.js'
+import type { Chain, FamilyPlan, Match, Protocol, Rule } from '../plan/types.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { Cidr } from '../settings/types.js'
 
@@ -17,6 +17,8 @@ export interface ProbePacket {
   readonly mark: number
   readonly classid: number
   readonly outInterface: string
+  /** TCP unless said otherwise. */
+  readonly protocol?: Protocol
 }
 
 export type Fate = { readonly kind: 'redirect'; readonly port: number } | { readonly kind: 'return'; readonly rule: Rule } | { readonly kind: 'pass' }
@@ -57,17 +59,35 @@ const matches = (m: Match, p: ProbePacket, plan: FamilyPlan): boolean => {
     case 'non-local-source':
     case 'sent-here':
     case 'connmark':
+    case 'invalid':
       return false
+    case 'not':
+      return !matches(m.match, p, plan)
   }
 }
+
+const ruleMatches = (r: Rule, p: ProbePacket, plan: FamilyPlan): boolean =>
+  (r.protocol === 'any' || r.protocol === (p.protocol ?? 'tcp')) && r.matches.every(m => matches(m, p, plan))
 
 /** fateOf walks the plan's OUTPUT chain for the packet: the first rule whose matches all hold decides. Pure. */
 export const fateOf = (plan: FamilyPlan, packet: ProbePacket): Fate => {
   const chain: Chain | undefined = plan.chains.find(c => c.name === OUTBOUND_CHAIN)
   // A zone rule does not decide (the walk goes on past it); only RETURN and REDIRECT do.
-  const rule = chain?.rules.find(r => r.target.kind !== 'ct-zone' && r.matches.every(m => matches(m, packet, plan)))
+  const rule = chain?.rules.find(r => r.target.kind !== 'ct-zone' && ruleMatches(r, packet, plan))
   if (!rule) return { kind: 'pass' }
   return rule.target.kind === 'redirect' ? { kind: 'redirect', port: rule.target.port } : { kind: 'return', rule }
+}
+
+/**
+ * natOutputFate is where nat OUTPUT sends a new connection under the plan: its chains there run in the plan's order,
+ * a RETURN ends only its own chain, and the first REDIRECT decides. Pure.
+ */
+export const natOutputFate = (plan: FamilyPlan, packet: ProbePacket): Fate => {
+  for (const chain of plan.chains.filter(c => c.table === 'nat' && c.hook === 'OUTPUT')) {
+    const rule = chain.rules.find(r => ruleMatches(r, packet, plan))
+    if (rule?.target.kind === 'redirect') return { kind: 'redirect', port: rule.target.port }
+  }
+  return { kind: 'pass' }
 }
 
 /** The identity kinds a RETURN rule can exempt the proxy by; the probe makes a socket with each. */

@@ -47,7 +47,8 @@ export const where = (landing: Landing, proxy: string): string =>
 // One family per listener, so the two families' probes can hold the same port at once.
 const listen = (port: number, family: Family, answer: (s: net.Socket) => string): Promise<net.Server> =>
   new Promise((resolve, reject) => {
-    const server = net.createServer(socket => socket.end(answer(socket)))
+    // A client that gave up resets its connection: what it saw is its answer, not an error of this process.
+    const server = net.createServer(socket => socket.on('error', () => socket.destroy()).end(answer(socket)))
     server.once('error', reject)
     server.listen({ fd: listenFd(family, port) }, () => resolve(server))
   })

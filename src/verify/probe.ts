@@ -29,7 +29,8 @@ import {
   type Landing,
 } from './landing.js'
 
-export type { Check, Identity } from './landing.js'
+// CannotAssume too: Istio's probe (istio-probe.ts) loads this module lazily and tells that refusal apart.
+export { CannotAssume, type Check, type Identity } from './landing.js'
 
 const NOBODY = 65534
 
@@ -77,7 +78,7 @@ const localAddresses = (family: Family): string[] =>
     .map(i => i.address)
 
 /** Connects a socket whose credentials are `uid`/`gid`: the owner match reads the credentials it was created with. */
-const socketAs = (host: string, port: number, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
+export const socketAs = (host: string, port: number, uid: number, gid: number, options: SocketOptions = {}): net.Socket => {
   // Load the FFI while still root: under the other identity its files may not be readable.
   loadLibc()
   // Both exist on Linux; Node types them optional because Windows lacks them. glibc applies them to every thread.

@@ -282,6 +282,18 @@ t.test('NOTES.txt says which layout is used and which Pod Security level the nam
   }
 })
 
+t.test("NOTES.txt gives the image reference to use as Istio's init image", async t => {
+  for (const [set, image] of [
+    [[], 'ghcr.io/sidecar-redirect/sidecar-redirect:0.1.0'],
+    [['--set', 'image.repository=registry.example/team/sr', '--set', 'image.tag=v9'], 'registry.example/team/sr:v9'],
+  ] as const) {
+    const install = await helm('install', '--dry-run=client', 'sr', CHART, ...set)
+    t.equal(install.exitCode, 0, install.output)
+    t.ok(install.output.includes(`\n  --set global.proxy_init.image=${image}\n`), `istiod's value names ${image}`)
+    t.match(install.output, /an init container named istio-init \(istio-validation with Istio CNI\) with only this image/)
+  }
+})
+
 // The container-level rules of Pod Security "restricted" (kubernetes.io/docs/concepts/security/pod-security-standards),
 // and hostPath volumes, which already "baseline" forbids: what the chart README's table of levels rests on.
 const restrictedViolations = (c: Container, volumes: Values[]): string[] => {

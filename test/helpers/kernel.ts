@@ -7,6 +7,7 @@ import { dirname } from 'node:path'
 import type { Test } from 'tap'
 import { realExec } from '../../src/exec/exec.js'
 import { createSandbox, type Programs, type Sandbox, type SandboxAddresses } from '../../src/commands/sandbox.js'
+import { OWNED_CHAINS } from '../../src/plan/owned.js'
 import { refusingIpv6Path, refusingNftPath } from './paths.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '')
@@ -106,21 +107,19 @@ export const snapshot = async (box: Sandbox, only?: 'netfilter'): Promise<string
  * What of a snapshot is not ours: every line that names our chains or carries our comments is dropped, and so is
  * our nft table. Comparing this before and after a run proves that foreign state was not touched.
  */
+// Our chains' names, every mode's (src/plan/owned.ts), longest first so a name is never cut short by another.
+const CHAINS = [...OWNED_CHAINS].sort((a, b) => b.length - a.length).join('|')
+
 export const foreignOf = (snapshot: string): string =>
   snapshot
     .replace(/^table inet sidecar_redirect \{\n[\s\S]*?^\}\n/m, '')
-    .replace(/^\tchain SIDECAR_(?:INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT|TPROXY|TPROXY_MARK) \{\n[\s\S]*?^\t\}\n\n?/gm, '')
+    .replace(new RegExp(`^\\tchain (?:${CHAINS}) \\{\\n[\\s\\S]*?^\\t\\}\\n\\n?`, 'gm'), '')
     // The built-in chains init made for iptables-nft (marked; a chain's lines are indented twice), and then the
     // tables it made, once nothing else is in them.
     .replace(/^\tchain \S+ \{\n\t\tcomment "sidecar-redirect\/created"\n(?:\t\t[^\n]*\n)*\t\}\n\n?/gm, '')
     .replace(/^table \S+ \S+ \{\n\tcomment "sidecar-redirect\/created"\n\n?\}\n/gm, '')
     .split('\n')
-    .filter(
-      line =>
-        !/sidecar-redirect\/|SIDECAR_(INBOUND|OUTBOUND|DNS|DNS_ZONE_IN|DNS_ZONE_OUT|TPROXY|TPROXY_MARK)\b|^(create|add) SIDECAR_SVC[46](_PORTS)? /.test(
-          line,
-        ),
-    )
+    .filter(line => !new RegExp(`sidecar-redirect/|\\b(?:${CHAINS})\\b|^(create|add) SIDECAR_SVC[46](_PORTS)? `).test(line))
     // TPROXY's policy rule and local route with the default mark and table (see src/backend/routing.ts).
     .filter(line => line !== '32000:\tfrom all fwmark 0x539 lookup 133' && !/^local default dev lo table 133 /.test(line))
     .join('\n')

@@ -91,7 +91,7 @@ const zoned: FamilyPlan = (() => {
     purpose: 'dns-zone',
     protocol: 'udp',
     matches: [{ kind: 'sport', ports: [{ from: 15053, to: 15053 }] }],
-    target: { kind: 'ct-zone', zone: 2 },
+    target: { kind: 'ct-zone', zone: 2, direction: 'original' },
   }
   return {
     ...base,

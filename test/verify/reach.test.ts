@@ -75,7 +75,12 @@ t.test('every interface with a route gets destinations routed out of it, on each
   ])
   t.same(all.unchecked, [])
   const rows: [string, Record<string, string>, RegExp, string[]][] = [
-    ['an interface the operator excludes is not probed', { ISTIO_EXCLUDE_INTERFACES: 'net1' }, /^eth0/, ['net1']],
+    [
+      'an interface the operator excludes (all of its traffic, as Istio) is not probed',
+      { ISTIO_EXCLUDE_INTERFACES: 'net1', ISTIO_EXCLUDE_INTERFACES_SCOPE: 'all' },
+      /^eth0/,
+      ['net1'],
+    ],
     ['excluded ports are not probed', { ISTIO_OUTBOUND_EXCLUDE_PORTS: '80,443' }, /:50000>/, []],
     ['an include list is probed inside it', { ISTIO_OUTBOUND_INCLUDE_CIDRS: '198.18.9.0/24' }, /^net1 198\.18\.9\.2:/, ['eth0']],
     ['the proxy port is where they must land', { ISTIO_PROXY_PORT: '15001' }, />15001$/, []],

@@ -5,7 +5,16 @@ import { ApplyError } from '../../errors.js'
 import { findEscapes, type OwnRules } from '../../path/analyze.js'
 import { seenTables } from '../../path/from-iptables.js'
 import { capturingChain } from '../../path/scope.js'
-import { CHAIN_HOMES, INBOUND_CHAIN, OUTBOUND_CHAIN, TABLES, TPROXY_CHAIN } from '../../plan/owned.js'
+import {
+  CHAIN_HOMES,
+  INBOUND_CHAIN,
+  ISTIO_INBOUND_CHAIN,
+  ISTIO_INBOUND_MANGLE_CHAIN,
+  ISTIO_OUTPUT_CHAIN,
+  OUTBOUND_CHAIN,
+  TABLES,
+  TPROXY_CHAIN,
+} from '../../plan/owned.js'
 import { JUMPS, renderTransaction, type OwnedState } from './render-iptables.js'
 import type { FamilyPlan } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
@@ -31,8 +40,9 @@ export const ownedIn = (backend: IptablesBackend, family: Family, saved: string)
   return state
 }
 
-// The chains that can capture TCP: nat's REDIRECT chains, and mangle's TPROXY chain for inbound in TPROXY mode.
-const CAPTURE_CHAINS = [INBOUND_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN] as const
+// The chains that can capture TCP: nat's REDIRECT chains, and mangle's TPROXY chain for inbound in TPROXY mode
+// (ours and Istio's mode's).
+const CAPTURE_CHAINS = [INBOUND_CHAIN, OUTBOUND_CHAIN, TPROXY_CHAIN, ISTIO_INBOUND_CHAIN, ISTIO_OUTPUT_CHAIN, ISTIO_INBOUND_MANGLE_CHAIN] as const
 
 /** What of one family's tables is ours, for the whole-path check: our tables, the capture jumps, every jump. */
 export const ownRules = (tool: IptablesBackend['name'], family: Family): OwnRules => ({

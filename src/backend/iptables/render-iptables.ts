@@ -5,7 +5,7 @@
 import { formatCidr } from '../../settings/cidr.js'
 import type { Family, PortRange } from '../../settings/types.js'
 import { CHAIN_HOMES, commentFor, ipsetName, TABLES, type ChainName, type Table } from '../../plan/owned.js'
-import type { FamilyPlan, Match, Protocol, Rule, Target } from '../../plan/types.js'
+import type { FamilyPlan, Match, Protocol, Rule, RuleProtocol, Target } from '../../plan/types.js'
 import { hex, portRangeText } from '../../text.js'
 
 /** What of ours one table holds: our chains with their rule lines, and the jumps into them, in printed order. */
@@ -25,33 +25,38 @@ export const tableOf = (state: OwnedState, table: Table): TableState => state.ge
 
 const portText = (r: PortRange): string => portRangeText(r, ':')
 
-const portMatch = (protocol: Protocol, option: '--dport' | '--sport', ports: readonly PortRange[]): string => {
+// A port match needs the rule's protocol (`-m tcp`); the plan never puts one on a rule of every protocol.
+const portMatch = (protocol: RuleProtocol, option: '--dport' | '--sport', ports: readonly PortRange[], not: string): string => {
+  if (protocol === 'any') throw new Error(`a port match (${option}) on a rule of every protocol`)
   const [only, ...more] = ports
-  return only && more.length === 0 ? `-m ${protocol} ${option} ${portText(only)}` : `-m multiport ${option}s ${ports.map(portText).join(',')}`
+  return only && more.length === 0
+    ? `-m ${protocol} ${not}${option} ${portText(only)}`
+    : `-m multiport ${not}${option}s ${ports.map(portText).join(',')}`
 }
 
-const renderMatch = (match: Match, protocol: Protocol): string => {
+// iptables-save prints a negation where the option starts: before `-d`, after `-m owner`.
+const renderMatch = (match: Match, protocol: RuleProtocol, not = ''): string => {
   switch (match.kind) {
     case 'source':
-      return `-s ${formatCidr(match.cidr)}`
+      return `${not}-s ${formatCidr(match.cidr)}`
     case 'destination':
-      return `-d ${formatCidr(match.cidr)}`
+      return `${not}-d ${formatCidr(match.cidr)}`
     case 'dport':
-      return portMatch(protocol, '--dport', match.ports)
+      return portMatch(protocol, '--dport', match.ports, not)
     case 'sport':
-      return portMatch(protocol, '--sport', match.ports)
+      return portMatch(protocol, '--sport', match.ports, not)
     case 'uid-owner':
-      return `-m owner --uid-owner ${match.uid}`
+      return `-m owner ${not}--uid-owner ${match.uid}`
     case 'gid-owner':
-      return `-m owner --gid-owner ${match.gid}`
+      return `-m owner ${not}--gid-owner ${match.gid}`
     case 'mark':
-      return `-m mark --mark ${hex(match.mark.value)}${match.mark.mask === undefined ? '' : `/${hex(match.mark.mask)}`}`
+      return `-m mark ${not}--mark ${hex(match.mark.value)}${match.mark.mask === undefined ? '' : `/${hex(match.mark.mask)}`}`
     case 'cgroup':
       return `-m cgroup --cgroup ${match.classid}`
     case 'in-interface':
-      return `-i ${match.name}`
+      return `${not}-i ${match.name}`
     case 'out-interface':
-      return `-o ${match.name}`
+      return `${not}-o ${match.name}`
     case 'service-set':
       return `-m set --match-set ${ipsetName(match.family, match.withPorts)} ${match.withPorts ? 'dst,dst' : 'dst'}`
     case 'established':
@@ -62,8 +67,15 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return '-m conntrack --ctstatus CONFIRMED'
     case 'connmark':
       return `-m connmark --mark ${hex(match.mark)}`
+    case 'invalid':
+      return '-m conntrack --ctstate INVALID'
+    case 'not':
+      return renderMatch(match.match, protocol, '! ')
   }
 }
+
+// CONNMARK copies all 32 bits unless told otherwise, and iptables-save says so.
+const WHOLE_MASKS = '--nfmask 0xffffffff --ctmask 0xffffffff'
 
 // A mark of all 32 bits, as iptables-save prints every MARK, CONNMARK and TPROXY mark.
 const fullMark = (mark: number): string => `${hex(mark)}/0xffffffff`
@@ -75,20 +87,30 @@ const renderTarget = (target: Target, family: Family): string => {
     case 'redirect':
       return `-j REDIRECT --to-ports ${target.port}`
     case 'ct-zone':
-      return `-j CT --zone-orig ${target.zone}`
+      return `-j CT --zone${target.direction === 'original' ? '-orig' : ''} ${target.zone}`
     case 'tproxy':
       return `-j TPROXY --on-port ${target.port} --on-ip ${family === 'ipv4' ? '0.0.0.0' : '::'} --tproxy-mark ${fullMark(target.mark)}`
     case 'connmark-set':
       return `-j CONNMARK --set-xmark ${fullMark(target.mark)}`
     case 'mark-set':
       return `-j MARK --set-xmark ${fullMark(target.mark)}`
+    case 'connmark-save':
+      return `-j CONNMARK --save-mark ${WHOLE_MASKS}`
+    case 'connmark-restore':
+      return `-j CONNMARK --restore-mark ${WHOLE_MASKS}`
+    case 'accept':
+      return '-j ACCEPT'
+    case 'drop':
+      return '-j DROP'
   }
 }
 
 // iptables-save prints addresses and interfaces first (in this order), then the protocol, then the other matches
 // in the order given.
+// A negated one sits where it would unnegated.
 const FIRST: readonly Match['kind'][] = ['source', 'destination', 'in-interface', 'out-interface']
-const isAddress = (m: Match): boolean => FIRST.includes(m.kind)
+const kindOf = (m: Match): Match['kind'] => (m.kind === 'not' ? m.match.kind : m.kind)
+const isAddress = (m: Match): boolean => FIRST.includes(kindOf(m))
 
 // A family's table holds only that family's packets, so a /0 address match matches every one of them: iptables
 // stores it as no match at all and iptables-save prints nothing for it. It is written the way it is printed.
@@ -99,9 +121,9 @@ const renderRule = (chain: string, rule: Rule, family: Family): string =>
     `-A ${chain}`,
     ...rule.matches
       .filter(m => isAddress(m) && !matchesAll(m))
-      .sort((a, b) => FIRST.indexOf(a.kind) - FIRST.indexOf(b.kind))
+      .sort((a, b) => FIRST.indexOf(kindOf(a)) - FIRST.indexOf(kindOf(b)))
       .map(m => renderMatch(m, rule.protocol)),
-    `-p ${rule.protocol}`,
+    ...(rule.protocol === 'any' ? [] : [`-p ${rule.protocol}`]),
     ...rule.matches.filter(m => !isAddress(m)).map(m => renderMatch(m, rule.protocol)),
     `-m comment --comment "${commentFor(rule.purpose)}"`,
     renderTarget(rule.target, family),

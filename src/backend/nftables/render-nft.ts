@@ -6,7 +6,7 @@
 import type { Family, PortRange } from '../../settings/types.js'
 import { formatCidr } from '../../settings/cidr.js'
 import { commentFor, NFT_TABLE, NFT_TABLE_COMMENT, nftSetName, type ChainName } from '../../plan/owned.js'
-import type { Match, Plan, Protocol, Rule, ServiceSet, Target } from '../../plan/types.js'
+import type { FamilyPlan, Match, Plan, Rule, RuleProtocol, ServiceSet, Target } from '../../plan/types.js'
 import { portRangeText } from '../../text.js'
 
 // Each chain of the plan is a base chain of our table, at its hook and a priority that puts it where the iptables
@@ -16,13 +16,22 @@ import { portRangeText } from '../../text.js'
 // of our iptables chains lets the next jump run; the first that binds a connection decides it. Raw chains run at
 // raw (-300), before conntrack; mangle chains run at mangle (-150), `type route` at output (a changed mark
 // re-routes the packet), `type filter` at prerouting.
-const BASE_CHAINS: Record<ChainName, { readonly chain: string; readonly header: string }> = {
-  SIDECAR_DNS_ZONE_OUT: { chain: 'dns_zone_output', header: 'type filter hook output priority raw; policy accept;' },
-  SIDECAR_TPROXY: { chain: 'tproxy_prerouting', header: 'type filter hook prerouting priority mangle; policy accept;' },
-  SIDECAR_TPROXY_MARK: { chain: 'tproxy_output', header: 'type route hook output priority mangle; policy accept;' },
-  SIDECAR_INBOUND: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;' },
-  SIDECAR_DNS: { chain: 'dns_output', header: 'type nat hook output priority -101; policy accept;' },
-  SIDECAR_OUTBOUND: { chain: 'output', header: 'type nat hook output priority -100; policy accept;' },
+// How the families' rules of one chain merge into the inet chain: ours put every bypass first (each family's chain
+// is bypasses, then captures); Istio's mode keeps each family's order exactly (its captures and bypasses interleave).
+type Merge = 'bypasses-first' | 'in-order'
+const BASE_CHAINS: Record<ChainName, { readonly chain: string; readonly header: string; readonly merge: Merge }> = {
+  SIDECAR_DNS_ZONE_OUT: { chain: 'dns_zone_output', header: 'type filter hook output priority raw; policy accept;', merge: 'bypasses-first' },
+  SIDECAR_TPROXY: { chain: 'tproxy_prerouting', header: 'type filter hook prerouting priority mangle; policy accept;', merge: 'bypasses-first' },
+  SIDECAR_TPROXY_MARK: { chain: 'tproxy_output', header: 'type route hook output priority mangle; policy accept;', merge: 'bypasses-first' },
+  SIDECAR_INBOUND: { chain: 'prerouting', header: 'type nat hook prerouting priority dstnat; policy accept;', merge: 'bypasses-first' },
+  SIDECAR_DNS: { chain: 'dns_output', header: 'type nat hook output priority -101; policy accept;', merge: 'bypasses-first' },
+  SIDECAR_OUTBOUND: { chain: 'output', header: 'type nat hook output priority -100; policy accept;', merge: 'bypasses-first' },
+  ISTIO_INBOUND_DNS: { chain: 'istio_inbound_dns', header: 'type filter hook prerouting priority raw; policy accept;', merge: 'in-order' },
+  ISTIO_OUTPUT_DNS: { chain: 'istio_output_dns', header: 'type filter hook output priority raw; policy accept;', merge: 'in-order' },
+  ISTIO_INBOUND_MANGLE: { chain: 'istio_inbound_mangle', header: 'type filter hook prerouting priority mangle; policy accept;', merge: 'in-order' },
+  ISTIO_OUTPUT_MANGLE: { chain: 'istio_output_mangle', header: 'type route hook output priority mangle; policy accept;', merge: 'in-order' },
+  ISTIO_INBOUND: { chain: 'istio_inbound', header: 'type nat hook prerouting priority dstnat; policy accept;', merge: 'in-order' },
+  ISTIO_OUTPUT: { chain: 'istio_output', header: 'type nat hook output priority -100; policy accept;', merge: 'in-order' },
 }
 
 const hex8 = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`
@@ -45,30 +54,37 @@ const portText = (ports: readonly PortRange[]): string => {
 
 const addressKeyword = (family: Family): string => (family === 'ipv4' ? 'ip' : 'ip6')
 
-const renderMatch = (match: Match, protocol: Protocol): string => {
+// A port match names the rule's protocol (`tcp dport`); the plan never puts one on a rule of every protocol.
+const ported = (protocol: RuleProtocol, what: string): string => {
+  if (protocol === 'any') throw new Error(`a port match (${what}) on a rule of every protocol`)
+  return `${protocol} ${what}`
+}
+
+// nft negates a comparison in place: `ip daddr != 127.0.0.1`, `meta skuid != 1337`.
+const renderMatch = (match: Match, protocol: RuleProtocol, op = ''): string => {
   switch (match.kind) {
     case 'source':
-      return `${addressKeyword(match.cidr.family)} saddr ${cidrText(match.cidr)}`
+      return `${addressKeyword(match.cidr.family)} saddr ${op}${cidrText(match.cidr)}`
     case 'destination':
-      return `${addressKeyword(match.cidr.family)} daddr ${cidrText(match.cidr)}`
+      return `${addressKeyword(match.cidr.family)} daddr ${op}${cidrText(match.cidr)}`
     case 'dport':
-      return `${protocol} dport ${portText(match.ports)}`
+      return `${ported(protocol, 'dport')} ${op}${portText(match.ports)}`
     case 'sport':
-      return `${protocol} sport ${portText(match.ports)}`
+      return `${ported(protocol, 'sport')} ${op}${portText(match.ports)}`
     case 'uid-owner':
-      return `meta skuid ${match.uid}`
+      return `meta skuid ${op}${match.uid}`
     case 'gid-owner':
-      return `meta skgid ${match.gid}`
+      return `meta skgid ${op}${match.gid}`
     case 'mark':
       return match.mark.mask === undefined
-        ? `meta mark ${hex8(match.mark.value)}`
-        : `meta mark & ${hex8(match.mark.mask)} == ${hex8(match.mark.value)}`
+        ? `meta mark ${op}${hex8(match.mark.value)}`
+        : `meta mark & ${hex8(match.mark.mask)} ${op === '' ? '==' : '!='} ${hex8(match.mark.value)}`
     case 'cgroup':
       return `meta cgroup ${match.classid}`
     case 'in-interface':
-      return `iifname "${match.name}"`
+      return `iifname ${op}"${match.name}"`
     case 'out-interface':
-      return `oifname "${match.name}"`
+      return `oifname ${op}"${match.name}"`
     case 'service-set':
       return `${addressKeyword(match.family)} daddr${match.withPorts ? ` . ${protocol} dport` : ''} @${nftSetName(match.family, match.withPorts)}`
     case 'established':
@@ -79,6 +95,10 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
       return 'fib saddr type != local'
     case 'connmark':
       return `ct mark ${hex8(match.mark)}`
+    case 'invalid':
+      return 'ct state invalid'
+    case 'not':
+      return renderMatch(match.match, protocol, '!= ')
   }
 }
 
@@ -86,31 +106,52 @@ const renderMatch = (match: Match, protocol: Protocol): string => {
 const cidrText = (cidr: { family: Family; address: string; prefix: number }): string =>
   cidr.prefix === (cidr.family === 'ipv4' ? 32 : 128) ? cidr.address : formatCidr(cidr)
 
-const renderTarget = (target: Target): string => {
+// A tproxy in a rule that matches an address must name that address's family (nft refuses it otherwise).
+const renderTarget = (target: Target, family: Family | undefined): string => {
   switch (target.kind) {
     case 'return':
       return 'return'
     case 'redirect':
       return `redirect to :${target.port}`
     case 'ct-zone':
-      return `ct original zone set ${target.zone}`
+      return `ct ${target.direction === 'original' ? 'original ' : ''}zone set ${target.zone}`
     // An inet table's tproxy needs no family for a port alone; it does not end the rule, so accept does.
     case 'tproxy':
-      return `tproxy to :${target.port} meta mark set ${hex8(target.mark)} accept`
+      return `tproxy ${family === undefined ? '' : `${addressKeyword(family)} `}to :${target.port} meta mark set ${hex8(target.mark)} accept`
     case 'connmark-set':
       return `ct mark set ${hex8(target.mark)}`
     case 'mark-set':
       return `meta mark set ${hex8(target.mark)}`
+    case 'connmark-save':
+      return 'ct mark set meta mark'
+    case 'connmark-restore':
+      return 'meta mark set ct mark'
+    case 'accept':
+      return 'accept'
+    case 'drop':
+      return 'drop'
   }
 }
 
-/** One rule line. A port match (`udp dport`) already implies its protocol; every other rule says `meta l4proto` first. */
-const renderNftRule = (rule: Rule): string => {
+const isPortMatch = (m: Match): boolean =>
+  m.kind === 'dport' || m.kind === 'sport' || (m.kind === 'service-set' && m.withPorts) || (m.kind === 'not' && isPortMatch(m.match))
+
+/**
+ * One rule line. A port match (`udp dport`) already implies its protocol; every other rule of one protocol says
+ * `meta l4proto` first. `only` limits a rule without an address of its own to one family of the inet table.
+ */
+const renderNftRule = (rule: Rule, only?: Family): string => {
   const matches = rule.matches.map(m => renderMatch(m, rule.protocol))
-  const ported = rule.matches.some(m => m.kind === 'dport' || m.kind === 'sport' || (m.kind === 'service-set' && m.withPorts))
-  return [...(ported ? [] : [`meta l4proto ${rule.protocol}`]), ...matches, renderTarget(rule.target), `comment "${commentFor(rule.purpose)}"`].join(
-    ' ',
-  )
+  const l4 = rule.protocol === 'any' || rule.matches.some(isPortMatch) ? [] : [`meta l4proto ${rule.protocol}`]
+  const address = rule.matches.map(m => (m.kind === 'not' ? m.match : m)).find(m => m.kind === 'source' || m.kind === 'destination')
+  const family = address?.kind === 'source' || address?.kind === 'destination' ? address.cidr.family : undefined
+  return [
+    ...(only ? [`meta nfproto ${only}`] : []),
+    ...l4,
+    ...matches,
+    renderTarget(rule.target, family),
+    `comment "${commentFor(rule.purpose)}"`,
+  ].join(' ')
 }
 
 /**
@@ -123,20 +164,58 @@ export const renderNftTable = (plan: Plan): string => {
   const skip = (['ipv4', 'ipv6'] as const).filter(f => !families.includes(f))
   const names = [...new Set(plan.families.flatMap(f => f.chains.map(c => c.name)))]
   const chains = names.map(name => {
-    const rules = plan.families.flatMap(f => f.chains.filter(c => c.name === name).flatMap(c => c.rules))
-    // Each family's chain is its bypasses, then its captures: merged, every bypass of both families must still come
-    // before any capture. A rule without an address (the same in both) is written once. A zone rule is neither.
-    const ordered = [...rules.filter(r => r.target.kind === 'return'), ...rules.filter(r => r.target.kind !== 'return')]
-    const seen = new Set<string>()
+    const { chain, header, merge } = BASE_CHAINS[name]
     const lines = [
       ...skip.map(f => `meta nfproto ${f} return comment "${commentFor(`leave-${f}-alone`)}"`),
-      ...ordered.map(renderNftRule).filter(line => !seen.has(line) && seen.add(line)),
+      ...(merge === 'in-order' ? mergeInOrder(plan.families, name) : mergeBypassesFirst(plan.families, name)),
     ]
-    const { chain, header } = BASE_CHAINS[name]
     return [`\tchain ${chain} {`, `\t\t${header}`, ...lines.map(l => `\t\t${l}`), '\t}'].join('\n')
   })
   const sets = plan.families.flatMap(f => f.sets).map(renderNftSet)
   return `table inet ${NFT_TABLE} {\n\tcomment "${NFT_TABLE_COMMENT}"\n${[...sets, ...chains].join('\n\n')}\n}\n`
+}
+
+const rulesOf = (plan: FamilyPlan, name: ChainName): readonly Rule[] => plan.chains.filter(c => c.name === name).flatMap(c => c.rules)
+
+// Each family's chain is its bypasses, then its captures: merged, every bypass of both families must still come
+// before any capture. A rule without an address (the same in both) is written once. A zone rule is neither.
+const mergeBypassesFirst = (families: readonly FamilyPlan[], name: ChainName): string[] => {
+  const rules = families.flatMap(f => rulesOf(f, name))
+  const ordered = [...rules.filter(r => r.target.kind === 'return'), ...rules.filter(r => r.target.kind !== 'return')]
+  const seen = new Set<string>()
+  return ordered.map(r => renderNftRule(r)).filter(line => !seen.has(line) && seen.add(line))
+}
+
+const ADDRESS_KINDS: ReadonlySet<Match['kind']> = new Set(['source', 'destination'])
+const hasAddress = (r: Rule): boolean => r.matches.some(m => ADDRESS_KINDS.has(m.kind === 'not' ? m.match.kind : m.kind))
+
+/**
+ * Both families' rules of one chain, each family's in its own order: a rule both have (same text, no address) is
+ * written once, where both orders allow (a longest common subsequence); a rule only one family has keeps its
+ * address, or says its family (`meta nfproto`) when it has none, so the other family's packets never meet it.
+ */
+const mergeInOrder = (families: readonly FamilyPlan[], name: ChainName): string[] => {
+  const [first, second] = families.map(f => rulesOf(f, name).map(rule => ({ rule, family: f.family, text: renderNftRule(rule) })))
+  if (!first || !second) return (first ?? []).map(r => r.text)
+  const shared = (a: (typeof first)[number], b: (typeof first)[number]): boolean => a.text === b.text && !hasAddress(a.rule)
+  const n = first.length
+  const m = second.length
+  const lcs = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0))
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--) lcs[i]![j] = shared(first[i]!, second[j]!) ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!)
+  const own = (r: (typeof first)[number]): string => (hasAddress(r.rule) ? r.text : renderNftRule(r.rule, r.family))
+  const lines: string[] = []
+  let i = 0
+  let j = 0
+  while (i < n || j < m) {
+    if (i < n && j < m && shared(first[i]!, second[j]!) && lcs[i]![j] === lcs[i + 1]![j + 1]! + 1) {
+      lines.push(first[i]!.text)
+      i++
+      j++
+    } else if (i < n && (j === m || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) lines.push(own(first[i++]!))
+    else lines.push(own(second[j++]!))
+  }
+  return lines
 }
 
 /** A set element as nft prints it: `198.18.0.0/16`, `198.18.0.10 . 443`, `[...] . 8000-8080`. */

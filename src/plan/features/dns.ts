@@ -47,7 +47,7 @@ const both = (purpose: Purpose, matches: readonly Match[], target: Target): Rule
 
 /** A zone rule (the original direction's zone): UDP only. */
 const udp = (purpose: Purpose, matches: readonly Match[], zone: number): Rule[] => [
-  { purpose, protocol: 'udp', matches, target: { kind: 'ct-zone', zone } },
+  { purpose, protocol: 'udp', matches, target: { kind: 'ct-zone', zone, direction: 'original' } },
 ]
 
 export const dns: Feature = (settings: Settings, family: Family) => {
