@@ -80,8 +80,8 @@ const markdownFiles = [
     .map(f => `docs/${f}`),
 ]
 
-t.test('every relative link in the README, CONTRIBUTING.md and docs/ resolves, to a heading that exists', async t => {
-  for (const file of markdownFiles) {
+t.test("every relative link in the README, CONTRIBUTING.md, docs/ and the chart's README resolves, to a heading that exists", async t => {
+  for (const file of [...markdownFiles, 'charts/sidecar-redirect/README.md']) {
     const text = read(file).replace(/^```[\s\S]*?^```/gm, '')
     for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
       if (!target || /^[a-z]+:/.test(target)) continue
