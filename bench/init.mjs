@@ -9,6 +9,8 @@
 //   init (re-run)       init over its own rules (one read per family and the ruleset, nothing written)
 //   init (fresh, live)  init (fresh) plus the live probe (ISTIO_VERIFY=live, the default)
 //   floor (fresh), floor (re-run)   bench/floor.mjs: Node starting init's processes in init's rounds, and nothing else
+//   init before (fresh), init before (re-run)   with BEFORE=<another checkout, built>: its init, in the same rounds
+//                       (e.g. main's, to show that a change costs init nothing)
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
@@ -24,6 +26,7 @@ const env = { ...process.env, ISTIO_VERIFY: 'rules', ISTIO_LOG_FORMAT: 'json' }
 delete env.NODE_OPTIONS
 const liveEnv = { ...env, ISTIO_VERIFY: 'live' }
 const cli = `${root}entrypoint`
+const beforeCli = process.env.BEFORE ? `${process.env.BEFORE.replace(/\/$/, '')}/entrypoint` : undefined
 
 const nodes = { 'node 24': node24(), [`node ${process.versions.node.split('.')[0]}`]: process.execPath }
 const payload = execFileSync(process.execPath, [cli, 'plan'], { encoding: 'utf8', env }).split(/^# ipv6.*\n/m)
@@ -52,6 +55,10 @@ for (const [label, node] of Object.entries(nodes)) {
   contenders[`${label}: init (fresh)`] = { before: clean, run: () => inNs(cli, ['init'], { env: under(node, env) }) }
   contenders[`${label}: init (re-run)`] = { before: () => undefined, run: () => inNs(cli, ['init'], { env: under(node, env) }) }
   contenders[`${label}: init (fresh, live)`] = { before: clean, run: () => inNs(cli, ['init'], { env: under(node, liveEnv) }) }
+  if (beforeCli) {
+    contenders[`${label}: init before (fresh)`] = { before: clean, run: () => inNs(beforeCli, ['init'], { env: under(node, env) }) }
+    contenders[`${label}: init before (re-run)`] = { before: () => undefined, run: () => inNs(beforeCli, ['init'], { env: under(node, env) }) }
+  }
 }
 
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]

@@ -5,4 +5,12 @@ import { STARTED_AT } from './started.js'
 import { realIo } from './io.js'
 import { run } from './main.js'
 
+// A reader that went away (`--help | head -1`) is not a failure of ours: what it did not read it did not want.
+// Without a listener Node throws EPIPE from the stream, with a stack, after the work is done.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+  })
+}
+
 process.exitCode = await run(process.argv.slice(2), process.env, realIo(STARTED_AT))

@@ -53,6 +53,34 @@ export interface CommandLine {
 const FILE_FLAG = 'filename'
 const FILE_COMMANDS: readonly string[] = ['inject', 'uninject']
 
+type Table = { readonly [key: string]: OptionSpec<unknown> }
+
+// What cni-install and hold read of the capture settings: only how to log.
+const LOGGING: Table = { logFormat: OPTIONS.logFormat, strictEnv: OPTIONS.strictEnv }
+
+// The option tables each command reads (main.ts): its --help lists their flags and no other, and any other flag
+// is refused rather than silently ignored. The compiler keeps this complete as COMMANDS grows.
+const COMMAND_OPTIONS: { readonly [C in keyof typeof COMMANDS]: readonly Table[] } = {
+  init: [OPTIONS],
+  plan: [OPTIONS],
+  verify: [OPTIONS],
+  clean: [OPTIONS],
+  demo: [OPTIONS],
+  run: [OPTIONS, AGENT_OPTIONS],
+  validate: [OPTIONS, VALIDATE_OPTIONS],
+  ready: [OPTIONS, AGENT_OPTIONS],
+  'envoy-config': [OPTIONS],
+  'cni-install': [LOGGING, CNI_INSTALL_OPTIONS],
+  'node-agent': [OPTIONS, NODE_AGENT_OPTIONS],
+  classifier: [OPTIONS, CLASSIFIER_OPTIONS, AGENT_OPTIONS],
+  inject: [OPTIONS, INJECT_OPTIONS, AGENT_OPTIONS],
+  uninject: [OPTIONS, INJECT_OPTIONS, AGENT_OPTIONS],
+  webhook: [OPTIONS, INJECT_OPTIONS, AGENT_OPTIONS, WEBHOOK_OPTIONS],
+  hold: [LOGGING],
+  // Istio's own flags, after its name (main.ts hands them to its parser before ours runs); none of ours.
+  'istio-iptables': [],
+}
+
 const SPECS: [string, OptionSpec<unknown>][] = [
   ...Object.entries(OPTIONS),
   ...Object.entries(AGENT_OPTIONS),
@@ -66,7 +94,12 @@ const SPECS: [string, OptionSpec<unknown>][] = [
 
 const isCommand = (name: unknown): name is keyof typeof COMMANDS => typeof name === 'string' && name in COMMANDS
 
-const FLAGS = new Set(SPECS.map(([, spec]) => spec.flag))
+/** The flags `command` takes, each once (one flag may serve two tables: --classifier-socket). */
+export const commandFlags = (command: keyof typeof COMMANDS): OptionSpec<unknown>[] => [
+  ...new Map(COMMAND_OPTIONS[command].flatMap(table => Object.values(table)).map(spec => [spec.flag, spec])).values(),
+]
+
+const ALWAYS = ['_', '$0', '--', 'help', 'h']
 
 // yargs' own strict mode says "Unknown argument: bogus" for a command too, and does not list what is valid.
 const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; readonly [key: string]: unknown }): void => {
@@ -74,24 +107,30 @@ const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; reado
   if (first !== undefined && !isCommand(first)) {
     throw new UsageError(`unknown command ${JSON.stringify(first)}; commands: ${Object.keys(COMMANDS).join(', ')}`)
   }
-  if (second !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(second)} after the command ${first}; one command at a time`)
-  if (parsed[FILE_FLAG] !== undefined && !FILE_COMMANDS.includes(String(first))) {
+  const command = first ?? 'init'
+  if (second !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(second)} after the command ${command}; one command at a time`)
+  if (parsed[FILE_FLAG] !== undefined && !FILE_COMMANDS.includes(command)) {
     throw new UsageError(`-f/--${FILE_FLAG} is a flag of ${FILE_COMMANDS.join(' and ')} only`)
   }
-  const unknown = Object.keys(parsed).find(key => !['_', '$0', '--', 'help', FILE_FLAG, 'f'].includes(key) && !FLAGS.has(key))
-  if (unknown !== undefined) {
-    throw new UsageError(
-      `unknown flag ${JSON.stringify(`${unknown.length === 1 ? '-' : '--'}${unknown}`)}; flags: ${[...FLAGS].map(f => `--${f}`).join(', ')}, --help`,
-    )
-  }
+  const mine = new Set(commandFlags(command).map(spec => spec.flag))
+  const unknown = Object.keys(parsed).find(key => !ALWAYS.includes(key) && key !== FILE_FLAG && key !== 'f' && !mine.has(key))
+  if (unknown === undefined) return
+  const given = JSON.stringify(`${unknown.length === 1 ? '-' : '--'}${unknown}`)
+  const owners = Object.keys(COMMANDS).filter(name => commandFlags(name as keyof typeof COMMANDS).some(spec => spec.flag === unknown))
+  throw new UsageError(
+    owners.length > 0
+      ? `${given} is not a flag of ${command} (it is a flag of ${owners.join(', ')}); \`${command} --help\` lists ${command}'s flags`
+      : `unknown flag ${given}; ${command}'s flags: ${[...mine].map(f => `--${f}`).join(', ')}, --help`,
+  )
 }
+
+const isHelp = (arg: string): boolean => arg === '--help' || arg === '-h'
 
 /** parseCommandLine reads argv into a command and the flags given; throws ConfigError on unknown input. */
 export const parseCommandLine = async (argv: readonly string[], print: (text: string) => void): Promise<CommandLine> => {
   const [only, ...more] = argv
   if (more.length === 0 && (only === undefined || isCommand(only))) return { command: only ?? 'init', flags: {}, rest: [], files: [] }
   const { default: yargs } = await import('yargs')
-  let helpShown = false
   // yargs takes a lone "-" for a positional argument; as kubectl's, "-f -" means stdin.
   const args = argv.flatMap((arg, i) =>
     arg === '-' && ['-f', `--${FILE_FLAG}`].includes(argv[i - 1] ?? '')
@@ -100,11 +139,18 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
         ? [`--${FILE_FLAG}=-`]
         : [arg],
   )
+  // Help without a command is the list of commands; `COMMAND --help` lists that command's flags and no other.
+  const beforeDashes = args.includes('--') ? args.slice(0, args.indexOf('--')) : args
+  const helpOnly = beforeDashes.some(isHelp) && !beforeDashes.some(isCommand)
   const parser = yargs(args)
     .scriptName('entrypoint')
-    .usage('$0 [command] [flags]\n\nEvery flag can also be given as the environment variable shown; a flag wins.')
-    .command(['init', '$0'], COMMANDS.init)
+    .usage(
+      '$0 [command] [flags]\n\nWithout a command it runs init. Every flag can also be given as the environment variable shown; a flag wins.\n`$0 COMMAND --help` lists the flags of that command.',
+    )
     .exitProcess(false)
+    // yargs' own --help prints and then we would print again: help is ours (one print, to the given output).
+    .help(false)
+    .option('help', { alias: 'h', type: 'boolean', describe: 'show help (with a command: its flags only)' })
     .parserConfiguration({ 'populate--': true, 'camel-case-expansion': false })
     .version(false)
     .wrap(Math.min(120, process.stdout.columns ?? 120))
@@ -112,30 +158,37 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
       // yargs' own complaints (its YError) are about the command line, like ours.
       throw error !== undefined && error.name !== 'YError' ? error : new UsageError(`command line ${JSON.stringify(argv.join(' '))}: ${message}`)
     })
-  for (const [name, description] of Object.entries(COMMANDS)) if (name !== 'init') parser.command(name, description)
-  parser.option(FILE_FLAG, {
-    alias: 'f',
-    type: 'string',
-    array: true,
-    requiresArg: true,
-    describe: 'inject, uninject: a file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable',
-  })
-  // One flag may serve two commands (--classifier-socket): register it once.
-  for (const spec of new Map(SPECS.map(([, spec]) => [spec.flag, spec])).values()) {
-    parser.option(spec.flag, {
-      type: 'string',
-      requiresArg: false,
-      describe: `${spec.help} [env ${spec.env}, default ${spec.default === '' ? 'empty' : JSON.stringify(spec.default)}]`,
+  for (const [name, description] of Object.entries(COMMANDS) as [keyof typeof COMMANDS, string][]) {
+    parser.command(name === 'init' && !helpOnly ? ['init', '$0'] : name, description, command => {
+      if (FILE_COMMANDS.includes(name)) {
+        command.option(FILE_FLAG, {
+          alias: 'f',
+          type: 'string',
+          array: true,
+          requiresArg: true,
+          describe: 'a file, a directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable',
+        })
+      } else {
+        // Parsed (not listed) for every other command too, so that its -f is refused by name.
+        command.string(FILE_FLAG).array(FILE_FLAG).alias('f', FILE_FLAG)
+      }
+      for (const spec of commandFlags(name)) {
+        command.option(spec.flag, {
+          type: 'string',
+          requiresArg: false,
+          describe: `${spec.help} [env ${spec.env}, default ${spec.default === '' ? 'empty' : JSON.stringify(spec.default)}]`,
+        })
+      }
+      return command
     })
   }
+  // Flags of other commands are still parsed as text (not numbers), so the refusal can quote them as given.
+  for (const [, spec] of SPECS) parser.string(spec.flag)
   const parsed = parser.parseSync()
-  parser.showHelp(text => {
-    if (parsed['help']) {
-      helpShown = true
-      print(`${text}\n`)
-    }
-  })
-  if (helpShown) return { command: 'help', flags: {}, rest: [], files: [] }
+  if (parsed['help'] === true) {
+    parser.showHelp(help => print(`${help}\n`))
+    return { command: 'help', flags: {}, rest: [], files: [] }
+  }
   refuseUnknown(parsed)
   const [first] = parsed._
   const flags: Flags = Object.fromEntries(

@@ -75,7 +75,11 @@ export class VerifyError extends SidecarError {
 export class PrivilegeError extends SidecarError {
   readonly code = 'E_PRIVILEGE'
   readonly exitCode = 6
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    options?: ErrorOptions,
+    override readonly details: readonly string[] = [],
+  ) {
     super(message, options)
   }
 }

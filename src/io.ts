@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import type { HostFs } from './backend/detect.js'
 import { realExec, type Exec } from './exec/exec.js'
 import { onPath } from './exec/on-path.js'
+import { missingRight } from './exec/refusal.js'
 import { acquireNetnsLock } from './backend/lock.js'
 import { EnvironmentError } from './errors.js'
 import { canOpenIpv6 } from './net/ipv6.js'
@@ -27,17 +28,25 @@ const absentOr = <T>(path: string, absent: T, read: () => T): T => {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return absent
-    throw new EnvironmentError(`cannot read ${path}: ${code ?? (error as Error).message}`, { cause: error })
+    throw new EnvironmentError(`cannot read ${path}: ${missingRight(code) ?? code ?? (error as Error).message}`, { cause: error })
   }
 }
 
+/** A file's text, or undefined when it does not exist; synchronous (see realFs). Throws EnvironmentError. */
+export const readTextOrAbsent = (path: string): string | undefined => absentOr<string | undefined>(path, undefined, () => readFileSync(path, 'utf8'))
+
+/** A directory's entries, or none when it does not exist; synchronous (see realFs). Throws EnvironmentError. */
+export const listOrAbsent = (path: string): string[] => absentOr<string[]>(path, [], () => readdirSync(path))
+
 // Synchronous inside: these are small /proc files, read in microseconds, where a round trip through libuv's thread
 // pool (and starting the pool) cost init milliseconds before its first process.
-const realFs: HostFs = {
-  readFile: async path => absentOr<string | undefined>(path, undefined, () => readFileSync(path, 'utf8')),
-  readDir: async path => absentOr<string[]>(path, [], () => readdirSync(path)),
+export const realFs: HostFs = {
+  readFile: async path => readTextOrAbsent(path),
+  readDir: async path => listOrAbsent(path),
   canOpenIpv6: () => canOpenIpv6(),
   onPath,
+  // Asked only to explain a refusal: loaded then (with its FFI), not on every init's start.
+  ownsNetns: async () => (await import('./net/namespace.js')).ownsOwnNetns(),
 }
 
 export const realIo = (startedAt = performance.now()): Io => ({

@@ -1,17 +1,11 @@
-// The entry: parse, dispatch, and the one place errors become exit codes. Nothing below here calls process.exit.
+// The entry: parse, dispatch, and turn every failure into its exit code (commands/rules.ts). Nothing below here calls process.exit.
 
 import { parseCommandLine } from './cli.js'
-import { runClean } from './commands/clean.js'
-import { runInit } from './commands/init.js'
 import { runPlan } from './commands/plan.js'
-import { runVerify } from './commands/verify.js'
-import { isSidecarError, UsageError } from './errors.js'
+import { earlyLogger, isRuleCommand, openSession, reportFailure, runRuleCommand } from './commands/rules.js'
 import type { IstioAction } from './commands/istio-iptables.js'
+import { UsageError } from './errors.js'
 import type { Io } from './io.js'
-import { createLogger } from './log.js'
-import { loadSettings } from './settings/load.js'
-import { findMisspelt } from './settings/misspelt.js'
-import { readServicesFile } from './settings/services-file.js'
 import {
   parseAgentSettings,
   parseClassifierSettings,
@@ -36,39 +30,23 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
     const { runIstioIptables } = await import('./commands/istio-iptables.js')
     return runIstioIptables(istio.rest, env, ioIn, istio.action)
   }
-  let io = ioIn
-  // Errors found before the settings are read still honour the requested format when it is valid.
-  let logger = createLogger(env['ISTIO_LOG_FORMAT']?.trim() === 'json' ? 'json' : 'text', io.out)
+  let logger = earlyLogger(env, ioIn.out)
   try {
-    const { command, flags, rest, files } = await parseCommandLine(argv, io.out.write)
+    const { command, flags, rest, files } = await parseCommandLine(argv, ioIn.out.write)
     if (command === 'help') return 0
     if (command === 'inject' || command === 'uninject' || command === 'webhook') {
       // They build pods rather than rules: a file a setting names is the pod's to read, not the injector's.
       const { runInjector } = await import('./commands/injector.js')
-      return await runInjector(command, { env, flags }, files, io, logger)
+      return await runInjector(command, { env, flags }, files, ioIn, logger)
     }
-    const settingsStart = io.now()
-    const settings = await loadSettings(env, flags, readServicesFile)
-    const settingsMs = Math.round((io.now() - settingsStart) * 10) / 10
-    logger = createLogger(settings.logFormat, io.out)
-    const timeoutMs = settings.execTimeout * 1000
-    io = { ...ioIn, exec: (file, args, input, options) => ioIn.exec(file, args, input, { timeoutMs, ...options }) }
-    for (const { variable, suggestion, message } of findMisspelt(env)) {
-      if (settings.strictEnv) throw new UsageError(`${message} (ISTIO_STRICT_ENV=true)`)
-      logger.event('warning', message, { variable, suggestion })
-    }
+    // init, verify and clean: the path the node agent runs for each pod too.
+    if (isRuleCommand(command)) return await runRuleCommand(command, env, flags, ioIn)
+    const session = await openSession(env, flags, ioIn)
+    const { settings, io } = session
+    logger = session.logger
     switch (command) {
-      case 'init':
-        await runInit(settings, io, logger, { settingsMs })
-        break
       case 'plan':
         await runPlan(settings, io)
-        break
-      case 'verify':
-        await runVerify(settings, io, logger)
-        break
-      case 'clean':
-        await runClean(settings, io, logger)
         break
       case 'demo': {
         const { runDemo } = await import('./commands/demo.js')
@@ -116,12 +94,6 @@ export const run = async (argv: readonly string[], env: Env, ioIn: Io): Promise<
     }
     return 0
   } catch (error) {
-    if (!isSidecarError(error)) {
-      io.out.error(`sidecar-redirect: unexpected failure (a bug; please report it):\n${error instanceof Error ? error.stack : String(error)}\n`)
-      return 1
-    }
-    const cause = error.cause instanceof Error ? [`cause: ${error.cause.message.split('\n')[0]}`] : []
-    logger.error(error.code, error.message, [...error.details, ...cause])
-    return error.exitCode
+    return reportFailure(error, logger, ioIn.out)
   }
 }

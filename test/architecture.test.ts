@@ -14,7 +14,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ['cgroup', 'plan', 'privilege', 'inject'],
   ['path'],
   ['backend', 'classifier'],
-  ['verify', 'agent', 'io.ts', 'cni', 'webhook'],
+  // What a command may do to the world: the node agent's engine (cni) builds one per pod.
+  ['io.ts'],
+  ['verify', 'agent', 'cni', 'webhook'],
   ['commands', 'cli.ts', 'peer.ts'],
   ['main.ts'],
   ['bin.ts'],
@@ -79,6 +81,23 @@ t.test('no files import each other in a circle', async t => {
   }
   for (const v of graph.keys()) if (!order.has(v)) visit(v)
   t.same(circles, [], 'no circles')
+})
+
+// The node agent runs every pod's init, verify and clean in one process: a module-level variable would be state
+// shared between pods' requests. Allowed: caches made on first use that never change afterwards (libc's FFI
+// bindings; the injector's default settings; the module Istio's probe loads lazily).
+const LAZY_CONSTANTS = ['net/libc.ts:', 'inject/containers.ts:', 'verify/istio-probe.ts:']
+t.test("no module keeps mutable state at its top level (one pod's request cannot leave any for another)", async t => {
+  const found = [...graph.keys()].flatMap(file =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .flatMap((line, i) => (/^(export )?(let|var) /.test(line) ? [`${relative(SRC, file)}:${i + 1}: ${line}`] : [])),
+  )
+  t.same(
+    found.filter(l => !LAZY_CONSTANTS.some(allowed => l.startsWith(allowed))),
+    [],
+    'no top-level let or var but the caches that never change',
+  )
 })
 
 t.test('the check sees imports at all', async t => {

@@ -32,7 +32,10 @@ t.test('an unknown command or flag is one line naming it and the valid ones, exi
       /^sidecar-redirect: unknown command "bogus"; commands: init, plan, verify, clean, .*classifier, inject, uninject, webhook, hold, istio-iptables \[E_CONFIG\]\n$/,
     ],
     [['bogus', '--proxy-port', '5002'], /unknown command "bogus"/],
-    [['plan', '--proxy-prot', '5002'], /^sidecar-redirect: unknown flag "--proxy-prot"; flags: --proxy-port, --proxy-uid, .*--help \[E_CONFIG\]\n$/],
+    [
+      ['plan', '--proxy-prot', '5002'],
+      /^sidecar-redirect: unknown flag "--proxy-prot"; plan's flags: --proxy-port, --proxy-uid, .*--help \[E_CONFIG\]\n$/,
+    ],
     [['plan', '-x'], /unknown flag "-x"/],
     [['plan', 'init'], /unexpected argument "init" after the command plan/],
     [['bo\ngus\0'], /^sidecar-redirect: unknown command "bo\\ngus\\u0000"; commands: /],
@@ -73,8 +76,6 @@ t.test("other components' variables and far-off names are not warned about", asy
   const env = {
     ISTIO_META_PROXY_PORT: '1',
     ISTIO_META_CLUSTER_ID: 'x',
-    ISTIO_SERVICE_CIDR: '10.0.0.0/8',
-    ISTIO_LOCAL_EXCLUDE_PORTS: '22',
     ISTIO_VERSION: '1.20',
     ISTIO_PROXY_PORT: '5001',
     PROXY_PROT: '1',

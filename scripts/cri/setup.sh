@@ -21,6 +21,7 @@ fi
 out=.tools/cri
 mkdir -p "$out"
 save_images() {
+  source scripts/image/podman-setup.sh
   bash scripts/image/build.sh
   local ctx
   ctx=$(mktemp -d)

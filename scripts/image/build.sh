@@ -6,7 +6,7 @@
 set -euo pipefail
 image=${IMAGE:-localhost/sidecar-redirect:dev}
 cd "$(dirname "$0")/../.."
-bash scripts/image/podman-setup.sh
+source scripts/image/podman-setup.sh
 bash scripts/image/base.sh
 ca=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
 secret=()

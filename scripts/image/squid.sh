@@ -4,7 +4,7 @@
 set -euo pipefail
 image=${IMAGE:-localhost/sr-squid:bookworm}
 cd "$(dirname "$0")/../.."
-bash scripts/image/podman-setup.sh
+source scripts/image/podman-setup.sh
 bash scripts/image/base.sh
 if ! podman image exists "$image" || [ -n "${REBUILD:-}" ]; then
   podman build -q -t "$image" scripts/image/squid >/dev/null

@@ -16,6 +16,11 @@ export interface HostFs {
   canOpenIpv6(): Promise<boolean>
   /** Whether an executable of this name is on PATH, as exec would find it; a look, not a process. */
   onPath(program: string): Promise<boolean>
+  /**
+   * Whether the tools run in the user namespace that owns the netns (not so when a pod with hostUsers: false is
+   * programmed from the node); asked only to explain a refusal. Absent means yes.
+   */
+  ownsNetns?(): Promise<boolean>
 }
 
 export interface SavedTables {

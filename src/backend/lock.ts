@@ -15,16 +15,25 @@ import { CAP_NET_ADMIN, hasCapability, parseStatus } from '../privilege/status.j
 const LOCK_NAME = '\0sidecar-redirect/rules'
 const SHOWN_NAME = '@sidecar-redirect/rules'
 
-const tryListen = (server: net.Server): Promise<boolean> =>
+/**
+ * Runs `work` in the network namespace whose lock is meant: this process's own by default; the node agent's
+ * runs it in a pod's. Abstract names are looked up in the namespace the socket was made in, and Node makes (and
+ * binds or connects) the socket within listen() and connect() themselves.
+ */
+export type InNamespace = <T>(work: () => T) => T
+
+const here: InNamespace = work => work()
+
+const tryListen = (server: net.Server, inNamespace: InNamespace): Promise<boolean> =>
   new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error)))
-    server.listen(LOCK_NAME, () => resolve(true))
+    inNamespace(() => server.listen(LOCK_NAME, () => resolve(true)))
   })
 
 /** The holder's credentials, or undefined when it let go before we could ask. */
-const askHolder = (): Promise<PeerCredentials | undefined> =>
+const askHolder = (inNamespace: InNamespace): Promise<PeerCredentials | undefined> =>
   new Promise(resolve => {
-    const socket = net.connect(LOCK_NAME)
+    const socket = inNamespace(() => net.connect(LOCK_NAME))
     socket.once('connect', () => {
       const credentials = peerCredentials(socket)
       socket.destroy()
@@ -46,15 +55,15 @@ const describe = (holder: PeerCredentials | undefined): string =>
     : `PID ${holder.pid === 0 ? '(in another PID namespace)' : holder.pid}, UID ${holder.uid}`
 
 /** Waits for the namespace-wide lock and returns its release; throws EnvironmentError after `timeoutMs`. */
-export const acquireNetnsLock = async (timeoutMs = 10_000): Promise<() => Promise<void>> => {
+export const acquireNetnsLock = async (timeoutMs = 10_000, inNamespace: InNamespace = here): Promise<() => Promise<void>> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const server = net.createServer(socket => socket.destroy())
-    if (await tryListen(server)) {
+    if (await tryListen(server, inNamespace)) {
       server.unref()
       return () => new Promise(resolve => server.close(() => resolve()))
     }
-    const holder = await askHolder()
+    const holder = await askHolder(inNamespace)
     if (holder !== undefined && !(await mayChangeRules(holder))) {
       throw new EnvironmentError(
         `this namespace's rule lock (${SHOWN_NAME}) is held by ${describe(holder)}, which lacks CAP_NET_ADMIN, so it is no sidecar-redirect; refusing rather than waiting on it`,

@@ -7,6 +7,7 @@ import { CommandFailed, type Exec } from '../exec/exec.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
+import type { HostFs } from './detect.js'
 import type { RuleBackend } from './types.js'
 
 const FLAG: Record<Family, string> = { ipv4: '-4', ipv6: '-6' }
@@ -92,6 +93,23 @@ const remove = async (exec: Exec, family: Family, r: LocalRouting, found: Pick<F
   if (found.route) await run(exec, family, r, { verb: 'del', object: 'route' })
 }
 
+// Whether a route of ours can be in the table, from /proc and without a process: IPv4 lists each table that holds a
+// route by its id in fib_trie; IPv6 lists every table's routes in ipv6_route (without the table), ours being a
+// local default route on lo. Our rule is added after our route and removed before it, so where no route of ours
+// can be, no rule of ours is either, and clean (every pod's DEL) need not start `ip` four times to find nothing.
+const PROC_ROUTES: Record<Family, string> = { ipv4: '/proc/net/fib_trie', ipv6: '/proc/net/ipv6_route' }
+const RTF_LOCAL = 0x80000000
+
+/** mayHoldRoute: false only when the /proc text shows no route of our route's shape in `table`. Pure. */
+export const mayHoldRoute = (family: Family, table: number, proc: string | undefined): boolean => {
+  if (proc === undefined) return false
+  if (family === 'ipv4') return new RegExp(`^Id ${table}:`, 'm').test(proc)
+  return proc.split('\n').some(line => {
+    const [dest, prefix, , , , , , , flags = '0', dev] = line.trim().split(/\s+/)
+    return dest === '0'.repeat(32) && prefix === '00' && (Number.parseInt(flags, 16) & RTF_LOCAL) !== 0 && dev === 'lo'
+  })
+}
+
 const foreignRoutes = (family: Family, r: LocalRouting, foreign: readonly string[]): string =>
   `${family} routing table ${r.table} holds routes that are not ours (${foreign.join('; ')})`
 
@@ -102,7 +120,15 @@ const describe = (r: LocalRouting): string => `ip rule ${r.priority} (fwmark ${h
  * anything changes, adds what is missing, then applies the rules; if they are refused, what it added goes again.
  * `owned` is what clean removes, from the settings, so a switch back to REDIRECT still cleans it.
  */
-export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting): RuleBackend => {
+export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting, fs?: Pick<HostFs, 'readFile'>): RuleBackend => {
+  // A /proc file that cannot be read says nothing: then `ip` is asked.
+  const mayHold = (family: Family): Promise<boolean> =>
+    fs
+      ? fs.readFile(PROC_ROUTES[family]).then(
+          text => mayHoldRoute(family, owned.table, text),
+          () => true,
+        )
+      : Promise.resolve(true)
   const routed = (plan: Plan) => plan.families.flatMap(p => (p.routing ? [{ family: p.family, routing: p.routing }] : []))
   return {
     name: inner.name,
@@ -156,6 +182,7 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting)
           const f = found[i]!
           return {
             scope: `${w.family} routing`,
+            ...(!f.rule && !f.route && { absent: true }),
             drift: [
               ...(f.rule ? [] : [`- ip rule: ${ruleLine(w.routing)}`]),
               ...(f.route ? [] : [`- ip route table ${w.routing.table}: ${ROUTE_LINE[w.family]}`]),
@@ -166,12 +193,20 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting)
       ]
     },
     clean: async plan => {
-      const lines = await inner.clean(plan)
-      // Only ip writes the routing: where it is missing (the init image has none), no init here can have written any.
-      const found = await Promise.all(plan.families.map(p => readRouting(exec, p.family, owned))).catch((error: unknown) => {
-        if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
-        throw error
-      })
+      // The routing is read beside the rules' own reads (one round of processes), and removed after them.
+      const [cleaned, read] = await Promise.allSettled([
+        inner.clean(plan),
+        // Only ip writes the routing: where it is missing (the init image has none), no init here can have written any.
+        Promise.all(
+          plan.families.map(async p => ((await mayHold(p.family)) ? readRouting(exec, p.family, owned) : { rule: false, route: false, foreign: [] })),
+        ).catch((error: unknown) => {
+          if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
+          throw error
+        }),
+      ])
+      if (cleaned.status === 'rejected') throw cleaned.reason
+      if (read.status === 'rejected') throw read.reason
+      const [lines, found] = [cleaned.value, read.value]
       if (found === undefined) return [...lines, 'routing: not checked, ip (iproute2) is not installed here, so no run here wrote any']
       for (const [i, p] of plan.families.entries()) await remove(exec, p.family, owned, found[i]!)
       return [

@@ -19,6 +19,8 @@ export interface Drift {
   readonly scope: string
   /** A readable diff, empty when the kernel holds exactly the plan. */
   readonly drift: readonly string[]
+  /** True when nothing of ours is in this scope at all (verify then says so in one line, not with a diff). */
+  readonly absent?: boolean
 }
 
 export interface RuleBackend {

@@ -5,6 +5,7 @@
 // what a file on the node holds or is; that goes to the agent's log (CniError.log).
 
 import { ConfigError, FileConfigError } from '../errors.js'
+import type { NetnsLookup } from '../net/namespace.js'
 import { loadSettings, type ReadServices } from '../settings/load.js'
 import { OPTIONS } from '../settings/options.js'
 import { parseSettings } from '../settings/parse.js'
@@ -19,15 +20,38 @@ export interface CliOutcome {
   readonly output: string
 }
 
+/**
+ * What a CNI_NETNS path names, seen from the agent: as openNetns says (gone, not a netns, not openable), except
+ * that a netns is named by its identity (`id` tells it from a later one at the same path) and the agent's own or
+ * PID 1's (the node's, in the chart's DaemonSet) is never a pod's.
+ */
+export type NetnsState =
+  | Exclude<NetnsLookup, { readonly kind: 'netns' }>
+  | { readonly kind: 'netns'; readonly id: string }
+  | { readonly kind: 'own'; readonly whose: string }
+
+/** A pod ADD captured, as the agent keeps it captured (see keeper.ts). */
+export interface CapturedPod {
+  readonly container: string
+  readonly netns: string
+  /** The ISTIO_* environment its rules were made from. */
+  readonly env: Readonly<Record<string, string>>
+}
+
 export interface AgentIo {
-  /** Runs our CLI inside the netns at `netns` with exactly `env` (plus PATH). */
+  /** Runs init, verify or clean for the netns at `netns` with exactly `env`, as the CLI would there. */
   runCli(netns: string, command: CliCommand, env: Readonly<Record<string, string>>): Promise<CliOutcome>
-  netnsExists(netns: string): Promise<boolean>
+  /** What the path names; changes nothing. */
+  inspectNetns(netns: string): Promise<NetnsState>
   /** Lines of ours (chains, rules, our nft table) found in the netns, by any backend. */
   ownedRules(netns: string): Promise<readonly string[]>
   /** The tools ADD needs that this node-side process cannot run. */
   missingTools(): Promise<readonly string[]>
   readonly readServices: ReadServices
+  /** ADD captured the pod: keep it so. Never throws. */
+  keep(pod: CapturedPod): Promise<void>
+  /** DEL: stop keeping the pod of this container (and netns, when the runtime still names one). Never throws. */
+  forget(container: string, netns: string): Promise<void>
 }
 
 // Whole-path verification by read-back is what ADD waits for: it needs no process in the pod.
@@ -78,6 +102,28 @@ const failed = (command: CliCommand, outcome: CliOutcome, what: string): CniErro
     : new CniError(PLUGIN_CODE_BASE + outcome.exitCode, `${head}; the node agent's log has its output`, '', outcome.output)
 }
 
+/** Why the agent will not work in what CNI_NETNS names, or undefined when it is a pod's netns. Pure. */
+const refusal = (shown: string, state: NetnsState): string | undefined => {
+  switch (state.kind) {
+    case 'netns':
+      return undefined
+    case 'gone':
+      return `${shown} names nothing: no such network namespace`
+    case 'not-netns':
+      return `${shown} is ${state.what}, not a network namespace`
+    case 'closed':
+      return `${shown} cannot be opened by the node agent (${state.why})`
+    case 'own':
+      return `${shown} is ${state.whose} network namespace, not a pod's: refusing to change it`
+  }
+}
+
+/** The netns a captured pod's ADD or CHECK names must be one the agent may work in; throws CniError 4 if not. */
+const requireTarget = async (netns: string, io: AgentIo): Promise<void> => {
+  const refused = refusal(`CNI_NETNS=${JSON.stringify(netns)}`, await io.inspectNetns(netns))
+  if (refused !== undefined) throw new CniError(CNI_CODES.invalidEnvironment, refused)
+}
+
 const passThrough = (conf: NetConf): string => `${JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion })}\n`
 
 const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply> => {
@@ -86,6 +132,7 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
   const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
   if (!decision.captured) return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: not captured (${decision.reason}); nothing changed\n`)
   const env = await validate(decision, io)
+  await requireTarget(netns, io)
   const outcome = await io.runCli(netns, 'init', env)
   if (outcome.exitCode !== 0) {
     // The sandbox will not start: take ours out again (init's apply is atomic, but a failed verify leaves the rules
@@ -95,6 +142,7 @@ const add = async (request: Request, conf: NetConf, io: AgentIo): Promise<Reply>
       cleaned.exitCode === 0 ? 'nothing of ours was left in the netns' : `and removing our rules failed too (clean exited ${cleaned.exitCode})`
     throw failed('init', outcome, `capture could not be set up, so the sandbox must not start (${after})`)
   }
+  await io.keep({ container: request.env['CNI_CONTAINERID'] ?? '', netns, env })
   return success(passThrough(conf), `sidecar-redirect: ADD ${netns}: captured (${decision.reason}); rules applied and verified\n`)
 }
 
@@ -102,6 +150,7 @@ const check = async (request: Request, conf: NetConf, io: AgentIo): Promise<Repl
   requireVariables(request.env, ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'])
   const netns = request.env['CNI_NETNS'] ?? ''
   const decision = decidePod(conf, request.env['CNI_ARGS'] ?? '')
+  await requireTarget(netns, io)
   if (decision.captured) {
     const outcome = await io.runCli(netns, 'verify', await validate(decision, io))
     if (outcome.exitCode !== 0) throw failed('verify', outcome, 'the pod is captured, but its rules are not the ones planned')
@@ -148,11 +197,16 @@ export const chooseCleanEnv = (stdin: string, cniArgs: string): Readonly<Record<
   return {}
 }
 
-// DEL must succeed whatever is left: a netns already gone, or settings that ADD refused (then nothing was applied).
+// DEL must succeed whatever is left: a netns already gone, a path that is no netns (nothing of ours can be there),
+// or settings that ADD refused (then nothing was applied). A DEL that failed for these would fail forever, and the
+// runtime would never run the other plugins' DEL (an IPAM address would leak).
 const del = async (request: Request, io: AgentIo): Promise<Reply> => {
   const netns = request.env['CNI_NETNS'] ?? ''
-  if (netns === '' || !(await io.netnsExists(netns)))
-    return success('', `sidecar-redirect: DEL: no netns${netns ? ` at ${netns}` : ''}; nothing to remove\n`)
+  await io.forget(request.env['CNI_CONTAINERID'] ?? '', netns)
+  const state: NetnsState = netns === '' ? { kind: 'gone' } : await io.inspectNetns(netns)
+  // Nothing of ours can be in what the agent may not work in: it never put anything there.
+  const refused = refusal(netns || 'CNI_NETNS (empty)', state)
+  if (refused !== undefined) return success('', `sidecar-redirect: DEL: ${refused}; nothing to remove\n`)
   const env = chooseCleanEnv(request.stdin, request.env['CNI_ARGS'] ?? '')
   const outcome = await io.runCli(netns, 'clean', env)
   if (outcome.exitCode !== 0) throw failed('clean', outcome, 'our rules could not be removed')
@@ -184,7 +238,10 @@ export const handleRequest = async (request: Request, io: AgentIo): Promise<Repl
         return await status(io)
       case 'GC':
         parseNetConf(request.stdin)
-        return success('', "sidecar-redirect: GC: nothing is kept outside the pods' netns (no files, no state), so there is nothing to collect\n")
+        return success(
+          '',
+          "sidecar-redirect: GC: nothing is kept outside the pods' netns but the agent's records of the pods it keeps captured, and each goes at DEL or when its netns does: nothing to collect\n",
+        )
       default:
         throw new CniError(
           CNI_CODES.invalidEnvironment,

@@ -7,6 +7,7 @@ export const CNI_CODES = {
   invalidEnvironment: 4,
   decoding: 6,
   invalidConfig: 7,
+  tryAgainLater: 11,
   notAvailable: 50,
 } as const
 

@@ -47,8 +47,12 @@ export const prepareMode = async (request: ModeRequest, target: Target, io: Io, 
   const plan = await timed('plan', async () => planFor(planned, facts.families.value))
   const kind = facts.variant.value
   const accepted = target.acceptedBpf ?? new Set<string>()
-  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs, accepted), io.exec, target.routing) }
-  return { facts, plan, backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind], accepted), io.exec, target.routing) }
+  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs, accepted), io.exec, target.routing, io.fs) }
+  return {
+    facts,
+    plan,
+    backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind], accepted), io.exec, target.routing, io.fs),
+  }
 }
 
 export const prepare = (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> =>

@@ -3,6 +3,7 @@
 // it checks that the proxy's identity is the one the rules exempt, then supervises the proxy.
 
 import { createRequire } from 'node:module'
+import { chooseFamilies, readIpv6 } from '../backend/detect.js'
 import { spawnInherited } from '../exec/processes.js'
 import { enterNetClsGroup, isInGroupFor, mountNetCls, netClsPath } from '../cgroup/net-cls.js'
 import { requestClassification } from '../classifier/client.js'
@@ -10,6 +11,7 @@ import { ConfigError, PrivilegeError } from '../errors.js'
 import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { supervise } from '../agent/supervise.js'
+import { buildPlan } from '../plan/build.js'
 import { describeIdentity, resolveIdentity, type PasswdEntry, type UserLookup } from '../privilege/identity.js'
 import { replaceProcess } from '../privilege/replace-process.js'
 import { raiseNofile } from '../privilege/rlimit.js'
@@ -109,6 +111,26 @@ const checkIdentity = async (settings: Settings, agent: AgentSettings, logger: L
   }
 }
 
+/**
+ * checkBypass: nothing else checks the bypass with the proxy's real identity (init and the node agent connect as
+ * the UID they were told; in a user-namespaced pod programmed from outside the kernel reads UIDs otherwise). One
+ * connection as this process, now the proxy's identity, must not be redirected, or the proxy would loop.
+ */
+const checkBypass = async (settings: Settings, status: ProcessStatus, io: Io, logger: Logger): Promise<void> => {
+  const families = chooseFamilies(settings.ipv6, await readIpv6(io.fs))
+  const { probeProxyBypass } = await import('../verify/probe.js')
+  const checks = await probeProxyBypass(buildPlan(settings, families.value), { uid: status.uids[0] ?? -1, gid: status.gids[0] ?? -1 })
+  const lines = checks.map(c => `${c.family} ${c.name}: ${c.status}, ${c.detail}`)
+  if (checks.some(c => c.status === 'failed')) {
+    throw new PrivilegeError(
+      "the rules redirect this agent's own connection, made as the proxy will make them: the proxy would capture its own traffic and loop, so it is not started",
+      undefined,
+      lines,
+    )
+  }
+  logger.event('bypass', `the proxy's own connections go out directly: ${lines.join('; ')}`, { checks: lines })
+}
+
 export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: readonly string[], io: Io, logger: Logger): Promise<number> => {
   const [command, ...args] = proxy
   if (command === undefined) throw new ConfigError('run', '', 'a proxy command after --, e.g. run -- envoy -c /etc/envoy/envoy.yaml')
@@ -118,6 +140,7 @@ export const runAgent = async (settings: Settings, agent: AgentSettings, proxy: 
     logger.event('classified', `the node classifier put this agent into net_cls group ${group}`)
   }
   await checkIdentity(settings, agent, logger)
+  await checkBypass(settings, readStatus('self'), io, logger)
   // Started unprivileged by the container runtime, no_new_privs may not be set yet: setpriv sets it for the proxy.
   const [file, argv] = readStatus('self').noNewPrivs ? [command, args] : ['setpriv', ['--no-new-privs', '--', command, ...args]]
   return supervise({

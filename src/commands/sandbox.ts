@@ -3,7 +3,7 @@
 // destroy() deletes everything, including the veth (it goes with its namespace).
 
 import { randomBytes } from 'node:crypto'
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import type { Exec, ExecResult } from '../exec/exec.js'
 import { runForStatus, startProcess, type Started, type Status } from '../exec/processes.js'
@@ -47,8 +47,19 @@ export interface ConnectOptions {
   readonly device?: string
 }
 
+export interface SandboxOptions {
+  /**
+   * Make the pod as runc makes a pod with hostUsers: false: a user namespace with this uid_map and gid_map written
+   * first (e.g. "0 327680 65536"), then the netns inside it. Every command in the pod then runs as the pod's root
+   * (UIDs given to connect are the pod's).
+   */
+  readonly usernsMap?: string
+}
+
 export interface Sandbox {
   readonly podNs: string
+  /** The pod's user namespace (/proc/PID/ns/user of a process kept in it), when it has one of its own. */
+  readonly podUserns?: string
   readonly remoteNs: string
   /** Runs a command inside a namespace and returns its output, or throws on failure. */
   exec(where: Where, file: string, args: readonly string[], input?: string): Promise<ExecResult>
@@ -65,21 +76,59 @@ export interface Sandbox {
 // Test runners hook NODE_OPTIONS into every child they see spawned (tap's coverage does), and such a hook fails in
 // a child that changed UID; `env -u` removes it after the spawn, where no hook can put it back. Children start in
 // `/`, as a container's would, not in a working directory a dropped UID may not enter.
-const inNamespace = (ns: string, file: string, args: readonly string[]): [string, string[]] => [
+const inNamespace = (ns: string, file: string, args: readonly string[], userns?: string): [string, string[]] => [
   'nsenter',
-  [`--net=/run/netns/${ns}`, '--wd=/', 'env', '-u', 'NODE_OPTIONS', file, ...args],
+  [...(userns ? [`--user=${userns}`] : []), `--net=/run/netns/${ns}`, '--wd=/', 'env', '-u', 'NODE_OPTIONS', file, ...args],
 ]
+
+/** Waits until `pid` is in a namespace of `kind` other than ours (it has unshared). */
+const unshared = async (pid: number, kind: 'user' | 'net'): Promise<void> => {
+  const ours = readlinkSync(`/proc/self/ns/${kind}`)
+  for (let i = 0; i < 200; i++) {
+    if (readlinkSync(`/proc/${pid}/ns/${kind}`) !== ours) return
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+  throw new Error(`process ${pid} never left our ${kind} namespace`)
+}
+
+/**
+ * A netns named `name` inside a new user namespace whose maps are written first; returns the process that keeps
+ * the user namespace open (the netns keeps it alive too, but a path to it is needed to enter it).
+ */
+const netnsInUserns = async (io: SandboxIo, name: string, map: string): Promise<Started> => {
+  const holder = startProcess('unshare', ['--user', '--', 'sleep', 'infinity'])
+  await unshared(holder.pid, 'user')
+  writeFileSync(`/proc/${holder.pid}/uid_map`, `${map}\n`)
+  writeFileSync(`/proc/${holder.pid}/gid_map`, `${map}\n`)
+  // As the pod's root (nsenter --user takes UID 0 there), so the netns is owned by the pod's user namespace.
+  const creator = startProcess('nsenter', [`--user=/proc/${holder.pid}/ns/user`, '--', 'unshare', '--net', '--', 'sleep', 'infinity'])
+  try {
+    await unshared(creator.pid, 'net')
+    await io.exec('ip', ['netns', 'attach', name, String(creator.pid)])
+  } finally {
+    await creator.stop()
+  }
+  return holder
+}
 
 export interface SandboxIo {
   readonly exec: Exec
 }
 
-export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, programs?: Programs): Promise<Sandbox> => {
+export const createSandbox = async (
+  io: SandboxIo,
+  addresses: SandboxAddresses,
+  programs?: Programs,
+  options: SandboxOptions = {},
+): Promise<Sandbox> => {
   const id = randomBytes(3).toString('hex')
   const podNs = `sr-${id}-pod`
   const remoteNs = `sr-${id}-remote`
   const ns = (where: Where): string => (where === 'pod' ? podNs : remoteNs)
   const started: Started[] = []
+  let podUserns: string | undefined
+  const enter = (where: Where, file: string, args: readonly string[]): [string, string[]] =>
+    inNamespace(ns(where), file, args, where === 'pod' ? podUserns : undefined)
   const files: Programs = programs ?? {
     cli: new URL('./cli.mjs', import.meta.url).pathname,
     peer: new URL('./peer.mjs', import.meta.url).pathname,
@@ -90,15 +139,20 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
   chmodSync(shared, 0o755)
   copyFileSync(files.peer, `${shared}/peer.mjs`)
   chmodSync(`${shared}/peer.mjs`, 0o644)
-  const exec: Sandbox['exec'] = (where, file, args, input) => io.exec(...inNamespace(ns(where), file, args), input)
-  const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...inNamespace(ns(where), file, args), { ...process.env, ...env })
+  const exec: Sandbox['exec'] = (where, file, args, input) => io.exec(...enter(where, file, args), input)
+  const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...enter(where, file, args), { ...process.env, ...env })
+  let holder: Started | undefined
   const destroy = async (): Promise<void> => {
     await Promise.all(started.map(p => p.stop()))
     for (const name of [podNs, remoteNs]) await io.exec('ip', ['netns', 'delete', name]).catch(() => undefined)
+    await holder?.stop()
     rmSync(shared, { recursive: true, force: true })
   }
   try {
-    await io.exec('ip', ['netns', 'add', podNs])
+    if (options.usernsMap) {
+      holder = await netnsInUserns(io, podNs, options.usernsMap)
+      podUserns = `/proc/${holder.pid}/ns/user`
+    } else await io.exec('ip', ['netns', 'add', podNs])
     await io.exec('ip', ['netns', 'add', remoteNs])
     await io.exec('ip', ['link', 'add', `sr${id}p`, 'netns', podNs, 'type', 'veth', 'peer', 'name', `sr${id}r`, 'netns', remoteNs])
     for (const [where, link, v4, v6] of [
@@ -117,11 +171,12 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
   }
   return {
     podNs,
+    ...(podUserns && { podUserns }),
     remoteNs,
     exec,
     tryExec,
     serve: async (where, specs) => {
-      const [command, args] = inNamespace(ns(where), process.execPath, [files.peer, 'serve', ...specs])
+      const [command, args] = enter(where, process.execPath, [files.peer, 'serve', ...specs])
       const peer = startProcess(command, args)
       started.push(peer)
       // A bound for a hang, not a measure: a Node start on a loaded machine takes seconds.
@@ -129,7 +184,7 @@ export const createSandbox = async (io: SandboxIo, addresses: SandboxAddresses, 
       return peer
     },
     start: (where, file, args, env) => {
-      const child = startProcess(...inNamespace(ns(where), file, args), { ...process.env, ...env })
+      const child = startProcess(...enter(where, file, args), { ...process.env, ...env })
       started.push(child)
       return child
     },

@@ -12,6 +12,12 @@ import { describeBackend, describeFamilies, prepare, type Prepared } from './pre
 /** verifyPrepared reads back what `prepared` plans, probes with `live`, and reports; throws VerifyError on drift. */
 export const verifyPrepared = async (prepared: Prepared, live: (plan: Plan) => Promise<string[]>, logger: Logger): Promise<void> => {
   const drifts = await prepared.backend.readBack(prepared.plan)
+  // A namespace where init never ran (or clean ran) is one fact, not a diff of everything planned.
+  if (drifts.length > 0 && drifts.every(d => d.absent === true)) {
+    throw new VerifyError(
+      `nothing of sidecar-redirect is installed in this network namespace (${prepared.backend.name}: ${drifts.map(d => d.scope).join(', ')}): init has not run here, or clean has`,
+    )
+  }
   const drift = describeDrift(drifts)
   // Traffic is probed even when the rules drifted: it shows what the drift does to packets.
   const lines = await live(prepared.plan).catch((error: unknown) => {

@@ -17,6 +17,14 @@ export interface ExecResult {
 export interface ExecOptions {
   /** Kill the program after this long and throw EnvironmentError: a hung iptables-restore must not hang init. */
   readonly timeoutMs?: number
+  /**
+   * A program that execs `file` (e.g. nsenter and its flags, ending in `--`), run in its place. Messages and
+   * classification still name `file`: a launcher that could not exec it (exit 127, as nsenter and env exit) is
+   * `file` not installed.
+   */
+  readonly launcher?: readonly string[]
+  /** Variables added to this process's environment for the program (e.g. XTABLES_LOCKFILE). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 export type Exec = (file: string, args: readonly string[], input?: string, options?: ExecOptions) => Promise<ExecResult>
@@ -38,9 +46,13 @@ const blamedLine = (stderr: string): number | undefined => {
   return found === undefined ? undefined : Number(found)
 }
 
-// iptables exits 4 (a resource problem) when it may not read or change the tables; the text says which.
+// A tool refused for want of the right. iptables exits 4 (a resource problem) and says why; nft and ipset exit 1,
+// so only their own words tell it from a failure whose text merely holds the word (a rule's comment): nft's
+// "(you must be root)" or its netlink error, ipset's "Kernel error received", ip's "RTNETLINK answers".
 const DENIED = /Permission denied|Operation not permitted/
-const isDenied = (exitCode: number | undefined, stderr: string): boolean => exitCode === 4 && DENIED.test(stderr)
+const TOOL_DENIED =
+  /\(you must be root\)|^netlink: Error: .*Operation not permitted|Kernel error received: Operation not permitted|^RTNETLINK answers: Operation not permitted/m
+const isDenied = (exitCode: number | null, stderr: string): boolean => (exitCode === 4 && DENIED.test(stderr)) || TOOL_DENIED.test(stderr)
 
 interface Finished {
   readonly code: number | null
@@ -63,13 +75,17 @@ const signalGroup = (pid: number | undefined, signal: NodeJS.Signals): void => {
   }
 }
 
-const runToEnd = (file: string, args: readonly string[], input: string | undefined, timeoutMs: number | undefined): Promise<Finished> =>
+// The process is started before this returns (spawn forks at once): a caller that entered a namespace for the
+// call (src/cni/pod-io.ts) may leave it as soon as this returns.
+const runToEnd = (file: string, args: readonly string[], input: string | undefined, options: ExecOptions): Promise<Finished> =>
   new Promise((resolve, reject) => {
+    const { timeoutMs, launcher = [], env } = options
+    const [program = file, ...argv] = [...launcher, file, ...args]
     // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
     // A tool with nothing to read gets no stdin pipe: one pipe less to make for each read.
     // detached: the program leads a process group (and session) of its own, so the timeout reaches all it started.
-    const child = spawn(file, args, {
-      env: { ...process.env, LC_ALL: 'C' },
+    const child = spawn(program, argv, {
+      env: { ...process.env, ...env, LC_ALL: 'C' },
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       detached: true,
     })
@@ -128,19 +144,37 @@ const timedOut = (command: string, input: string | undefined, timeoutMs: number)
     `${command} (${input ? `given a ${Buffer.byteLength(input)}-byte transaction on stdin` : 'given no input'}) was still running after ${timeoutMs / 1000} s (ISTIO_EXEC_TIMEOUT) and was killed with its process group`,
   )
 
-export const realExec: Exec = async (file, args, input, options = {}) => {
+// What a launcher (nsenter, env) exits with when it cannot exec the program because it is not there.
+const LAUNCHER_NOT_FOUND = 127
+
+const notInstalled = (file: string, cause: unknown): EnvironmentError =>
+  new EnvironmentError(`${file} is not installed (the image needs the iptables package)`, { cause })
+
+export const realExec: Exec = (file, args, input, options = {}) => {
+  // Not an async function: the process must be started before this returns (see runToEnd).
   const command = [file, ...args].join(' ')
-  const result = await runToEnd(file, args, input, options.timeoutMs).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') throw new EnvironmentError(`${file} is not installed (the image needs the iptables package)`, { cause: error })
+  return finish(file, command, input, options, runToEnd(file, args, input, options))
+}
+
+const finish = async (
+  file: string,
+  command: string,
+  input: string | undefined,
+  options: ExecOptions,
+  running: Promise<Finished>,
+): Promise<ExecResult> => {
+  const result = await running.catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') throw notInstalled(file, error)
     // A directory on PATH this user may not search, or a file it may not run: the environment, not a bug.
     if (error.code === 'EACCES' || error.code === 'EPERM')
       throw new EnvironmentError(`${file} cannot be run by this user (${error.code})`, { cause: error })
     throw error
   })
   if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)
+  if (options.launcher !== undefined && result.code === LAUNCHER_NOT_FOUND) throw notInstalled(file, new Error(firstLine(result.stderr)))
   if (result.code !== 0) {
-    if (isDenied(result.code ?? undefined, result.stderr)) {
-      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${result.stderr.trim()}`)
+    if (isDenied(result.code, result.stderr)) {
+      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${firstLine(result.stderr)}`)
     }
     throw new CommandFailed(command, result.stderr || `exited with ${result.code ?? 'a signal'}`, blamedLine(result.stderr))
   }

@@ -71,10 +71,26 @@ export interface Status {
   readonly output: string
 }
 
-/** runForStatus runs a command to its end and reports how it went instead of throwing. */
-export const runForStatus = async (file: string, args: readonly string[], env?: Readonly<Record<string, string | undefined>>): Promise<Status> => {
-  const result = await execa(file, args, { reject: false, all: true, stdin: 'ignore', ...(env && { env, extendEnv: false }) })
-  return { exitCode: result.exitCode ?? 128, output: result.all ?? '' }
+export interface StatusOf extends Status {
+  /** It ran past `timeoutMs` and was killed (SIGTERM, then SIGKILL). */
+  readonly timedOut: boolean
+}
+
+/** runForStatus runs a command to its end (or its timeout) and reports how it went instead of throwing. */
+export const runForStatus = async (
+  file: string,
+  args: readonly string[],
+  env?: Readonly<Record<string, string | undefined>>,
+  options: { readonly timeoutMs?: number } = {},
+): Promise<StatusOf> => {
+  const result = await execa(file, args, {
+    reject: false,
+    all: true,
+    stdin: 'ignore',
+    ...(env && { env, extendEnv: false }),
+    ...(options.timeoutMs !== undefined && { timeout: options.timeoutMs, forceKillAfterDelay: 1000 }),
+  })
+  return { exitCode: result.exitCode ?? 128, output: result.all ?? '', timedOut: result.timedOut }
 }
 
 export interface Supervised {

@@ -20,6 +20,10 @@ export interface Libc {
   pidfdOpen(pid: number): number
   /** pidfd_send_signal(2) with no siginfo and no flags; signal 0 only asks whether the process still exists. */
   pidfdSendSignal(pidfd: number, signal: number): number
+  /** setns(2): moves the calling thread only into the namespace `fd` names. */
+  setns(fd: number, nstype: number): number
+  /** ioctl(2) without an argument (the nsfs requests NS_GET_USERNS and NS_GET_NSTYPE). */
+  ioctl(fd: number, request: number): number
   /** renameat2(2) with AT_FDCWD: RENAME_NOREPLACE and RENAME_EXCHANGE, which rename(2) cannot ask for. */
   renameat2(from: string, to: string, flags: number): number
   errno(): number
@@ -39,6 +43,7 @@ export const loadLibc = (): Libc => {
     const lib = koffi.load('libc.so.6')
     const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (fd: number, cmd: number, type: string, value: number) => number
     const syscall = lib.func('long syscall(long number, ...)') as (number: number, ...typedArgs: unknown[]) => number
+    const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (fd: number, request: number) => number
     const renameat2 = lib.func('int renameat2(int, const char *, int, const char *, unsigned int)') as (
       fromDir: number,
       from: string,
@@ -61,6 +66,8 @@ export const loadLibc = (): Libc => {
       pidfdOpen: (pid: number) => syscall(SYS_PIDFD_OPEN, 'int', pid, 'unsigned int', 0),
       pidfdSendSignal: (pidfd: number, signal: number) =>
         syscall(SYS_PIDFD_SEND_SIGNAL, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
+      setns: lib.func('int setns(int fd, int nstype)'),
+      ioctl: (fd: number, request: number) => ioctl(fd, request),
       renameat2: (from: string, to: string, flags: number) => renameat2(AT_FDCWD, from, AT_FDCWD, to, flags),
       errno: () => koffi.errno(),
     } as Libc

@@ -4,6 +4,7 @@
 
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from './inject-options.js'
 import { AGENT_OPTIONS, CLASSIFIER_OPTIONS, CNI_INSTALL_OPTIONS, NODE_AGENT_OPTIONS, OPTIONS } from './options.js'
+import { ISTIO_NAMES } from './istio-names.js'
 import type { Env } from './parse.js'
 
 const MAX_EDITS = 2
@@ -39,7 +40,7 @@ export interface Misspelt {
 /** findMisspelt lists the ISTIO_* variables in env that are not settings but close to one, in name order. Pure. */
 export const findMisspelt = (env: Env, names: readonly string[] = SETTING_NAMES): Misspelt[] =>
   Object.keys(env)
-    .filter(name => name.startsWith('ISTIO_') && !NOT_OURS.test(name) && !names.includes(name))
+    .filter(name => name.startsWith('ISTIO_') && !NOT_OURS.test(name) && !names.includes(name) && !Object.hasOwn(ISTIO_NAMES, name))
     .sort()
     .flatMap(variable => {
       const [best] = names.map(name => ({ name, edits: editDistance(variable, name) })).sort((x, y) => x.edits - y.edits)

@@ -2,7 +2,16 @@
 // table in docs/reference.md are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
-import type { AgentSettings, ClassifierSettings, CniInstallSettings, Mark, NodeAgentSettings, OptionSettings, ValidateSettings } from './types.js'
+import type {
+  AgentSettings,
+  ClassifierSettings,
+  CniInstallSettings,
+  Mark,
+  MetricsAddress,
+  NodeAgentSettings,
+  OptionSettings,
+  ValidateSettings,
+} from './types.js'
 import { parseCidr } from './cidr.js'
 import { parseServiceList, refuseOverlaps } from './services.js'
 import { parseChoice, parseCidrSelection, parseCidrList, parseInteger, parseInterfaceList, parsePortList, parsePortSelection } from './values.js'
@@ -442,6 +451,16 @@ export const DEFAULT_NODE_AGENT_SOCKET = '/run/sidecar-redirect/agent.sock'
 
 const SOCKET_HELP = "node-agent: the unix socket the CNI plugin forwards its requests to; cni-install: the same path, as the entry's agentSocket"
 
+const METRICS_ACCEPTED = 'HOST:PORT/PATH, e.g. :15014/metrics (every address), 127.0.0.1:9464/metrics or [::1]:9464/metrics; empty for none'
+
+const parseMetricsAddress = (text: string, where: string): MetricsAddress | undefined => {
+  if (text.trim() === '') return undefined
+  const found = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]*)):(\d{1,5})(\/[\x21-\x7e]*)?$/.exec(text.trim())
+  if (!found) throw new ConfigError(where, text, METRICS_ACCEPTED)
+  const port = parseInteger(found[3] ?? '', where, 0, 65535, METRICS_ACCEPTED, text)
+  return { host: found[1] ?? found[2] ?? '', port, path: found[4] ?? '/metrics' }
+}
+
 /** Settings of the node-side CNI agent (`node-agent`) only. */
 export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
   socket: {
@@ -450,6 +469,41 @@ export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
     default: DEFAULT_NODE_AGENT_SOCKET,
     help: SOCKET_HELP,
     parse: parsePath,
+  },
+  concurrency: {
+    env: 'ISTIO_NODE_AGENT_CONCURRENCY',
+    flag: 'node-agent-concurrency',
+    default: '',
+    help: 'node-agent: how many requests (ADD, CHECK, DEL) and repairs it works on at once; the rest wait their turn in order. Empty means twice the CPUs it may use',
+    parse: (t, w) => (t.trim() === '' ? undefined : parseInteger(t, w, 1, 1024, 'a count from 1 to 1024, or empty')),
+  },
+  deadlineSeconds: {
+    env: 'ISTIO_NODE_AGENT_DEADLINE_SECONDS',
+    flag: 'node-agent-deadline-seconds',
+    default: '60',
+    help: 'node-agent: how long a request may take to arrive and wait for its turn; then the connection is closed, or the plugin answers code 11 (try again later). Each tool run is bounded by ISTIO_EXEC_TIMEOUT and the live probe process by this',
+    parse: (t, w) => parseInteger(t, w, 1, 3600, 'whole seconds from 1 to 3600'),
+  },
+  recheckSeconds: {
+    env: 'ISTIO_NODE_AGENT_RECHECK_SECONDS',
+    flag: 'node-agent-recheck-seconds',
+    default: '30',
+    help: 'node-agent: how often it verifies every pod it captured, repairing drift in place; 0 turns rechecks off',
+    parse: (t, w) => parseInteger(t, w, 0, 86400, 'whole seconds from 0 (off) to 86400'),
+  },
+  metrics: {
+    env: 'ISTIO_NODE_AGENT_METRICS',
+    flag: 'node-agent-metrics',
+    default: '',
+    help: 'node-agent: serve Prometheus metrics over HTTP at HOST:PORT/PATH (e.g. :15014/metrics); empty serves none',
+    parse: parseMetricsAddress,
+  },
+  stateDir: {
+    env: 'ISTIO_NODE_AGENT_STATE_DIR',
+    flag: 'node-agent-state-dir',
+    default: '',
+    help: "node-agent: where it records the pods it captured (so a restarted agent keeps them captured); empty means `state` in the socket's directory",
+    parse: (t, w) => (t.trim() === '' ? undefined : parsePath(t, w)),
   },
 }
 

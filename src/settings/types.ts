@@ -113,6 +113,14 @@ export interface ClassifierSettings {
   readonly allowedClassids: readonly number[]
 }
 
+/** Where the node agent serves its Prometheus metrics over HTTP. */
+export interface MetricsAddress {
+  /** Empty for every address. */
+  readonly host: string
+  readonly port: number
+  readonly path: string
+}
+
 /** What `validate` needs beyond Settings to decide the pod's effective settings as the node agent did. */
 export interface ValidateSettings {
   /** The pod's annotations, as a downward API volume holds them; undefined: none. */
@@ -123,6 +131,16 @@ export interface ValidateSettings {
 
 export interface NodeAgentSettings {
   readonly socket: string
+  /** Requests (ADD, CHECK, DEL) and repairs worked on at once; undefined means twice the CPUs it may use. */
+  readonly concurrency: number | undefined
+  /** How long a request may take to arrive and then wait for its turn. */
+  readonly deadlineSeconds: number
+  /** Seconds between re-verifications of every captured pod; 0 turns them off. */
+  readonly recheckSeconds: number
+  /** Undefined: no metrics served. */
+  readonly metrics: MetricsAddress | undefined
+  /** Its records of captured pods; undefined means `state` beside the socket. */
+  readonly stateDir: string | undefined
 }
 
 /** What the CNI installer (`cni-install`) needs: the host's directories and the entry it chains. */

@@ -332,3 +332,41 @@ export const probeAppCapture = async (plan: Plan, as: Identity): Promise<Check[]
   )
   return perFamily.flat()
 }
+
+/**
+ * probeProxyBypass is `run`'s check before it starts the proxy, made by this process as the proxy's identity (and
+ * with the plan's mark, where the plan exempts by mark): per family, one connection to one of the pod's addresses,
+ * on a port the plan redirects an app's connection from, must reach its destination. If the kernel redirects it
+ * (a UID the kernel reads otherwise, as in a user-namespaced pod programmed from outside), the proxy would capture
+ * its own traffic and loop.
+ */
+export const probeProxyBypass = (plan: Plan, as: Identity): Promise<Check[]> =>
+  Promise.all(
+    plan.families.map(async (family): Promise<Check> => {
+      const check = (status: Check['status'], detail: string): Check => ({ name: 'proxy-bypass', family: family.family, status, detail })
+      const exempt = identityBypasses(family).map(b => b.match)
+      const mark = exempt.find((m): m is Extract<IdentityMatch, { kind: 'mark' }> => m.kind === 'mark')?.mark.value
+      // run has made sure this process is in the proxy's net_cls group when the plan exempts by classid.
+      const classid = exempt.find((m): m is Extract<IdentityMatch, { kind: 'cgroup' }> => m.kind === 'cgroup')?.classid
+      const self = { ...as, mark: mark ?? 0, classid: classid ?? 0 }
+      const direct = await openDirect(family.family)
+      const port = portOf(direct)
+      // An address the plan redirects an app (nobody) to, and lets this identity reach directly.
+      const address = localAddresses(family.family)
+        .filter(a => family.family === 'ipv4' || !a.startsWith('fe80:'))
+        .find(a => {
+          const packet = appPacket(a, port, NOBODY)
+          return fateOf(family, packet).kind === 'redirect' && fateOf(family, { ...packet, ...self }).kind !== 'redirect'
+        })
+      if (address === undefined) {
+        await closeAll([direct])
+        return check('not checked', 'no address of this pod is one the plan redirects an app from and lets this identity reach')
+      }
+      const fate = fateOf(family, appPacket(address, port, NOBODY))
+      const proxy = fate.kind === 'redirect' ? await openProxy(family.family, fate.port) : undefined
+      const landing = await land(() => connectSocket(address, port, mark === undefined ? {} : { mark }))
+      await closeAll([direct, proxy])
+      const who = `uid ${as.uid} gid ${as.gid}${mark === undefined ? '' : ` with SO_MARK ${hex(mark)}`}`
+      return check(landing.on === 'direct' ? 'passed' : 'failed', `${who} -> ${bracket(address)}:${port} reached ${where(landing, 'the proxy port')}`)
+    }),
+  )

@@ -1,7 +1,7 @@
 // TPROXY's policy routing through a recording fake at the exec seam: what is read, added, rolled back and cleaned,
 // and that a foreign route or a rule that only looks like ours is never touched. No root needed.
 import t from 'tap'
-import { withRouting } from '../../src/backend/routing.js'
+import { mayHoldRoute, withRouting } from '../../src/backend/routing.js'
 import type { RuleBackend } from '../../src/backend/types.js'
 import { ApplyError, EnvironmentError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan/build.js'
@@ -211,4 +211,72 @@ t.test('without ip: TPROXY is refused naming iproute2, and clean says it could n
     .clean(plan)
     .catch((e: unknown) => e)
   t.match((other as Error).message, /not permitted/, 'any other failure still fails clean')
+})
+
+// /proc as a pod's netns shows it: fib_trie lists tables by id, ipv6_route every table's routes (no table column).
+const FIB_TRIE = 'Main:\n  +-- 127.0.0.0/8 2 0 2\nLocal:\n  +-- 127.0.0.0/8 2 0 2\n'
+const FIB_TRIE_133 = `Id 133:\n  |-- 0.0.0.0\n     /0 host LOCAL\n${FIB_TRIE}`
+const Z = '0'.repeat(32)
+const IPV6_ROUTE = [
+  `${Z} 00 ${Z} 00 ${Z} ffffffff 00000001 00000000 00200200       lo`, // the kernel's unreachable default
+  `${'0'.repeat(31)}1 80 ${Z} 00 ${Z} 00000000 00000002 00000000 80200001       lo`, // ::1, local
+].join('\n')
+const IPV6_ROUTE_LOCAL_DEFAULT = `${Z} 00 ${Z} 00 ${Z} 00000400 00000001 00000000 80000001       lo\n${IPV6_ROUTE}`
+
+t.test('mayHoldRoute: a route of ours can be there only where /proc shows one of its shape', async t => {
+  t.equal(mayHoldRoute('ipv4', 133, FIB_TRIE), false, 'no table 133 in fib_trie')
+  t.equal(mayHoldRoute('ipv4', 133, FIB_TRIE_133), true, 'table 133 in fib_trie')
+  t.equal(mayHoldRoute('ipv4', 13, FIB_TRIE_133), false, 'another table only')
+  t.equal(mayHoldRoute('ipv6', 133, IPV6_ROUTE), false, "no local default route (the kernel's unreachable one is not)")
+  t.equal(mayHoldRoute('ipv6', 133, IPV6_ROUTE_LOCAL_DEFAULT), true, 'a local default route on lo')
+  t.equal(mayHoldRoute('ipv6', 133, undefined), false, 'no IPv6 at all')
+})
+
+t.test('clean asks ip only in the families where /proc shows a route of ours may be; a /proc it cannot read, it does not trust', async t => {
+  const procFs = (files: Record<string, string | undefined>) => ({
+    readFile: async (path: string) => {
+      if (!(path in files)) throw new EnvironmentError(`cannot read ${path}: EACCES`)
+      return files[path]
+    },
+  })
+  const none = fakeExec(t, [])
+  t.same(
+    await withRouting(inner([]), none.exec, owned, procFs({ '/proc/net/fib_trie': FIB_TRIE, '/proc/net/ipv6_route': IPV6_ROUTE })).clean(plan),
+    ['ipv4: nothing of ours was there', 'ipv4 routing: nothing of ours was there', 'ipv6 routing: nothing of ours was there'],
+    'nothing in /proc: no ip command at all',
+  )
+  none.done()
+  const v4 = fakeExec(t, [
+    ...reads(RULES4 + OUR_RULE, RULES6, ROUTE4)
+      .slice(0, 3)
+      .filter(e => !e.run.includes('-6')),
+    { run: 'ip -4 rule del priority 32000 fwmark 1337 lookup 133' },
+    { run: 'ip -4 route del local default dev lo table 133' },
+  ])
+  t.same(
+    await withRouting(inner([]), v4.exec, owned, procFs({ '/proc/net/fib_trie': FIB_TRIE_133, '/proc/net/ipv6_route': IPV6_ROUTE })).clean(plan),
+    [
+      'ipv4: nothing of ours was there',
+      'ipv4 routing: removed ip rule 32000 and the local route of table 133',
+      'ipv6 routing: nothing of ours was there',
+    ],
+    'table 133 in fib_trie: IPv4 asked and cleaned, IPv6 not asked',
+  )
+  v4.done()
+  const unreadable = fakeExec(t, [
+    { run: 'ip -N -6 rule show', stdout: RULES6 + OUR_RULE },
+    { run: 'ip -6 route show table 133', stdout: ROUTE6 },
+    { run: 'ip -6 rule del priority 32000 fwmark 1337 lookup 133' },
+    { run: 'ip -6 route del local default dev lo table 133' },
+  ])
+  t.same(
+    await withRouting(inner([]), unreadable.exec, owned, procFs({ '/proc/net/fib_trie': FIB_TRIE })).clean(plan),
+    [
+      'ipv4: nothing of ours was there',
+      'ipv4 routing: nothing of ours was there',
+      'ipv6 routing: removed ip rule 32000 and the local route of table 133',
+    ],
+    'ipv6_route unreadable: IPv6 asked with ip, and cleaned',
+  )
+  unreadable.done()
 })

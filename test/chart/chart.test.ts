@@ -30,6 +30,7 @@ type Container = {
   restartPolicy?: string
   startupProbe?: { exec: { command: string[] }; timeoutSeconds: number; failureThreshold: number }
   lifecycle?: { postStart?: { exec: { command: string[] } } }
+  ports?: { name: string; containerPort: number; protocol: string }[]
   image: string
 }
 
@@ -442,6 +443,9 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
       allowedAnnotations: ['inbound-exclude-ports', 'capture'],
       excludeNamespaces: ['kube-system', 'monitoring'],
       checkSeconds: 3,
+      concurrency: 8,
+      recheckSeconds: 5,
+      metricsPort: 9464,
     },
     proxy: { port: 15001, uid: 2000 },
     outbound: { excludeCidrs: ['169.254.169.254/32'] },
@@ -466,6 +470,20 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
   const settings = JSON.parse(env['ISTIO_CNI_SETTINGS']!) as Record<string, string>
   t.match(settings, { ISTIO_PROXY_PORT: '15001', ISTIO_PROXY_UID: '2000', ISTIO_OUTBOUND_EXCLUDE_CIDRS: '169.254.169.254/32' }, "the pods' settings")
   t.notOk('ISTIO_VERIFY' in settings, 'no ISTIO_VERIFY: the node reads the rules back exactly; the pod probes live itself')
+  const agent = containers(ds, 'containers')[1]!
+  t.match(envOf(agent), {
+    ISTIO_NODE_AGENT_SOCKET: '/var/run/sr/agent.sock',
+    ISTIO_NODE_AGENT_CONCURRENCY: '8',
+    ISTIO_NODE_AGENT_RECHECK_SECONDS: '5',
+    ISTIO_NODE_AGENT_METRICS: ':9464/metrics',
+  })
+  t.same(agent.ports, [{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }], 'the metrics port is declared')
+  t.match((ds.spec['template'] as { metadata: Values }).metadata['annotations'], { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9464' })
+  const quiet = (await render({ cni: { enabled: true, metricsPort: 0 }, demo: { enabled: true } })).objects.find(o => o.metadata.name === 'sr-cni')!
+  const quietAgent = containers(quiet, 'containers')[1]!
+  t.notOk('ISTIO_NODE_AGENT_METRICS' in envOf(quietAgent), 'metricsPort 0: no metrics setting')
+  t.notOk('ISTIO_NODE_AGENT_CONCURRENCY' in envOf(quietAgent), 'concurrency 0: the agent picks twice its CPUs')
+  t.equal(quietAgent.ports, undefined, 'and no port')
   t.equal(
     objects.some(o => o.kind === 'DaemonSet' && o.metadata.name === 'sr-cni'),
     true,
@@ -490,6 +508,8 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
     [{ cni: { confDir: 'etc/cni' } }, 'cni/confDir'],
     [{ cni: { excludeNamespaces: ['Kube_System'] } }, 'cni/excludeNamespaces/0'],
     [{ cni: { checkSeconds: 0 } }, 'cni/checkSeconds'],
+    [{ cni: { metricsPort: 70000 } }, 'cni/metricsPort'],
+    [{ cni: { recheckSeconds: -1 } }, 'cni/recheckSeconds'],
     // A setting that names a node path or decides how the agent runs is never a pod's to set.
     [{ cni: { allowedAnnotations: ['services-file'] } }, 'cni/allowedAnnotations/0'],
     [{ cni: { allowedAnnotations: ['capture', 'capture'] } }, 'cni/allowedAnnotations'],

@@ -76,13 +76,15 @@ t.test('the wire format: NUL-ended variables, then stdin; only CNI variables are
 })
 
 const fakeIo = (overrides: Partial<AgentIo>) => {
-  const ran: CliCommand[] = []
+  const ran: string[] = []
   const runCli = overrides.runCli ?? (async () => ({ exitCode: 0, output: '' }))
   const io: AgentIo = {
-    netnsExists: async () => true,
+    inspectNetns: async () => ({ kind: 'netns', id: '4:4026532000' }),
     ownedRules: async () => [],
     missingTools: async () => [],
     readServices: async () => [],
+    keep: async pod => void ran.push(`keep ${pod.netns}`),
+    forget: async (container, netns) => void ran.push(`forget ${container} ${netns}`),
     ...overrides,
     runCli: (netns, command, env) => {
       ran.push(command)
@@ -96,15 +98,35 @@ const POD = { CNI_CONTAINERID: 'c', CNI_NETNS: '/run/netns/p', CNI_IFNAME: 'eth0
 
 t.test('each command runs what it must in the netns, and nothing else', async t => {
   const prevResult = { cniVersion: '1.1.0', ips: [{ address: '198.19.0.2/24' }] }
-  const rows: [string, Record<string, string>, string, Partial<AgentIo>, CliCommand[], number, RegExp | string][] = [
+  // name, env, stdin, io, what ran in order (commands, and the pods kept and forgotten), exit code, stdout
+  type Row = [string, Record<string, string>, string, Partial<AgentIo>, (CliCommand | `${'keep' | 'forget'} ${string}`)[], number, RegExp | string]
+  const rows: Row[] = [
     [
-      'ADD of a captured pod runs init and passes prevResult on',
+      'ADD of a captured pod runs init, passes prevResult on, and keeps the pod',
       { ...POD, CNI_COMMAND: 'ADD' },
       conf({ captureAll: true, prevResult }),
       {},
-      ['init'],
+      ['init', 'keep /run/netns/p'],
       0,
       `${JSON.stringify(prevResult)}\n`,
+    ],
+    [
+      "ADD naming the agent's own netns runs nothing and is code 4",
+      { ...POD, CNI_COMMAND: 'ADD' },
+      conf({ captureAll: true }),
+      { inspectNetns: async () => ({ kind: 'own', whose: "the node agent's own" }) },
+      [],
+      1,
+      /"code":4,"msg":"CNI_NETNS=\\"\/run\/netns\/p\\" is the node agent's own network namespace, not a pod's: refusing to change it"/,
+    ],
+    [
+      'ADD naming a directory runs nothing and is code 4',
+      { ...POD, CNI_COMMAND: 'ADD' },
+      conf({ captureAll: true }),
+      { inspectNetns: async () => ({ kind: 'not-netns', what: 'a directory' }) },
+      [],
+      1,
+      /"code":4,"msg":"CNI_NETNS=\\"\/run\/netns\/p\\" is a directory, not a network namespace"/,
     ],
     ['ADD of a pod not captured runs nothing', { ...POD, CNI_COMMAND: 'ADD' }, conf({ prevResult }), {}, [], 0, `${JSON.stringify(prevResult)}\n`],
     [
@@ -136,15 +158,52 @@ t.test('each command runs what it must in the netns, and nothing else', async t 
       /"code":105/,
     ],
     [
-      'DEL runs clean, even for a config ADD refused',
+      'DEL forgets the pod and runs clean, even for a config ADD refused',
       { ...POD, CNI_COMMAND: 'DEL' },
       conf({ captureAll: true, settings: { ISTIO_PROXY_PORT: '0' } }),
       {},
-      ['clean'],
+      ['forget c /run/netns/p', 'clean'],
       0,
       '',
     ],
-    ['DEL of a netns that is gone runs nothing', { ...POD, CNI_COMMAND: 'DEL' }, conf(), { netnsExists: async () => false }, [], 0, ''],
+    [
+      'DEL of a netns that is gone runs nothing',
+      { ...POD, CNI_COMMAND: 'DEL' },
+      conf(),
+      { inspectNetns: async () => ({ kind: 'gone' }) },
+      ['forget c /run/netns/p'],
+      0,
+      '',
+    ],
+    [
+      'DEL of a netns the agent may not open runs nothing and succeeds',
+      { ...POD, CNI_COMMAND: 'DEL' },
+      conf({ captureAll: true }),
+      { inspectNetns: async () => ({ kind: 'closed', why: 'EACCES' }) },
+      ['forget c /run/netns/p'],
+      0,
+      '',
+    ],
+    ...(['a regular file', 'a directory'] as const).map(
+      (what): Row => [
+        `DEL of ${what} runs nothing and succeeds`,
+        { ...POD, CNI_COMMAND: 'DEL' },
+        conf({ captureAll: true }),
+        { inspectNetns: async () => ({ kind: 'not-netns', what }) },
+        ['forget c /run/netns/p'],
+        0,
+        '',
+      ],
+    ),
+    [
+      "DEL of the agent's own netns changes nothing and succeeds",
+      { ...POD, CNI_COMMAND: 'DEL' },
+      conf({ captureAll: true }),
+      { inspectNetns: async () => ({ kind: 'own', whose: "PID 1's" }) },
+      ['forget c /run/netns/p'],
+      0,
+      '',
+    ],
     [
       'STATUS with a tool missing is code 50',
       { CNI_COMMAND: 'STATUS' },

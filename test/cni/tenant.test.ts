@@ -142,7 +142,7 @@ const OPERATOR_ONLY = [
 
 t.test('operator-only annotations are refused naming the key, without the path being read; no secret or agent env in any answer', async t => {
   if (!kernelAvailable(t)) return
-  const rig = await startRig(t, { SR_TEST_MARKER: MARKER })
+  const rig = await startRig(t, { env: { SR_TEST_MARKER: MARKER } })
   const box = await withSandbox(t)
   const dir = t.testdir()
   const secret = `${dir}/secret`

@@ -176,10 +176,12 @@ const SECRET = 'SECRET-7f3a9c'
 
 const fakeIo = (overrides: Partial<AgentIo>): AgentIo => ({
   runCli: async () => ({ exitCode: 0, output: '' }),
-  netnsExists: async () => true,
+  inspectNetns: async () => ({ kind: 'netns', id: '4:4026532000' }),
   ownedRules: async () => [],
   missingTools: async () => [],
   readServices: async () => [],
+  keep: async () => undefined,
+  forget: async () => undefined,
   ...overrides,
 })
 

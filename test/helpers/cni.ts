@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { execa } from 'execa'
 import type { Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
-import { runForStatus, startProcess, type Status } from '../../src/exec/processes.js'
+import { runForStatus, startProcess, type Started, type Status } from '../../src/exec/processes.js'
 import { programs } from './kernel.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
@@ -26,6 +26,13 @@ export interface Direct {
 
 /** host-local's address ranges, one list per family. */
 export type Ranges = readonly (readonly { subnet: string }[])[]
+
+export interface RigOptions {
+  /** Variables for the node agent besides its socket (ISTIO_NODE_AGENT_*, PATH). */
+  readonly env?: Record<string, string>
+  /** The agent's command line goes through this (e.g. nsenter into a throwaway netns, or joining a cgroup). */
+  readonly launch?: (argv: readonly string[]) => readonly string[]
+}
 
 export interface Rig {
   readonly dir: string
@@ -48,12 +55,16 @@ export interface Rig {
    */
   plugin(command: string, config: Record<string, unknown>, options?: { env?: Record<string, string>; chroot?: boolean }): Promise<Direct>
   stopAgent(): Promise<void>
+  /** Starts the agent again after stopAgent, with the same socket and state directory. */
+  startAgent(): Promise<void>
+  /** The running agent: its PID and what it printed. */
+  readonly agent: () => Started
   /** What the node agent has logged so far. */
   agentLog(): string
 }
 
-/** startRig starts a node agent (with `agentEnv` added to its environment) and a CNI bin dir holding Debian's plugins and ours. */
-export const startRig = async (t: Test, agentEnv: Record<string, string> = {}): Promise<Rig> => {
+/** startRig starts a node agent and a CNI bin dir holding Debian's plugins and ours. */
+export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> => {
   const dir = mkdtempSync(`${tmpdir()}/sr-cni-`)
   chmodSync(dir, 0o755)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -63,13 +74,16 @@ export const startRig = async (t: Test, agentEnv: Record<string, string> = {}): 
   copyFileSync(PLUGIN, `${bin}/sidecar-redirect`)
   chmodSync(`${bin}/sidecar-redirect`, 0o755)
   const socket = `${dir}/run/agent.sock`
-  const agent = startProcess(process.execPath, [programs().cli, 'node-agent'], {
-    PATH: process.env['PATH'],
-    ISTIO_NODE_AGENT_SOCKET: socket,
-    ...agentEnv,
-  })
-  t.teardown(() => agent.stop())
-  await agent.waitForLine(line => line.includes('listening'), 15000)
+  const launch = options.launch ?? (argv => argv)
+  let agent: Started | undefined
+  const startAgent = async (): Promise<void> => {
+    const [file = '', ...args] = launch([process.execPath, programs().cli, 'node-agent'])
+    const started = startProcess(file, args, { PATH: process.env['PATH'], ISTIO_NODE_AGENT_SOCKET: socket, ...options.env })
+    agent = started
+    await started.waitForLine(line => line.includes('listening'), 60_000)
+  }
+  t.teardown(() => agent?.stop())
+  await startAgent()
   let lists = 0
   let files = 0
   const bare = { PATH: '/nonexistent', CNI_PATH: bin, CNI_CACHE_DIR: `${dir}/cache` }
@@ -116,8 +130,13 @@ export const startRig = async (t: Test, agentEnv: Record<string, string> = {}): 
       const result = await execa(file, args, { env, extendEnv: false, input: JSON.stringify(config), reject: false })
       return { exitCode: result.exitCode ?? 128, stdout: result.stdout, stderr: result.stderr }
     },
-    stopAgent: () => agent.stop(),
-    agentLog: () => agent.lines.join('\n'),
+    stopAgent: async () => agent?.stop(),
+    startAgent,
+    agent: () => {
+      if (!agent) throw new Error('the agent was not started')
+      return agent
+    },
+    agentLog: () => agent?.lines.join('\n') ?? '',
   }
 }
 

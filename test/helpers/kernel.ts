@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import type { Test } from 'tap'
 import { realExec } from '../../src/exec/exec.js'
-import { createSandbox, type Programs, type Sandbox, type SandboxAddresses } from '../../src/commands/sandbox.js'
+import { createSandbox, type Programs, type Sandbox, type SandboxAddresses, type SandboxOptions } from '../../src/commands/sandbox.js'
 import { OWNED_CHAINS } from '../../src/plan/owned.js'
 import { refusingIpv6Path, refusingNftPath } from './paths.js'
 
@@ -41,6 +41,9 @@ export const programs = (): Programs => {
   return { cli: `${root}/dist/cli.mjs`, peer: `${root}/dist/peer.mjs` }
 }
 
+/** A pod with hostUsers: false as Kubernetes maps it: the pod's 0-65535 are the node's 327680-393215. */
+export const POD_USERNS_MAP = '0 327680 65536'
+
 // How long a process started in a test may take to say it is up: on a loaded 2-core machine (load 30 seen), tens
 // of seconds. It bounds a hang, not speed.
 export const START_MS = 60_000
@@ -59,8 +62,8 @@ export const kernelAvailable = (t: Test): boolean => {
   return false
 }
 
-export const withSandbox = async (t: Test, addresses: SandboxAddresses = ADDRESSES): Promise<Sandbox> => {
-  const box = await createSandbox({ exec: realExec }, addresses, programs())
+export const withSandbox = async (t: Test, addresses: SandboxAddresses = ADDRESSES, options: SandboxOptions = {}): Promise<Sandbox> => {
+  const box = await createSandbox({ exec: realExec }, addresses, programs(), options)
   t.teardown(() => box.destroy())
   return box
 }

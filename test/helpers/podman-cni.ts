@@ -1,14 +1,13 @@
 // podman with its CNI backend on a node of the test's own: a namespace playing the node, where every later podman
 // command of the test file runs, a node agent and CNI bin dir (the rig), and a private containers.conf that is the
-// machine's with the CNI backend and the rig's dirs (CONTAINERS_CONF; the machine's own, with netavark, stays as
-// the image tests need it). nsenter --net only, so the pod netns podman mounts stays visible to the agent outside.
+// checkout's (scripts/image/podman-setup.sh) with the CNI backend and the rig's dirs (CONTAINERS_CONF; that one,
+// with netavark, stays as the image tests need it). nsenter --net only, so the pod netns podman mounts stays visible to the agent outside.
 import { readFileSync, writeFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import { runForStatus } from '../../src/exec/processes.js'
 import { type Ranges, type Rig, startRig } from './cni.js'
-import { podman, runPodman, runPodmanIn } from './podman.js'
+import { CONTAINERS_CONF, podman, runPodman, runPodmanIn } from './podman.js'
 
-const SYSTEM_CONF = '/etc/containers/containers.conf'
 const IMAGE = 'localhost/sidecar-redirect:dev'
 
 let nodes = 0
@@ -34,9 +33,9 @@ export const startPodmanNode = async (t: Test, pods: readonly string[]): Promise
     const result = await runForStatus('ip', args)
     if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')} exited ${result.exitCode}: ${result.output}`)
   }
-  const system = readFileSync(SYSTEM_CONF, 'utf8')
+  const system = readFileSync(CONTAINERS_CONF, 'utf8')
   const backend = /^network_backend = .*$/m
-  if (!backend.test(system)) throw new Error(`${SYSTEM_CONF} has no network_backend line: run scripts/image/podman-setup.sh`)
+  if (!backend.test(system)) throw new Error(`${CONTAINERS_CONF} has no network_backend line: run scripts/image/podman-setup.sh`)
   const conf = `${rig.dir}/containers.conf`
   writeFileSync(
     conf,

@@ -10,6 +10,13 @@ import { readStatus } from '../../src/privilege/status.js'
 export const NETWORK = 'sr-test'
 export const ROOT = new URL('../..', import.meta.url).pathname
 
+/**
+ * The containers.conf scripts/image/podman-setup.sh writes for this checkout; every podman this process starts
+ * reads it and no other (the machine's /etc/containers/containers.conf is never read or written).
+ */
+export const CONTAINERS_CONF = `${ROOT}.tools/containers.conf`
+process.env['CONTAINERS_CONF'] ??= CONTAINERS_CONF
+
 // Where podman runs: in this process's network namespace, or (the CNI test) in one playing the node, so that the
 // bridge its CNI backend makes lives there. nsenter changes nothing else: the netns podman mounts for a pod stay
 // visible to the node agent outside.

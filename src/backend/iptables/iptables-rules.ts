@@ -63,7 +63,7 @@ export const createIptablesRules = (
   ipv4Saved?: string,
   accepted: AcceptedPrograms = new Set(),
 ): RuleBackend => {
-  const tables = createIptablesBackend(exec, variant)
+  const tables = createIptablesBackend(exec, variant, fs.ownsNetns)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
       return (await exec('ipset', args, input)).stdout
@@ -192,42 +192,51 @@ export const createIptablesRules = (
         const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
         const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
         const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family), accepted))
-        return { scope: p.family, drift: [...compareState(desired, ownedIn(tables, p.family, text)), ...whole] }
+        const owned = ownedIn(tables, p.family, text)
+        return { scope: p.family, drift: [...compareState(desired, owned), ...whole], ...(owned.size === 0 && { absent: true }) }
       })
-      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift }] : families
+      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift, ...(live.size === 0 && { absent: true }) }] : families
     },
     clean: async plan => {
-      // Everything is read and checked before anything is removed, so a refusal changes nothing in any family.
-      const found = await Promise.all(
-        targetsOf(plan).map(async ({ plan: p }) => {
-          const saved = await tables.save(p.family)
-          const existing = ownedIn(tables, p.family, saved)
-          const blocking = foreignJumpsInto(parseOurTables(saved), existing)
-          if (blocking.length > 0) {
-            throw new EnvironmentError(
-              `${tables.name} ${p.family}: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`,
-            )
-          }
-          return { family: p.family, existing }
+      // Everything is read and checked before anything is removed, so a refusal changes nothing in any family. The
+      // reads (each family's tables, and the sets, which go once no rule matches them) are one round of processes,
+      // and so are the removals, family beside family: a pod's DEL waits for two rounds, not four.
+      const [found, saved] = await Promise.all([
+        Promise.all(
+          targetsOf(plan).map(async ({ plan: p }) => {
+            const saved = await tables.save(p.family)
+            const existing = ownedIn(tables, p.family, saved)
+            const blocking = foreignJumpsInto(parseOurTables(saved), existing)
+            if (blocking.length > 0) {
+              throw new EnvironmentError(
+                `${tables.name} ${p.family}: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`,
+              )
+            }
+            return { family: p.family, existing }
+          }),
+        ),
+        // Without ipset there are no sets of ours.
+        exec('ipset', ['save']).then(
+          r => r.stdout,
+          (error: unknown) => {
+            if (error instanceof EnvironmentError) return ''
+            throw error
+          },
+        ),
+      ])
+      const removed = await Promise.allSettled(
+        found.map(async ({ family, existing }) => {
+          const [chains, jumps] = [chainsOf(existing).length, [...existing.values()].reduce((sum, t) => sum + t.jumps.length, 0)]
+          if (chains + jumps > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
+          return `${family}: ${chains + jumps === 0 ? 'nothing of ours was there' : `removed ${chains} chains and ${jumps} jumps`}`
         }),
       )
-      const lines: string[] = []
-      for (const { family, existing } of found) {
-        const [chains, jumps] = [chainsOf(existing).length, [...existing.values()].reduce((sum, t) => sum + t.jumps.length, 0)]
-        if (chains + jumps > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
-        lines.push(`${family}: ${chains + jumps === 0 ? 'nothing of ours was there' : `removed ${chains} chains and ${jumps} jumps`}`)
-      }
+      const refused = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (refused) throw refused.reason
+      const lines = removed.map(r => (r as PromiseFulfilledResult<string>).value)
       const dropped = await dropEmptyCreated(plan)
       if (dropped.length > 0)
         lines.push(`nf_tables: removed what init made for iptables-nft and left empty: ${dropped.map(l => l.replace(/^delete /, '')).join(', ')}`)
-      // Sets of an earlier explicit run go too, now that no rule matches them. Without ipset there are none.
-      const saved = await exec('ipset', ['save']).then(
-        r => r.stdout,
-        (error: unknown) => {
-          if (error instanceof EnvironmentError) return ''
-          throw error
-        },
-      )
       const all = parseIpsetSave(saved)
       const ours = [...OWNED_IPSETS, ...OWNED_IPSETS.map(ipsetNextName)].filter(name => all.has(name) && isOwnedIpset(all.get(name)!))
       if (ours.length > 0)

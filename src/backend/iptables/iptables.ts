@@ -48,7 +48,20 @@ const refusal = (family: Family, payload: string, error: CommandFailed): ApplyEr
   })
 }
 
-export const createIptablesBackend = (exec: Exec, variant: Variant): IptablesBackend => ({
+// The kernel's xt_owner takes a UID or GID match only from the user namespace that owns the netns (EINVAL
+// otherwise, which iptables-nft-restore reports with an empty reason and legacy as "line N failed"): so a pod
+// with hostUsers: false cannot be given owner rules from the node's user namespace. Translating the UIDs through
+// the pod's uid_map would not help: the kernel compares them as the pod's own.
+const OWNER_MATCH = /-m owner --(?:uid|gid)-owner /
+
+const ownerRefusal = (family: Family, error: CommandFailed): ApplyError =>
+  new ApplyError(
+    `${family}: the kernel refused the owner (UID/GID) rules because this network namespace belongs to another user namespace (a pod with hostUsers: false), and the kernel takes an owner match only from the user namespace that owns the netns: run this inside the pod's user namespace (the CNI node agent does), or use ISTIO_BACKEND=nftables or ISTIO_OUTBOUND_METHOD=mark`,
+    { cause: error },
+  )
+
+/** `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns). */
+export const createIptablesBackend = (exec: Exec, variant: Variant, ownsNetns?: () => Promise<boolean>): IptablesBackend => ({
   name: `iptables-${variant}`,
   save: async family => (await exec(tool(family, variant, 'save'), [])).stdout,
   restore: async (family, payload) => {
@@ -56,7 +69,12 @@ export const createIptablesBackend = (exec: Exec, variant: Variant): IptablesBac
       // -w: wait for the legacy xtables lock rather than fail when another tool holds it.
       await exec(tool(family, variant, 'restore'), ['--noflush', '-w', '5'], payload)
     } catch (error) {
-      throw error instanceof CommandFailed ? refusal(family, payload, error) : error
+      if (!(error instanceof CommandFailed)) throw error
+      const refused = refusal(family, payload, error)
+      if (refused instanceof ApplyError && OWNER_MATCH.test(payload) && ownsNetns && !(await ownsNetns().catch(() => true))) {
+        throw ownerRefusal(family, error)
+      }
+      throw refused
     }
   },
 })

@@ -110,7 +110,14 @@ export const createNftablesRules = (exec: Exec, fs: HostFs, accepted: AcceptedPr
       const ruleset = unchanged ?? (await readRuleset(exec))
       const read = devices
       unchanged = devices = undefined
-      return [{ scope: SCOPE, drift: [...diff(renderNftTable(plan), ourTable(ruleset)), ...(await escapes(plan, ruleset, read))] }]
+      const ours = ourTable(ruleset)
+      return [
+        {
+          scope: SCOPE,
+          drift: [...diff(renderNftTable(plan), ours), ...(await escapes(plan, ruleset, read))],
+          ...(ours === undefined && { absent: true }),
+        },
+      ]
     },
     clean: async () => {
       const existed = ourTable(await readRuleset(exec)) !== undefined
