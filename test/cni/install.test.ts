@@ -181,7 +181,10 @@ t.test('rewritten since it was chained, our entry kept: uninstall takes out only
   const ours = chained.slice(HEAD.length, chained.length - TAIL.length)
   // The primary changes its own bridge name and keeps the rest, our element included.
   const edited = HEAD.replace('"cni0"', '"cni1"')
-  writeFileSync(`${h.conf}/10-k8s.conflist`, edited + ours + TAIL)
+  // Whole, in one rename: written in place, a check may read it empty (skipped, as the runtime would), and the
+  // installer then reaches the same bytes by another path, with other log lines.
+  writeFileSync(`${h.conf}/.tmp-primary`, edited + ours + TAIL)
+  renameSync(`${h.conf}/.tmp-primary`, `${h.conf}/10-k8s.conflist`)
   await new Promise(resolve => setTimeout(resolve, 1500))
   t.equal(await stop(child), 0)
   t.equal(readFileSync(`${h.conf}/10-k8s.conflist`, 'utf8'), edited + TAIL, "the owner's edit stays, byte for byte; our element is gone")
