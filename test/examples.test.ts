@@ -1,5 +1,5 @@
 // The examples' app containers are what users copy: each drops NET_RAW (a packet socket sends TCP no rule sees)
-// and never adds NET_ADMIN (it changes the rules), as the README says a captured app must.
+// and never adds NET_ADMIN (it changes the rules), as docs/security.md says a captured app must.
 import { readdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'

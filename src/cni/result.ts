@@ -1,6 +1,6 @@
 // What the plugin answers, per the CNI spec: a result or an error object on stdout, logs on stderr, and an exit
 // code. Codes below 100 are the spec's; ours are 100 plus the exit code of the command that failed in the netns,
-// so a runtime's log names the same failure the README's exit-code table does.
+// so a runtime's log names the same failure the exit-code table in docs/reference.md does.
 
 export const CNI_CODES = {
   incompatibleVersion: 1,

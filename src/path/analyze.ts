@@ -268,7 +268,7 @@ export const findEscapes = (plan: FamilyPlan, tables: readonly SeenTable[], own?
 
 /** describeFinding is the drift text for one finding: where, the rule as printed, and why it matters. Pure. */
 const describeFinding = (f: Finding): string[] => {
-  // Our own rules left by another backend (the README says to clean with the old one when switching).
+  // Our own rules left by another backend (docs/capture.md says to clean with the old one when switching).
   const leftover = !f.fixable && hasOwnedComment(f.rule)
   const fix = f.fixable
     ? ''

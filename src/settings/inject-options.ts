@@ -1,5 +1,5 @@
 // The injector's and the webhook's settings, one row each, beside the capture settings of options.ts and read the
-// same way (env var, flag, --help, README table). They describe the pod to build, not rules to program.
+// same way (env var, flag, --help, the reference table in docs/reference.md). They describe the pod to build, not rules to program.
 
 import { ConfigError } from '../errors.js'
 import type { OptionTable } from './options.js'

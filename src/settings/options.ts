@@ -1,5 +1,5 @@
 // One row per setting: its env var, its flag, its default and what it accepts. The CLI flags, --help and the
-// README table are all read from here, so a setting cannot exist in one place and not another.
+// table in docs/reference.md are all read from here, so a setting cannot exist in one place and not another.
 
 import { ConfigError } from '../errors.js'
 import type {

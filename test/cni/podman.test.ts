@@ -43,8 +43,8 @@ const hostLinesNaming = async (needles: readonly string[]): Promise<string[]> =>
 const containersOf = async (pod: string): Promise<string[]> =>
   (await podman('ps', '-a', '--filter', `pod=${pod}`, '--format', '{{.Names}}')).split('\n').filter(name => !name.endsWith('-infra'))
 
-t.test('the README shows the CNI pod spec the test plays, verbatim', async t => {
-  t.ok(readFileSync(`${ROOT}README.md`, 'utf8').includes(readFileSync(FILE, 'utf8')), 'examples/pod-cni.yaml')
+t.test('docs/cni.md shows the CNI pod spec the test plays, verbatim', async t => {
+  t.ok(readFileSync(`${ROOT}docs/cni.md`, 'utf8').includes(readFileSync(FILE, 'utf8')), 'examples/pod-cni.yaml')
 })
 
 t.test(

@@ -77,7 +77,7 @@ const checkCells = async (t: Test, pod: IstioPod, c: IstioCase, backend: Backend
 }
 
 // Every table the cases write in, so their cleans can be compared with one snapshot: a table iptables creates
-// stays (empty) after clean, as the README says.
+// stays (empty) after clean, as docs/capture.md says.
 const EVERY_TABLE = [
   ['-m', 'TPROXY', '-b', '*', '-i', '*', '--redirect-dns', '--capture-all-dns', '--drop-invalid', '--dual-stack'],
   ['-b', '*', '--dual-stack'],

@@ -1,4 +1,4 @@
-// The image in a real pod: podman kube play runs the README's pod specs (the same files) on a test network
+// The image in a real pod: podman kube play runs the pod specs docs/getting-started.md shows (the same files) on a test network
 // (198.18.100.0/24), next to a remote server pod, and traffic decides. Needs the image built by
 // scripts/image/build.sh (npm run test:image does both).
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -16,9 +16,9 @@ t.before(async () => {
   await playInOrder(t, `${ROOT}test/image/remote.yaml`)
 })
 
-t.test('the README shows the pod specs the test plays, verbatim', async t => {
-  const readme = readFileSync(`${ROOT}README.md`, 'utf8')
-  for (const file of ['examples/pod.yaml', 'examples/pod-mark.yaml']) t.ok(readme.includes(readFileSync(`${ROOT}${file}`, 'utf8')), file)
+t.test('docs/getting-started.md shows the pod specs the test plays, verbatim', async t => {
+  const page = readFileSync(`${ROOT}docs/getting-started.md`, 'utf8')
+  for (const file of ['examples/pod.yaml', 'examples/pod-mark.yaml']) t.ok(page.includes(readFileSync(`${ROOT}${file}`, 'utf8')), file)
 })
 
 for (const [method, file, caps] of [
@@ -66,7 +66,7 @@ t.test('a broken setting fails the init container with exit 2, and the pod never
   t.match(states, /sidecar-demo-proxy (created|configured)/i, 'the proxy container never ran')
 })
 
-t.test("the README's local run: init joins a running app container's network namespace", async t => {
+t.test("getting started's local run: init joins a running app container's network namespace", async t => {
   const app = 'sr-local-app'
   await runForStatus('podman', ['rm', '-f', app])
   await podman(

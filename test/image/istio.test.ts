@@ -1,5 +1,5 @@
 // The image as Istio's init image, in real pods: Istio's exact istio-init and istio-validation containers (the
-// README's examples/istio-pod.yaml and examples/istio-cni-pod.yaml, verbatim) under podman kube play, beside a
+// examples/istio-pod.yaml, shown verbatim in docs/istio.md, and examples/istio-cni-pod.yaml) under podman kube play, beside a
 // remote pod, with a stand-in transparent proxy on 15001/15006 in the proxy's place. Needs the image built by
 // scripts/image/build.sh (npm run test:image does both).
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -32,8 +32,8 @@ t.before(async () => {
   await playInOrder(t, `${ROOT}test/image/remote.yaml`)
 })
 
-t.test('the README shows the pod spec the test plays, verbatim', async t => {
-  t.ok(readFileSync(`${ROOT}README.md`, 'utf8').includes(readFileSync(`${ROOT}examples/istio-pod.yaml`, 'utf8')))
+t.test('docs/istio.md shows the pod spec the test plays, verbatim', async t => {
+  t.ok(readFileSync(`${ROOT}docs/istio.md`, 'utf8').includes(readFileSync(`${ROOT}examples/istio-pod.yaml`, 'utf8')))
 })
 
 /** The app's traffic goes through the stand-in proxy both ways, once each: outbound on 15001, inbound on 15006. */

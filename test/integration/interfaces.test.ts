@@ -4,7 +4,7 @@
 // remote's end of that link, reachable only so. With ISTIO_EXCLUDE_INTERFACES_SCOPE=routes (the default) only the
 // destinations the interface's own routes cover go uncaptured: the far ones are captured (the bound socket's
 // connection then fails, as REDIRECT cannot hand a packet bound to side0 to loopback; the policy-routed one reaches
-// the proxy). With `all` (Istio's way) both reach the far address past the proxy, as the README says.
+// the proxy). With `all` (Istio's way) both reach the far address past the proxy, as docs/capture.md says.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { addSidePair, initOk, kernelAvailable, REMOTE, REMOTE6, SIDE, withSandbox } from '../helpers/kernel.js'

@@ -66,7 +66,7 @@ for (const backend of BACKENDS) {
   t.test(`${backend}: verify after istio-iptables, the ::6 address, dry run and cleanup-only`, async t => {
     if (!kernelAvailable(t)) return
     const box = await pod(t)
-    // The tables a run creates stay (empty) after clean, as the README says: made first, so they are in `before`.
+    // The tables a run creates stay (empty) after clean, as docs/capture.md says: made first, so they are in `before`.
     await expectCode(t, box, ['istio-iptables', ...args, '--dual-stack'], 0)
     await expectCode(t, box, ['clean', 'istio-iptables', ...BACKEND_ARGS[backend]], 0)
     const before = await snapshot(box)

@@ -1,5 +1,5 @@
 // What stays outside capture by design, and what happens to it, shown with real connections on every backend (the
-// README's list): a connection opened before init while conntrack was already in use in the pod keeps going
+// list in docs/capture.md): a connection opened before init while conntrack was already in use in the pod keeps going
 // uncaptured (NAT decides a connection on its first packet only; without conntrack in use it is picked up
 // mid-stream, redirected, and breaks); a socket bound to a captured interface is captured but cannot be delivered
 // to the proxy's loopback address, so its connection fails; an IPv6 link-local destination is the same.

@@ -4,7 +4,7 @@
 // iptables-nft defines it (same type, hook and priority, which iptables-nft checks) and marked with our comment;
 // clean, and the undo of a refused apply, delete a marked chain once it holds no rule, and a marked table once it
 // holds nothing else. Someone else's table or chain is never marked, so never deleted; one of ours that another
-// program has put a rule in stays until it is empty. Legacy tables cannot be deleted at all (the README says so).
+// program has put a rule in stays until it is empty. Legacy tables cannot be deleted at all (docs/capture.md says so).
 
 import { CREATED_COMMENT, type Hook, type Table } from '../../plan/owned.js'
 import type { NftTableText } from '../../path/from-nft.js'
