@@ -15,10 +15,11 @@ import { kernelAvailable, programs } from '../helpers/kernel.js'
 
 const PODS = 100
 const SLOTS = 4
-// The most tools one request runs side by side: init's first round (both families' iptables-save and `nft list
-// ruleset`), clean's (both families' iptables-save, `ipset save`, and where /proc shows a route of ours may be,
-// each family's `ip rule` and `ip route`).
-const ROUND = { ADD: 3, DEL: 7 } as const
+// The most tools one request runs side by side (of those wrapped): init's first round (both families'
+// iptables-save, `nft list ruleset`, and `ip -j link` for the devices' hooks; `tc` is not wrapped), clean's (both
+// families' iptables-save, `ipset save`, and where /proc shows a route of ours may be, each family's `ip rule`
+// and `ip route`).
+const ROUND = { ADD: 4, DEL: 7 } as const
 const LIMIT = 192 * 1024 * 1024
 const TOOLS = ['iptables', 'ip6tables'].flatMap(t => ['', '-nft', '-legacy'].flatMap(v => ['save', 'restore'].map(verb => `${t}${v}-${verb}`)))
 const PLUGIN = new URL('../../dist/cni/sidecar-redirect', import.meta.url).pathname
