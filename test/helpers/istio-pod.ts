@@ -100,6 +100,17 @@ export const withIstioPod = async (t: Test): Promise<IstioPod> => {
     await run(side.host, 'ip', ['route', 'add', 'default', 'via', side.pod.ipv4])
     await run(side.host, 'ip', ['-6', 'route', 'add', 'default', 'via', side.pod.ipv6])
   }
+  // The kernel gives each link its IPv6 link-local address once it has carrier (from a work queue, up to a second
+  // later), with its routes (an anycast one too, as the pod forwards), after duplicate address detection: a
+  // snapshot taken before that differs from one taken after. Wait for all of it.
+  const links = ['eth0', ...SIDES.map(s => s.link)]
+  for (const started = Date.now(); ; ) {
+    const routes = (await box.exec('pod', 'ip', ['-6', 'route', 'show', 'table', 'local'])).stdout
+    const tentative = (await box.exec('pod', 'ip', ['-6', 'addr', 'show', 'tentative'])).stdout.trim()
+    if (links.every(link => routes.includes(`anycast fe80:: dev ${link} `)) && tentative === '') break
+    if (Date.now() - started > 30_000) throw new Error(`the pod's IPv6 link-local set-up did not settle:\n${routes}\n${tentative}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
   const { peer, cli } = programs()
   const serve = async (host: Host, specs: readonly string[], transparent = false): Promise<void> => {
     const args = [peer, 'serve', ...(transparent ? ['--transparent'] : []), ...specs]
