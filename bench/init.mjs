@@ -8,14 +8,17 @@
 //   init (fresh)        init into a namespace without our rules (apply, read-back, whole-path check)
 //   init (re-run)       init over its own rules (one read per family and the ruleset, nothing written)
 //   init (fresh, live)  init (fresh) plus the live probe (ISTIO_VERIFY=live, the default)
+//   verify              verify over init's rules (reads them back, changes nothing)
 //   floor (fresh), floor (re-run)   bench/floor.mjs: Node starting init's processes in init's rounds, and nothing else
-//   init before (fresh), init before (re-run)   with BEFORE=<another checkout, built>: its init, in the same rounds
-//                       (e.g. main's, to show that a change costs init nothing)
+//   <name> init (fresh), <name> init (re-run), <name> init (fresh, live), <name> verify
+//                       with BEFORE=<another checkout, built> (several: separated by spaces, each named by its
+//                       directory's name): its commands, in the same rounds (e.g. main's, to show that a change
+//                       costs init nothing, or builds made other ways, to show what a build step buys)
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname } from 'node:path'
+import { basename, dirname } from 'node:path'
 import { node24 } from './node24.mjs'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 30)
@@ -26,7 +29,11 @@ const env = { ...process.env, ISTIO_VERIFY: 'rules', ISTIO_LOG_FORMAT: 'json' }
 delete env.NODE_OPTIONS
 const liveEnv = { ...env, ISTIO_VERIFY: 'live' }
 const cli = `${root}entrypoint`
-const beforeCli = process.env.BEFORE ? `${process.env.BEFORE.replace(/\/$/, '')}/entrypoint` : undefined
+const befores = (process.env.BEFORE ?? '')
+  .split(/\s+/)
+  .filter(Boolean)
+  .map(dir => dir.replace(/\/$/, ''))
+const beforeClis = Object.fromEntries(befores.map(dir => [befores.length === 1 ? 'before' : basename(dir), `${dir}/entrypoint`]))
 
 const nodes = { 'node 24': node24(), [`node ${process.versions.node.split('.')[0]}`]: process.execPath }
 const payload = execFileSync(process.execPath, [cli, 'plan'], { encoding: 'utf8', env }).split(/^# ipv6.*\n/m)
@@ -55,9 +62,12 @@ for (const [label, node] of Object.entries(nodes)) {
   contenders[`${label}: init (fresh)`] = { before: clean, run: () => inNs(cli, ['init'], { env: under(node, env) }) }
   contenders[`${label}: init (re-run)`] = { before: () => undefined, run: () => inNs(cli, ['init'], { env: under(node, env) }) }
   contenders[`${label}: init (fresh, live)`] = { before: clean, run: () => inNs(cli, ['init'], { env: under(node, liveEnv) }) }
-  if (beforeCli) {
-    contenders[`${label}: init before (fresh)`] = { before: clean, run: () => inNs(beforeCli, ['init'], { env: under(node, env) }) }
-    contenders[`${label}: init before (re-run)`] = { before: () => undefined, run: () => inNs(beforeCli, ['init'], { env: under(node, env) }) }
+  contenders[`${label}: verify`] = { before: () => undefined, run: () => inNs(cli, ['verify'], { env: under(node, env) }) }
+  for (const [name, other] of Object.entries(beforeClis)) {
+    contenders[`${label}: ${name} init (fresh)`] = { before: clean, run: () => inNs(other, ['init'], { env: under(node, env) }) }
+    contenders[`${label}: ${name} init (re-run)`] = { before: () => undefined, run: () => inNs(other, ['init'], { env: under(node, env) }) }
+    contenders[`${label}: ${name} init (fresh, live)`] = { before: clean, run: () => inNs(other, ['init'], { env: under(node, liveEnv) }) }
+    contenders[`${label}: ${name} verify`] = { before: () => undefined, run: () => inNs(other, ['verify'], { env: under(node, env) }) }
   }
 }
 
