@@ -2,7 +2,7 @@
 // machine noise hits them alike, under the image's Node 24 and under this machine's Node. Run as root after a
 // build: `npm run bench`. init runs as the image runs it: `entrypoint` started by its own first line, with the Node
 // under test first on PATH (it keeps Node's compile cache in dist/.cache; the warm-up rounds fill it, as the
-// image's build does).
+// image's build does). Each contender's median wall time, and its median CPU time (its whole tree of processes).
 //   node -e 0           an empty Node start: the floor for any Node entrypoint
 //   bare tools          what a compiled tool pays: iptables-restore and iptables-save of our payload, per family
 //   init (fresh)        init into a namespace without our rules (apply, read-back, whole-path check)
@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { basename, dirname } from 'node:path'
 import { node24 } from './node24.mjs'
@@ -73,6 +74,19 @@ for (const [label, node] of Object.entries(nodes)) {
 
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
+// The CPU time (user + system) of every process this one has reaped, in ms, to the microsecond: getrusage(2)
+// RUSAGE_CHILDREN, whose struct rusage starts with ru_utime and ru_stime (two struct timevals of two longs each).
+// A run's CPU time is less at the mercy of other work on a shared machine than its wall time.
+const getrusage = createRequire(import.meta.url)('koffi')
+  .load('libc.so.6')
+  .func('int getrusage(int who, void *usage)')
+const childrenCpuMs = () => {
+  const usage = Buffer.alloc(144)
+  if (getrusage(-1, usage) !== 0) throw new Error('getrusage failed')
+  const [us, uu, ss, su] = [0, 8, 16, 24].map(at => Number(usage.readBigInt64LE(at)))
+  return (us + ss) * 1e3 + (uu + su) / 1e3
+}
+
 execFileSync('ip', ['netns', 'add', ns])
 try {
   inNs('ip', ['link', 'set', 'lo', 'up'])
@@ -82,24 +96,27 @@ try {
   inNs('ip', ['addr', 'add', '2001:db8:9::1/64', 'dev', 'bench0', 'nodad'])
   for (const link of ['bench0', 'bench1']) inNs('ip', ['link', 'set', link, 'up'])
   const samples = Object.fromEntries(Object.keys(contenders).map(name => [name, []]))
+  const cpu = Object.fromEntries(Object.keys(contenders).map(name => [name, []]))
   for (let round = 0; round < ROUNDS + 2; round++) {
     for (const [name, { before, run }] of Object.entries(contenders)) {
       before()
-      const start = performance.now()
+      const [startCpu, start] = [childrenCpuMs(), performance.now()]
       run()
-      if (round >= 2) samples[name].push(performance.now() - start) // two warm-up rounds
+      if (round < 2) continue // two warm-up rounds
+      samples[name].push(performance.now() - start)
+      cpu[name].push(childrenCpuMs() - startCpu)
     }
   }
   const machine = execFileSync('sh', ['-c', 'echo "$(nproc) cores, $(uname -r)"'], { encoding: 'utf8' }).trim()
   console.log(
     `sidecar-redirect init benchmark, ${new Date().toISOString().slice(0, 10)}, ${machine}: ${ROUNDS} alternating rounds, medians (each run includes one nsenter)`,
   )
-  console.log('| contender | median ms | vs node -e 0 of the same Node |')
-  console.log('| --- | ---: | ---: |')
+  console.log('| contender | median ms | vs node -e 0 of the same Node | CPU ms (user + system, all its processes) |')
+  console.log('| --- | ---: | ---: | ---: |')
   for (const [name, values] of Object.entries(samples)) {
     const label = name.split(':')[0]
     const floor = samples[`${label}: node -e 0`] ?? samples['node 24: node -e 0']
-    console.log(`| ${name} | ${median(values).toFixed(1)} | ${(median(values) / median(floor)).toFixed(2)}x |`)
+    console.log(`| ${name} | ${median(values).toFixed(1)} | ${(median(values) / median(floor)).toFixed(2)}x | ${median(cpu[name]).toFixed(1)} |`)
   }
   for (const [label, node] of Object.entries(nodes)) {
     clean()
