@@ -20,7 +20,6 @@ RUN --mount=type=secret,id=npm-ca \
     if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi; \
     npm_config_nodedir=/usr/local npm ci --omit=peer --no-audit --no-fund --loglevel=error
 COPY build.mjs tsconfig.json entrypoint ./
-COPY scripts/eager-compile.mjs ./scripts/
 COPY src ./src
 COPY scripts/image/rootfs.sh ./
 RUN npm run build && bash rootfs.sh /rootfs

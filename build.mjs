@@ -6,7 +6,6 @@ import { mkdirSync, rmSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { build } from 'esbuild'
-import { wrapFunctions } from './scripts/eager-compile.mjs'
 
 // Chunk names change with their content: start empty, so no stale chunk is shipped.
 rmSync('dist', { recursive: true, force: true })
@@ -27,10 +26,11 @@ const common = {
   logLevel: 'warning',
 }
 
-// Node 24 spends ~0.25 ms on each ES module it loads (resolve, read, link), and esbuild's splitting gives each set
-// of entries that reach a module its own chunk: the CLI's static graph, shared piecemeal with the commands loaded
-// lazily, came out as 17 files, ~4 ms of every init (bench/). So every module loaded lazily also imports that whole
-// graph (it is loaded already whenever they are): then all of it is reached by the same entries, and is one chunk.
+// Node pays for every ES module it loads (resolve, read, link, a compile-cache entry), and esbuild's splitting gives
+// each set of entries that reach a module its own chunk: the CLI's static graph, shared piecemeal with the commands
+// loaded lazily, comes out as many small files. So every module loaded lazily also imports that whole graph (it is
+// loaded already whenever they are): then all of it is reached by the same entries, and is one chunk. What this buys
+// per start, against a plain split build, is measured in docs/performance.md (`PLAIN_SPLIT=1` builds without it).
 // The imports go after the module's own text (imports are hoisted), so its lines keep their numbers in the map.
 const STATIC_GRAPH = ['src/main.ts', 'src/io.ts'].map(file => `\nimport ${JSON.stringify(resolve(file))}`).join('')
 const staticGraphInOneChunk = {
@@ -51,22 +51,7 @@ const staticGraphInOneChunk = {
   },
 }
 
-const cli = await build({ ...common, entryPoints: { cli: 'src/bin.ts' }, splitting: true, metafile: true, plugins: [staticGraphInOneChunk] })
-
-// The function expressions and arrows init may call (most of esbuild's output; declarations, methods and
-// accessors cannot be wrapped and stay lazy) are compiled with their module and kept in Node's compile cache
-// (see scripts/eager-compile.mjs): callgrind, Node 24, init re-run 200M -> 191M instructions; wall, side by side,
-// re-run 72 -> 68 ms and fresh 90 -> 84 ms. The other lazily loaded chunks are left lazy: most runs never load them.
-const staticFiles = new Set()
-const addStatic = file => {
-  if (staticFiles.has(file)) return
-  staticFiles.add(file)
-  for (const i of cli.metafile.outputs[file].imports) if (i.kind === 'import-statement' && !i.external) addStatic(i.path)
-}
-addStatic('dist/cli.mjs')
-// The live probe is loaded on demand, but init loads it by default (ISTIO_VERIFY=live).
-for (const [file, output] of Object.entries(cli.metafile.outputs)) if (output.entryPoint === 'src/verify/probe.ts') addStatic(file)
-for (const file of staticFiles) await wrapFunctions(file)
+await build({ ...common, entryPoints: { cli: 'src/bin.ts' }, splitting: true, plugins: process.env.PLAIN_SPLIT ? [] : [staticGraphInOneChunk] })
 await build({ ...common, entryPoints: { peer: 'src/peer.ts' }, splitting: false })
 
 // The CNI plugin runs on the host, which may have neither Node.js nor a libc we know: one static executable.
