@@ -1,8 +1,8 @@
 // The seam through which the rule commands start processes. Everything else receives an Exec, so tests can record
 // what would run (test/helpers/fake-exec.ts); failures come back classified (not installed, not permitted, timed
 // out, or CommandFailed with the tool's stderr and the line it blamed). It uses node:child_process directly,
-// not execa: init runs it on every pod start, and loading execa alone cost ~42 ms of a ~150 ms init on Node 24,
-// with ~30 ms for the first process it starts against ~4.5 ms for a plain spawn (bench/init.mjs). Long-lived
+// not execa: init runs it on every pod start, and loading execa, and its first process, cost init far more than a
+// plain spawn (figures: docs/performance.md). Long-lived
 // processes (the proxy, the demo's peers) are started with execa in processes.ts, off init's path.
 
 import { spawn } from 'node:child_process'

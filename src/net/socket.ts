@@ -73,8 +73,8 @@ const sockaddr = (address: string, port: number): Buffer => {
 /**
  * connectSocket is openSocket connected to address:port by connect(2) itself, without waiting: the socket is
  * Node's once the connection is under way, and it reads the answer (or the refusal) as it comes. Node's own
- * connect would first test the address against its IPv6 pattern, which V8 compiles on first use: ~3.5 ms on
- * Node 24, more than a whole probe connection. `address` is an IP literal.
+ * connect would first test the address against its IPv6 pattern, which V8 compiles on first use: more than a whole
+ * probe connection costs (docs/performance.md). `address` is an IP literal.
  */
 export const connectSocket = (address: string, port: number, options: SocketOptions = {}): net.Socket => {
   const libc = loadLibc()

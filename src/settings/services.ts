@@ -99,7 +99,8 @@ const clash = (current: Located, earlier: Located): ConfigError => {
  * refuseOverlaps throws for two entries of the same kind (with or without ports) that overlap. Pure. Sorted by
  * address, wider first, then by port: CIDRs either nest or are apart, so the earlier entries that can overlap the
  * current one are a stack of at most 129 nested ranges, and within one range a binary search over ports finds a
- * clash. O(n log n), where comparing every pair took 75 s at 100,000 services.
+ * clash. O(n log n): comparing every pair is quadratic, far too slow at the 100,000 services bench/scale.mjs runs
+ * (docs/performance.md).
  */
 export const refuseOverlaps = (located: readonly Located[]): void => {
   for (const withPorts of [false, true]) {

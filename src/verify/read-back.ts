@@ -10,7 +10,7 @@ export const describeDrift = (drifts: readonly Drift[]): string[] =>
   drifts.flatMap(({ scope, drift }) => (drift.length === 0 ? [] : [`${scope}:`, ...drift.map(line => `  ${line}`)]))
 
 /**
- * Loads the live probe and its FFI (koffi, ~9 ms on Node 24) ahead of time: init calls this right after starting the first
+ * Loads the live probe and its FFI (koffi, a native addon, slow to load: docs/performance.md) ahead of time: init calls this right after starting the first
  * rule tools, so the load runs while they do instead of after them. A failure is left for the probe to report.
  */
 export const warmUpProbe = (): Promise<void> =>
