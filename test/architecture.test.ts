@@ -100,6 +100,60 @@ t.test("no module keeps mutable state at its top level (one pod's request cannot
   )
 })
 
+// The exec layer is the one seam to other processes: init's tools (exec.ts), the long-lived peers and the proxy
+// (processes.ts), the peer's IPC child (ipc-child.ts). privilege/replace-process.ts calls libc's execve, which
+// starts nothing: it replaces this process with the proxy.
+const SPAWNS = /from '(?:node:)?child_process'|from 'execa'|from '(?:node:)?worker_threads'|from '(?:node:)?cluster'/
+t.test('no module outside the exec layer starts a process', async t => {
+  const found = [...graph.keys()].filter(file => roomOf(file) !== 'exec' && SPAWNS.test(readFileSync(file, 'utf8')))
+  t.same(
+    found.map(f => relative(SRC, f)),
+    [],
+    'child_process, execa, worker_threads and cluster are imported in src/exec only',
+  )
+  t.ok(
+    [...graph.keys()].some(file => roomOf(file) === 'exec' && SPAWNS.test(readFileSync(file, 'utf8'))),
+    'the check sees the seam itself',
+  )
+})
+
+// A failure is told apart once, at the seam, by errno, exit status and the tool's classify: callers ask
+// failedFor(error, reason) or isNotInstalled(error). Only the classify modules read what a tool printed when it
+// failed (nft, ipset, ip and tc exit 1 or 2 for everything, and iptables 4 for two kinds, so their first words
+// decide there), and nothing anywhere matches the text of an error's message.
+const READS_TEXT = ['backend/iptables/classify.ts', 'backend/nftables/classify.ts', 'backend/iproute/classify.ts']
+const MATCHES_ERROR_TEXT = [
+  // A pattern tried on a message, stderr, or whatever was caught: /x/.test(error.message), re.exec(e.stderr), ...
+  /\.(?:test|exec|match|matchAll|search)\([^)]*\b(?:message|stderr|messageOf|String\((?:error|err|e|cause|reason)\))\b/,
+  // A message or stderr searched: error.message.includes(...), failure.stderr.match(...), ...
+  /\b(?:message|stderr)\)?\.(?:match|matchAll|includes|startsWith|endsWith|search|indexOf)\(/,
+  // What a caught value says, searched: messageOf(error).includes(...), String(error).match(...).
+  /\b(?:messageOf|String)\([^)]*\)\.(?:match|matchAll|includes|startsWith|endsWith|search|indexOf)\(/,
+]
+const matchesErrorText = (line: string): boolean => MATCHES_ERROR_TEXT.some(pattern => pattern.test(line))
+
+t.test("no source file matches an error by its message text; only the tools' classify modules read their words", async t => {
+  const found = [...graph.keys()]
+    .filter(file => !READS_TEXT.includes(relative(SRC, file)))
+    .flatMap(file =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (matchesErrorText(line) ? [`${relative(SRC, file)}:${i + 1}: ${line.trim()}`] : [])),
+    )
+  t.same(found, [], 'no message or stderr is matched outside the classify modules')
+  for (const file of READS_TEXT) t.ok(graph.has(join(SRC, file)), `${file} exists`)
+  // The check can fail: each form it must catch, as the code used to write it.
+  for (const line of [
+    'if (error instanceof EnvironmentError && / is not installed/.test(error.message)) {',
+    'if (error instanceof CommandFailed && /not supported/i.test(error.stderr)) return []',
+    'const managed = [...stderr.matchAll(/table (\\S+ \\S+) is managed/g)]',
+    "if (messageOf(error).includes('File exists')) return",
+    "if ((error as Error).message.startsWith('ip is not')) return",
+  ])
+    t.ok(matchesErrorText(line), `caught: ${line}`)
+  t.notOk(matchesErrorText("if (failedFor(error, 'absent')) return []"), 'a reason is asked, not text')
+})
+
 t.test('the check sees imports at all', async t => {
   t.ok([...graph.values()].flat().length > 100, 'imports were read')
 })

@@ -4,7 +4,8 @@
 // tells an address we added from one that was there, and it matches no rule unless the proxy binds it.
 
 import { ApplyError, EnvironmentError } from '../errors.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { CommandFailed, failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runIproute } from './iproute/classify.js'
 import type { Cidr } from '../settings/types.js'
 import { formatCidr } from '../settings/cidr.js'
 import type { RuleBackend } from './types.js'
@@ -13,9 +14,9 @@ const flag = (cidr: Cidr): string => (cidr.family === 'ipv4' ? '-4' : '-6')
 
 const ip = async (exec: Exec, args: string[]): Promise<string> => {
   try {
-    return (await exec('ip', args)).stdout
+    return (await runIproute(exec, 'ip', args)).stdout
   } catch (error) {
-    if (error instanceof EnvironmentError && / is not installed/.test(error.message))
+    if (isNotInstalled(error))
       throw new EnvironmentError('the address on lo is added with ip, which is not installed (the iproute2 package)', { cause: error })
     throw error
   }
@@ -34,7 +35,7 @@ export const withLoAddress = (inner: RuleBackend, exec: Exec, cidr: Cidr): RuleB
       try {
         await ip(exec, [flag(cidr), 'addr', 'add', formatCidr(cidr), 'dev', 'lo'])
       } catch (error) {
-        if (!(error instanceof CommandFailed) || !/File exists/.test(error.stderr)) {
+        if (!failedFor(error, 'exists')) {
           throw new ApplyError(
             `adding ${formatCidr(cidr)} to lo was refused: ${error instanceof CommandFailed ? error.stderr.trim() : String(error)}`,
             {

@@ -3,7 +3,8 @@
 // rules are refused. Read back as `ip` prints them; ours only when priority, mark and table all match exactly.
 
 import { ApplyError, EnvironmentError } from '../errors.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { CommandFailed, failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runIproute } from './iproute/classify.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
@@ -51,17 +52,12 @@ const lines = (text: string): string[] =>
     .map(l => l.trimEnd())
     .filter(l => l !== '')
 
-// A table that never held a route does not exist for the kernel: `ip route show table N` then fails with this.
-const NO_TABLE = /FIB table does not exist/
-
-const isMissing = (error: unknown): boolean => error instanceof EnvironmentError && / is not installed/.test(error.message)
-
-/** The seam's "not installed" names the iptables package; here the program is iproute2's. */
+/** The seam's "not installed" names the package; this says what needed the program. */
 const ip = async (exec: Exec, args: string[]): Promise<string> => {
   try {
-    return (await exec('ip', args)).stdout
+    return (await runIproute(exec, 'ip', args)).stdout
   } catch (error) {
-    if (isMissing(error))
+    if (isNotInstalled(error))
       throw new EnvironmentError("TPROXY's policy routing is written with ip, which is not installed (the iproute2 package)", { cause: error })
     throw error
   }
@@ -71,7 +67,8 @@ const readRouting = async (exec: Exec, family: Family, r: LocalRouting): Promise
   const [rules, routes] = await Promise.all([
     ip(exec, ['-N', FLAG[family], 'rule', 'show']).then(lines),
     ip(exec, [FLAG[family], 'route', 'show', 'table', String(r.table)]).then(lines, (error: unknown): string[] => {
-      if (error instanceof CommandFailed && NO_TABLE.test(error.stderr)) return []
+      // A table that never held a route does not exist for the kernel.
+      if (failedFor(error, 'absent')) return []
       throw error
     }),
   ])
@@ -200,7 +197,7 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting,
         Promise.all(
           plan.families.map(async p => ((await mayHold(p.family)) ? readRouting(exec, p.family, owned) : { rule: false, route: false, foreign: [] })),
         ).catch((error: unknown) => {
-          if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
+          if (error instanceof EnvironmentError && isNotInstalled(error.cause)) return undefined
           throw error
         }),
       ])

@@ -9,7 +9,7 @@ import { savedText } from '../helpers/saved.js'
 import { renderNftTable } from '../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import { DEVICE_READS, fakeExec } from '../helpers/fake-exec.js'
-import { EnvironmentError } from '../../src/errors.js'
+import { NotInstalled } from '../../src/exec/exec.js'
 
 // A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
 const fs = {
@@ -66,7 +66,7 @@ t.test('the ruleset is read beside the first reads: when it cannot be read, noth
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: '' },
     { run: 'ip6tables-nft-save', stdout: '' },
-    { run: 'nft list ruleset', throws: () => new EnvironmentError('nft is not installed (the image needs the iptables package)') },
+    { run: 'nft list ruleset', throws: () => new NotInstalled('nft') },
     ...DEVICE_READS,
   ])
   await t.rejects(createIptablesRules(fake.exec, fs, 'nft').apply(plan), {

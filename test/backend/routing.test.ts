@@ -4,6 +4,7 @@ import t from 'tap'
 import { mayHoldRoute, withRouting } from '../../src/backend/routing.js'
 import type { RuleBackend } from '../../src/backend/types.js'
 import { ApplyError, EnvironmentError } from '../../src/errors.js'
+import { NotInstalled } from '../../src/exec/exec.js'
 import { buildPlan } from '../../src/plan/build.js'
 import { tproxyRouting } from '../../src/plan/features/tproxy.js'
 import { parseSettings } from '../../src/settings/parse.js'
@@ -177,7 +178,7 @@ t.test('REDIRECT mode: apply and read-back run no ip command at all', async t =>
 })
 
 t.test('without ip: TPROXY is refused naming iproute2, and clean says it could not have written any', async t => {
-  const missing = () => new EnvironmentError('ip is not installed (the image needs the iptables package)')
+  const missing = () => new NotInstalled('ip')
   const refused = fakeExec(t, [
     { run: 'ip -N -4 rule show', throws: missing },
     { run: 'ip -4 route show table 133', throws: missing },

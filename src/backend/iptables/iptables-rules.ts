@@ -24,6 +24,8 @@ import { foreignJumpsInto, parseOurTables } from './parse-save.js'
 import { applyFamilies, ownRules, ownedIn, type FamilyTarget } from './apply.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
+import { runNft } from '../nftables/classify.js'
+import { runIpset } from './classify.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from '../types.js'
 import { otherTables, readElsewhere, readRuleset, type Elsewhere } from '../whole-path.js'
@@ -66,7 +68,7 @@ export const createIptablesRules = (
   const tables = createIptablesBackend(exec, variant, fs.ownsNetns)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
-      return (await exec('ipset', args, input)).stdout
+      return (await runIpset(exec, args, input)).stdout
     } catch (error) {
       if (error instanceof CommandFailed) throw new ApplyError(`ipset ${args[0]} refused: ${firstLine(error.stderr)}`, { cause: error })
       throw error
@@ -74,7 +76,7 @@ export const createIptablesRules = (
   }
   const nft = async (script: string): Promise<void> => {
     try {
-      await exec('nft', ['-f', '-'], script)
+      await runNft(exec, ['-f', '-'], script)
     } catch (error) {
       if (error instanceof CommandFailed)
         throw new ApplyError(`nft refused to make the tables iptables-nft writes into: ${firstLine(error.stderr)}`, { cause: error })
@@ -216,7 +218,7 @@ export const createIptablesRules = (
           }),
         ),
         // Without ipset there are no sets of ours.
-        exec('ipset', ['save']).then(
+        runIpset(exec, ['save']).then(
           r => r.stdout,
           (error: unknown) => {
             if (error instanceof EnvironmentError) return ''

@@ -10,6 +10,7 @@ import type { Plan } from '../../plan/types.js'
 import { diffSection, memberDiff } from '../compare.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
+import { runNft } from './classify.js'
 import type { RuleBackend } from '../types.js'
 import { otherTables, readElsewhere, readRuleset, type Ruleset } from '../whole-path.js'
 import { readDeviceHooks } from '../devices.js'
@@ -63,7 +64,7 @@ const ourTable = (ruleset: Ruleset): string | undefined => {
 export const createNftablesRules = (exec: Exec, fs: HostFs, accepted: AcceptedPrograms = new Set()): RuleBackend => {
   const run = async (payload: string): Promise<void> => {
     try {
-      await exec('nft', ['-f', '-'], payload)
+      await runNft(exec, ['-f', '-'], payload)
     } catch (error) {
       if (!(error instanceof CommandFailed)) throw error
       throw new ApplyError(`inet: nft refused the transaction: ${error.stderr.trim().split('\n').slice(0, 3).join(' ')}`, { cause: error })
