@@ -28,8 +28,11 @@ const present = async (exec: Exec, cidr: Cidr): Promise<boolean> =>
 /** withLoAddress adds `cidr` to lo after the inner backend applies, and reads it back with the rules. */
 export const withLoAddress = (inner: RuleBackend, exec: Exec, cidr: Cidr): RuleBackend => ({
   name: inner.name,
+  classify: inner.classify,
+  // What plan prints for it is the mode's own (istio-iptables prints the `ip addr add` it implies).
+  render: plan => inner.render(plan),
   apply: async plan => {
-    const applied = await inner.apply(plan)
+    const { applied, known } = await inner.apply(plan)
     const there = await present(exec, cidr)
     if (!there) {
       try {
@@ -45,11 +48,11 @@ export const withLoAddress = (inner: RuleBackend, exec: Exec, cidr: Cidr): RuleB
         }
       }
     }
-    return [...applied, { scope: 'lo', count: 1, unit: 'addresses', where: `address ${formatCidr(cidr)} on lo`, changed: !there }]
+    return { applied: [...applied, { scope: 'lo', count: 1, unit: 'addresses', where: `address ${formatCidr(cidr)} on lo`, changed: !there }], known }
   },
-  readBack: async plan => {
-    const [drifts, there] = await Promise.all([inner.readBack(plan), present(exec, cidr)])
-    return [...drifts, { scope: 'lo', drift: there ? [] : [`- address ${formatCidr(cidr)} on lo: missing`] }]
+  read: async (plan, known) => {
+    const [reads, there] = await Promise.all([inner.read(plan, known), present(exec, cidr)])
+    return { ...reads, lo: { address: formatCidr(cidr), present: there } }
   },
   clean: plan => inner.clean(plan),
 })

@@ -9,7 +9,7 @@ import type { LocalRouting, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
 import type { HostFs } from './detect.js'
-import type { RuleBackend } from './types.js'
+import type { RoutingRead, RuleBackend } from './types.js'
 
 const FLAG: Record<Family, string> = { ipv4: '-4', ipv6: '-6' }
 
@@ -39,12 +39,14 @@ const argv = (family: Family, r: LocalRouting, { verb, object }: Step): string[]
 export const renderRoutingCommands = (family: Family, r: LocalRouting): string[] =>
   (['route', 'rule'] as const).map(object => `ip ${argv(family, r, { verb: 'add', object }).join(' ')}`)
 
-interface Found {
-  readonly rule: boolean
-  readonly route: boolean
-  /** Routes in our table that are not ours: a more specific one would take marked packets elsewhere. */
-  readonly foreign: readonly string[]
-}
+/** renderRoutingComments: the `ip` commands apply runs before the rules, as comments after the rules' payload. Pure. */
+export const renderRoutingComments = (plan: Plan): string =>
+  plan.families
+    .flatMap(p => (p.routing ? renderRoutingCommands(p.family, p.routing) : []))
+    .map(command => `# ${command}\n`)
+    .join('')
+
+type Found = Pick<RoutingRead, 'rule' | 'route' | 'foreign'>
 
 const lines = (text: string): string[] =>
   text
@@ -129,6 +131,8 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting,
   const routed = (plan: Plan) => plan.families.flatMap(p => (p.routing ? [{ family: p.family, routing: p.routing }] : []))
   return {
     name: inner.name,
+    classify: inner.classify,
+    render: plan => inner.render(plan) + renderRoutingComments(plan),
     apply: async plan => {
       const wanted = routed(plan)
       if (wanted.length === 0) return inner.apply(plan)
@@ -158,36 +162,21 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting,
       } catch (error) {
         return undo(error)
       }
-      const applied = await inner.apply(plan).catch(undo)
-      return [
-        ...applied,
-        ...wanted.map((w, i) => ({
-          scope: `${w.family} routing`,
-          count: 2,
-          unit: 'rules' as const,
-          where: describe(w.routing),
-          changed: added[i]!.rule || added[i]!.route,
-        })),
-      ]
+      const { applied, known } = await inner.apply(plan).catch(undo)
+      const routing = wanted.map((w, i) => ({
+        scope: `${w.family} routing`,
+        count: 2,
+        unit: 'rules' as const,
+        where: describe(w.routing),
+        changed: added[i]!.rule || added[i]!.route,
+      }))
+      return { applied: [...applied, ...routing], known }
     },
-    readBack: async plan => {
+    read: async (plan, known) => {
       const wanted = routed(plan)
-      const [drifts, found] = await Promise.all([inner.readBack(plan), Promise.all(wanted.map(w => readRouting(exec, w.family, w.routing)))])
-      return [
-        ...drifts,
-        ...wanted.map((w, i) => {
-          const f = found[i]!
-          return {
-            scope: `${w.family} routing`,
-            ...(!f.rule && !f.route && { absent: true }),
-            drift: [
-              ...(f.rule ? [] : [`- ip rule: ${ruleLine(w.routing)}`]),
-              ...(f.route ? [] : [`- ip route table ${w.routing.table}: ${ROUTE_LINE[w.family]}`]),
-              ...f.foreign.map(l => `+ ip route table ${w.routing.table}: ${l} (not ours)`),
-            ],
-          }
-        }),
-      ]
+      if (wanted.length === 0) return inner.read(plan, known)
+      const [reads, found] = await Promise.all([inner.read(plan, known), Promise.all(wanted.map(w => readRouting(exec, w.family, w.routing)))])
+      return { ...reads, routing: wanted.map((w, i) => ({ family: w.family, routing: w.routing, ...found[i]! })) }
     },
     clean: async plan => {
       // The routing is read beside the rules' own reads (one round of processes), and removed after them.

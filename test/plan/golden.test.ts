@@ -21,7 +21,7 @@ for (const file of cases) {
   ] as const) {
     t.test(`golden plan: ${name}.${extension}`, async t => {
       const settings = await loadSettings({ ...readEnvFile(`${GOLDEN_DIR}/${file}`), ...backend }, {}, readServicesFile)
-      const text = renderPlanText(settings, readRoutesFile(`${GOLDEN_DIR}/${file}`))
+      const text = renderPlanText(settings, readRoutesFile(`${GOLDEN_DIR}/${file}`), extension === 'nft' ? 'nftables' : 'nft')
       const goldenPath = `${GOLDEN_DIR}/${name}.${extension}`
       if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(goldenPath, text)
       t.equal(text, readFileSync(goldenPath, 'utf8'))
