@@ -154,6 +154,46 @@ t.test("no source file matches an error by its message text; only the tools' cla
   t.notOk(matchesErrorText("if (failedFor(error, 'absent')) return []"), 'a reason is asked, not text')
 })
 
+// Effects outside io (src/io.ts): the files and rooms that reach the world directly (files, sockets, FFI), and
+// why. A new one is added here on purpose, or goes through io.
+const DIRECT_IO: Readonly<Record<string, string>> = {
+  'exec/': 'the seam to processes, and the PATH lookup beside it',
+  'net/': 'the kernel: sockets, namespaces and libc through FFI, which is what the room is for',
+  'cni/': "the node side's own wing: host files, its servers, its per-pod Io (pod-io.ts, node-io.ts)",
+  'classifier/': "the node classifier's server and client sockets",
+  'webhook/': "the injection webhook's server",
+  'io.ts': 'the real Io itself',
+  'peer.ts': 'the demo and test traffic peer, a program of its own',
+  'backend/lock.ts': "the namespace's rule lock (io.lock), an abstract unix socket",
+  'cgroup/net-cls.ts': 'the net_cls cgroup the agent joins: mounted and written where it lives',
+  'privilege/status.ts': "/proc/<pid>/status, read to prove the agent's drop",
+  'settings/services-file.ts': 'ISTIO_SERVICES_FILE, read in bounded time and memory before any plan',
+  'verify/probe.ts': "the live probe's own sockets, inside the pod",
+  'verify/landing.ts': "the live probe's listeners and connections",
+  'verify/istio-probe.ts': "the live probe of Istio's mode",
+  'commands/cni-install.ts': "the installer's watch of the host's CNI directory",
+  'commands/inject.ts': 'the manifests named on the command line',
+  'commands/istio-iptables.ts': "Istio's --network-namespace path and its output file",
+  'commands/ready.ts': "the proxy's port, probed by the startup probe",
+  'commands/validate.ts': "the pod's own files, read by the unprivileged check",
+  'commands/sandbox.ts': "the demo's and tests' namespace harness",
+}
+const REACHES = /from '(?:node:)?(?:fs|fs\/promises|net|dgram|child_process|http|https|http2|tls|worker_threads)'|from '(?:koffi|execa)'/
+t.test('effects outside io are where the list says, and only there', async t => {
+  const direct = [...graph.keys()].map(f => relative(SRC, f)).filter(f => REACHES.test(readFileSync(join(SRC, f), 'utf8')))
+  const allowed = (file: string): boolean => Object.keys(DIRECT_IO).some(entry => (entry.endsWith('/') ? file.startsWith(entry) : file === entry))
+  t.same(
+    direct.filter(f => !allowed(f)),
+    [],
+    'a module that reaches the world directly is listed with its reason',
+  )
+  t.same(
+    Object.keys(DIRECT_IO).filter(entry => !direct.some(f => (entry.endsWith('/') ? f.startsWith(entry) : f === entry))),
+    [],
+    'every entry still reaches the world (a stale entry goes)',
+  )
+})
+
 t.test('the check sees imports at all', async t => {
   t.ok([...graph.values()].flat().length > 100, 'imports were read')
 })
