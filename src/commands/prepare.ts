@@ -90,8 +90,11 @@ export const decideBackend = async (
     return (await probeHost('auto', target.ipv6, io.exec, io.fs, families)).variant
   } catch (error) {
     if (!(error instanceof EnvironmentError)) throw error
-    const fallback = chooseVariant('auto', { legacyTables: [] })
-    return { value: fallback.value, reason: `this host could not be looked at (${error.message}); ${fallback.reason}` }
+    const { value } = chooseVariant('auto', { legacyTables: [] })
+    return {
+      value,
+      reason: `assumed: this host could not be looked at (${error.message}); init decides where it runs, and without iptables-legacy tables there takes this`,
+    }
   }
 }
 

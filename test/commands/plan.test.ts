@@ -1,0 +1,59 @@
+// plan and init choose their backend in one place: plan prints the backend init's own preparation picks on the
+// same host, and the payload that backend renders. Through fakes: nothing runs, only /proc is looked at.
+import t from 'tap'
+import { runPlan } from '../../src/commands/plan.js'
+import { prepare } from '../../src/commands/prepare.js'
+import { EnvironmentError } from '../../src/errors.js'
+import type { Io } from '../../src/io.js'
+import { parseSettings } from '../../src/settings/parse.js'
+
+const hostIo = (tableNames: string | undefined | 'refused', printed: string[]): Io => ({
+  exec: async (file, args) => {
+    throw new Error(`nothing may run here: ${file} ${args.join(' ')}`)
+  },
+  fs: {
+    readFile: async path => {
+      if (!path.endsWith('_tables_names')) return undefined
+      if (tableNames === 'refused') throw new EnvironmentError(`cannot read ${path}: permission denied`)
+      return tableNames
+    },
+    readDir: async () => [],
+    canOpenIpv6: async () => true,
+    onPath: async program => program === 'nft' || tableNames !== undefined,
+  },
+  lock: async () => async () => undefined,
+  now: () => 0,
+  startedAt: 0,
+  out: { write: text => void printed.push(text), error: () => undefined },
+})
+
+const ROWS = [
+  { name: 'a kernel with x_tables and no legacy tables', tableNames: '', backend: 'iptables-nft', payload: /^# ipv4: iptables-restore --noflush$/m },
+  { name: 'a kernel without x_tables, nft on PATH', tableNames: undefined, backend: 'nftables', payload: /^# nft -f -$/m },
+] as const
+
+for (const row of ROWS) {
+  t.test(`${row.name}: plan names the backend init prepares, and prints its payload`, async t => {
+    const printed: string[] = []
+    const settings = parseSettings({})
+    await runPlan(settings, hostIo(row.tableNames, printed))
+    const prepared = await prepare(settings, hostIo(row.tableNames, []))
+    t.equal(prepared.backend.name, row.backend, 'init prepares this backend')
+    t.match(printed.join(''), new RegExp(`^# backend: ${row.backend}: `), 'plan names the same one, first')
+    t.match(printed.join(''), row.payload)
+    t.equal(
+      printed.join('').split('\n').slice(1).join('\n'),
+      prepared.backend.render(prepared.plan),
+      "the rest is that backend's render, as init sends it",
+    )
+  })
+}
+
+t.test('a set backend is taken without a look; a host that may not be looked at is said to be assumed', async t => {
+  const printed: string[] = []
+  await runPlan(parseSettings({ ISTIO_BACKEND: 'iptables-legacy' }), hostIo('refused', printed))
+  t.match(printed.join(''), /^# backend: iptables-legacy: set by ISTIO_BACKEND\n/)
+  const assumed: string[] = []
+  await runPlan(parseSettings({}), hostIo('refused', assumed))
+  t.match(assumed.join(''), /^# backend: iptables-nft: assumed: this host could not be looked at \(cannot read \S+: permission denied\)/)
+})
