@@ -1,11 +1,11 @@
 // The seam through which the rule commands start processes. Everything else receives an Exec, so tests can record
 // what would run (test/helpers/fake-exec.ts); failures come back classified once, here: by errno (ENOENT: not
-// installed), by the timeout, and by exit status through the tool's own classify (src/backend/classify.ts), which
-// names the reason (not permitted, refused, unsupported, ...); callers ask for the reason, never read the text.
-// It uses node:child_process directly,
-// not execa: init runs it on every pod start, and loading execa alone cost ~42 ms of a ~150 ms init on Node 24,
-// with ~30 ms for the first process it starts against ~4.5 ms for a plain spawn (bench/init.mjs). Long-lived
-// processes (the proxy, the demo's peers) are started with execa in processes.ts, off init's path.
+// installed), by the timeout, and by exit status through the classify the caller passes for its tool (each
+// backend's, src/backend/*/classify.ts), which names the reason (not permitted, refused, unsupported, ...).
+// Callers ask for the reason, never read the text. It uses node:child_process directly, not execa: init runs it
+// on every pod start, and loading execa alone cost ~42 ms of a ~150 ms init on Node 24, with ~30 ms for the first
+// process it starts against ~4.5 ms for a plain spawn (bench/init.mjs). Long-lived processes (the proxy, the
+// demo's peers) are started with execa in processes.ts, off init's path.
 
 import { spawn } from 'node:child_process'
 import { EnvironmentError } from '../errors.js'
