@@ -34,9 +34,9 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
 const recordingSandbox = async (t: Test): Promise<{ calls: Call[]; exec: Exec }> => {
   const box = await withSandbox(t)
   const calls: Call[] = []
-  const exec: Exec = (file, args, input) => {
+  const exec: Exec = (file, args, input, options) => {
     calls.push({ file, args, input })
-    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
+    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input, options)
   }
   return { calls, exec }
 }
