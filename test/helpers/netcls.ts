@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
 import { realExec } from '../../src/exec/exec.js'
 import { groupName } from '../../src/cgroup/net-cls.js'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 
 export const withNetCls = async (t: Test, box: Sandbox, classid: number): Promise<string> => {
   const root = mkdtempSync(`${tmpdir()}/sr-net-cls-`)

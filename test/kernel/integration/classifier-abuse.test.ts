@@ -3,7 +3,7 @@
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { groupName } from '../../../src/cgroup/net-cls.js'
 import { kernelAvailable, programs, START_MS, withSandbox } from '../../helpers/kernel.js'
 import { withNetCls } from '../../helpers/netcls.js'

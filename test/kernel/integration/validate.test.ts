@@ -3,7 +3,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { OPTIONS } from '../../../src/settings/options.js'
 import { initOk, kernelAvailable, POD, programs, REMOTE, REMOTE6, withSandbox } from '../../helpers/kernel.js'
 import { withNetCls } from '../../helpers/netcls.js'

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { groupName } from '../../../src/cgroup/net-cls.js'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { jsonLine, POD_ARGS, type Rig, startRig } from '../../helpers/cni.js'
 import { kernelAvailable, REMOTE, REMOTE6, snapshot, withSandbox } from '../../helpers/kernel.js'
 import { dnsClient, proxyDnsArgs, startRemoteDns } from '../../helpers/dns.js'
