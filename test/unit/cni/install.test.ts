@@ -399,3 +399,47 @@ t.test('what crashed it before is a log line each, and the installer goes on run
   t.equal(await stop(child), 0, 'SIGTERM: exit 0')
   t.equal(readFileSync(primary, 'utf8'), PRIMARY, 'uninstalled: the primary as the last step left it')
 })
+
+t.test('a host directory it may not write: the log names what is missing (no bare errno), and nothing changes', async t => {
+  const h = host(t)
+  const primary = `${h.conf}/10-k8s.conflist`
+  writeFileSync(primary, PRIMARY)
+  const before = snapshot(h.conf)
+  // As root a mode bit refuses nothing: the directory is made read-only in a mount namespace of the installer's own.
+  const root = process.getuid?.() === 0
+  if (!root) chmodSync(h.conf, 0o555)
+  t.teardown(() => chmodSync(h.conf, 0o755))
+  const command = root
+    ? [
+        'unshare',
+        '-m',
+        'sh',
+        '-c',
+        'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"',
+        'sh',
+        h.conf,
+        process.execPath,
+        CLI,
+        'cni-install',
+      ]
+    : [process.execPath, CLI, 'cni-install']
+  const [file, ...args] = command as [string, ...string[]]
+  const child = startProcess(file, args, {
+    PATH: process.env['PATH'],
+    ISTIO_CNI_CONF_DIR: h.conf,
+    ISTIO_CNI_BIN_DIR: h.bin,
+    ISTIO_CNI_SETTINGS: JSON.stringify(ENTRY_SETTINGS),
+    ISTIO_CNI_CHECK_SECONDS: '1',
+  })
+  t.teardown(() => child.stop())
+  await nth(child, /failed:/)
+  const failed = child.lines.find(l => /failed:/.test(l)) ?? ''
+  t.match(
+    failed,
+    root ? /the filesystem is read-only: mount a writable volume there/ : /permission denied to uid \d+, not root/,
+    'names what is missing',
+  )
+  t.notMatch(failed, /E(ROFS|ACCES):/, 'no bare errno')
+  t.equal(await stop(child), 0, 'it ran on until SIGTERM: exit 0')
+  t.same(snapshot(h.conf), before, 'the directory is unchanged')
+})
