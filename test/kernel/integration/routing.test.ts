@@ -4,7 +4,7 @@
 import t from 'tap'
 import { ROUTE_LINE, ruleLine, withRouting } from '../../../src/backend/routing.js'
 import type { RuleBackend } from '../../../src/backend/types.js'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { ApplyError, EnvironmentError } from '../../../src/errors.js'
 import type { Exec } from '../../../src/exec/exec.js'
 import { buildPlan } from '../../../src/plan/build.js'

@@ -12,6 +12,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['settings'],
   ['exec', 'net', 'log.ts'],
   ['cgroup', 'plan', 'privilege', 'inject'],
+  // Throwaway network namespaces: the demo's and the kernel tests' harness.
+  ['sandbox'],
   ['path'],
   ['backend', 'classifier'],
   // What a command may do to the world: the node agent's engine (cni) builds one per pod.
