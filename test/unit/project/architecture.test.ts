@@ -178,7 +178,7 @@ const DIRECT_IO: Readonly<Record<string, string>> = {
   'commands/istio-iptables.ts': "Istio's --network-namespace path and its output file",
   'commands/ready.ts': "the proxy's port, probed by the startup probe",
   'commands/validate.ts': "the pod's own files, read by the unprivileged check",
-  'commands/sandbox.ts': "the demo's and tests' namespace harness",
+  'sandbox/': "the demo's and tests' namespace harness",
 }
 const REACHES = /from '(?:node:)?(?:fs|fs\/promises|net|dgram|child_process|http|https|http2|tls|worker_threads)'|from '(?:koffi|execa)'/
 t.test('effects outside io are where the list says, and only there', async t => {
