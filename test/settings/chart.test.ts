@@ -1,0 +1,124 @@
+// The chart's values for the capture settings, against the settings table: the generated chart files are what
+// is committed, values.yaml holds the table's defaults, and the schema and the CLI give every sample value the
+// same verdict (the schema leaves text to the CLI, which refuses a bad one in one line naming the variable).
+// test/chart/chart.test.ts renders each value with real Helm and finds it in every container that takes it.
+import { readFileSync } from 'node:fs'
+import { Ajv } from 'ajv'
+import t from 'tap'
+import { parse } from 'yaml'
+import { ConfigError } from '../../src/errors.js'
+import { CHART_VALUES, type ChartForm, chartFiles, envText } from '../../src/settings/chart.js'
+import { OPTIONS } from '../../src/settings/options.js'
+import { parseSettings } from '../../src/settings/parse.js'
+import type { OptionSettings } from '../../src/settings/types.js'
+import { TEXT_SAMPLES } from '../helpers/setting-samples.js'
+
+const ROOT = new URL('../../', import.meta.url)
+const CHART = new URL('charts/sidecar-redirect/', ROOT)
+const read = (name: string): string => readFileSync(new URL(name, CHART), 'utf8')
+const KEYS = Object.keys(CHART_VALUES) as (keyof OptionSettings)[]
+const at = (values: Record<string, any>, path: string): unknown => path.split('.').reduce<any>((node, part) => node?.[part], values)
+/** values with the one at `path` replaced, as a value file laid over them by Helm would. */
+const withValue = (values: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> => {
+  const merged = structuredClone(values)
+  const parts = path.split('.')
+  const parent = parts.slice(0, -1).reduce<any>((node, part) => node[part], merged)
+  parent[parts.at(-1)!] = value
+  return merged
+}
+
+t.test('the committed chart is what `npm run chart:gen` writes from the table and package.json', async t => {
+  const { version } = JSON.parse(readFileSync(new URL('package.json', ROOT), 'utf8')) as { version: string }
+  const files = chartFiles(version, { 'Chart.yaml': read('Chart.yaml'), 'values.schema.json': read('values.schema.json') })
+  for (const [name, text] of Object.entries(files)) t.equal(read(name), text, `${name} is up to date (run npm run chart:gen)`)
+  const chart = parse(read('Chart.yaml')) as { version: string; appVersion: string }
+  t.same([chart.version, chart.appVersion], [version, version], "Chart.yaml's version and appVersion are package.json's")
+  t.match(files['templates/_settings.tpl'], `{{- define "sidecar-redirect.appVersion" -}}\n${version}\n`, 'and so is the templates’ own')
+})
+
+t.test("values.yaml has a value for every setting of the table, and its default is the table's", async t => {
+  const values = parse(read('values.yaml')) as Record<string, any>
+  for (const key of KEYS) {
+    const { path, form } = CHART_VALUES[key]
+    const value = at(values, path)
+    t.not(value, undefined, `${path} is in values.yaml`)
+    t.equal(envText(form, value), OPTIONS[key].default, `${path} (${OPTIONS[key].env}) defaults to ${JSON.stringify(OPTIONS[key].default)}`)
+  }
+})
+
+/** For integer, choice and boolean values: the samples at their bounds and just past them, and a few that are not of the kind. */
+const formSamples = (form: ChartForm): unknown[] => {
+  switch (form.kind) {
+    case 'integer':
+      return [form.min, form.max, form.min - 1, form.max + 1, form.min + 0.5, ...(form.except ?? []), ...(form.nullable ? [null] : [])]
+    case 'choice':
+      return [...form.choices, 'bogus', '', form.choices[0]!.toUpperCase(), form.choices[0]!.toLowerCase()]
+    case 'boolean':
+      return [true, false]
+    default:
+      return []
+  }
+}
+
+/** Whether the CLI takes the text the chart writes for `value`, and its refusal if not. */
+const cliVerdict = (key: keyof OptionSettings, value: unknown): ConfigError | undefined => {
+  try {
+    parseSettings({ [OPTIONS[key].env]: envText(CHART_VALUES[key].form, value) })
+    return undefined
+  } catch (error) {
+    if (error instanceof ConfigError) return error
+    throw error
+  }
+}
+
+t.test('for every setting, the schema and the CLI give each sample value the same verdict', async t => {
+  const schema = JSON.parse(read('values.schema.json')) as Record<string, unknown>
+  const validate = new Ajv({ strict: false, allErrors: true }).compile(schema)
+  const defaults = parse(read('values.yaml')) as Record<string, unknown>
+  const schemaTakes = (path: string, value: unknown): boolean => validate(withValue(defaults, path, value)) === true
+  for (const key of KEYS) {
+    const { path, form } = CHART_VALUES[key]
+    const env = OPTIONS[key].env
+    if (form.kind === 'text' || form.kind === 'list') {
+      const samples = TEXT_SAMPLES[key]
+      if (!t.ok(samples, `${path}: the test has good and bad values for ${env}`) || !samples) continue
+      for (const value of samples.good) {
+        t.ok(schemaTakes(path, value), `${path}=${JSON.stringify(value)}: the schema takes it`)
+        t.equal(cliVerdict(key, value), undefined, `${path}=${JSON.stringify(value)}: and so does the CLI`)
+      }
+      for (const value of samples.bad) {
+        // The schema checks only the kind of value; what it says is the CLI's to decide, in one place.
+        t.ok(schemaTakes(path, value), `${path}=${JSON.stringify(value)}: the schema leaves it to the CLI`)
+        const refusal = cliVerdict(key, value)
+        t.ok(refusal, `${path}=${JSON.stringify(value)}: the CLI refuses it`)
+        t.equal(refusal?.variable, env, `  naming ${env}`)
+        t.match(refusal?.message, /^[^\n]+$/, '  in one line')
+        t.ok(refusal?.message.includes(JSON.stringify(envText(form, value))), '  quoting the value')
+      }
+      continue
+    }
+    t.notOk(key in TEXT_SAMPLES, `${path}: checked by its form, not by samples`)
+    if (form.kind === 'choice') {
+      // The choices are the parser's own, read from its refusal.
+      t.match(cliVerdict(key, 'bogus')?.accepted, `one of ${form.choices.join(', ')}`, `${path}: the choices are the table's`)
+    }
+    for (const value of formSamples(form)) {
+      const cli = cliVerdict(key, value) === undefined
+      t.equal(schemaTakes(path, value), cli, `${path}=${JSON.stringify(value)}: the schema ${cli ? 'takes' : 'refuses'} it, as the CLI does`)
+    }
+  }
+})
+
+t.test('a value of the wrong kind is refused by the schema before anything renders', async t => {
+  const validate = new Ajv({ strict: false }).compile(JSON.parse(read('values.schema.json')))
+  const defaults = parse(read('values.yaml')) as Record<string, unknown>
+  for (const [path, value] of [
+    ['proxy.port', '5001'],
+    ['dns.port', [53]],
+    ['mark', 1],
+    ['inbound.ports', '80'],
+    ['strictEnv', 'true'],
+  ] as const) {
+    t.notOk(validate(withValue(defaults, path, value)), `${path}=${JSON.stringify(value)}`)
+  }
+})
