@@ -7,6 +7,7 @@ import { DaemonSet } from 'kubernetes-models/apps/v1'
 import { Pod } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
 import { parse } from 'yaml'
+import { parseNetConf } from '../../src/cni/config.js'
 import { CHART_VALUES, envText, NOT_IN_CNI_CONFIG } from '../../src/settings/chart.js'
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from '../../src/settings/inject-options.js'
 import {
@@ -18,6 +19,7 @@ import {
   OPTIONS,
   VALIDATE_OPTIONS,
 } from '../../src/settings/options.js'
+import { parseSettings } from '../../src/settings/parse.js'
 import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
 import { helm, objectsOf, type K8sObject, validateObject } from '../helpers/helm.js'
 import { addressOf, expectCapturedPod, playInOrder, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
@@ -683,11 +685,15 @@ t.test('every setting of the table: its value reaches every container that takes
       for (const taker of takers) {
         const env = envOf(found.get(taker) ?? { name: taker, image: '', securityContext: {} })
         for (const key of keys) t.equal(env[OPTIONS[key].env], want(key), `${name}, ${mode}: ${taker} gets ${OPTIONS[key].env}`)
+        t.doesNotThrow(() => parseSettings(env), `${name}, ${mode}: the settings parser takes ${taker}'s env`)
       }
       if (mode !== 'cni') continue
       const cni = cniSettingsOf(objects)
       for (const key of keys)
         t.equal(cni[OPTIONS[key].env], key in NOT_IN_CNI_CONFIG ? undefined : want(key), `${name}: the CNI config's ${OPTIONS[key].env}`)
+      const entry = JSON.stringify({ cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'sidecar-redirect', settings: cni })
+      t.doesNotThrow(() => parseNetConf(entry), `${name}: the CNI plugin takes its config's settings`)
+      t.doesNotThrow(() => CNI_INSTALL_OPTIONS.podSettings.parse(JSON.stringify(cni), 'ISTIO_CNI_SETTINGS'), '  and so does the installer')
     }
   }
 })
@@ -702,7 +708,7 @@ t.test('extraEnv reaches every container of ours and the CNI plugin’s config, 
     { cni: { enabled: true }, classifier: { enabled: true }, method: 'cgroup', demo: { enabled: true } },
     { demo: { enabled: true } },
     FOREIGN_PROXY,
-  ]
+  ] as Values[]
   const seen = new Set<string>()
   for (const values of renders) {
     const { error, objects } = await renderAs({ ...values, extraEnv })
@@ -716,7 +722,7 @@ t.test('extraEnv reaches every container of ours and the CNI plugin’s config, 
       t.same(names, [...new Set(names)], `${name}: no variable twice`)
       if (names.includes('ISTIO_OUTBOUND_METHOD')) t.equal(envOf(c)['ISTIO_PROXY_PORT'], '7001', `${name}: extraEnv's value wins`)
     }
-    if (values.cni) {
+    if (values['cni']) {
       const cni = cniSettingsOf(objects)
       t.equal(cni['ISTIO_PROXY_PORT'], '7001', "the CNI config's settings take extraEnv's")
       t.notOk('SR_EXTRA' in cni || 'ISTIO_NODE_AGENT_DEADLINE_SECONDS' in cni, 'but only the settings of the table (the plugin refuses others)')

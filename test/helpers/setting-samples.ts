@@ -25,7 +25,7 @@ export const TEXT_SAMPLES: Partial<Record<keyof OptionSettings, { good: unknown[
   acceptBpfPrograms: { good: [['0123456789abcdef'], ['*']], bad: [['0123456789abcde'], ['xyz']] },
 }
 
-/** One good value of every setting that is not its default, as values.yaml would hold it. */
+/** One good value of every setting that is not its default, as values.yaml would hold it; together they make sense. */
 export const renderSample = (key: keyof OptionSettings): unknown => {
   const { form } = CHART_VALUES[key]
   switch (form.kind) {
@@ -33,7 +33,8 @@ export const renderSample = (key: keyof OptionSettings): unknown => {
       // The largest, so a value Helm reads as a float must still be written whole.
       return form.max
     case 'choice':
-      return form.choices.filter(c => c !== OPTIONS[key].default).at(-1)
+      // Not mark or cgroup: CNI mode refuses the methods that need a capability in the pod.
+      return key === 'outboundMethod' ? 'explicit' : form.choices.find(c => c !== OPTIONS[key].default)
     case 'boolean':
       return OPTIONS[key].default !== 'true'
     default:
