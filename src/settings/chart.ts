@@ -3,7 +3,8 @@
 // writes the chart's env template and the schema's entries for these values from it; the chart tests check the
 // result is committed, that values.yaml holds the table's defaults, and that the schema and the CLI agree.
 
-import { OPTIONS } from './options.js'
+import { INJECT_OPTIONS, IMAGE, WEBHOOK_OPTIONS } from './inject-options.js'
+import { AGENT_OPTIONS, CNI_INSTALL_OPTIONS, NAMESPACE, NODE_AGENT_OPTIONS, OPTIONS, type OptionSpec } from './options.js'
 import type { OptionSettings } from './types.js'
 
 /**
@@ -17,8 +18,10 @@ export type ChartForm =
   | { readonly kind: 'choice'; readonly choices: readonly string[] }
   | { readonly kind: 'boolean' }
   | { readonly kind: 'text' }
-  /** A list of strings or integers, joined with commas into the variable. */
-  | { readonly kind: 'list' }
+  /** A list of strings or integers, joined with commas into the variable; each item matching `items`, if given. */
+  | { readonly kind: 'list'; readonly items?: RegExp }
+  /** A string the table's own expression matches (or empty, where empty means none). */
+  | { readonly kind: 'pattern'; readonly regex: RegExp; readonly empty?: true }
 
 export interface ChartValue {
   /** The value's path in values.yaml, dotted. */
@@ -61,6 +64,43 @@ export const CHART_VALUES: { readonly [K in keyof OptionSettings]: ChartValue } 
   strictEnv: { path: 'strictEnv', form: { kind: 'boolean' } },
 }
 
+/** A value of the chart for a setting of another part's table, which the templates write into its container. */
+export interface PartValue extends ChartValue {
+  readonly spec: OptionSpec<unknown>
+  /** The variable's text for a value, where the template does more than write the value. */
+  readonly text?: (value: unknown) => string
+}
+
+/** The other parts' values that carry one setting each, checked against its row's parser as the capture values are. */
+export const PART_VALUES: readonly PartValue[] = [
+  { path: 'proxy.restart', spec: AGENT_OPTIONS.restart, form: { kind: 'choice', choices: ['no', 'on-failure'] } },
+  { path: 'proxy.drainSeconds', spec: AGENT_OPTIONS.drainSeconds, form: { kind: 'integer', min: 0, max: 3600 } },
+  { path: 'proxy.readyTimeoutSeconds', spec: AGENT_OPTIONS.readySeconds, form: { kind: 'integer', min: 0, max: 3600 } },
+  { path: 'proxy.image', spec: INJECT_OPTIONS.proxyImage, form: { kind: 'pattern', regex: IMAGE, empty: true } },
+  { path: 'webhook.appCapabilities', spec: INJECT_OPTIONS.appCapabilities, form: { kind: 'choice', choices: ['warn', 'refuse'] } },
+  { path: 'webhook.timeoutSeconds', spec: WEBHOOK_OPTIONS.requestSeconds, form: { kind: 'integer', min: 1, max: 30 } },
+  { path: 'webhook.certCheckSeconds', spec: WEBHOOK_OPTIONS.certCheckSeconds, form: { kind: 'integer', min: 1, max: 3600 } },
+  { path: 'webhook.maxRequestBytes', spec: WEBHOOK_OPTIONS.maxBytes, form: { kind: 'integer', min: 1024, max: 64 * 1024 * 1024 } },
+  { path: 'webhook.excludeNamespaces', spec: CNI_INSTALL_OPTIONS.excludeNamespaces, form: { kind: 'list', items: NAMESPACE } },
+  { path: 'cni.checkSeconds', spec: CNI_INSTALL_OPTIONS.checkSeconds, form: { kind: 'integer', min: 1, max: 3600 } },
+  { path: 'cni.excludeNamespaces', spec: CNI_INSTALL_OPTIONS.excludeNamespaces, form: { kind: 'list', items: NAMESPACE } },
+  { path: 'cni.validateRunAsUser', spec: INJECT_OPTIONS.helperUid, form: { kind: 'integer', min: 1, max: UINT32 - 1 } },
+  { path: 'cni.recheckSeconds', spec: NODE_AGENT_OPTIONS.recheckSeconds, form: { kind: 'integer', min: 0, max: 86400 } },
+  // 0: the variable is left out, and the agent picks (twice its CPUs) or serves no metrics.
+  {
+    path: 'cni.concurrency',
+    spec: NODE_AGENT_OPTIONS.concurrency,
+    form: { kind: 'integer', min: 0, max: 1024 },
+    text: v => (v === 0 ? '' : String(v)),
+  },
+  {
+    path: 'cni.metricsPort',
+    spec: NODE_AGENT_OPTIONS.metrics,
+    form: { kind: 'integer', min: 0, max: 65535 },
+    text: v => (v === 0 ? '' : `:${v}/metrics`),
+  },
+]
+
 /** The settings the CNI plugin's config never carries, and why; every other one is in its settings object. */
 export const NOT_IN_CNI_CONFIG: Readonly<Partial<Record<keyof OptionSettings, string>>> = {
   verify: 'at sandbox creation the node reads the rules back exactly; the live check is the pod’s own validate container',
@@ -91,7 +131,11 @@ export const valueSchema = (form: ChartForm): Schema => {
     case 'text':
       return { type: 'string' }
     case 'list':
-      return { type: 'array', items: { type: ['string', 'integer'] } }
+      return { type: 'array', items: form.items ? { type: 'string', pattern: form.items.source } : { type: ['string', 'integer'] } }
+    case 'pattern': {
+      const pattern = { type: 'string', pattern: form.regex.source }
+      return form.empty ? { anyOf: [{ const: '' }, pattern] } : pattern
+    }
   }
 }
 
@@ -148,7 +192,7 @@ const propertiesOf = (node: SchemaNode): Record<string, SchemaNode> => {
 /** The chart's schema with each setting's value schema at its path, the objects on the way made if missing. Pure. */
 export const withValueSchemas = (schema: SchemaNode): SchemaNode => {
   const copy = structuredClone(schema)
-  for (const { path, form } of Object.values(CHART_VALUES) as ChartValue[]) {
+  for (const { path, form } of [...(Object.values(CHART_VALUES) as ChartValue[]), ...PART_VALUES]) {
     const parts = path.split('.')
     let node = copy
     for (const part of parts.slice(0, -1)) {

@@ -7,7 +7,7 @@ import { Ajv } from 'ajv'
 import t from 'tap'
 import { parse } from 'yaml'
 import { ConfigError } from '../../src/errors.js'
-import { CHART_VALUES, type ChartForm, chartFiles, envText } from '../../src/settings/chart.js'
+import { CHART_VALUES, type ChartForm, chartFiles, envText, PART_VALUES } from '../../src/settings/chart.js'
 import { OPTIONS } from '../../src/settings/options.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import type { OptionSettings } from '../../src/settings/types.js'
@@ -60,52 +60,83 @@ const formSamples = (form: ChartForm): unknown[] => {
   }
 }
 
-/** Whether the CLI takes the text the chart writes for `value`, and its refusal if not. */
-const cliVerdict = (key: keyof OptionSettings, value: unknown): ConfigError | undefined => {
-  try {
-    parseSettings({ [OPTIONS[key].env]: envText(CHART_VALUES[key].form, value) })
-    return undefined
-  } catch (error) {
-    if (error instanceof ConfigError) return error
-    throw error
+/** A value's verdict from the CLI: undefined when the parser takes the text the chart writes, else its refusal. */
+type Cli = (value: unknown) => ConfigError | undefined
+
+const verdict =
+  (parseText: (text: string) => unknown, text: (value: unknown) => string): Cli =>
+  value => {
+    try {
+      parseText(text(value))
+      return undefined
+    } catch (error) {
+      if (error instanceof ConfigError) return error
+      throw error
+    }
   }
+
+// Values of the other parts' settings whose form is an expression of the table's (image references, namespaces).
+const PATTERN_SAMPLES: Record<string, { good: unknown[]; bad: unknown[] }> = {
+  'proxy.image': {
+    good: ['', 'envoyproxy/envoy:v1.30.1', 'registry.example:5000/proxy@sha256:0123abcd'],
+    bad: ['envoy proxy', '"envoy"', '-envoy', 'a'.repeat(512)],
+  },
+  'webhook.excludeNamespaces': { good: [['monitoring', 'a-1'], []], bad: [['Kube_System'], ['-a'], ['a'.repeat(64)]] },
+  'cni.excludeNamespaces': { good: [['kube-system', 'monitoring'], []], bad: [['Kube_System'], ['a-'], ['a.b']] },
 }
 
-t.test('for every setting, the schema and the CLI give each sample value the same verdict', async t => {
+t.test('for every value that carries a setting, the schema and the CLI give each sample the same verdict', async t => {
   const schema = JSON.parse(read('values.schema.json')) as Record<string, unknown>
   const validate = new Ajv({ strict: false, allErrors: true }).compile(schema)
   const defaults = parse(read('values.yaml')) as Record<string, unknown>
   const schemaTakes = (path: string, value: unknown): boolean => validate(withValue(defaults, path, value)) === true
-  for (const key of KEYS) {
-    const { path, form } = CHART_VALUES[key]
-    const env = OPTIONS[key].env
-    if (form.kind === 'text' || form.kind === 'list') {
-      const samples = TEXT_SAMPLES[key]
-      if (!t.ok(samples, `${path}: the test has good and bad values for ${env}`) || !samples) continue
-      for (const value of samples.good) {
-        t.ok(schemaTakes(path, value), `${path}=${JSON.stringify(value)}: the schema takes it`)
-        t.equal(cliVerdict(key, value), undefined, `${path}=${JSON.stringify(value)}: and so does the CLI`)
-      }
-      for (const value of samples.bad) {
-        // The schema checks only the kind of value; what it says is the CLI's to decide, in one place.
-        t.ok(schemaTakes(path, value), `${path}=${JSON.stringify(value)}: the schema leaves it to the CLI`)
-        const refusal = cliVerdict(key, value)
-        t.ok(refusal, `${path}=${JSON.stringify(value)}: the CLI refuses it`)
-        t.equal(refusal?.variable, env, `  naming ${env}`)
-        t.match(refusal?.message, /^[^\n]+$/, '  in one line')
-        t.ok(refusal?.message.includes(JSON.stringify(envText(form, value))), '  quoting the value')
-      }
-      continue
-    }
-    t.notOk(key in TEXT_SAMPLES, `${path}: checked by its form, not by samples`)
+  const check = (path: string, form: ChartForm, env: string, cli: Cli, samples: { good: unknown[]; bad: unknown[] } | undefined): void => {
     if (form.kind === 'choice') {
       // The choices are the parser's own, read from its refusal.
-      t.match(cliVerdict(key, 'bogus')?.accepted, `one of ${form.choices.join(', ')}`, `${path}: the choices are the table's`)
+      t.match(cli('bogus')?.accepted, `one of ${form.choices.join(', ')}`, `${path}: the choices are the table's`)
     }
     for (const value of formSamples(form)) {
-      const cli = cliVerdict(key, value) === undefined
-      t.equal(schemaTakes(path, value), cli, `${path}=${JSON.stringify(value)}: the schema ${cli ? 'takes' : 'refuses'} it, as the CLI does`)
+      const takes = cli(value) === undefined
+      t.equal(schemaTakes(path, value), takes, `${path}=${JSON.stringify(value)}: the schema ${takes ? 'takes' : 'refuses'} it, as the CLI does`)
     }
+    if (form.kind !== 'text' && form.kind !== 'list' && form.kind !== 'pattern') {
+      t.notOk(samples, `${path}: checked by its form`)
+      return
+    }
+    if (!t.ok(samples, `${path}: the test has good and bad values for ${env}`) || !samples) return
+    // Text the table has no expression for is the CLI's alone to judge: the schema checks only the kind of value.
+    const cliOnly = form.kind === 'text' || (form.kind === 'list' && !form.items)
+    for (const value of samples.good) {
+      t.ok(schemaTakes(path, value), `${path}=${JSON.stringify(value)}: the schema takes it`)
+      t.equal(cli(value), undefined, `${path}=${JSON.stringify(value)}: and so does the CLI`)
+    }
+    for (const value of samples.bad) {
+      t.equal(schemaTakes(path, value), cliOnly, `${path}=${JSON.stringify(value)}: the schema ${cliOnly ? 'leaves it to the CLI' : 'refuses it'}`)
+      const refusal = cli(value)
+      t.ok(refusal, `${path}=${JSON.stringify(value)}: the CLI refuses it`)
+      t.equal(refusal?.variable, env, `  naming ${env}`)
+      t.match(refusal?.message, /^[^\n]+$/, '  in one line')
+    }
+  }
+  for (const key of KEYS) {
+    const { path, form } = CHART_VALUES[key]
+    const text = (value: unknown): string => envText(form, value)
+    check(
+      path,
+      form,
+      OPTIONS[key].env,
+      verdict(t => parseSettings({ [OPTIONS[key].env]: t }), text),
+      TEXT_SAMPLES[key],
+    )
+  }
+  for (const { path, form, spec, text } of PART_VALUES) {
+    check(
+      path,
+      form,
+      spec.env,
+      verdict(t => spec.parse(t, spec.env), text ?? (value => envText(form, value))),
+      PATTERN_SAMPLES[path],
+    )
   }
 })
 
