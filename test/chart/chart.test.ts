@@ -8,6 +8,7 @@ import { Pod } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
 import { parse } from 'yaml'
 import { parseNetConf } from '../../src/cni/config.js'
+import { transformObject } from '../../src/inject/workloads.js'
 import { CHART_VALUES, envText, NOT_IN_CNI_CONFIG } from '../../src/settings/chart.js'
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from '../../src/settings/inject-options.js'
 import {
@@ -24,6 +25,7 @@ import { CAP_NET_ADMIN } from '../../src/privilege/status.js'
 import { helm, objectsOf, type K8sObject, validateObject } from '../helpers/helm.js'
 import { addressOf, expectCapturedPod, playInOrder, podman, prepareNetwork, ROOT } from '../helpers/podman.js'
 import { renderSample } from '../helpers/setting-samples.js'
+import { KINDS, podSpec, templateOf } from '../helpers/workloads.js'
 
 const CHART = `${ROOT}charts/sidecar-redirect`
 const defaults = parse(readFileSync(`${CHART}/values.yaml`, 'utf8')) as Values
@@ -56,6 +58,9 @@ const coalesce = (base: Values, over: Values): Values =>
       return [key, key in over ? (maps ? coalesce(a, b) : b) : a]
     }),
   )
+
+/** The value at a dotted path, if any. */
+const at = (values: Values, path: string): unknown => path.split('.').reduce<any>((node, part) => node?.[part], values)
 
 /** Sets the value at a dotted path, creating the maps on the way. */
 const setPath = (values: Values, path: string, value: unknown): void => {
@@ -125,6 +130,7 @@ const MATRIX: Record<string, Values> = {
   'mark demo': { method: 'mark', mark: '0x10/0xf0', demo: { enabled: true } },
   'cgroup demo, agent joins the group itself': { method: 'cgroup', demo: { enabled: true } },
   'cgroup demo with the classifier': { method: 'cgroup', demo: { enabled: true }, classifier: { enabled: true } },
+  'TPROXY inbound': { inbound: { interceptionMode: 'TPROXY', capturePort: 15006 }, demo: { enabled: true } },
   'explicit services': { method: 'explicit', services: ['198.18.0.10:80', '[2001:db8::1]:443', '198.18.1.0/24'], demo: { enabled: true } },
   'custom ports, CIDRs, timings': {
     demo: { enabled: true },
@@ -250,7 +256,8 @@ for (const [name, values] of Object.entries(MATRIX)) {
         'init: only NET_ADMIN and NET_RAW',
       )
       const sc = proxy.securityContext as { runAsUser: number; capabilities: { add?: string[]; drop: string[] } }
-      const rootStart = merged.method === 'mark' || (merged.method === 'cgroup' && !merged.classifier.enabled)
+      const netAdmin = merged.method === 'mark' || merged.inbound.interceptionMode === 'TPROXY'
+      const rootStart = netAdmin || (merged.method === 'cgroup' && !merged.classifier.enabled)
       t.equal(
         sc.runAsUser,
         rootStart ? 0 : merged.proxy.uid,
@@ -259,7 +266,7 @@ for (const [name, values] of Object.entries(MATRIX)) {
       t.same(sc.capabilities.drop, ['ALL'])
       t.same(
         sc.capabilities.add ?? [],
-        merged.method === 'mark' ? ['NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP'] : rootStart ? ['SETUID', 'SETGID', 'SETPCAP'] : [],
+        netAdmin ? ['NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP'] : rootStart ? ['SETUID', 'SETGID', 'SETPCAP'] : [],
         'proxy: exactly the capabilities its method needs',
       )
       t.equal(pod.spec['automountServiceAccountToken'], false, 'the demo pod mounts no API token')
@@ -517,6 +524,10 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
     /cni\.enabled with method mark: the proxy needs CAP_NET_ADMIN/,
   )
   t.match(
+    (await render({ cni: { enabled: true }, inbound: { interceptionMode: 'TPROXY' }, demo: { enabled: true } })).error,
+    /cni\.enabled with inbound\.interceptionMode TPROXY: the proxy needs CAP_NET_ADMIN/,
+  )
+  t.match(
     (await render({ cni: { enabled: true }, method: 'cgroup', demo: { enabled: true } })).error,
     /cni\.enabled with method cgroup needs classifier\.enabled=true/,
   )
@@ -677,15 +688,31 @@ t.test('every setting of the table: its value reaches every container that takes
   ] as const) {
     const settings: Values = {}
     for (const key of keys) if (sampled) setPath(settings, CHART_VALUES[key].path, renderSample(key))
-    const want = (key: (typeof keys)[number]): string => (sampled ? envText(CHART_VALUES[key].form, renderSample(key)) : OPTIONS[key].default)
+    // CNI mode and a proxy without our agent refuse TPROXY (the proxy would need CAP_NET_ADMIN): there inbound stays REDIRECT.
+    const redirect = coalesce(settings, sampled ? { inbound: { interceptionMode: 'REDIRECT' } } : {})
     for (const [mode, { values, containers: takers }] of Object.entries(TAKERS)) {
-      const { error, objects } = await renderAs(coalesce(values, settings))
+      const used = mode === 'classic' ? settings : redirect
+      const want = (key: (typeof keys)[number]): string => {
+        const value = at(used, CHART_VALUES[key].path)
+        return value === undefined ? OPTIONS[key].default : envText(CHART_VALUES[key].form, value)
+      }
+      const { error, objects } = await renderAs(coalesce(values, used))
       t.equal(error, undefined, `${name}, ${mode}: renders`)
       const found = allContainers(objects)
       for (const taker of takers) {
         const env = envOf(found.get(taker) ?? { name: taker, image: '', securityContext: {} })
         for (const key of keys) t.equal(env[OPTIONS[key].env], want(key), `${name}, ${mode}: ${taker} gets ${OPTIONS[key].env}`)
         t.doesNotThrow(() => parseSettings(env), `${name}, ${mode}: the settings parser takes ${taker}'s env`)
+      }
+      if (mode !== 'hold') {
+        // The pods the webhook injects read the same settings as the chart's own.
+        const webhook = envOf(found.get('webhook')!)
+        const result = transformObject(KINDS['Pod']!.make(podSpec()), 'inject', { env: webhook, flags: {} })
+        t.same(result.refusals, [], `${name}, ${mode}: the webhook injects a pod`)
+        const injected = (templateOf(result.object as Values)['spec'].initContainers as Container[]).find(c =>
+          c.name.startsWith('sidecar-redirect-'),
+        )!
+        t.same(parseSettings(envOf(injected)), parseSettings(webhook), `${name}, ${mode}: its ${injected.name} reads every setting as the chart's`)
       }
       if (mode !== 'cni') continue
       const cni = cniSettingsOf(objects)
@@ -696,6 +723,11 @@ t.test('every setting of the table: its value reaches every container that takes
       t.doesNotThrow(() => CNI_INSTALL_OPTIONS.podSettings.parse(JSON.stringify(cni), 'ISTIO_CNI_SETTINGS'), '  and so does the installer')
     }
   }
+})
+
+t.test('TPROXY needs our agent in the proxy container: a proxy image without it is refused, as the injector refuses it', async t => {
+  const { error } = await renderAs({ ...FOREIGN_PROXY, inbound: { interceptionMode: 'TPROXY' } })
+  t.match(error, /inbound\.interceptionMode TPROXY with proxy\.image envoyproxy\/envoy:v1: the proxy must be started by this chart's agent/)
 })
 
 t.test('extraEnv reaches every container of ours and the CNI plugin’s config, and replaces the value it names', async t => {

@@ -9,6 +9,7 @@ import { parse } from 'yaml'
 import { ConfigError } from '../../src/errors.js'
 import { CHART_VALUES, type ChartForm, chartFiles, envText, PART_VALUES } from '../../src/settings/chart.js'
 import { OPTIONS } from '../../src/settings/options.js'
+import { formatSettings } from '../../src/settings/format.js'
 import { parseSettings } from '../../src/settings/parse.js'
 import type { OptionSettings } from '../../src/settings/types.js'
 import { TEXT_SAMPLES } from '../helpers/setting-samples.js'
@@ -151,5 +152,31 @@ t.test('a value of the wrong kind is refused by the schema before anything rende
     ['strictEnv', 'true'],
   ] as const) {
     t.notOk(validate(withValue(defaults, path, value)), `${path}=${JSON.stringify(value)}`)
+  }
+})
+
+t.test('every good value, written back as the injector writes a pod’s env, reads as the same setting', async t => {
+  for (const key of KEYS) {
+    const { form } = CHART_VALUES[key]
+    const env = OPTIONS[key].env
+    const good = [...formSamples(form), ...(TEXT_SAMPLES[key]?.good ?? [])].flatMap(value => {
+      try {
+        return [parseSettings({ [env]: envText(form, value) })]
+      } catch {
+        return []
+      }
+    })
+    t.ok(good.length > 0, `${env}: some good values`)
+    for (const settings of good) {
+      const written = formatSettings(settings)[env]!
+      const again = (() => {
+        try {
+          return parseSettings({ [env]: written })[key]
+        } catch (error) {
+          return error instanceof Error ? error.message : error
+        }
+      })()
+      t.same(again, settings[key], `${env}=${JSON.stringify(written)}`)
+    }
   }
 })

@@ -43,6 +43,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if eq .Values.method "mark" -}}
 {{- fail "sidecar-redirect: cni.enabled with method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK, and CNI mode keeps every capability out of the pod. Use method uid or explicit, or cgroup with classifier.enabled=true." -}}
 {{- end -}}
+{{- if eq .Values.inbound.interceptionMode "TPROXY" -}}
+{{- fail "sidecar-redirect: cni.enabled with inbound.interceptionMode TPROXY: the proxy needs CAP_NET_ADMIN for IP_TRANSPARENT, and CNI mode keeps every capability out of the pod. Use REDIRECT." -}}
+{{- end -}}
 {{- if and (eq .Values.method "cgroup") (not .Values.classifier.enabled) -}}
 {{- fail "sidecar-redirect: cni.enabled with method cgroup needs classifier.enabled=true: without the classifier the proxy's agent starts as root with SETUID, SETGID and SETPCAP to join the net_cls group, and CNI mode keeps every capability out of the pod." -}}
 {{- end -}}
@@ -175,7 +178,7 @@ failureThreshold: {{ max 1 .Values.proxy.readyTimeoutSeconds }}
 
 {{/*
 The proxy container. With this chart's image (or one proxy.agent says holds our agent) it is started through the
-agent and runs as the proxy UID with every capability dropped, except for method mark (the agent starts as root
+agent and runs as the proxy UID with every capability dropped, except for method mark or TPROXY (the agent starts as root
 to hand the proxy exactly CAP_NET_ADMIN) and method cgroup without the classifier (the agent starts as root to
 join the net_cls group, then drops everything). Any other image is your proxy as it is: its own command (or
 proxy.command and proxy.args), as the proxy UID with every capability dropped, probed on its port; methods that
@@ -184,11 +187,16 @@ Always) and counts as started once its startupProbe passes; in the classic layou
 container until the proxy listens.
 */}}
 {{- define "sidecar-redirect.proxyContainer" -}}
-{{- $rootStart := or (eq .Values.method "mark") (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
+{{- /* mark (SO_MARK) and TPROXY (IP_TRANSPARENT) need the agent to hand the proxy CAP_NET_ADMIN. */ -}}
+{{- $netAdmin := or (eq .Values.method "mark") (eq .Values.inbound.interceptionMode "TPROXY") -}}
+{{- $rootStart := or $netAdmin (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
 {{- $native := include "sidecar-redirect.native" . -}}
 {{- $own := include "sidecar-redirect.ownProxy" . -}}
 {{- if and (not $own) (has .Values.method (list "mark" "cgroup")) -}}
 {{- fail (printf "sidecar-redirect: method %s with proxy.image %s: the proxy must be started by this chart's agent (entrypoint run), which that image does not have. Build your proxy's image FROM this chart's image with your proxy in it and set proxy.agent=true and proxy.command, or use method uid." .Values.method .Values.proxy.image) -}}
+{{- end -}}
+{{- if and (not $own) (eq .Values.inbound.interceptionMode "TPROXY") -}}
+{{- fail (printf "sidecar-redirect: inbound.interceptionMode TPROXY with proxy.image %s: the proxy must be started by this chart's agent (entrypoint run), which hands it CAP_NET_ADMIN for IP_TRANSPARENT and that image does not have. Build your proxy's image FROM this chart's image with your proxy in it and set proxy.agent=true and proxy.command, or use REDIRECT." .Values.proxy.image) -}}
 {{- end -}}
 {{- $command := .Values.proxy.command -}}
 {{- if and $own (not $command) -}}
@@ -255,7 +263,7 @@ container until the proxy listens.
     {{- end }}
     capabilities:
       drop: [ALL]
-      {{- if and $own (eq .Values.method "mark") }}
+      {{- if and $own $netAdmin }}
       add: [NET_ADMIN, SETUID, SETGID, SETPCAP]
       {{- else if and $own $rootStart }}
       add: [SETUID, SETGID, SETPCAP]
