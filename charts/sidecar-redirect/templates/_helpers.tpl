@@ -398,7 +398,7 @@ them: one choice, one meaning, and a pod the node would refuse is refused at adm
 settings (below, as the injector's table marks them) come from webhook.annotations in both modes.
 */}}
 {{- define "sidecar-redirect.injectAnnotations" -}}
-{{- $own := list "proxy-image" "proxy-command" "proxy-args" "proxy-agent" "proxy-probe" "proxy-read-only-root" "inject-layout" "inject-resources" "proxy-resources" "inject-hold" -}}
+{{- $own := include "sidecar-redirect.injectorAnnotationNames" . | fromJsonArray -}}
 {{- $names := list -}}
 {{- range .Values.webhook.annotations -}}
 {{- if or (not $.Values.cni.enabled) (has . $own) }}{{ $names = append $names . }}{{ end -}}

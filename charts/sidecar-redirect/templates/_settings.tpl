@@ -42,6 +42,11 @@ the version label cannot come from .Chart.AppVersion.
 - { name: ISTIO_STRICT_ENV, value: {{ .Values.strictEnv | toString | quote }} }
 {{- end }}
 
+{{/* The injector's own annotations (inject.sidecar-redirect.io/<flag>), which webhook.annotations decides in both modes. */}}
+{{- define "sidecar-redirect.injectorAnnotationNames" -}}
+{{- list "inject-layout" "proxy-image" "proxy-command" "proxy-args" "proxy-agent" "proxy-probe" "proxy-read-only-root" "inject-resources" "proxy-resources" "inject-hold" | toJson -}}
+{{- end }}
+
 {{/* The settings the CNI plugin's config carries: all but those the node takes elsewhere (src/settings/chart.ts says why). */}}
 {{- define "sidecar-redirect.cniSettingNames" -}}
 {{- list "ISTIO_PROXY_PORT" "ISTIO_PROXY_UID" "ISTIO_PROXY_GID" "ISTIO_OUTBOUND_METHOD" "ISTIO_SO_MARK" "ISTIO_NET_CLS_ID" "ISTIO_INBOUND_PORTS" "ISTIO_INBOUND_EXCLUDE_PORTS" "ISTIO_INBOUND_CAPTURE_PORT" "ISTIO_INBOUND_INTERCEPTION_MODE" "ISTIO_INBOUND_TPROXY_MARK" "ISTIO_INBOUND_TPROXY_ROUTE_TABLE" "ISTIO_OUTBOUND_EXCLUDE_PORTS" "ISTIO_OUTBOUND_INCLUDE_CIDRS" "ISTIO_OUTBOUND_EXCLUDE_CIDRS" "ISTIO_EXCLUDE_INTERFACES" "ISTIO_EXCLUDE_INTERFACES_SCOPE" "ISTIO_DNS_CAPTURE" "ISTIO_DNS_PORT" "ISTIO_SERVICES" "ISTIO_SERVICES_FILE" "ISTIO_BACKEND" "ISTIO_IPV6" "ISTIO_ACCEPT_BPF_PROGRAMS" "ISTIO_LOG_FORMAT" "ISTIO_EXEC_TIMEOUT" "ISTIO_STRICT_ENV" | toJson -}}
