@@ -11,15 +11,8 @@ import { parseNetConf } from '../../../src/cni/config.js'
 import { transformObject } from '../../../src/inject/workloads.js'
 import { CHART_VALUES, envText, NOT_IN_CNI_CONFIG } from '../../../src/settings/chart.js'
 import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from '../../../src/settings/inject-options.js'
-import {
-  AGENT_OPTIONS,
-  allowableAnnotations,
-  CLASSIFIER_OPTIONS,
-  CNI_INSTALL_OPTIONS,
-  NODE_AGENT_OPTIONS,
-  OPTIONS,
-  VALIDATE_OPTIONS,
-} from '../../../src/settings/options.js'
+import * as tables from '../../../src/settings/options.js'
+import { allowableAnnotations, CNI_INSTALL_OPTIONS, OPTIONS } from '../../../src/settings/options.js'
 import { parseSettings } from '../../../src/settings/parse.js'
 import { CAP_NET_ADMIN } from '../../../src/privilege/status.js'
 import { helm, objectsOf, type K8sObject, validateObject } from '../../helpers/helm.js'
@@ -779,11 +772,11 @@ const NO_VALUE: Record<string, string> = {
 
 t.test("every setting of every part's table is set in the container that reads it, or has a reason not to be", async t => {
   const parts: [string, Record<string, { env: string }>[]][] = [
-    ['proxy', [AGENT_OPTIONS]],
-    ['classifier', [CLASSIFIER_OPTIONS]],
-    ['node-agent', [NODE_AGENT_OPTIONS]],
+    ['proxy', [tables.AGENT_OPTIONS]],
+    ['classifier', [tables.CLASSIFIER_OPTIONS]],
+    ['node-agent', [tables.NODE_AGENT_OPTIONS]],
     ['install-cni', [CNI_INSTALL_OPTIONS]],
-    ['sidecar-redirect-validate', [VALIDATE_OPTIONS]],
+    ['sidecar-redirect-validate', [tables.VALIDATE_OPTIONS]],
     ['webhook', [INJECT_OPTIONS, WEBHOOK_OPTIONS]],
   ]
   // Between them, every conditional variable: the classifier's socket, net_cls root, concurrency, metrics.
