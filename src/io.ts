@@ -1,4 +1,8 @@
-// Everything a command may do to the world, handed in as one value so tests can hand in fakes instead.
+// What the rule commands (init, verify, clean, plan) do to the world while they read and write rules, handed in as
+// one value so tests can hand in fakes: the tools they run (the exec seam), the /proc files detection reads, the
+// namespace's lock, the clock and their output. It is not every effect: the live probe's sockets (verify/), the
+// node side's files and servers (cni/, classifier/, webhook/), the kernel calls of net/ and the commands' own
+// inputs act directly, each where its concern lives; test/architecture.test.ts lists them, so one more is a choice.
 
 import { readdirSync, readFileSync } from 'node:fs'
 import type { HostFs } from './backend/detect.js'

@@ -5,7 +5,6 @@
 // many silent ones, and `hand-off` as an asker whose PID is free for reuse while its connection lives on.
 // Traffic decides: whatever the rules say, these report where packets really went.
 
-import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -14,6 +13,7 @@ import { listenFd, openSocket } from './net/socket.js'
 import { sendRawSyn } from './net/raw-syn.js'
 import { netClsPath } from './cgroup/net-cls.js'
 import { requestClassification } from './classifier/client.js'
+import { spawnWithChannel } from './exec/ipc-child.js'
 
 const print = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value)}\n`)
 
@@ -210,7 +210,7 @@ const flood = (socketPath: string, count: number, renew: boolean): void => {
  * sends the request when it gets SIGUSR1.
  */
 const handOff = (socketPath: string, classid: number): void => {
-  const child = spawn(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = spawnWithChannel(process.execPath, [process.argv[1] ?? '', 'hold', String(classid)])
   child.once('message', () => {
     const socket = net.connect(socketPath)
     socket.on('connect', () => {

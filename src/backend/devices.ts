@@ -4,16 +4,17 @@
 // can hold them.
 
 import { EnvironmentError } from '../errors.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { CommandFailed, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runIproute } from './iproute/classify.js'
 import { classIds, filterPlaces, seenTcTables, seenXdpTables, type LinkJson, type TcFilter, type TcQdisc, type TcRead } from '../path/from-devices.js'
 import type { SeenTable } from '../path/model.js'
 import { firstLine } from '../text.js'
 
 const run = async (exec: Exec, file: 'ip' | 'tc', args: string[]): Promise<string> => {
   try {
-    return (await exec(file, args)).stdout
+    return (await runIproute(exec, file, args)).stdout
   } catch (error) {
-    if (error instanceof EnvironmentError && / is not installed/.test(error.message)) {
+    if (isNotInstalled(error)) {
       throw new EnvironmentError(`the whole-path check reads the pod's devices with ${file}, which is not installed (the iproute2 package)`, {
         cause: error,
       })

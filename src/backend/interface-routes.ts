@@ -4,7 +4,8 @@
 // sent through the interface, which is the back door the scope closes.
 
 import { EnvironmentError } from '../errors.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { CommandFailed, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runIproute } from './iproute/classify.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { PlanFacts } from '../plan/types.js'
 import type { Cidr, Family, Settings } from '../settings/types.js'
@@ -39,9 +40,9 @@ export const readInterfaceRoutes = async (exec: Exec, families: readonly Family[
   const read = await Promise.all(
     families.map(async family => {
       try {
-        return parseRoutes((await exec('ip', ['-j', family === 'ipv4' ? '-4' : '-6', 'route', 'show', 'table', 'main'])).stdout, family)
+        return parseRoutes((await runIproute(exec, 'ip', ['-j', family === 'ipv4' ? '-4' : '-6', 'route', 'show', 'table', 'main'])).stdout, family)
       } catch (error) {
-        if (error instanceof EnvironmentError && / is not installed/.test(error.message)) {
+        if (isNotInstalled(error)) {
           throw new EnvironmentError(
             "ISTIO_EXCLUDE_INTERFACES_SCOPE=routes reads the interfaces' routes with ip, which is not installed (the iproute2 package)",
             {

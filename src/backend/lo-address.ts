@@ -4,7 +4,8 @@
 // tells an address we added from one that was there, and it matches no rule unless the proxy binds it.
 
 import { ApplyError, EnvironmentError } from '../errors.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { CommandFailed, failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runIproute } from './iproute/classify.js'
 import type { Cidr } from '../settings/types.js'
 import { formatCidr } from '../settings/cidr.js'
 import type { RuleBackend } from './types.js'
@@ -13,9 +14,9 @@ const flag = (cidr: Cidr): string => (cidr.family === 'ipv4' ? '-4' : '-6')
 
 const ip = async (exec: Exec, args: string[]): Promise<string> => {
   try {
-    return (await exec('ip', args)).stdout
+    return (await runIproute(exec, 'ip', args)).stdout
   } catch (error) {
-    if (error instanceof EnvironmentError && / is not installed/.test(error.message))
+    if (isNotInstalled(error))
       throw new EnvironmentError('the address on lo is added with ip, which is not installed (the iproute2 package)', { cause: error })
     throw error
   }
@@ -27,14 +28,17 @@ const present = async (exec: Exec, cidr: Cidr): Promise<boolean> =>
 /** withLoAddress adds `cidr` to lo after the inner backend applies, and reads it back with the rules. */
 export const withLoAddress = (inner: RuleBackend, exec: Exec, cidr: Cidr): RuleBackend => ({
   name: inner.name,
+  classify: inner.classify,
+  // What plan prints for it is the mode's own (istio-iptables prints the `ip addr add` it implies).
+  render: plan => inner.render(plan),
   apply: async plan => {
-    const applied = await inner.apply(plan)
+    const { applied, known } = await inner.apply(plan)
     const there = await present(exec, cidr)
     if (!there) {
       try {
         await ip(exec, [flag(cidr), 'addr', 'add', formatCidr(cidr), 'dev', 'lo'])
       } catch (error) {
-        if (!(error instanceof CommandFailed) || !/File exists/.test(error.stderr)) {
+        if (!failedFor(error, 'exists')) {
           throw new ApplyError(
             `adding ${formatCidr(cidr)} to lo was refused: ${error instanceof CommandFailed ? error.stderr.trim() : String(error)}`,
             {
@@ -44,11 +48,11 @@ export const withLoAddress = (inner: RuleBackend, exec: Exec, cidr: Cidr): RuleB
         }
       }
     }
-    return [...applied, { scope: 'lo', count: 1, unit: 'addresses', where: `address ${formatCidr(cidr)} on lo`, changed: !there }]
+    return { applied: [...applied, { scope: 'lo', count: 1, unit: 'addresses', where: `address ${formatCidr(cidr)} on lo`, changed: !there }], known }
   },
-  readBack: async plan => {
-    const [drifts, there] = await Promise.all([inner.readBack(plan), present(exec, cidr)])
-    return [...drifts, { scope: 'lo', drift: there ? [] : [`- address ${formatCidr(cidr)} on lo: missing`] }]
+  read: async (plan, known) => {
+    const [reads, there] = await Promise.all([inner.read(plan, known), present(exec, cidr)])
+    return { ...reads, lo: { address: formatCidr(cidr), present: there } }
   },
   clean: plan => inner.clean(plan),
 })

@@ -3,12 +3,13 @@
 // rules are refused. Read back as `ip` prints them; ours only when priority, mark and table all match exactly.
 
 import { ApplyError, EnvironmentError } from '../errors.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { CommandFailed, failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runIproute } from './iproute/classify.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
 import type { Family } from '../settings/types.js'
 import { hex, messageOf } from '../text.js'
 import type { HostFs } from './detect.js'
-import type { RuleBackend } from './types.js'
+import type { RoutingRead, RuleBackend } from './types.js'
 
 const FLAG: Record<Family, string> = { ipv4: '-4', ipv6: '-6' }
 
@@ -38,12 +39,14 @@ const argv = (family: Family, r: LocalRouting, { verb, object }: Step): string[]
 export const renderRoutingCommands = (family: Family, r: LocalRouting): string[] =>
   (['route', 'rule'] as const).map(object => `ip ${argv(family, r, { verb: 'add', object }).join(' ')}`)
 
-interface Found {
-  readonly rule: boolean
-  readonly route: boolean
-  /** Routes in our table that are not ours: a more specific one would take marked packets elsewhere. */
-  readonly foreign: readonly string[]
-}
+/** renderRoutingComments: the `ip` commands apply runs before the rules, as comments after the rules' payload. Pure. */
+export const renderRoutingComments = (plan: Plan): string =>
+  plan.families
+    .flatMap(p => (p.routing ? renderRoutingCommands(p.family, p.routing) : []))
+    .map(command => `# ${command}\n`)
+    .join('')
+
+type Found = Pick<RoutingRead, 'rule' | 'route' | 'foreign'>
 
 const lines = (text: string): string[] =>
   text
@@ -51,17 +54,12 @@ const lines = (text: string): string[] =>
     .map(l => l.trimEnd())
     .filter(l => l !== '')
 
-// A table that never held a route does not exist for the kernel: `ip route show table N` then fails with this.
-const NO_TABLE = /FIB table does not exist/
-
-const isMissing = (error: unknown): boolean => error instanceof EnvironmentError && / is not installed/.test(error.message)
-
-/** The seam's "not installed" names the iptables package; here the program is iproute2's. */
+/** The seam's "not installed" names the package; this says what needed the program. */
 const ip = async (exec: Exec, args: string[]): Promise<string> => {
   try {
-    return (await exec('ip', args)).stdout
+    return (await runIproute(exec, 'ip', args)).stdout
   } catch (error) {
-    if (isMissing(error))
+    if (isNotInstalled(error))
       throw new EnvironmentError("TPROXY's policy routing is written with ip, which is not installed (the iproute2 package)", { cause: error })
     throw error
   }
@@ -71,7 +69,8 @@ const readRouting = async (exec: Exec, family: Family, r: LocalRouting): Promise
   const [rules, routes] = await Promise.all([
     ip(exec, ['-N', FLAG[family], 'rule', 'show']).then(lines),
     ip(exec, [FLAG[family], 'route', 'show', 'table', String(r.table)]).then(lines, (error: unknown): string[] => {
-      if (error instanceof CommandFailed && NO_TABLE.test(error.stderr)) return []
+      // A table that never held a route does not exist for the kernel.
+      if (failedFor(error, 'absent')) return []
       throw error
     }),
   ])
@@ -132,6 +131,8 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting,
   const routed = (plan: Plan) => plan.families.flatMap(p => (p.routing ? [{ family: p.family, routing: p.routing }] : []))
   return {
     name: inner.name,
+    classify: inner.classify,
+    render: plan => inner.render(plan) + renderRoutingComments(plan),
     apply: async plan => {
       const wanted = routed(plan)
       if (wanted.length === 0) return inner.apply(plan)
@@ -161,36 +162,21 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting,
       } catch (error) {
         return undo(error)
       }
-      const applied = await inner.apply(plan).catch(undo)
-      return [
-        ...applied,
-        ...wanted.map((w, i) => ({
-          scope: `${w.family} routing`,
-          count: 2,
-          unit: 'rules' as const,
-          where: describe(w.routing),
-          changed: added[i]!.rule || added[i]!.route,
-        })),
-      ]
+      const { applied, known } = await inner.apply(plan).catch(undo)
+      const routing = wanted.map((w, i) => ({
+        scope: `${w.family} routing`,
+        count: 2,
+        unit: 'rules' as const,
+        where: describe(w.routing),
+        changed: added[i]!.rule || added[i]!.route,
+      }))
+      return { applied: [...applied, ...routing], known }
     },
-    readBack: async plan => {
+    read: async (plan, known) => {
       const wanted = routed(plan)
-      const [drifts, found] = await Promise.all([inner.readBack(plan), Promise.all(wanted.map(w => readRouting(exec, w.family, w.routing)))])
-      return [
-        ...drifts,
-        ...wanted.map((w, i) => {
-          const f = found[i]!
-          return {
-            scope: `${w.family} routing`,
-            ...(!f.rule && !f.route && { absent: true }),
-            drift: [
-              ...(f.rule ? [] : [`- ip rule: ${ruleLine(w.routing)}`]),
-              ...(f.route ? [] : [`- ip route table ${w.routing.table}: ${ROUTE_LINE[w.family]}`]),
-              ...f.foreign.map(l => `+ ip route table ${w.routing.table}: ${l} (not ours)`),
-            ],
-          }
-        }),
-      ]
+      if (wanted.length === 0) return inner.read(plan, known)
+      const [reads, found] = await Promise.all([inner.read(plan, known), Promise.all(wanted.map(w => readRouting(exec, w.family, w.routing)))])
+      return { ...reads, routing: wanted.map((w, i) => ({ family: w.family, routing: w.routing, ...found[i]! })) }
     },
     clean: async plan => {
       // The routing is read beside the rules' own reads (one round of processes), and removed after them.
@@ -200,7 +186,7 @@ export const withRouting = (inner: RuleBackend, exec: Exec, owned: LocalRouting,
         Promise.all(
           plan.families.map(async p => ((await mayHold(p.family)) ? readRouting(exec, p.family, owned) : { rule: false, route: false, foreign: [] })),
         ).catch((error: unknown) => {
-          if (error instanceof EnvironmentError && error.cause !== undefined && isMissing(error.cause)) return undefined
+          if (error instanceof EnvironmentError && isNotInstalled(error.cause)) return undefined
           throw error
         }),
       ])

@@ -7,11 +7,13 @@
 
 import { EnvironmentError } from '../errors.js'
 import { seenTables } from '../path/from-iptables.js'
-import { seenNftTables, splitRuleset, type NftTableText } from '../path/from-nft.js'
+import { managedTables, seenNftTables, splitRuleset, type NftTableText } from '../path/from-nft.js'
 import type { SeenTable } from '../path/model.js'
 import type { Family } from '../settings/types.js'
 import type { HostFs } from './detect.js'
-import { CommandFailed, type Exec } from '../exec/exec.js'
+import { failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
+import { runNft } from './nftables/classify.js'
+import { classifyIptables } from './iptables/classify.js'
 import type { Variant } from './iptables/iptables.js'
 import { readDeviceHooks } from './devices.js'
 
@@ -34,12 +36,11 @@ const NFT_FAMILY: Record<Family, string> = { ipv4: 'ip', ipv6: 'ip6' }
 /** readRuleset runs `nft list ruleset` once; a kernel without nf_tables has no native rules to read. */
 export const readRuleset = async (exec: Exec): Promise<Ruleset> => {
   try {
-    const { stdout, stderr } = await exec('nft', ['list', 'ruleset'])
-    const managed = new Set([...stderr.matchAll(/table (\S+ \S+) is managed by iptables-nft/g)].map(m => m[1]!))
-    return { tables: splitRuleset(stdout), managed }
+    const { stdout, stderr } = await runNft(exec, ['list', 'ruleset'])
+    return { tables: splitRuleset(stdout), managed: managedTables(stderr) }
   } catch (error) {
-    if (error instanceof CommandFailed && /not supported/i.test(error.stderr)) return { tables: [], managed: new Set() }
-    if (error instanceof EnvironmentError && /not installed/.test(error.message)) {
+    if (failedFor(error, 'unsupported')) return { tables: [], managed: new Set() }
+    if (isNotInstalled(error)) {
       throw new EnvironmentError('the whole-path check reads native nftables rules with nft, which is not installed (the nftables package)', {
         cause: error,
       })
@@ -52,7 +53,7 @@ const saveTool = (family: Family, variant: Variant): string => `${family === 'ip
 const LEGACY_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names', ipv6: '/proc/net/ip6_tables_names' }
 
 const saved = async (exec: Exec, family: Family, variant: Variant): Promise<SeenTable[]> =>
-  seenTables((await exec(saveTool(family, variant), [])).stdout, family, `iptables-${variant}`)
+  seenTables((await exec(saveTool(family, variant), [], undefined, { classify: classifyIptables })).stdout, family, `iptables-${variant}`)
 
 /**
  * readElsewhere reads, for each family, the iptables tables of the variant(s) we do not program with (`own` is the

@@ -2,6 +2,7 @@
 // classid, and `-m cgroup --cgroup ID` matches it. Membership is inherited at fork, so a process that joins the
 // group before starting the proxy has every proxy process (restarts too) classified from its first instruction.
 
+import { constants } from 'node:fs'
 import { mkdir, readFile, rmdir, stat, statfs, writeFile } from 'node:fs/promises'
 import type { Exec } from '../exec/exec.js'
 import { PrivilegeError } from '../errors.js'
@@ -28,6 +29,11 @@ const CGROUP_SUPER_MAGIC = 0x27e0eb
 // A mount point listed a moment ago may be unmounted by now, and is then a plain directory where writing
 // cgroup.procs creates a file and moves nobody: so every write into the hierarchy first checks it is one.
 const isCgroupFs = async (path: string): Promise<boolean> => (await statfs(path).catch(() => undefined))?.type === CGROUP_SUPER_MAGIC
+
+// ...and the check and the write are two steps: the mount may go between them. So a write into the hierarchy opens
+// a file the kernel made and never creates one (no O_CREAT): where the hierarchy was, it fails with ENOENT
+// instead of leaving a plain file behind that moves nobody.
+const writeKernelFile = (path: string, text: string): Promise<void> => writeFile(path, text, { flag: constants.O_WRONLY })
 
 export const groupName = (classid: number): string => `sidecar-redirect-${classid.toString(16)}`
 
@@ -62,8 +68,21 @@ export const mountNetCls = async (root: string, exec: Exec): Promise<string> => 
 export const ensureNetClsGroup = async (root: string, classid: number): Promise<string> => {
   if (!(await isCgroupFs(root))) throw new Error(`${root} is not (or no longer) a cgroup filesystem: was the net_cls hierarchy unmounted?`)
   const group = `${root}/${groupName(classid)}`
-  await mkdir(group, { recursive: true })
-  await writeFile(`${group}/net_cls.classid`, String(classid))
+  const made = await mkdir(group).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST') return false
+      throw error
+    },
+  )
+  try {
+    await writeKernelFile(`${group}/net_cls.classid`, String(classid))
+  } catch (error) {
+    // No classid file in a directory made a moment ago: the hierarchy went and this is a plain directory (or the
+    // group was removed again). Take back what was made; the caller sees ENOENT.
+    if (made) await rmdir(group).catch(() => undefined)
+    throw error
+  }
   return group
 }
 
@@ -78,10 +97,12 @@ export const hasNetClsGroup = (root: string, classid: number): Promise<boolean> 
 export const removeNetClsGroup = (root: string, classid: number): Promise<void> => rmdir(`${root}/${groupName(classid)}`).catch(() => undefined)
 
 /** joinGroup moves a whole process (every thread) into the group. */
-export const joinGroup = (group: string, pid: number): Promise<void> => writeFile(`${group}/cgroup.procs`, String(pid))
+export const joinGroup = (group: string, pid: number): Promise<void> => writeKernelFile(`${group}/cgroup.procs`, String(pid))
 
-// A group being removed is gone within milliseconds; this many tries, 10 ms apart, is ample.
-const REMADE_ATTEMPTS = 20
+// A group being removed is gone within milliseconds, but whoever removes it (a loop of an admin's, another node
+// agent's cleanup) may do it again at once, between our mkdir and our join, and on a loaded node more than 20
+// times in a row: so it is made again until this long has passed, each try right after the last.
+const REMADE_MS = 1000
 
 /**
  * enterNetClsGroup makes our group for `classid` (if need be) and moves `pid` into it; returns the group's
@@ -89,15 +110,16 @@ const REMADE_ATTEMPTS = 20
  * (ENODEV: its files refuse writes until it is gone), it is made again.
  */
 export const enterNetClsGroup = async (root: string, classid: number, pid: number): Promise<string> => {
-  for (let attempt = 1; ; attempt++) {
+  const deadline = Date.now() + REMADE_MS
+  for (;;) {
     try {
       const group = await ensureNetClsGroup(root, classid)
       await joinGroup(group, pid)
       return group
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
-      if ((code !== 'ENOENT' && code !== 'ENODEV') || attempt >= REMADE_ATTEMPTS) throw error
-      await new Promise(resolve => setTimeout(resolve, 10))
+      if ((code !== 'ENOENT' && code !== 'ENODEV') || Date.now() >= deadline) throw error
+      await new Promise(resolve => setTimeout(resolve, 1))
     }
   }
 }
@@ -122,6 +144,10 @@ export const classidOf = async (pid: number | 'self', root?: string): Promise<nu
  */
 export const isInGroupFor = async (pid: number | 'self', classid: number, preferred?: string): Promise<boolean> => {
   const root = await netClsMount(preferred)
-  if (root) return (await classidOf(pid, root)) === classid
+  if (root) {
+    const found = await classidOf(pid, root)
+    // Unreadable because the mount went since it was listed: the kernel's word on the path is still good.
+    if (found !== undefined || (await isCgroupFs(root))) return found === classid
+  }
   return (await netClsPath(pid))?.endsWith(`/${groupName(classid)}`) ?? false
 }

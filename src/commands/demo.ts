@@ -7,7 +7,7 @@ import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import { formatSettings } from '../settings/format.js'
 import type { Settings } from '../settings/types.js'
-import { createSandbox, type Reply, type Sandbox } from './sandbox.js'
+import { createSandbox, type Reply, type Sandbox } from '../sandbox/sandbox.js'
 
 const POD = '198.18.0.1'
 const REMOTE = '198.18.0.2'

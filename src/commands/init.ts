@@ -7,6 +7,7 @@ import type { Logger } from '../log.js'
 import type { Plan } from '../plan/types.js'
 import { formatSettings } from '../settings/format.js'
 import type { Settings } from '../settings/types.js'
+import { driftOf } from '../verify/drift.js'
 import { describeDrift, liveChecks, warmUpProbe } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare, withLock, type Prepared, type Timed } from './prepare.js'
 
@@ -47,9 +48,9 @@ export const applyAndReport = async (job: InitJob, ioIn: Io, logger: Logger, bef
     const { backend, plan } = prepared
     const applying = timed('apply', () => backend.apply(plan))
     const warm = job.warm ? warmUpProbe() : undefined
-    const outcomes = await applying
+    const { applied: outcomes, known } = await applying
     await warm
-    const drifts = await timed('read-back', () => backend.readBack(plan))
+    const drifts = await timed('read-back', async () => driftOf(plan, await backend.read(plan, known), prepared.accepted))
     const drift = describeDrift(drifts)
     if (drift.length > 0) throw new VerifyError('the rules read back differ from the plan, or rules elsewhere let captured TCP escape', drift)
     const live = await timed('live', () => job.live(plan))

@@ -34,8 +34,7 @@ import { messageOf } from '../text.js'
 import { probeIstioPaths, provesCapture, type IstioCheck, type Who } from '../verify/istio-probe.js'
 import { cleanWith } from './clean.js'
 import { applyAndReport } from './init.js'
-import { renderPayloads } from './plan.js'
-import { prepareMode, type Prepared, type Target, type Timed } from './prepare.js'
+import { backendFor, decideBackend, prepareMode, type Prepared, type Target, type Timed } from './prepare.js'
 import { verifyPrepared } from './verify.js'
 
 /** What the command does with Istio's command line: Istio's own run, or one of our commands on its rules. */
@@ -191,12 +190,15 @@ const reRunIn = async (netns: string, argv: readonly string[], action: IstioActi
 }
 
 const act = async (action: IstioAction, config: IstioConfig, values: IstioValues, io: Io, logger: Logger): Promise<void> => {
-  const plan = (): Promise<void> => {
+  // What init would send, by the backend init would choose here (decideBackend, as our own plan asks).
+  const plan = async (): Promise<void> => {
     const request = requestOf(config)
-    const payloads = renderPayloads(planFor(request, familiesFor(request)?.value ?? ['ipv4']), config.nativeNftables)
+    const target = targetOf(config)
+    const families = familiesFor(request) ?? { value: ['ipv4' as const], reason: 'IPv4 only' }
+    const variant = await decideBackend(target, families, io)
+    const payloads = backendFor(variant.value, io, target).render(planFor(request, families.value))
     const ipv6 = config.enableIpv6 ? `# ip -6 addr add ${PASSTHROUGH_SOURCE.ipv6.address}/128 dev lo\n` : ''
     io.out.write(payloads + ipv6)
-    return Promise.resolve()
   }
   switch (action) {
     case 'plan':

@@ -1,6 +1,8 @@
-// The steps every rule command starts with: look at the host, pick the backend, and build the plan.
+// The steps every rule command starts with: look at the host, pick the backend, and build the plan. `plan` picks
+// its backend here too (decideBackend, backendFor), so what it prints is what init would send.
 
-import { probeHost, type HostFacts } from '../backend/detect.js'
+import { EnvironmentError } from '../errors.js'
+import { chooseVariant, probeHost, type BackendKind, type Decision, type HostFacts } from '../backend/detect.js'
 import { createIptablesRules } from '../backend/iptables/iptables-rules.js'
 import { createNftablesRules } from '../backend/nftables/nftables.js'
 import { withRouting } from '../backend/routing.js'
@@ -10,13 +12,15 @@ import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { AcceptedPrograms } from '../path/analyze.js'
 import { familiesFor, planFor, type ModeRequest } from '../plan/modes/index.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
-import type { BackendChoice, Ipv6Mode, Settings } from '../settings/types.js'
+import type { BackendChoice, Family, Ipv6Mode, Settings } from '../settings/types.js'
 import { readPlanFacts } from '../backend/interface-routes.js'
 
 export interface Prepared {
   readonly facts: HostFacts
   readonly plan: Plan
   readonly backend: RuleBackend
+  /** The BPF programs the whole-path check accepts unjudged, for drift. */
+  readonly accepted: AcceptedPrograms
 }
 
 /** Times one step; init reports each, the other commands pass nothing. */
@@ -46,27 +50,53 @@ export const prepareMode = async (request: ModeRequest, target: Target, io: Io, 
       : request
   const plan = await timed('plan', async () => planFor(planned, facts.families.value))
   const kind = facts.variant.value
-  const accepted = target.acceptedBpf ?? new Set<string>()
-  if (kind === 'nftables') return { facts, plan, backend: withRouting(createNftablesRules(io.exec, io.fs, accepted), io.exec, target.routing, io.fs) }
-  return {
-    facts,
-    plan,
-    backend: withRouting(createIptablesRules(io.exec, io.fs, kind, facts.ipv4Saved[kind], accepted), io.exec, target.routing, io.fs),
-  }
+  const backend = backendFor(kind, io, target, kind === 'nftables' ? undefined : facts.ipv4Saved[kind])
+  return { facts, plan, backend, accepted: target.acceptedBpf ?? new Set<string>() }
 }
 
-export const prepare = (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> =>
-  prepareMode(
-    { mode: 'sidecar', input: { settings } },
-    {
-      backend: settings.backend,
-      ipv6: settings.ipv6,
-      routing: tproxyRouting(settings),
-      acceptedBpf: settings.acceptBpfPrograms === 'all' ? 'all' : new Set(settings.acceptBpfPrograms),
-    },
-    io,
-    timed,
+/** backendFor: the rule backend of a kind, with TPROXY's routing beside it; `ipv4Saved` is detection's read, not read twice. */
+export const backendFor = (kind: BackendKind, io: Io, target: Pick<Target, 'routing'>, ipv4Saved?: string): RuleBackend =>
+  withRouting(
+    kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, ipv4Saved),
+    io.exec,
+    target.routing,
+    io.fs,
   )
+
+/** The target of our own mode's commands, from its settings. */
+export const sidecarTarget = (settings: Settings): Target => ({
+  backend: settings.backend,
+  ipv6: settings.ipv6,
+  routing: tproxyRouting(settings),
+  acceptedBpf: settings.acceptBpfPrograms === 'all' ? 'all' : new Set(settings.acceptBpfPrograms),
+})
+
+export const prepare = (settings: Settings, io: Io, timed: Timed = untimed): Promise<Prepared> =>
+  prepareMode({ mode: 'sidecar', input: { settings } }, sidecarTarget(settings), io, timed)
+
+/**
+ * decideBackend: the backend init would choose for `target` here, and why, for `plan`. A set backend needs no look;
+ * under auto it is init's own probe (probeHost: /proc, and -save only where legacy tables exist). Where this
+ * process may not look (plan as a user on a laptop), it says so and takes auto's default, nf_tables, as
+ * chooseVariant does for a namespace without legacy tables: init decides again in the pod's own namespace.
+ */
+export const decideBackend = async (
+  target: Pick<Target, 'backend' | 'ipv6'>,
+  families: Decision<Family[]>,
+  io: Io,
+): Promise<Decision<BackendKind>> => {
+  if (target.backend !== 'auto') return chooseVariant(target.backend, { legacyTables: [] })
+  try {
+    return (await probeHost('auto', target.ipv6, io.exec, io.fs, families)).variant
+  } catch (error) {
+    if (!(error instanceof EnvironmentError)) throw error
+    const { value } = chooseVariant('auto', { legacyTables: [] })
+    return {
+      value,
+      reason: `assumed: this host could not be looked at (${error.message}); init decides where it runs, and without iptables-legacy tables there takes this`,
+    }
+  }
+}
 
 export const describeBackend = ({ facts, backend }: Prepared): string => `${backend.name}: ${facts.variant.reason}`
 

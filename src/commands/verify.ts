@@ -6,12 +6,13 @@ import type { Io } from '../io.js'
 import type { Logger } from '../log.js'
 import type { Plan } from '../plan/types.js'
 import type { Settings } from '../settings/types.js'
+import { driftOf } from '../verify/drift.js'
 import { describeDrift, liveChecks } from '../verify/read-back.js'
 import { describeBackend, describeFamilies, prepare, type Prepared } from './prepare.js'
 
 /** verifyPrepared reads back what `prepared` plans, probes with `live`, and reports; throws VerifyError on drift. */
 export const verifyPrepared = async (prepared: Prepared, live: (plan: Plan) => Promise<string[]>, logger: Logger): Promise<void> => {
-  const drifts = await prepared.backend.readBack(prepared.plan)
+  const drifts = driftOf(prepared.plan, await prepared.backend.read(prepared.plan), prepared.accepted)
   // A namespace where init never ran (or clean ran) is one fact, not a diff of everything planned.
   if (drifts.length > 0 && drifts.every(d => d.absent === true)) {
     throw new VerifyError(

@@ -1,9 +1,11 @@
 // The seam through which the rule commands start processes. Everything else receives an Exec, so tests can record
-// what would run (test/helpers/fake-exec.ts); failures come back classified (not installed, not permitted, timed
-// out, or CommandFailed with the tool's stderr and the line it blamed). It uses node:child_process directly,
-// not execa: init runs it on every pod start, and loading execa alone cost ~42 ms of a ~150 ms init on Node 24,
-// with ~30 ms for the first process it starts against ~4.5 ms for a plain spawn (bench/init.mjs). Long-lived
-// processes (the proxy, the demo's peers) are started with execa in processes.ts, off init's path.
+// what would run (test/helpers/fake-exec.ts); failures come back classified once, here: by errno (ENOENT: not
+// installed), by the timeout, and by exit status through the classify the caller passes for its tool (each
+// backend's, src/backend/*/classify.ts), which names the reason (not permitted, refused, unsupported, ...).
+// Callers ask for the reason, never read the text. It uses node:child_process directly, not execa: init runs it
+// on every pod start, and loading execa alone cost ~42 ms of a ~150 ms init on Node 24, with ~30 ms for the first
+// process it starts against ~4.5 ms for a plain spawn (bench/init.mjs). Long-lived processes (the proxy, the
+// demo's peers) are started with execa in processes.ts, off init's path.
 
 import { spawn } from 'node:child_process'
 import { EnvironmentError } from '../errors.js'
@@ -25,34 +27,101 @@ export interface ExecOptions {
   readonly launcher?: readonly string[]
   /** Variables added to this process's environment for the program (e.g. XTABLES_LOCKFILE). */
   readonly env?: Readonly<Record<string, string>>
+  /** How this tool's failures are told apart (the tool's classify); without one, a failure is only `refused`. */
+  readonly classify?: Classify
 }
+
+/**
+ * Why a tool failed, as its classify told it: `not-permitted` (a right is missing), `busy` (a lock held too long),
+ * `missing-extension` (a userspace or kernel module), `unsupported` (the kernel lacks the subsystem), `exists` and
+ * `absent` (what was added is there, what was read is not), else `refused`.
+ */
+export type Reason = 'refused' | 'not-permitted' | 'busy' | 'missing-extension' | 'unsupported' | 'exists' | 'absent'
+
+/** A finished tool's failure as the seam saw it. */
+export interface Failure {
+  readonly file: string
+  /** The exit status, or null when a signal ended it. */
+  readonly exitCode: number | null
+  readonly stderr: string
+}
+
+/** What a tool's classify says of a failure: the reason, what it concerns (an extension's name), the input line blamed. */
+export interface Classified {
+  readonly reason: Reason
+  readonly subject?: string
+  readonly line?: number
+}
+
+export type Classify = (failure: Failure) => Classified
 
 export type Exec = (file: string, args: readonly string[], input?: string, options?: ExecOptions) => Promise<ExecResult>
 
-/** A command ran and failed; `line` is the input line it blamed, when it said. */
+/** A command ran and failed, classified: `reason` and `subject` as its classify said, `line` the input line it blamed. */
 export class CommandFailed extends Error {
   constructor(
     readonly command: string,
     readonly stderr: string,
     readonly line: number | undefined,
+    readonly exitCode: number | null = 1,
+    readonly reason: Reason = 'refused',
+    readonly subject?: string,
   ) {
     super(`${command} failed: ${firstLine(stderr)}`)
   }
 }
 
-// iptables-restore says "line N failed", or "Error occurred at line: N" after the reason.
-const blamedLine = (stderr: string): number | undefined => {
-  const found = /line:? (\d+)/.exec(stderr)?.[1]
-  return found === undefined ? undefined : Number(found)
+/** The tool is not there (ENOENT on spawn, or a launcher's 127). Exit 3, as any EnvironmentError. */
+export class NotInstalled extends EnvironmentError {
+  constructor(
+    readonly file: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${file} is not installed${PACKAGES[file] === undefined ? '' : ` (the ${PACKAGES[file]} package)`}`, options)
+  }
 }
 
-// A tool refused for want of the right. iptables exits 4 (a resource problem) and says why; nft and ipset exit 1,
-// so only their own words tell it from a failure whose text merely holds the word (a rule's comment): nft's
-// "(you must be root)" or its netlink error, ipset's "Kernel error received", ip's "RTNETLINK answers".
-const DENIED = /Permission denied|Operation not permitted/
-const TOOL_DENIED =
-  /\(you must be root\)|^netlink: Error: .*Operation not permitted|Kernel error received: Operation not permitted|^RTNETLINK answers: Operation not permitted/m
-const isDenied = (exitCode: number | null, stderr: string): boolean => (exitCode === 4 && DENIED.test(stderr)) || TOOL_DENIED.test(stderr)
+/** The tool ran and its classify said a right was missing. Exit 3. */
+export class NotPermitted extends EnvironmentError {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** isNotInstalled: `error` says the program (`file`, when given) is not installed. */
+export const isNotInstalled = (error: unknown, file?: string): error is NotInstalled =>
+  error instanceof NotInstalled && (file === undefined || error.file === file)
+
+/** failedFor: `error` is a tool's failure its classify gave this reason. */
+export const failedFor = (error: unknown, reason: Reason): error is CommandFailed => error instanceof CommandFailed && error.reason === reason
+
+// The Debian package each program we run comes in, for the "not installed" message.
+const PACKAGES: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(
+    ['iptables', 'ip6tables'].flatMap(t => ['', '-legacy', '-nft'].flatMap(v => ['-save', '-restore'].map(verb => [`${t}${v}${verb}`, 'iptables']))),
+  ),
+  nft: 'nftables',
+  ipset: 'ipset',
+  ip: 'iproute2',
+  tc: 'iproute2',
+}
+
+const UNCLASSIFIED: Classify = () => ({ reason: 'refused' })
+
+/**
+ * toFailure turns a finished tool's failure into the one error callers see, through the tool's classify: NotPermitted
+ * for a missing right, else CommandFailed carrying the reason. Shared with the recording fake, so tests see what
+ * the real seam throws. Pure.
+ */
+export const toFailure = (command: string, failure: Failure, classify: Classify = UNCLASSIFIED): NotPermitted | CommandFailed => {
+  const { reason, subject, line } = classify(failure)
+  if (reason === 'not-permitted')
+    return new NotPermitted(failure.file, `${command}: not permitted (run as root with CAP_NET_ADMIN): ${firstLine(failure.stderr)}`)
+  return new CommandFailed(command, failure.stderr || `exited with ${failure.exitCode ?? 'a signal'}`, line, failure.exitCode, reason, subject)
+}
 
 interface Finished {
   readonly code: number | null
@@ -81,7 +150,7 @@ const runToEnd = (file: string, args: readonly string[], input: string | undefin
   new Promise((resolve, reject) => {
     const { timeoutMs, launcher = [], env } = options
     const [program = file, ...argv] = [...launcher, file, ...args]
-    // LC_ALL=C keeps error text in English, which blamedLine and DENIED rely on.
+    // LC_ALL=C keeps error text in English, which the classifiers of the tools that give only text rely on.
     // A tool with nothing to read gets no stdin pipe: one pipe less to make for each read.
     // detached: the program leads a process group (and session) of its own, so the timeout reaches all it started.
     const child = spawn(program, argv, {
@@ -147,9 +216,6 @@ const timedOut = (command: string, input: string | undefined, timeoutMs: number)
 // What a launcher (nsenter, env) exits with when it cannot exec the program because it is not there.
 const LAUNCHER_NOT_FOUND = 127
 
-const notInstalled = (file: string, cause: unknown): EnvironmentError =>
-  new EnvironmentError(`${file} is not installed (the image needs the iptables package)`, { cause })
-
 export const realExec: Exec = (file, args, input, options = {}) => {
   // Not an async function: the process must be started before this returns (see runToEnd).
   const command = [file, ...args].join(' ')
@@ -164,19 +230,15 @@ const finish = async (
   running: Promise<Finished>,
 ): Promise<ExecResult> => {
   const result = await running.catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') throw notInstalled(file, error)
+    if (error.code === 'ENOENT') throw new NotInstalled(file, { cause: error })
     // A directory on PATH this user may not search, or a file it may not run: the environment, not a bug.
     if (error.code === 'EACCES' || error.code === 'EPERM')
       throw new EnvironmentError(`${file} cannot be run by this user (${error.code})`, { cause: error })
     throw error
   })
   if (result.timedOut) throw timedOut(command, input, options.timeoutMs ?? 0)
-  if (options.launcher !== undefined && result.code === LAUNCHER_NOT_FOUND) throw notInstalled(file, new Error(firstLine(result.stderr)))
-  if (result.code !== 0) {
-    if (isDenied(result.code, result.stderr)) {
-      throw new EnvironmentError(`${command}: not permitted (run as root with CAP_NET_ADMIN): ${firstLine(result.stderr)}`)
-    }
-    throw new CommandFailed(command, result.stderr || `exited with ${result.code ?? 'a signal'}`, blamedLine(result.stderr))
-  }
+  if (options.launcher !== undefined && result.code === LAUNCHER_NOT_FOUND)
+    throw new NotInstalled(file, { cause: new Error(firstLine(result.stderr)) })
+  if (result.code !== 0) throw toFailure(command, { file, exitCode: result.code, stderr: result.stderr }, options.classify)
   return { stdout: result.stdout, stderr: result.stderr }
 }

@@ -37,6 +37,13 @@ export interface NftChainText {
   readonly rules: readonly string[]
 }
 
+// `nft list ruleset` notes on stderr, and still succeeds, each table iptables-nft made: "table ip nat is managed by
+// iptables-nft, do not touch!". Those tables are read with iptables-nft-save instead.
+const MANAGED_NOTE = /table (\S+ \S+) is managed by iptables-nft/g
+
+/** managedTables: the tables (`ip nat`) nft's notes say iptables-nft manages. Pure. */
+export const managedTables = (notes: string): Set<string> => new Set([...notes.matchAll(MANAGED_NOTE)].map(m => m[1]!))
+
 /** splitRuleset cuts ruleset text into tables, and each table into chains with their header and rule lines. Pure. */
 export const splitRuleset = (text: string): NftTableText[] => {
   const tables: NftTableText[] = []

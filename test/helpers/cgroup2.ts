@@ -3,7 +3,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { realExec } from '../../src/exec/exec.js'
 
 let made = 0

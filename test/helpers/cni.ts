@@ -7,7 +7,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, w
 import { tmpdir } from 'node:os'
 import { execa } from 'execa'
 import type { Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { runForStatus, startProcess, type Started, type Status } from '../../src/exec/processes.js'
 import { programs } from './kernel.js'
 

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { PROGRAMS, writeBpfObject } from './bpf-object.js'
 import { startRelays } from './haproxy.js'
 import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, snapshot, withSandbox } from './kernel.js'

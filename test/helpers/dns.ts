@@ -1,6 +1,6 @@
 // Real DNS servers for the DNS capture tests: dnsmasq (Debian's dnsmasq-base, no system service) in the remote
 // namespace, as the nameserver a pod's resolv.conf or its runtime names, answering remote.test itself.
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { REMOTE, REMOTE6, runtimeRoot } from './kernel.js'
 
 export const DNSMASQ = '/usr/sbin/dnsmasq'

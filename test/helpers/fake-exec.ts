@@ -2,16 +2,16 @@
 // is fed) and scripts the reply. A call that was not expected, or one made out of order within its command,
 // fails the test, and so does an expected call that never came. Nothing runs, so these tests need no root.
 import type { Test } from 'tap'
-import { CommandFailed, type Exec, type ExecResult } from '../../src/exec/exec.js'
+import { toFailure, type Exec, type ExecResult } from '../../src/exec/exec.js'
 
 export interface Expected {
   /** The command line, words joined by spaces: `iptables-nft-save`, `nft -f -`. */
   readonly run: string
   /** What the command is fed, when the test cares: a string to match exactly, or a pattern. */
   readonly input?: string | RegExp
-  /** The reply: stdout, or a failure with this stderr (and blamed line). */
+  /** The reply: stdout, or a failure with this stderr (and exit status, 1 unless given), classified as the real seam does. */
   readonly stdout?: string
-  readonly fails?: { readonly stderr: string; readonly line?: number }
+  readonly fails?: { readonly stderr: string; readonly exitCode?: number }
   /** Or what the real seam throws before a tool runs at all (not installed, not permitted, timed out). */
   readonly throws?: () => Error
   /** How many times this call may be made (families run side by side, so order is kept per command only). */
@@ -32,7 +32,7 @@ export const fakeExec = (t: Test, script: readonly Expected[]): FakeExec => {
   const pending = script.map(e => ({ ...e, left: e.times ?? 1 }))
   const calls: string[] = []
   const inputs = new Map<string, string[]>()
-  const exec: Exec = async (file, args, input): Promise<ExecResult> => {
+  const exec: Exec = async (file, args, input, options): Promise<ExecResult> => {
     const line = [file, ...args].join(' ')
     calls.push(line)
     inputs.set(line, [...(inputs.get(line) ?? []), input ?? ''])
@@ -47,7 +47,10 @@ export const fakeExec = (t: Test, script: readonly Expected[]): FakeExec => {
       else t.match(input ?? '', next.input, `${line} is fed the expected text`)
     }
     if (next.throws) throw next.throws()
-    if (next.fails) throw new CommandFailed(line, next.fails.stderr, next.fails.line)
+    if (next.fails) {
+      const failure = { file, exitCode: next.fails.exitCode ?? 1, stderr: next.fails.stderr }
+      throw toFailure(line, failure, options?.classify)
+    }
     return { stdout: next.stdout ?? '', stderr: '' }
   }
   return {

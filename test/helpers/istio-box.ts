@@ -1,7 +1,7 @@
 // A pod's network namespace for `entrypoint istio-iptables` and the CLI run in it as root or as a UID with no
 // capability, with Istio's flags per backend: shared by istio-iptables.test.ts and the escape tests.
 import type { Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import type { Status } from '../../src/exec/processes.js'
 import { programs, REMOTE, REMOTE6, withSandbox } from './kernel.js'
 import { INJECTOR_ARGS } from './istio-matrix.js'

@@ -2,7 +2,7 @@
 // wrote, `verify istio-iptables` names it (exit 5) and a real connection confirms it escapes; `istio-iptables`
 // again fixes the fixable one and fails (exit 1) on a foreign one; the foreign rules stay byte-identical.
 import type { Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { foreignOf, kernelAvailable, REMOTE, snapshot } from './kernel.js'
 import { BACKEND_ARGS, expectCode, INIT_ARGS, OTHER, OUT, OWN, pod, type Backend } from './istio-box.js'
 import { expectBypassed, expectCaptured } from './traffic.js'

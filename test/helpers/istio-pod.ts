@@ -6,7 +6,7 @@
 import { rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { realExec } from '../../src/exec/exec.js'
 import { runForStatus, startProcess, type Status } from '../../src/exec/processes.js'
 import { programs, withSandbox } from './kernel.js'

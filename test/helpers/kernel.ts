@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import type { Test } from 'tap'
 import { realExec } from '../../src/exec/exec.js'
-import { createSandbox, type Programs, type Sandbox, type SandboxAddresses, type SandboxOptions } from '../../src/commands/sandbox.js'
+import { createSandbox, type Programs, type Sandbox, type SandboxAddresses, type SandboxOptions } from '../../src/sandbox/sandbox.js'
 import { OWNED_CHAINS } from '../../src/plan/owned.js'
 import { refusingIpv6Path, refusingNftPath } from './paths.js'
 

@@ -7,7 +7,17 @@ import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
 import { realExec } from '../../src/exec/exec.js'
 import { groupName } from '../../src/cgroup/net-cls.js'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
+
+let classids = 0
+
+/**
+ * A classid of this test process's own, so its group (named by the classid) is too: the hierarchy is the
+ * machine's, and with one classid for every test, one test's teardown or another run's removed or emptied the group
+ * another was using. The PID as the major number (PIDs of processes alive together differ, and pid_max is below
+ * 0xfff0 here; the modulo keeps it a valid major elsewhere), a counter as the minor.
+ */
+export const uniqueClassid = (): number => ((process.pid % 0xfff0) + 1) * 0x10000 + ++classids
 
 export const withNetCls = async (t: Test, box: Sandbox, classid: number): Promise<string> => {
   const root = mkdtempSync(`${tmpdir()}/sr-net-cls-`)

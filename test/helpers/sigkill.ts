@@ -6,7 +6,7 @@
 // Then clean leaves the namespace as it was, and the next round starts from there. One backend per file of
 // test/kernel/integration/sigkill/, so each stays well inside tap's time limit on a loaded machine.
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { realExec } from '../../src/exec/exec.js'
 import { initOk, kernelAvailable, programs, snapshot, withSandbox } from './kernel.js'
 import type { BACKENDS } from './rows.js'

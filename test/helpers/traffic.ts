@@ -2,7 +2,7 @@
 // SO_ORIGINAL_DST it saw. The proxy port's listener is labelled "proxy"; every other listener has its own label.
 
 import type { Test } from 'tap'
-import type { ConnectOptions, Sandbox, Where } from '../../src/commands/sandbox.js'
+import type { ConnectOptions, Sandbox, Where } from '../../src/sandbox/sandbox.js'
 
 export interface Path {
   readonly from: Where

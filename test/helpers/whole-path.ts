@@ -3,7 +3,7 @@
 // it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean. One backend per
 // file of test/kernel/integration/whole-path/, so each stays well inside tap's time limit on a loaded machine.
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../src/commands/sandbox.js'
+import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { startRelays } from './haproxy.js'
 import { foreignOf, initOk, kernelAvailable, POD, POD6, REMOTE, snapshot, withSandbox } from './kernel.js'
 import type { BACKENDS } from './rows.js'

@@ -15,7 +15,14 @@ const runCaptured = async (argv: string[], env: Record<string, string> = {}): Pr
   }
   const io: Io = {
     exec: unused,
-    fs: { readFile: unused, readDir: unused, canOpenIpv6: unused, onPath: unused },
+    // plan looks where init's backend choice looks (the legacy table names, and whether the tools are on PATH);
+    // nothing else is read, and nothing is run.
+    fs: {
+      readFile: async path => (path.endsWith('_tables_names') ? '' : unused()),
+      readDir: unused,
+      canOpenIpv6: unused,
+      onPath: async () => true,
+    },
     lock: unused,
     now: () => 0,
     startedAt: 0,

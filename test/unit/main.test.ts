@@ -1,7 +1,7 @@
 // main's one job beyond dispatch: every failure becomes its exit code and one error report. Driven in process,
 // through run() with the recording fake at the exec seam, so each error class is reached the way a user reaches it.
 import t from 'tap'
-import { EnvironmentError } from '../../src/errors.js'
+import { NotInstalled } from '../../src/exec/exec.js'
 import type { Io } from '../../src/io.js'
 import { run } from '../../src/main.js'
 import { DEVICE_READS, fakeExec, type Expected } from '../helpers/fake-exec.js'
@@ -36,7 +36,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
     name: 'a tool that is not there',
     argv: ['init'],
     script: [
-      { run: 'iptables-nft-save', throws: () => new EnvironmentError('iptables-nft-save is not installed (the image needs the iptables package)') },
+      { run: 'iptables-nft-save', throws: () => new NotInstalled('iptables-nft-save') },
       { run: 'nft list ruleset', stdout: '' },
       ...DEVICE_READS,
     ],
@@ -50,7 +50,7 @@ const ROWS: { name: string; argv: string[]; env?: Record<string, string>; script
       { run: 'iptables-nft-save', stdout: '' },
       // The nat table made, marked ours, before the restore; read again after the refusal, to remove it.
       { run: 'nft -f -' },
-      { run: 'iptables-nft-restore --noflush -w 5', fails: { stderr: 'iptables-restore: line 4 failed\n', line: 4 } },
+      { run: 'iptables-nft-restore --noflush -w 5', fails: { stderr: 'iptables-restore: line 4 failed\n' } },
       { run: 'nft list ruleset', stdout: '', times: 2 },
       ...DEVICE_READS,
     ],

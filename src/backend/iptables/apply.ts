@@ -34,7 +34,7 @@ export interface FamilyOutcome {
 }
 
 /** Our state in one family's saved text, refusing a chain that has our name but is someone else's. */
-export const ownedIn = (backend: IptablesBackend, family: Family, saved: string): OwnedState => {
+export const ownedIn = (backend: Pick<IptablesBackend, 'name'>, family: Family, saved: string): OwnedState => {
   const state = ownedState(parseOurTables(saved))
   refuseForeignNames(state, `${backend.name} ${family}`)
   return state

@@ -1,10 +1,9 @@
-// The iptables backends behind the RuleBackend interface: one restore per family (see apply.ts), read back with
-// -save and checked along the whole path, cleaned by removing our chains and jumps family by family. The explicit
-// method's service sets are ipsets, swapped in before the rules that match them and swapped back on a rollback.
+// The iptables backends behind the RuleBackend interface: one restore per family (see apply.ts), read with -save
+// (with our ipsets and every other place the whole-path check looks), cleaned by removing our chains and jumps
+// family by family. The explicit method's service sets are ipsets, swapped in before the rules that match them and
+// swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { describeEscapes, findEscapes, type AcceptedPrograms } from '../../path/analyze.js'
-import { parseSave, seenTables } from '../../path/from-iptables.js'
 import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../../plan/owned.js'
 import {
   ipsetMembers,
@@ -19,14 +18,15 @@ import {
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState } from './render-iptables.js'
 import type { Plan, ServiceSet } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
-import { compareState, memberDiff } from '../compare.js'
 import { foreignJumpsInto, parseOurTables } from './parse-save.js'
-import { applyFamilies, ownRules, ownedIn, type FamilyTarget } from './apply.js'
+import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
+import { runNft } from '../nftables/classify.js'
+import { classifyIptables, runIpset } from './classify.js'
 import { createIptablesBackend, type Variant } from './iptables.js'
 import type { RuleBackend } from '../types.js'
-import { otherTables, readElsewhere, readRuleset, type Elsewhere } from '../whole-path.js'
+import { readElsewhere, readRuleset, type Elsewhere } from '../whole-path.js'
 import { neededBy, renderEmptyCreated, renderMissing } from './created.js'
 import { firstLine, messageOf } from '../../text.js'
 
@@ -52,21 +52,22 @@ const ownedSets = (saved: ReadonlyMap<string, SavedSet>, names: readonly string[
 const setNames = (sets: readonly ServiceSet[]): string[] =>
   sets.flatMap(s => [ipsetName(s.family, s.withPorts), ipsetNextName(ipsetName(s.family, s.withPorts))])
 
-/**
- * `ipv4Saved` is iptables-save text already read while choosing the variant, so it is not read twice; `accepted`
- * are the BPF programs the whole-path check accepts unjudged.
- */
-export const createIptablesRules = (
-  exec: Exec,
-  fs: HostFs,
-  variant: Variant,
-  ipv4Saved?: string,
-  accepted: AcceptedPrograms = new Set(),
-): RuleBackend => {
+const RESTORE = { ipv4: 'iptables-restore', ipv6: 'ip6tables-restore' } as const
+
+/** renderIptablesPayload: what apply sends into a namespace without our rules: the sets first (the rules refer to them), then one restore per family. Pure. */
+export const renderIptablesPayload = (plan: Plan): string => {
+  const sets = plan.families.flatMap(f => f.sets)
+  const ipset = sets.length === 0 ? [] : [`# ipset restore\n${renderIpsetSwap(sets)}`]
+  const rules = plan.families.map(p => `# ${p.family}: ${RESTORE[p.family]} --noflush\n${renderTransaction(renderState(p), EMPTY_STATE)}`)
+  return [...ipset, ...rules].join('\n')
+}
+
+/** `ipv4Saved` is iptables-save text already read while choosing the variant, so the first apply does not read it twice. */
+export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
   const tables = createIptablesBackend(exec, variant, fs.ownsNetns)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
-      return (await exec('ipset', args, input)).stdout
+      return (await runIpset(exec, args, input)).stdout
     } catch (error) {
       if (error instanceof CommandFailed) throw new ApplyError(`ipset ${args[0]} refused: ${firstLine(error.stderr)}`, { cause: error })
       throw error
@@ -74,7 +75,7 @@ export const createIptablesRules = (
   }
   const nft = async (script: string): Promise<void> => {
     try {
-      await exec('nft', ['-f', '-'], script)
+      await runNft(exec, ['-f', '-'], script)
     } catch (error) {
       if (error instanceof CommandFailed)
         throw new ApplyError(`nft refused to make the tables iptables-nft writes into: ${firstLine(error.stderr)}`, { cause: error })
@@ -82,17 +83,16 @@ export const createIptablesRules = (
     }
   }
   // iptables-nft only (see created.ts): make, marked, the tables and built-in chains a restore would make, from the
-  // ruleset read beside the first reads; later, delete the marked ones that hold nothing.
-  let made = false
-  const makeMissing = async (changing: readonly FamilyTarget[]): Promise<void> => {
-    if (variant !== 'nft' || changing.length === 0 || !elsewhere) return
+  // ruleset read beside the first reads; later, delete the marked ones that hold nothing. True when it made any.
+  const makeMissing = async (changing: readonly FamilyTarget[], elsewhere: Promise<Elsewhere>): Promise<boolean> => {
+    if (variant !== 'nft' || changing.length === 0) return false
     const script = renderMissing(
       changing.flatMap(t => neededBy(t.plan.family, t.desired)),
       (await elsewhere).ruleset.tables,
     )
-    if (script === undefined) return
-    made = true
+    if (script === undefined) return false
     await nft(script)
+    return true
   }
   /** Returns what went, as `delete ...` lines. */
   const dropEmptyCreated = async (plan: Plan): Promise<string[]> => {
@@ -105,15 +105,8 @@ export const createIptablesRules = (
     await nft(script)
     return script.trim().split('\n')
   }
+  // Detection's read is used by the first apply only: a later one reads afresh.
   let ipv4Pending = ipv4Saved
-  const firstReads = new Map<Family, string>()
-  // The whole-path check's places outside our variant are read beside apply's first reads, not after the write:
-  // apply writes only our variant's tables (and our sets), never native nftables or the other variant, so a read
-  // after it shows the same unless another program writes there meanwhile (a change the next `verify` sees, as
-  // it would one made after init exits), one round of processes later. An unchanged re-run is then one round.
-  // A family's first read waits for them too, so a failure to read them stops init before any rule is written
-  // (service sets swapped in and TPROXY routes added first are undone, as on any refusal).
-  let elsewhere: Promise<Elsewhere> | undefined
   const readOthers = (plan: Plan): Promise<Elsewhere> =>
     readElsewhere(
       exec,
@@ -121,28 +114,36 @@ export const createIptablesRules = (
       plan.families.map(p => p.family),
       variant,
     )
-  const firstRead = async (family: Family): Promise<string> => {
-    const pending = family === 'ipv4' ? ipv4Pending : undefined
-    ipv4Pending = undefined
-    const [saved] = await Promise.all([pending ?? tables.save(family), elsewhere])
-    firstReads.set(family, saved)
-    return saved
-  }
-  // A family apply left untouched is read back from apply's own read: it was made under the namespace lock in this
-  // same run, so nothing of ours can have changed since, and a second read would only cost a process per family.
-  const unchanged = new Map<Family, string>()
   return {
     name: tables.name,
+    classify: classifyIptables,
+    render: renderIptablesPayload,
     apply: async plan => {
+      let made = false
       const sets = plan.families.flatMap(f => f.sets)
       // Only the headers: enough to tell ours from a foreign set with our name, and cheap at 100,000 members.
       const before = sets.length > 0 ? ownedSets(parseIpsetTerse(await ipset(['list', '-t'])), setNames(sets)) : new Map<string, SavedSet>()
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
+      // The whole-path check's places outside our variant are read beside apply's first reads, not after the write:
+      // apply writes only our variant's tables (and our sets), never native nftables or the other variant, so a read
+      // after it shows the same unless another program writes there meanwhile (a change the next `verify` sees, as
+      // it would one made after init exits), one round of processes later. An unchanged re-run is then one round.
+      // A family's first read waits for them too, so a failure to read them stops init before any rule is written
+      // (service sets swapped in and TPROXY routes added first are undone, as on any refusal).
+      const elsewhere = readOthers(plan)
+      const firstReads = new Map<Family, string>()
+      const firstRead = async (family: Family): Promise<string> => {
+        const pending = family === 'ipv4' ? ipv4Pending : undefined
+        ipv4Pending = undefined
+        const [saved] = await Promise.all([pending ?? tables.save(family), elsewhere])
+        firstReads.set(family, saved)
+        return saved
+      }
       const targets = targetsOf(plan)
-      unchanged.clear()
-      made = false
-      elsewhere = readOthers(plan)
-      const outcomes = await applyFamilies(tables, targets, firstRead, makeMissing).catch(async (error: unknown) => {
+      const prepare = async (changing: readonly FamilyTarget[]): Promise<void> => {
+        made = await makeMissing(changing, elsewhere)
+      }
+      const outcomes = await applyFamilies(tables, targets, firstRead, prepare).catch(async (error: unknown) => {
         // The tables and chains made for rules that were refused (or rolled back) go again, if empty.
         if (made)
           await dropEmptyCreated(plan).catch((undo: unknown) => {
@@ -157,7 +158,10 @@ export const createIptablesRules = (
         throw error
       })
       if (sets.length > 0) await ipset(['restore'], renderIpsetDone(sets))
-      for (const outcome of outcomes) if (!outcome.changed) unchanged.set(outcome.family, firstReads.get(outcome.family)!)
+      // A family apply left untouched is read back from apply's own read: it was made under the namespace lock in
+      // this same run, so nothing of ours can have changed since, and a second read would only cost a process.
+      const unchanged = new Map(outcomes.flatMap(o => (o.changed ? [] : [[o.family, firstReads.get(o.family)!] as const])))
+      const known = { iptables: { saved: unchanged, elsewhere: await elsewhere } }
       const families = targets.map((t, i) => ({
         scope: t.plan.family,
         count: ruleCount(t),
@@ -169,33 +173,22 @@ export const createIptablesRules = (
       }))
       // Sets are swapped in every time: the swap is atomic and cheap, and a changed list must always land.
       const members = sets.reduce((sum, set) => sum + ipsetMembers(set).length, 0)
-      return sets.length > 0
-        ? [...families, { scope: 'ipset', count: members, unit: 'members' as const, where: `${sets.length} sets`, changed: true }]
-        : families
+      const applied =
+        sets.length > 0
+          ? [...families, { scope: 'ipset', count: members, unit: 'members' as const, where: `${sets.length} sets`, changed: true }]
+          : families
+      return { applied, known }
     },
-    readBack: async plan => {
+    read: async (plan, known) => {
       const sets = plan.families.flatMap(f => f.sets)
-      const live = sets.length > 0 ? ownedSets(parseIpsetSave(await ipset(['save'])), setNames(sets)) : new Map<string, SavedSet>()
-      const setDrift = sets.flatMap(set => {
-        const name = ipsetName(set.family, set.withPorts)
-        const [want, have] = [ipsetMembers(set), live.get(name)]
-        return have ? memberDiff(`set ${name}:`, want, have.members) : [`set ${name}: missing`]
-      })
-      const [found, saved] = await Promise.all([
-        elsewhere ?? readOthers(plan),
-        Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family))),
+      const reused = known?.iptables
+      const [live, elsewhere, saved] = await Promise.all([
+        sets.length > 0 ? ipset(['save']).then(text => ownedSets(parseIpsetSave(text), setNames(sets))) : undefined,
+        reused?.elsewhere ?? readOthers(plan),
+        Promise.all(plan.families.map(p => reused?.saved.get(p.family) ?? tables.save(p.family))),
       ])
-      unchanged.clear()
-      elsewhere = undefined
-      const families = targetsOf(plan).map(({ plan: p, desired }, i) => {
-        const text = saved[i]!
-        const ownTables = new Set([...parseSave(text).keys()].map(name => `${p.family === 'ipv4' ? 'ip' : 'ip6'} ${name}`))
-        const seen = [...seenTables(text, p.family, tables.name), ...otherTables(p.family, found, ownTables)]
-        const whole = describeEscapes(findEscapes(p, seen, ownRules(tables.name, p.family), accepted))
-        const owned = ownedIn(tables, p.family, text)
-        return { scope: p.family, drift: [...compareState(desired, owned), ...whole], ...(owned.size === 0 && { absent: true }) }
-      })
-      return sets.length > 0 ? [...families, { scope: 'ipset', drift: setDrift, ...(live.size === 0 && { absent: true }) }] : families
+      const byFamily = new Map(plan.families.map((p, i) => [p.family, saved[i]!]))
+      return { iptables: { tool: tables.name, saved: byFamily, ...(live && { sets: live }), elsewhere } }
     },
     clean: async plan => {
       // Everything is read and checked before anything is removed, so a refusal changes nothing in any family. The
@@ -216,7 +209,7 @@ export const createIptablesRules = (
           }),
         ),
         // Without ipset there are no sets of ours.
-        exec('ipset', ['save']).then(
+        runIpset(exec, ['save']).then(
           r => r.stdout,
           (error: unknown) => {
             if (error instanceof EnvironmentError) return ''

@@ -4,6 +4,7 @@
 import { ApplyError, EnvironmentError } from '../../errors.js'
 import type { Family } from '../../settings/types.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
+import { classifyIptables } from './classify.js'
 import { firstLine } from '../../text.js'
 
 export type Variant = 'nft' | 'legacy'
@@ -20,22 +21,16 @@ export interface IptablesBackend {
 export const tool = (family: Family, variant: Variant, verb: 'save' | 'restore'): string =>
   `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-${verb}`
 
-// The userspace extension is missing ("Couldn't load match `cgroup'") or the kernel lacks its module ("Extension
-// cgroup revision 0 not supported, missing kernel module?"). Both are about the environment, not the plan.
-const MISSING_EXTENSION = /Couldn't load (?:match|target) `([\w-]+)'|Extension ([\w-]+) revision \d+ not supported/
-
-// Legacy iptables serialises writers with a host-wide flock; -w gave up waiting for it. Busy, not refused.
-const XTABLES_LOCK_BUSY = /holding the xtables lock/
-
+// A refusal as classifyIptables told it: a lock held too long and a missing extension are the environment's,
+// anything else the kernel's answer to this transaction.
 const refusal = (family: Family, payload: string, error: CommandFailed): ApplyError | EnvironmentError => {
-  if (XTABLES_LOCK_BUSY.test(error.stderr)) {
+  if (error.reason === 'busy') {
     return new EnvironmentError(`${family}: another program held the xtables lock for longer than iptables waited (-w 5); nothing was changed`, {
       cause: error,
     })
   }
-  const missing = MISSING_EXTENSION.exec(error.stderr)
-  const extension = missing?.[1] ?? missing?.[2]
-  if (extension !== undefined) {
+  const extension = error.subject
+  if (error.reason === 'missing-extension' && extension !== undefined) {
     return new EnvironmentError(
       `${family}: the "${extension}" extension is missing (the iptables package's libxt_${extension}.so, or the kernel's xt_${extension} module), so these rules cannot be written; nothing was changed`,
       { cause: error },
@@ -63,11 +58,11 @@ const ownerRefusal = (family: Family, error: CommandFailed): ApplyError =>
 /** `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns). */
 export const createIptablesBackend = (exec: Exec, variant: Variant, ownsNetns?: () => Promise<boolean>): IptablesBackend => ({
   name: `iptables-${variant}`,
-  save: async family => (await exec(tool(family, variant, 'save'), [])).stdout,
+  save: async family => (await exec(tool(family, variant, 'save'), [], undefined, { classify: classifyIptables })).stdout,
   restore: async (family, payload) => {
     try {
       // -w: wait for the legacy xtables lock rather than fail when another tool holds it.
-      await exec(tool(family, variant, 'restore'), ['--noflush', '-w', '5'], payload)
+      await exec(tool(family, variant, 'restore'), ['--noflush', '-w', '5'], payload, { classify: classifyIptables })
     } catch (error) {
       if (!(error instanceof CommandFailed)) throw error
       const refused = refusal(family, payload, error)

@@ -1,7 +1,8 @@
 // init through the exec seam: every process it starts is recorded. The commands are forwarded into a sandbox
 // namespace with nsenter, so the kernel is real and only the counting is added.
 import t, { type Test } from 'tap'
-import { realExec, type Exec } from '../../../src/exec/exec.js'
+import { failedFor, NotPermitted, realExec, type Exec } from '../../../src/exec/exec.js'
+import { classifyIptables } from '../../../src/backend/iptables/classify.js'
 import { runInit } from '../../../src/commands/init.js'
 import { ApplyError, EnvironmentError } from '../../../src/errors.js'
 import type { Io } from '../../../src/io.js'
@@ -33,9 +34,9 @@ const ioFor = (exec: Exec, printed: string[]): Io => ({
 const recordingSandbox = async (t: Test): Promise<{ calls: Call[]; exec: Exec }> => {
   const box = await withSandbox(t)
   const calls: Call[] = []
-  const exec: Exec = (file, args, input) => {
+  const exec: Exec = (file, args, input, options) => {
     calls.push({ file, args, input })
-    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input)
+    return realExec('nsenter', [`--net=/run/netns/${box.podNs}`, file, ...args], input, options)
   }
   return { calls, exec }
 }
@@ -102,14 +103,22 @@ t.test('a missing iptables binary is an environment error, not a crash', async t
   t.match(String((error as Error).message), /is not installed|cannot be run by this user \(EACCES\)/)
 })
 
-t.test('stderr that merely mentions a permission word is not a permission error', async t => {
-  const error = await realExec('sh', ['-c', 'echo "rule comment: Permission denied lookalike" >&2; exit 2']).catch((e: unknown) => e)
+t.test("stderr that merely mentions a permission word is not a permission error: the tool's classify, at the seam, decides", async t => {
+  const classify = { classify: classifyIptables }
+  const error = await realExec('sh', ['-c', 'echo "rule comment: Permission denied lookalike" >&2; exit 2'], undefined, classify).catch(
+    (e: unknown) => e,
+  )
   t.notOk(error instanceof EnvironmentError, 'exit 2 with the word in it is a plain failure')
-  const denied = await realExec('sh', [
-    '-c',
-    'echo "Could not fetch rule set generation id: Permission denied (you must be root)" >&2; exit 4',
-  ]).catch((e: unknown) => e)
+  const denied = await realExec(
+    'sh',
+    ['-c', 'echo "Could not fetch rule set generation id: Permission denied (you must be root)" >&2; exit 4'],
+    undefined,
+    classify,
+  ).catch((e: unknown) => e)
+  t.type(denied, NotPermitted)
   t.type(denied, EnvironmentError)
+  const unclassified = await realExec('sh', ['-c', 'echo "Permission denied (you must be root)" >&2; exit 4']).catch((e: unknown) => e)
+  t.ok(failedFor(unclassified, 'refused'), 'without a classify, the seam reads no text: a plain refusal')
 })
 
 t.test('native nftables: the ruleset, one transaction and the read-back fresh; one read when nothing changes', async t => {

@@ -3,7 +3,7 @@
 // its ordinary connection to the same place is captured; without it, the packet socket is refused. And validate,
 // run as the app's identity, reports its own capability sets and says when NET_RAW or NET_ADMIN is within reach.
 import t from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { initOk, kernelAvailable, POD, programs, REMOTE, withSandbox } from '../../helpers/kernel.js'
 import { BACKENDS } from '../../helpers/rows.js'
 import { expectCaptured } from '../../helpers/traffic.js'

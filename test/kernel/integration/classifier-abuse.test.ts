@@ -3,13 +3,15 @@
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { groupName } from '../../../src/cgroup/net-cls.js'
 import { kernelAvailable, programs, START_MS, withSandbox } from '../../helpers/kernel.js'
-import { withNetCls } from '../../helpers/netcls.js'
+import { uniqueClassid, withNetCls } from '../../helpers/netcls.js'
 import { inCgroup, withCgroups } from '../../helpers/cgroup2.js'
 
-const CLASSID = 0x100001
+// This run's own classid, for everything the test starts (init's rules, the classifier's allowed classid).
+const CLASSID = uniqueClassid()
+process.env['ISTIO_NET_CLS_ID'] = String(CLASSID)
 const AS = (uid: number): string[] => [
   `--reuid=${uid}`,
   `--regid=${uid}`,

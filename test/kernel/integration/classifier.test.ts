@@ -1,17 +1,19 @@
 // The node classifier: a proxy container with no root, no capability and no cgroupfs still gets the cgroup
 // method, because the classifier moves the agent (found by SO_PEERCRED) into the group.
-import { chmodSync, mkdtempSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
 import type { Started } from '../../../src/exec/processes.js'
 import { classidOf, groupName } from '../../../src/cgroup/net-cls.js'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { readStatus } from '../../../src/privilege/status.js'
 import { initOk, kernelAvailable, POD, programs, REMOTE, START_MS, withSandbox } from '../../helpers/kernel.js'
-import { withNetCls } from '../../helpers/netcls.js'
+import { uniqueClassid, withNetCls } from '../../helpers/netcls.js'
 import { inCgroup, withCgroups } from '../../helpers/cgroup2.js'
 
-const CLASSID = 0x100001
+// This run's own classid, for everything the test starts (init's rules, the classifier's allowed classid).
+const CLASSID = uniqueClassid()
+process.env['ISTIO_NET_CLS_ID'] = String(CLASSID)
 const UNPRIVILEGED = (uid: number): string[] => [
   `--reuid=${uid}`,
   `--regid=${uid}`,
@@ -43,6 +45,7 @@ const setUp = async (t: Test): Promise<{ box: Sandbox; socket: string; classifie
   const box = await withSandbox(t)
   const hierarchy = await withNetCls(t, box, CLASSID)
   const dir = mkdtempSync(`${tmpdir()}/sr-classifier-`)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   chmodSync(dir, 0o755)
   const socket = `${dir}/run/classifier.sock`
   const classifier = box.start('pod', process.execPath, [

@@ -6,7 +6,7 @@
 // conntrack zones exist for). Then verify, a refused apply that puts raw back too, and clean.
 import { writeFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, refusedThenClean, snapshot, withSandbox } from '../../helpers/kernel.js'
 import { BACKENDS } from '../../helpers/rows.js'
 import { dnsClient, proxyDnsArgs, startRemoteDns } from '../../helpers/dns.js'

@@ -1,15 +1,21 @@
 // The explicit method's service lists: from a file, refused by line, and swapped without a moment of missing
 // capture, on every backend.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t from 'tap'
 import { initOk, kernelAvailable, programs, REMOTE, snapshot, withSandbox } from '../../helpers/kernel.js'
 import { BACKENDS } from '../../helpers/rows.js'
 
+const dirs: string[] = []
+t.teardown(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
 const file = (content: string): string => {
-  const path = `${mkdtempSync(`${tmpdir()}/sr-services-`)}/services.txt`
-  writeFileSync(path, content)
-  return path
+  const dir = mkdtempSync(`${tmpdir()}/sr-services-`)
+  dirs.push(dir)
+  writeFileSync(`${dir}/services.txt`, content)
+  return `${dir}/services.txt`
 }
 
 for (const backend of BACKENDS) {

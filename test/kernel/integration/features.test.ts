@@ -3,7 +3,7 @@
 // verify (exact read-back and the whole-path check, which must not flag our own rules), a rollback that restores
 // the earlier rules, and clean, which leaves exactly what was there before.
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import {
   addSidePair,
   initOk,

@@ -6,7 +6,7 @@
 // connection then fails, as REDIRECT cannot hand a packet bound to side0 to loopback; the policy-routed one reaches
 // the proxy). With `all` (Istio's way) both reach the far address past the proxy, as docs/capture.md says.
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { addSidePair, initOk, kernelAvailable, REMOTE, REMOTE6, SIDE, withSandbox } from '../../helpers/kernel.js'
 import { BACKENDS } from '../../helpers/rows.js'
 import { expectBypassed, expectCaptured } from '../../helpers/traffic.js'

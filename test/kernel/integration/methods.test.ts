@@ -4,13 +4,13 @@
 import t, { type Test } from 'tap'
 import type { Started } from '../../../src/exec/processes.js'
 import { classidOf } from '../../../src/cgroup/net-cls.js'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { CAP_NET_ADMIN, readStatus } from '../../../src/privilege/status.js'
 import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, START_MS, withSandbox } from '../../helpers/kernel.js'
-import { withNetCls } from '../../helpers/netcls.js'
+import { uniqueClassid, withNetCls } from '../../helpers/netcls.js'
 import { BACKENDS } from '../../helpers/rows.js'
 
-const CLASSID = 0x100001
+const CLASSID = uniqueClassid()
 const NET_ADMIN = 1n << BigInt(CAP_NET_ADMIN)
 
 interface MethodCase {

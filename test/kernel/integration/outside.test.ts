@@ -4,7 +4,7 @@
 // mid-stream, redirected, and breaks); a socket bound to a captured interface is captured but cannot be delivered
 // to the proxy's loopback address, so its connection fails; an IPv6 link-local destination is the same.
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import type { Started } from '../../../src/exec/processes.js'
 import { initOk, kernelAvailable, REMOTE, REMOTE6, withSandbox } from '../../helpers/kernel.js'
 import { BACKENDS } from '../../helpers/rows.js'

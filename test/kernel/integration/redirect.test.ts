@@ -1,7 +1,7 @@
 // The traffic suite: for each backend, one sandbox; for each scenario, init with its settings (over the previous
 // scenario's rules, which also exercises re-planning in place), then real connections decide.
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { initOk, kernelAvailable, POD, POD6, REMOTE, REMOTE6, withSandbox } from '../../helpers/kernel.js'
 import { BACKENDS } from '../../helpers/rows.js'
 import { expectBypassed, expectCaptured } from '../../helpers/traffic.js'

@@ -4,13 +4,14 @@
 import t from 'tap'
 import { ROUTE_LINE, ruleLine, withRouting } from '../../../src/backend/routing.js'
 import type { RuleBackend } from '../../../src/backend/types.js'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { ApplyError, EnvironmentError } from '../../../src/errors.js'
 import type { Exec } from '../../../src/exec/exec.js'
 import { buildPlan } from '../../../src/plan/build.js'
 import { tproxyRouting } from '../../../src/plan/features/tproxy.js'
 import { parseSettings } from '../../../src/settings/parse.js'
 import { kernelAvailable, snapshot, withSandbox } from '../../helpers/kernel.js'
+import { driftOf } from '../../../src/verify/drift.js'
 
 const settings = parseSettings({ ISTIO_INBOUND_INTERCEPTION_MODE: 'TPROXY' })
 const plan = buildPlan(settings, ['ipv4', 'ipv6'])
@@ -18,18 +19,20 @@ const owned = tproxyRouting(settings)
 
 const rulesBackend = (refuse: boolean): RuleBackend => ({
   name: 'rules',
+  classify: () => ({ reason: 'refused' }),
+  render: () => '',
   apply: async () => {
     if (refuse) throw new ApplyError('ipv6: the kernel refused the transaction')
-    return []
+    return { applied: [], known: {} }
   },
-  readBack: async () => [],
+  read: async () => ({}),
   clean: async () => [],
 })
 
 const podExec =
   (box: Sandbox): Exec =>
-  (file, args, input) =>
-    box.exec('pod', file, args, input)
+  (file, args, input, options) =>
+    box.exec('pod', file, args, input, options)
 
 // Someone else's policy routing: look-alike rules (another priority, mark or table) and a local route elsewhere.
 const addForeign = async (box: Sandbox): Promise<void> => {
@@ -47,7 +50,7 @@ t.test('policy routing: apply, read back, re-apply, refusal, rollback and clean'
   const exec = podExec(box)
   const before = await snapshot(box)
 
-  const applied = await withRouting(rulesBackend(false), exec, owned).apply(plan)
+  const { applied } = await withRouting(rulesBackend(false), exec, owned).apply(plan)
   t.same(
     applied.map(a => [a.scope, a.changed]),
     [
@@ -62,11 +65,11 @@ t.test('policy routing: apply, read back, re-apply, refusal, rollback and clean'
     t.match((await box.exec('pod', 'ip', ['-N', flag, 'rule', 'show'])).stdout, ruleLine(owned), `${family}: our rule is in place`)
     t.equal((await box.exec('pod', 'ip', [flag, 'route', 'show', 'table', '133'])).stdout.trim(), ROUTE_LINE[family], `${family}: our route`)
   }
-  t.same(await withRouting(rulesBackend(false), exec, owned).readBack(plan), [
+  t.same(driftOf(plan, await withRouting(rulesBackend(false), exec, owned).read(plan)), [
     { scope: 'ipv4 routing', drift: [] },
     { scope: 'ipv6 routing', drift: [] },
   ])
-  const again = await withRouting(rulesBackend(false), exec, owned).apply(plan)
+  const { applied: again } = await withRouting(rulesBackend(false), exec, owned).apply(plan)
   t.same(
     again.map(a => a.changed),
     [false, false],

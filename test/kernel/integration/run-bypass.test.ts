@@ -2,7 +2,7 @@
 // identity must reach its destination. A rule that redirects it (the proxy would loop) stops the agent with exit 6
 // before the proxy command ever runs; in a user-namespaced pod the identity checked is the pod's own UID 1337.
 import t from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { initOk, kernelAvailable, POD_USERNS_MAP, programs, withSandbox } from '../../helpers/kernel.js'
 
 /** Starts `run` in the pod with a proxy that says it started; resolves with how it ended and what it printed. */

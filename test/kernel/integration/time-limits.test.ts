@@ -3,7 +3,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { kernelAvailable, snapshot, withSandbox } from '../../helpers/kernel.js'
 import { ended } from '../../helpers/processes.js'
 import { BACKENDS } from '../../helpers/rows.js'

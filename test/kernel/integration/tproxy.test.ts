@@ -6,7 +6,7 @@
 // leaves no rule or route behind, and clean leaves every foreign rule, set, policy rule and route as it was.
 import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import type { Started } from '../../../src/exec/processes.js'
 import { CAP_NET_ADMIN, readStatus } from '../../../src/privilege/status.js'
 import { haproxyConfig, type ProxyKind } from '../../helpers/haproxy.js'

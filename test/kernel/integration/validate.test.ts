@@ -3,10 +3,10 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { OPTIONS } from '../../../src/settings/options.js'
 import { initOk, kernelAvailable, POD, programs, REMOTE, REMOTE6, withSandbox } from '../../helpers/kernel.js'
-import { withNetCls } from '../../helpers/netcls.js'
+import { uniqueClassid, withNetCls } from '../../helpers/netcls.js'
 
 // uid 1000 with every capability set empty and no_new_privs, as a restricted Pod Security container runs.
 const unprivileged = ['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
@@ -77,10 +77,12 @@ const withDefaultRoutes = async (t: Test): Promise<Sandbox> => {
 const validateIn = (box: Sandbox, env: Record<string, string>) =>
   box.tryExec('pod', 'setpriv', [...unprivileged.slice(1), process.execPath, programs().cli, 'validate'], env)
 
+// The group is named by the classid and the hierarchy is the machine's: a classid of this run's own.
+const CLASSID = uniqueClassid()
 const METHODS: [string, Record<string, string>][] = [
   ['uid', {}],
   ['mark', { ISTIO_OUTBOUND_METHOD: 'mark' }],
-  ['cgroup', { ISTIO_OUTBOUND_METHOD: 'cgroup' }],
+  ['cgroup', { ISTIO_OUTBOUND_METHOD: 'cgroup', ISTIO_NET_CLS_ID: String(CLASSID) }],
   ['explicit', { ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES: `${REMOTE}/32:9090,[${REMOTE6}/128]:9090` }],
 ]
 
@@ -88,7 +90,7 @@ for (const [method, env] of METHODS) {
   t.test(`method ${method}: validate passes for a captured pod, its connections out of the pod landing on the proxy port`, async t => {
     if (!kernelAvailable(t)) return
     const box = await withDefaultRoutes(t)
-    if (method === 'cgroup') await withNetCls(t, box, 0x100001)
+    if (method === 'cgroup') await withNetCls(t, box, CLASSID)
     await initOk(t, box, env)
     const ok = await validateIn(box, env)
     t.equal(ok.exitCode, 0, 'exit 0', { output: ok.output })

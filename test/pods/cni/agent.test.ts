@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { realExec } from '../../../src/exec/exec.js'
 import { runForStatus, startProcess } from '../../../src/exec/processes.js'
 import { jsonLine, POD_ARGS, startRig, type Rig } from '../../helpers/cni.js'

@@ -4,7 +4,7 @@
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import t, { type Test } from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { jsonLine, POD_ARGS, startRig, type Rig } from '../../helpers/cni.js'
 import { initOk, kernelAvailable, POD, REMOTE, snapshot, withSandbox } from '../../helpers/kernel.js'
 import { expectBypassed, expectCaptured } from '../../helpers/traffic.js'

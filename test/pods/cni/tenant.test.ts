@@ -8,11 +8,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { groupName } from '../../../src/cgroup/net-cls.js'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { jsonLine, POD_ARGS, type Rig, startRig } from '../../helpers/cni.js'
 import { kernelAvailable, REMOTE, REMOTE6, snapshot, withSandbox } from '../../helpers/kernel.js'
 import { dnsClient, proxyDnsArgs, startRemoteDns } from '../../helpers/dns.js'
-import { withNetCls } from '../../helpers/netcls.js'
+import { uniqueClassid, withNetCls } from '../../helpers/netcls.js'
 import { expectBypassed, expectCaptured } from '../../helpers/traffic.js'
 
 const CAPABILITIES = { 'io.kubernetes.cri.pod-annotations': true, dns: true }
@@ -271,7 +271,7 @@ t.test('the cgroup method with a live probe: ADD verifies, and no net_cls group 
   const rig = await startRig(t)
   const box = await withSandbox(t)
   // The net_cls hierarchy is one for the whole machine, however often it is mounted: a classid of this run's own.
-  const classid = 0xee0000 + (process.pid & 0xffff)
+  const classid = uniqueClassid()
   const root = await withNetCls(t, box, classid)
   const group = `${root}/${groupName(classid)}`
   t.notOk(existsSync(group), 'no group before')

@@ -3,7 +3,7 @@
 // enters the pod's user namespace for every tool, so the owner match exempts the proxy's in-pod UID 1337 and
 // captures the app's in-pod UID 1000, on every backend and in both families.
 import t from 'tap'
-import type { Sandbox } from '../../../src/commands/sandbox.js'
+import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { realExec } from '../../../src/exec/exec.js'
 import { runForStatus } from '../../../src/exec/processes.js'
 import { startRig } from '../../helpers/cni.js'

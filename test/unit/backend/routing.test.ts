@@ -4,6 +4,8 @@ import t from 'tap'
 import { mayHoldRoute, withRouting } from '../../../src/backend/routing.js'
 import type { RuleBackend } from '../../../src/backend/types.js'
 import { ApplyError, EnvironmentError } from '../../../src/errors.js'
+import { NotInstalled } from '../../../src/exec/exec.js'
+import { driftOf } from '../../../src/verify/drift.js'
 import { buildPlan } from '../../../src/plan/build.js'
 import { tproxyRouting } from '../../../src/plan/features/tproxy.js'
 import { parseSettings } from '../../../src/settings/parse.js'
@@ -39,19 +41,21 @@ const ROUTE6 = 'local default dev lo metric 1024 pref medium\n'
 
 const inner = (calls: string[], refuse = false): RuleBackend => ({
   name: 'fake',
+  classify: () => ({ reason: 'refused' }),
+  render: () => '',
   apply: async () => {
     calls.push('rules')
     if (refuse) throw new ApplyError('ipv4: the kernel refused the transaction')
-    return []
+    return { applied: [], known: {} }
   },
-  readBack: async () => [],
+  read: async () => ({}),
   clean: async () => ['ipv4: nothing of ours was there'],
 })
 
 t.test('apply adds the route, then the rule, per family, before the rules', async t => {
   const fake = fakeExec(t, [...reads(RULES4, RULES6), ...ADDS])
   const order: string[] = []
-  const applied = await withRouting(inner(order), fake.exec, owned).apply(plan)
+  const { applied } = await withRouting(inner(order), fake.exec, owned).apply(plan)
   fake.done()
   t.same(
     fake.calls.filter(c => c.includes(' add ')),
@@ -69,7 +73,7 @@ t.test('apply adds the route, then the rule, per family, before the rules', asyn
 
 t.test('apply over our routing already in place adds nothing; look-alike rules do not count as ours', async t => {
   const fake = fakeExec(t, reads(RULES4 + OUR_RULE + LOOK_ALIKES, RULES6 + OUR_RULE, ROUTE4, ROUTE6))
-  const applied = await withRouting(inner([]), fake.exec, owned).apply(plan)
+  const { applied } = await withRouting(inner([]), fake.exec, owned).apply(plan)
   fake.done()
   t.same(
     applied.map(a => a.changed),
@@ -143,7 +147,7 @@ t.test('a refused add takes back the adds before it; a failed take-back is named
 
 t.test('read-back names a missing rule or route and a foreign route', async t => {
   const fake = fakeExec(t, reads(RULES4 + OUR_RULE, RULES6, `${ROUTE4}unicast 198.18.9.0/24 dev lo scope link \n`, ROUTE6))
-  const drift = await withRouting(inner([]), fake.exec, owned).readBack(plan)
+  const drift = driftOf(plan, await withRouting(inner([]), fake.exec, owned).read(plan))
   fake.done()
   t.same(drift, [
     { scope: 'ipv4 routing', drift: ['+ ip route table 133: unicast 198.18.9.0/24 dev lo scope link (not ours)'] },
@@ -171,13 +175,13 @@ t.test('REDIRECT mode: apply and read-back run no ip command at all', async t =>
   const redirect = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
   const fake = fakeExec(t, [])
   const backend = withRouting(inner([]), fake.exec, owned)
-  t.same(await backend.apply(redirect), [])
-  t.same(await backend.readBack(redirect), [])
+  t.same(await backend.apply(redirect), { applied: [], known: {} })
+  t.same(await backend.read(redirect), {})
   fake.done()
 })
 
 t.test('without ip: TPROXY is refused naming iproute2, and clean says it could not have written any', async t => {
-  const missing = () => new EnvironmentError('ip is not installed (the image needs the iptables package)')
+  const missing = () => new NotInstalled('ip')
   const refused = fakeExec(t, [
     { run: 'ip -N -4 rule show', throws: missing },
     { run: 'ip -4 route show table 133', throws: missing },

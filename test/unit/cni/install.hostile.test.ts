@@ -5,80 +5,23 @@
 import { createHash } from 'node:crypto'
 import {
   chmodSync,
-  chownSync,
   closeSync,
   ftruncateSync,
   lstatSync,
   lutimesSync,
   mkdirSync,
-  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
-  rmSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { execa } from 'execa'
-import t, { type Test } from 'tap'
-import { type InstallTarget, reconcile, removeLeftovers, STATE_FILE, uninstall } from '../../../src/cni/install.js'
-import type { Logger } from '../../../src/log.js'
-
-interface Host {
-  readonly conf: string
-  readonly bin: string
-  /** The rest of the host: files there must never change. */
-  readonly outside: string
-  readonly target: InstallTarget
-  readonly log: string[]
-  readonly logger: Logger
-}
-
-const PLUGIN = Buffer.from('#!/bin/sh\n# the plugin as shipped\n')
-const ENTRY = { type: 'sidecar-redirect', agentSocket: '/run/sidecar-redirect/agent.sock', settings: {} }
-const PRIMARY = '{\n  "cniVersion": "1.0.0",\n  "name": "k8s",\n  "plugins": [\n    { "type": "bridge" }\n  ]\n}\n'
-
-const host = (t: Test): Host => {
-  const dir = mkdtempSync(`${tmpdir()}/sr-cni-hostile-`)
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const [conf, bin, outside] = [`${dir}/net.d`, `${dir}/bin`, `${dir}/outside`]
-  for (const d of [conf, bin, outside]) mkdirSync(d)
-  writeFileSync(`${bin}/bridge`, '\x7fELF the bridge plugin')
-  chmodSync(`${bin}/bridge`, 0o755)
-  writeFileSync(`${outside}/shadow`, 'root:secret:19000::::::\n')
-  chmodSync(`${outside}/shadow`, 0o600)
-  const log: string[] = []
-  const logger = { event: (event: string, message: string) => void log.push(`${event}: ${message}`), report: () => undefined } as unknown as Logger
-  return { conf, bin, outside, target: { confDir: conf, binDir: bin, plugin: PLUGIN, entry: ENTRY }, log, logger }
-}
-
-/** Hash, mode, owner, inode (and a link's target) of every entry under the dirs, but the installer's own names. */
-const identities = (dirs: readonly string[], own: readonly string[] = []) =>
-  Object.fromEntries(
-    dirs.flatMap(dir =>
-      readdirSync(dir)
-        .filter(name => !own.includes(name) && name !== STATE_FILE && name !== 'sidecar-redirect' && !name.startsWith('.sidecar-redirect.tmp-'))
-        .map(name => {
-          const path = join(dir, name)
-          const s = lstatSync(path)
-          const what = s.isSymbolicLink()
-            ? `-> ${readlinkSync(path)}`
-            : s.isFile()
-              ? createHash('sha256').update(readFileSync(path)).digest('hex')
-              : 'special'
-          return [path, { what, mode: s.mode, uid: s.uid, gid: s.gid, ino: s.ino }]
-        }),
-    ),
-  )
-
-const checks = async (h: Host, n = 1): Promise<void> => {
-  const said = new Set<string>()
-  for (let i = 0; i < n; i++) await reconcile(h.target, h.logger, said)
-}
+import t from 'tap'
+import { removeLeftovers, STATE_FILE, uninstall } from '../../../src/cni/install.js'
+import { checks, type Host, host, identities, PLUGIN, PRIMARY } from '../../helpers/cni-host.js'
 
 const ourLast = (path: string): boolean => {
   const plugins = (JSON.parse(readFileSync(path, 'utf8')) as { plugins: { type: string }[] }).plugins
@@ -86,13 +29,6 @@ const ourLast = (path: string): boolean => {
 }
 
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
-
-const needsRoot = (t: Test): boolean => {
-  if (process.getuid?.() === 0) return true
-  if (process.env['CI'] === 'true') t.fail('owners can be set only as root, and CI must check them')
-  else t.plan(0, 'setting a file owner needs root')
-  return false
-}
 
 t.test('planted state files are ignored with a log line, never followed; nothing outside the installer’s own changes', async t => {
   const evil = Buffer.from('#!/bin/sh\necho pwned\n')
@@ -292,45 +228,6 @@ t.test('files it cannot judge, or that only the bounds keep from hurting: a log 
       t.notOk(ourLast(`${h.conf}/${primary}`), 'uninstalled')
     })
   }
-})
-
-t.test('install then uninstall: Latin-1 bytes, a non-root owner and mode, and a .conf are restored exactly', async t => {
-  if (!needsRoot(t)) return
-  const h = host(t)
-  const latin1 = Buffer.from('{"cniVersion":"1.0.0","name":"caf\xe9","plugins":[{"type":"bridge","note":"\xff"}]}\n', 'latin1')
-  writeFileSync(`${h.conf}/10-latin1.conflist`, latin1)
-  chownSync(`${h.conf}/10-latin1.conflist`, 1234, 5678)
-  chmodSync(`${h.conf}/10-latin1.conflist`, 0o640)
-  await checks(h, 2)
-  const chained = lstatSync(`${h.conf}/10-latin1.conflist`)
-  t.same([chained.uid, chained.gid, chained.mode & 0o777], [1234, 5678, 0o640], 'the chained file keeps owner and mode')
-  t.ok(
-    readFileSync(`${h.conf}/10-latin1.conflist`)
-      .subarray(0, latin1.length - 5)
-      .equals(latin1.subarray(0, -5)),
-    'and the owner’s bytes',
-  )
-  await uninstall(h.target, h.logger)
-  const back = lstatSync(`${h.conf}/10-latin1.conflist`)
-  t.ok(readFileSync(`${h.conf}/10-latin1.conflist`).equals(latin1), 'the bytes back, \\xe9 and \\xff included (no U+FFFD)')
-  t.same([back.uid, back.gid, back.mode & 0o777], [1234, 5678, 0o640], 'owner and mode back')
-  t.match(h.log.join('\n'), /restored: 10-latin1\.conflist restored byte-identical \(mode 0640, owner 1234:5678\)/)
-
-  const g = host(t)
-  const conf = '{\n  "cniVersion": "1.1.0",\n  "type": "bridge"\n}\n'
-  writeFileSync(`${g.conf}/10-nameless.conf`, conf)
-  chownSync(`${g.conf}/10-nameless.conf`, 4321, 4321)
-  chmodSync(`${g.conf}/10-nameless.conf`, 0o600)
-  await checks(g, 2)
-  t.same(readdirSync(g.conf).sort(), ['.sidecar-redirect.state', '10-nameless.conflist'], 'the nameless .conf is a list now')
-  await uninstall(g.target, g.logger)
-  const s = lstatSync(`${g.conf}/10-nameless.conf`)
-  t.same(
-    [readFileSync(`${g.conf}/10-nameless.conf`, 'utf8'), s.uid, s.gid, s.mode & 0o777],
-    [conf, 4321, 4321, 0o600],
-    'the .conf back, with owner and mode',
-  )
-  t.same(readdirSync(g.conf), ['10-nameless.conf'])
 })
 
 t.test('temp files a crash left are removed after 10 minutes: our names only, a link never followed', async t => {

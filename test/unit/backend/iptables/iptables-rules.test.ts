@@ -9,7 +9,9 @@ import { savedText } from '../../../helpers/saved.js'
 import { renderNftTable } from '../../../../src/backend/nftables/render-nft.js'
 import { parseSettings } from '../../../../src/settings/parse.js'
 import { DEVICE_READS, fakeExec } from '../../../helpers/fake-exec.js'
-import { EnvironmentError } from '../../../../src/errors.js'
+import { NotInstalled } from '../../../../src/exec/exec.js'
+import type { Written } from '../../../../src/backend/types.js'
+import { driftOf } from '../../../../src/verify/drift.js'
 
 // A kernel with x_tables (its table-name files exist, empty: no legacy tables) and every tool on PATH.
 const fs = {
@@ -19,6 +21,8 @@ const fs = {
   onPath: async () => true,
 }
 const plan = buildPlan(parseSettings({}), ['ipv4', 'ipv6'])
+// What the last apply returned: its reads are the next read's to reuse, handed over as a value.
+let written: Written
 /** What iptables-save prints once our plan is applied in a namespace that held nothing else. */
 const saved = (family: 0 | 1): string => savedText(renderState(plan.families[family]!))
 /** What iptables-nft made in nf_tables for that, as nft lists it (the rules left out: only the chains matter here). */
@@ -51,11 +55,11 @@ t.test('fresh: read each family, make the nat tables marked as ours, one restore
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
   t.same(
-    (await backend.apply(plan)).map(a => a.changed),
+    (written = await backend.apply(plan)).applied.map(a => a.changed),
     [true, true],
   )
   t.same(
-    (await backend.readBack(plan)).map(d => d.drift),
+    driftOf(plan, await backend.read(plan, written.known)).map(d => d.drift),
     [[], []],
     'read back exactly',
   )
@@ -66,7 +70,7 @@ t.test('the ruleset is read beside the first reads: when it cannot be read, noth
   const fake = fakeExec(t, [
     { run: 'iptables-nft-save', stdout: '' },
     { run: 'ip6tables-nft-save', stdout: '' },
-    { run: 'nft list ruleset', throws: () => new EnvironmentError('nft is not installed (the image needs the iptables package)') },
+    { run: 'nft list ruleset', throws: () => new NotInstalled('nft') },
     ...DEVICE_READS,
   ])
   await t.rejects(createIptablesRules(fake.exec, fs, 'nft').apply(plan), {
@@ -89,11 +93,11 @@ t.test('re-run over exact rules: one read per family and the ruleset, nothing wr
   ])
   const backend = createIptablesRules(fake.exec, fs, 'nft')
   t.same(
-    (await backend.apply(plan)).map(a => a.changed),
+    (written = await backend.apply(plan)).applied.map(a => a.changed),
     [false, false],
   )
   t.same(
-    (await backend.readBack(plan)).map(d => d.drift),
+    driftOf(plan, await backend.read(plan, written.known)).map(d => d.drift),
     [[], []],
   )
   fake.done()
@@ -113,7 +117,7 @@ t.test('a foreign rule ahead of our jump: the jump is deleted and inserted first
     },
   ])
   t.same(
-    (await createIptablesRules(fake.exec, fs, 'nft').apply(plan)).map(a => a.changed),
+    (await createIptablesRules(fake.exec, fs, 'nft').apply(plan)).applied.map(a => a.changed),
     [true, false],
     'only IPv4 is touched',
   )
@@ -133,7 +137,7 @@ t.test('the whole path reads the other variant only where /proc lists its tables
       stdout: '*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 198.18.0.2/32 -p tcp -j DNAT --to-destination 198.18.0.2:9\nCOMMIT\n',
     },
   ])
-  const drift = await createIptablesRules(fake.exec, legacyFs, 'nft').readBack(plan)
+  const drift = driftOf(plan, await createIptablesRules(fake.exec, legacyFs, 'nft').read(plan))
   t.match(drift[0]?.drift.join('\n'), /iptables-legacy ipv4 nat OUTPUT rule 1: .*DNAT/)
   t.same(drift[1]?.drift, [], 'no ip6_tables_names: IPv6 legacy is not read')
   t.notOk(fake.calls.includes('ip6tables-legacy-save'))
@@ -151,11 +155,11 @@ t.test('nft: unchanged, the read made by apply is the read-back', async t => {
   const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: table }, ...DEVICE_READS])
   const backend = createNftablesRules(fake.exec, fs)
   t.same(
-    (await backend.apply(plan)).map(a => a.changed),
+    (written = await backend.apply(plan)).applied.map(a => a.changed),
     [false],
   )
   t.same(
-    (await backend.readBack(plan)).map(d => d.drift),
+    driftOf(plan, await backend.read(plan, written.known)).map(d => d.drift),
     [[]],
   )
   fake.done()

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import type { Exec, ExecResult } from '../exec/exec.js'
+import type { Exec, ExecOptions, ExecResult } from '../exec/exec.js'
 import { runForStatus, startProcess, type Started, type Status } from '../exec/processes.js'
 import { EnvironmentError } from '../errors.js'
 
@@ -62,7 +62,7 @@ export interface Sandbox {
   readonly podUserns?: string
   readonly remoteNs: string
   /** Runs a command inside a namespace and returns its output, or throws on failure. */
-  exec(where: Where, file: string, args: readonly string[], input?: string): Promise<ExecResult>
+  exec(where: Where, file: string, args: readonly string[], input?: string, options?: ExecOptions): Promise<ExecResult>
   /** Runs a command inside a namespace and returns its exit code and output, whatever happened. */
   tryExec(where: Where, file: string, args: readonly string[], env?: Record<string, string>): Promise<Status>
   serve(where: Where, specs: readonly string[]): Promise<Started>
@@ -139,7 +139,7 @@ export const createSandbox = async (
   chmodSync(shared, 0o755)
   copyFileSync(files.peer, `${shared}/peer.mjs`)
   chmodSync(`${shared}/peer.mjs`, 0o644)
-  const exec: Sandbox['exec'] = (where, file, args, input) => io.exec(...enter(where, file, args), input)
+  const exec: Sandbox['exec'] = (where, file, args, input, options) => io.exec(...enter(where, file, args), input, options)
   const tryExec: Sandbox['tryExec'] = (where, file, args, env) => runForStatus(...enter(where, file, args), { ...process.env, ...env })
   let holder: Started | undefined
   const destroy = async (): Promise<void> => {
