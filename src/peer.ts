@@ -99,6 +99,9 @@ const ownAddresses = (): Set<string> => new Set(Object.values(networkInterfaces(
  */
 const proxy = (ports: readonly number[], mark: number | undefined, passthrough: number | undefined): void => {
   const relay = (port: number) => (downstream: net.Socket) => {
+    // A client that resets (the readiness probe, `entrypoint ready`, closes as soon as it connects) must not take
+    // the relay down with an unhandled ECONNRESET: that failed the app's first connection now and then.
+    downstream.on('error', () => downstream.destroy())
     const target = originalDestination(downstream)
     if (!target) {
       downstream.end(`${JSON.stringify({ label: 'proxy', error: 'not a redirected connection' })}\n`)

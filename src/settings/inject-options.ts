@@ -20,7 +20,7 @@ export const INJECT_ANNOTATION_PREFIX = 'inject.sidecar-redirect.io/'
 
 // A reference as registries write them (host[:port]/path[:tag][@digest]): no whitespace, quotes or control
 // characters, which would reach the kubelet and the runtime as they are.
-const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]{0,510}$/
+export const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]{0,510}$/
 const IMAGE_ACCEPTED = 'an image reference like registry.example/proxy:1.2 or name@sha256:<digest>'
 
 const parseImage = (text: string, where: string): string => {

@@ -508,7 +508,7 @@ export const NODE_AGENT_OPTIONS: OptionTable<NodeAgentSettings> = {
 }
 
 // A namespace name is a DNS label (RFC 1123): what Kubernetes accepts for metadata.namespace.
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
+export const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 
 const parseEnvObject = (text: string, where: string): Record<string, string> => {
   const accepted = 'a JSON object of ISTIO_* settings as strings, e.g. {"ISTIO_PROXY_PORT":"15001"}'

@@ -9,14 +9,6 @@ Named templates other charts can include. Pass a context whose .Values are this 
     # your app here, after the proxy: in the classic layout it starts once the proxy is ready
 */}}
 
-{{/*
-This chart's own version. Templates included from another chart see that chart's .Chart, so the image tag and
-the version label cannot come from .Chart.AppVersion; the chart test checks this equals Chart.yaml's appVersion.
-*/}}
-{{- define "sidecar-redirect.appVersion" -}}
-0.1.0
-{{- end }}
-
 {{- define "sidecar-redirect.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default (include "sidecar-redirect.appVersion" .) }}
 {{- end }}
@@ -51,6 +43,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if eq .Values.method "mark" -}}
 {{- fail "sidecar-redirect: cni.enabled with method mark: the proxy needs CAP_NET_ADMIN to set SO_MARK, and CNI mode keeps every capability out of the pod. Use method uid or explicit, or cgroup with classifier.enabled=true." -}}
 {{- end -}}
+{{- if eq .Values.inbound.interceptionMode "TPROXY" -}}
+{{- fail "sidecar-redirect: cni.enabled with inbound.interceptionMode TPROXY: the proxy needs CAP_NET_ADMIN for IP_TRANSPARENT, and CNI mode keeps every capability out of the pod. Use REDIRECT." -}}
+{{- end -}}
 {{- if and (eq .Values.method "cgroup") (not .Values.classifier.enabled) -}}
 {{- fail "sidecar-redirect: cni.enabled with method cgroup needs classifier.enabled=true: without the classifier the proxy's agent starts as root with SETUID, SETGID and SETPCAP to join the net_cls group, and CNI mode keeps every capability out of the pod." -}}
 {{- end -}}
@@ -65,36 +60,39 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end }}
 
-{{/* The env every entrypoint command reads; one entry per value. */}}
+{{/*
+A container's env with extraEnv laid over it: an entry extraEnv names is replaced by extraEnv's, and the rest of
+extraEnv follows, so every container of ours takes it and no name appears twice. Pass (dict "Values" .Values
+"entries" <a YAML list of env entries>).
+*/}}
+{{- define "sidecar-redirect.withExtraEnv" -}}
+{{- $extra := list -}}
+{{- range .Values.extraEnv }}{{ $extra = append $extra .name }}{{ end -}}
+{{- range (.entries | fromYamlArray) }}
+{{- if not (has .name $extra) }}
+- {{ toJson . }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraEnv }}
+- {{ toJson . }}
+{{- end }}
+{{- end }}
+
+{{/* The env every entrypoint command of the pod reads: every capture setting (templates/_settings.tpl), then extraEnv. */}}
 {{- define "sidecar-redirect.env" -}}
-- { name: ISTIO_PROXY_PORT, value: {{ .Values.proxy.port | quote }} }
-- { name: ISTIO_PROXY_UID, value: {{ .Values.proxy.uid | quote }} }
-- { name: ISTIO_PROXY_GID, value: {{ .Values.proxy.gid | default "" | quote }} }
-- { name: ISTIO_OUTBOUND_METHOD, value: {{ .Values.method | quote }} }
-- { name: ISTIO_SO_MARK, value: {{ .Values.mark | quote }} }
-- { name: ISTIO_NET_CLS_ID, value: {{ .Values.netClsId | quote }} }
-- { name: ISTIO_SERVICES, value: {{ join "," .Values.services | quote }} }
-- { name: ISTIO_INBOUND_PORTS, value: {{ join "," .Values.inbound.ports | quote }} }
-- { name: ISTIO_INBOUND_EXCLUDE_PORTS, value: {{ join "," .Values.inbound.excludePorts | quote }} }
-- { name: ISTIO_OUTBOUND_INCLUDE_CIDRS, value: {{ join "," .Values.outbound.includeCidrs | quote }} }
-- { name: ISTIO_OUTBOUND_EXCLUDE_CIDRS, value: {{ join "," .Values.outbound.excludeCidrs | quote }} }
-- { name: ISTIO_OUTBOUND_EXCLUDE_PORTS, value: {{ join "," .Values.outbound.excludePorts | quote }} }
-- { name: ISTIO_IPV6, value: {{ .Values.ipv6 | quote }} }
-- { name: ISTIO_BACKEND, value: {{ .Values.backend | quote }} }
-- { name: ISTIO_VERIFY, value: {{ .Values.verify | quote }} }
-- { name: ISTIO_LOG_FORMAT, value: {{ .Values.logFormat | quote }} }
+{{- include "sidecar-redirect.withExtraEnv" (dict "Values" .Values "entries" (include "sidecar-redirect.settingsEnv" .)) }}
 {{- end }}
 
 {{/*
-The entry's settings for the CNI plugin, as JSON: the same variables the init container gets, less ISTIO_VERIFY
-(at sandbox creation the node checks the rules exactly; the live check is the pod's own validate container).
+The entry's settings for the CNI plugin, as JSON: the same settings the init container gets (extraEnv's included),
+but those the node takes elsewhere (sidecar-redirect.cniSettingNames leaves them out).
 */}}
 {{- define "sidecar-redirect.cniSettings" -}}
+{{- $names := include "sidecar-redirect.cniSettingNames" . | fromJsonArray -}}
 {{- $settings := dict -}}
 {{- range (include "sidecar-redirect.env" . | fromYamlArray) -}}
-{{- $_ := set $settings .name .value -}}
+{{- if and (has .name $names) (hasKey . "value") }}{{ $_ := set $settings .name (toString .value) }}{{ end -}}
 {{- end -}}
-{{- $_ := unset $settings "ISTIO_VERIFY" -}}
 {{- toJson $settings -}}
 {{- end }}
 
@@ -116,9 +114,7 @@ the node did: these values plus the pod's annotations (a downward API volume) th
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args: ["validate"]
   env:
-    {{- include "sidecar-redirect.env" . | nindent 4 }}
-    - { name: ISTIO_CNI_ALLOWED_ANNOTATIONS, value: {{ join "," .Values.cni.allowedAnnotations | quote }} }
-    - { name: ISTIO_POD_ANNOTATIONS_FILE, value: /etc/sidecar-redirect/pod/annotations }
+    {{- include "sidecar-redirect.withExtraEnv" (dict "Values" .Values "entries" (include "sidecar-redirect.validateEntries" .)) | nindent 4 }}
   volumeMounts:
     - { name: sidecar-redirect-pod, mountPath: /etc/sidecar-redirect/pod, readOnly: true }
   resources:
@@ -133,6 +129,12 @@ the node did: these values plus the pod's annotations (a downward API volume) th
     seccompProfile: { type: RuntimeDefault }
 {{- end }}
 
+{{- define "sidecar-redirect.validateEntries" -}}
+{{ include "sidecar-redirect.settingsEnv" . }}
+- { name: ISTIO_CNI_ALLOWED_ANNOTATIONS, value: {{ join "," .Values.cni.allowedAnnotations | quote }} }
+- { name: ISTIO_POD_ANNOTATIONS_FILE, value: /etc/sidecar-redirect/pod/annotations }
+{{- end }}
+
 {{/* The init container: only NET_ADMIN and NET_RAW, read-only root filesystem; in CNI mode, validate instead. */}}
 {{- define "sidecar-redirect.initContainer" -}}
 {{- include "sidecar-redirect.guards" . -}}
@@ -145,9 +147,6 @@ the node did: these values plus the pod's annotations (a downward API volume) th
   args: ["init"]
   env:
     {{- include "sidecar-redirect.env" . | nindent 4 }}
-    {{- with .Values.extraEnv }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
   resources:
     {{- toYaml .Values.resources.init | nindent 4 }}
   securityContext:
@@ -179,7 +178,7 @@ failureThreshold: {{ max 1 .Values.proxy.readyTimeoutSeconds }}
 
 {{/*
 The proxy container. With this chart's image (or one proxy.agent says holds our agent) it is started through the
-agent and runs as the proxy UID with every capability dropped, except for method mark (the agent starts as root
+agent and runs as the proxy UID with every capability dropped, except for method mark or TPROXY (the agent starts as root
 to hand the proxy exactly CAP_NET_ADMIN) and method cgroup without the classifier (the agent starts as root to
 join the net_cls group, then drops everything). Any other image is your proxy as it is: its own command (or
 proxy.command and proxy.args), as the proxy UID with every capability dropped, probed on its port; methods that
@@ -188,11 +187,16 @@ Always) and counts as started once its startupProbe passes; in the classic layou
 container until the proxy listens.
 */}}
 {{- define "sidecar-redirect.proxyContainer" -}}
-{{- $rootStart := or (eq .Values.method "mark") (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
+{{- /* mark (SO_MARK) and TPROXY (IP_TRANSPARENT) need the agent to hand the proxy CAP_NET_ADMIN. */ -}}
+{{- $netAdmin := or (eq .Values.method "mark") (eq .Values.inbound.interceptionMode "TPROXY") -}}
+{{- $rootStart := or $netAdmin (and (eq .Values.method "cgroup") (not .Values.classifier.enabled)) -}}
 {{- $native := include "sidecar-redirect.native" . -}}
 {{- $own := include "sidecar-redirect.ownProxy" . -}}
 {{- if and (not $own) (has .Values.method (list "mark" "cgroup")) -}}
 {{- fail (printf "sidecar-redirect: method %s with proxy.image %s: the proxy must be started by this chart's agent (entrypoint run), which that image does not have. Build your proxy's image FROM this chart's image with your proxy in it and set proxy.agent=true and proxy.command, or use method uid." .Values.method .Values.proxy.image) -}}
+{{- end -}}
+{{- if and (not $own) (eq .Values.inbound.interceptionMode "TPROXY") -}}
+{{- fail (printf "sidecar-redirect: inbound.interceptionMode TPROXY with proxy.image %s: the proxy must be started by this chart's agent (entrypoint run), which hands it CAP_NET_ADMIN for IP_TRANSPARENT and that image does not have. Build your proxy's image FROM this chart's image with your proxy in it and set proxy.agent=true and proxy.command, or use REDIRECT." .Values.proxy.image) -}}
 {{- end -}}
 {{- $command := .Values.proxy.command -}}
 {{- if and $own (not $command) -}}
@@ -233,13 +237,7 @@ container until the proxy listens.
   command: ["/app/entrypoint"]
   args: {{ concat (list "run" "--") $command .Values.proxy.args | toJson }}
   env:
-    {{- include "sidecar-redirect.env" . | nindent 4 }}
-    - { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
-    - { name: ISTIO_DRAIN_SECONDS, value: {{ .Values.proxy.drainSeconds | quote }} }
-    - { name: ISTIO_READY_SECONDS, value: {{ .Values.proxy.readyTimeoutSeconds | quote }} }
-    {{- if and (eq .Values.method "cgroup") .Values.classifier.enabled }}
-    - { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
-    {{- end }}
+    {{- include "sidecar-redirect.withExtraEnv" (dict "Values" .Values "entries" (include "sidecar-redirect.agentEntries" .)) | nindent 4 }}
   {{- else }}
   {{- with $command }}
   command: {{ toJson . }}
@@ -265,7 +263,7 @@ container until the proxy listens.
     {{- end }}
     capabilities:
       drop: [ALL]
-      {{- if and $own (eq .Values.method "mark") }}
+      {{- if and $own $netAdmin }}
       add: [NET_ADMIN, SETUID, SETGID, SETPCAP]
       {{- else if and $own $rootStart }}
       add: [SETUID, SETGID, SETPCAP]
@@ -281,6 +279,21 @@ container until the proxy listens.
   {{- end }}
 {{- end }}
 
+{{/* What the proxy's agent (run, ready) reads: the capture settings and its own. */}}
+{{- define "sidecar-redirect.agentEntries" -}}
+{{ include "sidecar-redirect.settingsEnv" . }}
+- { name: ISTIO_AGENT_RESTART, value: {{ .Values.proxy.restart | quote }} }
+- { name: ISTIO_DRAIN_SECONDS, value: {{ int64 .Values.proxy.drainSeconds | quote }} }
+- { name: ISTIO_READY_SECONDS, value: {{ int64 .Values.proxy.readyTimeoutSeconds | quote }} }
+{{- if eq .Values.method "cgroup" }}
+{{- if .Values.classifier.enabled }}
+- { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
+{{- else }}
+- { name: ISTIO_NET_CLS_ROOT, value: {{ .Values.classifier.netClsRoot | quote }} }
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/*
 The classic layout's hold for a proxy image without our `ready`: right after the proxy, a container of ours whose
 postStart hook returns once the proxy accepts connections (the pod's network is shared), then idles.
@@ -291,8 +304,7 @@ postStart hook returns once the proxy accepts connections (the pod's network is 
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args: ["hold"]
   env:
-    - { name: ISTIO_PROXY_PORT, value: {{ .Values.proxy.port | quote }} }
-    - { name: ISTIO_READY_SECONDS, value: {{ .Values.proxy.readyTimeoutSeconds | quote }} }
+    {{- include "sidecar-redirect.withExtraEnv" (dict "Values" .Values "entries" (include "sidecar-redirect.agentEntries" .)) | nindent 4 }}
   lifecycle:
     postStart:
       exec: { command: ["/app/entrypoint", "ready"] }
@@ -386,7 +398,7 @@ them: one choice, one meaning, and a pod the node would refuse is refused at adm
 settings (below, as the injector's table marks them) come from webhook.annotations in both modes.
 */}}
 {{- define "sidecar-redirect.injectAnnotations" -}}
-{{- $own := list "proxy-image" "proxy-command" "proxy-args" "proxy-agent" "proxy-probe" "proxy-read-only-root" "inject-layout" "inject-resources" "proxy-resources" "inject-hold" -}}
+{{- $own := include "sidecar-redirect.injectorAnnotationNames" . | fromJsonArray -}}
 {{- $names := list -}}
 {{- range .Values.webhook.annotations -}}
 {{- if or (not $.Values.cni.enabled) (has . $own) }}{{ $names = append $names . }}{{ end -}}
@@ -396,3 +408,50 @@ settings (below, as the injector's table marks them) come from webhook.annotatio
 {{- end -}}
 {{- join "," (uniq $names) -}}
 {{- end -}}
+
+{{/* The webhook's env: the capture settings, the injector's (above) and its own. */}}
+{{- define "sidecar-redirect.webhookEntries" -}}
+{{ include "sidecar-redirect.settingsEnv" . }}
+{{ include "sidecar-redirect.injectorEnv" . }}
+- { name: ISTIO_WEBHOOK_PORT, value: "8443" }
+- { name: ISTIO_WEBHOOK_CERT, value: /etc/sidecar-redirect/tls/tls.crt }
+- { name: ISTIO_WEBHOOK_KEY, value: /etc/sidecar-redirect/tls/tls.key }
+- { name: ISTIO_WEBHOOK_REQUEST_SECONDS, value: {{ int64 .Values.webhook.timeoutSeconds | quote }} }
+- { name: ISTIO_WEBHOOK_MAX_BYTES, value: {{ int64 .Values.webhook.maxRequestBytes | quote }} }
+- { name: ISTIO_WEBHOOK_CERT_CHECK_SECONDS, value: {{ int64 .Values.webhook.certCheckSeconds | quote }} }
+{{- end }}
+
+{{/* The node classifier's env. */}}
+{{- define "sidecar-redirect.classifierEntries" -}}
+- { name: ISTIO_CLASSIFIER_SOCKET, value: {{ printf "%s/classifier.sock" .Values.classifier.socketDir | quote }} }
+- { name: ISTIO_CLASSIFIER_UIDS, value: {{ int64 .Values.proxy.uid | quote }} }
+- { name: ISTIO_CLASSIFIER_CLASSIDS, value: {{ .Values.netClsId | quote }} }
+- { name: ISTIO_NET_CLS_ROOT, value: {{ .Values.classifier.netClsRoot | quote }} }
+- { name: ISTIO_LOG_FORMAT, value: {{ .Values.logFormat | quote }} }
+{{- end }}
+
+{{/* CNI mode: the installer's env (the entry it writes into the host's conflist carries the pods' settings). */}}
+{{- define "sidecar-redirect.installerEntries" -}}
+- { name: ISTIO_CNI_CONF_DIR, value: /host/etc/cni/net.d }
+- { name: ISTIO_CNI_BIN_DIR, value: /host/opt/cni/bin }
+- { name: ISTIO_NODE_AGENT_SOCKET, value: {{ printf "%s/agent.sock" .Values.cni.socketDir | quote }} }
+- { name: ISTIO_CNI_SETTINGS, value: {{ include "sidecar-redirect.cniSettings" . | quote }} }
+- { name: ISTIO_CNI_CAPTURE_ALL, value: {{ .Values.cni.captureAll | quote }} }
+- { name: ISTIO_CNI_ALLOWED_ANNOTATIONS, value: {{ join "," .Values.cni.allowedAnnotations | quote }} }
+- { name: ISTIO_CNI_EXCLUDE_NAMESPACES, value: {{ join "," .Values.cni.excludeNamespaces | quote }} }
+- { name: ISTIO_CNI_CHECK_SECONDS, value: {{ int64 .Values.cni.checkSeconds | quote }} }
+- { name: ISTIO_LOG_FORMAT, value: {{ .Values.logFormat | quote }} }
+{{- end }}
+
+{{/* CNI mode: the node agent's env. */}}
+{{- define "sidecar-redirect.nodeAgentEntries" -}}
+- { name: ISTIO_NODE_AGENT_SOCKET, value: {{ printf "%s/agent.sock" .Values.cni.socketDir | quote }} }
+- { name: ISTIO_LOG_FORMAT, value: {{ .Values.logFormat | quote }} }
+- { name: ISTIO_NODE_AGENT_RECHECK_SECONDS, value: {{ int64 .Values.cni.recheckSeconds | quote }} }
+{{- if .Values.cni.concurrency }}
+- { name: ISTIO_NODE_AGENT_CONCURRENCY, value: {{ int64 .Values.cni.concurrency | quote }} }
+{{- end }}
+{{- if .Values.cni.metricsPort }}
+- { name: ISTIO_NODE_AGENT_METRICS, value: {{ printf ":%d/metrics" (int64 .Values.cni.metricsPort) | quote }} }
+{{- end }}
+{{- end }}

@@ -7,10 +7,18 @@ import { DaemonSet } from 'kubernetes-models/apps/v1'
 import { Pod } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
 import { parse } from 'yaml'
-import { allowableAnnotations } from '../../../src/settings/options.js'
+import { parseNetConf } from '../../../src/cni/config.js'
+import { transformObject } from '../../../src/inject/workloads.js'
+import { CHART_VALUES, envText, NOT_IN_CNI_CONFIG } from '../../../src/settings/chart.js'
+import { INJECT_OPTIONS, WEBHOOK_OPTIONS } from '../../../src/settings/inject-options.js'
+import * as tables from '../../../src/settings/options.js'
+import { allowableAnnotations, CNI_INSTALL_OPTIONS, OPTIONS } from '../../../src/settings/options.js'
+import { parseSettings } from '../../../src/settings/parse.js'
 import { CAP_NET_ADMIN } from '../../../src/privilege/status.js'
 import { helm, objectsOf, type K8sObject, validateObject } from '../../helpers/helm.js'
 import { addressOf, expectCapturedPod, playInOrder, podman, prepareNetwork, ROOT } from '../../helpers/podman.js'
+import { renderSample } from '../../helpers/setting-samples.js'
+import { KINDS, podSpec, templateOf } from '../../helpers/workloads.js'
 
 const CHART = `${ROOT}charts/sidecar-redirect`
 const defaults = parse(readFileSync(`${CHART}/values.yaml`, 'utf8')) as Values
@@ -43,6 +51,16 @@ const coalesce = (base: Values, over: Values): Values =>
       return [key, key in over ? (maps ? coalesce(a, b) : b) : a]
     }),
   )
+
+/** The value at a dotted path, if any. */
+const at = (values: Values, path: string): unknown => path.split('.').reduce<any>((node, part) => node?.[part], values)
+
+/** Sets the value at a dotted path, creating the maps on the way. */
+const setPath = (values: Values, path: string, value: unknown): void => {
+  const parts = path.split('.')
+  const parent = parts.slice(0, -1).reduce<Values>((node, part) => (node[part] ??= {}), values)
+  parent[parts.at(-1)!] = value
+}
 
 const valuesFile = (values: Values): string => {
   const file = `${scratch('values')}/values.yaml`
@@ -87,8 +105,8 @@ t.test("Helm's schema check takes good values and refuses each bad one for its r
     [{ proxy: { drainSeconds: -1 } }, 'proxy.drainSeconds'],
     [{ method: 'tproxy' }, 'method'],
     [{ backend: 'ebpf' }, 'backend'],
-    [{ outbound: { excludeCidrs: ['10.0.0.0/33'] } }, 'outbound.excludeCidrs.0'],
-    [{ inbound: { ports: ['80-'] } }, 'inbound.ports'],
+    [{ outbound: { excludeCidrs: '10.0.0.0/8' } }, 'outbound.excludeCidrs'],
+    [{ inbound: { tproxyRouteTable: 254 } }, 'inbound.tproxyRouteTable'],
     [{ ipv6: 'yes' }, 'ipv6'],
     [{ image: { pullPolicy: 'Sometimes' } }, 'image.pullPolicy'],
     [{ proxyPort: 5001 }, "additional properties 'proxyPort' not allowed"],
@@ -105,6 +123,7 @@ const MATRIX: Record<string, Values> = {
   'mark demo': { method: 'mark', mark: '0x10/0xf0', demo: { enabled: true } },
   'cgroup demo, agent joins the group itself': { method: 'cgroup', demo: { enabled: true } },
   'cgroup demo with the classifier': { method: 'cgroup', demo: { enabled: true }, classifier: { enabled: true } },
+  'TPROXY inbound': { inbound: { interceptionMode: 'TPROXY', capturePort: 15006 }, demo: { enabled: true } },
   'explicit services': { method: 'explicit', services: ['198.18.0.10:80', '[2001:db8::1]:443', '198.18.1.0/24'], demo: { enabled: true } },
   'custom ports, CIDRs, timings': {
     demo: { enabled: true },
@@ -230,7 +249,8 @@ for (const [name, values] of Object.entries(MATRIX)) {
         'init: only NET_ADMIN and NET_RAW',
       )
       const sc = proxy.securityContext as { runAsUser: number; capabilities: { add?: string[]; drop: string[] } }
-      const rootStart = merged.method === 'mark' || (merged.method === 'cgroup' && !merged.classifier.enabled)
+      const netAdmin = merged.method === 'mark' || merged.inbound.interceptionMode === 'TPROXY'
+      const rootStart = netAdmin || (merged.method === 'cgroup' && !merged.classifier.enabled)
       t.equal(
         sc.runAsUser,
         rootStart ? 0 : merged.proxy.uid,
@@ -239,7 +259,7 @@ for (const [name, values] of Object.entries(MATRIX)) {
       t.same(sc.capabilities.drop, ['ALL'])
       t.same(
         sc.capabilities.add ?? [],
-        merged.method === 'mark' ? ['NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP'] : rootStart ? ['SETUID', 'SETGID', 'SETPCAP'] : [],
+        netAdmin ? ['NET_ADMIN', 'SETUID', 'SETGID', 'SETPCAP'] : rootStart ? ['SETUID', 'SETGID', 'SETPCAP'] : [],
         'proxy: exactly the capabilities its method needs',
       )
       t.equal(pod.spec['automountServiceAccountToken'], false, 'the demo pod mounts no API token')
@@ -497,6 +517,10 @@ t.test('CNI mode: values reach the installer, and methods that need a capability
     /cni\.enabled with method mark: the proxy needs CAP_NET_ADMIN/,
   )
   t.match(
+    (await render({ cni: { enabled: true }, inbound: { interceptionMode: 'TPROXY' }, demo: { enabled: true } })).error,
+    /cni\.enabled with inbound\.interceptionMode TPROXY: the proxy needs CAP_NET_ADMIN/,
+  )
+  t.match(
     (await render({ cni: { enabled: true }, method: 'cgroup', demo: { enabled: true } })).error,
     /cni\.enabled with method cgroup needs classifier\.enabled=true/,
   )
@@ -628,13 +652,159 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
   })
 })
 
+// The containers of ours that read the capture settings, by the render that has them: the init container, the
+// proxy's agent, the webhook (for the pods it injects); in CNI mode validate instead of init, and the CNI plugin's
+// config; with a proxy image of the user's (which the demo never has: a parent chart's pod), the hold.
+const TAKERS = {
+  classic: { values: { demo: { enabled: true } }, containers: ['sidecar-redirect', 'proxy', 'webhook'] },
+  cni: { values: { demo: { enabled: true }, cni: { enabled: true } }, containers: ['sidecar-redirect-validate', 'proxy', 'webhook'] },
+  hold: { values: { proxy: { image: 'envoyproxy/envoy:v1', nativeSidecar: false } }, containers: ['sidecar-redirect-hold'] },
+}
+const FOREIGN_PROXY = TAKERS.hold.values
+
+/** Renders `values` for this chart, or for the parent chart whose pod includes the templates with a foreign proxy. */
+const renderAs = (values: Values) =>
+  values['proxy']?.image === FOREIGN_PROXY.proxy.image ? render({ 'sidecar-redirect': values }, { chart: parentChart() }) : render(values)
+
+/** Every container of every object rendered, by name. */
+const allContainers = (objects: K8sObject[]): Map<string, Container> =>
+  new Map(objects.flatMap(o => [...containers(o, 'initContainers'), ...containers(o, 'containers')]).map(c => [c.name, c]))
+
+const cniSettingsOf = (objects: K8sObject[]): Record<string, string> =>
+  JSON.parse(envOf(allContainers(objects).get('install-cni')!)['ISTIO_CNI_SETTINGS']!) as Record<string, string>
+
+t.test('every setting of the table: its value reaches every container that takes it, and the CNI plugin’s config', async t => {
+  const keys = Object.keys(CHART_VALUES) as (keyof typeof CHART_VALUES)[]
+  for (const [name, sampled] of [
+    ['the defaults', false],
+    ['a value other than the default for each', true],
+  ] as const) {
+    const settings: Values = {}
+    for (const key of keys) if (sampled) setPath(settings, CHART_VALUES[key].path, renderSample(key))
+    // CNI mode and a proxy without our agent refuse TPROXY (the proxy would need CAP_NET_ADMIN): there inbound stays REDIRECT.
+    const redirect = coalesce(settings, sampled ? { inbound: { interceptionMode: 'REDIRECT' } } : {})
+    for (const [mode, { values, containers: takers }] of Object.entries(TAKERS)) {
+      const used = mode === 'classic' ? settings : redirect
+      const want = (key: (typeof keys)[number]): string => {
+        const value = at(used, CHART_VALUES[key].path)
+        return value === undefined ? OPTIONS[key].default : envText(CHART_VALUES[key].form, value)
+      }
+      const { error, objects } = await renderAs(coalesce(values, used))
+      t.equal(error, undefined, `${name}, ${mode}: renders`)
+      const found = allContainers(objects)
+      for (const taker of takers) {
+        const env = envOf(found.get(taker) ?? { name: taker, image: '', securityContext: {} })
+        for (const key of keys) t.equal(env[OPTIONS[key].env], want(key), `${name}, ${mode}: ${taker} gets ${OPTIONS[key].env}`)
+        t.doesNotThrow(() => parseSettings(env), `${name}, ${mode}: the settings parser takes ${taker}'s env`)
+      }
+      if (mode !== 'hold') {
+        // The pods the webhook injects read the same settings as the chart's own.
+        const webhook = envOf(found.get('webhook')!)
+        const result = transformObject(KINDS['Pod']!.make(podSpec()), 'inject', { env: webhook, flags: {} })
+        t.same(result.refusals, [], `${name}, ${mode}: the webhook injects a pod`)
+        const injected = (templateOf(result.object as Values)['spec'].initContainers as Container[]).find(c =>
+          c.name.startsWith('sidecar-redirect-'),
+        )!
+        t.same(parseSettings(envOf(injected)), parseSettings(webhook), `${name}, ${mode}: its ${injected.name} reads every setting as the chart's`)
+      }
+      if (mode !== 'cni') continue
+      const cni = cniSettingsOf(objects)
+      for (const key of keys)
+        t.equal(cni[OPTIONS[key].env], key in NOT_IN_CNI_CONFIG ? undefined : want(key), `${name}: the CNI config's ${OPTIONS[key].env}`)
+      const entry = JSON.stringify({ cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'sidecar-redirect', settings: cni })
+      t.doesNotThrow(() => parseNetConf(entry), `${name}: the CNI plugin takes its config's settings`)
+      t.doesNotThrow(() => CNI_INSTALL_OPTIONS.podSettings.parse(JSON.stringify(cni), 'ISTIO_CNI_SETTINGS'), '  and so does the installer')
+    }
+  }
+})
+
+t.test('TPROXY needs our agent in the proxy container: a proxy image without it is refused, as the injector refuses it', async t => {
+  const { error } = await renderAs({ ...FOREIGN_PROXY, inbound: { interceptionMode: 'TPROXY' } })
+  t.match(error, /inbound\.interceptionMode TPROXY with proxy\.image envoyproxy\/envoy:v1: the proxy must be started by this chart's agent/)
+})
+
+t.test('extraEnv reaches every container of ours and the CNI plugin’s config, and replaces the value it names', async t => {
+  const extraEnv = [
+    { name: 'ISTIO_PROXY_PORT', value: '7001' },
+    { name: 'ISTIO_NODE_AGENT_DEADLINE_SECONDS', value: '90' },
+    { name: 'SR_EXTRA', value: 'yes' },
+  ]
+  const renders = [
+    { cni: { enabled: true }, classifier: { enabled: true }, method: 'cgroup', demo: { enabled: true } },
+    { demo: { enabled: true } },
+    FOREIGN_PROXY,
+  ] as Values[]
+  const seen = new Set<string>()
+  for (const values of renders) {
+    const { error, objects } = await renderAs({ ...values, extraEnv })
+    t.equal(error, undefined)
+    for (const [name, c] of allContainers(objects)) {
+      // The demo's and the parent's own app and init, and the user's proxy, are not ours.
+      if (!c.image.startsWith(defaults['image'].repository) || ['app', 'parent-init'].includes(name)) continue
+      seen.add(name)
+      const names = (c.env ?? []).map(e => e.name)
+      t.equal(envOf(c)['SR_EXTRA'], 'yes', `${name} gets extraEnv`)
+      t.same(names, [...new Set(names)], `${name}: no variable twice`)
+      if (names.includes('ISTIO_OUTBOUND_METHOD')) t.equal(envOf(c)['ISTIO_PROXY_PORT'], '7001', `${name}: extraEnv's value wins`)
+    }
+    if (values['cni']) {
+      const cni = cniSettingsOf(objects)
+      t.equal(cni['ISTIO_PROXY_PORT'], '7001', "the CNI config's settings take extraEnv's")
+      t.notOk('SR_EXTRA' in cni || 'ISTIO_NODE_AGENT_DEADLINE_SECONDS' in cni, 'but only the settings of the table (the plugin refuses others)')
+    }
+  }
+  t.same(
+    [...seen].sort(),
+    ['classifier', 'install-cni', 'node-agent', 'proxy', 'sidecar-redirect', 'sidecar-redirect-hold', 'sidecar-redirect-validate', 'webhook'],
+    'every container of ours was seen',
+  )
+})
+
+// The settings of each part that no value sets, and why; each is still set through extraEnv.
+const NO_VALUE: Record<string, string> = {
+  ISTIO_PROXY_USER: 'the proxy runs as proxy.uid (ISTIO_PROXY_UID)',
+  ISTIO_PROXY_GROUPS: 'no supplementary groups unless asked for',
+  ISTIO_PROXY_NOFILE: "the proxy keeps the container runtime's limit unless asked for",
+  ISTIO_NODE_AGENT_DEADLINE_SECONDS: "the agent's default",
+  ISTIO_NODE_AGENT_STATE_DIR: "in the socket's host directory, which the DaemonSet mounts",
+  ISTIO_CNI_PLUGIN: "the plugin in this chart's image",
+}
+
+t.test("every setting of every part's table is set in the container that reads it, or has a reason not to be", async t => {
+  const parts: [string, Record<string, { env: string }>[]][] = [
+    ['proxy', [tables.AGENT_OPTIONS]],
+    ['classifier', [tables.CLASSIFIER_OPTIONS]],
+    ['node-agent', [tables.NODE_AGENT_OPTIONS]],
+    ['install-cni', [CNI_INSTALL_OPTIONS]],
+    ['sidecar-redirect-validate', [tables.VALIDATE_OPTIONS]],
+    ['webhook', [INJECT_OPTIONS, WEBHOOK_OPTIONS]],
+  ]
+  // Between them, every conditional variable: the classifier's socket, net_cls root, concurrency, metrics.
+  const renders = [
+    { cni: { enabled: true, concurrency: 4 }, classifier: { enabled: true }, method: 'cgroup', demo: { enabled: true } },
+    { method: 'cgroup', demo: { enabled: true } },
+  ]
+  const envs = new Map<string, Set<string>>()
+  for (const values of renders) {
+    const { error, objects } = await render(values)
+    t.equal(error, undefined)
+    for (const [name, c] of allContainers(objects)) envs.set(name, new Set([...(envs.get(name) ?? []), ...Object.keys(envOf(c))]))
+  }
+  for (const [container, tables] of parts) {
+    for (const spec of tables.flatMap(table => Object.values(table))) {
+      const set = envs.get(container)?.has(spec.env) === true
+      t.ok(set || spec.env in NO_VALUE, `${container}: ${spec.env} ${set ? 'is set' : `has no value: ${NO_VALUE[spec.env]}`}`)
+    }
+  }
+})
+
 t.test('the schema lets cni.allowedAnnotations name exactly what the option table lets a pod set', async t => {
   const schema = JSON.parse(readFileSync(`${CHART}/values.schema.json`, 'utf8')) as Values
   t.same(schema['properties']['cni']['properties']['allowedAnnotations']['items']['enum'], allowableAnnotations())
 })
 
 t.test("this chart's appVersion is the one its templates use, and the README lists every value", async t => {
-  const helpers = readFileSync(`${CHART}/templates/_helpers.tpl`, 'utf8')
+  const helpers = readFileSync(`${CHART}/templates/_settings.tpl`, 'utf8')
   t.match(helpers, `{{- define "sidecar-redirect.appVersion" -}}\n${chartYaml.appVersion}\n`)
   const readme = readFileSync(`${CHART}/README.md`, 'utf8')
   const leaves = (values: Values, prefix = ''): [string, unknown][] =>
