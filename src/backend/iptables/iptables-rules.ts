@@ -17,7 +17,7 @@ import {
   type SavedSet,
 } from './render-ipset.js'
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState } from './render-iptables.js'
-import type { Plan, ServiceSet } from '../../plan/types.js'
+import type { Plan, ServiceSet, Table } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { compareState, memberDiff } from '../compare.js'
 import { foreignJumpsInto, parseOurTables } from './parse-save.js'
@@ -31,6 +31,9 @@ import { neededBy, renderEmptyCreated, renderMissing } from './created.js'
 import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
+
+/** The tables a family's rules are written in. */
+const tablesOf = (target: FamilyTarget): Table[] => [...target.desired.keys()]
 
 const chainsOf = (state: OwnedState): [string, readonly string[]][] => [...state.values()].flatMap(t => [...t.chains])
 
@@ -63,7 +66,7 @@ export const createIptablesRules = (
   ipv4Saved?: string,
   accepted: AcceptedPrograms = new Set(),
 ): RuleBackend => {
-  const tables = createIptablesBackend(exec, variant, fs.ownsNetns)
+  const tables = createIptablesBackend(exec, variant, fs)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
       return (await exec('ipset', args, input)).stdout
@@ -107,6 +110,7 @@ export const createIptablesRules = (
   }
   let ipv4Pending = ipv4Saved
   const firstReads = new Map<Family, string>()
+  let planTables = new Map<Family, Table[]>()
   // The whole-path check's places outside our variant are read beside apply's first reads, not after the write:
   // apply writes only our variant's tables (and our sets), never native nftables or the other variant, so a read
   // after it shows the same unless another program writes there meanwhile (a change the next `verify` sees, as
@@ -124,7 +128,7 @@ export const createIptablesRules = (
   const firstRead = async (family: Family): Promise<string> => {
     const pending = family === 'ipv4' ? ipv4Pending : undefined
     ipv4Pending = undefined
-    const [saved] = await Promise.all([pending ?? tables.save(family), elsewhere])
+    const [saved] = await Promise.all([pending ?? tables.save(family, planTables.get(family) ?? []), elsewhere])
     firstReads.set(family, saved)
     return saved
   }
@@ -139,6 +143,7 @@ export const createIptablesRules = (
       const before = sets.length > 0 ? ownedSets(parseIpsetTerse(await ipset(['list', '-t'])), setNames(sets)) : new Map<string, SavedSet>()
       if (sets.length > 0) await ipset(['restore'], renderIpsetSwap(sets))
       const targets = targetsOf(plan)
+      planTables = new Map(targets.map(t => [t.plan.family, tablesOf(t)]))
       unchanged.clear()
       made = false
       elsewhere = readOthers(plan)
@@ -183,7 +188,7 @@ export const createIptablesRules = (
       })
       const [found, saved] = await Promise.all([
         elsewhere ?? readOthers(plan),
-        Promise.all(plan.families.map(p => unchanged.get(p.family) ?? tables.save(p.family))),
+        Promise.all(targetsOf(plan).map(t => unchanged.get(t.plan.family) ?? tables.save(t.plan.family, tablesOf(t)))),
       ])
       unchanged.clear()
       elsewhere = undefined
@@ -203,8 +208,9 @@ export const createIptablesRules = (
       // and so are the removals, family beside family: a pod's DEL waits for two rounds, not four.
       const [found, saved] = await Promise.all([
         Promise.all(
-          targetsOf(plan).map(async ({ plan: p }) => {
-            const saved = await tables.save(p.family)
+          targetsOf(plan).map(async target => {
+            const p = target.plan
+            const saved = await tables.save(p.family, tablesOf(target))
             const existing = ownedIn(tables, p.family, saved)
             const blocking = foreignJumpsInto(parseOurTables(saved), existing)
             if (blocking.length > 0) {
