@@ -1,4 +1,4 @@
-// Types of cgroup.mjs, for the tests that use it too (test/cni/scale.test.ts).
+// Types of cgroup.mjs, for the tests that use it too (test/kernel/cni/scale.test.ts).
 export interface Cgroup {
   /** The cgroup.procs files a process joins the group through. */
   readonly procs: readonly string[]

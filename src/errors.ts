@@ -1,5 +1,5 @@
 // Every failure the tool expects has a class here, and each class owns one exit code, so the exit code table in
-// docs/reference.md (checked against this file by test/docs.test.ts) and the code cannot drift apart. Codes avoid 126, 127 and 128+N, which shells reserve.
+// docs/reference.md (checked against this file by test/unit/project/docs.test.ts) and the code cannot drift apart. Codes avoid 126, 127 and 128+N, which shells reserve.
 
 export abstract class SidecarError extends Error {
   abstract readonly code: string

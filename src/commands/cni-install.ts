@@ -11,6 +11,7 @@ import { ANNOTATIONS_CAPABILITY, DNS_CAPABILITY, parseNetConf, SUPPORTED_VERSION
 import { PLUGIN_TYPE } from '../cni/conflist.js'
 import { type InstallTarget, reconcile, removeLeftovers, uninstall } from '../cni/install.js'
 import { ConfigError, EnvironmentError, isSidecarError } from '../errors.js'
+import { classifyEscaped } from '../exec/refusal.js'
 import type { Logger } from '../log.js'
 import { parseSettings } from '../settings/parse.js'
 import type { CniInstallSettings } from '../settings/types.js'
@@ -69,7 +70,9 @@ export const runCniInstall = async (options: CniInstallSettings, logger: Logger)
         await reconcile(target, logger, said)
         lastFailure = ''
       } catch (error) {
-        const message = `${isSidecarError(error) ? error.message : messageOf(error)}; trying again at the next change or check`
+        // A refusal (a read-only or foreign-owned host directory) is named as what is missing, not as a bare errno.
+        const named = classifyEscaped(error)
+        const message = `${isSidecarError(named) ? named.message : messageOf(named)}; trying again at the next change or check`
         if (message !== lastFailure) logger.event('failed', message)
         lastFailure = message
       }

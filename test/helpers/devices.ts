@@ -1,5 +1,5 @@
 // The whole path down to the device, decided by traffic in both families, one backend per file of
-// test/integration/devices/ (so each stays well inside tap's time limit): a foreign hook that sees packets before or
+// test/kernel/integration/devices/ (so each stays well inside tap's time limit): a foreign hook that sees packets before or
 // after netfilter (an nft netdev or inet ingress/egress chain, a tc filter, a BPF program) lets a real connection
 // escape where we say it does, verify exits 5 naming it, and init refuses (only changing the foreign hook would fix
 // it); what cannot matter leaves capture intact with verify at exit 0; a BPF program, which cannot be judged, fails

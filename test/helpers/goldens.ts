@@ -1,5 +1,5 @@
 // Every golden plan (test/golden/) on real rules: the kernel accepts it and it reads back exactly, on every backend.
-// One backend per file of test/integration/goldens/, so each stays well inside tap's time limit on a loaded machine.
+// One backend per file of test/kernel/integration/goldens/, so each stays well inside tap's time limit on a loaded machine.
 import { readdirSync } from 'node:fs'
 import t from 'tap'
 import { GOLDEN_DIR, readEnvFile } from './golden.js'

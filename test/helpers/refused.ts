@@ -1,5 +1,5 @@
 // Refusals on real rules: every refused setting exits 2 with one line, and the kernel is left byte-identical.
-// One backend per file of test/integration/refused/, so each stays well inside tap's time limit on a loaded machine.
+// One backend per file of test/kernel/integration/refused/, so each stays well inside tap's time limit on a loaded machine.
 import t from 'tap'
 import { initOk, kernelAvailable, snapshot, withSandbox } from './kernel.js'
 import { type IPTABLES_BACKENDS as BACKENDS, REFUSED } from './rows.js'

@@ -20,7 +20,7 @@ export const REFUSED: Record<string, string[]> = {
   ISTIO_SO_MARK: ['0', '', 'abc', '0x', '0x1/0', '0x3/0x1', '1/2/3', '0x100000000', '-1'],
   ISTIO_NET_CLS_ID: ['0', '0x0', '', 'abc', '0x100000000', '10:1', '-1'],
   ISTIO_INBOUND_PORTS: ['70000', '0', '80,', ',80', '80,,90', '9100-9000', '80-', '-80', '1-2-3', 'http', '**', '* ,80', '0x50'],
-  // Each row is one init run per iptables backend in test/integration/refused/: the kernel's three tables and the bounds.
+  // Each row is one init run per iptables backend in test/kernel/integration/refused/: the kernel's three tables and the bounds.
   ISTIO_INBOUND_INTERCEPTION_MODE: ['', 'tproxy'],
   ISTIO_INBOUND_TPROXY_MARK: ['0', '0x100000000', '1337/0xffff'],
   ISTIO_INBOUND_TPROXY_ROUTE_TABLE: ['0', '253', '254', '255', 'main', '4294967296'],

@@ -4,7 +4,7 @@
 // (iptables commits table by table, so the tables of one family may differ; native nftables is one transaction.)
 // TPROXY's policy rule and route are left aside: each is one `ip` command, and either alone routes nothing.
 // Then clean leaves the namespace as it was, and the next round starts from there. One backend per file of
-// test/integration/sigkill/, so each stays well inside tap's time limit on a loaded machine.
+// test/kernel/integration/sigkill/, so each stays well inside tap's time limit on a loaded machine.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { realExec } from '../../src/exec/exec.js'

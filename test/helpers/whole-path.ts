@@ -1,7 +1,7 @@
 // "Verified" means no captured TCP can escape: for each kind of foreign rule, in every place netfilter evaluates
 // before or beside ours, verify and init give the documented result, a real connection confirms it (where we say
 // it escapes, it does), and the foreign rules stay byte-identical through verify, init and clean. One backend per
-// file of test/integration/whole-path/, so each stays well inside tap's time limit on a loaded machine.
+// file of test/kernel/integration/whole-path/, so each stays well inside tap's time limit on a loaded machine.
 import t, { type Test } from 'tap'
 import type { Sandbox } from '../../src/commands/sandbox.js'
 import { startRelays } from './haproxy.js'

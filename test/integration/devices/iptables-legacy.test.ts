@@ -1,4 +1,0 @@
-// The whole path down to the device on iptables-legacy: the rows and what each shows are in test/helpers/devices.ts.
-import { deviceTests } from '../../helpers/devices.js'
-
-deviceTests('iptables-legacy')

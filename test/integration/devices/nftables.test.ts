@@ -1,4 +1,0 @@
-// The whole path down to the device on nftables: the rows and what each shows are in test/helpers/devices.ts.
-import { deviceTests } from '../../helpers/devices.js'
-
-deviceTests('nftables')

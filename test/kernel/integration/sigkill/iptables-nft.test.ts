@@ -1,0 +1,4 @@
+// SIGKILL during init on iptables-nft: the rounds and what each shows are in test/helpers/sigkill.ts.
+import { sigkillTests } from '../../../helpers/sigkill.js'
+
+sigkillTests('iptables-nft')
