@@ -1,13 +1,13 @@
 // Legacy's list of tables, where this process may not read it: detection, the whole-path check and the legacy
 // backend's reads go on without it, and none of them names a table it does not write (naming one makes it).
 import t from 'tap'
-import { probeHost, type HostFs } from '../../src/backend/detect.js'
-import { createIptablesBackend } from '../../src/backend/iptables/iptables.js'
-import { readLegacyNames } from '../../src/backend/legacy-names.js'
-import { readElsewhere } from '../../src/backend/whole-path.js'
-import { EnvironmentError } from '../../src/errors.js'
-import type { Exec } from '../../src/exec/exec.js'
-import { fakeExec } from '../helpers/fake-exec.js'
+import { probeHost, type HostFs } from '../../../src/backend/detect.js'
+import { createIptablesBackend } from '../../../src/backend/iptables/iptables.js'
+import { readLegacyNames } from '../../../src/backend/legacy-names.js'
+import { readElsewhere } from '../../../src/backend/whole-path.js'
+import { EnvironmentError } from '../../../src/errors.js'
+import type { Exec } from '../../../src/exec/exec.js'
+import { fakeExec } from '../../helpers/fake-exec.js'
 
 const NAMES = ['/proc/net/ip_tables_names', '/proc/net/ip6_tables_names']
 const IPTABLES_NFT = ['iptables-nft-save', 'iptables-nft-restore', 'ip6tables-nft-save', 'ip6tables-nft-restore']
