@@ -6,7 +6,11 @@
 
 import { EnvironmentError } from '../errors.js'
 import type { Family } from '../settings/types.js'
-import type { HostFs } from './detect.js'
+
+/** What reading the list needs: HostFs's readFile (detect.ts), which throws EnvironmentError for a refusal. */
+export interface ReadsFiles {
+  readFile(path: string): Promise<string | undefined>
+}
 
 export const LEGACY_NAMES: Readonly<Record<Family, string>> = { ipv4: '/proc/net/ip_tables_names', ipv6: '/proc/net/ip6_tables_names' }
 
@@ -23,7 +27,7 @@ export const isUnreadable = (names: LegacyNames): names is Unreadable => names !
 const REFUSED = new Set(['EACCES', 'EPERM'])
 
 /** readLegacyNames reads one family's list; a refusal (EACCES, EPERM, by errno) is a value, any other failure throws. */
-export const readLegacyNames = async (fs: Pick<HostFs, 'readFile'>, family: Family): Promise<LegacyNames> => {
+export const readLegacyNames = async (fs: ReadsFiles, family: Family): Promise<LegacyNames> => {
   try {
     const text = await fs.readFile(LEGACY_NAMES[family])
     return text === undefined ? undefined : text.split('\n').filter(Boolean)

@@ -6,8 +6,7 @@ import type { Family } from '../../settings/types.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { firstLine } from '../../text.js'
 import type { Table } from '../../plan/types.js'
-import type { HostFs } from '../detect.js'
-import { isUnreadable, readLegacyNames } from '../legacy-names.js'
+import { isUnreadable, readLegacyNames, type ReadsFiles } from '../legacy-names.js'
 
 export type Variant = 'nft' | 'legacy'
 
@@ -70,7 +69,11 @@ const ownerRefusal = (family: Family, error: CommandFailed): ApplyError =>
  * `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns); `fs` reads legacy's
  * list of tables.
  */
-export const createIptablesBackend = (exec: Exec, variant: Variant, fs: Pick<HostFs, 'readFile' | 'ownsNetns'>): IptablesBackend => ({
+export const createIptablesBackend = (
+  exec: Exec,
+  variant: Variant,
+  fs: ReadsFiles & { readonly ownsNetns?: () => Promise<boolean> },
+): IptablesBackend => ({
   name: `iptables-${variant}`,
   save: async (family, tables) => {
     const save = tool(family, variant, 'save')
