@@ -6,6 +6,8 @@ import { isOwnedChain } from '../plan/owned.js'
 import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
 import type { Exec } from '../exec/exec.js'
 import { tool, type Variant } from './iptables/iptables.js'
+import { classifyIptables } from './iptables/classify.js'
+import { isUnreadable, LEGACY_NAMES, readLegacyNames, type LegacyNames } from './legacy-names.js'
 
 export interface HostFs {
   /** The file's text, or undefined when it does not exist; any other failure throws EnvironmentError. */
@@ -110,9 +112,6 @@ export const readIpv6 = async (fs: HostFs): Promise<Ipv6Facts> => {
   return { interfaces: Object.fromEntries(names.map((n, i) => [n, flags[i]?.trim() === '0'])) }
 }
 
-// x_tables makes these in every namespace when the kernel has it; iptables needs it for every match we use.
-const TABLE_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names', ipv6: '/proc/net/ip6_tables_names' }
-
 /**
  * Why iptables-nft cannot program these families here, or undefined when it can: the kernel lacks x_tables, or
  * its programs are not on PATH. Reads files already read and looks up names: no process.
@@ -120,10 +119,11 @@ const TABLE_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names',
 const iptablesNftMissing = async (
   fs: HostFs,
   families: readonly Family[],
-  names: Readonly<Record<Family, string | undefined>>,
+  names: Readonly<Record<Family, LegacyNames>>,
 ): Promise<string | undefined> => {
+  // An unreadable list is there: only a kernel without x_tables lacks the file.
   const noXtables = families.filter(f => names[f] === undefined)
-  if (noXtables.length > 0) return `the kernel has no x_tables, which iptables needs (${noXtables.map(f => TABLE_NAMES[f]).join(' and ')} absent)`
+  if (noXtables.length > 0) return `the kernel has no x_tables, which iptables needs (${noXtables.map(f => LEGACY_NAMES[f]).join(' and ')} absent)`
   const programs = families.flatMap(f => (['save', 'restore'] as const).map(verb => tool(f, 'nft', verb)))
   const found = await Promise.all(programs.map(p => fs.onPath(p)))
   const missing = programs.filter((_, i) => !found[i])
@@ -134,8 +134,9 @@ const iptablesNftMissing = async (
 export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exec, fs: HostFs, fixed?: Decision<Family[]>): Promise<HostFacts> => {
   // A mode that fixes its families (Istio's decides from the pod's addresses) needs no look at /proc for them.
   const families = fixed ?? chooseFamilies(ipv6, await readIpv6(fs))
-  const [v4Names, v6Names] = await Promise.all([TABLE_NAMES.ipv4, TABLE_NAMES.ipv6].map(p => fs.readFile(p)))
-  const legacyTables = [v4Names, v6Names].flatMap(text => (text ?? '').split('\n').filter(Boolean))
+  const [v4Names, v6Names] = await Promise.all((['ipv4', 'ipv6'] as const).map(f => readLegacyNames(fs, f)))
+  const unreadable = [v4Names, v6Names].filter(isUnreadable)
+  const legacyTables = [v4Names, v6Names].flatMap(names => (names === undefined || isUnreadable(names) ? [] : names))
   // A node without working iptables (an nft-only one) gets native nftables under auto. Legacy tables prove iptables
   // has worked here, so only the nf_tables default is checked, and only by looking: the common path starts nothing.
   if (choice === 'auto' && legacyTables.length === 0) {
@@ -146,11 +147,23 @@ export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exe
       return { variant: { value: 'nftables', reason: `${missing}; native nftables needs neither` }, families, ipv4Saved: {} }
     }
   }
+  // Legacy tables this process may not list (a non-root init, a netns made before its user namespace's map) are
+  // not asked for by name, which would make them (see legacy-names.ts): nf_tables, the default, is chosen, and the
+  // live probe is what would notice a legacy rule taking the traffic first.
+  if (choice === 'auto' && unreadable.length > 0 && legacyTables.length === 0) {
+    const why = unreadable.map(u => u.unreadable).join('; ')
+    return {
+      variant: { value: 'nft', reason: `iptables-legacy tables cannot be listed (${why}) and naming one would create it; nf_tables is the default` },
+      families,
+      ipv4Saved: {},
+    }
+  }
   const ipv4Saved: Partial<Record<Variant, string>> = {}
   // Only when both variants may hold rules is it worth reading them; -save is never run speculatively on legacy,
   // because reading a legacy table creates it.
   if (choice === 'auto' && legacyTables.length > 0) {
-    for (const variant of ['nft', 'legacy'] as const) ipv4Saved[variant] = (await exec(tool('ipv4', variant, 'save'), [])).stdout
+    for (const variant of ['nft', 'legacy'] as const)
+      ipv4Saved[variant] = (await exec(tool('ipv4', variant, 'save'), [], undefined, { classify: classifyIptables })).stdout
   }
   const saved = (v: Variant): SavedTables | undefined => (ipv4Saved[v] === undefined ? undefined : summarizeSave(ipv4Saved[v]))
   const nft = saved('nft')

@@ -16,6 +16,7 @@ import { runNft } from './nftables/classify.js'
 import { classifyIptables } from './iptables/classify.js'
 import type { Variant } from './iptables/iptables.js'
 import { readDeviceHooks } from './devices.js'
+import { isUnreadable, readLegacyNames } from './legacy-names.js'
 
 export interface Ruleset {
   readonly tables: readonly NftTableText[]
@@ -50,7 +51,6 @@ export const readRuleset = async (exec: Exec): Promise<Ruleset> => {
 }
 
 const saveTool = (family: Family, variant: Variant): string => `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-save`
-const LEGACY_NAMES: Record<Family, string> = { ipv4: '/proc/net/ip_tables_names', ipv6: '/proc/net/ip6_tables_names' }
 
 const saved = async (exec: Exec, family: Family, variant: Variant): Promise<SeenTable[]> =>
   seenTables((await exec(saveTool(family, variant), [], undefined, { classify: classifyIptables })).stdout, family, `iptables-${variant}`)
@@ -68,9 +68,11 @@ export const readElsewhere = async (
   read?: Ruleset,
   devicesRead?: readonly SeenTable[],
 ): Promise<Elsewhere> => {
-  const legacy = families.map(async family =>
-    own !== 'legacy' && ((await fs.readFile(LEGACY_NAMES[family])) ?? '').trim() !== '' ? saved(exec, family, 'legacy') : [],
-  )
+  // Legacy tables this process may not list cannot be read without making them (legacy-names.ts): not read.
+  const legacy = families.map(async family => {
+    const names = own === 'legacy' ? undefined : await readLegacyNames(fs, family)
+    return names !== undefined && !isUnreadable(names) && names.length > 0 ? saved(exec, family, 'legacy') : []
+  })
   const [ruleset, devices, ...legacyTables] = await Promise.all([read ?? readRuleset(exec), devicesRead ?? readDeviceHooks(exec), ...legacy])
   const nftTables = await Promise.all(
     families.map(family =>

@@ -26,6 +26,10 @@ export interface Libc {
   ioctl(fd: number, request: number): number
   /** renameat2(2) with AT_FDCWD: RENAME_NOREPLACE and RENAME_EXCHANGE, which rename(2) cannot ask for. */
   renameat2(from: string, to: string, flags: number): number
+  /** capget(2)/capset(2) on the calling thread: a v3 header (8 bytes) and two 12-byte data structs. */
+  capget(header: Buffer, data: Buffer): number
+  capset(header: Buffer, data: Buffer): number
+  prctl(option: number, arg2: number, arg3: number, arg4: number, arg5: number): number
   errno(): number
 }
 
@@ -69,6 +73,9 @@ export const loadLibc = (): Libc => {
       setns: lib.func('int setns(int fd, int nstype)'),
       ioctl: (fd: number, request: number) => ioctl(fd, request),
       renameat2: (from: string, to: string, flags: number) => renameat2(AT_FDCWD, from, AT_FDCWD, to, flags),
+      capget: lib.func('int capget(uint8_t *header, _Inout_ uint8_t *data)'),
+      capset: lib.func('int capset(uint8_t *header, const uint8_t *data)'),
+      prctl: lib.func('int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)'),
       errno: () => koffi.errno(),
     } as Libc
   }

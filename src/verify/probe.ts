@@ -46,7 +46,9 @@ const appPacket = (address: string, port: number, uid = 0, gid = uid): ProbePack
   outInterface: 'lo',
 })
 
-const ROOT: Identity = { uid: 0, gid: 0 }
+// The app stands as this process is: root in an init container, or a non-root init's own UID (one given only
+// NET_ADMIN and NET_RAW, which cannot take any other identity).
+const self = (): Identity => ({ uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 })
 
 export interface Target {
   readonly address: string
@@ -58,7 +60,12 @@ export interface Target {
  * pickTarget chooses one of the pod's own (non-link-local) addresses that the plan redirects on `port`, reading
  * the plan's OUTPUT chain, never the settings; or says why there is none (the probe never dials out of the pod). Pure.
  */
-export const pickTarget = (plan: FamilyPlan, addresses: readonly string[], port: number, as: Identity = ROOT): Target | { readonly none: string } => {
+export const pickTarget = (
+  plan: FamilyPlan,
+  addresses: readonly string[],
+  port: number,
+  as: Identity = self(),
+): Target | { readonly none: string } => {
   let why = plan.chains.some(c => c.name === OUTBOUND_CHAIN && c.rules.some(r => r.matches.some(m => m.kind === 'service-set')))
     ? 'no address of this pod is a listed service without a port (the read-back covers the sets)'
     : 'no address of this pod is in the capture scope'
@@ -82,19 +89,20 @@ export const socketAs = (host: string, port: number, uid: number, gid: number, o
   // Load the FFI while still root: under the other identity its files may not be readable.
   loadLibc()
   // Both exist on Linux; Node types them optional because Windows lacks them. glibc applies them to every thread.
-  const { setegid, seteuid } = process as Required<NodeJS.Process>
+  const { setegid, seteuid, getegid, geteuid } = process as Required<NodeJS.Process>
+  const [ownUid, ownGid] = [geteuid(), getegid()]
   try {
     setegid(gid)
     seteuid(uid)
   } catch (error) {
-    setegid(0)
+    setegid(ownGid)
     throw new CannotAssume(`cannot act as uid ${uid} gid ${gid} (${messageOf(error)}): give init CAP_SETUID and CAP_SETGID to probe this`)
   }
   try {
     return connectSocket(host, port, options)
   } finally {
-    seteuid(0)
-    setegid(0)
+    seteuid(ownUid)
+    setegid(ownGid)
   }
 }
 
@@ -117,7 +125,12 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
   'gid-owner': (m, c) => c.expect(c.name, (host, port) => socketAs(host, port, c.appUid, m.gid), 'direct', `gid ${m.gid}`),
   // As root: leaving euid 0 would drop CAP_NET_ADMIN, which SO_MARK needs; root is not exempt by itself here.
   mark: (m, c) =>
-    c.expect(c.name, (host, port) => connectSocket(host, port, { mark: m.mark.value }), 'direct', `uid 0 with SO_MARK ${hex(m.mark.value)}`),
+    c.expect(
+      c.name,
+      (host, port) => connectSocket(host, port, { mark: m.mark.value }),
+      'direct',
+      `uid ${self().uid} with SO_MARK ${hex(m.mark.value)}`,
+    ),
   cgroup: async (m, c) => {
     const root = await netClsMount()
     if (!root) return c.skip(c.name, 'the net_cls hierarchy is not mounted in this container')
@@ -135,7 +148,7 @@ const BYPASS: { readonly [K in IdentityMatch['kind']]: (m: Extract<IdentityMatch
       // The classid is taken when the socket is made; moving back afterwards re-labels our sockets, so the
       // connection is made and answered before leaving the group.
       try {
-        await c.expect(c.name, connectSocket, 'direct', `uid 0 in net_cls classid ${hex(m.classid)}`)
+        await c.expect(c.name, connectSocket, 'direct', `uid ${self().uid} in net_cls classid ${hex(m.classid)}`)
       } finally {
         await joinGroup(`${root}${home}`, process.pid)
       }
@@ -237,9 +250,9 @@ const probeDns = async (plan: FamilyPlan, who: string): Promise<Check[]> => {
  */
 const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly capture: Identity }): Promise<Check[]> => {
   const family = plan.family
-  const as = only?.capture ?? ROOT
-  // Root stands for the app: only the proxy's identity is exempt, and root needs no other identity to probe.
-  const who = only ? `uid ${as.uid} (this process, an app identity)` : 'uid 0 (an app identity)'
+  const as = only?.capture ?? self()
+  // This process stands for the app: only the proxy's identity is exempt, and root needs no other identity to probe.
+  const who = only ? `uid ${as.uid} (this process, an app identity)` : `uid ${as.uid} (an app identity)`
   const checks: Check[] = await probeDns(plan, who)
   const skip: Skip = (name, detail) => void checks.push({ name, family, status: 'not checked', detail })
   // A direct port the plan captures: a free port it happens to exclude is swapped for another.
@@ -285,7 +298,7 @@ const probeFamily = async (plan: FamilyPlan, appUid: number, only?: { readonly c
       await (BYPASS[match.kind] as (m: IdentityMatch, c: BypassContext) => Promise<void>)(match, context)
     }
     const loopback = family === 'ipv4' ? '127.0.0.1' : '::1'
-    await expect('loopback', connectSocket, 'direct', `uid 0 from ${loopback}`, loopback)
+    await expect('loopback', connectSocket, 'direct', `uid ${as.uid} from ${loopback}`, loopback)
   } finally {
     await closeAll([direct, proxy])
   }

@@ -3,6 +3,7 @@
 
 import type { Test } from 'tap'
 import type { ConnectOptions, Sandbox, Where } from '../../src/sandbox/sandbox.js'
+import { POD, POD6, REMOTE, REMOTE6 } from './kernel.js'
 
 export interface Path {
   readonly from: Where
@@ -31,4 +32,19 @@ export const expectBypassed = async (t: Test, box: Sandbox, path: Path, label: s
   t.same({ label: result.reply?.label, originalDst: result.reply?.originalDst }, { label, originalDst: null }, `bypassed: ${describe(path)}`, {
     result,
   })
+}
+
+/**
+ * The default capture in both families, with listeners already serving (`proxy` in the pod, `app` on 8080 there,
+ * `remote` on 9090): an app UID's connection out is captured, the proxy UID's (1337) is not, and one coming in is.
+ */
+export const expectDefaultCapture = async (t: Test, box: Sandbox): Promise<void> => {
+  for (const [pod, remote] of [
+    [POD, REMOTE],
+    [POD6, REMOTE6],
+  ] as const) {
+    await expectCaptured(t, box, { from: 'pod', host: remote, port: 9090, as: { uid: 1000 } })
+    await expectBypassed(t, box, { from: 'pod', host: remote, port: 9090, as: { uid: 1337 } }, 'remote')
+    await expectCaptured(t, box, { from: 'remote', host: pod, port: 8080 })
+  }
 }

@@ -120,10 +120,8 @@ t.test('refusals by the kernel and the system are one line naming what is missin
   const runtime = programs().cli
   const nobody = isolated(['verify'], {}, ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], runtime)
   t.equal(nobody.code, 3, 'verify as a user that is not root: exit 3', { stderr: nobody.stderr })
-  t.match(
-    nobody.stderr,
-    /^sidecar-redirect: cannot read \S+: permission denied to uid 65534, not root \(init, verify and clean run as root with CAP_NET_ADMIN\) \[E_ENVIRONMENT\]\n/,
-  )
+  // Legacy's unreadable list of tables does not stop it (a non-root init with capabilities works): the tool does.
+  t.match(nobody.stderr, /^sidecar-redirect: \S+-save: not permitted \(run as root with CAP_NET_ADMIN\): .*\(you must be root\) \[E_ENVIRONMENT\]\n$/)
 })
 
 t.test('verify where nothing of ours is installed says so in one line, exit 5; a partial install is still a diff', async t => {

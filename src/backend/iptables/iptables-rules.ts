@@ -16,7 +16,7 @@ import {
   type SavedSet,
 } from './render-ipset.js'
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState } from './render-iptables.js'
-import type { Plan, ServiceSet } from '../../plan/types.js'
+import type { Plan, ServiceSet, Table } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { foreignJumpsInto, parseOurTables } from './parse-save.js'
 import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
@@ -31,6 +31,9 @@ import { neededBy, renderEmptyCreated, renderMissing } from './created.js'
 import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
+
+/** The tables a family's rules are written in. */
+const tablesOf = (target: FamilyTarget): Table[] => [...target.desired.keys()]
 
 const chainsOf = (state: OwnedState): [string, readonly string[]][] => [...state.values()].flatMap(t => [...t.chains])
 
@@ -64,7 +67,7 @@ export const renderIptablesPayload = (plan: Plan): string => {
 
 /** `ipv4Saved` is iptables-save text already read while choosing the variant, so the first apply does not read it twice. */
 export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
-  const tables = createIptablesBackend(exec, variant, fs.ownsNetns)
+  const tables = createIptablesBackend(exec, variant, fs)
   const ipset = async (args: string[], input?: string): Promise<string> => {
     try {
       return (await runIpset(exec, args, input)).stdout
@@ -131,15 +134,16 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       // A family's first read waits for them too, so a failure to read them stops init before any rule is written
       // (service sets swapped in and TPROXY routes added first are undone, as on any refusal).
       const elsewhere = readOthers(plan)
+      const targets = targetsOf(plan)
+      const planTables = new Map(targets.map(t => [t.plan.family, tablesOf(t)]))
       const firstReads = new Map<Family, string>()
       const firstRead = async (family: Family): Promise<string> => {
         const pending = family === 'ipv4' ? ipv4Pending : undefined
         ipv4Pending = undefined
-        const [saved] = await Promise.all([pending ?? tables.save(family), elsewhere])
+        const [saved] = await Promise.all([pending ?? tables.save(family, planTables.get(family) ?? []), elsewhere])
         firstReads.set(family, saved)
         return saved
       }
-      const targets = targetsOf(plan)
       const prepare = async (changing: readonly FamilyTarget[]): Promise<void> => {
         made = await makeMissing(changing, elsewhere)
       }
@@ -185,7 +189,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       const [live, elsewhere, saved] = await Promise.all([
         sets.length > 0 ? ipset(['save']).then(text => ownedSets(parseIpsetSave(text), setNames(sets))) : undefined,
         reused?.elsewhere ?? readOthers(plan),
-        Promise.all(plan.families.map(p => reused?.saved.get(p.family) ?? tables.save(p.family))),
+        Promise.all(targetsOf(plan).map(t => reused?.saved.get(t.plan.family) ?? tables.save(t.plan.family, tablesOf(t)))),
       ])
       const byFamily = new Map(plan.families.map((p, i) => [p.family, saved[i]!]))
       return { iptables: { tool: tables.name, saved: byFamily, ...(live && { sets: live }), elsewhere } }
@@ -196,8 +200,9 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       // and so are the removals, family beside family: a pod's DEL waits for two rounds, not four.
       const [found, saved] = await Promise.all([
         Promise.all(
-          targetsOf(plan).map(async ({ plan: p }) => {
-            const saved = await tables.save(p.family)
+          targetsOf(plan).map(async target => {
+            const p = target.plan
+            const saved = await tables.save(p.family, tablesOf(target))
             const existing = ownedIn(tables, p.family, saved)
             const blocking = foreignJumpsInto(parseOurTables(saved), existing)
             if (blocking.length > 0) {

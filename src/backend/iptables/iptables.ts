@@ -6,13 +6,18 @@ import type { Family } from '../../settings/types.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { classifyIptables } from './classify.js'
 import { firstLine } from '../../text.js'
+import type { Table } from '../../plan/types.js'
+import { isUnreadable, readLegacyNames, type ReadsFiles } from '../legacy-names.js'
 
 export type Variant = 'nft' | 'legacy'
 
 export interface IptablesBackend {
   readonly name: `iptables-${Variant}`
-  /** The whole iptables-save text of one family. Never `-t nat`: that makes legacy create the table. */
-  save(family: Family): Promise<string>
+  /**
+   * The whole iptables-save text of one family. Never `-t nat`, which makes legacy create the table, unless legacy's
+   * list of tables is unreadable here: then `tables`, those the plan writes, are read by name (see legacy-names.ts).
+   */
+  save(family: Family, tables: readonly Table[]): Promise<string>
   /** Applies one restore payload atomically; throws ApplyError naming the refused line. */
   restore(family: Family, payload: string): Promise<void>
 }
@@ -55,10 +60,26 @@ const ownerRefusal = (family: Family, error: CommandFailed): ApplyError =>
     { cause: error },
   )
 
-/** `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns). */
-export const createIptablesBackend = (exec: Exec, variant: Variant, ownsNetns?: () => Promise<boolean>): IptablesBackend => ({
+/**
+ * `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns); `fs` reads legacy's
+ * list of tables.
+ */
+export const createIptablesBackend = (
+  exec: Exec,
+  variant: Variant,
+  fs: ReadsFiles & { readonly ownsNetns?: () => Promise<boolean> },
+): IptablesBackend => ({
   name: `iptables-${variant}`,
-  save: async family => (await exec(tool(family, variant, 'save'), [], undefined, { classify: classifyIptables })).stdout,
+  save: async (family, tables) => {
+    const save = tool(family, variant, 'save')
+    if (variant === 'legacy' && tables.length > 0 && isUnreadable(await readLegacyNames(fs, family))) {
+      // A table named here that is not there yet is made, empty: one the plan is about to write into (or, for
+      // verify and clean, one init would have written). None other is named.
+      const read = await Promise.all(tables.map(table => exec(save, ['-t', table], undefined, { classify: classifyIptables })))
+      return read.map(r => r.stdout).join('')
+    }
+    return (await exec(save, [], undefined, { classify: classifyIptables })).stdout
+  },
   restore: async (family, payload) => {
     try {
       // -w: wait for the legacy xtables lock rather than fail when another tool holds it.
@@ -66,7 +87,7 @@ export const createIptablesBackend = (exec: Exec, variant: Variant, ownsNetns?: 
     } catch (error) {
       if (!(error instanceof CommandFailed)) throw error
       const refused = refusal(family, payload, error)
-      if (refused instanceof ApplyError && OWNER_MATCH.test(payload) && ownsNetns && !(await ownsNetns().catch(() => true))) {
+      if (refused instanceof ApplyError && OWNER_MATCH.test(payload) && fs.ownsNetns && !(await fs.ownsNetns().catch(() => true))) {
         throw ownerRefusal(family, error)
       }
       throw refused
