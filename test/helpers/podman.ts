@@ -1,7 +1,8 @@
 // Real pods with podman, for the image, chart and CNI tests: a test network on 198.18.100.0/24, kube play with
 // teardown, and traffic checks that read the stand-in proxy's relay log. The image and chart suites share the
 // network and pod names: run them one after the other, as .ci/run does.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
 import { parse } from 'yaml'
 import { runForStatus, type Status } from '../../src/exec/processes.js'
@@ -9,6 +10,22 @@ import { readStatus } from '../../src/privilege/status.js'
 
 export const NETWORK = 'sr-test'
 export const ROOT = new URL('../..', import.meta.url).pathname
+
+const written: string[] = []
+process.once('exit', () => {
+  for (const dir of written) rmSync(dir, { recursive: true, force: true })
+})
+
+/**
+ * podFile writes a pod spec a test made into a temp dir of its own, removed when the test process exits (after
+ * every teardown that still takes the pod down by its file).
+ */
+export const podFile = (prefix: string, text: string): string => {
+  const dir = mkdtempSync(`${tmpdir()}/${prefix}-`)
+  written.push(dir)
+  writeFileSync(`${dir}/pod.yaml`, text)
+  return `${dir}/pod.yaml`
+}
 
 /**
  * The containers.conf scripts/image/podman-setup.sh writes for this checkout; every podman this process starts

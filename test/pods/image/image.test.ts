@@ -1,12 +1,11 @@
 // The image in a real pod: podman kube play runs the pod specs docs/getting-started.md shows (the same files) on a test network
 // (198.18.100.0/24), next to a remote server pod, and traffic decides. Needs the image built by
 // scripts/image/build.sh (npm run test:image does both).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { runForStatus } from '../../../src/exec/processes.js'
 import { CAP_NET_ADMIN } from '../../../src/privilege/status.js'
-import { addressOf, expectCapturedPod, NETWORK, playInOrder, podman, prepareNetwork, ROOT } from '../../helpers/podman.js'
+import { addressOf, expectCapturedPod, NETWORK, playInOrder, podFile, podman, prepareNetwork, ROOT } from '../../helpers/podman.js'
 
 // Every pod is started in the kubelet's order and waited for as the kubelet would (playInOrder): the remote until
 // its startupProbe passes, the app until the proxy's postStart hold returns. Playing them and connecting at once
@@ -32,10 +31,9 @@ for (const [method, file, caps] of [
 
   t.test(`${method}: held until the proxy listens, an app's first connection, made as it starts, goes through it`, async t => {
     const remote = await addressOf('sidecar-remote')
-    const eager = `${mkdtempSync(`${tmpdir()}/sr-image-`)}/pod.yaml`
     const connect = `["/usr/local/bin/node", "/app/dist/peer.mjs", "connect", "${remote}", "9090"]`
-    writeFileSync(
-      eager,
+    const eager = podFile(
+      'sr-image',
       readFileSync(`${ROOT}${file}`, 'utf8')
         .replace('["/usr/local/bin/node", "/app/dist/peer.mjs", "serve", "app=[::]:8080"]', connect)
         .replace('restartPolicy: OnFailure', 'restartPolicy: Never'),
@@ -52,10 +50,9 @@ for (const [method, file, caps] of [
 }
 
 t.test('a broken setting fails the init container with exit 2, and the pod never starts', async t => {
-  const broken = `${mkdtempSync(`${tmpdir()}/sr-image-`)}/pod.yaml`
   const spec = readFileSync(`${ROOT}examples/pod.yaml`, 'utf8')
   // Never: otherwise the failing init container would be restarted, as the policy says.
-  writeFileSync(broken, spec.replace('value: "5001" }', 'value: "70000" }').replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
+  const broken = podFile('sr-image', spec.replace('value: "5001" }', 'value: "70000" }').replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
   t.teardown(() => runForStatus('podman', ['kube', 'down', broken]))
   const played = await runForStatus('podman', ['kube', 'play', '--network', NETWORK, broken])
   t.not(played.exitCode, 0, 'kube play fails')

@@ -2,12 +2,23 @@
 // examples/istio-pod.yaml, shown verbatim in docs/istio.md, and examples/istio-cni-pod.yaml) under podman kube play, beside a
 // remote pod, with a stand-in transparent proxy on 15001/15006 in the proxy's place. Needs the image built by
 // scripts/image/build.sh (npm run test:image does both).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { parse, stringify } from 'yaml'
 import { runForStatus } from '../../../src/exec/processes.js'
-import { addressOf, connect, natRulesOf, NETWORK, playInOrder, podman, prepareNetwork, ROOT, runPodman, waitForLog } from '../../helpers/podman.js'
+import {
+  addressOf,
+  connect,
+  natRulesOf,
+  NETWORK,
+  playInOrder,
+  podFile,
+  podman,
+  prepareNetwork,
+  ROOT,
+  runPodman,
+  waitForLog,
+} from '../../helpers/podman.js'
 
 const IMAGE = 'localhost/sidecar-redirect:dev'
 const POD = 'istio-demo'
@@ -21,11 +32,7 @@ const INIT = read('examples/istio-pod.yaml')
 const CNI = read('examples/istio-cni-pod.yaml')
 const ARGS = INIT.spec.initContainers[0]!.args
 
-const write = (spec: PodSpec): string => {
-  const file = `${mkdtempSync(`${tmpdir()}/sr-istio-`)}/pod.yaml`
-  writeFileSync(file, stringify(spec))
-  return file
-}
+const write = (spec: PodSpec): string => podFile('sr-istio', stringify(spec))
 
 t.before(async () => {
   await prepareNetwork(t, [POD, 'sidecar-remote'])
