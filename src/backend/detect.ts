@@ -6,7 +6,7 @@ import { isOwnedChain } from '../plan/owned.js'
 import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
 import type { Exec } from '../exec/exec.js'
 import { tool, type Variant } from './iptables/iptables.js'
-import { classifyIptables } from './iptables/classify.js'
+import { runIptables } from './iptables/classify.js'
 import { isUnreadable, LEGACY_NAMES, readLegacyNames, type LegacyNames } from './legacy-names.js'
 
 export interface HostFs {
@@ -162,8 +162,7 @@ export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exe
   // Only when both variants may hold rules is it worth reading them; -save is never run speculatively on legacy,
   // because reading a legacy table creates it.
   if (choice === 'auto' && legacyTables.length > 0) {
-    for (const variant of ['nft', 'legacy'] as const)
-      ipv4Saved[variant] = (await exec(tool('ipv4', variant, 'save'), [], undefined, { classify: classifyIptables })).stdout
+    for (const variant of ['nft', 'legacy'] as const) ipv4Saved[variant] = (await runIptables(exec, tool('ipv4', variant, 'save'), [])).stdout
   }
   const saved = (v: Variant): SavedTables | undefined => (ipv4Saved[v] === undefined ? undefined : summarizeSave(ipv4Saved[v]))
   const nft = saved('nft')

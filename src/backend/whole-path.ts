@@ -13,8 +13,8 @@ import type { Family } from '../settings/types.js'
 import type { HostFs } from './detect.js'
 import { failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
 import { runNft } from './nftables/classify.js'
-import { classifyIptables } from './iptables/classify.js'
-import type { Variant } from './iptables/iptables.js'
+import { runIptables } from './iptables/classify.js'
+import { tool, type Variant } from './iptables/iptables.js'
 import { readDeviceHooks } from './devices.js'
 import { isUnreadable, readLegacyNames } from './legacy-names.js'
 
@@ -50,10 +50,8 @@ export const readRuleset = async (exec: Exec): Promise<Ruleset> => {
   }
 }
 
-const saveTool = (family: Family, variant: Variant): string => `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-save`
-
 const saved = async (exec: Exec, family: Family, variant: Variant): Promise<SeenTable[]> =>
-  seenTables((await exec(saveTool(family, variant), [], undefined, { classify: classifyIptables })).stdout, family, `iptables-${variant}`)
+  seenTables((await runIptables(exec, tool(family, variant, 'save'), [])).stdout, family, `iptables-${variant}`)
 
 /**
  * readElsewhere reads, for each family, the iptables tables of the variant(s) we do not program with (`own` is the

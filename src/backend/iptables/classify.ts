@@ -1,5 +1,5 @@
 // How iptables(-legacy|-nft)-save/-restore and ipset fail, told apart once, where the seam hands back a failure
-// (iptables.ts and runIpset pass their classify to every one we start). iptables exits by kind (1 other, 2
+// (runIptables and runIpset pass their classify to every one we start). iptables exits by kind (1 other, 2
 // parameter, 4 resource) but a missing right and the lock share 4, and ipset exits 1 for all, so their own first
 // words decide. One of the few files the architecture test lets read a tool's text (LC_ALL=C keeps it English).
 
@@ -40,6 +40,10 @@ const IPSET_DENIED = /^ipset v[\d.]+: Kernel error received: Operation not permi
 
 /** classifyIpset: the reason ipset failed. Pure. */
 export const classifyIpset: Classify = ({ stderr }) => (IPSET_DENIED.test(stderr) ? { reason: 'not-permitted' } : { reason: 'refused' })
+
+/** runIptables runs one iptables program (`file`, e.g. iptables-legacy-save) through the seam with its classify. */
+export const runIptables = (exec: Exec, file: string, args: readonly string[], input?: string): Promise<ExecResult> =>
+  exec(file, args, input, { classify: classifyIptables })
 
 /** runIpset runs ipset through the seam with its classify: every ipset we start goes through here. */
 export const runIpset = (exec: Exec, args: readonly string[], input?: string): Promise<ExecResult> =>

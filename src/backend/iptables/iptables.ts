@@ -4,7 +4,7 @@
 import { ApplyError, EnvironmentError } from '../../errors.js'
 import type { Family } from '../../settings/types.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
-import { classifyIptables } from './classify.js'
+import { runIptables } from './classify.js'
 import { firstLine } from '../../text.js'
 import type { Table } from '../../plan/types.js'
 import { isUnreadable, readLegacyNames, type ReadsFiles } from '../legacy-names.js'
@@ -75,15 +75,15 @@ export const createIptablesBackend = (
     if (variant === 'legacy' && tables.length > 0 && isUnreadable(await readLegacyNames(fs, family))) {
       // A table named here that is not there yet is made, empty: one the plan is about to write into (or, for
       // verify and clean, one init would have written). None other is named.
-      const read = await Promise.all(tables.map(table => exec(save, ['-t', table], undefined, { classify: classifyIptables })))
+      const read = await Promise.all(tables.map(table => runIptables(exec, save, ['-t', table])))
       return read.map(r => r.stdout).join('')
     }
-    return (await exec(save, [], undefined, { classify: classifyIptables })).stdout
+    return (await runIptables(exec, save, [])).stdout
   },
   restore: async (family, payload) => {
     try {
       // -w: wait for the legacy xtables lock rather than fail when another tool holds it.
-      await exec(tool(family, variant, 'restore'), ['--noflush', '-w', '5'], payload, { classify: classifyIptables })
+      await runIptables(exec, tool(family, variant, 'restore'), ['--noflush', '-w', '5'], payload)
     } catch (error) {
       if (!(error instanceof CommandFailed)) throw error
       const refused = refusal(family, payload, error)
