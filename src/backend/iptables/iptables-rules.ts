@@ -4,7 +4,7 @@
 // swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { ipsetName, ipsetNextName, OWNED_IPSETS } from '../../plan/owned.js'
+import { ipsetName, ipsetNextName, OWNED_IPSETS, TABLES, type Table } from '../../plan/owned.js'
 import {
   ipsetMembers,
   isOwnedIpset,
@@ -16,7 +16,7 @@ import {
   type SavedSet,
 } from './render-ipset.js'
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState } from './render-iptables.js'
-import type { Plan, ServiceSet, Table } from '../../plan/types.js'
+import type { FamilyPlan, Plan, ServiceSet } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { foreignJumpsInto, parseOurTables } from './parse-save.js'
 import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
@@ -32,8 +32,8 @@ import { firstLine, messageOf } from '../../text.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 
-/** The tables a family's rules are written in. */
-const tablesOf = (target: FamilyTarget): Table[] => [...target.desired.keys()]
+/** The tables a family's rules are written in, from its plan's chains: nothing rendered. */
+const tablesOf = (plan: FamilyPlan): Table[] => TABLES.filter(table => plan.chains.some(c => c.table === table))
 
 const chainsOf = (state: OwnedState): [string, readonly string[]][] => [...state.values()].flatMap(t => [...t.chains])
 
@@ -135,7 +135,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       // (service sets swapped in and TPROXY routes added first are undone, as on any refusal).
       const elsewhere = readOthers(plan)
       const targets = targetsOf(plan)
-      const planTables = new Map(targets.map(t => [t.plan.family, tablesOf(t)]))
+      const planTables = new Map(plan.families.map(p => [p.family, tablesOf(p)]))
       const firstReads = new Map<Family, string>()
       const firstRead = async (family: Family): Promise<string> => {
         const pending = family === 'ipv4' ? ipv4Pending : undefined
@@ -189,7 +189,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       const [live, elsewhere, saved] = await Promise.all([
         sets.length > 0 ? ipset(['save']).then(text => ownedSets(parseIpsetSave(text), setNames(sets))) : undefined,
         reused?.elsewhere ?? readOthers(plan),
-        Promise.all(targetsOf(plan).map(t => reused?.saved.get(t.plan.family) ?? tables.save(t.plan.family, tablesOf(t)))),
+        Promise.all(plan.families.map(p => reused?.saved.get(p.family) ?? tables.save(p.family, tablesOf(p)))),
       ])
       const byFamily = new Map(plan.families.map((p, i) => [p.family, saved[i]!]))
       return { iptables: { tool: tables.name, saved: byFamily, ...(live && { sets: live }), elsewhere } }
@@ -200,9 +200,8 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       // and so are the removals, family beside family: a pod's DEL waits for two rounds, not four.
       const [found, saved] = await Promise.all([
         Promise.all(
-          targetsOf(plan).map(async target => {
-            const p = target.plan
-            const saved = await tables.save(p.family, tablesOf(target))
+          targetsOf(plan).map(async ({ plan: p }) => {
+            const saved = await tables.save(p.family, tablesOf(p))
             const existing = ownedIn(tables, p.family, saved)
             const blocking = foreignJumpsInto(parseOurTables(saved), existing)
             if (blocking.length > 0) {
