@@ -36,6 +36,8 @@ const serve = async (specs: readonly string[], transparent: boolean): Promise<vo
       const host = endpoint.slice(0, at).replace(/^\[|\]$/g, '')
       const port = Number(endpoint.slice(at + 1))
       const answer = (socket: net.Socket): void => {
+        // A client that gave up resets the connection: that is its business, not a reason for the listener to die.
+        socket.on('error', () => undefined)
         const report = describe(label, socket)
         print(report)
         socket.end(`${JSON.stringify(report)}\n`)
@@ -151,7 +153,8 @@ const loop = async (host: string, port: number, count: number): Promise<void> =>
     const label = await new Promise<string>(resolve => {
       const socket = net.connect({ host, port })
       let reply = ''
-      socket.setTimeout(2000, () => socket.destroy(new Error('timeout')))
+      // Bounds a hang only: on a loaded machine a starved client may run its timer before reading a reply that came.
+      socket.setTimeout(30_000, () => socket.destroy(new Error('timeout')))
       socket.on('data', chunk => (reply += String(chunk)))
       socket.on('end', () => resolve((JSON.parse(reply) as { label?: string }).label ?? 'unknown'))
       socket.on('error', error => resolve(`error: ${error.message}`))

@@ -1,10 +1,11 @@
-// The native nftables backend: our own `inet` table, replaced whole in one `nft -f -` transaction (both families
-// at once, atomically), read from `nft list ruleset` and compared as text, removed whole by clean. The ruleset is
-// read whole (one process, as `list table` would be) because the whole-path check needs every other table too.
+// The native nftables backend: our own `inet` table, written in one `nft -f -` transaction (both families at once,
+// atomically; made whole the first time, then changed in place so its base chains stay registered), read from
+// `nft list ruleset` and compared as text, removed whole by clean. The ruleset is read whole (one process, as
+// `list table` would be) because the whole-path check needs every other table too.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
 import { NFT_TABLE, NFT_TABLE_COMMENT } from '../../plan/owned.js'
-import { renderNftTable, renderNftTransaction } from './render-nft.js'
+import { renderNftApply, renderNftTable, renderNftTransaction } from './render-nft.js'
 import type { Plan } from '../../plan/types.js'
 import { diffSection, memberDiff } from '../compare.js'
 import type { HostFs } from '../detect.js'
@@ -94,8 +95,9 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
       // The devices are read beside the first read (our transaction never touches them), and a failure to read
       // them stops init before anything is written.
       const [before, devices] = await Promise.all([readRuleset(exec), readDeviceHooks(exec)])
-      const changed = diffTable(desired, ourTable(before)).length > 0
-      if (changed) await run(renderNftTransaction(desired))
+      const live = ourTable(before)
+      const changed = diffTable(desired, live).length > 0
+      if (changed) await run(renderNftApply(desired, live))
       const rules = desired.split('\n').filter(l => l.startsWith('\t\t') && !l.includes(' hook ')).length
       // When nothing changed, this read (made under the namespace lock in this same run) is the read-back too.
       const known = { nftables: { devices, ...(!changed && { ruleset: before }) } }

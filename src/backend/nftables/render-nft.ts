@@ -231,6 +231,79 @@ const renderNftSet = (set: ServiceSet): string => {
   return [`\tset ${nftSetName(set.family, set.withPorts)} {`, `\t\ttype ${type}`, '\t\tflags interval', ...elements, '\t}'].join('\n')
 }
 
-/** The one transaction that replaces our table whole (creating it first, so the delete cannot fail). Pure. */
+/**
+ * The one transaction that replaces our table whole (creating it first, so the delete cannot fail): the first apply
+ * and clean. Pure.
+ */
 export const renderNftTransaction = (table: string | undefined): string =>
   `table inet ${NFT_TABLE} {}\ndelete table inet ${NFT_TABLE}\n${table ?? ''}`
+
+/** A block of a listed table (`set services4`, `chain output`, `map x`) and the lines that define it, not its rules or elements. */
+interface Block {
+  readonly kind: string
+  readonly name: string
+  readonly head: string
+}
+
+// A set's own lines are all but its elements (continued on deeper lines); a chain's are its hook, policy and comment.
+const CHAIN_HEAD = /^\t\t(?:type|policy|comment|devices|flags) /
+const isHead = (kind: string, line: string): boolean =>
+  /^\t\t\S/.test(line) && (kind === 'chain' ? CHAIN_HEAD.test(line) : !line.startsWith('\t\telements = '))
+
+/** A table as `nft list table` prints it: its own lines (comment, flags) and its blocks in listed order. Pure. */
+const outline = (table: string): { own: string[]; blocks: Block[] } => {
+  const own: string[] = []
+  const blocks: { kind: string; name: string; head: string[] }[] = []
+  let block: (typeof blocks)[number] | undefined
+  for (const line of table.split('\n').slice(1)) {
+    const open = /^\t(\S.*) (\S+) \{$/.exec(line)
+    if (open) {
+      block = { kind: open[1] ?? '', name: open[2] ?? '', head: [] }
+      blocks.push(block)
+    } else if (line === '\t}') block = undefined
+    else if (block) {
+      if (isHead(block.kind, line)) block.head.push(line)
+    } else if (/^\t\S/.test(line)) own.push(line)
+  }
+  return { own, blocks: blocks.map(b => ({ ...b, head: b.head.join('\n') })) }
+}
+
+const key = (b: Block): string => `${b.kind} ${b.name}`
+
+/**
+ * renderNftUpdate is the one transaction that turns our table as listed (`live`) into `table` without replacing it:
+ * every chain's rules and every set's elements are flushed and written again, chains and sets the plan no longer
+ * has are deleted, new ones added. A base chain that stays is never unregistered, so no connection can pass a nat
+ * hook while neither the old rules nor the new ones are there (replaced whole, a connection whose first packet met
+ * the new chain before the commit and the old one after it went uncaptured: a null NAT binding, for good).
+ * Undefined when only a whole replace can give `table` exactly: a kept chain's hook, priority, type or policy, or a
+ * set's type or flags, changes (the kernel cannot change them in place); the table's own lines differ; something
+ * other than a set or chain is there; or the listing would order them otherwise (nft lists sets, then chains, each
+ * in the order they were made, and the comparison with the plan is exact). Pure.
+ */
+export const renderNftUpdate = (table: string, live: string): string | undefined => {
+  const [want, have] = [outline(table), outline(live)]
+  if (want.own.join('\n') !== have.own.join('\n')) return undefined
+  const wanted = new Map(want.blocks.map(b => [key(b), b]))
+  const kept = have.blocks.filter(b => wanted.has(key(b)))
+  const stale = have.blocks.filter(b => !wanted.has(key(b)))
+  if (kept.some(b => wanted.get(key(b))?.head !== b.head) || stale.some(b => b.kind !== 'set' && b.kind !== 'chain')) return undefined
+  const keptKeys = new Set(kept.map(key))
+  const listed = [...kept, ...want.blocks.filter(b => !keptKeys.has(key(b)))]
+  const order = (blocks: readonly Block[], kind: string): string =>
+    blocks
+      .filter(b => b.kind === kind)
+      .map(key)
+      .join('\n')
+  if (['set', 'chain'].some(kind => order(listed, kind) !== order(want.blocks, kind))) return undefined
+  return [
+    `flush table inet ${NFT_TABLE}`,
+    ...kept.filter(b => b.kind === 'set').map(b => `flush set inet ${NFT_TABLE} ${b.name}`),
+    ...[...stale.filter(b => b.kind === 'chain'), ...stale.filter(b => b.kind === 'set')].map(b => `delete ${b.kind} inet ${NFT_TABLE} ${b.name}`),
+    table,
+  ].join('\n')
+}
+
+/** The transaction apply sends: in place when our table is there and can be changed so, else a whole replace. Pure. */
+export const renderNftApply = (table: string, live: string | undefined): string =>
+  (live === undefined ? undefined : renderNftUpdate(table, live)) ?? renderNftTransaction(table)

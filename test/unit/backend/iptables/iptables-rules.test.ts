@@ -165,6 +165,27 @@ t.test('nft: unchanged, the read made by apply is the read-back', async t => {
   fake.done()
 })
 
+t.test('nft: a changed table is changed in place, its base chains kept; an absent one is made whole', async t => {
+  const before = renderNftTable(buildPlan(parseSettings({ ISTIO_PROXY_UID: '1000' }), ['ipv4', 'ipv6']))
+  const fake = fakeExec(t, [
+    { run: 'nft list ruleset', stdout: before },
+    ...DEVICE_READS,
+    { run: 'nft -f -', input: `flush table inet sidecar_redirect\n${renderNftTable(plan)}` },
+  ])
+  t.same(
+    (await createNftablesRules(fake.exec, fs).apply(plan)).applied.map(a => a.changed),
+    [true],
+  )
+  fake.done()
+  const fresh = fakeExec(t, [
+    { run: 'nft list ruleset', stdout: '' },
+    ...DEVICE_READS,
+    { run: 'nft -f -', input: /^table inet sidecar_redirect \{\}\ndelete table/ },
+  ])
+  await createNftablesRules(fresh.exec, fs).apply(plan)
+  fresh.done()
+})
+
 t.test('the fake itself fails on an unexpected command and on one that never came', async t => {
   const inner = { fail: 0 }
   const probe = { ...t, fail: () => void inner.fail++ } as unknown as typeof t
