@@ -14,6 +14,7 @@ import { familiesFor, planFor, type ModeRequest } from '../plan/modes/index.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
 import type { BackendChoice, Family, Ipv6Mode, Settings } from '../settings/types.js'
 import { readPlanFacts } from '../backend/interface-routes.js'
+import { legacyNamesOnce } from '../backend/legacy-names.js'
 
 export interface Prepared {
   readonly facts: HostFacts
@@ -50,18 +51,31 @@ export const prepareMode = async (request: ModeRequest, target: Target, io: Io, 
       : request
   const plan = await timed('plan', async () => planFor(planned, facts.families.value))
   const kind = facts.variant.value
-  const backend = backendFor(kind, io, target, kind === 'nftables' ? undefined : facts.ipv4Saved[kind])
+  const backend = backendFor(kind, io, target, facts)
   return { facts, plan, backend, accepted: target.acceptedBpf ?? new Set<string>() }
 }
 
-/** backendFor: the rule backend of a kind, with TPROXY's routing beside it; `ipv4Saved` is detection's read, not read twice. */
-export const backendFor = (kind: BackendKind, io: Io, target: Pick<Target, 'routing'>, ipv4Saved?: string): RuleBackend =>
-  withRouting(
-    kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, ipv4Saved),
+/**
+ * backendFor: the rule backend of a kind, with TPROXY's routing beside it; `seen` is what detection read (-save text,
+ * legacy's lists of tables), passed along rather than read again. Without it (plan only renders) nothing is read
+ * until needed, then once.
+ */
+export const backendFor = (
+  kind: BackendKind,
+  io: Io,
+  target: Pick<Target, 'routing'>,
+  seen?: Pick<HostFacts, 'ipv4Saved' | 'legacyNames'>,
+): RuleBackend => {
+  const legacyNames = legacyNamesOnce(io.fs, seen?.legacyNames)
+  return withRouting(
+    kind === 'nftables'
+      ? createNftablesRules(io.exec, io.fs, legacyNames)
+      : createIptablesRules(io.exec, io.fs, kind, seen?.ipv4Saved[kind], legacyNames),
     io.exec,
     target.routing,
     io.fs,
   )
+}
 
 /** The target of our own mode's commands, from its settings. */
 export const sidecarTarget = (settings: Settings): Target => ({

@@ -29,6 +29,7 @@ import type { RuleBackend } from '../types.js'
 import { readElsewhere, readRuleset, type Elsewhere } from '../whole-path.js'
 import { neededBy, renderEmptyCreated, renderMissing } from './created.js'
 import { firstLine, messageOf } from '../../text.js'
+import { legacyNamesOnce, type LegacyNamesOnce } from '../legacy-names.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 
@@ -65,9 +66,18 @@ export const renderIptablesPayload = (plan: Plan): string => {
   return [...ipset, ...rules].join('\n')
 }
 
-/** `ipv4Saved` is iptables-save text already read while choosing the variant, so the first apply does not read it twice. */
-export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
-  const tables = createIptablesBackend(exec, variant, fs)
+/**
+ * `ipv4Saved` is iptables-save text already read while choosing the variant, so the first apply does not read it
+ * twice; `legacyNames`, legacy's lists of tables as this run read them (detection's, when it read them).
+ */
+export const createIptablesRules = (
+  exec: Exec,
+  fs: HostFs,
+  variant: Variant,
+  ipv4Saved?: string,
+  legacyNames: LegacyNamesOnce = legacyNamesOnce(fs),
+): RuleBackend => {
+  const tables = createIptablesBackend(exec, variant, fs, legacyNames)
   const refusedBy =
     (verb: string) =>
     (error: unknown): never => {
@@ -119,7 +129,7 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
   const readOthers = (plan: Plan): Promise<Elsewhere> =>
     readElsewhere(
       exec,
-      fs,
+      legacyNames,
       plan.families.map(p => p.family),
       variant,
     )
