@@ -10,7 +10,7 @@ import type { RuleBackend } from '../backend/types.js'
 import type { Io } from '../io.js'
 import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { AcceptedPrograms } from '../path/analyze.js'
-import { familiesFor, planFor, type ModeRequest } from '../plan/modes/index.js'
+import { familiesFor, planFor, routedFor, type ModeRequest } from '../plan/modes/index.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
 import type { BackendChoice, Family, Ipv6Mode, Settings } from '../settings/types.js'
 import { readPlanFacts } from '../backend/interface-routes.js'
@@ -44,12 +44,10 @@ export interface Target {
 export const prepareMode = async (request: ModeRequest, target: Target, io: Io, timed: Timed = untimed): Promise<Prepared> => {
   const fixed = target.hostFamilies ? undefined : familiesFor(request)
   const facts = await timed('probe', () => probeHost(target.backend, target.ipv6, io.exec, io.fs, fixed))
-  // Our mode's plan depends on the excluded interfaces' routes (their scope `routes`), read once the families are known.
-  const planned: ModeRequest =
-    request.mode === 'sidecar'
-      ? { mode: 'sidecar', input: { ...request.input, facts: await readPlanFacts(request.input.settings, facts.families.value, io.exec) } }
-      : request
-  const plan = await timed('plan', async () => planFor(planned, facts.families.value))
+  // A mode's plan may depend on interfaces' routes (ours: the excluded interfaces' with scope `routes`), read once
+  // the families are known.
+  const planFacts = await readPlanFacts(routedFor(request), facts.families.value, io.exec)
+  const plan = await timed('plan', async () => planFor(request, facts.families.value, planFacts))
   const kind = facts.variant.value
   const backend = backendFor(kind, io, target, facts)
   return { facts, plan, backend, accepted: target.acceptedBpf ?? new Set<string>() }
