@@ -92,7 +92,14 @@ export const sameOfOurs = (a: string, b: string): boolean => {
   const ours = (text: string): string => {
     const saved = parseOurTables(text)
     const state = ownedState(saved)
-    return JSON.stringify(TABLES.map(t => [jumpPositions(t, saved.get(t)), [...tableOf(state, t).chains]]))
+    // Compared as sets: -save prints a table's rules chain by chain, and user chains in an order of its own.
+    const byName = <T>(entries: readonly T[], key: (e: T) => string): T[] => [...entries].sort((a, b) => key(a).localeCompare(key(b)))
+    return JSON.stringify(
+      TABLES.map(t => [
+        byName(jumpPositions(t, saved.get(t)), j => `${j.hook} ${String(j.at).padStart(6, '0')}`),
+        byName([...tableOf(state, t).chains], ([name]) => name),
+      ]),
+    )
   }
   return ours(a) === ours(b)
 }
