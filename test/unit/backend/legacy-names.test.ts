@@ -93,14 +93,20 @@ t.test('a non-root legacy run reads the lists once: detection, apply, the read-b
     },
   }
   const { createIptablesRules } = await import('../../../src/backend/iptables/iptables-rules.js')
-  const { buildPlan } = await import('../../../src/plan/build.js')
   const { parseSettings } = await import('../../../src/settings/parse.js')
   // Every tool answers with nothing: a namespace holding no rules, whose writes all succeed.
   const quiet: Exec = async () => ({ stdout: '', stderr: '' })
-  const facts = await probeHost('iptables-legacy', 'auto', quiet, counted)
+  const { prepare } = await import('../../../src/commands/prepare.js')
+  const io = {
+    exec: quiet,
+    fs: counted,
+    lock: async () => async () => undefined,
+    now: () => 0,
+    startedAt: 0,
+    out: { write: () => undefined, error: () => undefined },
+  }
+  const { backend, plan } = await prepare(parseSettings({ ISTIO_BACKEND: 'iptables-legacy' }), io)
   t.same(reads.sort(), [...NAMES].sort(), 'detection reads each list once')
-  const backend = createIptablesRules(quiet, counted, 'legacy', undefined, legacyNamesOnce(counted, facts.legacyNames))
-  const plan = buildPlan(parseSettings({}), facts.families.value)
   const { known } = await backend.apply(plan)
   await backend.read(plan, known)
   await backend.read(plan)
@@ -108,7 +114,8 @@ t.test('a non-root legacy run reads the lists once: detection, apply, the read-b
   t.equal(reads.length, 2, 'and nothing after it reads them again')
   reads.length = 0
   const alone = createIptablesRules(quiet, counted, 'legacy')
-  await alone.apply(plan)
-  await alone.read(plan)
+  const { buildPlan } = await import('../../../src/plan/build.js')
+  await alone.apply(buildPlan(parseSettings({}), ['ipv4', 'ipv6']))
+  await alone.read(buildPlan(parseSettings({}), ['ipv4', 'ipv6']))
   t.same(reads.sort(), [...NAMES].sort(), 'a backend made without detection reads each once, on first need')
 })
