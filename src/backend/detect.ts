@@ -7,7 +7,7 @@ import type { BackendChoice, Family, Ipv6Mode } from '../settings/types.js'
 import type { Exec } from '../exec/exec.js'
 import { tool, type Variant } from './iptables/iptables.js'
 import { runIptables } from './iptables/classify.js'
-import { isUnreadable, LEGACY_NAMES, readLegacyNames, type LegacyNames } from './legacy-names.js'
+import { isUnreadable, LEGACY_NAMES, readLegacyNamesOf, type LegacyNames, type LegacyNamesOf } from './legacy-names.js'
 
 export interface HostFs {
   /** The file's text, or undefined when it does not exist; any other failure throws EnvironmentError. */
@@ -101,6 +101,8 @@ export interface HostFacts {
   readonly families: Decision<Family[]>
   /** iptables-save text already read while deciding, by variant, so it is not read twice. */
   readonly ipv4Saved: Partial<Record<Variant, string>>
+  /** Legacy's lists of tables as detection read them: the run passes them along rather than read them again. */
+  readonly legacyNames: LegacyNamesOf
 }
 
 /** readIpv6: /proc/sys/net/ipv6/conf lists interfaces when the kernel has IPv6; when it lists none, the kernel is asked. */
@@ -134,17 +136,18 @@ const iptablesNftMissing = async (
 export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exec, fs: HostFs, fixed?: Decision<Family[]>): Promise<HostFacts> => {
   // A mode that fixes its families (Istio's decides from the pod's addresses) needs no look at /proc for them.
   const families = fixed ?? chooseFamilies(ipv6, await readIpv6(fs))
-  const [v4Names, v6Names] = await Promise.all((['ipv4', 'ipv6'] as const).map(f => readLegacyNames(fs, f)))
+  const legacyNames = await readLegacyNamesOf(fs)
+  const { ipv4: v4Names, ipv6: v6Names } = legacyNames
   const unreadable = [v4Names, v6Names].filter(isUnreadable)
   const legacyTables = [v4Names, v6Names].flatMap(names => (names === undefined || isUnreadable(names) ? [] : names))
   // A node without working iptables (an nft-only one) gets native nftables under auto. Legacy tables prove iptables
   // has worked here, so only the nf_tables default is checked, and only by looking: the common path starts nothing.
   if (choice === 'auto' && legacyTables.length === 0) {
-    const missing = await iptablesNftMissing(fs, families.value, { ipv4: v4Names, ipv6: v6Names })
+    const missing = await iptablesNftMissing(fs, families.value, legacyNames)
     if (missing !== undefined) {
       if (!(await fs.onPath('nft')))
         throw new EnvironmentError(`no backend can work here: ${missing}, and nft (the nftables package) is not on PATH either`)
-      return { variant: { value: 'nftables', reason: `${missing}; native nftables needs neither` }, families, ipv4Saved: {} }
+      return { variant: { value: 'nftables', reason: `${missing}; native nftables needs neither` }, families, ipv4Saved: {}, legacyNames }
     }
   }
   // Legacy tables this process may not list (a non-root init, a netns made before its user namespace's map) are
@@ -156,6 +159,7 @@ export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exe
       variant: { value: 'nft', reason: `iptables-legacy tables cannot be listed (${why}) and naming one would create it; nf_tables is the default` },
       families,
       ipv4Saved: {},
+      legacyNames,
     }
   }
   const ipv4Saved: Partial<Record<Variant, string>> = {}
@@ -168,5 +172,5 @@ export const probeHost = async (choice: BackendChoice, ipv6: Ipv6Mode, exec: Exe
   const nft = saved('nft')
   const legacy = saved('legacy')
   const variant = chooseVariant(choice, { legacyTables, ...(nft && { nft }), ...(legacy && { legacy }) })
-  return { variant, families, ipv4Saved }
+  return { variant, families, ipv4Saved, legacyNames }
 }

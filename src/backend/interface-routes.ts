@@ -8,7 +8,7 @@ import { CommandFailed, isNotInstalled, type Exec } from '../exec/exec.js'
 import { runIproute } from './iproute/classify.js'
 import { parseCidr } from '../settings/cidr.js'
 import type { PlanFacts } from '../plan/types.js'
-import type { Cidr, Family, Settings } from '../settings/types.js'
+import type { Cidr, Family } from '../settings/types.js'
 import { firstLine } from '../text.js'
 
 interface RouteJson {
@@ -59,8 +59,6 @@ export const readInterfaceRoutes = async (exec: Exec, families: readonly Family[
   return new Map(interfaces.map(name => [name, read.flatMap(routes => routes.get(name) ?? [])]))
 }
 
-/** What the plan needs of the host besides the families: the excluded interfaces' routes, when their scope is routes. */
-export const readPlanFacts = async (settings: Settings, families: readonly Family[], exec: Exec): Promise<PlanFacts> =>
-  settings.excludeInterfaces.length > 0 && settings.excludeInterfacesScope === 'routes'
-    ? { interfaceRoutes: await readInterfaceRoutes(exec, families, settings.excludeInterfaces) }
-    : {}
+/** What the plan needs of the host besides the families: the routes of `interfaces` (a mode's `routed`), if any. */
+export const readPlanFacts = async (interfaces: readonly string[], families: readonly Family[], exec: Exec): Promise<PlanFacts> =>
+  interfaces.length > 0 ? { interfaceRoutes: await readInterfaceRoutes(exec, families, interfaces) } : {}

@@ -24,6 +24,16 @@ export type LegacyNames = readonly string[] | undefined | Unreadable
 
 export const isUnreadable = (names: LegacyNames): names is Unreadable => names !== undefined && 'unreadable' in names
 
+/** Both families' lists, as one run read them. */
+export type LegacyNamesOf = Readonly<Record<Family, LegacyNames>>
+
+/**
+ * A run's lists, read once and passed along: detection reads them first (HostFacts.legacyNames) and every later
+ * step of the run (the whole-path read, legacy's by-name saves) asks this instead of the file. Made per run, never
+ * kept between runs: the node agent runs many pods' commands in one process.
+ */
+export type LegacyNamesOnce = () => Promise<LegacyNamesOf>
+
 const REFUSED = new Set(['EACCES', 'EPERM'])
 
 /** readLegacyNames reads one family's list; a refusal (EACCES, EPERM, by errno) is a value, any other failure throws. */
@@ -35,5 +45,20 @@ export const readLegacyNames = async (fs: ReadsFiles, family: Family): Promise<L
     const code = error instanceof EnvironmentError ? (error.cause as NodeJS.ErrnoException | undefined)?.code : undefined
     if (code !== undefined && REFUSED.has(code)) return { unreadable: `${LEGACY_NAMES[family]} is not readable by this process (${code})` }
     throw error
+  }
+}
+
+/** readLegacyNamesOf reads both families' lists, side by side. */
+export const readLegacyNamesOf = async (fs: ReadsFiles): Promise<LegacyNamesOf> => {
+  const [ipv4, ipv6] = await Promise.all([readLegacyNames(fs, 'ipv4'), readLegacyNames(fs, 'ipv6')])
+  return { ipv4, ipv6 }
+}
+
+/** legacyNamesOnce: `read` when detection has read them, else one read on first need, kept for this run only. */
+export const legacyNamesOnce = (fs: ReadsFiles, read?: LegacyNamesOf): LegacyNamesOnce => {
+  let names: Promise<LegacyNamesOf> | undefined = read && Promise.resolve(read)
+  return () => {
+    names ??= readLegacyNamesOf(fs)
+    return names
   }
 }

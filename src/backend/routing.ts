@@ -26,7 +26,7 @@ export const ROUTE_LINE: Record<Family, string> = {
   ipv6: 'local default dev lo metric 1024 pref medium',
 }
 
-type Step = { readonly verb: 'add' | 'del'; readonly object: 'rule' | 'route' }
+export type Step = { readonly verb: 'add' | 'del'; readonly object: 'rule' | 'route' }
 
 const argv = (family: Family, r: LocalRouting, { verb, object }: Step): string[] => [
   FLAG[family],
@@ -86,10 +86,17 @@ const run = async (exec: Exec, family: Family, r: LocalRouting, step: Step): Pro
   }
 }
 
-/** Removes what `found` says is there, rule first, so the rule never points at a table without its route. */
+/**
+ * removalOf: the `ip` steps that remove what `found` says is ours there (what clean read, or what a refused apply
+ * added), rule first, so the rule never points at a table without its route. Pure.
+ */
+export const removalOf = (found: Pick<Found, 'rule' | 'route'>): Step[] => [
+  ...(found.rule ? [{ verb: 'del', object: 'rule' } as const] : []),
+  ...(found.route ? [{ verb: 'del', object: 'route' } as const] : []),
+]
+
 const remove = async (exec: Exec, family: Family, r: LocalRouting, found: Pick<Found, 'rule' | 'route'>): Promise<void> => {
-  if (found.rule) await run(exec, family, r, { verb: 'del', object: 'rule' })
-  if (found.route) await run(exec, family, r, { verb: 'del', object: 'route' })
+  for (const step of removalOf(found)) await run(exec, family, r, step)
 }
 
 // Whether a route of ours can be in the table, from /proc and without a process: IPv4 lists each table that holds a

@@ -10,13 +10,12 @@ import { seenTables } from '../path/from-iptables.js'
 import { managedTables, seenNftTables, splitRuleset, type NftTableText } from '../path/from-nft.js'
 import type { SeenTable } from '../path/model.js'
 import type { Family } from '../settings/types.js'
-import type { HostFs } from './detect.js'
 import { failedFor, isNotInstalled, type Exec } from '../exec/exec.js'
 import { runNft } from './nftables/classify.js'
 import { runIptables } from './iptables/classify.js'
 import { tool, type Variant } from './iptables/iptables.js'
 import { readDeviceHooks } from './devices.js'
-import { isUnreadable, readLegacyNames } from './legacy-names.js'
+import { isUnreadable, type LegacyNamesOnce } from './legacy-names.js'
 
 export interface Ruleset {
   readonly tables: readonly NftTableText[]
@@ -60,7 +59,7 @@ const saved = async (exec: Exec, family: Family, variant: Variant): Promise<Seen
  */
 export const readElsewhere = async (
   exec: Exec,
-  fs: HostFs,
+  legacyNames: LegacyNamesOnce,
   families: readonly Family[],
   own: Variant | 'nftables',
   read?: Ruleset,
@@ -68,7 +67,7 @@ export const readElsewhere = async (
 ): Promise<Elsewhere> => {
   // Legacy tables this process may not list cannot be read without making them (legacy-names.ts): not read.
   const legacy = families.map(async family => {
-    const names = own === 'legacy' ? undefined : await readLegacyNames(fs, family)
+    const names = own === 'legacy' ? undefined : (await legacyNames())[family]
     return names !== undefined && !isUnreadable(names) && names.length > 0 ? saved(exec, family, 'legacy') : []
   })
   const [ruleset, devices, ...legacyTables] = await Promise.all([read ?? readRuleset(exec), devicesRead ?? readDeviceHooks(exec), ...legacy])

@@ -11,6 +11,7 @@ import type { Io } from '../io.js'
 import { buildPlan } from '../plan/build.js'
 import type { Plan, PlanFacts } from '../plan/types.js'
 import { readPlanFacts } from '../backend/interface-routes.js'
+import { routedInterfaces } from '../plan/features/exclude-interfaces.js'
 import { FAMILIES, type Settings } from '../settings/types.js'
 import { backendFor, decideBackend, sidecarTarget } from './prepare.js'
 
@@ -30,7 +31,7 @@ export const runPlan = async (settings: Settings, io: Io): Promise<void> => {
   const target = sidecarTarget(settings)
   const [variant, facts] = await Promise.all([
     decideBackend(target, { value: [...families], reason: 'the plan shows every family it may capture' }, io),
-    readPlanFacts(settings, families, io.exec),
+    readPlanFacts(routedInterfaces(settings), families, io.exec),
   ])
   const backend = backendFor(variant.value, io, target)
   io.out.write(`# backend: ${backend.name}: ${variant.reason}\n${backend.render(buildPlan(settings, families, facts))}`)

@@ -10,10 +10,11 @@ import type { RuleBackend } from '../backend/types.js'
 import type { Io } from '../io.js'
 import { tproxyRouting } from '../plan/features/tproxy.js'
 import type { AcceptedPrograms } from '../path/analyze.js'
-import { familiesFor, planFor, type ModeRequest } from '../plan/modes/index.js'
+import { familiesFor, planFor, routedFor, type ModeRequest } from '../plan/modes/index.js'
 import type { LocalRouting, Plan } from '../plan/types.js'
 import type { BackendChoice, Family, Ipv6Mode, Settings } from '../settings/types.js'
 import { readPlanFacts } from '../backend/interface-routes.js'
+import { legacyNamesOnce } from '../backend/legacy-names.js'
 
 export interface Prepared {
   readonly facts: HostFacts
@@ -43,25 +44,36 @@ export interface Target {
 export const prepareMode = async (request: ModeRequest, target: Target, io: Io, timed: Timed = untimed): Promise<Prepared> => {
   const fixed = target.hostFamilies ? undefined : familiesFor(request)
   const facts = await timed('probe', () => probeHost(target.backend, target.ipv6, io.exec, io.fs, fixed))
-  // Our mode's plan depends on the excluded interfaces' routes (their scope `routes`), read once the families are known.
-  const planned: ModeRequest =
-    request.mode === 'sidecar'
-      ? { mode: 'sidecar', input: { ...request.input, facts: await readPlanFacts(request.input.settings, facts.families.value, io.exec) } }
-      : request
-  const plan = await timed('plan', async () => planFor(planned, facts.families.value))
+  // A mode's plan may depend on interfaces' routes (ours: the excluded interfaces' with scope `routes`), read once
+  // the families are known.
+  const planFacts = await readPlanFacts(routedFor(request), facts.families.value, io.exec)
+  const plan = await timed('plan', async () => planFor(request, facts.families.value, planFacts))
   const kind = facts.variant.value
-  const backend = backendFor(kind, io, target, kind === 'nftables' ? undefined : facts.ipv4Saved[kind])
+  const backend = backendFor(kind, io, target, facts)
   return { facts, plan, backend, accepted: target.acceptedBpf ?? new Set<string>() }
 }
 
-/** backendFor: the rule backend of a kind, with TPROXY's routing beside it; `ipv4Saved` is detection's read, not read twice. */
-export const backendFor = (kind: BackendKind, io: Io, target: Pick<Target, 'routing'>, ipv4Saved?: string): RuleBackend =>
-  withRouting(
-    kind === 'nftables' ? createNftablesRules(io.exec, io.fs) : createIptablesRules(io.exec, io.fs, kind, ipv4Saved),
+/**
+ * backendFor: the rule backend of a kind, with TPROXY's routing beside it; `seen` is what detection read (-save text,
+ * legacy's lists of tables), passed along rather than read again. Without it (plan only renders) nothing is read
+ * until needed, then once.
+ */
+export const backendFor = (
+  kind: BackendKind,
+  io: Io,
+  target: Pick<Target, 'routing'>,
+  seen?: Pick<HostFacts, 'ipv4Saved' | 'legacyNames'>,
+): RuleBackend => {
+  const legacyNames = legacyNamesOnce(io.fs, seen?.legacyNames)
+  return withRouting(
+    kind === 'nftables'
+      ? createNftablesRules(io.exec, io.fs, legacyNames)
+      : createIptablesRules(io.exec, io.fs, kind, seen?.ipv4Saved[kind], legacyNames),
     io.exec,
     target.routing,
     io.fs,
   )
+}
 
 /** The target of our own mode's commands, from its settings. */
 export const sidecarTarget = (settings: Settings): Target => ({

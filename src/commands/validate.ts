@@ -6,6 +6,7 @@
 // its interfaces, in every family; each must land on the port the plan redirects to, with the right SO_ORIGINAL_DST.
 
 import { readPlanFacts } from '../backend/interface-routes.js'
+import { routedInterfaces } from '../plan/features/exclude-interfaces.js'
 import { readFile } from 'node:fs/promises'
 import { readIpv6, chooseFamilies } from '../backend/detect.js'
 import { decidePod, type NetConf } from '../cni/config.js'
@@ -81,7 +82,7 @@ export const runValidate = async (base: Settings, env: Env, flags: Flags, option
   }
   const families = chooseFamilies(settings.ipv6, await readIpv6(io.fs))
   // The plan as init made it: with the excluded interfaces' routes when their scope is routes, read the same way.
-  const plan = buildPlan(settings, families.value, await readPlanFacts(settings, families.value, io.exec))
+  const plan = buildPlan(settings, families.value, await readPlanFacts(routedInterfaces(settings), families.value, io.exec))
   const { probeAppCapture } = await import('../verify/probe.js')
   const checks = await probeAppCapture(plan, { uid, gid })
   const lines = checks.map(c => `${c.family} ${c.name}: ${c.status}, ${c.detail}`)

@@ -3,7 +3,8 @@
 // the reads are values (src/backend/types.ts), so init, verify and a test feed it the same way.
 
 import { compareState, memberDiff } from '../backend/compare.js'
-import { ownedIn, ownRules } from '../backend/iptables/apply.js'
+import { ownRules } from '../backend/iptables/apply.js'
+import { ownedIn } from '../backend/iptables/parse-save.js'
 import { ipsetMembers } from '../backend/iptables/render-ipset.js'
 import { renderState } from '../backend/iptables/render-iptables.js'
 import { diffTable, NFT_SCOPE, OUR_NFT_TABLE, ourTable } from '../backend/nftables/nftables.js'

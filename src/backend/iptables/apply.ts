@@ -20,7 +20,8 @@ import type { FamilyPlan } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
 import { messageOf } from '../../text.js'
 import { compareState } from '../compare.js'
-import { ownedState, parseOurTables, refuseForeignNames } from './parse-save.js'
+import { ownedIn } from './parse-save.js'
+import { rollbackOf, sameOfOurs } from './undo.js'
 import type { IptablesBackend } from './iptables.js'
 
 export interface FamilyTarget {
@@ -31,13 +32,6 @@ export interface FamilyTarget {
 export interface FamilyOutcome {
   readonly family: Family
   readonly changed: boolean
-}
-
-/** Our state in one family's saved text, refusing a chain that has our name but is someone else's. */
-export const ownedIn = (backend: Pick<IptablesBackend, 'name'>, family: Family, saved: string): OwnedState => {
-  const state = ownedState(parseOurTables(saved))
-  refuseForeignNames(state, `${backend.name} ${family}`)
-  return state
 }
 
 // The chains that can capture TCP: nat's REDIRECT chains, and mangle's TPROXY chain for inbound in TPROXY mode
@@ -79,7 +73,7 @@ export const applyFamilies = async (
     targets.map(async t => {
       const saved = await read(t.plan.family)
       const state = ownedIn(backend, t.plan.family, saved)
-      return { state, misplaced: misplacedJumps(backend, t.plan, saved) }
+      return { saved, state, misplaced: misplacedJumps(backend, t.plan, saved) }
     }),
   )
   const changes = targets.map((t, i) => compareState(t.desired, befores[i]!.state).length > 0 || befores[i]!.misplaced.length > 0)
@@ -92,17 +86,20 @@ export const applyFamilies = async (
   const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
   if (refused) {
     // iptables commits a payload table by table, so a refused payload of several tables may have changed the
-    // tables before the refused one: that family is read again and put back as well.
+    // tables before the refused one: that family is read again and put back as well, if it changed. A family put
+    // back gets exactly what was read before (rollbackOf), our jumps where they were among the foreign rules.
     const sections = (i: number): number => new Set([...targets[i]!.desired.keys(), ...befores[i]!.state.keys()]).size
     const undo = targets.flatMap((t, i) =>
       changes[i] && (results[i]?.status === 'fulfilled' || sections(i) > 1)
-        ? [{ t, before: befores[i]!.state, applied: results[i]?.status === 'fulfilled' }]
+        ? [{ t, before: befores[i]!.saved, applied: results[i]?.status === 'fulfilled' }]
         : [],
     )
     const undone = await Promise.allSettled(
       undo.map(async ({ t, before, applied }) => {
-        const now = applied ? t.desired : ownedIn(backend, t.plan.family, await read(t.plan.family))
-        if (compareState(before, now).length > 0) await backend.restore(t.plan.family, renderTransaction(before, now))
+        const family = t.plan.family
+        if (applied) return backend.restore(family, rollbackOf(before, t.desired))
+        const now = await read(family)
+        if (!sameOfOurs(before, now)) await backend.restore(family, rollbackOf(before, ownedIn(backend, family, now)))
       }),
     )
     const failed = undo.flatMap(({ t }, i) =>

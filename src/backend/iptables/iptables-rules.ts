@@ -4,7 +4,7 @@
 // swapped back on a rollback.
 
 import { ApplyError, EnvironmentError } from '../../errors.js'
-import { ipsetName, ipsetNextName, OWNED_IPSETS, TABLES, type Table } from '../../plan/owned.js'
+import { ipsetName, ipsetNextName, TABLES, type Table } from '../../plan/owned.js'
 import {
   ipsetMembers,
   isOwnedIpset,
@@ -18,8 +18,8 @@ import {
 import { EMPTY_STATE, renderState, renderTransaction, type OwnedState } from './render-iptables.js'
 import type { FamilyPlan, Plan, ServiceSet } from '../../plan/types.js'
 import type { Family } from '../../settings/types.js'
-import { foreignJumpsInto, parseOurTables } from './parse-save.js'
-import { applyFamilies, ownedIn, type FamilyTarget } from './apply.js'
+import { applyFamilies, type FamilyTarget } from './apply.js'
+import { removalOf, renderSetRemoval, setsOfOurs } from './undo.js'
 import type { HostFs } from '../detect.js'
 import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { runNft } from '../nftables/classify.js'
@@ -29,6 +29,7 @@ import type { RuleBackend } from '../types.js'
 import { readElsewhere, readRuleset, type Elsewhere } from '../whole-path.js'
 import { neededBy, renderEmptyCreated, renderMissing } from './created.js'
 import { firstLine, messageOf } from '../../text.js'
+import { legacyNamesOnce, type LegacyNamesOnce } from '../legacy-names.js'
 
 const targetsOf = (plan: Plan): FamilyTarget[] => plan.families.map(p => ({ plan: p, desired: renderState(p) }))
 
@@ -65,17 +66,25 @@ export const renderIptablesPayload = (plan: Plan): string => {
   return [...ipset, ...rules].join('\n')
 }
 
-/** `ipv4Saved` is iptables-save text already read while choosing the variant, so the first apply does not read it twice. */
-export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ipv4Saved?: string): RuleBackend => {
-  const tables = createIptablesBackend(exec, variant, fs)
-  const ipset = async (args: string[], input?: string): Promise<string> => {
-    try {
-      return (await runIpset(exec, args, input)).stdout
-    } catch (error) {
-      if (error instanceof CommandFailed) throw new ApplyError(`ipset ${args[0]} refused: ${firstLine(error.stderr)}`, { cause: error })
+/**
+ * `ipv4Saved` is iptables-save text already read while choosing the variant, so the first apply does not read it
+ * twice; `legacyNames`, legacy's lists of tables as this run read them (detection's, when it read them).
+ */
+export const createIptablesRules = (
+  exec: Exec,
+  fs: HostFs,
+  variant: Variant,
+  ipv4Saved?: string,
+  legacyNames: LegacyNamesOnce = legacyNamesOnce(fs),
+): RuleBackend => {
+  const tables = createIptablesBackend(exec, variant, fs, legacyNames)
+  const refusedBy =
+    (verb: string) =>
+    (error: unknown): never => {
+      if (error instanceof CommandFailed) throw new ApplyError(`ipset ${verb} refused: ${firstLine(error.stderr)}`, { cause: error })
       throw error
     }
-  }
+  const ipset = (args: string[], input?: string): Promise<string> => runIpset(exec, args, input).then(r => r.stdout, refusedBy(args[0] ?? ''))
   const nft = async (script: string): Promise<void> => {
     try {
       await runNft(exec, ['-f', '-'], script)
@@ -108,12 +117,19 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
     await nft(script)
     return script.trim().split('\n')
   }
+  // The one reader of our state, for apply (its first read and a rollback's), verify and clean: each family's
+  // tables the plan writes, and every set `ipset save` shows.
+  const readSaved = async (plan: Plan): Promise<Map<Family, string>> => {
+    const saved = await Promise.all(plan.families.map(p => tables.save(p.family, tablesOf(p))))
+    return new Map(plan.families.map((p, i) => [p.family, saved[i]!]))
+  }
+  const readSets = async (): Promise<Map<string, SavedSet>> => parseIpsetSave((await runIpset(exec, ['save'])).stdout)
   // Detection's read is used by the first apply only: a later one reads afresh.
   let ipv4Pending = ipv4Saved
   const readOthers = (plan: Plan): Promise<Elsewhere> =>
     readElsewhere(
       exec,
-      fs,
+      legacyNames,
       plan.families.map(p => p.family),
       variant,
     )
@@ -187,45 +203,32 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       const sets = plan.families.flatMap(f => f.sets)
       const reused = known?.iptables
       const [live, elsewhere, saved] = await Promise.all([
-        sets.length > 0 ? ipset(['save']).then(text => ownedSets(parseIpsetSave(text), setNames(sets))) : undefined,
+        sets.length > 0 ? readSets().then(all => ownedSets(all, setNames(sets)), refusedBy('save')) : undefined,
         reused?.elsewhere ?? readOthers(plan),
-        Promise.all(plan.families.map(p => reused?.saved.get(p.family) ?? tables.save(p.family, tablesOf(p)))),
+        // What apply left untouched is not read again.
+        readSaved({ families: plan.families.filter(p => !reused?.saved.has(p.family)) }),
       ])
-      const byFamily = new Map(plan.families.map((p, i) => [p.family, saved[i]!]))
+      const byFamily = new Map(plan.families.map(p => [p.family, reused?.saved.get(p.family) ?? saved.get(p.family)!]))
       return { iptables: { tool: tables.name, saved: byFamily, ...(live && { sets: live }), elsewhere } }
     },
     clean: async plan => {
-      // Everything is read and checked before anything is removed, so a refusal changes nothing in any family. The
-      // reads (each family's tables, and the sets, which go once no rule matches them) are one round of processes,
-      // and so are the removals, family beside family: a pod's DEL waits for two rounds, not four.
-      const [found, saved] = await Promise.all([
-        Promise.all(
-          targetsOf(plan).map(async ({ plan: p }) => {
-            const saved = await tables.save(p.family, tablesOf(p))
-            const existing = ownedIn(tables, p.family, saved)
-            const blocking = foreignJumpsInto(parseOurTables(saved), existing)
-            if (blocking.length > 0) {
-              throw new EnvironmentError(
-                `${tables.name} ${p.family}: rules that are not ours jump into our chains (${blocking.join('; ')}), so they cannot be removed; nothing was changed`,
-              )
-            }
-            return { family: p.family, existing }
-          }),
-        ),
+      // Read with the reader apply and verify use, each family's tables and every set, then removalOf and
+      // setsOfOurs decide what goes. Everything is read and judged before anything is removed, so a refusal changes
+      // nothing in any family. The reads are one round of processes, and so are the removals, family beside family:
+      // a pod's DEL waits for two rounds, not four.
+      const [saved, sets] = await Promise.all([
+        readSaved(plan),
         // Without ipset there are no sets of ours.
-        runIpset(exec, ['save']).then(
-          r => r.stdout,
-          (error: unknown) => {
-            if (error instanceof EnvironmentError) return ''
-            throw error
-          },
-        ),
+        readSets().catch((error: unknown) => {
+          if (error instanceof EnvironmentError) return new Map<string, SavedSet>()
+          throw error
+        }),
       ])
+      const removals = plan.families.map(p => removalOf(tables.name, p.family, saved.get(p.family) ?? ''))
       const removed = await Promise.allSettled(
-        found.map(async ({ family, existing }) => {
-          const [chains, jumps] = [chainsOf(existing).length, [...existing.values()].reduce((sum, t) => sum + t.jumps.length, 0)]
-          if (chains + jumps > 0) await tables.restore(family, renderTransaction(EMPTY_STATE, existing))
-          return `${family}: ${chains + jumps === 0 ? 'nothing of ours was there' : `removed ${chains} chains and ${jumps} jumps`}`
+        removals.map(async ({ family, chains, jumps, payload }) => {
+          if (payload !== undefined) await tables.restore(family, payload)
+          return `${family}: ${payload === undefined ? 'nothing of ours was there' : `removed ${chains} chains and ${jumps} jumps`}`
         }),
       )
       const refused = removed.find((r): r is PromiseRejectedResult => r.status === 'rejected')
@@ -234,17 +237,12 @@ export const createIptablesRules = (exec: Exec, fs: HostFs, variant: Variant, ip
       const dropped = await dropEmptyCreated(plan)
       if (dropped.length > 0)
         lines.push(`nf_tables: removed what init made for iptables-nft and left empty: ${dropped.map(l => l.replace(/^delete /, '')).join(', ')}`)
-      const all = parseIpsetSave(saved)
-      const ours = [...OWNED_IPSETS, ...OWNED_IPSETS.map(ipsetNextName)].filter(name => all.has(name) && isOwnedIpset(all.get(name)!))
-      if (ours.length > 0)
-        await ipset(
-          ['restore'],
-          ours
-            .map(name => `destroy ${name}`)
-            .join('\n')
-            .concat('\n'),
-        )
-      if (ours.length > 0) lines.push(`ipset: removed ${ours.join(', ')}`)
+      const ours = setsOfOurs(sets)
+      const destroy = renderSetRemoval(ours)
+      if (destroy !== undefined) {
+        await ipset(['restore'], destroy)
+        lines.push(`ipset: removed ${ours.join(', ')}`)
+      }
       return lines
     },
   }

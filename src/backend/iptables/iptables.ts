@@ -7,7 +7,7 @@ import { CommandFailed, type Exec } from '../../exec/exec.js'
 import { runIptables } from './classify.js'
 import { firstLine } from '../../text.js'
 import type { Table } from '../../plan/types.js'
-import { isUnreadable, readLegacyNames, type ReadsFiles } from '../legacy-names.js'
+import { isUnreadable, type LegacyNamesOnce } from '../legacy-names.js'
 
 export type Variant = 'nft' | 'legacy'
 
@@ -61,18 +61,19 @@ const ownerRefusal = (family: Family, error: CommandFailed): ApplyError =>
   )
 
 /**
- * `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns); `fs` reads legacy's
- * list of tables.
+ * `ownsNetns` is asked only when the kernel refused owner rules, to say why (HostFs.ownsNetns); `legacyNames` are
+ * legacy's lists of tables as this run read them.
  */
 export const createIptablesBackend = (
   exec: Exec,
   variant: Variant,
-  fs: ReadsFiles & { readonly ownsNetns?: () => Promise<boolean> },
+  fs: { readonly ownsNetns?: () => Promise<boolean> },
+  legacyNames: LegacyNamesOnce,
 ): IptablesBackend => ({
   name: `iptables-${variant}`,
   save: async (family, tables) => {
     const save = tool(family, variant, 'save')
-    if (variant === 'legacy' && tables.length > 0 && isUnreadable(await readLegacyNames(fs, family))) {
+    if (variant === 'legacy' && tables.length > 0 && isUnreadable((await legacyNames())[family])) {
       // A table named here that is not there yet is made, empty: one the plan is about to write into (or, for
       // verify and clean, one init would have written). None other is named.
       const read = await Promise.all(tables.map(table => runIptables(exec, save, ['-t', table])))

@@ -5,6 +5,7 @@ import { EnvironmentError } from '../../errors.js'
 import { hasOwnedComment, isOwnedChain, TABLES, type Table } from '../../plan/owned.js'
 import { OWNED_JUMPS, type OwnedState, type TableState } from './render-iptables.js'
 import { parseSave, type SavedTable } from '../../path/from-iptables.js'
+import type { Family } from '../../settings/types.js'
 
 const chainOf = (line: string): string => line.split(' ')[1] ?? ''
 
@@ -64,3 +65,10 @@ export const foreignJumpsInto = (tables: ReadonlyMap<Table, SavedTable>, state: 
         [...chains.keys()].some(chain => / (?:-j|-g) (\S+)/.exec(line)?.[1] === chain),
     ),
   )
+
+/** ownedIn: our state in one family's saved text, refusing a chain that has our name but is someone else's. Pure. */
+export const ownedIn = (backend: { readonly name: string }, family: Family, saved: string): OwnedState => {
+  const state = ownedState(parseOurTables(saved))
+  refuseForeignNames(state, `${backend.name} ${family}`)
+  return state
+}

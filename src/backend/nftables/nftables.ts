@@ -14,6 +14,7 @@ import { classifyNft, runNft } from './classify.js'
 import type { RuleBackend } from '../types.js'
 import { readElsewhere, readRuleset, type Ruleset } from '../whole-path.js'
 import { readDeviceHooks } from '../devices.js'
+import { legacyNamesOnce, type LegacyNamesOnce } from '../legacy-names.js'
 
 /** The scope the nftables backend reports on: its one table holds both families. */
 export const NFT_SCOPE = 'inet'
@@ -77,7 +78,11 @@ export const diffTable = (desired: string, live: string | undefined): string[] =
   ]
 }
 
-export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
+/** removalOf: what clean sends, from the ruleset read (read's own reader): our table deleted; undefined when it is not there. Pure; refuses a table with our name that is not ours. */
+export const removalOf = (ruleset: Ruleset): string | undefined => (ourTable(ruleset) === undefined ? undefined : renderNftTransaction(undefined))
+
+/** `legacyNames`: legacy's lists of tables as this run read them, for the whole-path read of legacy's tables. */
+export const createNftablesRules = (exec: Exec, fs: HostFs, legacyNames: LegacyNamesOnce = legacyNamesOnce(fs)): RuleBackend => {
   const run = async (payload: string): Promise<void> => {
     try {
       await runNft(exec, ['-f', '-'], payload)
@@ -107,12 +112,12 @@ export const createNftablesRules = (exec: Exec, fs: HostFs): RuleBackend => {
       const reused = known?.nftables
       const ruleset = reused?.ruleset ?? (await readRuleset(exec))
       const families = plan.families.map(p => p.family)
-      return { nftables: { ruleset, elsewhere: await readElsewhere(exec, fs, families, 'nftables', ruleset, reused?.devices) } }
+      return { nftables: { ruleset, elsewhere: await readElsewhere(exec, legacyNames, families, 'nftables', ruleset, reused?.devices) } }
     },
     clean: async () => {
-      const existed = ourTable(await readRuleset(exec)) !== undefined
-      if (existed) await run(renderNftTransaction(undefined))
-      return [`inet: ${existed ? `removed table ${OURS}` : 'nothing of ours was there'}`]
+      const removal = removalOf(await readRuleset(exec))
+      if (removal !== undefined) await run(removal)
+      return [`inet: ${removal === undefined ? 'nothing of ours was there' : `removed table ${OURS}`}`]
     },
   }
 }

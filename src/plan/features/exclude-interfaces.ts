@@ -10,10 +10,15 @@
 // fails instead of escaping.
 
 import { formatCidr } from '../../settings/cidr.js'
+import type { Settings } from '../../settings/types.js'
 import type { Match, Rule } from '../types.js'
 import type { Feature } from './types.js'
 
 const RETURN = { kind: 'return' } as const
+
+/** routedInterfaces: the interfaces whose routes the plan needs read from the host (scope `routes`), none otherwise. Pure. */
+export const routedInterfaces = (settings: Settings): readonly string[] =>
+  settings.excludeInterfacesScope === 'routes' ? settings.excludeInterfaces : []
 
 export const excludeInterfaces: Feature = (settings, family, facts) => ({
   inboundBypass: settings.excludeInterfaces.map(

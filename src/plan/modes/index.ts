@@ -5,11 +5,12 @@
 import type { IstioConfig } from '../../settings/istio/types.js'
 import type { Family, Settings } from '../../settings/types.js'
 import { buildPlan } from '../build.js'
+import { routedInterfaces } from '../features/exclude-interfaces.js'
 import type { Plan, PlanFacts } from '../types.js'
 import { buildIstioPlan, istioFamilies, istioFamiliesReason, type IstioFlavour } from './istio.js'
 
 export interface ModeInputs {
-  readonly sidecar: { readonly settings: Settings; readonly facts?: PlanFacts }
+  readonly sidecar: { readonly settings: Settings }
   readonly istio: { readonly config: IstioConfig; readonly flavour: IstioFlavour }
 }
 
@@ -24,13 +25,21 @@ export interface FamilyChoice {
 export interface Mode<M extends ModeName> {
   /** The families the mode plans, or undefined when the host decides them (ours: where IPv6 is on). */
   readonly families: (input: ModeInputs[M]) => FamilyChoice | undefined
-  readonly build: (input: ModeInputs[M], families: readonly Family[]) => Plan
+  /** The interfaces whose routes the plan needs read from the host first (PlanFacts); none for a mode that needs none. */
+  readonly routed: (input: ModeInputs[M]) => readonly string[]
+  readonly build: (input: ModeInputs[M], families: readonly Family[], facts: PlanFacts) => Plan
 }
 
 export const MODES: { readonly [M in ModeName]: Mode<M> } = {
-  sidecar: { families: () => undefined, build: ({ settings, facts }, families) => buildPlan(settings, families, facts) },
+  sidecar: {
+    families: () => undefined,
+    routed: ({ settings }) => routedInterfaces(settings),
+    build: ({ settings }, families, facts) => buildPlan(settings, families, facts),
+  },
   istio: {
     families: ({ config, flavour }) => ({ value: istioFamilies(config, flavour), reason: istioFamiliesReason(config, flavour) }),
+    // Istio's mode matches its interfaces by name alone: no routes to read.
+    routed: () => [],
     build: ({ config, flavour }, families) => buildIstioPlan(config, flavour, families),
   },
 }
@@ -38,9 +47,13 @@ export const MODES: { readonly [M in ModeName]: Mode<M> } = {
 /** A mode and its input together, as commands pass them. */
 export type ModeRequest = { readonly [M in ModeName]: { readonly mode: M; readonly input: ModeInputs[M] } }[ModeName]
 
-/** planFor builds the plan of a request for the families given. Pure. */
-export const planFor = (request: ModeRequest, families: readonly Family[]): Plan =>
-  (MODES[request.mode].build as (input: ModeInputs[ModeName], families: readonly Family[]) => Plan)(request.input, families)
+/** planFor builds the plan of a request for the families given, with what was read of the host (routedFor). Pure. */
+export const planFor = (request: ModeRequest, families: readonly Family[], facts: PlanFacts = {}): Plan =>
+  (MODES[request.mode].build as (input: ModeInputs[ModeName], families: readonly Family[], facts: PlanFacts) => Plan)(request.input, families, facts)
+
+/** routedFor: the interfaces whose routes the request's plan needs read first. Pure. */
+export const routedFor = (request: ModeRequest): readonly string[] =>
+  (MODES[request.mode].routed as (input: ModeInputs[ModeName]) => readonly string[])(request.input)
 
 /** familiesFor: the families the mode fixes, or undefined when the host decides. Pure. */
 export const familiesFor = (request: ModeRequest): FamilyChoice | undefined =>

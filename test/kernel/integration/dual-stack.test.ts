@@ -31,6 +31,18 @@ for (const backend of BACKENDS) {
     t.equal(await snapshot(box), earlier, 'IPv4 is rolled back to the earlier rules')
   })
 
+  t.test(`${backend}: a rollback puts our jumps back where they were, after a foreign rule apply had moved them past`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    await initOk(t, box, env)
+    // A foreign RETURN ahead of our nat OUTPUT jump can end the chain before it: apply moves our jump to the front.
+    await box.exec('pod', `iptables-${backend.split('-')[1]}`, ['-t', 'nat', '-I', 'OUTPUT', '1', '-p', 'tcp', '-d', '198.18.0.99', '-j', 'RETURN'])
+    const earlier = await snapshot(box)
+    const refused = await box.runInit({ ...env, PATH: refusingIpv6Path(), ISTIO_OUTBOUND_EXCLUDE_PORTS: '443' })
+    t.equal(refused.exitCode, 4, 'the IPv6 refusal exits 4', { output: refused.output })
+    t.equal(await snapshot(box), earlier, 'IPv4 is as it was: the foreign rule first, our jump after it')
+  })
+
   t.test(`${backend}: with IPv6 disabled, auto captures IPv4 only and true refuses`, async t => {
     if (!kernelAvailable(t)) return
     const box = await withSandbox(t)

@@ -79,6 +79,24 @@ for (const backend of IPTABLES_BACKENDS) {
   })
 }
 
+for (const backend of IPTABLES_BACKENDS) {
+  t.test(`${backend}: clean refuses while a foreign rule jumps into our chain, in either family, and removes nothing in any`, async t => {
+    if (!kernelAvailable(t)) return
+    const box = await withSandbox(t)
+    await initOk(t, box, { ISTIO_BACKEND: backend })
+    const ip6tables = backend.replace('iptables', 'ip6tables')
+    await box.exec('pod', ip6tables, ['-t', 'nat', '-A', 'OUTPUT', '-p', 'udp', '-j', 'SIDECAR_OUTBOUND'])
+    const before = await snapshot(box)
+    const result = await box.runInit({ ISTIO_BACKEND: backend }, ['clean'])
+    t.equal(result.exitCode, 3, 'clean exits 3', { output: result.output })
+    t.match(result.output, new RegExp(`${backend} ipv6: rules that are not ours jump into our chains \\(-A OUTPUT -p udp -j SIDECAR_OUTBOUND\\)`))
+    t.equal(await snapshot(box), before, 'IPv4 was not cleaned either: nothing changed')
+    await box.exec('pod', ip6tables, ['-t', 'nat', '-D', 'OUTPUT', '-p', 'udp', '-j', 'SIDECAR_OUTBOUND'])
+    await initOk(t, box, { ISTIO_BACKEND: backend }, ['clean'])
+    t.notMatch(await snapshot(box, 'netfilter'), /SIDECAR_/, 'once it is gone, clean removes everything of ours')
+  })
+}
+
 t.test('nftables: a table with our name but not our comment is refused, nothing changed', async t => {
   if (!kernelAvailable(t)) return
   const box = await withSandbox(t)

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { probeHost, type HostFs } from '../../../src/backend/detect.js'
 import { createIptablesBackend } from '../../../src/backend/iptables/iptables.js'
-import { readLegacyNames } from '../../../src/backend/legacy-names.js'
+import { legacyNamesOnce, readLegacyNames } from '../../../src/backend/legacy-names.js'
 import { readElsewhere } from '../../../src/backend/whole-path.js'
 import { EnvironmentError } from '../../../src/errors.js'
 import type { Exec } from '../../../src/exec/exec.js'
@@ -57,7 +57,7 @@ t.test('auto with unlistable legacy tables: nf_tables, decided without a process
 
 t.test('the whole-path check does not name legacy tables it cannot list', async t => {
   const fake = fakeExec(t, [{ run: 'nft list ruleset', stdout: '' }])
-  const found = await readElsewhere(fake.exec, hostFs(DENIED, []), ['ipv4', 'ipv6'], 'nft', undefined, [])
+  const found = await readElsewhere(fake.exec, legacyNamesOnce(hostFs(DENIED, [])), ['ipv4', 'ipv6'], 'nft', undefined, [])
   t.same([...found.iptables.values()], [[], []])
   t.same(fake.calls, ['nft list ruleset'], 'no iptables-legacy-save at all')
   fake.done()
@@ -69,16 +69,53 @@ t.test("legacy's reads, where its list is unreadable, name only the tables the p
     { run: 'iptables-legacy-save -t nat', stdout: saved('nat') },
     { run: 'iptables-legacy-save -t mangle', stdout: saved('mangle') },
   ])
-  const legacy = createIptablesBackend(fake.exec, 'legacy', hostFs(DENIED, []))
+  const legacy = createIptablesBackend(fake.exec, 'legacy', {}, legacyNamesOnce(hostFs(DENIED, [])))
   t.equal(await legacy.save('ipv4', ['nat', 'mangle']), saved('nat') + saved('mangle'))
   fake.done()
   const readable = fakeExec(t, [{ run: 'iptables-legacy-save', stdout: saved('nat') }])
   t.equal(
-    await createIptablesBackend(readable.exec, 'legacy', hostFs({}, [])).save('ipv4', ['nat']),
+    await createIptablesBackend(readable.exec, 'legacy', {}, legacyNamesOnce(hostFs({}, []))).save('ipv4', ['nat']),
     saved('nat'),
     'listable: the whole save, as always',
   )
   const nft = fakeExec(t, [{ run: 'iptables-nft-save', stdout: '' }])
-  await createIptablesBackend(nft.exec, 'nft', hostFs(DENIED, [])).save('ipv4', ['nat'])
+  await createIptablesBackend(nft.exec, 'nft', {}, legacyNamesOnce(hostFs(DENIED, []))).save('ipv4', ['nat'])
   t.same(nft.calls, ['iptables-nft-save'], 'iptables-nft makes no table by reading: the whole save')
+})
+
+t.test('a non-root legacy run reads the lists once: detection, apply, the read-back and clean take the value it passed along', async t => {
+  const reads: string[] = []
+  const counted: HostFs = {
+    ...hostFs(DENIED, []),
+    readFile: async path => {
+      if (NAMES.includes(path)) reads.push(path)
+      return hostFs(DENIED, []).readFile(path)
+    },
+  }
+  const { createIptablesRules } = await import('../../../src/backend/iptables/iptables-rules.js')
+  const { parseSettings } = await import('../../../src/settings/parse.js')
+  // Every tool answers with nothing: a namespace holding no rules, whose writes all succeed.
+  const quiet: Exec = async () => ({ stdout: '', stderr: '' })
+  const { prepare } = await import('../../../src/commands/prepare.js')
+  const io = {
+    exec: quiet,
+    fs: counted,
+    lock: async () => async () => undefined,
+    now: () => 0,
+    startedAt: 0,
+    out: { write: () => undefined, error: () => undefined },
+  }
+  const { backend, plan } = await prepare(parseSettings({ ISTIO_BACKEND: 'iptables-legacy' }), io)
+  t.same(reads.sort(), [...NAMES].sort(), 'detection reads each list once')
+  const { known } = await backend.apply(plan)
+  await backend.read(plan, known)
+  await backend.read(plan)
+  await backend.clean(plan)
+  t.equal(reads.length, 2, 'and nothing after it reads them again')
+  reads.length = 0
+  const alone = createIptablesRules(quiet, counted, 'legacy')
+  const { buildPlan } = await import('../../../src/plan/build.js')
+  await alone.apply(buildPlan(parseSettings({}), ['ipv4', 'ipv6']))
+  await alone.read(buildPlan(parseSettings({}), ['ipv4', 'ipv6']))
+  t.same(reads.sort(), [...NAMES].sort(), 'a backend made without detection reads each once, on first need')
 })

@@ -1,7 +1,7 @@
 // TPROXY's policy routing through a recording fake at the exec seam: what is read, added, rolled back and cleaned,
 // and that a foreign route or a rule that only looks like ours is never touched. No root needed.
 import t from 'tap'
-import { mayHoldRoute, withRouting } from '../../../src/backend/routing.js'
+import { mayHoldRoute, removalOf, withRouting } from '../../../src/backend/routing.js'
 import type { RuleBackend } from '../../../src/backend/types.js'
 import { ApplyError, EnvironmentError } from '../../../src/errors.js'
 import { NotInstalled } from '../../../src/exec/exec.js'
@@ -284,3 +284,20 @@ t.test('clean asks ip only in the families where /proc shows a route of ours may
   )
   unreadable.done()
 })
+
+// What clean (from what it read) and a refused apply (from what it added) remove: the rule before the route, so the
+// rule never points at a table without its route; nothing that was not found.
+const REMOVALS = [
+  { found: { rule: true, route: true }, steps: ['del rule', 'del route'] },
+  { found: { rule: true, route: false }, steps: ['del rule'] },
+  { found: { rule: false, route: true }, steps: ['del route'] },
+  { found: { rule: false, route: false }, steps: [] },
+] as const
+for (const row of REMOVALS) {
+  t.test(`removalOf ${JSON.stringify(row.found)}: ${row.steps.join(', ') || 'nothing'}`, async t => {
+    t.same(
+      removalOf(row.found).map(s => `${s.verb} ${s.object}`),
+      row.steps,
+    )
+  })
+}
