@@ -14,8 +14,8 @@ apt_install() {
 missing=()
 # gcc and libc6-dev: the CNI plugin is a static C executable (build.mjs). dnsmasq-base: the DNS capture tests' real DNS servers.
 # openssl: the webhook tests make their certificates with it. shellcheck: npm run lint checks every shell script with it.
-# libcap2-bin: setcap, for the non-root init test.
-for p in iptables ipset nftables iproute2 util-linux libcap2-bin gcc libc6-dev dnsmasq-base openssl shellcheck; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# libcap2-bin: setcap, for the non-root init test. uidmap: newuidmap and newgidmap, for the rootless kernel tier run by a user.
+for p in iptables ipset nftables iproute2 util-linux libcap2-bin uidmap gcc libc6-dev dnsmasq-base openssl shellcheck; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt_install "${missing[@]}"
