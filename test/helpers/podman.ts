@@ -132,14 +132,18 @@ export const runSpec = (file: string): { file: string; name: string } => {
   return { file: podFile('sr-pod', stringify(spec)), name: spec.metadata.name }
 }
 
-type Spec = { name: string; lifecycle?: { postStart?: { exec?: { command: string[] } } }; startupProbe?: { exec?: { command: string[] } } }
+type Spec = {
+  name: string
+  lifecycle?: { postStart?: { exec?: { command: string[] } } }
+  startupProbe?: { exec?: { command: string[] }; failureThreshold?: number }
+}
 
 /**
  * Plays a pod the way the kubelet starts a classic one, which podman 4.3 does not (it runs no postStart hooks
  * and no probes, and starts containers in no set order): each init container to completion, in order; then each
- * container in order, running its postStart exec hook and its startupProbe exec command in it, where the kubelet
- * would, before the next container starts. A failing step fails the test. The pod played is runSpec's copy of
- * `source`: its name, returned, is unique(metadata.name).
+ * container in order, running its postStart exec hook and its startupProbe exec command in it (tried again up to
+ * failureThreshold times), where the kubelet would, before the next container starts. A failing step fails the
+ * test. The pod played is runSpec's copy of `source`: its name, returned, is unique(metadata.name).
  */
 export const playInOrder = async (t: Test, source: string, network = NETWORK): Promise<string> => {
   const { file, name } = runSpec(source)
@@ -150,7 +154,20 @@ export const playInOrder = async (t: Test, source: string, network = NETWORK): P
   for (const container of spec.containers) {
     const id = `${name}-${container.name}`
     await podman('start', id)
-    for (const exec of [container.lifecycle?.postStart?.exec, container.startupProbe?.exec]) if (exec) await podman('exec', id, ...exec.command)
+    const hook = container.lifecycle?.postStart?.exec
+    if (hook) await podman('exec', id, ...hook.command)
+    const probe = container.startupProbe
+    if (probe?.exec) {
+      // As the kubelet does, a failed probe is tried again, up to failureThreshold times (3 by default): under
+      // load podman 4.3's exec now and then ends 137 though its command succeeded (podman issue 10825).
+      for (let failures = 1; ; failures++) {
+        const result = await runPodman(['exec', id, ...probe.exec.command])
+        if (result.exitCode === 0) break
+        if (failures >= (probe.failureThreshold ?? 3))
+          throw new Error(`${id}: startup probe failed ${failures} times: exit ${result.exitCode}: ${result.output}`)
+        await new Promise(resolve => setTimeout(resolve, 1000))
+      }
+    }
   }
   return name
 }
