@@ -5,11 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/path.sh
 
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  [ -n "${SR_APT_UPDATED:-}" ] || { apt-get update -qq; SR_APT_UPDATED=1; }
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+apt_install() { bash scripts/apt-install.sh "$@"; }
 
 missing=()
 # gcc and libc6-dev: the CNI plugin is a static C executable (build.mjs). dnsmasq-base: the DNS capture tests' real DNS servers.

@@ -9,9 +9,7 @@ missing=()
 for p in golang-go golang-github-appc-cni-dev containernetworking-plugins; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "cni setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  bash scripts/apt-install.sh "${missing[@]}"
 fi
 
 out=.tools/cni-harness

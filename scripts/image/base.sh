@@ -3,8 +3,11 @@
 #   localhost/sr-debian:bookworm  Debian 12 with apt, from mmdebstrap and this machine's own apt mirror
 #   localhost/sr-node:24          that, plus Node 24 and its headers (npm package node-linux-<arch>) and npm
 # The Dockerfile takes the base as a build argument, so users build from the public node image instead.
+# Made once per machine and shared by every checkout's runs (their content does not depend on the checkout): the
+# first run to need one makes it while the others wait on /tmp/sr-base.lock, then find it there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ -z "${SR_BASE_LOCKED:-}" ]; then SR_BASE_LOCKED=1 exec flock /tmp/sr-base.lock bash "$0" "$@"; fi
 
 if ! podman image exists localhost/sr-debian:bookworm; then
   # The mirror this machine's apt uses, read at run time (deb822 or one-line format).

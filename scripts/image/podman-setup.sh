@@ -10,9 +10,7 @@ missing=()
 for p in podman runc netavark aardvark-dns catatonit mmdebstrap; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "podman-setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  bash "$(dirname "${BASH_SOURCE[0]}")/../apt-install.sh" "${missing[@]}"
 fi
 
 conf="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools/containers.conf"

@@ -38,7 +38,7 @@ for (const mode of ['init', 'cni'] as const) {
       const node = nodes[mode]!
       const pod = await injectToPod(
         SCRATCH,
-        deployment('web'),
+        deployment('web', IMAGE),
         {
           ISTIO_PROXY_PORT: '3128',
           ISTIO_INJECT_MODE: mode,

@@ -5,9 +5,7 @@ import { execa } from 'execa'
 import { parse } from 'yaml'
 import { HTTP_SERVER } from './http-peers.js'
 import type { Obj } from './kubelet.js'
-import { ROOT } from './podman.js'
-
-const IMAGE = 'localhost/sidecar-redirect:dev'
+import { IMAGE, ROOT } from './podman.js'
 
 /** The Deployment a user writes: an HTTP app, nothing of ours. */
 export const deployment = (name: string, image = IMAGE): Obj => ({

@@ -6,9 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import type { Test } from 'tap'
 import { runForStatus } from '../../src/exec/processes.js'
 import { type Ranges, type Rig, startRig } from './cni.js'
-import { CONTAINERS_CONF, podman, runPodman, runPodmanIn } from './podman.js'
-
-const IMAGE = 'localhost/sidecar-redirect:dev'
+import { CONTAINERS_CONF, IMAGE, podman, runPodman, runPodmanIn, unique } from './podman.js'
 
 let nodes = 0
 
@@ -19,12 +17,12 @@ export interface Node {
 }
 
 /**
- * startPodmanNode makes the node and points podman at it; `pods` are removed first (leftovers of an interrupted
- * run). Deleted after the test, once its pods are down (tap runs teardowns last first).
+ * startPodmanNode makes the node and points podman at it; `pods` (unique()'s) are removed first (leftovers of an
+ * interrupted run). Deleted after the test, once its pods are down (tap runs teardowns last first).
  */
 export const startPodmanNode = async (t: Test, pods: readonly string[]): Promise<Node> => {
   const rig = await startRig(t)
-  const name = `sr-node-${process.pid}-${++nodes}`
+  const name = unique(`sr-node${++nodes}`)
   t.teardown(() => runForStatus('ip', ['netns', 'del', name]))
   for (const args of [
     ['netns', 'add', name],
@@ -49,7 +47,7 @@ export const startPodmanNode = async (t: Test, pods: readonly string[]): Promise
   runPodmanIn(netns)
   t.equal(await podman('info', '--format', '{{.Host.NetworkBackend}}'), 'cni', "podman uses its CNI backend, from the test's containers.conf")
   if ((await runPodman(['image', 'exists', IMAGE])).exitCode !== 0) throw new Error(`no ${IMAGE}: build it with scripts/image/build.sh`)
-  for (const pod of pods) await runPodman(['pod', 'rm', '-f', pod])
+  for (const pod of pods) await runPodman(['pod', 'rm', '-f', unique(pod)])
   return { rig, netns }
 }
 

@@ -1,15 +1,35 @@
-// Real pods with podman, for the image, chart and CNI tests: a test network on 198.18.100.0/24, kube play with
-// teardown, and traffic checks that read the stand-in proxy's relay log. The image and chart suites share the
-// network and pod names: run them one after the other, as .ci/run does.
+// Real pods with podman, for the image, chart and CNI tests: a test network of this process's own, kube play with
+// teardown, and traffic checks that read the stand-in proxy's relay log. Every name podman sees (network, pods,
+// containers) carries this run's id and this process's pid, and the network a subnet no other network has, so two
+// runs side by side (two clones, two CI jobs) and two test files of one run never meet.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import type { Test } from 'tap'
-import { parse } from 'yaml'
+import { parse, stringify } from 'yaml'
 import { runForStatus, type Status } from '../../src/exec/processes.js'
 import { readStatus } from '../../src/privilege/status.js'
 
-export const NETWORK = 'sr-test'
 export const ROOT = new URL('../..', import.meta.url).pathname
+
+/**
+ * This run's id (scripts/test/tier.sh exports SR_RUN_ID; scripts/test/pods.sh finds a dead run's leftovers by it)
+ * and this process's pid: `unique(name)` is the name a test gives podman.
+ */
+export const RUN = `${process.env['SR_RUN_ID'] ?? 'dev'}-${process.pid}`
+export const unique = (name: string): string => (name.endsWith(`-${RUN}`) ? name : `${name}-${RUN}`)
+
+/** The image the examples and the chart name, as a user builds it (scripts/image/build.sh's default tag). */
+export const DEV_IMAGE = 'localhost/sidecar-redirect:dev'
+/** The image under test: this run's own tag (scripts/test/pods.sh builds it and removes it at the end). */
+export const IMAGE = process.env['SR_IMAGE'] ?? DEV_IMAGE
+/** IMAGE as the chart's values take it. */
+export const IMAGE_VALUES = {
+  repository: IMAGE.slice(0, IMAGE.lastIndexOf(':')),
+  tag: IMAGE.slice(IMAGE.lastIndexOf(':') + 1),
+  pullPolicy: 'Never',
+} as const
+
+export const NETWORK = unique('sr-test')
 
 const written: string[] = []
 process.once('exit', () => {
@@ -54,39 +74,102 @@ export const podman = async (...args: string[]): Promise<string> => {
   return result.output.trim()
 }
 
-/**
- * Creates the test network if needed, and removes leftovers of an interrupted run. The network (and with it the
- * host rules netavark adds for it) is removed when the test file ends.
- */
-export const prepareNetwork = async (t: Test, pods: readonly string[]): Promise<void> => {
-  t.teardown(() => runPodman(['network', 'rm', '-f', NETWORK]))
-  if ((await runPodman(['network', 'exists', NETWORK])).exitCode !== 0) {
-    await podman('network', 'create', '--subnet', '198.18.100.0/24', NETWORK)
-  }
-  for (const pod of pods) await runPodman(['pod', 'rm', '-f', pod])
+// The subnets a test network may take: 198.18.100.0/24 to 198.18.255.0/24, test addresses the kernel tests do not
+// use on the host (theirs live in namespaces of their own).
+const SUBNETS = 156
+let subnet: string | undefined
+
+/** The test network's IPv4 subnet (a.b.c.0/24), once prepareNetwork made it. */
+export const networkSubnet = (): string => {
+  if (subnet === undefined) throw new Error('no test network: call prepareNetwork first')
+  return subnet
 }
 
-type Spec = { name: string; lifecycle?: { postStart?: { exec?: { command: string[] } } }; startupProbe?: { exec?: { command: string[] } } }
+/**
+ * Creates podman network `name` on a /24 no other podman network has, and returns it: podman refuses, under its own
+ * lock, a subnet another network uses, so two runs choosing at once each end with a different one; a run starts
+ * looking at a place its name picks, so most take their first try.
+ */
+export const createNetwork = async (name: string): Promise<string> => {
+  const start = [...name].reduce((hash, c) => (hash * 31 + c.charCodeAt(0)) % SUBNETS, 0)
+  let last: Status | undefined
+  for (let i = 0; i < SUBNETS; i++) {
+    const candidate = `198.18.${100 + ((start + i) % SUBNETS)}.0/24`
+    last = await runPodman(['network', 'create', '--subnet', candidate, name])
+    if (last.exitCode === 0) return candidate
+    if (!/already used/.test(last.output)) break
+  }
+  throw new Error(`podman network create ${name} exited ${last?.exitCode}: ${last?.output}`)
+}
+
+/**
+ * Creates this process's test network (createNetwork), once `pods` (unique()'s) are removed. The network (and with
+ * it the host rules netavark adds for it) is removed when the test file ends.
+ */
+export const prepareNetwork = async (t: Test, pods: readonly string[] = []): Promise<void> => {
+  t.teardown(() => runPodman(['network', 'rm', '-f', NETWORK]))
+  for (const pod of pods) await runPodman(['pod', 'rm', '-f', unique(pod)])
+  if ((await runPodman(['network', 'exists', NETWORK])).exitCode === 0) await podman('network', 'rm', '-f', NETWORK)
+  subnet = await createNetwork(NETWORK)
+}
+
+/**
+ * A pod spec made this run's own: its name unique() and every image that is the examples' DEV_IMAGE this run's
+ * IMAGE, written to a temp file (podFile). Returns the file and the pod's name.
+ */
+export const runSpec = (file: string): { file: string; name: string } => {
+  const spec = parse(readFileSync(file, 'utf8')) as { metadata: { name: string }; spec: Record<string, unknown> }
+  spec.metadata.name = unique(spec.metadata.name)
+  const images = (value: unknown): unknown =>
+    value === DEV_IMAGE
+      ? IMAGE
+      : Array.isArray(value)
+        ? value.map(images)
+        : value !== null && typeof value === 'object'
+          ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, images(v)]))
+          : value
+  spec.spec = images(spec.spec) as Record<string, unknown>
+  return { file: podFile('sr-pod', stringify(spec)), name: spec.metadata.name }
+}
+
+type Spec = {
+  name: string
+  lifecycle?: { postStart?: { exec?: { command: string[] } } }
+  startupProbe?: { exec?: { command: string[] }; failureThreshold?: number }
+}
 
 /**
  * Plays a pod the way the kubelet starts a classic one, which podman 4.3 does not (it runs no postStart hooks
  * and no probes, and starts containers in no set order): each init container to completion, in order; then each
- * container in order, running its postStart exec hook and its startupProbe exec command in it, where the kubelet
- * would, before the next container starts. A failing step fails the test.
+ * container in order, running its postStart exec hook and its startupProbe exec command in it (tried again up to
+ * failureThreshold times), where the kubelet would, before the next container starts. A failing step fails the
+ * test. The pod played is runSpec's copy of `source`: its name, returned, is unique(metadata.name).
  */
-export const playInOrder = async (t: Test, file: string, network = NETWORK): Promise<void> => {
-  const { metadata, spec } = parse(readFileSync(file, 'utf8')) as {
-    metadata: { name: string }
-    spec: { initContainers?: Spec[]; containers: Spec[] }
-  }
+export const playInOrder = async (t: Test, source: string, network = NETWORK): Promise<string> => {
+  const { file, name } = runSpec(source)
+  const { spec } = parse(readFileSync(file, 'utf8')) as { spec: { initContainers?: Spec[]; containers: Spec[] } }
   await podman('kube', 'play', '--start=false', '--network', network, file)
   t.teardown(() => runPodman(['kube', 'down', file]))
-  for (const init of spec.initContainers ?? []) await podman('start', '--attach', `${metadata.name}-${init.name}`)
+  for (const init of spec.initContainers ?? []) await podman('start', '--attach', `${name}-${init.name}`)
   for (const container of spec.containers) {
-    const name = `${metadata.name}-${container.name}`
-    await podman('start', name)
-    for (const exec of [container.lifecycle?.postStart?.exec, container.startupProbe?.exec]) if (exec) await podman('exec', name, ...exec.command)
+    const id = `${name}-${container.name}`
+    await podman('start', id)
+    const hook = container.lifecycle?.postStart?.exec
+    if (hook) await podman('exec', id, ...hook.command)
+    const probe = container.startupProbe
+    if (probe?.exec) {
+      // As the kubelet does, a failed probe is tried again, up to failureThreshold times (3 by default): under
+      // load podman 4.3's exec now and then ends 137 though its command succeeded (podman issue 10825).
+      for (let failures = 1; ; failures++) {
+        const result = await runPodman(['exec', id, ...probe.exec.command])
+        if (result.exitCode === 0) break
+        if (failures >= (probe.failureThreshold ?? 3))
+          throw new Error(`${id}: startup probe failed ${failures} times: exit ${result.exitCode}: ${result.output}`)
+        await new Promise(resolve => setTimeout(resolve, 1000))
+      }
+    }
   }
+  return name
 }
 
 /** Waits, bounded, for a line containing `text` in a container's log: a server saying it listens. */
@@ -96,6 +179,10 @@ export const waitForLog = async (container: string, text: string, timeoutMs = 10
     await new Promise(resolve => setTimeout(resolve, 100))
   }
 }
+
+/** The remote host pod the image and chart tests play beside theirs, and its name once played. */
+export const REMOTE_SPEC = `${ROOT}test/pods/image/remote.yaml`
+export const REMOTE = unique('sidecar-remote')
 
 const infraOf = (pod: string): Promise<string> => podman('pod', 'inspect', pod, '--format', '{{.InfraContainerID}}')
 
@@ -113,13 +200,13 @@ export const connect = async (container: string, host: string, port: number): Pr
 }
 
 /**
- * Proves, for a played pod `pod` (containers app and proxy) beside the remote pod: the init rules are there;
+ * Proves, for a played pod `pod` (containers app and proxy) beside the remote pod (REMOTE_SPEC, played): the init rules are there;
  * outbound and inbound reach their destinations through the proxy, once each, no loop; and the agent and the
  * proxy run as 1337 with no_new_privs and exactly `caps`.
  */
 export const expectCapturedPod = async (t: Test, pod: string, caps: bigint): Promise<void> => {
-  const [address, remote] = [await addressOf(pod), await addressOf('sidecar-remote')]
-  t.match(address, /^198\.18\.100\./, 'the pod is on the test network')
+  const [address, remote] = [await addressOf(pod), await addressOf(REMOTE)]
+  t.equal(address.replace(/\.\d+$/, '.0/24'), networkSubnet(), 'the pod is on the test network')
   t.match(
     await natRulesOf(pod),
     /-A OUTPUT -p tcp -m comment --comment "sidecar-redirect\/outbound" -j SIDECAR_OUTBOUND/,
@@ -127,7 +214,7 @@ export const expectCapturedPod = async (t: Test, pod: string, caps: bigint): Pro
   )
   t.equal((await connect(`${pod}-app`, remote, 9090)).label, 'remote', 'app -> remote answered by the remote')
   await waitForLog(`${pod}-app`, '"ready":true')
-  t.equal((await connect('sidecar-remote-server', address, 8080)).label, 'app', 'remote -> pod answered by the app')
+  t.equal((await connect(`${REMOTE}-server`, address, 8080)).label, 'app', 'remote -> pod answered by the app')
   const logs = await podman('logs', `${pod}-proxy`)
   t.match(
     logs,

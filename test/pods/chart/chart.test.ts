@@ -16,7 +16,18 @@ import { allowableAnnotations, CNI_INSTALL_OPTIONS, OPTIONS } from '../../../src
 import { parseSettings } from '../../../src/settings/parse.js'
 import { CAP_NET_ADMIN } from '../../../src/privilege/status.js'
 import { helm, objectsOf, type K8sObject, validateObject } from '../../helpers/helm.js'
-import { addressOf, expectCapturedPod, playInOrder, podman, prepareNetwork, ROOT } from '../../helpers/podman.js'
+import {
+  addressOf,
+  expectCapturedPod,
+  IMAGE,
+  IMAGE_VALUES,
+  playInOrder,
+  podman,
+  prepareNetwork,
+  REMOTE,
+  REMOTE_SPEC,
+  ROOT,
+} from '../../helpers/podman.js'
 import { renderSample } from '../../helpers/setting-samples.js'
 import { KINDS, podSpec, templateOf } from '../../helpers/workloads.js'
 
@@ -619,9 +630,9 @@ const STAND_IN_PROXY = ['/usr/local/bin/node', '/app/dist/peer.mjs', 'proxy', '5
 
 t.test('the rendered pods run for real, classic layout with the hold', async t => {
   await prepareNetwork(t, ['sr-demo', 'sidecar-remote', 'parent'])
-  await playInOrder(t, `${ROOT}test/pods/image/remote.yaml`)
-  const remote = await addressOf('sidecar-remote')
-  const image = { repository: 'localhost/sidecar-redirect', tag: 'dev', pullPolicy: 'Never' }
+  await playInOrder(t, REMOTE_SPEC)
+  const remote = await addressOf(REMOTE)
+  const image = IMAGE_VALUES
   for (const [method, caps] of [
     ['uid', 0n],
     ['mark', 1n << BigInt(CAP_NET_ADMIN)],
@@ -631,13 +642,12 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
       t.equal(error, undefined)
       const file = `${scratch('demo')}/pod.yaml`
       writeFileSync(file, JSON.stringify(objects.find(o => o.kind === 'Pod')))
-      await playInOrder(t, file)
-      await expectCapturedPod(t, 'sr-demo', caps)
+      await expectCapturedPod(t, await playInOrder(t, file), caps)
     })
   }
   await t.test("the parent chart's app: its first connection, made as it starts, goes through the proxy", async t => {
     const values = {
-      image: 'localhost/sidecar-redirect:dev',
+      image: IMAGE,
       connect: { host: remote, port: 9090 },
       'sidecar-redirect': { image, proxy: { nativeSidecar: false, command: STAND_IN_PROXY } },
     }
@@ -645,10 +655,10 @@ t.test('the rendered pods run for real, classic layout with the hold', async t =
     t.equal(error, undefined)
     const file = `${scratch('parent-pod')}/pod.yaml`
     writeFileSync(file, JSON.stringify(objects.find(o => o.metadata.name === 'parent')))
-    await playInOrder(t, file)
-    t.equal(await podman('wait', 'parent-app'), '0', 'the app exited 0')
-    t.match(await podman('logs', 'parent-app'), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
-    t.match(await podman('logs', 'parent-proxy'), `"relayed":{"from":"${await addressOf('parent')}","to":"${remote}:9090"}`, 'through the proxy')
+    const pod = await playInOrder(t, file)
+    t.equal(await podman('wait', `${pod}-app`), '0', 'the app exited 0')
+    t.match(await podman('logs', `${pod}-app`), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
+    t.match(await podman('logs', `${pod}-proxy`), `"relayed":{"from":"${await addressOf(pod)}","to":"${remote}:9090"}`, 'through the proxy')
   })
 })
 

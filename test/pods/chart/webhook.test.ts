@@ -15,7 +15,7 @@ import { transformObject } from '../../../src/inject/workloads.js'
 import { annotatableFlags } from '../../../src/settings/inject-options.js'
 import { parseInjectSettings, parseWebhookSettings } from '../../../src/settings/parse.js'
 import { helm, type K8sObject, objectsOf, validateObject } from '../../helpers/helm.js'
-import { NETWORK, podman, prepareNetwork, ROOT, runPodman } from '../../helpers/podman.js'
+import { IMAGE, IMAGE_VALUES, NETWORK, podman, prepareNetwork, ROOT, runPodman, unique } from '../../helpers/podman.js'
 import { KINDS, type Obj, podSpec, templateOf, unknownKeys } from '../../helpers/workloads.js'
 
 const { applyPatch, deepClone } = fastJsonPatch
@@ -312,7 +312,7 @@ spec:
 
 t.test("the rendered webhook container runs from the image with the chart's security context and serves the Helm-made certificate", async t => {
   await prepareNetwork(t, [])
-  const objects = await render({ image: { repository: 'localhost/sidecar-redirect', tag: 'dev', pullPolicy: 'Never' } })
+  const objects = await render({ image: IMAGE_VALUES })
   const container = webhookContainer(objects)
   const secret = find(objects, 'Secret')
   const caBundle = Buffer.from(find(objects, 'MutatingWebhookConfiguration')['webhooks'][0].clientConfig.caBundle, 'base64').toString()
@@ -328,7 +328,7 @@ t.test("the rendered webhook container runs from the image with the chart's secu
     allowPrivilegeEscalation: false,
     capabilities: { drop: ['ALL'] },
   })
-  const name = `sr-webhook-${process.pid}`
+  const name = unique('sr-webhook')
   await runPodman(['rm', '-f', name])
   t.teardown(() => runPodman(['rm', '-f', name]))
   await podman(
@@ -382,7 +382,7 @@ t.test("the rendered webhook container runs from the image with the chart's secu
   ).newDocument
   t.same(
     patched.spec.initContainers.map((c: Obj) => c['image']),
-    ['localhost/sidecar-redirect:dev', 'localhost/sidecar-redirect:dev'],
+    [IMAGE, IMAGE],
     'and injects with the chart image',
   )
   const pid = Number(await podman('inspect', name, '--format', '{{.State.Pid}}'))

@@ -12,10 +12,9 @@ import { type Answer, HTTP_CLIENT, HTTP_SERVER } from '../../helpers/http-peers.
 import { deployment, injectToPod } from '../../helpers/injected.js'
 import { kernelAvailable } from '../../helpers/kernel.js'
 import { playAsKubelet } from '../../helpers/kubelet.js'
-import { addressOf, podman, ROOT, runPodman, waitForLog } from '../../helpers/podman.js'
+import { addressOf, IMAGE, podman, ROOT, runPodman, unique, waitForLog } from '../../helpers/podman.js'
 import { type Node, podmanNetwork, startPodmanNode } from '../../helpers/podman-cni.js'
 
-const IMAGE = 'localhost/sidecar-redirect:dev'
 const SQUID = 'localhost/sr-squid:bookworm'
 const SCRATCH = mkdtempSync(`${tmpdir()}/sr-inject-cni-`)
 t.teardown(() => rmSync(SCRATCH, { recursive: true, force: true }))
@@ -39,7 +38,7 @@ for (const [n, layout] of [
 ] as const) {
   t.test(`mode cni, ${layout} layout: validate passes, no capability anywhere, squid relays the app's traffic both ways`, async t => {
     if (!kernelAvailable(t)) return
-    const name = `sr-injcni-${process.pid}-${layout}`
+    const name = unique(`sr-injcni-${layout}`)
     const node = await startPodmanNode(t, [name])
     const { name: network } = podmanNetwork(node.rig, { settings: { ISTIO_PROXY_PORT: '3128' }, captureAll: true }, [
       [{ subnet: `198.19.3${n}.0/24` }],

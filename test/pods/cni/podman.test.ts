@@ -11,10 +11,10 @@ import t from 'tap'
 import { runForStatus, startProcess } from '../../../src/exec/processes.js'
 import { readStatus } from '../../../src/privilege/status.js'
 import { kernelAvailable, programs } from '../../helpers/kernel.js'
-import { addressOf, connect, natRulesOf, playInOrder, podman, ROOT, runPodman, waitForLog } from '../../helpers/podman.js'
+import { addressOf, connect, natRulesOf, playInOrder, podman, ROOT, runPodman, runSpec, unique, waitForLog } from '../../helpers/podman.js'
 import { type Node, podmanNetwork, startPodmanNode } from '../../helpers/podman-cni.js'
 
-const POD = 'sidecar-cni-demo'
+const POD = unique('sidecar-cni-demo')
 const FILE = `${ROOT}examples/pod-cni.yaml`
 // The port examples/pod-cni.yaml's proxy listens on and its validate expects.
 const SETTINGS = { ISTIO_PROXY_PORT: '5001' }
@@ -134,8 +134,8 @@ t.test('with captureAll false the plugin captures nothing, validate exits 9, and
     [{ subnet: '2001:db8:21::/64' }],
   ])
   // Never: otherwise the failing init container would be restarted, as the policy says.
-  const file = `${node.rig.dir}/pod.yaml`
-  writeFileSync(file, readFileSync(FILE, 'utf8').replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
+  writeFileSync(`${node.rig.dir}/pod.yaml`, readFileSync(FILE, 'utf8').replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
+  const { file } = runSpec(`${node.rig.dir}/pod.yaml`)
   t.teardown(() => runPodman(['kube', 'down', file]))
   const played = await runPodman(['kube', 'play', '--network', name, file])
   t.not(played.exitCode, 0, 'kube play fails')

@@ -1,14 +1,13 @@
 // CNI mode's needs in the image: nsenter for the node agent, and the plugin the installer copies to the node. No pod
-// and no network: each check is one container run with --network none (IMAGE names another tag than :dev).
+// and no network: each check is one container run with --network none.
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { execa } from 'execa'
 import t, { type Test } from 'tap'
 import { runForStatus } from '../../../src/exec/processes.js'
-import { ROOT } from '../../helpers/podman.js'
+import { IMAGE as image, ROOT, unique } from '../../helpers/podman.js'
 
 t.test('the image carries what CNI mode needs: nsenter for the node agent, and the plugin, which runs', async t => {
-  const image = process.env['IMAGE'] ?? 'localhost/sidecar-redirect:dev'
   const run = (entrypoint: string, ...args: string[]) =>
     runForStatus('podman', ['run', '--rm', '--network', 'none', '-e', 'CNI_COMMAND=VERSION', '--entrypoint', entrypoint, image, ...args])
   const nsenter = await run('/usr/bin/nsenter', '--version')
@@ -27,13 +26,12 @@ t.test('the image carries what CNI mode needs: nsenter for the node agent, and t
 })
 
 t.test("the image's cni-install with its default paths: chains into a mounted conf dir, and podman stop (SIGTERM) restores it", async t => {
-  const image = process.env['IMAGE'] ?? 'localhost/sidecar-redirect:dev'
   const dir = mkdtempSync(`${tmpdir()}/sr-image-cni-`)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   for (const d of ['net.d', 'bin']) mkdirSync(`${dir}/${d}`)
   const primary = '{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"bridge"}]}\n'
   writeFileSync(`${dir}/net.d/10-k8s.conflist`, primary)
-  const name = `sr-cni-install-${process.pid}`
+  const name = unique('sr-cni-install')
   t.teardown(() => runForStatus('podman', ['rm', '-f', '-t', '0', name]))
   const started = await runForStatus('podman', [
     ...['run', '-d', '--name', name, '--network', 'none', '--read-only'],
@@ -64,7 +62,6 @@ t.test("the image's cni-install with its default paths: chains into a mounted co
  * Returns the socket's directory.
  */
 const startImageAgent = async (t: Test, name: string, caps: string, mounts: readonly string[] = []): Promise<string> => {
-  const image = process.env['IMAGE'] ?? 'localhost/sidecar-redirect:dev'
   const sockets = mkdtempSync(`${tmpdir()}/sr-image-agent-`)
   chmodSync(sockets, 0o755)
   t.teardown(() => rmSync(sockets, { recursive: true, force: true }))
@@ -82,9 +79,9 @@ const startImageAgent = async (t: Test, name: string, caps: string, mounts: read
 }
 
 t.test("the image's node-agent, with the DaemonSet's capabilities and mounts, serves the plugin: ADD programs a netns, DEL cleans it", async t => {
-  const ns = `sr-cniimg-${process.pid}`
+  const ns = unique('sr-cniimg')
   // The chart's capabilities, and the netns directory with HostToContainer (rslave) propagation.
-  const sockets = await startImageAgent(t, `sr-node-agent-${process.pid}`, 'NET_ADMIN,NET_RAW,SYS_ADMIN', ['/run/netns:/var/run/netns:rslave'])
+  const sockets = await startImageAgent(t, unique('sr-node-agent'), 'NET_ADMIN,NET_RAW,SYS_ADMIN', ['/run/netns:/var/run/netns:rslave'])
   // Made after the agent started: it sees it only through the mount's propagation, as it sees a new pod's.
   t.equal((await runForStatus('ip', ['netns', 'add', ns])).exitCode, 0)
   t.teardown(() => runForStatus('ip', ['netns', 'delete', ns]))
@@ -121,7 +118,7 @@ t.test("the image's node-agent, with the DaemonSet's capabilities and mounts, se
 })
 
 t.test("the image's node-agent without SYS_ADMIN: STATUS says it cannot enter a netns (code 50), so the node stays not ready", async t => {
-  const sockets = await startImageAgent(t, `sr-node-agent-nosys-${process.pid}`, 'NET_ADMIN,NET_RAW')
+  const sockets = await startImageAgent(t, unique('sr-node-agent-nosys'), 'NET_ADMIN,NET_RAW')
   const status = await execa(`${ROOT}dist/cni/sidecar-redirect`, [], {
     env: { CNI_COMMAND: 'STATUS', CNI_PATH: '/nonexistent' },
     extendEnv: false,

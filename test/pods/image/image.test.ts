@@ -1,18 +1,35 @@
-// The image in a real pod: podman kube play runs the pod specs docs/getting-started.md shows (the same files) on a test network
-// (198.18.100.0/24), next to a remote server pod, and traffic decides. Needs the image built by
+// The image in a real pod: podman kube play runs the pod specs docs/getting-started.md shows (the same files, named
+// for this run) on a test network of its own, next to a remote server pod, and traffic decides. Needs the image built by
 // scripts/image/build.sh (npm run test:image does both).
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { runForStatus } from '../../../src/exec/processes.js'
 import { CAP_NET_ADMIN } from '../../../src/privilege/status.js'
-import { addressOf, expectCapturedPod, NETWORK, playInOrder, podFile, podman, prepareNetwork, ROOT } from '../../helpers/podman.js'
+import {
+  addressOf,
+  expectCapturedPod,
+  IMAGE,
+  NETWORK,
+  networkSubnet,
+  playInOrder,
+  podFile,
+  podman,
+  prepareNetwork,
+  REMOTE,
+  REMOTE_SPEC,
+  ROOT,
+  runSpec,
+  unique,
+} from '../../helpers/podman.js'
+
+const DEMO = unique('sidecar-demo')
 
 // Every pod is started in the kubelet's order and waited for as the kubelet would (playInOrder): the remote until
 // its startupProbe passes, the app until the proxy's postStart hold returns. Playing them and connecting at once
 // raced both, and failed about one run in four.
 t.before(async () => {
   await prepareNetwork(t, ['sidecar-demo', 'sidecar-remote'])
-  await playInOrder(t, `${ROOT}test/pods/image/remote.yaml`)
+  await playInOrder(t, REMOTE_SPEC)
 })
 
 t.test('docs/getting-started.md shows the pod specs the test plays, verbatim', async t => {
@@ -25,12 +42,11 @@ for (const [method, file, caps] of [
   ['mark', 'examples/pod-mark.yaml', 1n << BigInt(CAP_NET_ADMIN)],
 ] as const) {
   t.test(`${method}: in a real pod, app traffic goes through the unprivileged proxy both ways`, async t => {
-    await playInOrder(t, `${ROOT}${file}`)
-    await expectCapturedPod(t, 'sidecar-demo', caps)
+    await expectCapturedPod(t, await playInOrder(t, `${ROOT}${file}`), caps)
   })
 
   t.test(`${method}: held until the proxy listens, an app's first connection, made as it starts, goes through it`, async t => {
-    const remote = await addressOf('sidecar-remote')
+    const remote = await addressOf(REMOTE)
     const connect = `["/usr/local/bin/node", "/app/dist/peer.mjs", "connect", "${remote}", "9090"]`
     const eager = podFile(
       'sr-image',
@@ -39,32 +55,30 @@ for (const [method, file, caps] of [
         .replace('restartPolicy: OnFailure', 'restartPolicy: Never'),
     )
     await playInOrder(t, eager)
-    t.equal(await podman('wait', 'sidecar-demo-app'), '0', 'the app exited 0')
-    t.match(await podman('logs', 'sidecar-demo-app'), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
-    t.match(
-      await podman('logs', 'sidecar-demo-proxy'),
-      `"relayed":{"from":"${await addressOf('sidecar-demo')}","to":"${remote}:9090"}`,
-      'through the proxy',
-    )
+    t.equal(await podman('wait', `${DEMO}-app`), '0', 'the app exited 0')
+    t.match(await podman('logs', `${DEMO}-app`), /"ok":true,"reply":\{"label":"remote"/, 'answered by the remote')
+    t.match(await podman('logs', `${DEMO}-proxy`), `"relayed":{"from":"${await addressOf(DEMO)}","to":"${remote}:9090"}`, 'through the proxy')
   })
 }
 
 t.test('a broken setting fails the init container with exit 2, and the pod never starts', async t => {
   const spec = readFileSync(`${ROOT}examples/pod.yaml`, 'utf8')
   // Never: otherwise the failing init container would be restarted, as the policy says.
-  const broken = podFile('sr-image', spec.replace('value: "5001" }', 'value: "70000" }').replace('restartPolicy: OnFailure', 'restartPolicy: Never'))
+  const { file: broken } = runSpec(
+    podFile('sr-image', spec.replace('value: "5001" }', 'value: "70000" }').replace('restartPolicy: OnFailure', 'restartPolicy: Never')),
+  )
   t.teardown(() => runForStatus('podman', ['kube', 'down', broken]))
   const played = await runForStatus('podman', ['kube', 'play', '--network', NETWORK, broken])
   t.not(played.exitCode, 0, 'kube play fails')
   t.match(played.output, /init container .* exited with code 2/)
-  t.match(await podman('logs', 'sidecar-demo-sidecar-redirect'), 'ISTIO_PROXY_PORT="70000" is not valid: expected a TCP port from 1 to 65535')
-  const states = await podman('ps', '-a', '--filter', 'pod=sidecar-demo', '--format', '{{.Names}} {{.State}}')
-  t.match(states, /sidecar-demo-app (created|configured)/i, 'the app container never ran')
-  t.match(states, /sidecar-demo-proxy (created|configured)/i, 'the proxy container never ran')
+  t.match(await podman('logs', `${DEMO}-sidecar-redirect`), 'ISTIO_PROXY_PORT="70000" is not valid: expected a TCP port from 1 to 65535')
+  const states = await podman('ps', '-a', '--filter', `pod=${DEMO}`, '--format', '{{.Names}} {{.State}}')
+  t.match(states, new RegExp(`${DEMO}-app (created|configured)`, 'i'), 'the app container never ran')
+  t.match(states, new RegExp(`${DEMO}-proxy (created|configured)`, 'i'), 'the proxy container never ran')
 })
 
 t.test("getting started's local run: init joins a running app container's network namespace", async t => {
-  const app = 'sr-local-app'
+  const app = unique('sr-local-app')
   await runForStatus('podman', ['rm', '-f', app])
   await podman(
     'run',
@@ -77,7 +91,7 @@ t.test("getting started's local run: init joins a running app container's networ
     '1000',
     '--entrypoint',
     '/usr/local/bin/node',
-    'localhost/sidecar-redirect:dev',
+    IMAGE,
     '/app/dist/peer.mjs',
     'serve',
     'app=[::]:8080',
@@ -97,7 +111,7 @@ t.test("getting started's local run: init joins a running app container's networ
     '--read-only-tmpfs=false',
     '--network',
     `container:${app}`,
-    'localhost/sidecar-redirect:dev',
+    IMAGE,
   ]
   const init = await runForStatus('podman', base)
   t.equal(init.exitCode, 0, { output: init.output })
@@ -111,13 +125,13 @@ t.test('every backend works on a read-only root: the explicit method on nftables
     runForStatus('podman', [
       ...['run', '--rm', '--network', NETWORK, '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'],
       ...['--read-only', '--read-only-tmpfs=false', ...Object.entries(env).flatMap(([name, value]) => ['-e', `${name}=${value}`])],
-      'localhost/sidecar-redirect:dev',
+      IMAGE,
     ])
   for (const backend of ['nftables', 'iptables-nft', 'iptables-legacy']) {
     const run = await initReadOnly({
       ISTIO_BACKEND: backend,
       ISTIO_OUTBOUND_METHOD: 'explicit',
-      ISTIO_SERVICES: '198.18.100.0/24,198.18.0.10:443',
+      ISTIO_SERVICES: `${networkSubnet()},198.18.0.10:443`,
     })
     t.equal(run.exitCode, 0, `${backend}: init exits 0`, { output: run.output })
     t.match(run.output, /read back exactly as planned/)
@@ -133,7 +147,7 @@ t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited f
     ['exits on SIGTERM after draining', "process.on('SIGTERM', () => setTimeout(() => process.exit(0), 500)); setInterval(() => {}, 1000)", 0, false],
     ['ignores SIGTERM', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)", 137, true],
   ] as const) {
-    const name = 'sr-drain'
+    const name = unique('sr-drain')
     await runForStatus('podman', ['rm', '-f', name])
     t.teardown(() => runForStatus('podman', ['rm', '-f', name]))
     await podman(
@@ -148,7 +162,7 @@ t.test('the agent in the image drains on SIGTERM: a proxy that exits is waited f
       '--read-only',
       '-e',
       'ISTIO_DRAIN_SECONDS=2',
-      'localhost/sidecar-redirect:dev',
+      IMAGE,
       'run',
       '--',
       '/usr/local/bin/node',
@@ -181,7 +195,7 @@ t.test('the image ships a warm compile cache, used from a read-only root: no mod
       'none',
       '-e',
       'NODE_DEBUG_NATIVE=COMPILE_CACHE',
-      'localhost/sidecar-redirect:dev',
+      IMAGE,
       command,
     ])
     const accepted = [...result.output.matchAll(/V8 code cache for ESM file:\/\/(\S+) was accepted/g)].map(m => m[1])

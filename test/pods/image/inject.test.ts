@@ -12,13 +12,12 @@ import { readStatus } from '../../../src/privilege/status.js'
 import { type Answer, HTTP_CLIENT, HTTP_SERVER } from '../../helpers/http-peers.js'
 import { deployment, injectToPod } from '../../helpers/injected.js'
 import { type Obj, playAsKubelet } from '../../helpers/kubelet.js'
-import { addressOf, NETWORK, natRulesOf, podman, prepareNetwork, ROOT, runPodman, waitForLog } from '../../helpers/podman.js'
+import { addressOf, IMAGE, NETWORK, natRulesOf, podman, prepareNetwork, ROOT, runPodman, unique, waitForLog } from '../../helpers/podman.js'
 
-const IMAGE = 'localhost/sidecar-redirect:dev'
 const SQUID = 'localhost/sr-squid:bookworm'
 const SCRATCH = mkdtempSync(`${tmpdir()}/sr-inject-pod-`)
 t.teardown(() => rmSync(SCRATCH, { recursive: true, force: true }))
-const REMOTE = `sr-inj-${process.pid}-remote`
+const REMOTE = unique('sr-inj-remote')
 
 const fromHost = (host: string, port: number): Promise<boolean> =>
   new Promise(resolve => {
@@ -63,7 +62,7 @@ t.before(async () => {
 
 for (const layout of ['native', 'classic'] as const) {
   t.test(`mode init, ${layout} layout: squid as the user's proxy, the app's traffic through it both ways`, async t => {
-    const name = `sr-inj-${process.pid}-${layout}`
+    const name = unique(`sr-inj-${layout}`)
     const pod = await injectToPod(
       SCRATCH,
       deployment('web'),
@@ -142,7 +141,7 @@ for (const layout of ['native', 'classic'] as const) {
 }
 
 t.test("with the defaults (the README's first path): our image's stand-in relay as the proxy, logging each connection", async t => {
-  const name = `sr-inj-${process.pid}-defaults`
+  const name = unique('sr-inj-defaults')
   const pod = await injectToPod(SCRATCH, deployment('web'), { ISTIO_INJECT_IMAGE: IMAGE, ISTIO_INJECT_PULL_POLICY: 'Never' }, name)
   const played = await playAsKubelet(t, pod, { file: `${SCRATCH}/${name}.pod.yaml`, network: NETWORK, connect: fromHost, address: p => addressOf(p) })
   t.same(played.steps, ['init sidecar-redirect-init', 'sidecar sidecar-redirect-proxy', 'probe sidecar-redirect-proxy', 'start app'])

@@ -15,13 +15,17 @@ import {
   podFile,
   podman,
   prepareNetwork,
+  IMAGE,
+  REMOTE,
+  REMOTE_SPEC,
   ROOT,
   runPodman,
+  runSpec,
+  unique,
   waitForLog,
 } from '../../helpers/podman.js'
 
-const IMAGE = 'localhost/sidecar-redirect:dev'
-const POD = 'istio-demo'
+const POD = unique('istio-demo')
 
 type PodSpec = {
   metadata: { name: string }
@@ -32,11 +36,11 @@ const INIT = read('examples/istio-pod.yaml')
 const CNI = read('examples/istio-cni-pod.yaml')
 const ARGS = INIT.spec.initContainers[0]!.args
 
-const write = (spec: PodSpec): string => podFile('sr-istio', stringify(spec))
+const write = (spec: PodSpec): string => runSpec(podFile('sr-istio', stringify(spec))).file
 
 t.before(async () => {
-  await prepareNetwork(t, [POD, 'sidecar-remote'])
-  await playInOrder(t, `${ROOT}test/pods/image/remote.yaml`)
+  await prepareNetwork(t, ['istio-demo', 'sidecar-remote'])
+  await playInOrder(t, REMOTE_SPEC)
 })
 
 t.test('docs/istio.md shows the pod spec the test plays, verbatim', async t => {
@@ -45,10 +49,10 @@ t.test('docs/istio.md shows the pod spec the test plays, verbatim', async t => {
 
 /** The app's traffic goes through the stand-in proxy both ways, once each: outbound on 15001, inbound on 15006. */
 const expectCaptured = async (t: Test): Promise<void> => {
-  const [address, remote] = [await addressOf(POD), await addressOf('sidecar-remote')]
+  const [address, remote] = [await addressOf(POD), await addressOf(REMOTE)]
   t.equal((await connect(`${POD}-app`, remote, 9090)).label, 'remote', 'app -> remote answered by the remote')
   await waitForLog(`${POD}-app`, '"ready":true')
-  t.equal((await connect('sidecar-remote-server', address, 8080)).label, 'app', 'remote -> pod answered by the app')
+  t.equal((await connect(`${REMOTE}-server`, address, 8080)).label, 'app', 'remote -> pod answered by the app')
   const logs = await podman('logs', `${POD}-istio-proxy`)
   t.match(logs, `"relayed":{"from":"${address}","to":"${remote}:9090"}`, 'outbound went through the proxy, with its original destination')
   t.match(logs, `"relayed":{"from":"${remote}","to":"${address}:8080"}`, 'inbound went through the proxy, with its original destination')
@@ -75,20 +79,7 @@ t.test("istio-init, Istio's exact container: capture both ways, verify 0, an esc
   t.equal(verified.exitCode, 0, 'verify istio-iptables, with the same arguments, finds them exactly', { output: verified.output })
   // A DNAT in the other iptables variant binds first: the whole-path check names it.
   const pid = await podman('inspect', await podman('pod', 'inspect', POD, '--format', '{{.InfraContainerID}}'), '--format', '{{.State.Pid}}')
-  const dnat = [
-    '-t',
-    'nat',
-    '-A',
-    'OUTPUT',
-    '-p',
-    'tcp',
-    '--dport',
-    '9090',
-    '-j',
-    'DNAT',
-    '--to-destination',
-    `${await addressOf('sidecar-remote')}:9091`,
-  ]
+  const dnat = ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '9090', '-j', 'DNAT', '--to-destination', `${await addressOf(REMOTE)}:9091`]
   const added = await runForStatus('nsenter', ['-n', '-t', pid, 'iptables-legacy', ...dnat])
   t.equal(added.exitCode, 0, { output: added.output })
   const escaped = await inPod(['verify', 'istio-iptables', ...ARGS])
