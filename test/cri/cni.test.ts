@@ -11,6 +11,7 @@ import { runForStatus, startProcess } from '../../src/exec/processes.js'
 import { CAP_NET_ADMIN, hasCapability, readStatus } from '../../src/privilege/status.js'
 import { dnsClient, proxyDnsArgs } from '../helpers/dns.js'
 import { kernelAvailable } from '../helpers/kernel.js'
+import { untapped } from '../helpers/processes.js'
 import { ROOT } from '../helpers/podman.js'
 
 const EXAMPLE = parse(readFileSync(`${ROOT}examples/pod-cni.yaml`, 'utf8')) as { metadata: Record<string, unknown>; spec: Record<string, unknown> }
@@ -142,22 +143,10 @@ t.test(
       [nameservers[0], 'A', '198.18.7.7'],
       [nameservers[1], 'AAAA', '2001:db8::7:7'],
     ] as const) {
-      // env -u NODE_OPTIONS: the test runner's hook would fail at exit in a child that changed UID.
+      // Untapped: the test runner's hook would fail at exit in a child that changed UID.
       const query = await runForStatus('nsenter', [
         `--net=${pod.netns}`,
-        'env',
-        '-u',
-        'NODE_OPTIONS',
-        'setpriv',
-        '--reuid=1000',
-        '--regid=1000',
-        '--clear-groups',
-        process.execPath,
-        dnsClient(),
-        'udp',
-        ns!,
-        'pod.test',
-        type,
+        ...untapped('setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, dnsClient(), 'udp', ns!, 'pod.test', type),
       ])
       t.match(
         JSON.parse(query.output.split('\n').find(line => line.startsWith('{')) ?? '{}'),

@@ -10,6 +10,7 @@ import type { Test } from 'tap'
 import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { runForStatus, startProcess, type Started, type Status } from '../../src/exec/processes.js'
 import { programs } from './kernel.js'
+import { untapped } from './processes.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 export const HARNESS = `${ROOT}.tools/cni-harness/harness`
@@ -77,9 +78,8 @@ export const startRig = async (t: Test, options: RigOptions = {}): Promise<Rig> 
   const launch = options.launch ?? (argv => argv)
   let agent: Started | undefined
   const startAgent = async (): Promise<void> => {
-    // Without tap's NODE_OPTIONS hook (it puts it back into every child it sees spawned): the agent's own children
-    // run as a pod's users, who may not read the checkout the hook lives in.
-    const [file = '', ...args] = launch(['env', '-u', 'NODE_OPTIONS', process.execPath, programs().cli, 'node-agent'])
+    // Untapped: the agent's own children run as a pod's users, who may not read the checkout the hook lives in.
+    const [file = '', ...args] = launch(untapped(process.execPath, programs().cli, 'node-agent'))
     const started = startProcess(file, args, { PATH: process.env['PATH'], ISTIO_NODE_AGENT_SOCKET: socket, ...options.env })
     agent = started
     await started.waitForLine(line => line.includes('listening'), 60_000)

@@ -10,6 +10,7 @@ import type { Sandbox } from '../../src/sandbox/sandbox.js'
 import { realExec } from '../../src/exec/exec.js'
 import { runForStatus, startProcess, type Status } from '../../src/exec/processes.js'
 import { programs, withSandbox } from './kernel.js'
+import { untapped } from './processes.js'
 
 export type Family = 'ipv4' | 'ipv6'
 export type Host = 'pod' | 'remote' | 'side1' | 'side2' | 'side3'
@@ -57,7 +58,7 @@ const NS_OF = (box: Sandbox, host: Host): string =>
 
 const inNs = (ns: string, file: string, args: readonly string[]): [string, string[]] => [
   'nsenter',
-  [`--net=/run/netns/${ns}`, '--wd=/', 'env', '-u', 'NODE_OPTIONS', file, ...args],
+  [`--net=/run/netns/${ns}`, '--wd=/', ...untapped(file, ...args)],
 ]
 
 /** Builds the pod; everything goes when the test ends. */

@@ -6,6 +6,7 @@ import t from 'tap'
 import { COMMANDS, commandFlags } from '../../src/cli.js'
 import { ISTIO_NAMES } from '../../src/settings/istio-names.js'
 import { kernelAvailable, programs } from '../helpers/kernel.js'
+import { untapped, untappedCall } from '../helpers/processes.js'
 
 const CLI = new URL('../../dist/cli.mjs', import.meta.url).pathname
 
@@ -24,13 +25,12 @@ const spawn = (file: string, args: readonly string[], env: Record<string, string
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
-const cli = (args: readonly string[], env: Record<string, string> = {}): Ran => spawn(process.execPath, [CLI, ...args], env)
+const cli = (args: readonly string[], env: Record<string, string> = {}): Ran => spawn(...untappedCall(process.execPath, CLI, ...args), env)
 
 /** The CLI in a network namespace of its own, created for this run and gone with it; `wrap` goes before node. */
-// tap puts its NODE_OPTIONS hook back into every child it sees spawned, whatever env is given; `env -u` drops it
-// where the program starts (the hook lives in the checkout, which a dropped UID may not read).
+// Untapped: tap's hook lives in the checkout, which a dropped UID may not read.
 const isolated = (args: readonly string[], env: Record<string, string> = {}, wrap: readonly string[] = [], cli = CLI): Ran =>
-  spawn('unshare', ['-n', ...wrap, 'env', '-u', 'NODE_OPTIONS', process.execPath, cli, ...args], env)
+  spawn('unshare', ['-n', ...wrap, ...untapped(process.execPath, cli, ...args)], env)
 
 const flagsIn = (help: string): string[] => [...help.matchAll(/^ {2}(?:-\w, )? *--([\w-]+)/gm)].map(m => m[1]!).sort()
 

@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
 import { kernelAvailable } from '../helpers/kernel.js'
+import { untappedCall } from '../helpers/processes.js'
 
 const PEER = new URL('../../dist/peer.mjs', import.meta.url).pathname
 
@@ -22,7 +23,7 @@ t.test('the stand-in relay outlives clients that reset as soon as they connect',
   if (!kernelAvailable(t)) return
   // The relay is stopped at the end whatever happened: it would outlive the shell in its namespace.
   const script = `ip link set lo up; "$0" ${PEER} proxy 15001 & sleep 1; "$0" -e "$1" && kill -0 $! && echo alive; kill $!`
-  const result = spawnSync('env', ['-u', 'NODE_OPTIONS', 'unshare', '-n', 'sh', '-c', script, process.execPath, CLIENTS], {
+  const result = spawnSync(...untappedCall('unshare', '-n', 'sh', '-c', script, process.execPath, CLIENTS), {
     encoding: 'utf8',
     timeout: 30_000,
   })

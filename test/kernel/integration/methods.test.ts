@@ -7,6 +7,7 @@ import { classidOf } from '../../../src/cgroup/net-cls.js'
 import type { Sandbox } from '../../../src/sandbox/sandbox.js'
 import { CAP_NET_ADMIN, readStatus } from '../../../src/privilege/status.js'
 import { initOk, kernelAvailable, POD, POD6, programs, REMOTE, REMOTE6, START_MS, withSandbox } from '../../helpers/kernel.js'
+import { untappedCall } from '../../helpers/processes.js'
 import { uniqueClassid, withNetCls } from '../../helpers/netcls.js'
 import { BACKENDS } from '../../helpers/rows.js'
 
@@ -210,7 +211,7 @@ t.test('the demo works from an install only root can read, as a clone in /root i
     cpSync(`${root}/${part}`, `${dir}/${part}`, { recursive: true })
   chmodSync(dir, 0o700)
   const { runForStatus } = await import('../../../src/exec/processes.js')
-  const result = await runForStatus('env', ['-u', 'NODE_OPTIONS', process.execPath, `${dir}/dist/cli.mjs`, 'demo'])
+  const result = await runForStatus(...untappedCall(process.execPath, `${dir}/dist/cli.mjs`, 'demo'))
   t.equal(result.exitCode, 0, { output: result.output })
   t.match(result.output, /every connection went where the design says/)
 })

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os'
 import t, { type Test } from 'tap'
 import { parseState } from '../../../src/cni/install-state.js'
 import { startProcess, type Started } from '../../../src/exec/processes.js'
+import { untapped } from '../../helpers/processes.js'
 
 const ROOT = new URL('../../..', import.meta.url).pathname
 const CLI = `${ROOT}dist/cli.mjs`
@@ -38,7 +39,8 @@ const host = (t: Test): Host => {
 const ENTRY_SETTINGS = { ISTIO_PROXY_PORT: '15001', ISTIO_INBOUND_EXCLUDE_PORTS: '15021' }
 
 const install = (t: Test, h: Host, env: Record<string, string> = {}): Started => {
-  const child = startProcess(process.execPath, [CLI, 'cni-install'], {
+  const [file, ...args] = untapped(process.execPath, CLI, 'cni-install')
+  const child = startProcess(file, args, {
     PATH: process.env['PATH'],
     ISTIO_CNI_CONF_DIR: h.conf,
     ISTIO_CNI_BIN_DIR: h.bin,
@@ -418,11 +420,9 @@ t.test('a host directory it may not write: the log names what is missing (no bar
         'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"',
         'sh',
         h.conf,
-        process.execPath,
-        CLI,
-        'cni-install',
+        ...untapped(process.execPath, CLI, 'cni-install'),
       ]
-    : [process.execPath, CLI, 'cni-install']
+    : untapped(process.execPath, CLI, 'cni-install')
   const [file, ...args] = command as [string, ...string[]]
   const child = startProcess(file, args, {
     PATH: process.env['PATH'],

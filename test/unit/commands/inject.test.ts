@@ -9,6 +9,7 @@ import { parseAllDocuments } from 'yaml'
 import type { Io } from '../../../src/io.js'
 import { run } from '../../../src/main.js'
 import { transformObject } from '../../../src/inject/workloads.js'
+import { untapped } from '../../helpers/processes.js'
 import { KINDS, type Obj, podSpec, templateOf } from '../../helpers/workloads.js'
 
 const dir = mkdtempSync(`${tmpdir()}/sr-inject-cli-`)
@@ -192,7 +193,8 @@ t.test('bad input and bad settings: one line naming what is wrong, exit 2', asyn
 t.test('stdin, as a pipe from kubectl or helm: `-f -` and no -f alike', async t => {
   const cliPath = new URL('../../../dist/cli.mjs', import.meta.url).pathname
   for (const args of [['inject'], ['inject', '-f', '-']]) {
-    const result = await execa(process.execPath, [cliPath, ...args], {
+    const [program, ...argv] = untapped(process.execPath, cliPath, ...args)
+    const result = await execa(program, argv, {
       input: MANIFEST,
       env: { PATH: process.env['PATH'] },
       extendEnv: false,

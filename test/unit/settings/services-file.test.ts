@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import t from 'tap'
 import { ConfigError } from '../../../src/errors.js'
 import { MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_SERVICES, readServicesFile } from '../../../src/settings/services-file.js'
+import { untapped } from '../../helpers/processes.js'
 
 const dir = mkdtempSync(`${tmpdir()}/sr-services-file-`)
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -78,11 +79,13 @@ t.test('a good file through a symlink (as ConfigMap volumes are) is read line by
   t.equal((await readServicesFile(comments, 'ISTIO_SERVICES_FILE')).length, 0, 'a 60 MiB file of comments is read to its end')
 })
 
-// The CLI's `plan` (no root, changes nothing) as a child that reports its own peak RSS (getrusage) as it exits.
+// The CLI's `plan` (no root, changes nothing) as a child that reports its own peak RSS (getrusage) as it exits, and
+// without tap's hooks, whose coverage would be part of that peak.
 const hook = at('maxrss.mjs', "process.on('exit', () => process.stderr.write(`maxrss ${process.resourceUsage().maxRSS}\\n`))\n")
 const cli = new URL('../../../dist/cli.mjs', import.meta.url).pathname
 const peakOf = (path: string): { status: number | null; kib: number; stderr: string } => {
-  const result = spawnSync(process.execPath, [`--import=${hook}`, cli, 'plan'], {
+  const [file, ...args] = untapped(process.execPath, `--import=${hook}`, cli, 'plan')
+  const result = spawnSync(file, args, {
     env: { PATH: process.env['PATH'], ISTIO_OUTBOUND_METHOD: 'explicit', ISTIO_SERVICES_FILE: path },
     encoding: 'utf8',
     timeout: 60_000,
@@ -93,8 +96,11 @@ const peakOf = (path: string): { status: number | null; kib: number; stderr: str
 t.test('in a real child, every refusal is exit 2 and peak memory stays near that of a one-line file', async t => {
   const baseline = peakOf(at('one', '198.18.0.10:80\n'))
   t.equal(baseline.status, 0, 'a one-line file is planned', { stderr: baseline.stderr })
-  // Bound: 32 MiB over the baseline. The old code read the 60 MiB file whole and split it (over 1 GiB).
-  const BOUND_KIB = 32 * 1024
+  // Bound: 48 MiB over the baseline. The old code read the 60 MiB file whole and split it (over 1 GiB). Read in
+  // chunks, the live heap stays near 7.5 MB, but V8 grows its young generation under the stream of short-lived
+  // line strings: two 16 MiB semi-spaces on 64-bit Node (`--trace-gc`: 39 MB committed at the end), about 35 MiB
+  // over the baseline at 60 MiB, the most it can reach below the 64 MiB file limit.
+  const BOUND_KIB = 48 * 1024
   for (const [what, path] of [
     ['a 60 MiB comment-only file', comments],
     ['random bytes', urandomLike],

@@ -12,6 +12,7 @@ import t from 'tap'
 import { inject } from '../../../src/inject/inject.js'
 import { startWebhook, type Webhook } from '../../../src/webhook/server.js'
 import { startProcess } from '../../../src/exec/processes.js'
+import { untapped } from '../../helpers/processes.js'
 import { type Ca, makeCa, makeServerCert } from '../../helpers/tls.js'
 import { type Obj, unknownKeys } from '../../helpers/workloads.js'
 import { Pod } from 'kubernetes-models/v1'
@@ -294,16 +295,23 @@ t.test('`entrypoint webhook` serves with settings from flags and env, and stops 
       probe.close(() => resolve(port))
     })
   })
-  // Without tap's NODE_OPTIONS, as the image runs it.
-  const child = startProcess(
+  // Without tap's hooks, as the image runs it.
+  const [file, ...args] = untapped(
     process.execPath,
-    [cli, 'webhook', '--webhook-port', String(free), '--webhook-cert', `${own}/c.pem`, '--webhook-key', `${own}/k.pem`],
-    {
-      PATH: process.env['PATH'],
-      ISTIO_LOG_FORMAT: 'json',
-      ISTIO_INJECT_MODE: 'cni',
-    },
+    cli,
+    'webhook',
+    '--webhook-port',
+    String(free),
+    '--webhook-cert',
+    `${own}/c.pem`,
+    '--webhook-key',
+    `${own}/k.pem`,
   )
+  const child = startProcess(file, args, {
+    PATH: process.env['PATH'],
+    ISTIO_LOG_FORMAT: 'json',
+    ISTIO_INJECT_MODE: 'cni',
+  })
   t.teardown(() => child.stop())
   const listening = await child.waitForLine(line => line.includes('"event":"listening"'), 10_000)
   const port = Number(/listening on port (\d+)/.exec(listening)![1])
