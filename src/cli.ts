@@ -126,6 +126,16 @@ const refuseUnknown = (parsed: { readonly _: readonly (string | number)[]; reado
 
 const isHelp = (arg: string): boolean => arg === '--help' || arg === '-h'
 
+// yargs lays out a command's whole help (every flag through cliui, wrap-ansi and string-width) each time the command
+// runs, and keeps it for its own failure message. Failures here are ours (`.fail` throws), so without --help that
+// text is never printed: laying it out was most of a parse with flags (docs/performance.md).
+interface YargsInternals {
+  getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } }
+}
+const skipHelpLayout = (parser: unknown): void => {
+  ;(parser as YargsInternals).getInternalMethods().getUsageInstance().cacheHelpMessage = () => undefined
+}
+
 /** parseCommandLine reads argv into a command and the flags given; throws ConfigError on unknown input. */
 export const parseCommandLine = async (argv: readonly string[], print: (text: string) => void): Promise<CommandLine> => {
   const [only, ...more] = argv
@@ -184,6 +194,7 @@ export const parseCommandLine = async (argv: readonly string[], print: (text: st
   }
   // Flags of other commands are still parsed as text (not numbers), so the refusal can quote them as given.
   for (const [, spec] of SPECS) parser.string(spec.flag)
+  if (!beforeDashes.some(isHelp)) skipHelpLayout(parser)
   const parsed = parser.parseSync()
   if (parsed['help'] === true) {
     parser.showHelp(help => print(`${help}\n`))
