@@ -97,7 +97,8 @@ export const createNetwork = async (name: string): Promise<string> => {
     const candidate = `198.18.${100 + ((start + i) % SUBNETS)}.0/24`
     last = await runPodman(['network', 'create', '--subnet', candidate, name])
     if (last.exitCode === 0) return candidate
-    if (!/already used/.test(last.output)) break
+    // Only a subnet taken is worth another try ("network name ... already used" is not).
+    if (!/subnet \S+ is already used/.test(last.output)) break
   }
   throw new Error(`podman network create ${name} exited ${last?.exitCode}: ${last?.output}`)
 }
@@ -148,8 +149,9 @@ type Spec = {
 export const playInOrder = async (t: Test, source: string, network = NETWORK): Promise<string> => {
   const { file, name } = runSpec(source)
   const { spec } = parse(readFileSync(file, 'utf8')) as { spec: { initContainers?: Spec[]; containers: Spec[] } }
-  await podman('kube', 'play', '--start=false', '--network', network, file)
+  // Before the play: a play that fails half-way may leave the pod it made (kube down of no pod does nothing).
   t.teardown(() => runPodman(['kube', 'down', file]))
+  await podman('kube', 'play', '--start=false', '--network', network, file)
   for (const init of spec.initContainers ?? []) await podman('start', '--attach', `${name}-${init.name}`)
   for (const container of spec.containers) {
     const id = `${name}-${container.name}`
@@ -189,9 +191,14 @@ const infraOf = (pod: string): Promise<string> => podman('pod', 'inspect', pod, 
 export const addressOf = async (pod: string, network = NETWORK, field = 'IPAddress'): Promise<string> =>
   podman('inspect', await infraOf(pod), '--format', `{{(index .NetworkSettings.Networks "${network}").${field}}}`)
 
+/** The nat table in a pod's network namespace; throws if it cannot be read, so "no rule of ours" is never vacuous. */
 export const natRulesOf = async (pod: string): Promise<string> => {
   const pid = await podman('inspect', await infraOf(pod), '--format', '{{.State.Pid}}')
-  return (await runForStatus('nsenter', ['-n', '-t', pid, 'iptables-save', '-t', 'nat'])).output
+  // A stopped infra container reads as pid 0.
+  if (!/^[1-9]\d*$/.test(pid)) throw new Error(`${pod}: its infra container runs no process (pid ${JSON.stringify(pid)})`)
+  const read = await runForStatus('nsenter', ['-n', '-t', pid, 'iptables-save', '-t', 'nat'])
+  if (read.exitCode !== 0) throw new Error(`iptables-save in ${pod} (pid ${pid}) exited ${read.exitCode}: ${read.output}`)
+  return read.output
 }
 
 export const connect = async (container: string, host: string, port: number): Promise<{ label?: string }> => {
