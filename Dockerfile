@@ -33,6 +33,9 @@ RUN chroot /rootfs /app/entrypoint plan >/dev/null \
       module.enableCompileCache('/app/dist/.cache'); \
       for (const f of readdirSync('/app/dist')) if (/^(?!cli|peer).*\.mjs$/.test(f)) await import('/app/dist/' + f); \
       module.createRequire('/app/dist/cli.mjs')('koffi').load('libc.so.6');"
+# Marks the build stage's last image, which the build leaves untagged, so scripts/image/build.sh can find and remove
+# the ones older builds left; it changes no file, and comes last so no cached step depends on it.
+LABEL io.sidecar-redirect.stage=build
 
 FROM scratch
 ARG VERSION=0.1.0
