@@ -1,0 +1,40 @@
+// The unit tier runs its test files through suites (test/helpers/suite.ts), one process per directory: a test file
+// no suite reaches would never run in CI, and one reached twice would run twice.
+import { readdirSync, readFileSync } from 'node:fs'
+import t from 'tap'
+import { parse } from 'yaml'
+
+const UNIT = new URL('../', import.meta.url).pathname.replace(/\/$/, '')
+
+const testsIn = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap(entry =>
+    entry.isDirectory() ? testsIn(`${dir}/${entry.name}`) : entry.name.endsWith('.test.ts') ? [`${dir}/${entry.name}`] : [],
+  )
+
+t.test('every directory of unit tests has its suite, and every suite runs its own directory', async t => {
+  const entries = readdirSync(UNIT, { withFileTypes: true })
+  const dirs = entries.filter(e => e.isDirectory() && testsIn(`${UNIT}/${e.name}`).length > 0).map(e => e.name)
+  const suites = entries.filter(e => e.isFile() && e.name.endsWith('.suite.ts')).map(e => e.name)
+  for (const dir of dirs) t.ok(suites.includes(`${dir}.suite.ts`), `test/unit/${dir}/ has test/unit/${dir}.suite.ts`)
+  for (const suite of suites) {
+    const text = readFileSync(`${UNIT}/${suite}`, 'utf8')
+    const dir = suite.replace(/\.suite\.ts$/, '')
+    if (dir === 'top') {
+      t.match(text, /runSuite\(new URL\('\.\/', import\.meta\.url\), false\)/, 'top.suite.ts runs the files beside the directories, no deeper')
+    } else {
+      t.ok(dirs.includes(dir), `${suite} names a directory of tests`)
+      t.match(text, new RegExp(`runSuite\\(new URL\\('\\./${dir}/', import\\.meta\\.url\\)\\)`), `${suite} runs test/unit/${dir}/`)
+    }
+  }
+  const beside = entries.filter(e => e.isFile() && e.name.endsWith('.test.ts'))
+  if (beside.length > 0) t.ok(suites.includes('top.suite.ts'), 'the test files beside the directories have top.suite.ts')
+})
+
+t.test('the tier runs the suites, not the files they import', async t => {
+  const { include } = parse(readFileSync(`${UNIT}/taprc.yaml`, 'utf8')) as { include: string[] }
+  t.ok(include.includes('test/unit/*.suite.ts'), 'the suites are included')
+  t.notOk(
+    include.some(glob => glob.startsWith('test/unit/') && glob.endsWith('.test.ts')),
+    'no unit test file is included on its own (it would run twice)',
+  )
+})
