@@ -5,6 +5,7 @@
 // alone too: `npx tap test/unit/cni/install.test.ts`.
 import { readdirSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import t from 'tap'
 
 const testsUnder = (dir: string, deep: boolean): string[] =>
   readdirSync(dir, { withFileTypes: true })
@@ -15,5 +16,25 @@ const testsUnder = (dir: string, deep: boolean): string[] =>
 
 /** Imports every *.test.ts in `dir` (a file: URL), and in its subdirectories unless `deep` is false. */
 export const runSuite = async (dir: URL, deep = true): Promise<void> => {
-  for (const file of testsUnder(fileURLToPath(dir).replace(/\/$/, ''), deep)) await import(pathToFileURL(file).href)
+  const files = testsUnder(fileURLToPath(dir).replace(/\/$/, ''), deep)
+  let imported = 0
+  let finish = (): void => undefined
+  const finished = new Promise<void>(resolve => {
+    finish = resolve
+  })
+  // Holds tap's root test open until every file is imported, and runs first: tap ends the root once nothing is
+  // queued, and where a file registered a top-level teardown it ends it between two imports, so a later file's
+  // tests would be refused with only a line on stderr, and the suite would pass without them.
+  t.test('the suite imports each of its test files', async t => {
+    await finished
+    t.equal(imported, files.length, `${imported} of ${files.length} imported`)
+  })
+  try {
+    for (const file of files) {
+      await import(pathToFileURL(file).href)
+      imported += 1
+    }
+  } finally {
+    finish()
+  }
 }
