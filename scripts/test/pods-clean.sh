@@ -2,7 +2,8 @@
 # What the pod runs (scripts/test/pods.sh) leave behind, removed. Usage:
 #   scripts/test/pods-clean.sh run ID   removes what run ID made: its pods and containers (their names carry
 #                                       "-ID-"), its podman networks (sr-test-ID-*) and network namespaces, its image
-#                                       tag (localhost/sidecar-redirect:run-ID), and its entry in /tmp/sr-runs
+#                                       tag (localhost/sidecar-redirect:run-ID), its pod spec dirs (/tmp/sr-*-ID-*),
+#                                       and its entry in /tmp/sr-runs
 #   scripts/test/pods-clean.sh dead     does that for every run in /tmp/sr-runs whose process is gone (its pid names
 #                                       no process, or one started at another time): a run killed half-way
 # Safe to repeat, and two at once; nothing of another run matches.
@@ -13,6 +14,7 @@ runs=/tmp/sr-runs
 
 clean_run() {
   local id=$1 ns
+  [ -n "$id" ] || return 0
   podman pod ls --filter "name=-$id-" --format '{{.ID}}' | xargs -r podman pod rm -f >/dev/null 2>&1
   podman ps -a --filter "name=-$id-" --format '{{.ID}}' | xargs -r podman rm -f >/dev/null 2>&1
   podman network ls --filter "name=^sr-test-$id-" --format '{{.Name}}' | xargs -r podman network rm -f >/dev/null 2>&1
@@ -22,6 +24,8 @@ clean_run() {
     # about to take from the cache (scripts/image/build.sh builds under the shared lock).
     flock -x /tmp/sr-image.lock podman rmi "localhost/sidecar-redirect:run-$id" >/dev/null || true
   fi
+  # Pod specs its test processes wrote (test/helpers/podman.ts podFile), left where one was killed before its exit.
+  rm -rf "/tmp/sr-"*"-$id-"*
   rm -f "$runs/$id"
 }
 

@@ -41,7 +41,9 @@ process.once('exit', () => {
  * every teardown that still takes the pod down by its file).
  */
 export const podFile = (prefix: string, text: string): string => {
-  const dir = mkdtempSync(`${tmpdir()}/${prefix}-`)
+  // Named with RUN: a process tap killed on a timeout never gets to its exit handler, and scripts/test/pods-clean.sh
+  // then removes its run's dirs by that name.
+  const dir = mkdtempSync(`${tmpdir()}/${prefix}-${RUN}-`)
   written.push(dir)
   writeFileSync(`${dir}/pod.yaml`, text)
   return `${dir}/pod.yaml`
