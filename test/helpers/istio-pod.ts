@@ -153,7 +153,9 @@ export const withIstioPod = async (t: Test): Promise<IstioPod> => {
     },
     connectMany: async (where, targets, as) => {
       const drop = as === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups']
-      const argv = [...drop, process.execPath, peer, 'connect-many', '--timeout', '3000', ...targets]
+      // Every cell expects an answer, so the bound costs nothing when connections land; 10 s outlasts two lost SYNs
+      // (resent after 1 and 3 s), which at 3 s failed a direct cell once in a CI run with no load beside it.
+      const argv = [...drop, process.execPath, peer, 'connect-many', '--timeout', '10000', ...targets]
       const status = await runForStatus(...inNs(ns(where), argv[0]!, argv.slice(1)))
       return status.output
         .split('\n')
