@@ -6,10 +6,12 @@
 import { readdirSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import t from 'tap'
+import { byCodeUnits } from '../../src/order.js'
 
-const testsUnder = (dir: string, deep: boolean): string[] =>
+/** The *.test.ts files in `dir` (a path), in name order, and those of its subdirectories unless `deep` is false. */
+export const testsUnder = (dir: string, deep = true): string[] =>
   readdirSync(dir, { withFileTypes: true })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .sort((a, b) => byCodeUnits(a.name, b.name))
     .flatMap(entry =>
       entry.isDirectory() ? (deep ? testsUnder(`${dir}/${entry.name}`, deep) : []) : entry.name.endsWith('.test.ts') ? [`${dir}/${entry.name}`] : [],
     )

@@ -5,17 +5,13 @@ import { readdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
 import { parse } from 'yaml'
 import { untapped } from '../../helpers/processes.js'
+import { testsUnder } from '../../helpers/suite.js'
 
 const UNIT = new URL('../', import.meta.url).pathname.replace(/\/$/, '')
 
-const testsIn = (dir: string): string[] =>
-  readdirSync(dir, { withFileTypes: true }).flatMap(entry =>
-    entry.isDirectory() ? testsIn(`${dir}/${entry.name}`) : entry.name.endsWith('.test.ts') ? [`${dir}/${entry.name}`] : [],
-  )
-
 t.test('every directory of unit tests has its suite, and every suite runs its own directory', async t => {
   const entries = readdirSync(UNIT, { withFileTypes: true })
-  const dirs = entries.filter(e => e.isDirectory() && testsIn(`${UNIT}/${e.name}`).length > 0).map(e => e.name)
+  const dirs = entries.filter(e => e.isDirectory() && testsUnder(`${UNIT}/${e.name}`).length > 0).map(e => e.name)
   const suites = entries.filter(e => e.isFile() && e.name.endsWith('.suite.ts')).map(e => e.name)
   for (const dir of dirs) t.ok(suites.includes(`${dir}.suite.ts`), `test/unit/${dir}/ has test/unit/${dir}.suite.ts`)
   for (const suite of suites) {
