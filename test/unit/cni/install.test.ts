@@ -38,8 +38,9 @@ const host = (t: Test): Host => {
 
 const ENTRY_SETTINGS = { ISTIO_PROXY_PORT: '15001', ISTIO_INBOUND_EXCLUDE_PORTS: '15021' }
 
-const install = (t: Test, h: Host, env: Record<string, string> = {}): Started => {
-  const [file, ...args] = untapped(process.execPath, CLI, 'cni-install')
+/** Starts the installer on `h`, after `wrap` (a command that runs the rest of its arguments) if one is given. */
+const install = (t: Test, h: Host, env: Record<string, string> = {}, wrap: readonly string[] = []): Started => {
+  const [file, ...args] = [...wrap, ...untapped(process.execPath, CLI, 'cni-install')] as [string, ...string[]]
   const child = startProcess(file, args, {
     PATH: process.env['PATH'],
     ISTIO_CNI_CONF_DIR: h.conf,
@@ -411,27 +412,12 @@ t.test('a host directory it may not write: the log names what is missing (no bar
   const root = process.getuid?.() === 0
   if (!root) chmodSync(h.conf, 0o555)
   t.teardown(() => chmodSync(h.conf, 0o755))
-  const command = root
-    ? [
-        'unshare',
-        '-m',
-        'sh',
-        '-c',
-        'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"',
-        'sh',
-        h.conf,
-        ...untapped(process.execPath, CLI, 'cni-install'),
-      ]
-    : untapped(process.execPath, CLI, 'cni-install')
-  const [file, ...args] = command as [string, ...string[]]
-  const child = startProcess(file, args, {
-    PATH: process.env['PATH'],
-    ISTIO_CNI_CONF_DIR: h.conf,
-    ISTIO_CNI_BIN_DIR: h.bin,
-    ISTIO_CNI_SETTINGS: JSON.stringify(ENTRY_SETTINGS),
-    ISTIO_CNI_CHECK_SECONDS: '1',
-  })
-  t.teardown(() => child.stop())
+  const child = install(
+    t,
+    h,
+    {},
+    root ? ['unshare', '-m', 'sh', '-c', 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"', 'sh', h.conf] : [],
+  )
   await nth(child, /failed:/)
   const failed = child.lines.find(l => /failed:/.test(l)) ?? ''
   t.match(
